@@ -1,0 +1,101 @@
+"""In-memory message channels: the mesh and transport without any network.
+
+Used by the tests (with deterministic delivery and a scripted buffered amount)
+and handy to try an MPyC program in one process.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+
+
+class MemoryChannel:
+    """One end of an in-memory channel pair; delivery is asynchronous, like a network."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, name: str = ""):
+        self.loop = loop
+        self.name = name
+        self.remote: MemoryChannel | None = None
+        self.sent: list[bytes] = []
+        self.closed = False
+        self.buffered_amount = 0
+        self._inbox: list[bytes] = []
+        self._on_message: Callable[[bytes], None] | None = None
+        self._on_close: Callable[[], None] | None = None
+        self._on_drain: Callable[[], None] | None = None
+        self._low_water = 0
+        self._close_pending = False
+
+    def attach(self, on_message, on_close, on_drain, low_water: int) -> None:
+        self._on_message, self._on_close, self._on_drain = on_message, on_close, on_drain
+        self._low_water = low_water
+        inbox, self._inbox = self._inbox, []
+        for data in inbox:
+            on_message(data)
+        if self._close_pending:
+            on_close()
+
+    def send(self, data: bytes) -> None:
+        if self.closed:
+            raise ConnectionError("channel is closed")
+        self.sent.append(data)
+        if self.remote is not None:
+            self.loop.call_soon(self.remote._deliver, data)
+
+    def close(self) -> None:
+        if not self.closed:
+            self.closed = True
+            if self.remote is not None:
+                self.loop.call_soon(self.remote._remote_closed)
+
+    def drain(self, amount: int = 0) -> None:
+        """Simulate the network taking the buffer down to ``amount`` bytes."""
+        self.buffered_amount = amount
+        if amount <= self._low_water and self._on_drain is not None:
+            self._on_drain()
+
+    def _deliver(self, data: bytes) -> None:
+        if self._on_message is None:
+            self._inbox.append(data)
+        else:
+            self._on_message(data)
+
+    def _remote_closed(self) -> None:
+        self.closed = True
+        if self._on_close is None:
+            self._close_pending = True
+        else:
+            self._on_close()
+
+
+def channel_pair(loop: asyncio.AbstractEventLoop) -> tuple[MemoryChannel, MemoryChannel]:
+    a, b = MemoryChannel(loop, "a"), MemoryChannel(loop, "b")
+    a.remote, b.remote = b, a
+    return a, b
+
+
+class MemoryHub:
+    """A full mesh of in-memory channels for m parties living in one process."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, parties: int):
+        self.channels: dict[tuple[int, int], MemoryChannel] = {}
+        for i in range(parties):
+            for j in range(i + 1, parties):
+                self.channels[i, j], self.channels[j, i] = channel_pair(loop)
+
+    def factory(self, pid: int) -> MemoryFactory:
+        return MemoryFactory(self, pid)
+
+
+class MemoryFactory:
+    def __init__(self, hub: MemoryHub, pid: int):
+        self.hub = hub
+        self.pid = pid
+        self.closed = False
+
+    async def open_channels(self, pid: int, parties: int, timeout: float):
+        return {j: self.hub.channels[pid, j] for j in range(parties) if j != pid}
+
+    async def close(self) -> None:
+        self.closed = True

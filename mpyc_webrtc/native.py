@@ -1,0 +1,406 @@
+"""The native backend: signaling over aiohttp WebSockets, channels over aiortc.
+
+This is I/O glue only; what a message means is decided in ``wire``, when a
+session starts in the server's ``session`` core, and how MPyC uses a channel in
+``transport``/``mesh``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from collections import defaultdict
+from collections.abc import Callable
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+import aiohttp
+import aioice.ice
+import aioice.turn
+from aiortc import (
+    RTCConfiguration,
+    RTCDataChannel,
+    RTCIceServer,
+    RTCPeerConnection,
+    RTCSessionDescription,
+)
+from aiortc.sdp import candidate_from_sdp
+
+from . import wire
+from .ice import parse_ice_server  # noqa: F401  (re-exported for the CLI)
+from .mesh import MeshError
+
+log = logging.getLogger(__name__)
+
+#: The channel's agreed id: both sides create it with ``negotiated`` (browsers too).
+CHANNEL_ID = 0
+CHANNEL_LABEL = "mpyc"
+
+# Bursts of MPyC traffic overflow aioice's 256 KiB UDP receive buffer, and SCTP only
+# retransmits after a second; 4 MiB removed those stalls in measurements.
+aioice.turn.UDP_SOCKET_BUFFER_SIZE = 4 * 1024 * 1024
+
+
+class PeerError(Exception):
+    """Something a person at this party must be told, in one sentence."""
+
+
+def allow_loopback_candidates() -> None:
+    """Test-only opt-in: also offer 127.0.0.1/::1 as ICE host candidates.
+
+    aioice leaves loopback out, so in a loopback-only network namespace ICE would
+    never connect. Never use this for real sessions: it is for tests that run all
+    parties on one host inside a namespace.
+    """
+    original = aioice.ice.get_host_addresses
+    if getattr(original, "allows_loopback", False):
+        return
+
+    def get_host_addresses(use_ipv4: bool, use_ipv6: bool) -> list[str]:
+        addresses = original(use_ipv4, use_ipv6)
+        if use_ipv4 and "127.0.0.1" not in addresses:
+            addresses.append("127.0.0.1")
+        return addresses
+
+    get_host_addresses.allows_loopback = True  # type: ignore[attr-defined]
+    aioice.ice.get_host_addresses = get_host_addresses
+
+
+def rtc_configuration(ice_servers: list[dict[str, Any]]) -> RTCConfiguration:
+    # An explicit list, even if empty: with None, aiortc silently uses Google's STUN.
+    return RTCConfiguration(iceServers=[
+        RTCIceServer(urls=s["urls"], username=s.get("username"), credential=s.get("credential"))
+        for s in ice_servers
+    ])
+
+
+def websocket_url(server_url: str) -> str:
+    parts = urlsplit(server_url)
+    scheme = {"http": "ws", "https": "wss", "ws": "ws", "wss": "wss"}.get(parts.scheme)
+    if scheme is None or not parts.netloc:
+        raise PeerError(f"{server_url!r} is not an http:// or https:// address.")
+    return urlunsplit((scheme, parts.netloc, "/ws", "", ""))
+
+
+class Signaling:
+    """This party's WebSocket to the signaling server."""
+
+    def __init__(self, server_url: str, session_id: str, name: str = ""):
+        self.url = websocket_url(server_url)
+        self.session_id = session_id
+        self.name = name
+        self.welcome: dict[str, Any] | None = None
+        self.roster: dict[str, Any] | None = None
+        self.started = asyncio.Event()
+        self.closed = asyncio.Event()
+        self.fatal: PeerError | None = None
+        self.on_roster: Callable[[dict[str, Any]], None] | None = None
+        self._inbox: dict[int, asyncio.Queue[dict[str, Any]]] = defaultdict(asyncio.Queue)
+        self._http: aiohttp.ClientSession | None = None
+        self._ws: aiohttp.ClientWebSocketResponse | None = None
+        self._reader: asyncio.Task[None] | None = None
+
+    async def join(self, timeout: float = 15.0) -> dict[str, Any]:
+        """Connect and join; returns the ``welcome`` message."""
+        self._http = aiohttp.ClientSession()
+        try:
+            self._ws = await self._http.ws_connect(self.url, timeout=aiohttp.ClientWSTimeout(
+                ws_close=5.0), heartbeat=20.0, max_msg_size=8 * 1024 * 1024)
+        except (TimeoutError, aiohttp.ClientError, OSError) as exc:
+            await self._http.close()
+            raise PeerError(
+                f"Could not reach the signaling server at {self.url} ({_reason(exc)})."
+            ) from None
+        await self.send(wire.message("join", session=self.session_id, name=self.name))
+        welcome = asyncio.get_running_loop().create_future()
+        self._reader = asyncio.create_task(self._read(welcome))
+        try:
+            self.welcome = await asyncio.wait_for(welcome, timeout)
+        except TimeoutError:
+            await self.close()
+            raise PeerError("The signaling server did not answer the join request.") from None
+        except PeerError:
+            await self.close()
+            raise
+        return self.welcome
+
+    async def send(self, msg: dict[str, Any]) -> None:
+        if self._ws is None or self._ws.closed:
+            raise PeerError("The connection to the signaling server is closed.")
+        await self._ws.send_str(wire.encode(msg))
+
+    async def next_from(self, pid: int) -> dict[str, Any]:
+        """The next offer/answer/candidate relayed from party ``pid``."""
+        return await self._inbox[pid].get()
+
+    async def close(self) -> None:
+        if self._ws is not None and not self._ws.closed:
+            await self._ws.close()
+        if self._reader is not None and self._reader is not asyncio.current_task():
+            self._reader.cancel()
+        if self._http is not None:
+            await self._http.close()
+
+    async def _read(self, welcome: asyncio.Future[dict[str, Any]]) -> None:
+        assert self._ws is not None
+        try:
+            async for frame in self._ws:
+                if frame.type != aiohttp.WSMsgType.TEXT:
+                    continue
+                try:
+                    msg = json.loads(frame.data)
+                    self._dispatch(msg, welcome)
+                except (ValueError, KeyError, TypeError) as exc:
+                    log.warning("ignoring a malformed message from the server: %s", exc)
+        except Exception as exc:  # the reader must end quietly, the owner decides
+            log.debug("signaling reader stopped: %s", exc)
+        finally:
+            if not welcome.done():
+                welcome.set_exception(PeerError(
+                    "The signaling server closed the connection before welcoming us."))
+            self.closed.set()
+            log.debug("signaling connection closed")
+
+    def _dispatch(self, msg: dict[str, Any], welcome: asyncio.Future[dict[str, Any]]) -> None:
+        kind = msg.get("type")
+        if kind == "welcome" and not welcome.done():
+            welcome.set_result(msg)
+        elif kind == "error":
+            error = PeerError(msg.get("message") or f"The server reported {msg.get('code')}.")
+            error.code = msg.get("code")  # type: ignore[attr-defined]
+            if not welcome.done():
+                welcome.set_exception(error)
+            else:
+                log.warning("signaling server: %s", error)
+                if msg.get("code") == wire.ErrorCode.SESSION_EXPIRED:
+                    self.fatal = error
+        elif kind == "roster":
+            self.roster = msg
+            if self.on_roster is not None:
+                self.on_roster(msg)
+        elif kind == "start":
+            self.started.set()
+        elif kind in wire.RELAYED:
+            self._inbox[int(msg["from"])].put_nowait(msg)
+
+
+class AiortcChannel:
+    """aiortc's RTCDataChannel as a ``MessageChannel``; buffers until attached."""
+
+    def __init__(self, dc: RTCDataChannel):
+        self.dc = dc
+        self._early: list[bytes] = []
+        self._closed_early = False
+        self._on_message: Callable[[bytes], None] | None = None
+        self._on_close: Callable[[], None] | None = None
+        self._on_drain: Callable[[], None] | None = None
+        self.closed = asyncio.Event()
+        dc.on("message", self._message)
+        dc.on("close", self._close)
+        dc.on("bufferedamountlow", self._drain)
+
+    @property
+    def buffered_amount(self) -> int:
+        return self.dc.bufferedAmount
+
+    def send(self, data: bytes) -> None:
+        self.dc.send(data)
+
+    def close(self) -> None:
+        self.dc.close()
+
+    def attach(self, on_message, on_close, on_drain, low_water: int) -> None:
+        self.dc.bufferedAmountLowThreshold = low_water
+        self._on_message, self._on_close, self._on_drain = on_message, on_close, on_drain
+        early, self._early = self._early, []
+        for data in early:
+            on_message(data)
+        if self._closed_early:
+            on_close()
+
+    # aiortc calls these from its DTLS/SCTP loop: nothing may escape.
+    def _message(self, data: bytes) -> None:
+        try:
+            if self._on_message is None:
+                self._early.append(data)
+            else:
+                self._on_message(data)
+        except Exception:
+            log.exception("message handler failed")
+
+    def _close(self) -> None:
+        self.closed.set()
+        try:
+            if self._on_close is None:
+                self._closed_early = True
+            else:
+                self._on_close()
+        except Exception:
+            log.exception("close handler failed")
+
+    def _drain(self) -> None:
+        try:
+            if self._on_drain is not None:
+                self._on_drain()
+        except Exception:
+            log.exception("drain handler failed")
+
+
+class PeerLink:
+    """One RTCPeerConnection and its single negotiated data channel to one party."""
+
+    def __init__(self, signaling: Signaling, pid: int, peer: int,
+                 ice_servers: list[dict[str, Any]]):
+        self.signaling = signaling
+        self.pid = pid
+        self.peer = peer
+        self.pc = RTCPeerConnection(rtc_configuration(ice_servers))
+        dc = self.pc.createDataChannel(CHANNEL_LABEL, negotiated=True, id=CHANNEL_ID)
+        self.channel = AiortcChannel(dc)
+        self.opened = asyncio.Event()
+        dc.on("open", self.opened.set)
+        if dc.readyState == "open":
+            self.opened.set()
+        self._remote_set = False
+        self._early_candidates: list[dict[str, Any]] = []
+
+    async def connect(self) -> AiortcChannel:
+        if self.pid < self.peer:  # the lower pid offers, everywhere
+            await self.pc.setLocalDescription(await self.pc.createOffer())
+            await self.signaling.send(wire.message(
+                "offer", to=self.peer, sdp=self.pc.localDescription.sdp))
+            answer = await self._next("answer")
+            await self._set_remote(answer["sdp"], "answer")
+        else:
+            offer = await self._next("offer")
+            await self._set_remote(offer["sdp"], "offer")
+            await self.pc.setLocalDescription(await self.pc.createAnswer())
+            await self.signaling.send(wire.message(
+                "answer", to=self.peer, sdp=self.pc.localDescription.sdp))
+        consumer = asyncio.create_task(self._consume_candidates())
+        try:
+            await self.opened.wait()
+        finally:
+            consumer.cancel()
+        return self.channel
+
+    def state(self) -> str:
+        return f"ICE {self.pc.iceConnectionState}, connection {self.pc.connectionState}"
+
+    async def close(self) -> None:
+        await self.pc.close()
+
+    async def _next(self, kind: str) -> dict[str, Any]:
+        while True:
+            msg = await self.signaling.next_from(self.peer)
+            if msg["type"] == kind:
+                return msg
+            if msg["type"] == "candidate":
+                await self._add_candidate(msg)
+            else:
+                log.warning("party %d sent %s while we expected %s", self.peer, msg["type"],
+                            kind)
+
+    async def _consume_candidates(self) -> None:
+        while True:
+            msg = await self.signaling.next_from(self.peer)
+            if msg["type"] == "candidate":
+                await self._add_candidate(msg)
+
+    async def _set_remote(self, sdp: str, kind: str) -> None:
+        try:
+            await self.pc.setRemoteDescription(RTCSessionDescription(sdp=sdp, type=kind))
+        except Exception as exc:
+            raise PeerError(f"Party {self.peer} sent an {kind} we cannot use ({exc}).") from None
+        self._remote_set = True
+        for msg in self._early_candidates:
+            await self._add_candidate(msg)
+        self._early_candidates.clear()
+
+    async def _add_candidate(self, msg: dict[str, Any]) -> None:
+        if not self._remote_set:
+            self._early_candidates.append(msg)
+            return
+        text = msg.get("candidate") or ""
+        if not text:  # end-of-candidates
+            return
+        try:
+            candidate = candidate_from_sdp(text.removeprefix("candidate:"))
+            candidate.sdpMid = msg.get("sdpMid")
+            candidate.sdpMLineIndex = msg.get("sdpMLineIndex")
+            await self.pc.addIceCandidate(candidate)
+        except Exception as exc:
+            log.warning("ignoring an unusable ICE candidate from party %d: %s", self.peer, exc)
+
+
+class AiortcFactory:
+    """Opens the data channels of one party with aiortc, signaling via the server."""
+
+    def __init__(self, signaling: Signaling, ice_servers: list[dict[str, Any]], *,
+                 join_timeout: float = 600.0):
+        self.signaling = signaling
+        self.ice_servers = ice_servers
+        self.join_timeout = join_timeout
+        self.links: dict[int, PeerLink] = {}
+        self.joined_at_start: float | None = None
+
+    async def open_channels(self, pid: int, parties: int, timeout: float):
+        loop = asyncio.get_running_loop()
+        if not self.signaling.started.is_set():
+            log.info("waiting for all %d parties to join", parties)
+            try:
+                await asyncio.wait_for(self.signaling.started.wait(), self.join_timeout)
+            except TimeoutError:
+                raise MeshError(
+                    f"Not all {parties} parties joined within {self.join_timeout:.0f} s."
+                ) from None
+        self.joined_at_start = loop.time()
+        self.links = {peer: PeerLink(self.signaling, pid, peer, self.ice_servers)
+                      for peer in range(parties) if peer != pid}
+        tasks = {peer: asyncio.ensure_future(link.connect()) for peer, link in self.links.items()}
+        done, pending = await asyncio.wait(tasks.values(), timeout=timeout)
+        for task in pending:
+            task.cancel()
+        failed = []
+        for peer, task in tasks.items():
+            if task in pending:
+                failed.append(f"party {peer} ({self.links[peer].state()})")
+            elif task.exception() is not None:
+                raise MeshError(str(task.exception()))
+        if failed:
+            raise MeshError(
+                f"Could not connect to {', '.join(failed)} within {timeout:.0f} s. "
+                "A firewall or NAT may block direct connections; a TURN server "
+                "(--ice-server turn:USER:PASSWORD@HOST:PORT) can relay them."
+            )
+        log.info("data channels to all %d other parties are open (%.2f s)", len(tasks),
+                 loop.time() - self.joined_at_start)
+        await self._report("connected")
+        return {peer: task.result() for peer, task in tasks.items()}
+
+    async def close(self, graceful: bool = True, linger: float = 10.0) -> None:
+        """Close every peer connection; gracefully, once each channel's closing handshake
+        is done, because that is when the other side has received all our data."""
+        links, self.links = self.links, {}
+        if graceful and links:
+            waits = [link.channel.closed.wait() for link in links.values()]
+            try:
+                await asyncio.wait_for(asyncio.gather(*waits), linger)
+            except TimeoutError:
+                log.warning("some channels did not finish closing within %.0f s", linger)
+        for link in links.values():
+            await link.close()
+        if links:
+            await self._report("done")
+
+    async def _report(self, state: str) -> None:
+        try:
+            await self.signaling.send(wire.message("status", state=state))
+        except Exception:
+            log.debug("could not report status %r", state)
+
+
+def _reason(exc: BaseException) -> str:
+    text = str(exc) or type(exc).__name__
+    return text.split(" [")[0] if "Cannot connect" in text else text

@@ -1,0 +1,284 @@
+"""``mpyc-webrtc-peer``: create a session, or join one and run its MPyC program.
+
+A joined party runs the session's program in this process exactly as MPyC would
+run it from a shell: ``sys.argv`` is ``[program, -M m, -I pid, *args]`` when
+``mpyc.runtime`` is first imported, and ``mpc.start()``/``mpc.shutdown()`` are
+replaced by the channel mesh. The program's stdout is this command's stdout;
+logs go to stderr.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import re
+import runpy
+import sys
+import tempfile
+import traceback
+import urllib.error
+import urllib.request
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+from . import programs
+from .ice import parse_ice_server
+
+log = logging.getLogger("mpyc_webrtc.peer")
+
+
+class Failure(Exception):
+    """Ends the command with a one-line message for the person who ran it."""
+
+    def __init__(self, message: str, code: int = 1):
+        super().__init__(message)
+        self.code = code
+
+
+class PartyContext(logging.Filter):
+    """Puts the session id and this party's pid into every log line."""
+
+    session = "-"
+    party = "-"
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        record.session = self.session
+        record.party = self.party
+        return True
+
+
+CONTEXT = PartyContext()
+
+
+def setup_logging(verbosity: int) -> None:
+    handler = logging.StreamHandler(sys.stderr)
+    handler.addFilter(CONTEXT)
+    handler.setFormatter(logging.Formatter(
+        "%(asctime)s [session %(session)s party %(party)s] %(name)s: %(message)s"))
+    root = logging.getLogger()
+    root.handlers[:] = [handler]  # also keeps MPyC's logging.basicConfig off stdout
+    root.setLevel(logging.WARNING if verbosity < 0 else logging.DEBUG if verbosity > 1
+                  else logging.INFO)
+    if verbosity < 2:
+        for noisy in ("aioice", "aiortc", "aiohttp"):
+            logging.getLogger(noisy).setLevel(logging.WARNING)
+
+
+# -- create ---------------------------------------------------------------------------------
+
+def create(args: argparse.Namespace) -> int:
+    body: dict[str, Any] = {"parties": args.parties, "args": args.args or []}
+    if args.program_file:
+        path = Path(args.program_file)
+        try:
+            body["source"] = path.read_text()
+        except (OSError, UnicodeDecodeError) as exc:
+            raise Failure(f"Cannot read the program file {path}: {exc}.") from None
+        body["program"] = path.name
+    else:
+        body["program"] = args.program
+    url = args.server.rstrip("/") + "/api/sessions"
+    reply = _post_json(url, body)
+    print(f"Session {reply['session']} for {reply['parties']} parties running "
+          f"{reply['program']['name']!r}. Each party joins with:")
+    hint = " --input YOUR_NUMBER" if reply["program"].get("builtin") else ""
+    print(f"    mpyc-webrtc-peer join {reply['join_url']}{hint}")
+    print(reply["join_url"], flush=True)
+    return 0
+
+
+def _post_json(url: str, body: dict[str, Any]) -> dict[str, Any]:
+    data = json.dumps(body).encode()
+    request = urllib.request.Request(url, data=data,
+                                     headers={"Content-Type": "application/json"})
+    try:
+        with urllib.request.urlopen(request, timeout=15) as response:
+            return json.load(response)
+    except urllib.error.HTTPError as exc:
+        try:
+            error = json.load(exc)
+            message = error["message"]
+        except (ValueError, KeyError, TypeError):
+            message = f"The server answered {exc.code} {exc.reason}."
+        raise Failure(message) from None
+    except (urllib.error.URLError, OSError) as exc:
+        reason = getattr(exc, "reason", exc)
+        raise Failure(f"Could not reach the signaling server at {url} ({reason}).") from None
+
+
+# -- join -----------------------------------------------------------------------------------
+
+def parse_join_url(url: str) -> tuple[str, str]:
+    """``http://host:port/join/ID`` -> (``http://host:port``, ``ID``)."""
+    parts = urlsplit(url)
+    match = re.fullmatch(r"(.*)/join/([A-Za-z0-9_-]+)/?", parts.path)
+    if parts.scheme not in ("http", "https") or not parts.netloc or not match:
+        raise Failure(f"{url!r} is not a join link; it should look like "
+                      "http://HOST:PORT/join/SESSION_ID.", 2)
+    return f"{parts.scheme}://{parts.netloc}{match.group(1)}", match.group(2)
+
+
+def _program_file(program: dict[str, Any], workdir: Path) -> Path:
+    if program.get("builtin", program.get("source") is None):
+        name = program["name"]
+        if name not in programs.BUILTIN:
+            raise Failure(f"This session runs the program {name!r}, which this version of "
+                          "mpyc-webrtc-peer does not have; please upgrade it.")
+        return Path(programs.__file__).with_name(f"{name}.py")
+    name = re.sub(r"[^A-Za-z0-9_.-]", "_", Path(program["name"]).name) or "program.py"
+    if not name.endswith(".py"):
+        name += ".py"
+    path = workdir / name
+    path.write_text(program["source"])
+    return path
+
+
+def join(args: argparse.Namespace) -> int:
+    from .mesh import MeshError, install_mesh
+    from .native import AiortcFactory, PeerError, Signaling, allow_loopback_candidates
+
+    server, session_id = parse_join_url(args.url)
+    CONTEXT.session = session_id
+    if args.input is not None:
+        try:
+            programs.parse_input(args.input)
+        except ValueError as exc:
+            raise Failure(str(exc), 2) from None
+    try:
+        extra_ice = [parse_ice_server(u) for u in args.ice_server]
+    except ValueError as exc:
+        raise Failure(str(exc), 2) from None
+    if args.allow_loopback:
+        allow_loopback_candidates()
+
+    loop = asyncio.new_event_loop()
+    asyncio.set_event_loop(loop)  # MPyC's runtime caches this loop when it is imported
+    signaling = Signaling(server, session_id, args.name or "")
+    try:
+        welcome = loop.run_until_complete(signaling.join())
+    except PeerError as exc:
+        raise Failure(str(exc)) from None
+    pid, parties, program = welcome["pid"], welcome["parties"], welcome["program"]
+    CONTEXT.party = str(pid)
+    log.info("joined as party %d of %d; program %s", pid, parties, program["name"])
+    signaling.on_roster = lambda roster: log.info(
+        "%d of %d parties present", sum(m["state"] != "left" for m in roster["members"]),
+        roster["parties"])
+
+    factory = AiortcFactory(signaling, list(welcome["ice_servers"]) + extra_ice,
+                            join_timeout=args.join_timeout)
+    mesh = None
+    try:
+        with tempfile.TemporaryDirectory(prefix="mpyc-webrtc-") as workdir:
+            builtin = program.get("builtin", program.get("source") is None)
+            if builtin and args.input is None:
+                raise Failure(f"This session runs the built-in program {program['name']!r} "
+                              f"({programs.BUILTIN.get(program['name'], '')}), which needs "
+                              "your private input: add --input, e.g. --input 42 or "
+                              "--input 3,1,2.", 2)
+            path = _program_file(program, Path(workdir))
+            sys.argv = [str(path), "-M", str(parties), "-I", str(pid), *program["args"]]
+            if args.input is not None:
+                sys.argv.append(f"--input={args.input}")
+            import mpyc.runtime
+
+            mpc = mpyc.runtime.mpc
+            if mpc.pid != pid or len(mpc.parties) != parties:
+                raise Failure("mpyc.runtime was imported before the session was joined; "
+                              "it must be set up by mpyc-webrtc-peer.")
+            mesh = install_mesh(mpc, factory, connect_timeout=args.connect_timeout,
+                                on_failure=lambda error: loop.stop())
+            sys.path.insert(0, str(path.parent))
+            try:
+                runpy.run_path(str(path), run_name="__main__")
+            except SystemExit as exc:
+                if exc.code not in (None, 0):
+                    if isinstance(exc.code, int):
+                        raise Failure(f"The program {program['name']!r} exited with status "
+                                      f"{exc.code}.", exc.code) from None
+                    raise Failure(str(exc.code)) from None
+            except (MeshError, PeerError) as exc:
+                raise Failure(str(mesh.failure or exc)) from None
+            except Exception as exc:
+                if mesh.failure is not None:
+                    raise Failure(str(mesh.failure)) from None
+                log.error("the program raised:\n%s", traceback.format_exc().rstrip())
+                raise Failure(f"The program {program['name']!r} stopped with an error: "
+                              f"{type(exc).__name__}: {exc}") from None
+            if mesh.failure is not None:
+                raise Failure(str(mesh.failure))
+            return 0
+    finally:
+        sys.stdout.flush()
+        graceful = mesh is not None and mesh.failure is None
+        loop.run_until_complete(_close(factory, signaling, graceful))
+
+
+async def _close(factory: Any, signaling: Any, graceful: bool) -> None:
+    try:
+        await factory.close(graceful=graceful, linger=10.0 if graceful else 0.0)
+    except Exception:
+        log.debug("closing peer connections failed", exc_info=True)
+    await signaling.close()
+
+
+# -- command line ---------------------------------------------------------------------------
+
+def parser() -> argparse.ArgumentParser:
+    top = argparse.ArgumentParser(
+        prog="mpyc-webrtc-peer",
+        description="Take part in an MPyC computation over WebRTC, or create a session.")
+    sub = top.add_subparsers(dest="command", required=True)
+
+    c = sub.add_parser("create", help="create a session and print its join link")
+    c.add_argument("server", metavar="SERVER_URL", help="e.g. http://127.0.0.1:8080")
+    c.add_argument("--parties", "-m", type=int, required=True, metavar="M",
+                   help="number of parties, 2 to 32")
+    what = c.add_mutually_exclusive_group(required=True)
+    what.add_argument("--program", choices=sorted(programs.BUILTIN),
+                      help="a built-in program")
+    what.add_argument("--program-file", metavar="FILE.py",
+                      help="an MPyC script to upload and run at every party")
+    c.add_argument("--args", nargs=argparse.REMAINDER, default=[],
+                   help="arguments for the program (everything after --args)")
+    c.set_defaults(run=create)
+
+    j = sub.add_parser("join", help="join a session and run its program")
+    j.add_argument("url", metavar="JOIN_URL")
+    j.add_argument("--input", metavar="VALUE",
+                   help="your private input: an integer or a comma-separated list")
+    j.add_argument("--name", help="how other parties see you in the roster")
+    j.add_argument("--ice-server", action="append", default=[], metavar="URL",
+                   help="extra STUN/TURN server (stun:HOST:PORT or "
+                        "turn:USER:PASSWORD@HOST:PORT); repeatable")
+    j.add_argument("--connect-timeout", type=float, default=30.0, metavar="SECONDS",
+                   help="give up if the peers are not connected this long after all joined")
+    j.add_argument("--join-timeout", type=float, default=600.0, metavar="SECONDS",
+                   help="give up if not all parties joined within this time")
+    j.add_argument("--allow-loopback", action="store_true",
+                   help="for tests only: offer 127.0.0.1 as an ICE candidate")
+    j.add_argument("-v", "--verbose", action="count", default=0)
+    j.add_argument("-q", "--quiet", action="store_true")
+    j.set_defaults(run=join)
+    return top
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parser().parse_args(argv)
+    setup_logging(-1 if getattr(args, "quiet", False) else getattr(args, "verbose", 0))
+    try:
+        code = args.run(args)
+    except Failure as exc:
+        print(f"mpyc-webrtc-peer: error: {exc}", file=sys.stderr, flush=True)
+        code = exc.code
+    except KeyboardInterrupt:
+        print("mpyc-webrtc-peer: interrupted", file=sys.stderr)
+        code = 130
+    raise SystemExit(code)
+
+
+if __name__ == "__main__":
+    main()

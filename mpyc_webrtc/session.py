@@ -1,0 +1,306 @@
+"""Sessions, pid assignment and relaying: the signaling server's sans-I/O core.
+
+Nothing here touches a socket. An ``Endpoint`` stands for one party's
+WebSocket: the I/O layer feeds it the text frames it receives and tells it when
+the socket closed; the core answers by calling the ``send``/``close`` callables
+it was given. That keeps the aiohttp handler thin and lets the tests drive
+every rule with plain strings.
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from . import programs
+from .wire import (
+    MAX_PARTIES,
+    MIN_PARTIES,
+    RELAYED,
+    ErrorCode,
+    SignalingError,
+    decode_client_message,
+    message,
+)
+
+log = logging.getLogger(__name__)
+
+Send = Callable[[dict[str, Any]], None]
+
+#: Largest uploaded program source, in bytes.
+MAX_SOURCE_BYTES = 256 * 1024
+
+
+@dataclass
+class Program:
+    """What a session runs: a built-in program, or MPyC source uploaded by its creator."""
+
+    name: str
+    args: list[str] = field(default_factory=list)
+    source: str | None = None
+
+    def to_wire(self) -> dict[str, Any]:
+        doc: dict[str, Any] = {"name": self.name, "args": self.args, "builtin": self.source is None}
+        if self.source is not None:
+            doc["source"] = self.source
+        return doc
+
+
+@dataclass
+class Member:
+    pid: int
+    name: str
+    endpoint: Endpoint
+    connected: bool = True
+    state: str = "joined"
+
+
+class Session:
+    def __init__(self, session_id: str, parties: int, program: Program, now: float,
+                 ice_servers: list[dict[str, Any]]):
+        self.id = session_id
+        self.parties = parties
+        self.program = program
+        self.ice_servers = ice_servers
+        self.created = now
+        self.last_activity = now
+        self.members: dict[int, Member] = {}
+        self.started = False
+
+    def describe(self) -> dict[str, Any]:
+        return {
+            "session": self.id,
+            "parties": self.parties,
+            "program": {"name": self.program.name, "args": self.program.args,
+                        "builtin": self.program.source is None},
+            "joined": len(self.members),
+            "started": self.started,
+        }
+
+    def connected_members(self) -> list[Member]:
+        return [m for m in self.members.values() if m.connected]
+
+    def roster(self) -> dict[str, Any]:
+        members = [
+            {"pid": m.pid, "name": m.name, "state": m.state if m.connected else "left"}
+            for m in sorted(self.members.values(), key=lambda m: m.pid)
+        ]
+        return message("roster", parties=self.parties, members=members, started=self.started)
+
+    def broadcast(self, msg: dict[str, Any]) -> None:
+        for member in self.connected_members():
+            member.endpoint.send(msg)
+
+    def join(self, endpoint: Endpoint, name: str, now: float) -> int:
+        if self.started or len(self.members) >= self.parties:
+            raise SignalingError(
+                ErrorCode.SESSION_FULL,
+                f"This session already has all {self.parties} parties. "
+                "Ask the person who created it for a new link.",
+            )
+        pid = min(set(range(self.parties)) - set(self.members))
+        self.members[pid] = Member(pid, name or f"party {pid}", endpoint)
+        self.last_activity = now
+        endpoint.send(message(
+            "welcome", session=self.id, pid=pid, parties=self.parties,
+            program=self.program.to_wire(), ice_servers=self.ice_servers,
+        ))
+        self.broadcast(self.roster())
+        if len(self.members) == self.parties:
+            self.started = True
+            log.info("session %s: all %d parties joined, starting", self.id, self.parties)
+            self.broadcast(message("start", parties=self.parties))
+            self.broadcast(self.roster())
+        return pid
+
+    def leave(self, pid: int, now: float) -> None:
+        self.last_activity = now
+        if self.started:
+            self.members[pid].connected = False
+        else:
+            del self.members[pid]
+        self.broadcast(self.roster())
+
+    def relay(self, pid: int, msg: dict[str, Any], now: float) -> None:
+        to = msg["to"]
+        target = self.members.get(to)
+        if to == pid or target is None or not target.connected:
+            why = "yourself" if to == pid else "not in this session"
+            raise SignalingError(
+                ErrorCode.UNKNOWN_PID,
+                f"Party {to} is {why}; present parties are "
+                f"{sorted(m.pid for m in self.connected_members())}.",
+            )
+        self.last_activity = now
+        relayed = {k: v for k, v in msg.items() if k != "to"}
+        relayed["from"] = pid
+        target.endpoint.send(relayed)
+
+    def set_status(self, pid: int, state: str, now: float) -> None:
+        self.last_activity = now
+        self.members[pid].state = state
+        self.broadcast(self.roster())
+
+
+class Registry:
+    """All live sessions of one server, with the limits that keep it healthy."""
+
+    def __init__(self, *, idle_timeout: float = 600.0, max_age: float = 24 * 3600.0,
+                 max_sessions: int = 1000, ice_servers: Iterable[dict[str, Any]] = (),
+                 clock: Callable[[], float] = time.monotonic):
+        self.idle_timeout = idle_timeout
+        self.max_age = max_age
+        self.max_sessions = max_sessions
+        self.ice_servers = list(ice_servers)
+        self.clock = clock
+        self.sessions: dict[str, Session] = {}
+
+    def create(self, request: Any) -> Session:
+        """Create a session from the JSON body of ``POST /api/sessions``."""
+        if not isinstance(request, dict):
+            raise _invalid("The request body must be a JSON object.")
+        parties = request.get("parties")
+        if isinstance(parties, bool) or not isinstance(parties, int) or not (
+            MIN_PARTIES <= parties <= MAX_PARTIES
+        ):
+            raise _invalid(
+                f"'parties' must be a whole number from {MIN_PARTIES} to {MAX_PARTIES}, "
+                f"got {parties!r}."
+            )
+        program = _program_from_request(request)
+        if len(self.sessions) >= self.max_sessions:
+            raise SignalingError(
+                ErrorCode.SERVER_BUSY,
+                "The server has too many open sessions right now; try again in a few minutes.",
+            )
+        session_id = secrets.token_urlsafe(12)
+        session = Session(session_id, parties, program, self.clock(), self.ice_servers)
+        self.sessions[session_id] = session
+        log.info("session %s: created for %d parties, program %s", session_id, parties,
+                 program.name)
+        return session
+
+    def get(self, session_id: str) -> Session:
+        session = self.sessions.get(session_id)
+        if session is None:
+            raise SignalingError(
+                ErrorCode.UNKNOWN_SESSION,
+                f"There is no session {session_id!r} on this server. It may have expired; "
+                "check the link or ask for a new one.",
+            )
+        return session
+
+    def expire(self) -> list[Session]:
+        """Close sessions that are idle, too old, or over and empty; return them."""
+        now = self.clock()
+        gone = []
+        for session in list(self.sessions.values()):
+            idle = now - session.last_activity > self.idle_timeout
+            over = session.started and not session.connected_members()
+            if (idle and not (session.started and session.connected_members())) or over or (
+                now - session.created > self.max_age
+            ):
+                gone.append(session)
+                del self.sessions[session.id]
+                for member in session.connected_members():
+                    member.endpoint.send(message(
+                        "error", code=str(ErrorCode.SESSION_EXPIRED),
+                        message="This session was closed because it was idle for too long.",
+                    ))
+                    member.endpoint.close()
+                log.info("session %s: expired", session.id)
+        return gone
+
+
+class Endpoint:
+    """One party's signaling connection, as the core sees it."""
+
+    def __init__(self, registry: Registry, send: Send, close: Callable[[], None]):
+        self.registry = registry
+        self.send = send
+        self.close = close
+        self.session: Session | None = None
+        self.pid: int | None = None
+
+    def receive(self, text: str | bytes) -> None:
+        """Handle one WebSocket frame; every failure becomes an ``error`` message."""
+        try:
+            self._receive(decode_client_message(text))
+        except SignalingError as exc:
+            log.info("session %s party %s: %s (%s)", self._session_id(), self.pid, exc.code,
+                     exc.message)
+            self.send(exc.to_message())
+
+    def disconnected(self) -> None:
+        if self.session is not None and self.pid is not None:
+            session, pid = self.session, self.pid
+            self.session = self.pid = None
+            if session.id in self.registry.sessions:
+                session.leave(pid, self.registry.clock())
+                log.info("session %s party %d: left", session.id, pid)
+
+    def _receive(self, msg: dict[str, Any]) -> None:
+        now = self.registry.clock()
+        if msg["type"] == "join":
+            if self.session is not None:
+                raise SignalingError(
+                    ErrorCode.ALREADY_JOINED,
+                    f"This connection already joined session {self.session.id} as party "
+                    f"{self.pid}.",
+                )
+            session = self.registry.get(msg["session"])
+            self.pid = session.join(self, msg.get("name", ""), now)
+            self.session = session
+            log.info("session %s party %d: joined", session.id, self.pid)
+            return
+        if self.session is None or self.pid is None:
+            raise SignalingError(
+                ErrorCode.NOT_JOINED, "Send a 'join' message before anything else."
+            )
+        if msg["type"] in RELAYED:
+            self.session.relay(self.pid, msg, now)
+        elif msg["type"] == "status":
+            self.session.set_status(self.pid, msg["state"], now)
+
+    def _session_id(self) -> str:
+        return self.session.id if self.session else "-"
+
+
+def _invalid(text: str) -> SignalingError:
+    return SignalingError(ErrorCode.INVALID_REQUEST, text)
+
+
+def _program_from_request(request: dict[str, Any]) -> Program:
+    name = request.get("program")
+    source = request.get("source")
+    args = request.get("args", [])
+    if not isinstance(args, list) or not all(isinstance(a, str) for a in args):
+        raise _invalid("'args' must be a list of strings.")
+    try:
+        programs.check_args(args)
+    except ValueError as exc:
+        raise _invalid(str(exc)) from None
+    if source is None:
+        if not isinstance(name, str) or name not in programs.BUILTIN:
+            raise _invalid(
+                f"Unknown program {name!r}. Choose one of {', '.join(sorted(programs.BUILTIN))}, "
+                "or upload MPyC source as 'source'."
+            )
+        return Program(name, args)
+    if not isinstance(source, str) or not source.strip():
+        raise _invalid("'source' must be the text of an MPyC program.")
+    if len(source.encode()) > MAX_SOURCE_BYTES:
+        raise _invalid(f"The program is larger than {MAX_SOURCE_BYTES // 1024} KiB.")
+    try:
+        compile(source, name or "program.py", "exec")
+    except SyntaxError as exc:
+        raise _invalid(f"The program has a syntax error on line {exc.lineno}: {exc.msg}.") from None
+    if name is None:
+        name = "program.py"
+    if not isinstance(name, str) or not name or len(name) > 100:
+        raise _invalid("'program' must be a short file name for the uploaded source.")
+    return Program(name, args, source)

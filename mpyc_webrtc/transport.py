@@ -1,0 +1,205 @@
+"""A message channel presented to MPyC as the byte-stream transport it expects.
+
+MPyC's ``MessageExchanger`` is an ``asyncio.Protocol`` written for TCP: it only
+calls ``write``, ``writelines`` and ``close`` on its transport and parses a byte
+stream, so message boundaries on the channel do not matter. A data channel is a
+message channel with per-message costs (one SCTP chunk, one DTLS record, one
+system call per packet), hence everything MPyC writes during one event-loop
+iteration leaves as one channel message, cut at the channel's message-size
+limit. Exceptions never reach the channel's event handler: in aiortc such an
+exception kills the link silently.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+from typing import Any, Protocol
+
+log = logging.getLogger(__name__)
+
+#: aiortc refuses messages over 65536 bytes unless the remote SDP allows more.
+MAX_MESSAGE_SIZE = 64 * 1024
+#: Stop handing data to the channel above this many buffered bytes...
+HIGH_WATER = 1024 * 1024
+#: ...and resume when the channel reports it drained below this.
+LOW_WATER = 256 * 1024
+
+
+class MessageChannel(Protocol):
+    """What the transport needs from a channel; aiortc's, the browser's and the
+    in-memory pair's adapters implement it.
+
+    ``attach`` must deliver any message that arrived before it was called, in order.
+    ``on_drain`` is called when ``buffered_amount`` falls to ``low_water`` or below.
+    """
+
+    @property
+    def buffered_amount(self) -> int: ...
+
+    def send(self, data: bytes) -> None: ...
+
+    def close(self) -> None: ...
+
+    def attach(self, on_message: Callable[[bytes], None], on_close: Callable[[], None],
+               on_drain: Callable[[], None], low_water: int) -> None: ...
+
+
+class ChannelTransport:
+    """The transport a ``MessageExchanger`` writes to, backed by one message channel."""
+
+    def __init__(self, channel: MessageChannel, protocol: asyncio.Protocol,
+                 loop: asyncio.AbstractEventLoop, *, peer_pid: int,
+                 max_message_size: int = MAX_MESSAGE_SIZE, high_water: int = HIGH_WATER,
+                 low_water: int = LOW_WATER,
+                 on_failure: Callable[[int, BaseException], None] | None = None,
+                 on_lost: Callable[[int], None] | None = None):
+        if not 0 < max_message_size:
+            raise ValueError("max_message_size must be positive")
+        self.channel = channel
+        self.protocol = protocol
+        self.peer_pid = peer_pid
+        self._loop = loop
+        self._max_message_size = max_message_size
+        self._high_water = high_water
+        self._on_failure = on_failure
+        self._on_lost = on_lost
+        self._buffer = bytearray()
+        self._flush_scheduled = False
+        self._closing = False
+        self._lost = False
+        self.messages_sent = 0
+        self.bytes_sent = 0
+        # As asyncio's transports do, tell the protocol first, and only then let data in:
+        # MessageExchanger decides from peer_pid in connection_made whether it is the
+        # client, and a handshake received before that would make a server act as one.
+        protocol.connection_made(self)
+        channel.attach(self._on_message, self._on_close, self._on_drain, low_water)
+
+    # -- what MessageExchanger calls ------------------------------------------------------
+
+    def write(self, data: bytes | bytearray | memoryview) -> None:
+        if self._closing or self._lost:
+            log.debug("write to party %d after close ignored (%d bytes)", self.peer_pid,
+                      len(data))
+            return
+        if not data:
+            return
+        self._buffer += data
+        if not self._flush_scheduled:
+            self._flush_scheduled = True
+            self._loop.call_soon(self._flush)
+
+    def writelines(self, lines: Any) -> None:
+        for data in lines:
+            self.write(data)
+
+    def close(self) -> None:
+        """Close once everything written so far has been handed to the channel."""
+        if self._closing or self._lost:
+            return
+        self._closing = True
+        if not self._flush_scheduled:
+            self._flush_scheduled = True
+            self._loop.call_soon(self._flush)
+
+    def is_closing(self) -> bool:
+        return self._closing or self._lost
+
+    def get_extra_info(self, name: str, default: Any = None) -> Any:
+        return {"peer_pid": self.peer_pid, "channel": self.channel}.get(name, default)
+
+    @property
+    def pending(self) -> int:
+        """Bytes written by MPyC that have not yet been handed to the channel."""
+        return len(self._buffer)
+
+    # -- sending --------------------------------------------------------------------------
+
+    def _flush(self) -> None:
+        self._flush_scheduled = False
+        self._send_buffer()
+
+    def _send_buffer(self) -> None:
+        if self._lost:
+            return
+        try:
+            while self._buffer and self.channel.buffered_amount < self._high_water:
+                chunk = bytes(self._buffer[: self._max_message_size])
+                del self._buffer[: len(chunk)]
+                self.channel.send(chunk)
+                self.messages_sent += 1
+                self.bytes_sent += len(chunk)
+        except Exception as exc:  # a closed or broken channel must not crash the caller
+            self._fail(exc)
+            return
+        if self._closing and not self._buffer:
+            self._finish_close()
+
+    def _on_drain(self) -> None:
+        try:
+            if self._buffer:
+                self._send_buffer()
+        except Exception as exc:  # never into the channel's handler
+            self._fail(exc)
+
+    def _finish_close(self) -> None:
+        try:
+            self.channel.close()
+        except Exception:
+            log.debug("closing the channel to party %d failed", self.peer_pid, exc_info=True)
+        self._connection_lost()
+
+    # -- receiving ------------------------------------------------------------------------
+
+    def _on_message(self, data: bytes) -> None:
+        try:
+            if self._lost:
+                return
+            if isinstance(data, str):
+                raise ValueError("received a text message where MPyC sends only binary data")
+            protocol = self.protocol
+            protocol.data_received(data)
+            claimed = getattr(protocol, "peer_pid", self.peer_pid)
+            if claimed is not None and claimed != self.peer_pid:
+                raise ValueError(
+                    f"the party on the channel of party {self.peer_pid} says it is "
+                    f"party {claimed}"
+                )
+        except Exception as exc:  # never into the channel's handler
+            self._fail(exc)
+
+    def _on_close(self) -> None:
+        try:
+            if not self._lost:
+                log.debug("channel to party %d closed", self.peer_pid)
+                self._connection_lost()
+        except Exception:
+            log.exception("error while handling the close of party %d's channel",
+                          self.peer_pid)
+
+    def _connection_lost(self) -> None:
+        if self._lost:
+            return
+        self._lost = True
+        self._buffer.clear()
+        try:
+            self.protocol.connection_lost(None)
+        except (asyncio.InvalidStateError, KeyError, TypeError, IndexError):
+            # MPyC's unset_protocol raises when its peers were already all gone.
+            log.debug("connection_lost for party %d after shutdown", self.peer_pid)
+        except Exception as exc:
+            log.warning("MPyC failed to handle losing party %d: %s", self.peer_pid, exc)
+        if self._on_lost is not None:
+            self._on_lost(self.peer_pid)
+
+    def _fail(self, exc: BaseException) -> None:
+        log.error("link to party %d failed: %s", self.peer_pid, exc)
+        if self._on_failure is not None:
+            try:
+                self._on_failure(self.peer_pid, exc)
+            except Exception:
+                log.exception("failure callback raised")
+        self._closing = True
+        self._finish_close()

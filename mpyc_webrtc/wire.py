@@ -1,0 +1,208 @@
+"""The signaling wire schema: the one source for every party and the server.
+
+Every signaling message is one JSON object sent as one WebSocket text frame,
+with a version field ``"v"`` and a ``"type"``. The tables below are the schema;
+``docs/protocol.md`` tells the story of a session around them, and the server
+serves the same tables as JSON at ``GET /api/protocol`` so the browser's JS
+validates against exactly this and nothing written twice.
+
+Client → server (a party's WebSocket at ``/ws``):
+
+``join``       {session, name?}             take the lowest free pid in a session
+``offer``      {to, sdp}                    relayed to party ``to`` (lower pid offers)
+``answer``     {to, sdp}                    relayed to party ``to``
+``candidate``  {to, candidate, sdpMid?, sdpMLineIndex?}   a trickled ICE candidate
+``status``     {state, detail?}             how this party is doing, shown to all
+
+Server → client:
+
+``welcome``    {session, pid, parties, program, ice_servers}
+``roster``     {parties, members: [{pid, name, state}], started}
+``start``      {parties}                    everyone is here: open the peer connections
+``offer`` / ``answer`` / ``candidate``  as sent, with ``from`` instead of ``to``
+``error``      {code, message}              see ``ErrorCode``; ``message`` is for a person
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Any
+
+VERSION = 1
+#: Largest client message the server accepts; an SDP with many candidates is ~5 KB.
+MAX_MESSAGE_BYTES = 64 * 1024
+MIN_PARTIES = 2
+MAX_PARTIES = 32
+
+
+class ErrorCode(StrEnum):
+    """Machine-readable error codes; each error also carries a sentence for people."""
+
+    MALFORMED_JSON = "malformed_json"
+    MESSAGE_TOO_LARGE = "message_too_large"
+    UNSUPPORTED_VERSION = "unsupported_version"
+    UNKNOWN_TYPE = "unknown_type"
+    INVALID_MESSAGE = "invalid_message"
+    UNKNOWN_SESSION = "unknown_session"
+    SESSION_FULL = "session_full"
+    SESSION_EXPIRED = "session_expired"
+    NOT_JOINED = "not_joined"
+    ALREADY_JOINED = "already_joined"
+    UNKNOWN_PID = "unknown_pid"
+    INVALID_REQUEST = "invalid_request"
+    SERVER_BUSY = "server_busy"
+
+
+class SignalingError(Exception):
+    """An error that is reported to the client as an ``error`` message."""
+
+    def __init__(self, code: ErrorCode, message: str):
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+    def to_message(self) -> dict[str, Any]:
+        return error_message(self.code, self.message)
+
+
+@dataclass(frozen=True)
+class Field:
+    name: str
+    kind: type | tuple[type, ...]
+    required: bool = True
+    max_length: int | None = None
+
+
+_SDP = Field("sdp", str, max_length=MAX_MESSAGE_BYTES)
+_TO = Field("to", int)
+
+#: Messages a party may send, and their fields besides ``v`` and ``type``.
+CLIENT_MESSAGES: dict[str, tuple[Field, ...]] = {
+    "join": (Field("session", str, max_length=64), Field("name", str, False, 64)),
+    "offer": (_TO, _SDP),
+    "answer": (_TO, _SDP),
+    "candidate": (
+        _TO,
+        Field("candidate", str, max_length=1024),
+        Field("sdpMid", (str, type(None)), False, 64),
+        Field("sdpMLineIndex", (int, type(None)), False),
+    ),
+    "status": (Field("state", str, max_length=32), Field("detail", str, False, 500)),
+}
+
+#: Client messages that the server relays to the party named in ``to``.
+RELAYED = frozenset({"offer", "answer", "candidate"})
+
+#: Messages the server sends; documented here, checked by the tests.
+SERVER_MESSAGES: dict[str, tuple[str, ...]] = {
+    "welcome": ("session", "pid", "parties", "program", "ice_servers"),
+    "roster": ("parties", "members", "started"),
+    "start": ("parties",),
+    "offer": ("from", "sdp"),
+    "answer": ("from", "sdp"),
+    "candidate": ("from", "candidate"),
+    "error": ("code", "message"),
+}
+
+
+def message(type_: str, **fields: Any) -> dict[str, Any]:
+    return {"v": VERSION, "type": type_, **fields}
+
+
+def error_message(code: ErrorCode, text: str) -> dict[str, Any]:
+    return message("error", code=str(code), message=text)
+
+
+def encode(msg: dict[str, Any]) -> str:
+    return json.dumps(msg, separators=(",", ":"))
+
+
+def decode_client_message(text: str | bytes) -> dict[str, Any]:
+    """Parse and validate one client message, or raise SignalingError saying what is wrong."""
+    size = len(text.encode() if isinstance(text, str) else text)
+    if size > MAX_MESSAGE_BYTES:
+        raise SignalingError(
+            ErrorCode.MESSAGE_TOO_LARGE,
+            f"The message is {size} bytes; the limit is {MAX_MESSAGE_BYTES} bytes.",
+        )
+    try:
+        msg = json.loads(text)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise SignalingError(
+            ErrorCode.MALFORMED_JSON, f"The message is not valid JSON ({exc})."
+        ) from None
+    if not isinstance(msg, dict):
+        raise SignalingError(ErrorCode.MALFORMED_JSON, "The message must be a JSON object.")
+    version = msg.get("v")
+    if version != VERSION:
+        raise SignalingError(
+            ErrorCode.UNSUPPORTED_VERSION,
+            f"This server speaks protocol version {VERSION}, the message says {version!r}.",
+        )
+    type_ = msg.get("type")
+    fields = CLIENT_MESSAGES.get(type_) if isinstance(type_, str) else None
+    if fields is None:
+        known = ", ".join(sorted(CLIENT_MESSAGES))
+        raise SignalingError(
+            ErrorCode.UNKNOWN_TYPE,
+            f"Unknown message type {type_!r}; known types are: {known}.",
+        )
+    for field in fields:
+        _check_field(type_, msg, field)
+    return msg
+
+
+def _check_field(type_: str, msg: dict[str, Any], field: Field) -> None:
+    if field.name not in msg:
+        if field.required:
+            raise SignalingError(
+                ErrorCode.INVALID_MESSAGE,
+                f"A {type_!r} message needs the field {field.name!r}.",
+            )
+        return
+    value = msg[field.name]
+    kinds = field.kind if isinstance(field.kind, tuple) else (field.kind,)
+    # bool is an int in Python, never in this schema.
+    if isinstance(value, bool) or not isinstance(value, kinds):
+        names = " or ".join("null" if k is type(None) else _JSON_NAMES[k] for k in kinds)
+        raise SignalingError(
+            ErrorCode.INVALID_MESSAGE,
+            f"The field {field.name!r} of a {type_!r} message must be {names}.",
+        )
+    if field.max_length is not None and isinstance(value, str) and len(value) > field.max_length:
+        raise SignalingError(
+            ErrorCode.INVALID_MESSAGE,
+            f"The field {field.name!r} is longer than {field.max_length} characters.",
+        )
+
+
+_JSON_NAMES = {str: "a string", int: "an integer"}
+
+
+def schema_document() -> dict[str, Any]:
+    """The schema as JSON, for clients that are not written in Python."""
+
+    def field_doc(f: Field) -> dict[str, Any]:
+        kinds = f.kind if isinstance(f.kind, tuple) else (f.kind,)
+        doc: dict[str, Any] = {
+            "types": ["null" if k is type(None) else {str: "string", int: "integer"}[k]
+                      for k in kinds],
+            "required": f.required,
+        }
+        if f.max_length is not None:
+            doc["max_length"] = f.max_length
+        return doc
+
+    return {
+        "version": VERSION,
+        "max_message_bytes": MAX_MESSAGE_BYTES,
+        "parties": {"min": MIN_PARTIES, "max": MAX_PARTIES},
+        "client_messages": {
+            t: {f.name: field_doc(f) for f in fields} for t, fields in CLIENT_MESSAGES.items()
+        },
+        "relayed": sorted(RELAYED),
+        "server_messages": {t: list(fields) for t, fields in SERVER_MESSAGES.items()},
+        "error_codes": [str(c) for c in ErrorCode],
+    }
