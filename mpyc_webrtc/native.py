@@ -344,6 +344,7 @@ class AiortcFactory:
         self.join_timeout = join_timeout
         self.links: dict[int, PeerLink] = {}
         self.joined_at_start: float | None = None
+        self.connect_seconds: float | None = None
 
     async def open_channels(self, pid: int, parties: int, timeout: float):
         loop = asyncio.get_running_loop()
@@ -374,8 +375,9 @@ class AiortcFactory:
                 "A firewall or NAT may block direct connections; a TURN server "
                 "(--ice-server turn:USER:PASSWORD@HOST:PORT) can relay them."
             )
-        log.info("data channels to all %d other parties are open (%.2f s)", len(tasks),
-                 loop.time() - self.joined_at_start)
+        self.connect_seconds = loop.time() - self.joined_at_start
+        log.info("data channels to all %d other parties are open %.3f s after the last "
+                 "party joined", len(tasks), self.connect_seconds)
         await self._report("connected")
         return {peer: task.result() for peer, task in tasks.items()}
 

@@ -1,0 +1,101 @@
+"""Throw-away Linux network namespaces for tests and benchmarks that open WebRTC links.
+
+WebRTC gathers every interface, so nothing that opens a peer connection may run
+in the machine's own namespace: each scenario gets a namespace with only ``lo``
+up, runs the signaling server and the parties inside it, and deletes it after.
+Every process is started through ``ip netns exec`` (which execs the command, so
+the recorded PID is the command's) and ended by that PID.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+BIN = Path(sys.executable).parent
+_counter = itertools.count()
+
+
+def available() -> str | None:
+    """Why namespaces cannot be used here, or None when they can."""
+    if shutil.which("ip") is None:
+        return "the 'ip' command (iproute2) is not installed"
+    if os.geteuid() != 0:
+        return "creating network namespaces needs root"
+    return None
+
+
+class Namespace:
+    def __init__(self, prefix: str = "mwt"):
+        self.name = f"{prefix}-{os.getpid()}-{next(_counter)}"
+        self.processes: list[subprocess.Popen] = []
+
+    def __enter__(self) -> Namespace:
+        subprocess.run(["ip", "netns", "add", self.name], check=True)
+        subprocess.run(["ip", "-n", self.name, "link", "set", "lo", "up"], check=True)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def command(self, cmd: list[str]) -> list[str]:
+        return ["ip", "netns", "exec", self.name, *cmd]
+
+    def popen(self, cmd: list[str], **kwargs) -> subprocess.Popen:
+        kwargs.setdefault("cwd", REPO)
+        proc = subprocess.Popen(self.command(cmd), **kwargs)
+        self.processes.append(proc)
+        return proc
+
+    def run(self, cmd: list[str], timeout: float = 60, **kwargs) -> subprocess.CompletedProcess:
+        kwargs.setdefault("cwd", REPO)
+        return subprocess.run(self.command(cmd), timeout=timeout, capture_output=True,
+                              text=True, **kwargs)
+
+    def close(self) -> None:
+        for proc in self.processes:
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGTERM)
+        deadline = time.monotonic() + 5
+        for proc in self.processes:
+            try:
+                proc.wait(max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+        self.processes.clear()
+        subprocess.run(["ip", "netns", "del", self.name], check=False)
+
+
+class Server:
+    """``mpyc-webrtc-server`` running inside a namespace."""
+
+    def __init__(self, ns: Namespace, port: int = 8080, *extra: str):
+        self.ns = ns
+        self.url = f"http://127.0.0.1:{port}"
+        self.proc = ns.popen([str(BIN / "mpyc-webrtc-server"), "--port", str(port), *extra],
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        first = self.proc.stdout.readline()  # printed once the port is bound
+        if not first.startswith("mpyc-webrtc server on"):
+            raise RuntimeError(f"server did not start: {first!r} {self.proc.stderr.read()}")
+
+    def create(self, parties: int, *program: str) -> str:
+        """Create a session with the peer CLI; returns the join URL."""
+        done = self.ns.run([str(BIN / "mpyc-webrtc-peer"), "create", self.url,
+                            "--parties", str(parties), *program])
+        if done.returncode != 0:
+            raise RuntimeError(f"create failed: {done.stderr}")
+        return done.stdout.strip().splitlines()[-1]
+
+
+def start_peer(ns: Namespace, join_url: str, *args: str) -> subprocess.Popen:
+    """A ``mpyc-webrtc-peer join`` process (loopback candidates allowed: test only)."""
+    return ns.popen([str(BIN / "mpyc-webrtc-peer"), "join", join_url, "--allow-loopback",
+                     *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
