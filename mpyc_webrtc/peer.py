@@ -189,8 +189,15 @@ def join(args: argparse.Namespace) -> int:
             if mpc.pid != pid or len(mpc.parties) != parties:
                 raise Failure("mpyc.runtime was imported before the session was joined; "
                               "it must be set up by mpyc-webrtc-peer.")
+            running = True
+
+            def stop_program(error: Exception) -> None:
+                # Ends the mpc.run(...) the program is blocked in; see the except below.
+                if running:
+                    loop.stop()
+
             mesh = install_mesh(mpc, factory, connect_timeout=args.connect_timeout,
-                                on_failure=lambda error: loop.stop())
+                                on_failure=stop_program)
             sys.path.insert(0, str(path.parent))
             try:
                 runpy.run_path(str(path), run_name="__main__")
@@ -208,6 +215,8 @@ def join(args: argparse.Namespace) -> int:
                 log.error("the program raised:\n%s", traceback.format_exc().rstrip())
                 raise Failure(f"The program {program['name']!r} stopped with an error: "
                               f"{type(exc).__name__}: {exc}") from None
+            finally:
+                running = False
             if mesh.failure is not None:
                 raise Failure(str(mesh.failure))
             return 0
@@ -266,8 +275,19 @@ def parser() -> argparse.ArgumentParser:
     return top
 
 
+def _glue_negative_inputs(argv: list[str]) -> list[str]:
+    """Let ``--input -2,-9`` mean ``--input=-2,-9``; argparse would take it for an option."""
+    glued: list[str] = []
+    for arg in argv:
+        if glued and glued[-1] == "--input" and re.fullmatch(r"-\d[\d,\s-]*", arg):
+            glued[-1] = f"--input={arg}"
+        else:
+            glued.append(arg)
+    return glued
+
+
 def main(argv: list[str] | None = None) -> None:
-    args = parser().parse_args(argv)
+    args = parser().parse_args(_glue_negative_inputs(sys.argv[1:] if argv is None else argv))
     setup_logging(-1 if getattr(args, "quiet", False) else getattr(args, "verbose", 0))
     try:
         code = args.run(args)

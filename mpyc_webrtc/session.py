@@ -199,17 +199,19 @@ class Registry:
         now = self.clock()
         gone = []
         for session in list(self.sessions.values()):
-            idle = now - session.last_activity > self.idle_timeout
-            over = session.started and not session.connected_members()
-            if (idle and not (session.started and session.connected_members())) or over or (
-                now - session.created > self.max_age
-            ):
+            running = session.started and bool(session.connected_members())
+            idle = now - session.last_activity > self.idle_timeout and not running
+            over = session.started and not running
+            too_old = now - session.created > self.max_age
+            if idle or over or too_old:
                 gone.append(session)
                 del self.sessions[session.id]
+                why = ("it has been open longer than the server allows" if too_old
+                       else "it was idle for too long")
                 for member in session.connected_members():
                     member.endpoint.send(message(
                         "error", code=str(ErrorCode.SESSION_EXPIRED),
-                        message="This session was closed because it was idle for too long.",
+                        message=f"This session was closed because {why}.",
                     ))
                     member.endpoint.close()
                 log.info("session %s: expired", session.id)
@@ -295,12 +297,15 @@ def _program_from_request(request: dict[str, Any]) -> Program:
         raise _invalid("'source' must be the text of an MPyC program.")
     if len(source.encode()) > MAX_SOURCE_BYTES:
         raise _invalid(f"The program is larger than {MAX_SOURCE_BYTES // 1024} KiB.")
-    try:
-        compile(source, name or "program.py", "exec")
-    except SyntaxError as exc:
-        raise _invalid(f"The program has a syntax error on line {exc.lineno}: {exc.msg}.") from None
     if name is None:
         name = "program.py"
     if not isinstance(name, str) or not name or len(name) > 100:
         raise _invalid("'program' must be a short file name for the uploaded source.")
+    try:
+        compile(source, name, "exec", dont_inherit=True)
+    except SyntaxError as exc:
+        where = f" on line {exc.lineno}" if exc.lineno else ""
+        raise _invalid(f"The program has a syntax error{where}: {exc.msg}.") from None
+    except ValueError as exc:  # e.g. a NUL byte in the source
+        raise _invalid(f"The program is not valid Python source: {exc}.") from None
     return Program(name, args, source)

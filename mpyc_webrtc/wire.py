@@ -136,7 +136,7 @@ def decode_client_message(text: str | bytes) -> dict[str, Any]:
     if not isinstance(msg, dict):
         raise SignalingError(ErrorCode.MALFORMED_JSON, "The message must be a JSON object.")
     version = msg.get("v")
-    if version != VERSION:
+    if isinstance(version, bool) or version != VERSION:
         raise SignalingError(
             ErrorCode.UNSUPPORTED_VERSION,
             f"This server speaks protocol version {VERSION}, the message says {version!r}.",

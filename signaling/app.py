@@ -21,6 +21,7 @@ from mpyc_webrtc.session import Endpoint, Registry, Session
 log = logging.getLogger("signaling")
 
 REGISTRY = web.AppKey("registry", Registry)
+PUBLIC_URL = web.AppKey("public_url", str)
 #: aiohttp's own frame limit, kept above ours so oversize messages get a JSON error.
 WS_FRAME_LIMIT = 4 * wire.MAX_MESSAGE_BYTES
 MAX_REQUEST_BYTES = 512 * 1024
@@ -32,7 +33,7 @@ def create_app(*, idle_timeout: float = 600.0, max_sessions: int = 1000,
     app = web.Application(client_max_size=MAX_REQUEST_BYTES)
     app[REGISTRY] = Registry(idle_timeout=idle_timeout, max_sessions=max_sessions,
                              ice_servers=ice_servers or [])
-    app["public_url"] = public_url
+    app[PUBLIC_URL] = public_url or ""
     app.router.add_post("/api/sessions", create_session)
     app.router.add_get("/api/sessions/{id}", get_session)
     app.router.add_get("/api/protocol", get_protocol)
@@ -65,7 +66,7 @@ def error_response(exc: wire.SignalingError) -> web.Response:
 
 
 def join_url(request: web.Request, session: Session) -> str:
-    base = request.app["public_url"] or f"{request.scheme}://{request.host}"
+    base = request.app[PUBLIC_URL] or f"{request.scheme}://{request.host}"
     return f"{base.rstrip('/')}/join/{session.id}"
 
 

@@ -10,6 +10,7 @@ the recorded PID is the command's) and ended by that PID.
 from __future__ import annotations
 
 import itertools
+import json
 import os
 import shutil
 import signal
@@ -93,6 +94,24 @@ class Server:
         if done.returncode != 0:
             raise RuntimeError(f"create failed: {done.stderr}")
         return done.stdout.strip().splitlines()[-1]
+
+    def info(self, join_url: str) -> dict:
+        """``GET /api/sessions/ID``, fetched from inside the namespace."""
+        session = join_url.rstrip("/").rsplit("/", 1)[1]
+        done = self.ns.run([sys.executable, "-c",
+                            "import sys, urllib.request; print(urllib.request.urlopen("
+                            "sys.argv[1]).read().decode())",
+                            f"{self.url}/api/sessions/{session}"])
+        if done.returncode != 0:
+            raise RuntimeError(f"session lookup failed: {done.stderr}")
+        return json.loads(done.stdout)
+
+    def wait_joined(self, join_url: str, count: int, timeout: float = 60) -> None:
+        deadline = time.monotonic() + timeout
+        while self.info(join_url)["joined"] < count:
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"fewer than {count} parties joined within {timeout} s")
+            time.sleep(0.1)
 
 
 def start_peer(ns: Namespace, join_url: str, *args: str) -> subprocess.Popen:

@@ -42,9 +42,12 @@ def check_args(args: list[str]) -> None:
     for arg in args:
         if len(arg) > 1000:
             raise ValueError("A program argument is longer than 1000 characters.")
+        name = arg.split("=", 1)[0]
         for opt in _RESERVED_OPTIONS:
-            if arg == opt or arg.startswith(opt + "=") or (
-                len(opt) == 2 and arg.startswith(opt) and not arg.startswith("--")
+            if (
+                # MPyC's parser accepts any unambiguous prefix of a long option: --ind=2
+                (opt.startswith("--") and len(name) > 2 and opt.startswith(name))
+                or (len(opt) == 2 and arg.startswith(opt) and not arg.startswith("--"))
             ):
                 raise ValueError(
                     f"The argument {arg!r} is not allowed: the session decides the parties, "

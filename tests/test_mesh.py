@@ -1,0 +1,79 @@
+"""The mesh seam: MPyC's own start-up handshake over in-memory channels, no network."""
+
+import asyncio
+
+import mpyc
+import pytest
+from mpyc.runtime import Party, Runtime
+
+from mpyc_webrtc.memory import MemoryHub
+from mpyc_webrtc.mesh import MeshError, install_mesh
+
+
+def runtimes(m):
+    options = mpyc._get_arg_parser().parse_args(["--no-log"])
+    options.threshold = (m - 1) // 2
+    return [Runtime(pid, [Party(i) for i in range(m)], options) for pid in range(m)]
+
+
+@pytest.mark.parametrize("m", [2, 3, 5])
+async def test_start_runs_mpycs_handshake_over_the_channels(m):
+    rts = runtimes(m)
+    hub = MemoryHub(asyncio.get_running_loop(), m)
+    meshes = [install_mesh(rt, hub.factory(rt.pid)) for rt in rts]
+    await asyncio.wait_for(asyncio.gather(*(rt.start() for rt in rts)), 5)
+    for rt in rts:
+        assert all(p.protocol is not None for p in rt.parties if p.pid != rt.pid)
+        assert rt.parties[rt.pid].protocol.done()
+        assert rt.start_time is not None
+    # PRSS keys: every party in a subset holds the key its lowest member generated.
+    for rt in rts:
+        for subset, key in rt._prss_keys.items():
+            assert rts[subset[0]]._prss_keys[subset] == key
+    assert all(len(mesh.transports) == m - 1 for mesh in meshes)
+
+
+def test_unchanged_mpc_run_start_style():
+    """`mpc.run(mpc.start())` from synchronous code, as unmodified scripts do."""
+    loop = asyncio.new_event_loop()
+    asyncio.set_event_loop(loop)
+    try:
+        rts = runtimes(3)
+        hub = MemoryHub(loop, 3)
+        for rt in rts:
+            install_mesh(rt, hub.factory(rt.pid))
+        rts[0].run(asyncio.gather(*(rt.start() for rt in rts)))
+        assert all(rt.parties[rt.pid].protocol.done() for rt in rts)
+    finally:
+        asyncio.set_event_loop(None)
+        loop.close()
+
+
+async def test_missing_channel_is_a_clear_error():
+    rts = runtimes(3)
+    hub = MemoryHub(asyncio.get_running_loop(), 3)
+
+    class Partial:
+        async def open_channels(self, pid, parties, timeout):
+            return {1: hub.channels[0, 1]}
+
+        async def close(self):
+            pass
+
+    install_mesh(rts[0], Partial())
+    with pytest.raises(MeshError, match=r"No channel to parties \[2\]"):
+        await rts[0].start()
+
+
+async def test_losing_a_party_before_shutdown_is_reported():
+    rts = runtimes(3)
+    hub = MemoryHub(asyncio.get_running_loop(), 3)
+    failures = []
+    meshes = [install_mesh(rt, hub.factory(rt.pid), on_failure=failures.append) for rt in rts]
+    await asyncio.wait_for(asyncio.gather(*(rt.start() for rt in rts)), 5)
+    hub.channels[2, 0].close()  # party 2 vanishes towards party 0
+    for _ in range(5):
+        await asyncio.sleep(0)
+    assert meshes[0].failure is not None
+    assert "Party 2 disconnected" in str(meshes[0].failure)
+    assert failures and failures[0] is meshes[0].failure

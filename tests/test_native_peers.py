@@ -1,0 +1,183 @@
+"""Headless peers in a loopback-only network namespace: real aiortc links, real MPyC.
+
+Every test makes its own namespace (tests/netns.py) with the signaling server and
+all parties inside it, and removes it afterwards; no packet leaves loopback.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+from netns import BIN, Namespace, Server, available, start_peer
+
+pytestmark = pytest.mark.netns
+if (why := available()) is not None:
+    pytest.fail(f"these tests need network namespaces, but {why}", pytrace=False)
+
+PROGRAMS = Path(__file__).parent / "programs"
+TIMEOUT = 120
+
+
+@pytest.fixture
+def server():
+    with Namespace() as ns:
+        yield Server(ns)
+
+
+def run_session(server: Server, join_url: str, party_args: list[list[str]]):
+    procs = [start_peer(server.ns, join_url, *args) for args in party_args]
+    results = [p.communicate(timeout=TIMEOUT) + (p.returncode,) for p in procs]
+    for _out, err, code in results:
+        assert code == 0, f"party failed ({code}):\n{err[-3000:]}"
+    return [out for out, _, _ in results]
+
+
+def inputs_for(lists):
+    return [["--input", ",".join(map(str, values))] for values in lists]
+
+
+def test_sum_of_three_parties(server):
+    lists = [[5, -3], [1000], [7, 8, 9]]
+    url = server.create(3, "--program", "sum")
+    outs = run_session(server, url, inputs_for(lists))
+    expected = sum(sum(v) for v in lists)
+    assert [out.strip() for out in outs] == [f"sum = {expected}"] * 3
+
+
+def test_sort_of_three_parties(server):
+    lists = [[30, -1, 4], [2], [99, 0, 17, 5]]
+    url = server.create(3, "--program", "sort")
+    outs = run_session(server, url, inputs_for(lists))
+    expected = ",".join(map(str, sorted(v for vs in lists for v in vs)))
+    assert [out.strip() for out in outs] == [f"sort = {expected}"] * 3
+
+
+def test_max_of_three_parties(server):
+    lists = [[-5], [-2, -9], [-7]]
+    url = server.create(3, "--program", "max")
+    outs = run_session(server, url, inputs_for(lists))
+    assert [out.strip() for out in outs] == ["max = -2"] * 3
+
+
+@pytest.mark.parametrize("m", [2, 5])
+def test_sum_with_other_party_counts(server, m):
+    lists = [[i * 11 + 1] for i in range(m)]
+    url = server.create(m, "--program", "sum")
+    outs = run_session(server, url, inputs_for(lists))
+    assert [out.strip() for out in outs] == [f"sum = {sum(v[0] for v in lists)}"] * m
+
+
+def test_unmodified_script_with_mpc_run_calls(server):
+    url = server.create(3, "--program-file", str(PROGRAMS / "dot_sync.py"))
+    outs = run_session(server, url, [[], [], []])
+    vectors = [[(pid + 1) * (i + 1) - 3 for i in range(4)] for pid in range(3)]
+    summed = [sum(v[i] for v in vectors) for i in range(4)]
+    dot = sum(s * w for s, w in zip(summed, [1, 2, 3, 4], strict=True))
+    largest = max(x for v in vectors for x in v)
+    assert [out.split() for out in outs] == [["dot", "=", str(dot), "max", "=",
+                                              str(largest)]] * 3
+
+
+def test_unmodified_script_with_async_with_and_args(server):
+    url = server.create(3, "--program-file", str(PROGRAMS / "stats_async.py"), "--args", "2")
+    outs = run_session(server, url, [[], [], []])
+    values = [pid + 0.5 + k for pid in range(3) for k in range(2)]
+    for out in outs:
+        lines = dict(line.split(" = ") for line in out.strip().splitlines())
+        assert float(lines["total"]) == pytest.approx(sum(values), abs=1e-3)
+        assert float(lines["mean"]) == pytest.approx(sum(values) / len(values), abs=1e-3)
+
+
+def test_fourth_party_gets_the_full_error(server):
+    url = server.create(3, "--program", "sum")
+    procs = [start_peer(server.ns, url, "--input", str(i)) for i in range(3)]
+    try:
+        server.wait_joined(url, 3)
+        late = server.ns.run([str(BIN / "mpyc-webrtc-peer"), "join", url, "--input", "1",
+                              "--allow-loopback"], timeout=TIMEOUT)
+    finally:
+        outs = [p.communicate(timeout=TIMEOUT) for p in procs]
+    assert late.returncode == 1
+    assert late.stdout == ""
+    assert late.stderr.strip().splitlines()[-1] == (
+        "mpyc-webrtc-peer: error: This session already has all 3 parties. "
+        "Ask the person who created it for a new link.")
+    assert [out.strip() for out, _ in outs] == ["sum = 3"] * 3
+
+
+def test_peer_that_never_connects_times_out_with_a_clear_error(server):
+    """Party 1 joins over signaling but never answers the WebRTC offer."""
+    url = server.create(2, "--program", "sum")
+    session = url.rsplit("/", 1)[1]
+    silent = server.ns.popen([sys.executable, "-c", f"""
+import asyncio, aiohttp, json
+async def main():
+    async with aiohttp.ClientSession() as http:
+        async with http.ws_connect("{server.url}/ws") as ws:
+            await ws.send_str(json.dumps({{"v": 1, "type": "join", "session": "{session}"}}))
+            await asyncio.sleep(60)
+asyncio.run(main())
+"""])
+    server.wait_joined(url, 1)
+    done = server.ns.run([str(BIN / "mpyc-webrtc-peer"), "join", url, "--input", "1",
+                          "--allow-loopback", "--connect-timeout", "3"], timeout=TIMEOUT)
+    silent.kill()
+    assert done.returncode == 1
+    assert done.stderr.splitlines()[-1].startswith(
+        "mpyc-webrtc-peer: error: Could not connect to party 0 (ICE new, connection new) "
+        "within 3 s.")
+
+
+def test_program_error_is_reported_in_one_line(server, tmp_path):
+    script = tmp_path / "broken.py"
+    script.write_text("from mpyc.runtime import mpc\nmpc.run(mpc.start())\n"
+                      "raise ValueError('no data today')\n")
+    url = server.create(2, "--program-file", str(script))
+    procs = [start_peer(server.ns, url) for _ in range(2)]
+    for p in procs:
+        out, err = p.communicate(timeout=TIMEOUT)
+        assert p.returncode == 1
+        assert err.strip().splitlines()[-1] == (
+            "mpyc-webrtc-peer: error: The program 'broken.py' stopped with an error: "
+            "ValueError: no data today")
+
+
+def test_builtin_without_input_is_refused_before_computing(server):
+    url = server.create(2, "--program", "sum")
+    done = server.ns.run([str(BIN / "mpyc-webrtc-peer"), "join", url], timeout=TIMEOUT)
+    assert done.returncode == 2
+    assert "needs your private input: add --input" in done.stderr
+
+
+def test_bad_input_is_refused_before_joining(server):
+    url = server.create(2, "--program", "sum")
+    done = server.ns.run([str(BIN / "mpyc-webrtc-peer"), "join", url, "--input", "3,x"])
+    assert done.returncode == 2
+    assert "comma-separated list of integers" in done.stderr
+    assert server.info(url)["joined"] == 0
+
+
+def test_unreachable_server_is_a_clear_error():
+    with Namespace() as ns:
+        done = ns.run([str(BIN / "mpyc-webrtc-peer"), "join",
+                       "http://127.0.0.1:9/join/abc", "--input", "1"])
+    assert done.returncode == 1
+    assert done.stderr.strip().splitlines()[-1].startswith(
+        "mpyc-webrtc-peer: error: Could not reach the signaling server at ws://127.0.0.1:9/ws")
+
+
+def test_create_against_unreachable_server():
+    with Namespace() as ns:
+        done = ns.run([str(BIN / "mpyc-webrtc-peer"), "create", "http://127.0.0.1:9",
+                       "--parties", "3", "--program", "sum"])
+    assert done.returncode == 1 and done.stdout == ""
+    assert "Could not reach the signaling server" in done.stderr
+
+
+def test_unknown_session(server):
+    done = server.ns.run([str(BIN / "mpyc-webrtc-peer"), "join",
+                          f"{server.url}/join/nosuchsession", "--input", "1"])
+    assert done.returncode == 1
+    assert "There is no session 'nosuchsession'" in done.stderr

@@ -1,0 +1,449 @@
+"""The aiohttp signaling server (signaling.app) over real HTTP and WebSockets on 127.0.0.1."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+from collections.abc import AsyncIterator
+from typing import Any
+
+import aiohttp
+from aiohttp import WSMsgType
+from aiohttp.test_utils import TestClient, TestServer
+
+from mpyc_webrtc import wire
+from signaling.app import MAX_REQUEST_BYTES, WS_FRAME_LIMIT, create_app
+
+TIMEOUT = 5.0
+
+
+@contextlib.asynccontextmanager
+async def serve(**options: Any) -> AsyncIterator[TestClient]:
+    async with TestClient(TestServer(create_app(**options), host="127.0.0.1")) as client:
+        yield client
+
+
+async def new_session(client: TestClient, parties: int = 3, **body: Any) -> str:
+    resp = await client.post("/api/sessions", json={"parties": parties, "program": "sum",
+                                                     **body})
+    assert resp.status == 201, await resp.text()
+    return (await resp.json())["session"]
+
+
+async def recv(ws: aiohttp.ClientWebSocketResponse) -> dict[str, Any]:
+    return await asyncio.wait_for(ws.receive_json(), TIMEOUT)
+
+
+async def recv_types(ws: aiohttp.ClientWebSocketResponse, n: int) -> list[dict[str, Any]]:
+    return [await recv(ws) for _ in range(n)]
+
+
+async def send(ws: aiohttp.ClientWebSocketResponse, type_: str, **fields: Any) -> None:
+    await ws.send_str(json.dumps({"v": 1, "type": type_, **fields}))
+
+
+async def expect_error(ws: aiohttp.ClientWebSocketResponse, code: str) -> dict[str, Any]:
+    msg = await recv(ws)
+    assert msg["type"] == "error", msg
+    assert msg["code"] == code, msg
+    assert msg["v"] == 1 and msg["message"]
+    return msg
+
+
+async def join(client: TestClient, sid: str, **fields: Any):
+    """Open a WebSocket, join ``sid`` and return it with its welcome message."""
+    ws = await client.ws_connect("/ws")
+    await send(ws, "join", session=sid, **fields)
+    welcome = await recv(ws)
+    assert welcome["type"] == "welcome", welcome
+    return ws, welcome
+
+
+async def assert_closed(ws: aiohttp.ClientWebSocketResponse) -> None:
+    msg = await asyncio.wait_for(ws.receive(), TIMEOUT)
+    assert msg.type in (WSMsgType.CLOSE, WSMsgType.CLOSING, WSMsgType.CLOSED), msg
+    assert ws.closed
+
+
+# --- HTTP API ----------------------------------------------------------------------------------
+
+async def test_create_session():
+    async with serve() as client:
+        resp = await client.post("/api/sessions",
+                                 json={"parties": 3, "program": "sum", "args": ["--no-log"]})
+        assert resp.status == 201
+        body = await resp.json()
+        sid = body["session"]
+        assert body == {
+            "session": sid, "parties": 3,
+            "program": {"name": "sum", "args": ["--no-log"], "builtin": True},
+            "joined": 0, "started": False,
+            "join_url": f"http://127.0.0.1:{client.port}/join/{sid}",
+        }
+        assert body["join_url"].endswith(f"/join/{sid}")
+
+
+async def test_create_session_with_uploaded_source():
+    source = "from mpyc.runtime import mpc\nmpc.run(mpc.start())\nmpc.run(mpc.shutdown())\n"
+    async with serve() as client:
+        resp = await client.post("/api/sessions",
+                                 json={"parties": 2, "program": "mine.py", "source": source})
+        assert resp.status == 201
+        body = await resp.json()
+        assert body["program"] == {"name": "mine.py", "args": [], "builtin": False}
+        ws, welcome = await join(client, body["session"])
+        assert welcome["program"]["source"] == source
+        await ws.close()
+
+
+async def test_join_url_uses_public_url():
+    async with serve(public_url="https://mpc.example.org/") as client:
+        resp = await client.post("/api/sessions", json={"parties": 2, "program": "max"})
+        body = await resp.json()
+        assert body["join_url"] == f"https://mpc.example.org/join/{body['session']}"
+
+
+async def test_create_session_bad_bodies_are_invalid_request():
+    bodies = [
+        {"parties": 1, "program": "sum"},
+        {"parties": 33, "program": "sum"},
+        {"parties": "3", "program": "sum"},
+        {"parties": True, "program": "sum"},
+        {"program": "sum"},
+        {"parties": 3, "program": "nope"},
+        {"parties": 3, "program": "sum", "args": ["-M3"]},
+        {"parties": 3, "program": "sum", "args": ["--index=2"]},
+        {"parties": 3, "program": "sum", "args": "--no-log"},
+        {"parties": 3, "source": "def f(:\n"},
+        {"parties": 3, "source": ""},
+        [3, "sum"],
+        "sum",
+        None,
+    ]
+    async with serve() as client:
+        for body in bodies:
+            resp = await client.post("/api/sessions", data=json.dumps(body),
+                                     headers={"Content-Type": "application/json"})
+            assert resp.status == 400, body
+            assert resp.content_type == "application/json"
+            doc = await resp.json()
+            assert doc["type"] == "error" and doc["v"] == 1
+            assert doc["code"] == "invalid_request", body
+            assert doc["message"]
+
+
+async def test_create_session_syntax_error_names_the_line():
+    async with serve() as client:
+        resp = await client.post("/api/sessions",
+                                 json={"parties": 2, "source": "x = 1\ndef f(:\n  pass\n"})
+        assert resp.status == 400
+        assert "line 2" in (await resp.json())["message"]
+
+
+async def test_create_session_non_string_program_name_with_source_is_400():
+    async with serve() as client:
+        resp = await client.post("/api/sessions",
+                                 json={"parties": 2, "source": "x = 1\n", "program": 5})
+        assert resp.status == 400
+        assert (await resp.json())["code"] == "invalid_request"
+
+
+async def test_create_session_non_json_body_is_malformed_json():
+    async with serve() as client:
+        for data in [b"parties=3&program=sum", b"{", b"", b'{"parties": 3,}',
+                     b'{"parties":3,"program":"\xff"}']:
+            resp = await client.post("/api/sessions", data=data,
+                                     headers={"Content-Type": "application/json"})
+            assert resp.status == 400, data
+            doc = await resp.json()
+            assert doc["type"] == "error"
+            assert doc["code"] == "malformed_json", data
+
+
+async def test_create_session_oversize_body_is_message_too_large():
+    body = json.dumps({"parties": 2, "source": "#" * (MAX_REQUEST_BYTES + 10)})
+    async with serve() as client:
+        resp = await client.post("/api/sessions", data=body,
+                                 headers={"Content-Type": "application/json"})
+        assert resp.status == 413
+        assert (await resp.json())["code"] == "message_too_large"
+
+
+async def test_create_session_server_busy():
+    async with serve(max_sessions=1) as client:
+        await new_session(client)
+        resp = await client.post("/api/sessions", json={"parties": 2, "program": "sum"})
+        assert resp.status == 503
+        assert (await resp.json())["code"] == "server_busy"
+
+
+async def test_get_session():
+    async with serve() as client:
+        sid = await new_session(client, parties=2)
+        resp = await client.get(f"/api/sessions/{sid}")
+        assert resp.status == 200
+        body = await resp.json()
+        assert body["session"] == sid
+        assert body["joined"] == 0 and body["started"] is False
+        assert body["join_url"].endswith(f"/join/{sid}")
+        ws, _ = await join(client, sid)
+        body = await (await client.get(f"/api/sessions/{sid}")).json()
+        assert body["joined"] == 1
+        await ws.close()
+
+
+async def test_get_unknown_session_is_404():
+    async with serve() as client:
+        resp = await client.get("/api/sessions/does-not-exist")
+        assert resp.status == 404
+        doc = await resp.json()
+        assert doc["type"] == "error"
+        assert doc["code"] == "unknown_session"
+        assert "does-not-exist" in doc["message"]
+
+
+async def test_protocol_document():
+    async with serve() as client:
+        resp = await client.get("/api/protocol")
+        assert resp.status == 200
+        assert await resp.json() == json.loads(json.dumps(wire.schema_document()))
+
+
+async def test_join_page():
+    async with serve() as client:
+        sid = await new_session(client)
+        resp = await client.get(f"/join/{sid}")
+        assert resp.status == 200
+        assert resp.content_type == "text/plain"
+        text = await resp.text()
+        assert f"mpyc-webrtc-peer join http://127.0.0.1:{client.port}/join/{sid}" in text
+        assert "--input" in text
+        assert "3 parties" in text
+
+
+async def test_join_page_unknown_session_is_404():
+    async with serve() as client:
+        resp = await client.get("/join/nope")
+        assert resp.status == 404
+        assert "'nope'" in await resp.text()
+
+
+# --- WebSocket: errors -------------------------------------------------------------------------
+
+async def test_ws_unknown_session():
+    async with serve() as client:
+        async with client.ws_connect("/ws") as ws:
+            await send(ws, "join", session="no-such-session")
+            await expect_error(ws, "unknown_session")
+
+
+async def test_ws_wire_errors_keep_the_socket_open():
+    cases = [
+        ("{not json", "malformed_json"),
+        ("[1, 2]", "malformed_json"),
+        ('{"v":2,"type":"join","session":"x"}', "unsupported_version"),
+        ('{"v":1,"type":"hello"}', "unknown_type"),
+        ('{"v":1,"type":"join"}', "invalid_message"),
+        ('{"v":1,"type":"offer","to":true,"sdp":"x"}', "invalid_message"),
+        ('{"v":1,"type":"offer","to":1,"sdp":"x"}', "not_joined"),
+        ('{"v":1,"type":"status","state":"ok"}', "not_joined"),
+    ]
+    async with serve() as client:
+        sid = await new_session(client, parties=2)
+        async with client.ws_connect("/ws") as ws:
+            for text, code in cases:
+                await ws.send_str(text)
+                await expect_error(ws, code)
+            # Still usable afterwards.
+            await send(ws, "join", session=sid)
+            assert (await recv(ws))["type"] == "welcome"
+
+
+async def test_ws_message_too_large_gets_a_json_answer():
+    assert WS_FRAME_LIMIT > wire.MAX_MESSAGE_BYTES + 100
+    async with serve() as client:
+        sid = await new_session(client, parties=2)
+        async with client.ws_connect("/ws") as ws:
+            big = json.dumps({"v": 1, "type": "join", "session": sid,
+                              "name": "x" * wire.MAX_MESSAGE_BYTES})
+            assert wire.MAX_MESSAGE_BYTES < len(big) < WS_FRAME_LIMIT
+            await ws.send_str(big)
+            err = await expect_error(ws, "message_too_large")
+            assert str(wire.MAX_MESSAGE_BYTES) in err["message"]
+            await send(ws, "join", session=sid)
+            assert (await recv(ws))["pid"] == 0
+
+
+async def test_ws_frame_over_the_aiohttp_limit_closes_only_that_socket():
+    async with serve() as client:
+        sid = await new_session(client, parties=2)
+        ws = await client.ws_connect("/ws")
+        await ws.send_str("x" * (WS_FRAME_LIMIT + 1))
+        await assert_closed(ws)
+        other, welcome = await join(client, sid)
+        assert welcome["pid"] == 0
+        await other.close()
+
+
+async def test_ws_binary_frame_with_invalid_utf8_is_malformed_json():
+    async with serve() as client:
+        sid = await new_session(client, parties=2)
+        async with client.ws_connect("/ws") as ws:
+            await ws.send_bytes(b'{"v":1,"type":"join","session":"\xff\xfe"}')
+            await expect_error(ws, "malformed_json")
+            await ws.send_bytes(b"\x80\x81\x82")
+            await expect_error(ws, "malformed_json")
+            # A binary frame with valid JSON is handled like text.
+            await ws.send_bytes(json.dumps({"v": 1, "type": "join", "session": sid}).encode())
+            assert (await recv(ws))["type"] == "welcome"
+
+
+async def test_ws_already_joined():
+    async with serve() as client:
+        sid = await new_session(client)
+        ws, _ = await join(client, sid)
+        assert (await recv(ws))["type"] == "roster"
+        await send(ws, "join", session=sid)
+        await expect_error(ws, "already_joined")
+        await ws.close()
+
+
+async def test_ws_session_full():
+    async with serve() as client:
+        sid = await new_session(client, parties=2)
+        a, _ = await join(client, sid)
+        b, _ = await join(client, sid)
+        async with client.ws_connect("/ws") as c:
+            await send(c, "join", session=sid)
+            await expect_error(c, "session_full")
+        await a.close()
+        await b.close()
+
+
+async def test_ws_unknown_pid():
+    async with serve() as client:
+        sid = await new_session(client, parties=2)
+        a, _ = await join(client, sid)
+        b, _ = await join(client, sid)
+        await recv_types(a, 4)  # roster, roster, start, roster
+        await recv_types(b, 3)  # roster, start, roster
+        await send(a, "offer", to=5, sdp="v=0")
+        await expect_error(a, "unknown_pid")
+        await send(a, "offer", to=0, sdp="v=0")
+        await expect_error(a, "unknown_pid")
+        await a.close()
+        await b.close()
+
+
+# --- WebSocket: sessions -----------------------------------------------------------------------
+
+async def test_ws_three_party_flow_and_relay():
+    async with serve(ice_servers=[{"urls": "stun:127.0.0.1:3478"}]) as client:
+        sid = await new_session(client, parties=3)
+        a, welcome_a = await join(client, sid, name="Alice")
+        assert welcome_a == {
+            "v": 1, "type": "welcome", "session": sid, "pid": 0, "parties": 3,
+            "program": {"name": "sum", "args": [], "builtin": True},
+            "ice_servers": [{"urls": "stun:127.0.0.1:3478"}],
+        }
+        roster = await recv(a)
+        assert roster["members"] == [{"pid": 0, "name": "Alice", "state": "joined"}]
+
+        b, welcome_b = await join(client, sid)
+        assert welcome_b["pid"] == 1
+        for ws in (a, b):
+            roster = await recv(ws)
+            assert [m["pid"] for m in roster["members"]] == [0, 1]
+            assert roster["started"] is False
+
+        c, welcome_c = await join(client, sid, name="Carol")
+        assert welcome_c["pid"] == 2
+        for ws in (a, b, c):
+            first, start, last = await recv_types(ws, 3)
+            assert first["type"] == "roster" and first["started"] is False
+            assert start == {"v": 1, "type": "start", "parties": 3}
+            assert last["type"] == "roster" and last["started"] is True
+            assert last["members"] == [
+                {"pid": 0, "name": "Alice", "state": "joined"},
+                {"pid": 1, "name": "party 1", "state": "joined"},
+                {"pid": 2, "name": "Carol", "state": "joined"},
+            ]
+
+        info = await (await client.get(f"/api/sessions/{sid}")).json()
+        assert info["joined"] == 3 and info["started"] is True
+
+        sdp = "v=0\r\no=- 1 2 IN IP4 127.0.0.1\r\ns=-\r\n"
+        await send(a, "offer", to=2, sdp=sdp)
+        assert await recv(c) == {"v": 1, "type": "offer", "sdp": sdp, "from": 0}
+        await send(c, "answer", to=0, sdp="answer-sdp")
+        assert await recv(a) == {"v": 1, "type": "answer", "sdp": "answer-sdp", "from": 2}
+        await send(b, "candidate", to=0, candidate="candidate:1", sdpMid="0",
+                   sdpMLineIndex=0)
+        assert await recv(a) == {"v": 1, "type": "candidate", "candidate": "candidate:1",
+                                 "sdpMid": "0", "sdpMLineIndex": 0, "from": 1}
+
+        # b got nothing from the a <-> c exchange: its next message is the status roster.
+        await send(b, "status", state="connected")
+        for ws in (a, b, c):
+            roster = await recv(ws)
+            assert roster["members"][1] == {"pid": 1, "name": "party 1", "state": "connected"}
+
+        # A party leaving after start shows as "left".
+        await c.close()
+        for ws in (a, b):
+            roster = await recv(ws)
+            assert roster["members"][2]["state"] == "left"
+        await a.close()
+        await b.close()
+
+
+async def test_ws_offer_relayed_between_two_clients():
+    async with serve() as client:
+        sid = await new_session(client, parties=2)
+        a, _ = await join(client, sid)
+        b, _ = await join(client, sid)
+        assert [m["type"] for m in await recv_types(a, 4)] == [
+            "roster", "roster", "start", "roster"]
+        assert [m["type"] for m in await recv_types(b, 3)] == ["roster", "start", "roster"]
+        await send(a, "offer", to=1, sdp="offer-from-0")
+        assert await recv(b) == {"v": 1, "type": "offer", "sdp": "offer-from-0", "from": 0}
+        await a.close()
+        await b.close()
+
+
+async def test_ws_close_before_start_frees_the_pid():
+    async with serve() as client:
+        sid = await new_session(client, parties=3)
+        a, welcome_a = await join(client, sid)
+        b, welcome_b = await join(client, sid)
+        assert (welcome_a["pid"], welcome_b["pid"]) == (0, 1)
+        await recv_types(a, 2)
+        await recv(b)
+        await a.close()
+        roster = await recv(b)
+        assert roster["started"] is False
+        assert [m["pid"] for m in roster["members"]] == [1]
+        c, welcome_c = await join(client, sid)
+        assert welcome_c["pid"] == 0
+        d, welcome_d = await join(client, sid)
+        assert welcome_d["pid"] == 2
+        types = [m["type"] for m in await recv_types(d, 3)]
+        assert types == ["roster", "start", "roster"]
+        for ws in (b, c, d):
+            await ws.close()
+
+
+async def test_ws_idle_expiry_closes_the_socket():
+    async with serve(idle_timeout=0.2, sweep_interval=0.05) as client:
+        sid = await new_session(client, parties=3)
+        ws, _ = await join(client, sid)
+        assert (await recv(ws))["type"] == "roster"
+        err = await expect_error(ws, "session_expired")
+        assert err["message"]
+        await assert_closed(ws)
+        resp = await client.get(f"/api/sessions/{sid}")
+        assert resp.status == 404
+        async with client.ws_connect("/ws") as late:
+            await send(late, "join", session=sid)
+            await expect_error(late, "unknown_session")

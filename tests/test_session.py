@@ -1,0 +1,723 @@
+"""The sans-I/O signaling core (mpyc_webrtc.session), driven with plain strings and a fake clock."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+
+from mpyc_webrtc import programs
+from mpyc_webrtc.session import MAX_SOURCE_BYTES, Endpoint, Registry, Session
+from mpyc_webrtc.wire import SERVER_MESSAGES, ErrorCode, SignalingError
+
+STUN = {"urls": "stun:127.0.0.1:3478"}
+
+
+class Clock:
+    def __init__(self, now: float = 1000.0):
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+
+class Party:
+    """One party's connection as the core sees it: records what it is sent and closes."""
+
+    def __init__(self, registry: Registry):
+        self.sent: list[dict[str, Any]] = []
+        self.closed = 0
+        self.endpoint = Endpoint(registry, self.sent.append, self._close)
+
+    def _close(self) -> None:
+        self.closed += 1
+
+    def send(self, type_: str, **fields: Any) -> None:
+        self.endpoint.receive(json.dumps({"v": 1, "type": type_, **fields}))
+
+    def join(self, session: Session | str, name: str | None = None) -> None:
+        sid = session.id if isinstance(session, Session) else session
+        if name is None:
+            self.send("join", session=sid)
+        else:
+            self.send("join", session=sid, name=name)
+
+    def take(self) -> list[dict[str, Any]]:
+        sent = list(self.sent)
+        self.sent.clear()  # the endpoint's send is bound to this very list
+        return sent
+
+    def types(self) -> list[str]:
+        return [m["type"] for m in self.take()]
+
+    def error(self) -> str:
+        """The code of the one message this party got, which must be an error."""
+        (msg,) = self.take()
+        assert msg["type"] == "error", msg
+        assert set(msg) == {"v", "type", *SERVER_MESSAGES["error"]}
+        assert msg["message"]
+        return msg["code"]
+
+
+@pytest.fixture
+def clock() -> Clock:
+    return Clock()
+
+
+@pytest.fixture
+def registry(clock: Clock) -> Registry:
+    return Registry(clock=clock, idle_timeout=60.0, ice_servers=[STUN])
+
+
+def invalid(registry: Registry, request: Any) -> str:
+    with pytest.raises(SignalingError) as info:
+        registry.create(request)
+    assert info.value.code == ErrorCode.INVALID_REQUEST
+    return info.value.message
+
+
+def joined(registry: Registry, session: Session, n: int) -> list[Party]:
+    parties = [Party(registry) for _ in range(n)]
+    for p in parties:
+        p.join(session)
+    for p in parties:
+        p.take()
+    return parties
+
+
+def roster_members(msg: dict[str, Any]) -> list[tuple[int, str, str]]:
+    assert msg["type"] == "roster"
+    return [(m["pid"], m["name"], m["state"]) for m in msg["members"]]
+
+
+# --- create() --------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("parties", [1, 0, -3, 33, 1000, "3", 3.0, True, False, None, [3]],
+                         ids=repr)
+def test_create_rejects_bad_party_counts(registry, parties):
+    text = invalid(registry, {"parties": parties, "program": "sum"})
+    assert "'parties'" in text
+    assert registry.sessions == {}
+
+
+def test_create_rejects_missing_parties(registry):
+    invalid(registry, {"program": "sum"})
+
+
+@pytest.mark.parametrize("body", [[], "sum", 3, None])
+def test_create_rejects_non_object_bodies(registry, body):
+    invalid(registry, body)
+
+
+@pytest.mark.parametrize("parties", [2, 3, 32])
+def test_create_accepts_party_counts_in_range(registry, parties):
+    session = registry.create({"parties": parties, "program": "sum"})
+    assert session.parties == parties
+    assert registry.sessions == {session.id: session}
+
+
+def test_create_rejects_unknown_program(registry):
+    text = invalid(registry, {"parties": 3, "program": "nope"})
+    assert "'nope'" in text
+    for name in programs.BUILTIN:
+        assert name in text
+
+
+def test_create_rejects_missing_program(registry):
+    invalid(registry, {"parties": 3})
+
+
+@pytest.mark.parametrize("args", ["--no-log", [1], ["ok", None], {"a": "b"}], ids=repr)
+def test_create_rejects_args_that_are_not_a_list_of_strings(registry, args):
+    assert "'args'" in invalid(registry, {"parties": 3, "program": "sum", "args": args})
+
+
+@pytest.mark.parametrize("arg", ["-M3", "-M", "-I", "-I0", "--index=2", "--index", "-P",
+                                 "-Plocalhost", "--config=x.ini", "-C", "--base-port=9000",
+                                 "-B", "--ssl", "-h", "--help", "-H", "-V"])
+def test_create_rejects_reserved_args(registry, arg):
+    text = invalid(registry, {"parties": 3, "program": "sum", "args": ["--no-log", arg]})
+    assert repr(arg) in text
+
+
+@pytest.mark.parametrize("arg", ["--ind=2", "--inde", "--conf=x.ini", "--base=9000", "--HEL"])
+def test_create_rejects_abbreviated_reserved_args(registry, arg):
+    # MPyC's argparse parser accepts unambiguous prefixes of long options (allow_abbrev), and
+    # the peer puts the session's args after "-M m -I pid", so "--ind=2" would override the pid.
+    invalid(registry, {"parties": 3, "program": "sum", "args": [arg]})
+
+
+def test_create_rejects_too_many_or_too_long_args(registry):
+    invalid(registry, {"parties": 3, "program": "sum", "args": ["--no-log"] * 65})
+    invalid(registry, {"parties": 3, "program": "sum", "args": ["x" * 1001]})
+
+
+def test_create_valid_builtin(registry, clock):
+    session = registry.create({"parties": 3, "program": "max", "args": ["--no-log", "-L64"]})
+    assert session.program.name == "max"
+    assert session.program.args == ["--no-log", "-L64"]
+    assert session.program.source is None
+    assert session.program.to_wire() == {"name": "max", "args": ["--no-log", "-L64"],
+                                         "builtin": True}
+    assert session.created == session.last_activity == clock.now
+    assert session.members == {}
+    assert not session.started
+    assert session.ice_servers == [STUN]
+    assert session.describe() == {
+        "session": session.id, "parties": 3,
+        "program": {"name": "max", "args": ["--no-log", "-L64"], "builtin": True},
+        "joined": 0, "started": False,
+    }
+
+
+def test_create_gives_distinct_url_safe_ids(registry):
+    ids = {registry.create({"parties": 2, "program": "sum"}).id for _ in range(50)}
+    assert len(ids) == 50
+    for sid in ids:
+        assert sid and all(c.isalnum() or c in "-_" for c in sid)
+        assert len(sid) <= 64  # fits the join message's session field
+
+
+SOURCE = "from mpyc.runtime import mpc\n\nmpc.run(mpc.start())\nmpc.run(mpc.shutdown())\n"
+
+
+def test_create_valid_source(registry):
+    session = registry.create({"parties": 2, "source": SOURCE, "program": "mine.py",
+                               "args": ["--no-log"]})
+    assert session.program.name == "mine.py"
+    assert session.program.source == SOURCE
+    assert session.program.to_wire() == {"name": "mine.py", "args": ["--no-log"],
+                                         "builtin": False, "source": SOURCE}
+    assert session.describe()["program"] == {"name": "mine.py", "args": ["--no-log"],
+                                             "builtin": False}
+
+
+def test_create_source_without_name_is_program_py(registry):
+    session = registry.create({"parties": 2, "source": SOURCE})
+    assert session.program.name == "program.py"
+
+
+def test_create_source_may_shadow_a_builtin_name(registry):
+    session = registry.create({"parties": 2, "source": SOURCE, "program": "sum"})
+    assert session.program.source == SOURCE
+    assert session.program.to_wire()["builtin"] is False
+
+
+def test_create_source_with_syntax_error_names_the_line(registry):
+    text = invalid(registry, {"parties": 2, "source": "x = 1\ny = 2\ndef f(:\n    pass\n"})
+    assert "syntax error" in text
+    assert "line 3" in text
+
+
+@pytest.mark.parametrize("source", ["", "   \n\t", 5, ["x = 1"]], ids=repr)
+def test_create_rejects_empty_or_non_text_source(registry, source):
+    assert "'source'" in invalid(registry, {"parties": 2, "source": source})
+
+
+def test_create_source_at_the_size_limit_is_accepted(registry):
+    source = "#" * MAX_SOURCE_BYTES
+    assert registry.create({"parties": 2, "source": source}).program.source == source
+
+
+def test_create_source_too_large(registry):
+    text = invalid(registry, {"parties": 2, "source": "#" * (MAX_SOURCE_BYTES + 1)})
+    assert f"{MAX_SOURCE_BYTES // 1024} KiB" in text
+
+
+def test_create_source_size_is_counted_in_bytes(registry):
+    source = "#" + "é" * (MAX_SOURCE_BYTES // 2)
+    assert len(source) < MAX_SOURCE_BYTES < len(source.encode())
+    invalid(registry, {"parties": 2, "source": source})
+
+
+@pytest.mark.parametrize("name", ["", "x" * 101, []], ids=repr)
+def test_create_source_rejects_bad_program_names(registry, name):
+    assert "'program'" in invalid(registry, {"parties": 2, "source": SOURCE, "program": name})
+
+
+@pytest.mark.parametrize("name", [5, True, {"a": 1}], ids=repr)
+def test_create_source_with_non_string_program_name_is_invalid_request(registry, name):
+    # Must be a clean invalid_request (HTTP 400), not a TypeError from compile() (HTTP 500).
+    invalid(registry, {"parties": 2, "source": SOURCE, "program": name})
+
+
+def test_create_source_args_are_checked_too(registry):
+    invalid(registry, {"parties": 2, "source": SOURCE, "args": ["-I1"]})
+
+
+def test_max_sessions_gives_server_busy(clock):
+    registry = Registry(clock=clock, max_sessions=2)
+    registry.create({"parties": 2, "program": "sum"})
+    registry.create({"parties": 2, "program": "sum"})
+    with pytest.raises(SignalingError) as info:
+        registry.create({"parties": 2, "program": "sum"})
+    assert info.value.code == ErrorCode.SERVER_BUSY
+    assert len(registry.sessions) == 2
+
+
+def test_server_busy_clears_once_sessions_expire(clock):
+    registry = Registry(clock=clock, max_sessions=1, idle_timeout=10)
+    registry.create({"parties": 2, "program": "sum"})
+    with pytest.raises(SignalingError):
+        registry.create({"parties": 2, "program": "sum"})
+    clock.now += 11
+    assert len(registry.expire()) == 1
+    assert registry.create({"parties": 2, "program": "sum"}).id in registry.sessions
+
+
+def test_invalid_request_is_reported_before_server_busy(clock):
+    registry = Registry(clock=clock, max_sessions=0)
+    invalid(registry, {"parties": 1, "program": "sum"})
+
+
+# --- join, welcome, roster, start ------------------------------------------------------------
+
+def test_pids_are_assigned_in_join_order(registry):
+    session = registry.create({"parties": 3, "program": "sum"})
+    a, b, c = Party(registry), Party(registry), Party(registry)
+    for expected, party in enumerate([a, b, c]):
+        party.join(session)
+        assert party.endpoint.pid == expected
+        assert party.endpoint.session is session
+        welcome = party.sent[0]
+        assert welcome["type"] == "welcome"
+        assert welcome["pid"] == expected
+    assert sorted(session.members) == [0, 1, 2]
+
+
+def test_welcome_contents(registry):
+    session = registry.create({"parties": 3, "program": "sort", "args": ["--no-log"]})
+    a = Party(registry)
+    a.join(session, name="Alice")
+    welcome = a.sent[0]
+    assert welcome == {
+        "v": 1, "type": "welcome", "session": session.id, "pid": 0, "parties": 3,
+        "program": {"name": "sort", "args": ["--no-log"], "builtin": True},
+        "ice_servers": [STUN],
+    }
+    assert set(welcome) == {"v", "type", *SERVER_MESSAGES["welcome"]}
+
+
+def test_welcome_carries_uploaded_source(registry):
+    session = registry.create({"parties": 2, "source": SOURCE, "program": "mine.py"})
+    a = Party(registry)
+    a.join(session)
+    assert a.sent[0]["program"] == {"name": "mine.py", "args": [], "builtin": False,
+                                    "source": SOURCE}
+
+
+def test_roster_is_broadcast_to_all_on_each_join(registry):
+    session = registry.create({"parties": 3, "program": "sum"})
+    a, b = Party(registry), Party(registry)
+    a.join(session, name="Alice")
+    assert a.types() == ["welcome", "roster"]
+    b.join(session)
+    (roster_a,) = a.take()
+    welcome_b, roster_b = b.take()
+    assert welcome_b["type"] == "welcome"
+    assert roster_a == roster_b == {
+        "v": 1, "type": "roster", "parties": 3, "started": False,
+        "members": [{"pid": 0, "name": "Alice", "state": "joined"},
+                    {"pid": 1, "name": "party 1", "state": "joined"}],
+    }
+    assert set(roster_a) == {"v", "type", *SERVER_MESSAGES["roster"]}
+
+
+def test_start_is_broadcast_exactly_once_when_the_last_party_joins(registry):
+    session = registry.create({"parties": 3, "program": "sum"})
+    a, b, c = Party(registry), Party(registry), Party(registry)
+    a.join(session)
+    b.join(session)
+    assert "start" not in a.types() + b.types()
+    assert not session.started
+    c.join(session)
+    assert session.started
+    assert a.types() == ["roster", "start", "roster"]
+    assert b.types() == ["roster", "start", "roster"]
+    sent_c = c.take()
+    assert [m["type"] for m in sent_c] == ["welcome", "roster", "start", "roster"]
+    start = sent_c[2]
+    assert start == {"v": 1, "type": "start", "parties": 3}
+    assert set(start) == {"v", "type", *SERVER_MESSAGES["start"]}
+    assert sent_c[1]["started"] is False
+    assert sent_c[3]["started"] is True
+    assert [m["pid"] for m in sent_c[3]["members"]] == [0, 1, 2]
+    # Later activity never starts the session again.
+    a.send("status", state="connected")
+    d = Party(registry)
+    d.join(session)
+    for party in (a, b, c):
+        assert "start" not in party.types()
+
+
+def test_two_party_session_starts_on_second_join(registry):
+    session = registry.create({"parties": 2, "program": "sum"})
+    a, b = Party(registry), Party(registry)
+    a.join(session)
+    assert a.types() == ["welcome", "roster"]
+    b.join(session)
+    assert a.types() == ["roster", "start", "roster"]
+    assert b.types() == ["welcome", "roster", "start", "roster"]
+
+
+def test_fourth_party_gets_session_full(registry):
+    session = registry.create({"parties": 3, "program": "sum"})
+    a, b, c = joined(registry, session, 3)
+    d = Party(registry)
+    d.join(session)
+    assert d.error() == ErrorCode.SESSION_FULL
+    assert d.endpoint.session is None and d.endpoint.pid is None
+    assert sorted(session.members) == [0, 1, 2]
+    assert a.sent == b.sent == c.sent == []
+    # The refused connection is not stuck: it can still join another session.
+    other = registry.create({"parties": 2, "program": "sum"})
+    d.join(other)
+    assert d.types() == ["welcome", "roster"]
+    assert d.endpoint.pid == 0
+
+
+def test_join_unknown_session(registry):
+    a = Party(registry)
+    a.join("no-such-session")
+    assert a.error() == ErrorCode.UNKNOWN_SESSION
+    assert a.endpoint.session is None
+
+
+def test_joining_twice_is_already_joined(registry):
+    session = registry.create({"parties": 3, "program": "sum"})
+    other = registry.create({"parties": 3, "program": "sum"})
+    a, b = joined(registry, session, 2)
+    a.join(session)
+    assert a.error() == ErrorCode.ALREADY_JOINED
+    a.join(other)
+    assert a.error() == ErrorCode.ALREADY_JOINED
+    assert a.endpoint.pid == 0 and a.endpoint.session is session
+    assert sorted(session.members) == [0, 1]
+    assert other.members == {}
+    assert b.sent == []
+
+
+def test_name_defaults_to_party_pid(registry):
+    session = registry.create({"parties": 3, "program": "sum"})
+    a, b = Party(registry), Party(registry)
+    a.join(session, name="")
+    b.join(session, name="Bob")
+    assert roster_members(b.sent[-1]) == [(0, "party 0", "joined"), (1, "Bob", "joined")]
+
+
+# --- relaying ----------------------------------------------------------------------------------
+
+def test_offer_answer_candidate_are_relayed_to_the_addressed_pid(registry):
+    session = registry.create({"parties": 3, "program": "sum"})
+    a, b, c = joined(registry, session, 3)
+    a.send("offer", to=1, sdp="v=0\r\no=offer\r\n")
+    assert b.take() == [{"v": 1, "type": "offer", "sdp": "v=0\r\no=offer\r\n", "from": 0}]
+    b.send("answer", to=0, sdp="v=0\r\no=answer\r\n")
+    assert a.take() == [{"v": 1, "type": "answer", "sdp": "v=0\r\no=answer\r\n", "from": 1}]
+    c.send("candidate", to=0, candidate="candidate:1 1 udp 9 127.0.0.1 5000 typ host",
+           sdpMid="0", sdpMLineIndex=0)
+    assert a.take() == [{"v": 1, "type": "candidate",
+                         "candidate": "candidate:1 1 udp 9 127.0.0.1 5000 typ host",
+                         "sdpMid": "0", "sdpMLineIndex": 0, "from": 2}]
+    c.send("candidate", to=1, candidate="")
+    assert b.take() == [{"v": 1, "type": "candidate", "candidate": "", "from": 2}]
+    # Nobody else hears any of it, and senders get no echo.
+    assert a.sent == b.sent == c.sent == []
+
+
+def test_relay_works_before_start(registry):
+    session = registry.create({"parties": 3, "program": "sum"})
+    a, b = joined(registry, session, 2)
+    b.send("offer", to=0, sdp="x")
+    assert a.take() == [{"v": 1, "type": "offer", "sdp": "x", "from": 1}]
+
+
+def test_relayed_message_overrides_a_forged_from(registry):
+    session = registry.create({"parties": 2, "program": "sum"})
+    a, b = joined(registry, session, 2)
+    a.endpoint.receive(json.dumps({"v": 1, "type": "offer", "to": 1, "sdp": "x", "from": 7}))
+    (relayed,) = b.take()
+    assert relayed["from"] == 0
+    assert "to" not in relayed
+
+
+@pytest.mark.parametrize("to", [3, 99, -1])
+def test_addressing_a_pid_not_in_the_session_is_unknown_pid(registry, to):
+    session = registry.create({"parties": 3, "program": "sum"})
+    a, b, c = joined(registry, session, 3)
+    a.send("offer", to=to, sdp="x")
+    assert a.error() == ErrorCode.UNKNOWN_PID
+    assert b.sent == c.sent == []
+
+
+def test_addressing_a_free_pid_before_start_is_unknown_pid(registry):
+    session = registry.create({"parties": 3, "program": "sum"})
+    (a,) = joined(registry, session, 1)
+    a.send("offer", to=1, sdp="x")
+    assert a.error() == ErrorCode.UNKNOWN_PID
+
+
+def test_addressing_yourself_is_unknown_pid(registry):
+    session = registry.create({"parties": 2, "program": "sum"})
+    a, b = joined(registry, session, 2)
+    b.send("candidate", to=1, candidate="c")
+    (err,) = b.take()
+    assert err["code"] == ErrorCode.UNKNOWN_PID
+    assert "yourself" in err["message"]
+    assert a.sent == []
+
+
+def test_addressing_a_party_that_left_is_unknown_pid(registry):
+    session = registry.create({"parties": 3, "program": "sum"})
+    a, b, c = joined(registry, session, 3)
+    c.endpoint.disconnected()
+    a.take()
+    a.send("offer", to=2, sdp="x")
+    assert a.error() == ErrorCode.UNKNOWN_PID
+    assert c.sent == []
+
+
+@pytest.mark.parametrize("type_,fields", [
+    ("offer", {"to": 1, "sdp": "x"}),
+    ("answer", {"to": 0, "sdp": "x"}),
+    ("candidate", {"to": 0, "candidate": "c"}),
+    ("status", {"state": "connected"}),
+])
+def test_sending_before_join_is_not_joined(registry, type_, fields):
+    session = registry.create({"parties": 2, "program": "sum"})
+    (a,) = joined(registry, session, 1)
+    stranger = Party(registry)
+    stranger.send(type_, **fields)
+    assert stranger.error() == ErrorCode.NOT_JOINED
+    assert a.sent == []
+
+
+@pytest.mark.parametrize("text,code", [
+    ("{oops", ErrorCode.MALFORMED_JSON),
+    ('{"v":2,"type":"join","session":"x"}', ErrorCode.UNSUPPORTED_VERSION),
+    ('{"v":1,"type":"hello"}', ErrorCode.UNKNOWN_TYPE),
+    ('{"v":1,"type":"offer","to":true,"sdp":"x"}', ErrorCode.INVALID_MESSAGE),
+    ("x" * (64 * 1024 + 1), ErrorCode.MESSAGE_TOO_LARGE),
+    (b"\xff\xfe\xfd", ErrorCode.MALFORMED_JSON),
+])
+def test_wire_errors_become_error_messages(registry, text, code):
+    session = registry.create({"parties": 2, "program": "sum"})
+    (a,) = joined(registry, session, 1)
+    a.endpoint.receive(text)
+    assert a.error() == code
+    # The connection stays usable and joined.
+    assert a.endpoint.pid == 0
+    a.send("status", state="still here")
+    assert roster_members(a.take()[0]) == [(0, "party 0", "still here")]
+
+
+# --- leaving and status ------------------------------------------------------------------------
+
+def test_leaving_before_start_frees_the_pid(registry):
+    session = registry.create({"parties": 3, "program": "sum"})
+    a, b = joined(registry, session, 2)
+    a.endpoint.disconnected()
+    assert a.endpoint.session is None and a.endpoint.pid is None
+    assert a.sent == []
+    (roster,) = b.take()
+    assert roster["started"] is False
+    assert roster_members(roster) == [(1, "party 1", "joined")]
+    c = Party(registry)
+    c.join(session)
+    assert c.endpoint.pid == 0
+    assert roster_members(b.take()[0]) == [(0, "party 0", "joined"), (1, "party 1", "joined")]
+    d = Party(registry)
+    d.join(session)
+    assert d.endpoint.pid == 2
+    assert session.started
+
+
+def test_next_joiner_gets_the_lowest_free_pid(registry):
+    session = registry.create({"parties": 4, "program": "sum"})
+    a, b, c = joined(registry, session, 3)
+    c.endpoint.disconnected()
+    b.endpoint.disconnected()
+    d = Party(registry)
+    d.join(session)
+    assert d.endpoint.pid == 1
+    e = Party(registry)
+    e.join(session)
+    assert e.endpoint.pid == 2
+
+
+def test_leaving_after_start_shows_state_left(registry):
+    session = registry.create({"parties": 3, "program": "sum"})
+    a, b, c = joined(registry, session, 3)
+    b.endpoint.disconnected()
+    expected = [(0, "party 0", "joined"), (1, "party 1", "left"), (2, "party 2", "joined")]
+    (roster_a,) = a.take()
+    (roster_c,) = c.take()
+    assert roster_a == roster_c
+    assert roster_a["started"] is True
+    assert roster_members(roster_a) == expected
+    assert b.sent == []
+    assert sorted(session.members) == [0, 1, 2]
+    # The pid is not handed out again: the session is still full.
+    d = Party(registry)
+    d.join(session)
+    assert d.error() == ErrorCode.SESSION_FULL
+
+
+def test_disconnect_without_join_is_harmless(registry):
+    session = registry.create({"parties": 2, "program": "sum"})
+    (a,) = joined(registry, session, 1)
+    stranger = Party(registry)
+    stranger.endpoint.disconnected()
+    stranger.endpoint.disconnected()
+    assert a.sent == []
+    assert list(session.members) == [0]
+
+
+def test_disconnect_twice_leaves_once(registry):
+    session = registry.create({"parties": 3, "program": "sum"})
+    a, b = joined(registry, session, 2)
+    a.endpoint.disconnected()
+    a.endpoint.disconnected()
+    assert len(b.take()) == 1
+
+
+def test_status_updates_the_roster(registry):
+    session = registry.create({"parties": 3, "program": "sum"})
+    a, b, c = joined(registry, session, 3)
+    b.send("status", state="connected", detail="2 of 2 channels open")
+    for party in (a, b, c):
+        (roster,) = party.take()
+        assert roster_members(roster) == [
+            (0, "party 0", "joined"), (1, "party 1", "connected"), (2, "party 2", "joined"),
+        ]
+        assert roster["started"] is True
+    a.send("status", state="done")
+    assert roster_members(c.take()[0])[0] == (0, "party 0", "done")
+
+
+# --- expiry ------------------------------------------------------------------------------------
+
+def test_idle_lobby_session_expires(registry, clock):
+    session = registry.create({"parties": 3, "program": "sum"})
+    a, b = joined(registry, session, 2)
+    clock.now += 60.0
+    assert registry.expire() == []
+    assert a.sent == [] and a.closed == 0
+    clock.now += 0.5
+    assert registry.expire() == [session]
+    assert registry.sessions == {}
+    for party in (a, b):
+        assert party.error() == ErrorCode.SESSION_EXPIRED
+        assert party.closed == 1
+    # The socket closing afterwards is harmless, and the session is gone for newcomers.
+    a.endpoint.disconnected()
+    assert b.sent == []
+    c = Party(registry)
+    c.join(session)
+    assert c.error() == ErrorCode.UNKNOWN_SESSION
+
+
+def test_empty_lobby_session_expires(registry, clock):
+    session = registry.create({"parties": 2, "program": "sum"})
+    clock.now += 61
+    assert registry.expire() == [session]
+    assert registry.sessions == {}
+
+
+def test_activity_keeps_a_lobby_alive(registry, clock):
+    session = registry.create({"parties": 3, "program": "sum"})
+    (a,) = joined(registry, session, 1)
+    clock.now += 50
+    a.send("status", state="waiting")
+    clock.now += 50
+    assert registry.expire() == []
+    b = Party(registry)
+    b.join(session)
+    clock.now += 50
+    b.send("offer", to=0, sdp="x")
+    clock.now += 50
+    assert registry.expire() == []
+    clock.now += 11
+    assert registry.expire() == [session]
+
+
+def test_leaving_counts_as_activity(registry, clock):
+    session = registry.create({"parties": 3, "program": "sum"})
+    a, b = joined(registry, session, 2)
+    clock.now += 59
+    a.endpoint.disconnected()
+    clock.now += 59
+    assert registry.expire() == []
+    assert session.id in registry.sessions
+
+
+def test_started_session_with_connected_members_does_not_expire_when_idle(registry, clock):
+    session = registry.create({"parties": 3, "program": "sum"})
+    parties = joined(registry, session, 3)
+    parties[2].endpoint.disconnected()
+    clock.now += 10 * 60.0
+    assert registry.expire() == []
+    assert session.id in registry.sessions
+    for party in parties:
+        assert party.closed == 0
+    assert [m["type"] for m in parties[0].take()] == ["roster"]
+
+
+def test_started_session_whose_members_all_left_is_removed(registry, clock):
+    session = registry.create({"parties": 2, "program": "sum"})
+    a, b = joined(registry, session, 2)
+    a.endpoint.disconnected()
+    assert registry.expire() == []
+    b.endpoint.disconnected()
+    # No idle time needed: the session is over.
+    assert registry.expire() == [session]
+    assert registry.sessions == {}
+    assert a.closed == b.closed == 0
+    assert registry.expire() == []
+
+
+def test_max_age_expires_even_a_busy_session(clock):
+    registry = Registry(clock=clock, idle_timeout=60, max_age=3600)
+    session = registry.create({"parties": 2, "program": "sum"})
+    a, b = joined(registry, session, 2)
+    while clock.now + 50 - session.created <= 3600:
+        clock.now += 50
+        a.send("status", state="busy")
+        assert registry.expire() == []
+    clock.now += 50
+    assert registry.expire() == [session]
+    assert registry.sessions == {}
+    assert b.take()[-1]["code"] == ErrorCode.SESSION_EXPIRED
+    assert a.closed == b.closed == 1
+
+
+def test_expire_only_removes_the_expired_sessions(registry, clock):
+    old = registry.create({"parties": 2, "program": "sum"})
+    clock.now += 30
+    new = registry.create({"parties": 2, "program": "sum"})
+    clock.now += 31
+    assert registry.expire() == [old]
+    assert list(registry.sessions) == [new.id]
+
+
+# --- programs.check_args / parse_input -------------------------------------------------------
+
+@pytest.mark.parametrize("args", [[], ["--no-log"], ["-L64", "--bit-length=64", "-T1"],
+                                  ["--input=5"], ["--indexed"], ["--Index=1"]])
+def test_check_args_allows_ordinary_options(args):
+    programs.check_args(args)
+
+
+@pytest.mark.parametrize("text,values", [("5", [5]), (" -3 ", [-3]), ("3,1,2", [3, 1, 2]),
+                                         ("1, 2 ,3", [1, 2, 3]),
+                                         (str(programs.INPUT_BOUND), [programs.INPUT_BOUND])])
+def test_parse_input(text, values):
+    assert programs.parse_input(text) == values
+
+
+@pytest.mark.parametrize("text", ["", "x", "1,,2", "1.5", "1;2", str(programs.INPUT_BOUND + 1),
+                                  ",".join(["1"] * (programs.MAX_INPUT_VALUES + 1))])
+def test_parse_input_rejects(text):
+    with pytest.raises(ValueError):
+        programs.parse_input(text)

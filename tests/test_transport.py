@@ -1,0 +1,215 @@
+"""ChannelTransport: coalescing, chunking, backpressure, reassembly, containment."""
+
+import asyncio
+import struct
+import types
+
+import pytest
+from mpyc.asyncoro import MessageExchanger
+
+from mpyc_webrtc.memory import MemoryChannel, channel_pair
+from mpyc_webrtc.transport import ChannelTransport
+
+
+class Recorder(asyncio.Protocol):
+    """A protocol that remembers everything it is told."""
+
+    def __init__(self):
+        self.data = bytearray()
+        self.chunks = []
+        self.lost = []
+        self.made = None
+
+    def connection_made(self, transport):
+        self.made = transport
+
+    def data_received(self, data):
+        self.chunks.append(bytes(data))
+        self.data += data
+
+    def connection_lost(self, exc):
+        self.lost.append(exc)
+
+
+def transport_pair(loop, **options):
+    a, b = channel_pair(loop)
+    left, right = Recorder(), Recorder()
+    ta = ChannelTransport(a, left, loop, peer_pid=1, **options)
+    tb = ChannelTransport(b, right, loop, peer_pid=0, **options)
+    return (a, ta, left), (b, tb, right)
+
+
+async def settle(rounds=5):
+    for _ in range(rounds):
+        await asyncio.sleep(0)
+
+
+async def test_writes_of_one_loop_iteration_leave_as_one_message():
+    loop = asyncio.get_running_loop()
+    (a, ta, _), (_, _, right) = transport_pair(loop)
+    ta.write(b"one")
+    ta.writelines([b"two", b"three"])
+    ta.write(b"")
+    await settle()
+    assert a.sent == [b"onetwothree"]
+    assert right.data == b"onetwothree"
+    ta.write(b"four")
+    await settle()
+    ta.write(b"five")
+    await settle()
+    assert a.sent == [b"onetwothree", b"four", b"five"]
+
+
+async def test_large_writes_are_cut_at_the_message_size_limit():
+    loop = asyncio.get_running_loop()
+    (a, ta, _), (_, _, right) = transport_pair(loop)
+    payload = bytes(range(256)) * 1000  # 256,000 bytes
+    ta.write(payload[:100_000])
+    ta.write(payload[100_000:])
+    await settle()
+    assert [len(m) for m in a.sent] == [65536, 65536, 65536, 59392]
+    assert right.data == payload
+
+
+@pytest.mark.parametrize("size", [1, 7, 12, 13, 1000])
+async def test_mpyc_messages_survive_any_chunking(size):
+    """MPyC's stream of <qI + payload> records is reassembled whatever the cut points."""
+    loop = asyncio.get_running_loop()
+    a, b = channel_pair(loop)
+    rt = types.SimpleNamespace(_loop=loop, pid=0, options=types.SimpleNamespace(no_prss=True),
+                               set_protocol=lambda pid, p: None)
+    sender, receiver = MessageExchanger(rt, 1), MessageExchanger(rt)  # client, server
+    ChannelTransport(a, sender, loop, peer_pid=1, max_message_size=size)
+    ChannelTransport(b, receiver, loop, peer_pid=0, max_message_size=size)
+    payloads = {pc: bytes([pc % 251]) * (pc * 37 % 300) for pc in range(1, 60)}
+    for pc, payload in payloads.items():
+        sender.send(pc, payload)
+    await settle(20)
+    assert all(len(m) <= size for m in a.sent)
+    assert {pc: receiver.receive(pc) for pc in payloads} == payloads
+
+
+async def test_handshake_arriving_before_the_mesh_is_ready_keeps_roles():
+    """A channel may receive the client's pid before the transport exists; the server
+    side must still act as server and not answer with a handshake of its own."""
+    loop = asyncio.get_running_loop()
+    a, b = channel_pair(loop)
+    registered = []
+    server_rt = types.SimpleNamespace(_loop=loop, pid=1,
+                                      options=types.SimpleNamespace(no_prss=True),
+                                      set_protocol=lambda pid, p: registered.append(pid))
+    a.send(struct.pack("<H", 0) + struct.pack("<qI", 5, 3) + b"abc")  # client pid 0, then data
+    await settle()
+    server = MessageExchanger(server_rt)
+    ChannelTransport(b, server, loop, peer_pid=0)
+    await settle()
+    assert registered == [0]
+    assert server.receive(5) == b"abc"
+    assert b.sent == []  # the server wrote nothing back
+
+
+async def test_backpressure_holds_data_until_the_channel_drains():
+    loop = asyncio.get_running_loop()
+    (a, ta, _), (_, _, right) = transport_pair(loop, high_water=1000, low_water=100)
+    a.buffered_amount = 5000
+    ta.write(b"x" * 10)
+    ta.write(b"y" * 10)
+    await settle()
+    assert a.sent == [] and ta.pending == 20
+    a.drain(500)  # still above low water: nothing happens
+    await settle()
+    assert a.sent == []
+    a.drain(0)
+    await settle()
+    assert a.sent == [b"x" * 10 + b"y" * 10] and ta.pending == 0
+    assert right.data == b"x" * 10 + b"y" * 10
+
+
+async def test_backpressure_stops_between_chunks():
+    loop = asyncio.get_running_loop()
+
+    class Filling(MemoryChannel):
+        def send(self, data):
+            super().send(data)
+            self.buffered_amount += len(data)
+
+    a, b = Filling(loop), MemoryChannel(loop)
+    a.remote, b.remote = b, a
+    ta = ChannelTransport(a, Recorder(), loop, peer_pid=1, max_message_size=100,
+                          high_water=250, low_water=0)
+    ta.write(bytes(1000))
+    await settle()
+    assert len(a.sent) == 3 and ta.pending == 700
+    a.drain(0)
+    await settle()
+    assert len(a.sent) == 6
+    a.drain(0)
+    a.drain(0)
+    a.drain(0)
+    await settle()
+    assert b"".join(a.sent) == bytes(1000) and ta.pending == 0
+
+
+async def test_close_flushes_first_and_reports_connection_lost_once():
+    loop = asyncio.get_running_loop()
+    (a, ta, left), (b, tb, right) = transport_pair(loop)
+    ta.write(b"last words")
+    ta.close()
+    ta.close()
+    ta.write(b"ignored after close")
+    await settle()
+    assert a.sent == [b"last words"] and a.closed
+    assert left.lost == [None]
+    assert right.data == b"last words" and right.lost == [None]
+    assert tb.is_closing()
+
+
+async def test_exception_in_protocol_is_contained_and_reported():
+    loop = asyncio.get_running_loop()
+    a, b = channel_pair(loop)
+    failures = []
+
+    class Exploding(Recorder):
+        def data_received(self, data):
+            raise RuntimeError("boom")
+
+    ChannelTransport(b, Exploding(), loop, peer_pid=0,
+                     on_failure=lambda pid, exc: failures.append((pid, str(exc))))
+    b._on_message(b"anything")  # what the channel's event handler would call; must not raise
+    assert failures == [(0, "boom")]
+    assert b.closed
+
+
+async def test_peer_claiming_another_pid_is_refused():
+    loop = asyncio.get_running_loop()
+    a, b = channel_pair(loop)
+    failures = []
+    rt = types.SimpleNamespace(_loop=loop, pid=2, options=types.SimpleNamespace(no_prss=True),
+                               set_protocol=lambda pid, p: None)
+    ChannelTransport(b, MessageExchanger(rt), loop, peer_pid=0,
+                     on_failure=lambda pid, exc: failures.append(str(exc)))
+    a.send(struct.pack("<H", 1))  # says it is party 1 on party 0's channel
+    await settle()
+    assert failures and "says it is party 1" in failures[0]
+
+
+async def test_send_failure_is_contained():
+    loop = asyncio.get_running_loop()
+    a, _ = channel_pair(loop)
+    failures = []
+    ta = ChannelTransport(a, Recorder(), loop, peer_pid=1,
+                          on_failure=lambda pid, exc: failures.append(pid))
+    a.closed = True  # send now raises
+    ta.write(b"data")
+    await settle()
+    assert failures == [1] and ta.is_closing()
+
+
+async def test_text_message_is_a_protocol_violation():
+    loop = asyncio.get_running_loop()
+    a, b = channel_pair(loop)
+    failures = []
+    ChannelTransport(b, Recorder(), loop, peer_pid=0,
+                     on_failure=lambda pid, exc: failures.append(str(exc)))
+    b._on_message("text")
+    assert failures and "text message" in failures[0]

@@ -1,0 +1,311 @@
+"""The signaling wire schema (mpyc_webrtc.wire) and ICE server URL parsing (mpyc_webrtc.ice)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from mpyc_webrtc import wire
+from mpyc_webrtc.ice import parse_ice_server
+from mpyc_webrtc.wire import (
+    CLIENT_MESSAGES,
+    MAX_MESSAGE_BYTES,
+    ErrorCode,
+    SignalingError,
+    decode_client_message,
+)
+
+
+def msg(type_: str, **fields) -> dict:
+    return {"v": 1, "type": type_, **fields}
+
+
+def code_of(text: str | bytes) -> ErrorCode:
+    with pytest.raises(SignalingError) as info:
+        decode_client_message(text)
+    assert info.value.message  # every error carries a sentence for people
+    return info.value.code
+
+
+# --- valid messages ------------------------------------------------------------------------
+
+VALID = {
+    "join": [
+        msg("join", session="abc"),
+        msg("join", session="abc", name="Alice"),
+        msg("join", session="s" * 64, name="n" * 64),
+    ],
+    "offer": [msg("offer", to=1, sdp="v=0\r\n"), msg("offer", to=0, sdp="")],
+    "answer": [msg("answer", to=0, sdp="v=0\r\n")],
+    "candidate": [
+        msg("candidate", to=2, candidate="candidate:1 1 udp 1 127.0.0.1 5000 typ host"),
+        msg("candidate", to=2, candidate="c", sdpMid="0", sdpMLineIndex=0),
+        msg("candidate", to=2, candidate="", sdpMid=None, sdpMLineIndex=None),
+        msg("candidate", to=2, candidate="c" * 1024, sdpMid="m" * 64),
+    ],
+    "status": [
+        msg("status", state="connected"),
+        msg("status", state="s" * 32, detail="d" * 500),
+    ],
+}
+
+
+def test_valid_examples_cover_every_client_type():
+    assert set(VALID) == set(CLIENT_MESSAGES)
+
+
+@pytest.mark.parametrize(
+    "message", [m for ms in VALID.values() for m in ms], ids=lambda m: m["type"]
+)
+def test_valid_client_messages_pass(message):
+    assert decode_client_message(json.dumps(message)) == message
+    assert decode_client_message(json.dumps(message).encode()) == message
+
+
+def test_extra_fields_are_kept():
+    message = msg("status", state="ok", extra=[1, 2])
+    assert decode_client_message(json.dumps(message)) == message
+
+
+# --- malformed_json ------------------------------------------------------------------------
+
+@pytest.mark.parametrize("text", ["", "{", "not json", "{'v': 1}", '{"v":1,}', "\x00"])
+def test_bad_json_is_malformed_json(text):
+    assert code_of(text) == ErrorCode.MALFORMED_JSON
+
+
+@pytest.mark.parametrize("text", ["[]", '[{"v":1,"type":"join","session":"a"}]', '"join"',
+                                  "42", "null", "true"])
+def test_json_that_is_not_an_object_is_malformed_json(text):
+    assert code_of(text) == ErrorCode.MALFORMED_JSON
+
+
+def test_invalid_utf8_bytes_are_malformed_json():
+    assert code_of(b'{"v":1,"type":"status","state":"\xff\xfe"}') == ErrorCode.MALFORMED_JSON
+
+
+# --- message_too_large ---------------------------------------------------------------------
+
+def _offer_of_size(size: int) -> str:
+    empty = wire.encode(msg("offer", to=1, sdp=""))
+    text = wire.encode(msg("offer", to=1, sdp="x" * (size - len(empty))))
+    assert len(text.encode()) == size
+    return text
+
+
+def test_message_exactly_at_the_limit_is_accepted():
+    text = _offer_of_size(MAX_MESSAGE_BYTES)
+    assert decode_client_message(text)["to"] == 1
+    assert decode_client_message(text.encode())["to"] == 1
+
+
+def test_message_one_byte_over_the_limit_is_too_large():
+    text = _offer_of_size(MAX_MESSAGE_BYTES + 1)
+    assert code_of(text) == ErrorCode.MESSAGE_TOO_LARGE
+    assert code_of(text.encode()) == ErrorCode.MESSAGE_TOO_LARGE
+
+
+def test_size_is_counted_in_utf8_bytes_not_characters():
+    # Fewer characters than the limit, but more bytes.
+    text = json.dumps(msg("offer", to=1, sdp="é" * (MAX_MESSAGE_BYTES // 2 + 10)),
+                      ensure_ascii=False)
+    assert len(text) < MAX_MESSAGE_BYTES < len(text.encode())
+    assert code_of(text) == ErrorCode.MESSAGE_TOO_LARGE
+
+
+def test_size_is_checked_before_parsing():
+    assert code_of("{" * (MAX_MESSAGE_BYTES + 1)) == ErrorCode.MESSAGE_TOO_LARGE
+
+
+def test_too_large_message_names_size_and_limit():
+    with pytest.raises(SignalingError) as info:
+        decode_client_message(_offer_of_size(MAX_MESSAGE_BYTES + 1))
+    assert str(MAX_MESSAGE_BYTES + 1) in info.value.message
+    assert str(MAX_MESSAGE_BYTES) in info.value.message
+
+
+# --- unsupported_version -------------------------------------------------------------------
+
+@pytest.mark.parametrize("version", [2, 0, "1", None, [1]], ids=repr)
+def test_wrong_version_is_unsupported(version):
+    text = json.dumps({"v": version, "type": "status", "state": "ok"})
+    assert code_of(text) == ErrorCode.UNSUPPORTED_VERSION
+
+
+def test_missing_version_is_unsupported():
+    assert code_of('{"type":"join","session":"abc"}') == ErrorCode.UNSUPPORTED_VERSION
+
+
+def test_version_true_is_unsupported():
+    # The schema never treats a JSON boolean as an integer; "v": true is not version 1.
+    assert code_of('{"v":true,"type":"status","state":"ok"}') == ErrorCode.UNSUPPORTED_VERSION
+
+
+def test_version_is_checked_before_type():
+    assert code_of('{"v":2,"type":"nonsense"}') == ErrorCode.UNSUPPORTED_VERSION
+
+
+# --- unknown_type --------------------------------------------------------------------------
+
+@pytest.mark.parametrize("type_", ["hello", "JOIN", "welcome", "error", "start", "roster", "",
+                                   5, None, ["join"]], ids=repr)
+def test_unknown_type(type_):
+    assert code_of(json.dumps({"v": 1, "type": type_})) == ErrorCode.UNKNOWN_TYPE
+
+
+def test_missing_type_is_unknown_type():
+    assert code_of('{"v":1}') == ErrorCode.UNKNOWN_TYPE
+
+
+def test_unknown_type_message_lists_known_types():
+    with pytest.raises(SignalingError) as info:
+        decode_client_message('{"v":1,"type":"hello"}')
+    for type_ in CLIENT_MESSAGES:
+        assert type_ in info.value.message
+
+
+# --- invalid_message -----------------------------------------------------------------------
+
+INVALID = {
+    # missing required fields
+    "join without session": msg("join", name="x"),
+    "offer without to": msg("offer", sdp="x"),
+    "offer without sdp": msg("offer", to=1),
+    "answer without sdp": msg("answer", to=1),
+    "candidate without candidate": msg("candidate", to=1),
+    "candidate without to": msg("candidate", candidate="c"),
+    "status without state": msg("status", detail="d"),
+    # wrong types
+    "to as string": msg("offer", to="1", sdp="x"),
+    "to as float": msg("offer", to=1.5, sdp="x"),
+    "to as null": msg("offer", to=None, sdp="x"),
+    "sdp as number": msg("offer", to=1, sdp=5),
+    "sdp as object": msg("answer", to=1, sdp={"sdp": "x"}),
+    "session as number": msg("join", session=123),
+    "name as null": msg("join", session="a", name=None),
+    "sdpMid as number": msg("candidate", to=1, candidate="c", sdpMid=0),
+    "sdpMLineIndex as string": msg("candidate", to=1, candidate="c", sdpMLineIndex="0"),
+    "state as list": msg("status", state=["ok"]),
+    # bool where int expected
+    "to as true": msg("offer", to=True, sdp="x"),
+    "to as false": msg("answer", to=False, sdp="x"),
+    "sdpMLineIndex as true": msg("candidate", to=1, candidate="c", sdpMLineIndex=True),
+    # too-long strings
+    "session too long": msg("join", session="s" * 65),
+    "name too long": msg("join", session="a", name="n" * 65),
+    "candidate too long": msg("candidate", to=1, candidate="c" * 1025),
+    "sdpMid too long": msg("candidate", to=1, candidate="c", sdpMid="m" * 65),
+    "state too long": msg("status", state="s" * 33),
+    "detail too long": msg("status", state="ok", detail="d" * 501),
+}
+
+
+@pytest.mark.parametrize("message", INVALID.values(), ids=INVALID.keys())
+def test_invalid_message(message):
+    assert code_of(json.dumps(message)) == ErrorCode.INVALID_MESSAGE
+
+
+def test_missing_field_message_names_the_field():
+    with pytest.raises(SignalingError) as info:
+        decode_client_message(json.dumps(msg("join", name="x")))
+    assert "'session'" in info.value.message
+
+
+def test_wrong_type_message_names_the_expected_type():
+    with pytest.raises(SignalingError) as info:
+        decode_client_message(json.dumps(msg("offer", to=True, sdp="x")))
+    assert "'to'" in info.value.message
+    assert "an integer" in info.value.message
+
+
+def test_too_long_message_names_the_limit():
+    with pytest.raises(SignalingError) as info:
+        decode_client_message(json.dumps(msg("status", state="s" * 33)))
+    assert "'state'" in info.value.message
+    assert "32" in info.value.message
+
+
+# --- helpers and schema document -----------------------------------------------------------
+
+def test_error_message_shape():
+    err = SignalingError(ErrorCode.UNKNOWN_PID, "Party 9 is not here.")
+    assert err.to_message() == {"v": 1, "type": "error", "code": "unknown_pid",
+                                "message": "Party 9 is not here."}
+    assert str(err) == "Party 9 is not here."
+
+
+def test_encode_is_compact_json():
+    text = wire.encode(wire.message("start", parties=3))
+    assert text == '{"v":1,"type":"start","parties":3}'
+
+
+def test_schema_document_is_json_serialisable():
+    doc = wire.schema_document()
+    assert json.loads(json.dumps(doc)) == doc
+
+
+def test_schema_document_lists_every_error_code():
+    codes = wire.schema_document()["error_codes"]
+    assert sorted(codes) == sorted(c.value for c in ErrorCode)
+    assert len(codes) == len(ErrorCode)
+
+
+def test_schema_document_lists_every_client_message_type():
+    doc = wire.schema_document()
+    assert set(doc["client_messages"]) == set(CLIENT_MESSAGES)
+    for type_, fields in CLIENT_MESSAGES.items():
+        assert set(doc["client_messages"][type_]) == {f.name for f in fields}
+
+
+def test_schema_document_contents():
+    doc = wire.schema_document()
+    assert doc["version"] == wire.VERSION == 1
+    assert doc["max_message_bytes"] == MAX_MESSAGE_BYTES
+    assert doc["parties"] == {"min": wire.MIN_PARTIES, "max": wire.MAX_PARTIES}
+    assert doc["relayed"] == ["answer", "candidate", "offer"]
+    assert set(doc["server_messages"]) == set(wire.SERVER_MESSAGES)
+    join = doc["client_messages"]["join"]
+    assert join["session"] == {"types": ["string"], "required": True, "max_length": 64}
+    assert join["name"] == {"types": ["string"], "required": False, "max_length": 64}
+    candidate = doc["client_messages"]["candidate"]
+    assert candidate["to"] == {"types": ["integer"], "required": True}
+    assert candidate["sdpMLineIndex"] == {"types": ["integer", "null"], "required": False}
+
+
+# --- ICE server URLs -----------------------------------------------------------------------
+
+@pytest.mark.parametrize("url", ["stun:stun.l.google.com:19302", "stun:127.0.0.1:3478",
+                                 "stuns:stun.example.org:5349", "turn:turn.example.org:3478"])
+def test_ice_server_without_credentials(url):
+    assert parse_ice_server(url) == {"urls": url}
+
+
+def test_turn_with_credentials():
+    assert parse_ice_server("turn:alice:s3cret@turn.example.org:3478") == {
+        "urls": "turn:turn.example.org:3478", "username": "alice", "credential": "s3cret",
+    }
+
+
+def test_turns_with_credentials_and_transport():
+    assert parse_ice_server("turns:bob:pw@turn.example.org:443?transport=tcp") == {
+        "urls": "turns:turn.example.org:443?transport=tcp", "username": "bob",
+        "credential": "pw",
+    }
+
+
+def test_turn_password_may_contain_colon_and_at():
+    assert parse_ice_server("turn:u:p:a@ss@10.0.0.1:3478") == {
+        "urls": "turn:10.0.0.1:3478", "username": "u", "credential": "p:a@ss",
+    }
+
+
+@pytest.mark.parametrize("url", ["", "stun", "stun:", "http://stun.example.org",
+                                 "stun.example.org:3478", "udp:1.2.3.4:3478", "STUN:host:1"])
+def test_bad_ice_url_raises_helpful_value_error(url):
+    with pytest.raises(ValueError) as info:
+        parse_ice_server(url)
+    text = str(info.value)
+    assert repr(url) in text
+    assert "stun:HOST:PORT" in text
+    assert "turn:USER:PASSWORD@HOST:PORT" in text
