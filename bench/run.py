@@ -58,8 +58,8 @@ def wait_all(procs: list[subprocess.Popen], timeout: float, what: str,
                 if other.poll() is None:
                     other.kill()
                     other.wait(10)
-            raise BenchError(f"{what} did not finish within {timeout:.0f} s; "
-                             f"stderr of party process 1:\n{tail(logs[0])}") from None
+            raise BenchError(f"{what} did not finish within {timeout:g} s; "
+                             f"stderr of process 0:\n{tail(logs[0])}") from None
     for i, proc in enumerate(procs):
         if proc.returncode != 0:
             raise BenchError(f"{what}: process {i} exited with status {proc.returncode}; "
