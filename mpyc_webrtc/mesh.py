@@ -92,6 +92,13 @@ class Mesh:
         finally:
             await self.factory.close()
 
+    def peer_left(self, peer_pid: int) -> None:
+        """Signaling says the party is gone: fail now rather than after ICE gives up (~30 s)."""
+        if self.transports and not self.closing:
+            self._fail(MeshError(
+                f"Party {peer_pid} left the session before the computation finished."
+            ))
+
     def _link_failed(self, peer_pid: int, exc: BaseException) -> None:
         self._fail(MeshError(f"The link to party {peer_pid} broke: {exc}"))
 

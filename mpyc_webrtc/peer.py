@@ -164,13 +164,20 @@ def join(args: argparse.Namespace) -> int:
     pid, parties, program = welcome["pid"], welcome["parties"], welcome["program"]
     CONTEXT.party = str(pid)
     log.info("joined as party %d of %d; program %s", pid, parties, program["name"])
-    signaling.on_roster = lambda roster: log.info(
-        "%d of %d parties present", sum(m["state"] != "left" for m in roster["members"]),
-        roster["parties"])
+    mesh = None
+
+    def on_roster(roster: dict[str, Any]) -> None:
+        present = [m for m in roster["members"] if m["state"] != "left"]
+        log.info("%d of %d parties present", len(present), roster["parties"])
+        if mesh is not None:
+            for member in roster["members"]:
+                if member["state"] == "left":
+                    mesh.peer_left(member["pid"])
+
+    signaling.on_roster = on_roster
 
     factory = AiortcFactory(signaling, list(welcome["ice_servers"]) + extra_ice,
                             join_timeout=args.join_timeout)
-    mesh = None
     try:
         with tempfile.TemporaryDirectory(prefix="mpyc-webrtc-") as workdir:
             builtin = program.get("builtin", program.get("source") is None)

@@ -181,3 +181,17 @@ def test_unknown_session(server):
                           f"{server.url}/join/nosuchsession", "--input", "1"])
     assert done.returncode == 1
     assert "There is no session 'nosuchsession'" in done.stderr
+
+
+def test_party_vanishing_mid_computation_stops_the_others(server):
+    url = server.create(3, "--program-file", str(PROGRAMS / "vanish.py"))
+    procs = [start_peer(server.ns, url) for _ in range(3)]
+    results = [p.communicate(timeout=TIMEOUT) + (p.returncode,) for p in procs]
+    codes = sorted(code for _, _, code in results)
+    assert codes == [1, 1, 3]
+    for out, err, code in results:
+        if code == 1:
+            assert out == ""
+            last = err.strip().splitlines()[-1]
+            assert last.startswith("mpyc-webrtc-peer: error: Party ")
+            assert last.endswith("before the computation finished.")
