@@ -9,6 +9,7 @@ the recorded PID is the command's) and ended by that PID.
 
 from __future__ import annotations
 
+import collections
 import itertools
 import json
 import os
@@ -16,6 +17,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -86,6 +88,10 @@ class Server:
         first = self.proc.stdout.readline()  # printed once the port is bound
         if not first.startswith("mpyc-webrtc server on"):
             raise RuntimeError(f"server did not start: {first!r} {self.proc.stderr.read()}")
+        # Keep reading its output: a full pipe would block the server inside logging.
+        self.log: collections.deque[str] = collections.deque(maxlen=2000)
+        for pipe in (self.proc.stdout, self.proc.stderr):
+            threading.Thread(target=self.log.extend, args=(pipe,), daemon=True).start()
 
     def create(self, parties: int, *program: str) -> str:
         """Create a session with the peer CLI; returns the join URL."""
