@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import os
 from collections import defaultdict
 from collections.abc import Callable
 from typing import Any
@@ -27,7 +28,7 @@ from aiortc import (
 )
 from aiortc.sdp import candidate_from_sdp
 
-from . import wire
+from . import sctp_tuning, wire
 from .ice import parse_ice_server  # noqa: F401  (re-exported for the CLI)
 from .mesh import MeshError
 
@@ -40,6 +41,8 @@ CHANNEL_LABEL = "mpyc"
 # Bursts of MPyC traffic overflow aioice's 256 KiB UDP receive buffer, and SCTP only
 # retransmits after a second; 4 MiB removed those stalls in measurements.
 aioice.turn.UDP_SOCKET_BUFFER_SIZE = 4 * 1024 * 1024
+if os.environ.get("MPYC_WEBRTC_SCTP_TUNING", "1") != "0":
+    sctp_tuning.install()
 
 
 class PeerError(Exception):

@@ -13,6 +13,7 @@ import argparse
 import asyncio
 import json
 import logging
+import os
 import re
 import runpy
 import sys
@@ -154,7 +155,7 @@ def join(args: argparse.Namespace) -> int:
     if args.allow_loopback:
         allow_loopback_candidates()
 
-    loop = asyncio.new_event_loop()
+    loop = new_event_loop()
     asyncio.set_event_loop(loop)  # MPyC's runtime caches this loop when it is imported
     signaling = Signaling(server, session_id, args.name or "")
     try:
@@ -190,10 +191,13 @@ def join(args: argparse.Namespace) -> int:
             sys.argv = [str(path), "-M", str(parties), "-I", str(pid), *program["args"]]
             if args.input is not None:
                 sys.argv.append(f"--input={args.input}")
+            import mpyc  # reads MPyC's options from sys.argv, may install uvloop's policy
+
+            asyncio.set_event_loop(loop)  # a new policy forgets it; the runtime must get it
             import mpyc.runtime
 
             mpc = mpyc.runtime.mpc
-            if mpc.pid != pid or len(mpc.parties) != parties:
+            if mpc.pid != pid or len(mpc.parties) != parties or mpc._loop is not loop:
                 raise Failure("mpyc.runtime was imported before the session was joined; "
                               "it must be set up by mpyc-webrtc-peer.")
             running = True
@@ -231,6 +235,18 @@ def join(args: argparse.Namespace) -> int:
         sys.stdout.flush()
         graceful = mesh is not None and mesh.failure is None
         loop.run_until_complete(_close(factory, signaling, graceful))
+
+
+def new_event_loop() -> asyncio.AbstractEventLoop:
+    """uvloop when installed, as MPyC itself chooses (and ``MPYC_NOUVLOOP=1`` declines)."""
+    if os.environ.get("MPYC_NOUVLOOP", "0") == "0":
+        try:
+            import uvloop
+        except ImportError:
+            pass
+        else:
+            return uvloop.new_event_loop()
+    return asyncio.new_event_loop()
 
 
 async def _close(factory: Any, signaling: Any, graceful: bool) -> None:
