@@ -233,7 +233,9 @@ def join(args: argparse.Namespace) -> int:
             return 0
     finally:
         sys.stdout.flush()
-        graceful = mesh is not None and mesh.failure is None
+        # Linger for the channels' closing handshakes only after an MPyC shutdown; a
+        # program that never called mpc.shutdown() has nobody closing them.
+        graceful = mesh is not None and mesh.failure is None and mesh.closing
         loop.run_until_complete(_close(factory, signaling, graceful))
 
 
