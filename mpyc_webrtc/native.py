@@ -97,7 +97,7 @@ class Signaling:
         self.roster: dict[str, Any] | None = None
         self.started = asyncio.Event()
         self.closed = asyncio.Event()
-        self.fatal: PeerError | None = None
+        self.last_error: PeerError | None = None
         self.on_roster: Callable[[dict[str, Any]], None] | None = None
         self._inbox: dict[int, asyncio.Queue[dict[str, Any]]] = defaultdict(asyncio.Queue)
         self._http: aiohttp.ClientSession | None = None
@@ -176,8 +176,7 @@ class Signaling:
                 welcome.set_exception(error)
             else:
                 log.warning("signaling server: %s", error)
-                if msg.get("code") == wire.ErrorCode.SESSION_EXPIRED:
-                    self.fatal = error
+                self.last_error = error
         elif kind == "roster":
             self.roster = msg
             if self.on_roster is not None:
@@ -353,12 +352,19 @@ class AiortcFactory:
         loop = asyncio.get_running_loop()
         if not self.signaling.started.is_set():
             log.info("waiting for all %d parties to join", parties)
-            try:
-                await asyncio.wait_for(self.signaling.started.wait(), self.join_timeout)
-            except TimeoutError:
+            started = asyncio.ensure_future(self.signaling.started.wait())
+            closed = asyncio.ensure_future(self.signaling.closed.wait())
+            await asyncio.wait({started, closed}, timeout=self.join_timeout,
+                               return_when=asyncio.FIRST_COMPLETED)
+            started.cancel()
+            closed.cancel()
+            if not self.signaling.started.is_set():
+                if self.signaling.closed.is_set():
+                    why = self.signaling.last_error or "the connection was closed"
+                    raise MeshError(f"The signaling server ended the session before all "
+                                    f"{parties} parties joined: {why}")
                 raise MeshError(
-                    f"Not all {parties} parties joined within {self.join_timeout:.0f} s."
-                ) from None
+                    f"Not all {parties} parties joined within {self.join_timeout:.0f} s.")
         self.joined_at_start = loop.time()
         self.links = {peer: PeerLink(self.signaling, pid, peer, self.ice_servers)
                       for peer in range(parties) if peer != pid}

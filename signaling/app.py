@@ -29,7 +29,10 @@ MAX_REQUEST_BYTES = 512 * 1024
 
 def create_app(*, idle_timeout: float = 600.0, max_sessions: int = 1000,
                ice_servers: list[dict[str, Any]] | None = None,
-               sweep_interval: float = 10.0, public_url: str | None = None) -> web.Application:
+               sweep_interval: float | None = None,
+               public_url: str | None = None) -> web.Application:
+    if sweep_interval is None:
+        sweep_interval = min(10.0, idle_timeout / 4)
     app = web.Application(client_max_size=MAX_REQUEST_BYTES)
     app[REGISTRY] = Registry(idle_timeout=idle_timeout, max_sessions=max_sessions,
                              ice_servers=ice_servers or [])

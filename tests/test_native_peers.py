@@ -224,3 +224,23 @@ def test_sacks_ride_on_data_packets(server):
         sent[tuning] = udp_datagrams_sent(server.ns) - before
     # Untuned: a DATA and a SACK per peer per round (about 4 per party per multiplication).
     assert sent["1"] < 0.85 * sent["0"], sent
+
+
+def test_waiting_party_is_told_when_the_session_expires():
+    with Namespace() as ns:
+        server = Server(ns, 8080, "--idle-timeout", "1")
+        url = server.create(2, "--program", "sum")
+        done = ns.run([str(BIN / "mpyc-webrtc-peer"), "join", url, "--input", "1"])
+    assert done.returncode == 1
+    assert done.stderr.strip().splitlines()[-1] == (
+        "mpyc-webrtc-peer: error: The signaling server ended the session before all 2 "
+        "parties joined: This session was closed because it was idle for too long.")
+
+
+def test_join_timeout(server):
+    url = server.create(2, "--program", "sum")
+    done = server.ns.run([str(BIN / "mpyc-webrtc-peer"), "join", url, "--input", "1",
+                          "--join-timeout", "1"])
+    assert done.returncode == 1
+    assert done.stderr.strip().splitlines()[-1] == (
+        "mpyc-webrtc-peer: error: Not all 2 parties joined within 1 s.")
