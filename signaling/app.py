@@ -18,6 +18,9 @@ from mpyc_webrtc import programs, wire
 from mpyc_webrtc.ice import parse_ice_server
 from mpyc_webrtc.session import Endpoint, Registry, Session
 
+from .assets import ASSETS, Assets, add_routes
+from .assets import load as load_assets
+
 log = logging.getLogger("signaling")
 
 REGISTRY = web.AppKey("registry", Registry)
@@ -30,7 +33,8 @@ MAX_REQUEST_BYTES = 512 * 1024
 def create_app(*, idle_timeout: float = 600.0, max_sessions: int = 1000,
                ice_servers: list[dict[str, Any]] | None = None,
                sweep_interval: float | None = None,
-               public_url: str | None = None) -> web.Application:
+               public_url: str | None = None,
+               assets: Assets | None = None) -> web.Application:
     if sweep_interval is None:
         sweep_interval = min(10.0, idle_timeout / 4)
     app = web.Application(client_max_size=MAX_REQUEST_BYTES)
@@ -42,6 +46,7 @@ def create_app(*, idle_timeout: float = 600.0, max_sessions: int = 1000,
     app.router.add_get("/api/protocol", get_protocol)
     app.router.add_get("/ws", websocket)
     app.router.add_get("/join/{id}", join_page)
+    add_routes(app, assets or load_assets())
 
     async def sweeper(app: web.Application):
         async def sweep():
@@ -103,7 +108,11 @@ async def get_protocol(request: web.Request) -> web.Response:
     return web.json_response(wire.schema_document())
 
 
-async def join_page(request: web.Request) -> web.Response:
+async def join_page(request: web.Request) -> web.StreamResponse:
+    if "text/html" in request.headers.get("Accept", ""):
+        # The page itself shows "no such session" in plain words if need be.
+        page = request.app[ASSETS].web_dir / "join.html"
+        return web.FileResponse(page, headers={"Cache-Control": "no-cache"})
     try:
         session = request.app[REGISTRY].get(request.match_info["id"])
     except wire.SignalingError as exc:

@@ -1,0 +1,143 @@
+"""What the server hands to browsers: the pages, Pyodide, and the Python they run.
+
+- ``/web/...``            the pages and their JS (``web/`` in the repository)
+- ``/pyodide/VERSION/...`` the pinned npm ``pyodide`` package (``node_modules/pyodide``)
+- ``/assets/python-HASH.zip`` one archive of the pure-Python code a browser party
+  imports: ``mpyc`` (from the installed distribution, the same MPyC the native peers
+  run), ``mpyc_webrtc``'s core and ``py_worker``, built when the server starts, so it
+  always matches the code on disk.
+
+Versioned and hashed paths never change their content, so browsers may keep them for
+a year without asking again; pages revalidate (ETag / Last-Modified answer 304).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import io
+import json
+import logging
+import mimetypes
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+
+from aiohttp import web
+
+log = logging.getLogger("signaling.assets")
+
+REPO = Path(__file__).resolve().parent.parent
+IMMUTABLE = "public, max-age=31536000, immutable"
+REVALIDATE = "no-cache"
+
+# Python 3.11's table lacks these; browsers refuse module scripts of the wrong type.
+mimetypes.add_type("text/javascript", ".mjs")
+mimetypes.add_type("text/javascript", ".js")
+mimetypes.add_type("application/wasm", ".wasm")
+
+#: Native-only modules left out of the browser archive (they import aiortc/aiohttp).
+NATIVE_ONLY = {"mpyc_webrtc/native.py", "mpyc_webrtc/peer.py", "mpyc_webrtc/sctp_tuning.py"}
+
+
+@dataclass
+class Assets:
+    web_dir: Path
+    pyodide_dir: Path | None
+    pyodide_version: str | None
+    archive: bytes
+    archive_name: str
+
+    @property
+    def pyodide_url(self) -> str | None:
+        return f"/pyodide/{self.pyodide_version}/" if self.pyodide_version else None
+
+    def manifest(self) -> dict[str, object]:
+        return {
+            "pyodide": self.pyodide_url,
+            "python": f"/assets/{self.archive_name}",
+            "missing": None if self.pyodide_url else (
+                "This server was installed without the browser assets (the npm package "
+                "pyodide); browsers cannot take part. Set it up with ./run.sh serve."),
+        }
+
+
+def _package_dir(name: str) -> Path:
+    spec = importlib.util.find_spec(name)  # without importing: mpyc parses sys.argv
+    if spec is None or not spec.submodule_search_locations:
+        raise RuntimeError(f"the Python package {name!r} is not installed")
+    return Path(next(iter(spec.submodule_search_locations)))
+
+
+def build_archive() -> bytes:
+    """A zip of every pure-Python module a browser party needs, with fixed timestamps
+    so the same code gives the same bytes (and the same cache-busting hash)."""
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
+        for package, root in (("mpyc", _package_dir("mpyc")),
+                              ("mpyc_webrtc", _package_dir("mpyc_webrtc")),
+                              ("py_worker", REPO / "py_worker")):
+            for path in sorted(root.rglob("*.py")):
+                name = f"{package}/{path.relative_to(root).as_posix()}"
+                if "__pycache__" in name or name in NATIVE_ONLY:
+                    continue
+                info = zipfile.ZipInfo(name, date_time=(2020, 1, 1, 0, 0, 0))
+                info.compress_type = zipfile.ZIP_DEFLATED
+                archive.writestr(info, path.read_bytes())
+    return buffer.getvalue()
+
+
+def load(web_dir: Path | None = None, pyodide_dir: Path | None = None) -> Assets:
+    web_dir = web_dir or REPO / "web"
+    pyodide_dir = pyodide_dir or REPO / "node_modules" / "pyodide"
+    version = None
+    try:
+        version = json.loads((pyodide_dir / "package.json").read_text())["version"]
+    except (OSError, ValueError, KeyError):
+        log.warning("no Pyodide at %s: browsers cannot take part (run npm ci)", pyodide_dir)
+        pyodide_dir = None
+    archive = build_archive()
+    name = f"python-{hashlib.sha256(archive).hexdigest()[:16]}.zip"
+    return Assets(web_dir, pyodide_dir, version, archive, name)
+
+
+def _file(root: Path, relative: str, cache: str) -> web.StreamResponse:
+    path = (root / relative).resolve()
+    if not path.is_relative_to(root.resolve()) or not path.is_file():
+        raise web.HTTPNotFound(text="No such file.\n")
+    return web.FileResponse(path, headers={"Cache-Control": cache})
+
+
+ASSETS = web.AppKey("assets", Assets)
+
+
+async def pyodide_file(request: web.Request) -> web.StreamResponse:
+    assets = request.app[ASSETS]
+    if assets.pyodide_dir is None or request.match_info["version"] != assets.pyodide_version:
+        raise web.HTTPNotFound(text="This Pyodide version is not served here.\n")
+    return _file(assets.pyodide_dir, request.match_info["path"], IMMUTABLE)
+
+
+async def web_file(request: web.Request) -> web.StreamResponse:
+    return _file(request.app[ASSETS].web_dir, request.match_info["path"], REVALIDATE)
+
+
+async def python_archive(request: web.Request) -> web.Response:
+    assets = request.app[ASSETS]
+    if request.match_info["name"] != assets.archive_name:
+        raise web.HTTPNotFound(text="This archive is out of date; reload the page.\n")
+    return web.Response(body=assets.archive, content_type="application/zip",
+                        headers={"Cache-Control": IMMUTABLE})
+
+
+async def manifest(request: web.Request) -> web.Response:
+    return web.json_response(request.app[ASSETS].manifest(),
+                             headers={"Cache-Control": REVALIDATE})
+
+
+def add_routes(app: web.Application, assets: Assets) -> None:
+    app[ASSETS] = assets
+    app.router.add_get("/pyodide/{version}/{path:.+}", pyodide_file)
+    app.router.add_get("/web/{path:.+}", web_file)
+    app.router.add_get("/assets/{name}", python_archive)
+    app.router.add_get("/api/assets", manifest)
