@@ -5,6 +5,7 @@ import sys
 from pathlib import Path
 
 import pytest
+
 from netns import available
 
 REPO = Path(__file__).resolve().parent.parent

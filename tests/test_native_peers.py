@@ -11,6 +11,7 @@ import sys
 from pathlib import Path
 
 import pytest
+
 from netns import BIN, Namespace, Server, available, start_peer
 
 pytestmark = pytest.mark.netns
