@@ -17,27 +17,44 @@ install() {
     .venv/bin/python -m pip install --quiet -e ".$1"
 }
 
-system_packages() {
-    # The WebRTC tests run every party inside throw-away network namespaces (iproute2).
-    if ! command -v ip >/dev/null; then
-        if [ "$(id -u)" = 0 ]; then
-            apt-get update -qq && apt-get install -y -qq iproute2
-        else
-            echo "The tests need iproute2 ('ip') and root for network namespaces." >&2
-        fi
+apt_install() {
+    # Debian packages, installed when missing (needs root, as in CI).
+    local missing=()
+    for pair in "$@"; do
+        command -v "${pair%%:*}" >/dev/null || missing+=("${pair#*:}")
+    done
+    [ ${#missing[@]} = 0 ] && return
+    if [ "$(id -u)" != 0 ]; then
+        echo "Please install these Debian packages first: ${missing[*]}" >&2
+        exit 1
     fi
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
+}
+
+browser_assets() {
+    # Pyodide comes from the npm registry, pinned in package.json/package-lock.json, and is
+    # served by our own server: browsers never fetch anything from a CDN.
+    apt_install npm:npm
+    local pinned have
+    pinned=$(node -p 'require("./package.json").dependencies.pyodide')
+    have=$(node -p 'require("./node_modules/pyodide/package.json").version' 2>/dev/null || true)
+    [ "$pinned" = "$have" ] || npm ci --no-audit --no-fund --loglevel=error
 }
 
 case "${1:-}" in
     serve)
         shift
         install ""
+        browser_assets
         exec .venv/bin/mpyc-webrtc-server --session sum:3 "$@"
         ;;
     test)
         shift
-        system_packages
+        # Network namespaces (iproute2) for every WebRTC test; Chromium for the browser tests.
+        apt_install ip:iproute2 chromium:chromium
         install "[test]"
+        browser_assets
         .venv/bin/ruff check .
         exec .venv/bin/python -m pytest "$@"
         ;;
