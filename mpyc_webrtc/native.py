@@ -413,5 +413,12 @@ class AiortcFactory:
 
 
 def _reason(exc: BaseException) -> str:
-    text = str(exc) or type(exc).__name__
-    return text.split(" [")[0] if "Cannot connect" in text else text
+    """The cause of a connection failure, in the words of the operating system."""
+    os_error = getattr(exc, "os_error", None)  # aiohttp.ClientConnectorError
+    if isinstance(os_error, OSError):
+        if isinstance(os_error, ConnectionRefusedError):
+            return "nothing is listening there: connection refused"
+        return os_error.strerror or str(os_error)
+    if isinstance(exc, asyncio.TimeoutError):
+        return "no answer in time"
+    return str(exc) or type(exc).__name__

@@ -107,6 +107,10 @@ def _post_json(url: str, body: dict[str, Any]) -> dict[str, Any]:
         raise Failure(message) from None
     except (urllib.error.URLError, OSError) as exc:
         reason = getattr(exc, "reason", exc)
+        if isinstance(reason, ConnectionRefusedError):
+            reason = "nothing is listening there: connection refused"
+        elif isinstance(reason, OSError) and reason.strerror:
+            reason = reason.strerror
         raise Failure(f"Could not reach the signaling server at {url} ({reason}).") from None
 
 
