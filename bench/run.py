@@ -16,7 +16,6 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 
@@ -131,11 +130,6 @@ def run_webrtc(ns: Namespace, server: Server, workload: str, size: int, workdir:
     return seconds, max(opens)
 
 
-def drain(stream) -> None:
-    """Read a server pipe to its end so that its logging never blocks it."""
-    threading.Thread(target=lambda: [None for _ in stream], daemon=True).start()
-
-
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         description="MPyC over TCP vs over WebRTC data channels, 3 parties (run as root).")
@@ -200,8 +194,6 @@ def main(argv: list[str] | None = None) -> int:
                 server = Server(ns, 8080)
             except RuntimeError as exc:
                 raise BenchError(f"the signaling server did not start: {exc}") from None
-            drain(server.proc.stdout)
-            drain(server.proc.stderr)
             workdir = Path(tmp)
             for rep in range(1, args.repeat + 1):
                 for w in args.workloads:
