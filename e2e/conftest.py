@@ -7,22 +7,13 @@ it was started with, so every packet Chromium sends stays in the namespace.
 
 from __future__ import annotations
 
-import os
-import stat
 from pathlib import Path
 
 import pytest
 from playwright.sync_api import sync_playwright
 
+import chromium
 from netns import Namespace, Server, available
-
-CHROMIUM = os.environ.get("MPYC_WEBRTC_CHROMIUM", "/usr/bin/chromium")
-CHROMIUM_FLAGS = [
-    "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
-    "--disable-component-update", "--disable-sync",
-    # ICE over loopback: needs this flag *and* the camera/microphone permission below.
-    "--allow-loopback-in-peer-connection",
-]
 
 
 def pytest_collection_modifyitems(items):
@@ -35,8 +26,8 @@ def pytest_collection_modifyitems(items):
 def namespace():
     if (why := available()) is not None:
         pytest.fail(f"the browser tests need network namespaces, but {why}")
-    if not os.access(CHROMIUM, os.X_OK):
-        pytest.fail(f"Chromium is not installed at {CHROMIUM} (apt-get install -y chromium)")
+    if (why := chromium.missing()) is not None:
+        pytest.fail(why)
     with Namespace("mwe") as ns:
         yield ns
 
@@ -48,12 +39,8 @@ def server(namespace):
 
 @pytest.fixture(scope="module")
 def browser(namespace, tmp_path_factory):
-    wrapper = tmp_path_factory.mktemp("chromium") / "chromium-in-netns"
-    wrapper.write_text(f'#!/bin/sh\nexec ip netns exec {namespace.name} {CHROMIUM} "$@"\n')
-    wrapper.chmod(wrapper.stat().st_mode | stat.S_IEXEC)
     with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=str(wrapper), headless=True,
-                                             args=CHROMIUM_FLAGS)
+        browser = chromium.launch(playwright, namespace, tmp_path_factory.mktemp("chromium"))
         yield browser
         browser.close()
 
@@ -64,8 +51,7 @@ def new_page(browser, server):
     contexts = []
 
     def make():
-        context = browser.new_context()
-        context.grant_permissions(["camera", "microphone"], origin=server.url)
+        context = chromium.new_context(browser, server.url)
         contexts.append(context)
         return context.new_page()
 
