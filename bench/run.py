@@ -10,6 +10,7 @@ loopback-only network namespace; the table shows the medians. See bench/README.m
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import re
 import statistics
@@ -22,7 +23,10 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from tests.netns import BIN, Namespace, Server, available  # noqa: E402
+sys.path.insert(0, str(REPO / "tests"))
+
+import chromium  # noqa: E402
+from netns import BIN, Namespace, Server, available  # noqa: E402
 
 WORKLOAD = REPO / "bench" / "workload.py"
 PARTIES = 3
@@ -142,6 +146,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help="run only this workload (repeatable)")
     parser.add_argument("--size", action="append", default=[], metavar="WORKLOAD=N",
                         help="override a workload's size, e.g. --size mul=500")
+    parser.add_argument("--no-browser", dest="browser", action="store_false",
+                        help="leave out the browser parties (Chromium + Pyodide)")
     parser.add_argument("--timeout", type=float, default=None, metavar="SECONDS",
                         help="give up on a run after this long (default 180; 60 with --quick)")
     args = parser.parse_args(argv)
@@ -162,21 +168,35 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return args
 
 
-def print_table(args: argparse.Namespace, tcp: dict, webrtc: dict, opens: list[float]) -> None:
+def print_table(args: argparse.Namespace, tcp: dict, webrtc: dict, opens: list[float],
+                browser: dict, ready: list[tuple[float, float]]) -> None:
     rows = []
     for w in args.workloads:
-        t, r = statistics.median(tcp[w]), statistics.median(webrtc[w])
-        rows.append((f"{w} ({args.sizes[w]})", t, r))
-    total_t = sum(t for _, t, _ in rows)
-    total_r = sum(r for _, _, r in rows)
+        rows.append((f"{w} ({args.sizes[w]})", statistics.median(tcp[w]),
+                     statistics.median(webrtc[w]),
+                     statistics.median(browser[w]) if browser[w] else None))
+    total = ("TOTAL", sum(r[1] for r in rows), sum(r[2] for r in rows),
+             sum(r[3] for r in rows) if all(r[3] is not None for r in rows) else None)
     print(f"MPyC, {PARTIES} parties, medians of {args.repeat} run(s) per cell "
           "(seconds of party 0, after start() to before shutdown())")
-    print(f"{'workload (size)':<18} {'TCP s':>8} {'WebRTC s':>9} {'WebRTC/TCP':>11}")
-    for name, t, r in rows + [("TOTAL", total_t, total_r)]:
-        print(f"{name:<18} {t:>8.3f} {r:>9.3f} {r / t:>10.2f}x")
+    header = f"{'workload (size)':<18} {'TCP s':>8} {'WebRTC s':>9} {'WebRTC/TCP':>11}"
+    if args.browser:
+        header += f" {'Browser s':>10} {'Browser/TCP':>12}"
+    print(header)
+    for name, t, r, b in rows + [total]:
+        line = f"{name:<18} {t:>8.3f} {r:>9.3f} {r / t:>10.2f}x"
+        if b is not None:
+            line += f" {b:>10.3f} {b / t:>11.2f}x"
+        print(line)
     print(f"WebRTC data channels open {statistics.median(opens):.3f} s after the last party "
           f"joined (median over {len(opens)} runs of the slowest of the {PARTIES} parties; "
           f"range {min(opens):.3f}-{max(opens):.3f} s)")
+    if ready:
+        cold = statistics.median(c for c, _ in ready)
+        warm = statistics.median(w for _, w in ready)
+        print(f"Browser page open -> ready to compute (Pyodide + MPyC loaded): cold "
+              f"{cold:.2f} s, warm (reload, HTTP cache) {warm:.2f} s "
+              f"(median of {len(ready)})")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -185,17 +205,36 @@ def main(argv: list[str] | None = None) -> int:
     if reason is not None:
         print(f"bench/run.py: cannot run: {reason} (run it as root).", file=sys.stderr)
         return 2
+    if args.browser and (why := chromium.missing()) is not None:
+        print(f"bench/run.py: cannot run the browser parties: {why} "
+              "(or pass --no-browser).", file=sys.stderr)
+        return 2
     tcp: dict[str, list[float]] = {w: [] for w in args.workloads}
     webrtc: dict[str, list[float]] = {w: [] for w in args.workloads}
+    browser: dict[str, list[float]] = {w: [] for w in args.workloads}
     opens: list[float] = []
+    ready: list[tuple[float, float]] = []
     try:
-        with Namespace("mwb") as ns, tempfile.TemporaryDirectory(prefix="mwb-") as tmp:
+        with contextlib.ExitStack() as stack:
+            ns = stack.enter_context(Namespace("mwb"))
+            workdir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="mwb-")))
             try:
                 server = Server(ns, 8080)
             except RuntimeError as exc:
                 raise BenchError(f"the signaling server did not start: {exc}") from None
-            workdir = Path(tmp)
+            browsers = None
+            if args.browser:
+                from playwright.sync_api import sync_playwright
+
+                from bench.browser import BrowserBench
+
+                browsers = BrowserBench(stack.enter_context(sync_playwright()), ns, server,
+                                        workdir)
+                stack.callback(browsers.close)
             for rep in range(1, args.repeat + 1):
+                if browsers is not None:
+                    ready.append(browsers.ready_times(server.create(PARTIES, "--program",
+                                                                    "sum")))
                 for w in args.workloads:
                     size = args.sizes[w]
                     t = run_tcp(ns, w, size, workdir, args.timeout)
@@ -203,14 +242,31 @@ def main(argv: list[str] | None = None) -> int:
                     r, opened = run_webrtc(ns, server, w, size, workdir, args.timeout)
                     webrtc[w].append(r)
                     opens.append(opened)
-                    print(f"[{rep}/{args.repeat}] {w} ({size}): TCP {t:.3f} s, "
-                          f"WebRTC {r:.3f} s (channels open {opened:.3f} s)",
-                          file=sys.stderr, flush=True)
+                    line = (f"[{rep}/{args.repeat}] {w} ({size}): TCP {t:.3f} s, "
+                            f"WebRTC {r:.3f} s (channels open {opened:.3f} s)")
+                    if browsers is not None:
+                        b = run_browser(browsers, server, w, size)
+                        browser[w].append(b)
+                        line += f", browsers {b:.3f} s"
+                    print(line, file=sys.stderr, flush=True)
     except BenchError as exc:
         print(f"bench/run.py: FAILED: {exc}", file=sys.stderr)
         return 1
-    print_table(args, tcp, webrtc, opens)
+    print_table(args, tcp, webrtc, opens, browser, ready)
     return 0
+
+
+def run_browser(browsers, server: Server, workload: str, size: int) -> float:
+    what = f"browser run of {workload} (size {size})"
+    url = server.create(PARTIES, "--program-file", str(WORKLOAD),
+                        "--args", "--workload", workload, "--size", str(size))
+    try:
+        result = browsers.run(url, PARTIES)
+    except (AssertionError, RuntimeError) as exc:
+        raise BenchError(f"{what} failed: {exc}") from None
+    if result.get("ok") is not True:
+        raise BenchError(f"{what}: WRONG RESULT: {json.dumps(result)[:300]}")
+    return result["seconds"]
 
 
 if __name__ == "__main__":

@@ -1,0 +1,68 @@
+"""Browser parties in the benchmark: page-open → ready time, and the workloads in Chromium.
+
+Uses the join page exactly as a person would (through e2e/helpers.py's BrowserParty,
+which drives it by its data-testid hooks); Chromium lives in the benchmark's network
+namespace (tests/chromium.py).
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path[:0] = [str(REPO / "tests"), str(REPO / "e2e")]
+
+from helpers import BrowserParty  # noqa: E402
+from playwright.sync_api import expect  # noqa: E402
+
+import chromium  # noqa: E402
+from netns import Namespace, Server  # noqa: E402
+
+WORKLOAD = REPO / "bench" / "workload.py"
+
+
+class BrowserBench:
+    """One Chromium process for the whole benchmark; a fresh context per party."""
+
+    def __init__(self, playwright, ns: Namespace, server: Server, workdir: Path):
+        self.server = server
+        self.browser = chromium.launch(playwright, ns, workdir)
+
+    def close(self) -> None:
+        self.browser.close()
+
+    def ready_times(self, join_url: str) -> tuple[float, float]:
+        """Seconds from navigation to "Ready": first visit (empty cache), then a reload."""
+        context = chromium.new_context(self.browser, self.server.url)
+        try:
+            page = context.new_page()
+            started = time.monotonic()
+            BrowserParty(page, join_url).wait_ready()
+            cold = time.monotonic() - started
+            started = time.monotonic()
+            page.reload()
+            expect(page.get_by_test_id("status")).to_have_text("Ready", timeout=90_000)
+            warm = time.monotonic() - started
+            return cold, warm
+        finally:
+            context.close()
+
+    def run(self, join_url: str, parties: int) -> dict:
+        """All parties in browsers; returns party 0's JSON result line."""
+        contexts = [chromium.new_context(self.browser, self.server.url) for _ in range(parties)]
+        try:
+            tabs = [BrowserParty(c.new_page(), join_url) for c in contexts]
+            for pid, tab in enumerate(tabs):
+                if tab.join() != pid:
+                    raise RuntimeError("browser parties did not get pids in join order")
+            outputs = [tab.wait_done() for tab in tabs]
+        finally:
+            for context in contexts:
+                context.close()
+        lines = [line for line in outputs[0].splitlines() if line.startswith("{")]
+        if len(lines) != 1:
+            raise RuntimeError(f"party 0 printed no single result line: {outputs[0]!r}")
+        return json.loads(lines[0])
