@@ -192,7 +192,10 @@ def join(args: argparse.Namespace) -> int:
                               "your private input: add --input, e.g. --input 42 or "
                               "--input 3,1,2.", 2)
             path = _program_file(program, Path(workdir))
-            sys.argv = [str(path), "-M", str(parties), "-I", str(pid), *program["args"]]
+            # --mix32-64bit: browsers run 32-bit Python; MPyC's default program-counter hop
+            # hashes with the platform's hash(), so mixed sessions would hang without it.
+            sys.argv = [str(path), "-M", str(parties), "-I", str(pid), "--mix32-64bit",
+                        *program["args"]]
             if args.input is not None:
                 sys.argv.append(f"--input={args.input}")
             import mpyc  # reads MPyC's options from sys.argv, may install uvloop's policy

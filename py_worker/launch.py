@@ -1,0 +1,88 @@
+"""How a session's program is started: its file, its ``sys.argv``, and what its end means.
+
+Pure functions, no I/O beyond writing the uploaded source to a file. The native peer
+(``mpyc_webrtc/peer.py``) does the same things; this module is meant to move into the
+core (``mpyc_webrtc/launch.py``) so both use one copy.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any
+
+from mpyc_webrtc import programs
+
+
+class LaunchError(Exception):
+    """The program cannot be started; the message is for the person at this party."""
+
+
+def is_builtin(program: dict[str, Any]) -> bool:
+    """Whether the session runs one of ``programs.BUILTIN`` (no source was uploaded)."""
+    return bool(program.get("builtin", program.get("source") is None))
+
+
+def program_file(program: dict[str, Any], workdir: Path) -> Path:
+    """The file to run: a built-in's own file, or the uploaded source written to ``workdir``."""
+    if is_builtin(program):
+        name = program["name"]
+        if name not in programs.BUILTIN:
+            raise LaunchError(f"This session runs the program {name!r}, which this version "
+                              "does not have; please upgrade.")
+        return Path(programs.__file__).with_name(f"{name}.py")
+    name = re.sub(r"[^A-Za-z0-9_.-]", "_", Path(program["name"]).name) or "program.py"
+    if not name.endswith(".py"):
+        name += ".py"
+    path = workdir / name
+    path.write_text(program["source"])
+    return path
+
+
+def check_input(program: dict[str, Any], text: str | None) -> str | None:
+    """Why ``text`` is not a usable private input for ``program``, or None if it is.
+
+    Built-in programs need an input; uploaded scripts may do without one.
+    """
+    if text is None or not text.strip():
+        if is_builtin(program):
+            what = programs.BUILTIN.get(program["name"], "")
+            return (f"This session runs {program['name']!r} ({what}), which needs your private "
+                    "input: an integer like 42, or a comma-separated list like 3,1,2.")
+        return None
+    try:
+        programs.parse_input(text)
+    except ValueError as exc:
+        return str(exc)
+    return None
+
+
+#: MPyC options every party of every session uses. Browsers run 32-bit Python (wasm32),
+#: native peers mostly 64-bit: MPyC's default program-counter hop hashes with the
+#: platform's ``hash()``, so without this the parties' message labels differ and a mixed
+#: session hangs at its first exchange.
+COMMON_MPYC_OPTIONS = ("--mix32-64bit",)
+
+
+def program_argv(path: Path, parties: int, pid: int, args: list[str],
+                 party_input: str | None) -> list[str]:
+    """``sys.argv`` as if the program were started as ``python PATH -M m -I pid ARGS``
+    (plus ``COMMON_MPYC_OPTIONS`` and ``--input=VALUE``)."""
+    argv = [str(path), "-M", str(parties), "-I", str(pid), *COMMON_MPYC_OPTIONS, *args]
+    if party_input is not None and party_input.strip():
+        argv.append(f"--input={party_input.strip()}")
+    return argv
+
+
+def exit_message(name: str, code: object) -> str | None:
+    """What a ``SystemExit(code)`` raised by the program means, or None for success."""
+    if code in (None, 0):
+        return None
+    if isinstance(code, int):
+        return f"The program {name!r} exited with status {code}."
+    return str(code)
+
+
+def error_message(name: str, exc: BaseException) -> str:
+    """The sentence for a program that raised ``exc``."""
+    return f"The program {name!r} stopped with an error: {type(exc).__name__}: {exc}"

@@ -1,0 +1,292 @@
+"""One browser party: the session's program, run as ``mpyc-webrtc-peer`` runs it natively.
+
+``sys.argv`` is ``[program, -M m, -I pid, *args, --input=VALUE]`` when ``mpyc.runtime`` is
+first imported; ``install_mesh`` (the same seam as the native peer) makes
+``mpc.start()``/``mpc.shutdown()`` open and close the browser's data channels.
+
+Programs run inside ``pyodide.runPythonAsync``, on the browser's event loop, so they may
+use top-level ``await`` (``await mpc.start()``). Unmodified scripts that call
+``mpc.run(...)`` block in it through JSPI (``pyodide.ffi.run_sync``), where the browser
+has it. If a link to another party breaks, whatever the program waits for ends with that
+error instead of hanging.
+"""
+
+from __future__ import annotations
+
+import ast
+import asyncio
+import builtins
+import inspect
+import json
+import logging
+import sys
+import tempfile
+import time
+import traceback
+import types
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from mpyc_webrtc import programs
+from mpyc_webrtc.mesh import Mesh, MeshError, install_mesh
+
+from .channel import JsChannelFactory
+from .launch import (
+    LaunchError,
+    check_input,
+    error_message,
+    exit_message,
+    program_argv,
+    program_file,
+)
+
+log = logging.getLogger("py_worker.party")
+
+#: Seconds to connect to everyone after the last party joined (as the native peer).
+CONNECT_TIMEOUT = 30.0
+
+NO_RUN_SYNC = (
+    "This browser cannot run MPyC scripts that call mpc.run(...): it lacks JavaScript "
+    "Promise Integration (JSPI). Scripts written in the async style work here: use "
+    "'await mpc.start()', 'await mpc.output(...)' and 'await mpc.shutdown()' at the top "
+    "level of the script instead of mpc.run(...). A recent Chrome or Edge runs both styles."
+)
+
+Report = Callable[[str, str], None]
+
+
+class PartyContext(logging.Filter):
+    """Puts the session id and this party's pid into every log line."""
+
+    session = "-"
+    party = "-"
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        record.session = self.session
+        record.party = self.party
+        return True
+
+
+CONTEXT = PartyContext()
+
+
+def setup_logging(level: int = logging.INFO) -> None:
+    """Logs go to stderr (the worker shows them in the console and the page's log)."""
+    handler = logging.StreamHandler(sys.stderr)
+    handler.addFilter(CONTEXT)
+    handler.setFormatter(logging.Formatter(
+        "%(asctime)s [session %(session)s party %(party)s] %(name)s: %(message)s",
+        "%H:%M:%S"))
+    root = logging.getLogger()
+    root.handlers[:] = [handler]  # also keeps MPyC's logging.basicConfig off stdout
+    root.setLevel(level)
+
+
+def prepare() -> None:
+    """Compile MPyC ahead of time (while the page loads), so that joining is quicker.
+
+    Importing MPyC must wait for the session (it reads ``sys.argv``), compiling need not.
+    """
+    import compileall
+    import importlib.util
+
+    spec = importlib.util.find_spec("mpyc")
+    if spec is not None and spec.submodule_search_locations:
+        compileall.compile_dir(next(iter(spec.submodule_search_locations)), quiet=1)
+
+
+def builtin_programs() -> str:
+    """The built-in programs and what they compute, as JSON for the page."""
+    return json.dumps(programs.BUILTIN)
+
+
+def input_problem(program: str, text: str) -> str | None:
+    """Why ``text`` is not a usable input for the (JSON) program, or None."""
+    return check_input(json.loads(program), text)
+
+
+class ProgramFailed(Exception):
+    """The program cannot go on; the message is for the person at this party."""
+
+
+class Party:
+    """This browser's party in one session; the worker makes one per run.
+
+    ``config`` (JSON) holds ``session``, ``pid``, ``parties``, ``program`` (as in the
+    ``welcome`` message) and ``input`` (text or null). ``report(kind, detail)`` tells the
+    page about progress: ``connected`` (detail: seconds it took).
+    """
+
+    def __init__(self, config: str, report: Report):
+        cfg = json.loads(config)
+        self.session: str = cfg["session"]
+        self.pid: int = cfg["pid"]
+        self.parties: int = cfg["parties"]
+        self.program: dict[str, Any] = cfg["program"]
+        self.input: str | None = cfg.get("input")
+        self.report = report
+        self.name: str = self.program["name"]
+        self.factory = JsChannelFactory(on_connected=self._connected)
+        self.mesh: Mesh | None = None
+        self._abort: asyncio.Future[None] | None = None
+        CONTEXT.session, CONTEXT.party = self.session, str(self.pid)
+        setup_logging()
+
+    # -- what the page reports (called from JS, in the task that received the message) ----
+
+    def add_channel(self, peer: int, dc: Any) -> None:
+        self.factory.add_channel(peer, dc)
+
+    def start(self) -> None:
+        self.factory.start()
+
+    def peer_failed(self, peer: int, reason: str) -> None:
+        self.factory.peer_failed(peer, reason)
+
+    def peer_left(self, peer: int) -> None:
+        self.factory.peer_left(peer)
+        if self.mesh is not None:
+            self.mesh.peer_left(peer)
+
+    def signaling_ended(self, reason: str) -> None:
+        self.factory.end(reason)
+
+    # -- the run --------------------------------------------------------------------------
+
+    async def run(self) -> str | None:
+        """Run the program; returns None when it finished, else what went wrong."""
+        self._abort = asyncio.get_running_loop().create_future()
+        try:
+            with tempfile.TemporaryDirectory(prefix="mpyc-webrtc-") as workdir:
+                await self._run(Path(workdir))
+        except (LaunchError, ProgramFailed) as exc:
+            return str(exc)
+        finally:
+            sys.stdout.flush()
+            graceful = (self.mesh is not None and self.mesh.failure is None
+                        and self.mesh.closing)
+            try:
+                await self.factory.close(graceful=graceful, linger=10.0 if graceful else 0.0)
+            except Exception:
+                log.debug("closing the channels failed", exc_info=True)
+        failure = self._mesh_failure()
+        return None if failure is None else str(failure)
+
+    def _mesh_failure(self) -> MeshError | None:
+        return None if self.mesh is None else self.mesh.failure
+
+    async def _run(self, workdir: Path) -> None:
+        problem = check_input(self.program, self.input)
+        if problem is not None:
+            raise LaunchError(problem)
+        path = program_file(self.program, workdir)
+        sys.argv = program_argv(path, self.parties, self.pid, list(self.program["args"]),
+                                self.input)
+        started = time.monotonic()
+        import mpyc  # noqa: F401  (reads MPyC's options from sys.argv)
+        import mpyc.runtime
+
+        log.info("MPyC set up in %.2f s", time.monotonic() - started)
+        mpc = mpyc.runtime.mpc
+        if mpc.pid != self.pid or len(mpc.parties) != self.parties:
+            raise LaunchError("MPyC was set up before this party joined; reload the page.")
+        self.mesh = install_mesh(mpc, self.factory, connect_timeout=CONNECT_TIMEOUT,
+                                 on_failure=self._mesh_failed)
+        mpc.run = self._blocking_run
+        self._watch_program_errors(mpc._loop)
+        log.info("running %s as party %d of %d", self.name, self.pid, self.parties)
+        await self._execute(path)
+
+    async def _execute(self, path: Path) -> None:
+        """Run the file as ``__main__``, like ``runpy.run_path``, but allowing top-level
+        ``await``."""
+        source = path.read_text()
+        try:
+            code = compile(source, str(path), "exec", dont_inherit=True,
+                           flags=ast.PyCF_ALLOW_TOP_LEVEL_AWAIT)
+        except SyntaxError as exc:
+            raise ProgramFailed(error_message(self.name, exc)) from None
+        module = types.ModuleType("__main__")
+        module.__file__ = str(path)
+        module.__builtins__ = builtins  # type: ignore[attr-defined]
+        saved_main = sys.modules.get("__main__")
+        sys.modules["__main__"] = module
+        sys.path.insert(0, str(path.parent))
+        try:
+            result = eval(code, module.__dict__)
+            if inspect.iscoroutine(result):
+                await self._unless_failed(result)
+        except SystemExit as exc:
+            message = exit_message(self.name, exc.code)
+            if message is not None:
+                raise ProgramFailed(message) from None
+        except ProgramFailed:
+            raise
+        except MeshError as exc:
+            raise ProgramFailed(str(self._mesh_failure() or exc)) from None
+        except Exception as exc:
+            if self._mesh_failure() is not None:
+                raise ProgramFailed(str(self._mesh_failure())) from None
+            log.error("the program raised:\n%s", traceback.format_exc().rstrip())
+            raise ProgramFailed(error_message(self.name, exc)) from None
+        finally:
+            if str(path.parent) in sys.path:
+                sys.path.remove(str(path.parent))
+            if saved_main is not None:
+                sys.modules["__main__"] = saved_main
+
+    # -- making mpc.run block, and failures end whatever the program waits for ---------------
+
+    def _blocking_run(self, awaitable: Any) -> Any:
+        """``mpc.run`` for the browser: blocks via JSPI until ``awaitable`` is done."""
+        from pyodide.ffi import can_run_sync, run_sync
+
+        if not can_run_sync():
+            if inspect.iscoroutine(awaitable):
+                awaitable.close()
+            raise ProgramFailed(NO_RUN_SYNC)
+        return run_sync(self._unless_failed(awaitable))
+
+    async def _unless_failed(self, awaitable: Any) -> Any:
+        """Await ``awaitable``, but raise at once if the mesh or the program failed."""
+        task = asyncio.ensure_future(awaitable)
+        abort = self._abort
+        assert abort is not None
+        await asyncio.wait({task, abort}, return_when=asyncio.FIRST_COMPLETED)
+        if task.done():
+            return task.result()
+        task.cancel()
+        abort.result()  # raises the failure
+        raise ProgramFailed("The program was stopped.")
+
+    def _mesh_failed(self, error: MeshError) -> None:
+        self._stop(ProgramFailed(str(error)))
+
+    def _watch_program_errors(self, loop: asyncio.AbstractEventLoop) -> None:
+        """An exception in an MPyC coroutine makes MPyC stop the loop natively (a no-op in
+        the browser); here it ends the program with that error."""
+        previous = loop.get_exception_handler()
+
+        def handler(loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
+            exc = context.get("exception")
+            in_callback = "handle" in context  # MPyC's handler deletes it: look first
+            if previous is not None:
+                previous(loop, context)
+            else:
+                loop.default_exception_handler(context)
+            if in_callback and exc is not None and not isinstance(exc, asyncio.CancelledError):
+                self._stop(ProgramFailed(error_message(self.name, exc)))
+
+        loop.set_exception_handler(handler)
+
+    def _stop(self, error: ProgramFailed) -> None:
+        if self._abort is not None and not self._abort.done():
+            self._abort.set_exception(error)
+            self._abort.exception()  # retrieved: no "never retrieved" warning
+
+    def _connected(self, seconds: float) -> None:
+        try:
+            self.report("connected", f"{seconds:.3f}")
+        except Exception:
+            log.debug("could not report the connection to the page", exc_info=True)

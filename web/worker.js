@@ -1,0 +1,177 @@
+// The browser party's Python: Pyodide, MPyC and py_worker in a module worker.
+//
+// The page (join.js) talks to this worker with messages; see web/README.md for the list.
+// Everything Python does is in py_worker/ (served in the server's Python archive); this
+// file only loads it and passes messages and data channels through.
+
+/** The big files Pyodide fetches while it boots; their bytes make the download progress. */
+const COUNTED_FILES = ['pyodide.asm.wasm', 'python_stdlib.zip'];
+
+let pyodide = null;
+let partyModule = null; // py_worker.party
+let party = null; // py_worker.party.Party of the current run
+
+const post = (message, transfer) => self.postMessage(message, transfer || []);
+
+let stageStarted = performance.now();
+let lastPercent = -1;
+
+/** Tell the page how far loading got, and log how long the previous stage took. */
+function progress(percent, text, previous) {
+  const now = performance.now();
+  if (previous) {
+    post({ type: 'log', text: `worker: ${previous} took ${((now - stageStarted) / 1000).toFixed(2)} s` });
+    stageStarted = now;
+  }
+  if (Math.round(percent) === lastPercent && !previous) return;
+  lastPercent = Math.round(percent);
+  post({ type: 'progress', percent: lastPercent, text });
+}
+
+/** A plain-words sentence for an error thrown while loading or by Pyodide. */
+function describe(error) {
+  const text = String((error && error.message) || error);
+  // A Python exception reaching JS carries the whole traceback: keep its last line.
+  const lines = text.trim().split('\n');
+  return lines[lines.length - 1];
+}
+
+/**
+ * Make fetch() report the bytes received of COUNTED_FILES to onProgress(fraction), by
+ * passing their bodies through a counter: Pyodide downloads them once, as usual.
+ */
+function countDownloads(base, onProgress) {
+  const fetchFromNetwork = self.fetch.bind(self);
+  const totals = new Map(); // url -> Content-Length
+  const received = new Map(); // url -> bytes so far
+  const report = () => {
+    const total = [...totals.values()].reduce((a, b) => a + b, 0);
+    const got = [...received.values()].reduce((a, b) => a + b, 0);
+    // Until every counted file has answered, its size is unknown: stay below the end.
+    const share = totals.size / COUNTED_FILES.length;
+    onProgress(total ? Math.min(1, got / total) * share : 0);
+  };
+  self.fetch = async (input, init) => {
+    const response = await fetchFromNetwork(input, init);
+    const url = String(input instanceof Request ? input.url : input);
+    const counted = COUNTED_FILES.some((name) => url === base + name);
+    const size = Number(response.headers.get('Content-Length'));
+    if (!counted || !response.ok || !response.body || !size) return response;
+    totals.set(url, size);
+    received.set(url, 0);
+    const counter = new TransformStream({
+      transform(chunk, controller) {
+        received.set(url, received.get(url) + chunk.byteLength);
+        report();
+        controller.enqueue(chunk);
+      },
+    });
+    return new Response(response.body.pipeThrough(counter), {
+      status: response.status, statusText: response.statusText, headers: response.headers,
+    });
+  };
+  return () => { self.fetch = fetchFromNetwork; };
+}
+
+async function load({ assets }) {
+  const started = performance.now();
+  stageStarted = started;
+  const base = new URL(assets.pyodide, self.location.origin).href;
+  progress(0, 'Downloading Python');
+  const { loadPyodide } = await import(base + 'pyodide.mjs');
+  let downloaded = false;
+  const downloadDone = () => {
+    if (!downloaded) progress(70, 'Starting Python', 'downloading Pyodide');
+    downloaded = true;
+  };
+  const stopCounting = countDownloads(base, (fraction) => {
+    if (fraction < 1) progress(fraction * 70, 'Downloading Python');
+    else downloadDone();
+  });
+  try {
+    pyodide = await loadPyodide({ indexURL: base });
+  } finally {
+    stopCounting();
+  }
+  downloadDone(); // in case the sizes were unknown (no Content-Length)
+  pyodide.setStdout({ batched: (text) => post({ type: 'stdout', text }) });
+  pyodide.setStderr({
+    batched: (text) => {
+      console.log(text);
+      post({ type: 'log', text });
+    },
+  });
+  progress(85, 'Loading MPyC', 'starting Pyodide');
+  const archive = await fetch(new URL(assets.python, self.location.origin));
+  if (!archive.ok) throw new Error(`the Python archive answered ${archive.status}`);
+  const sitePackages = pyodide.runPython('import site; site.getsitepackages()[0]');
+  pyodide.unpackArchive(await archive.arrayBuffer(), 'zip', { extractDir: sitePackages });
+  progress(90, 'Preparing MPyC', 'loading the Python archive');
+  partyModule = pyodide.pyimport('py_worker.party');
+  partyModule.prepare();
+  const builtins = JSON.parse(partyModule.builtin_programs());
+  // JSPI lets mpc.run(...) block; Python tells whether it works here (True in Chromium).
+  const jspi = Boolean(await pyodide.runPythonAsync(
+    'from pyodide.ffi import can_run_sync\ncan_run_sync()'));
+  progress(100, 'Ready', 'compiling MPyC');
+  post({ type: 'ready', builtins, jspi, seconds: (performance.now() - started) / 1000 });
+}
+
+function checkInput({ id, program, text }) {
+  const problem = partyModule.input_problem(JSON.stringify(program), text);
+  post({ type: 'input-checked', id, problem: problem === undefined ? null : problem });
+}
+
+async function run({ config }) {
+  const report = (kind, detail) => post({ type: 'report', kind, detail });
+  party = partyModule.Party(JSON.stringify(config), report);
+  const scope = pyodide.globals.get('dict')();
+  scope.set('party', party);
+  let problem;
+  try {
+    // runPythonAsync enters Python with JSPI enabled: mpc.run(...) can block in run_sync.
+    problem = await pyodide.runPythonAsync('await party.run()', { globals: scope });
+  } finally {
+    scope.destroy();
+  }
+  post({ type: 'exit', problem: problem === undefined ? null : problem });
+}
+
+// Messages that hand something to the running party: handled synchronously, so that a
+// data channel gets its event handlers in the very task it arrived in.
+const toParty = {
+  channel: ({ peer, channel }) => {
+    if (party) party.add_channel(peer, channel);
+    else channel.close();
+  },
+  start: () => party && party.start(),
+  'peer-failed': ({ peer, reason }) => party && party.peer_failed(peer, reason),
+  'peer-left': ({ peer }) => party && party.peer_left(peer),
+  'signaling-ended': ({ reason }) => party && party.signaling_ended(reason),
+};
+
+const tasks = { load, run, 'check-input': checkInput };
+
+self.onmessage = (event) => {
+  const message = event.data;
+  try {
+    if (message.type in toParty) {
+      toParty[message.type](message);
+      return;
+    }
+    const task = tasks[message.type];
+    if (!task) throw new Error(`unknown request ${message.type}`);
+    Promise.resolve(task(message)).catch((error) => fail(message.type, error));
+  } catch (error) {
+    fail(message.type, error);
+  }
+};
+
+function fail(during, error) {
+  console.error(error);
+  const what = {
+    load: 'Python could not be loaded in this browser',
+    run: 'The program could not be run',
+  }[during] || 'Something went wrong in the Python worker';
+  post({ type: 'failed', during, message: `${what}: ${describe(error)}` });
+}
