@@ -12,9 +12,9 @@ from types import SimpleNamespace
 
 import pytest
 
+from mpyc_webrtc.launch import COMMON_MPYC_OPTIONS, check_input, program_argv, program_file
 from mpyc_webrtc.mesh import MeshError
 from py_worker.channel import JsChannel, JsChannelFactory
-from py_worker.launch import COMMON_MPYC_OPTIONS, check_input, program_argv, program_file
 
 
 class JsBytes:

@@ -11,11 +11,11 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import inspect
 import json
 import logging
 import os
 import re
-import runpy
 import sys
 import tempfile
 import traceback
@@ -27,6 +27,18 @@ from urllib.parse import urlsplit
 
 from . import programs
 from .ice import parse_ice_server
+from .launch import (
+    CONTEXT,
+    LOG_FORMAT,
+    LaunchError,
+    check_input,
+    compile_program,
+    error_message,
+    exit_message,
+    main_module,
+    program_argv,
+    program_file,
+)
 
 log = logging.getLogger("mpyc_webrtc.peer")
 
@@ -39,26 +51,10 @@ class Failure(Exception):
         self.code = code
 
 
-class PartyContext(logging.Filter):
-    """Puts the session id and this party's pid into every log line."""
-
-    session = "-"
-    party = "-"
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        record.session = self.session
-        record.party = self.party
-        return True
-
-
-CONTEXT = PartyContext()
-
-
 def setup_logging(verbosity: int) -> None:
     handler = logging.StreamHandler(sys.stderr)
     handler.addFilter(CONTEXT)
-    handler.setFormatter(logging.Formatter(
-        "%(asctime)s [session %(session)s party %(party)s] %(name)s: %(message)s"))
+    handler.setFormatter(logging.Formatter(LOG_FORMAT))
     root = logging.getLogger()
     root.handlers[:] = [handler]  # also keeps MPyC's logging.basicConfig off stdout
     root.setLevel(logging.WARNING if verbosity < 0 else logging.DEBUG if verbosity > 1
@@ -126,21 +122,6 @@ def parse_join_url(url: str) -> tuple[str, str]:
     return f"{parts.scheme}://{parts.netloc}{match.group(1)}", match.group(2)
 
 
-def _program_file(program: dict[str, Any], workdir: Path) -> Path:
-    if program.get("builtin", program.get("source") is None):
-        name = program["name"]
-        if name not in programs.BUILTIN:
-            raise Failure(f"This session runs the program {name!r}, which this version of "
-                          "mpyc-webrtc-peer does not have; please upgrade it.")
-        return Path(programs.__file__).with_name(f"{name}.py")
-    name = re.sub(r"[^A-Za-z0-9_.-]", "_", Path(program["name"]).name) or "program.py"
-    if not name.endswith(".py"):
-        name += ".py"
-    path = workdir / name
-    path.write_text(program["source"])
-    return path
-
-
 def join(args: argparse.Namespace) -> int:
     from .mesh import MeshError, install_mesh
     from .native import AiortcFactory, PeerError, Signaling, allow_loopback_candidates
@@ -185,19 +166,15 @@ def join(args: argparse.Namespace) -> int:
                             join_timeout=args.join_timeout)
     try:
         with tempfile.TemporaryDirectory(prefix="mpyc-webrtc-") as workdir:
-            builtin = program.get("builtin", program.get("source") is None)
-            if builtin and args.input is None:
-                raise Failure(f"This session runs the built-in program {program['name']!r} "
-                              f"({programs.BUILTIN.get(program['name'], '')}), which needs "
-                              "your private input: add --input, e.g. --input 42 or "
-                              "--input 3,1,2.", 2)
-            path = _program_file(program, Path(workdir))
-            # --mix32-64bit: browsers run 32-bit Python; MPyC's default program-counter hop
-            # hashes with the platform's hash(), so mixed sessions would hang without it.
-            sys.argv = [str(path), "-M", str(parties), "-I", str(pid), "--mix32-64bit",
-                        *program["args"]]
-            if args.input is not None:
-                sys.argv.append(f"--input={args.input}")
+            problem = check_input(program, args.input)
+            if problem is not None:  # the input was checked before joining: it is missing
+                raise Failure(f"{problem} Give it with --input.", 2)
+            try:
+                path = program_file(program, Path(workdir))
+                code = compile_program(path)
+            except (LaunchError, SyntaxError) as exc:
+                raise Failure(str(exc)) from None
+            sys.argv = program_argv(path, parties, pid, program["args"], args.input)
             import mpyc  # reads MPyC's options from sys.argv, may install uvloop's policy
 
             asyncio.set_event_loop(loop)  # a new policy forgets it; the runtime must get it
@@ -217,22 +194,24 @@ def join(args: argparse.Namespace) -> int:
             mesh = install_mesh(mpc, factory, connect_timeout=args.connect_timeout,
                                 on_failure=stop_program)
             sys.path.insert(0, str(path.parent))
+            module = main_module(path)
+            sys.modules["__main__"] = module
             try:
-                runpy.run_path(str(path), run_name="__main__")
+                result = eval(code, module.__dict__)
+                if inspect.iscoroutine(result):  # top-level await: run it on the loop
+                    loop.run_until_complete(result)
             except SystemExit as exc:
-                if exc.code not in (None, 0):
-                    if isinstance(exc.code, int):
-                        raise Failure(f"The program {program['name']!r} exited with status "
-                                      f"{exc.code}.", exc.code) from None
-                    raise Failure(str(exc.code)) from None
+                message = exit_message(program["name"], exc.code)
+                if message is not None:
+                    code = exc.code if isinstance(exc.code, int) else 1
+                    raise Failure(message, code) from None
             except (MeshError, PeerError) as exc:
                 raise Failure(str(mesh.failure or exc)) from None
             except Exception as exc:
                 if mesh.failure is not None:
                     raise Failure(str(mesh.failure)) from None
                 log.error("the program raised:\n%s", traceback.format_exc().rstrip())
-                raise Failure(f"The program {program['name']!r} stopped with an error: "
-                              f"{type(exc).__name__}: {exc}") from None
+                raise Failure(error_message(program["name"], exc)) from None
             finally:
                 running = False
             if mesh.failure is not None:

@@ -9,6 +9,7 @@ every rule with plain strings.
 
 from __future__ import annotations
 
+import ast
 import logging
 import secrets
 import time
@@ -302,7 +303,8 @@ def _program_from_request(request: dict[str, Any]) -> Program:
     if not isinstance(name, str) or not name or len(name) > 100:
         raise _invalid("'program' must be a short file name for the uploaded source.")
     try:
-        compile(source, name, "exec", dont_inherit=True)
+        # Top-level await is allowed: browsers and native peers run such scripts.
+        compile(source, name, "exec", dont_inherit=True, flags=ast.PyCF_ALLOW_TOP_LEVEL_AWAIT)
     except SyntaxError as exc:
         where = f" on line {exc.lineno}" if exc.lineno else ""
         raise _invalid(f"The program has a syntax error{where}: {exc.msg}.") from None

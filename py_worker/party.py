@@ -13,9 +13,7 @@ error instead of hanging.
 
 from __future__ import annotations
 
-import ast
 import asyncio
-import builtins
 import inspect
 import json
 import logging
@@ -23,23 +21,26 @@ import sys
 import tempfile
 import time
 import traceback
-import types
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from mpyc_webrtc import programs
-from mpyc_webrtc.mesh import Mesh, MeshError, install_mesh
-
-from .channel import JsChannelFactory
-from .launch import (
+from mpyc_webrtc.launch import (
+    CONTEXT,
+    LOG_FORMAT,
     LaunchError,
     check_input,
+    compile_program,
     error_message,
     exit_message,
+    main_module,
     program_argv,
     program_file,
 )
+from mpyc_webrtc.mesh import Mesh, MeshError, install_mesh
+
+from .channel import JsChannelFactory
 
 log = logging.getLogger("py_worker.party")
 
@@ -56,28 +57,11 @@ NO_RUN_SYNC = (
 Report = Callable[[str, str], None]
 
 
-class PartyContext(logging.Filter):
-    """Puts the session id and this party's pid into every log line."""
-
-    session = "-"
-    party = "-"
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        record.session = self.session
-        record.party = self.party
-        return True
-
-
-CONTEXT = PartyContext()
-
-
 def setup_logging(level: int = logging.INFO) -> None:
     """Logs go to stderr (the worker shows them in the console and the page's log)."""
     handler = logging.StreamHandler(sys.stderr)
     handler.addFilter(CONTEXT)
-    handler.setFormatter(logging.Formatter(
-        "%(asctime)s [session %(session)s party %(party)s] %(name)s: %(message)s",
-        "%H:%M:%S"))
+    handler.setFormatter(logging.Formatter(LOG_FORMAT, "%H:%M:%S"))
     root = logging.getLogger()
     root.handlers[:] = [handler]  # also keeps MPyC's logging.basicConfig off stdout
     root.setLevel(level)
@@ -201,15 +185,11 @@ class Party:
     async def _execute(self, path: Path) -> None:
         """Run the file as ``__main__``, like ``runpy.run_path``, but allowing top-level
         ``await``."""
-        source = path.read_text()
         try:
-            code = compile(source, str(path), "exec", dont_inherit=True,
-                           flags=ast.PyCF_ALLOW_TOP_LEVEL_AWAIT)
+            code = compile_program(path)
         except SyntaxError as exc:
             raise ProgramFailed(error_message(self.name, exc)) from None
-        module = types.ModuleType("__main__")
-        module.__file__ = str(path)
-        module.__builtins__ = builtins  # type: ignore[attr-defined]
+        module = main_module(path)
         saved_main = sys.modules.get("__main__")
         sys.modules["__main__"] = module
         sys.path.insert(0, str(path.parent))

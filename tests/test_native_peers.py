@@ -150,7 +150,7 @@ def test_builtin_without_input_is_refused_before_computing(server):
     url = server.create(2, "--program", "sum")
     done = server.ns.run([str(BIN / "mpyc-webrtc-peer"), "join", url], timeout=TIMEOUT)
     assert done.returncode == 2
-    assert "needs your private input: add --input" in done.stderr
+    assert "needs your private input" in done.stderr and "--input" in done.stderr
 
 
 def test_bad_input_is_refused_before_joining(server):

@@ -1,17 +1,19 @@
-"""How a session's program is started: its file, its ``sys.argv``, and what its end means.
-
-Pure functions, no I/O beyond writing the uploaded source to a file. The native peer
-(``mpyc_webrtc/peer.py``) does the same things; this module is meant to move into the
-core (``mpyc_webrtc/launch.py``) so both use one copy.
+"""How a session's program is started: its file, its ``sys.argv``, its code, and what
+its end means, the same for the native peer (``peer.py``) and the browser
+(``py_worker/party.py``). Pure functions, no I/O beyond writing the uploaded source.
 """
 
 from __future__ import annotations
 
+import ast
+import builtins
+import logging
 import re
+import types
 from pathlib import Path
 from typing import Any
 
-from mpyc_webrtc import programs
+from . import programs
 
 
 class LaunchError(Exception):
@@ -86,3 +88,34 @@ def exit_message(name: str, code: object) -> str | None:
 def error_message(name: str, exc: BaseException) -> str:
     """The sentence for a program that raised ``exc``."""
     return f"The program {name!r} stopped with an error: {type(exc).__name__}: {exc}"
+
+
+def compile_program(path: Path) -> types.CodeType:
+    """The program's code; top-level ``await`` is allowed (``await mpc.start()``), and
+    evaluating such code gives a coroutine to run on the event loop."""
+    return compile(path.read_text(), str(path), "exec", dont_inherit=True,
+                   flags=ast.PyCF_ALLOW_TOP_LEVEL_AWAIT)
+
+
+def main_module(path: Path) -> types.ModuleType:
+    """A fresh ``__main__`` for the program, as ``python PATH`` would give it."""
+    module = types.ModuleType("__main__")
+    module.__file__ = str(path)
+    module.__builtins__ = builtins  # type: ignore[attr-defined]
+    return module
+
+
+class PartyContext(logging.Filter):
+    """Puts the session id and this party's pid into every log line."""
+
+    session = "-"
+    party = "-"
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        record.session = self.session
+        record.party = self.party
+        return True
+
+
+CONTEXT = PartyContext()
+LOG_FORMAT = "%(asctime)s [session %(session)s party %(party)s] %(name)s: %(message)s"
