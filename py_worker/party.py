@@ -41,6 +41,7 @@ from mpyc_webrtc.launch import (
 from mpyc_webrtc.mesh import Mesh, MeshError, install_mesh
 
 from .channel import JsChannelFactory
+from .loop import install as batch_callbacks
 
 log = logging.getLogger("py_worker.party")
 
@@ -140,6 +141,7 @@ class Party:
 
     async def run(self) -> str | None:
         """Run the program; returns None when it finished, else what went wrong."""
+        batch_callbacks(asyncio.get_running_loop())
         self._abort = asyncio.get_running_loop().create_future()
         try:
             with tempfile.TemporaryDirectory(prefix="mpyc-webrtc-") as workdir:
