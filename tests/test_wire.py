@@ -275,7 +275,7 @@ def test_schema_document_contents():
 
 # --- ICE server URLs -----------------------------------------------------------------------
 
-@pytest.mark.parametrize("url", ["stun:stun.l.google.com:19302", "stun:127.0.0.1:3478",
+@pytest.mark.parametrize("url", ["stun:stun.example.org:3478", "stun:127.0.0.1:3478",
                                  "stuns:stun.example.org:5349", "turn:turn.example.org:3478"])
 def test_ice_server_without_credentials(url):
     assert parse_ice_server(url) == {"urls": url}
