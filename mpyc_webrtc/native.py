@@ -29,7 +29,6 @@ from aiortc import (
 from aiortc.sdp import candidate_from_sdp
 
 from . import sctp_tuning, wire
-from .ice import parse_ice_server  # noqa: F401  (re-exported for the CLI)
 from .mesh import MeshError
 
 log = logging.getLogger(__name__)
