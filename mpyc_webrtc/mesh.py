@@ -45,7 +45,6 @@ class Mesh:
         self.transports: dict[int, ChannelTransport] = {}
         self.failure: MeshError | None = None
         self.closing = False
-        self.connect_seconds: float | None = None
         self._runtime_shutdown = type(mpc).shutdown.__get__(mpc)
 
     def install(self) -> Mesh:
@@ -65,9 +64,7 @@ class Mesh:
         loop = mpc._loop
         for peer in mpc.parties:
             peer.protocol = asyncio.Future(loop=loop) if peer.pid == mpc.pid else None
-        started = time.monotonic()
         channels = await self.factory.open_channels(mpc.pid, m, self.connect_timeout)
-        self.connect_seconds = time.monotonic() - started
         missing = set(range(m)) - {mpc.pid} - set(channels)
         if missing:
             raise MeshError(f"No channel to parties {sorted(missing)}.")

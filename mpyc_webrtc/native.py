@@ -93,7 +93,6 @@ class Signaling:
         self.session_id = session_id
         self.name = name
         self.welcome: dict[str, Any] | None = None
-        self.roster: dict[str, Any] | None = None
         self.started = asyncio.Event()
         self.closed = asyncio.Event()
         self.last_error: PeerError | None = None
@@ -177,7 +176,6 @@ class Signaling:
                 log.warning("signaling server: %s", error)
                 self.last_error = error
         elif kind == "roster":
-            self.roster = msg
             if self.on_roster is not None:
                 self.on_roster(msg)
         elif kind == "start":
@@ -344,8 +342,6 @@ class AiortcFactory:
         self.ice_servers = ice_servers
         self.join_timeout = join_timeout
         self.links: dict[int, PeerLink] = {}
-        self.joined_at_start: float | None = None
-        self.connect_seconds: float | None = None
 
     async def open_channels(self, pid: int, parties: int, timeout: float):
         loop = asyncio.get_running_loop()
@@ -364,7 +360,7 @@ class AiortcFactory:
                                     f"{parties} parties joined: {why}")
                 raise MeshError(
                     f"Not all {parties} parties joined within {self.join_timeout:.0f} s.")
-        self.joined_at_start = loop.time()
+        started = loop.time()
         self.links = {peer: PeerLink(self.signaling, pid, peer, self.ice_servers)
                       for peer in range(parties) if peer != pid}
         tasks = {peer: asyncio.ensure_future(link.connect()) for peer, link in self.links.items()}
@@ -383,9 +379,8 @@ class AiortcFactory:
                 "A firewall or NAT may block direct connections; a TURN server "
                 "(--ice-server turn:USER:PASSWORD@HOST:PORT) can relay them."
             )
-        self.connect_seconds = loop.time() - self.joined_at_start
         log.info("data channels to all %d other parties are open %.3f s after the last "
-                 "party joined", len(tasks), self.connect_seconds)
+                 "party joined", len(tasks), loop.time() - started)
         await self._report("connected")
         return {peer: task.result() for peer, task in tasks.items()}
 
