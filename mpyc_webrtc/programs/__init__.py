@@ -1,24 +1,33 @@
-"""Built-in MPyC programs and the helpers they share.
+"""Built-in MPyC programs, what input each one asks for, and how each reports its result.
 
 Each built-in is an ordinary MPyC script in this folder, written like MPyC's
 demos, so it runs the same natively, in Pyodide, or with plain MPyC over TCP
-(``python -m mpyc_webrtc.programs.sum -M3 --input=5``).
+(``python -m mpyc_webrtc.programs.sum -M3 -I0 --input=5``).
+
+``CATALOG`` describes every built-in for the people choosing and joining a session:
+a title, one line on what everyone learns and what stays secret, and an
+``InputSpec`` that both renders the input field and checks what was typed into it.
+A program reads its own input with ``read_input(name)`` and reports its answer with
+``publish(Result(...))``.
+
+This module is pure Python and imports MPyC only inside functions, so the session
+server, the native peer and the browser worker can all import it cheaply.
 """
 
 from __future__ import annotations
 
 import argparse
+import logging
+import re
 import sys
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from importlib import resources
+from typing import Any
 
-#: name -> what it computes, as shown to people choosing a program.
-BUILTIN: dict[str, str] = {
-    "sum": "the sum of all parties' numbers",
-    "max": "the largest of all parties' numbers",
-    "sort": "all parties' numbers, sorted",
-}
+log = logging.getLogger(__name__)
 
-#: Inputs are 32-bit secure integers; every value must fit.
+#: Inputs of sum, max and sort are 32-bit secure integers; every value must fit.
 INPUT_BOUND = 2**31 - 1
 MAX_INPUT_VALUES = 10_000
 
@@ -27,10 +36,243 @@ _RESERVED_OPTIONS = ("-M", "-I", "--index", "-P", "-C", "--config", "-B", "--bas
                      "--ssl", "--output-windows", "--output-file", "-H", "--HELP", "-V",
                      "--VERSION", "-h", "--help")
 
+_INPUT_KINDS = ("integer", "integers", "choice", "none")
+_INTEGER = re.compile(r"[+-]?[0-9]+")
+
+
+def format_number(n: int) -> str:
+    """An integer with thousands separators: 1,000,000."""
+    return f"{n:,}"
+
+
+def _lower_first(text: str) -> str:
+    return text[:1].lower() + text[1:]
+
+
+def _got(text: str) -> str:
+    """What the person typed, quoted and cut short for an error message."""
+    text = text.strip()
+    if len(text) > 30:
+        text = text[:30] + "..."
+    return repr(text)
+
+
+def _parse_int(text: str) -> int | None:
+    text = text.strip()
+    if not _INTEGER.fullmatch(text):
+        return None
+    try:
+        return int(text)
+    except ValueError:  # more digits than Python converts (sys.get_int_max_str_digits)
+        return None
+
+
+@dataclass(frozen=True)
+class InputSpec:
+    """The private input a program asks each party for, and how to check it.
+
+    ``kind`` is "integer" (one whole number), "integers" (comma-separated whole numbers),
+    "choice" (one of ``choices``) or "none" (the program takes no input).
+    ``label`` names the input as a noun phrase ("Your yearly salary"); error messages
+    start with it. ``help`` is one plain line shown under the input field.
+    """
+
+    kind: str
+    label: str
+    help: str
+    minimum: int | None = None
+    maximum: int | None = None
+    max_count: int = 100
+    choices: tuple[tuple[str, str], ...] = ()
+    placeholder: str = ""
+
+    def __post_init__(self):
+        if self.kind not in _INPUT_KINDS:
+            raise ValueError(f"unknown input kind {self.kind!r}")
+        if self.kind == "choice" and not self.choices:
+            raise ValueError("a choice input needs choices")
+
+    def _range(self) -> str:
+        """'from 0 to 1,000', 'of at least 0', ... or '' when unbounded."""
+        low, high = self.minimum, self.maximum
+        if low is not None and high is not None:
+            return f"from {format_number(low)} to {format_number(high)}"
+        if low is not None:
+            return f"of at least {format_number(low)}"
+        if high is not None:
+            return f"of at most {format_number(high)}"
+        return ""
+
+    def _in_range(self, value: int) -> bool:
+        return ((self.minimum is None or value >= self.minimum)
+                and (self.maximum is None or value <= self.maximum))
+
+    def _choice_words(self) -> str:
+        values = [value for value, _ in self.choices]
+        if len(values) == 1:
+            return values[0]
+        return ", ".join(values[:-1]) + " or " + values[-1]
+
+    def expected(self) -> str:
+        """What a valid input looks like, as a phrase: 'a whole number from 0 to 100'."""
+        bounds = self._range()
+        if self.kind == "integer":
+            return "a whole number" + (f" {bounds}" if bounds else "")
+        if self.kind == "integers":
+            return (f"up to {format_number(self.max_count)} whole numbers"
+                    + (f" {bounds}" if bounds else "")
+                    + ", separated by commas (like 3,1,2)")
+        if self.kind == "choice":
+            return self._choice_words()
+        return "nothing"
+
+    def parse(self, text: str | None) -> Any:
+        """The value of ``text``, or ValueError with a sentence saying what is wrong.
+
+        integer -> int, integers -> list[int], choice -> the choice's value, none -> None.
+        """
+        text = "" if text is None else str(text).strip()
+        if self.kind == "none":
+            if text:
+                raise ValueError("This program takes no input.")
+            return None
+        if not text:
+            verb = "choose" if self.kind == "choice" else "enter"
+            raise ValueError(f"Please {verb} {_lower_first(self.label)}: {self.expected()}.")
+        if self.kind == "integer":
+            value = _parse_int(text)
+            if value is None or not self._in_range(value):
+                raise ValueError(f"{self.label} must be {self.expected()} (got {_got(text)}).")
+            return value
+        if self.kind == "integers":
+            parts = text.split(",")
+            if len(parts) > self.max_count:
+                raise ValueError(f"Please enter at most {format_number(self.max_count)} "
+                                 f"numbers (got {format_number(len(parts))}).")
+            values = []
+            for part in parts:
+                value = _parse_int(part)
+                if value is None:
+                    raise ValueError(f"{self.label} must be whole numbers separated by commas, "
+                                     f"like 3,1,2 (got {_got(text)}).")
+                if not self._in_range(value):
+                    raise ValueError(f"Every number must be {self._range()} "
+                                     f"(got {format_number(value)}).")
+                values.append(value)
+            return values
+        for value, label in self.choices:  # choice
+            if text.lower() in (value.lower(), label.lower()):
+                return value
+        raise ValueError(f"{self.label} must be {self.expected()} (got {_got(text)}).")
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "kind": self.kind,
+            "label": self.label,
+            "help": self.help,
+            "minimum": self.minimum,
+            "maximum": self.maximum,
+            "max_count": self.max_count,
+            "choices": [{"value": value, "label": label} for value, label in self.choices],
+            "placeholder": self.placeholder,
+        }
+
+
+@dataclass(frozen=True)
+class ProgramSpec:
+    """A built-in program as people choosing one see it."""
+
+    name: str  # the module in this folder
+    title: str
+    summary: str  # one line: what everyone learns, what stays secret
+    input: InputSpec
+    group: str
+
+    def to_json(self) -> dict[str, Any]:
+        return {"name": self.name, "title": self.title, "summary": self.summary,
+                "group": self.group, "input": self.input.to_json()}
+
+
+_EVERYDAY = "Everyday questions"
+_LISTS = "Number lists"
+
+
+def _number_list(what: str) -> InputSpec:
+    return InputSpec(
+        "integers", "Your numbers",
+        f"Whole numbers separated by commas, like 3,1,2. Nobody sees them; everyone learns "
+        f"only {what}.",
+        minimum=-INPUT_BOUND, maximum=INPUT_BOUND, max_count=MAX_INPUT_VALUES,
+        placeholder="3,1,2")
+
+
+#: Every built-in program, in the order they are offered.
+CATALOG: dict[str, ProgramSpec] = {spec.name: spec for spec in (
+    ProgramSpec(
+        "average", "Average salary",
+        "Everyone learns the average salary; each salary stays secret.",
+        InputSpec("integer", "Your yearly salary",
+                  "A whole number of euros, 0 to 1,000,000,000. Nobody sees it; everyone "
+                  "learns only the average.",
+                  minimum=0, maximum=10**9, placeholder="52000"),
+        _EVERYDAY),
+    ProgramSpec(
+        "millionaires", "Who is richest? (millionaires)",
+        "Everyone learns who has the most and how much (the lowest party number wins a tie); "
+        "all other amounts stay secret.",
+        InputSpec("integer", "Your wealth",
+                  "A whole number, 0 to 1,000,000,000,000. Nobody sees it; everyone learns "
+                  "only who has the most, and that amount.",
+                  minimum=0, maximum=10**12, placeholder="1000000"),
+        _EVERYDAY),
+    ProgramSpec(
+        "median", "Median and sorted values",
+        "Everyone learns all numbers in sorted order and their median, but not who "
+        "entered which.",
+        InputSpec("integers", "Your numbers",
+                  "1 to 100 whole numbers separated by commas, like 3,1,2. Everyone sees all "
+                  "numbers sorted, but not whose they are.",
+                  minimum=-10**9, maximum=10**9, max_count=100, placeholder="3,1,2"),
+        _EVERYDAY),
+    ProgramSpec(
+        "santa", "Secret Santa",
+        "Each party learns only whom they give a present to; nobody learns the rest of "
+        "the draw.",
+        InputSpec("none", "No input",
+                  "Nothing to enter: the draw is random, and nobody gives to themselves."),
+        _EVERYDAY),
+    ProgramSpec(
+        "vote", "Unanimous vote",
+        "Everyone learns only whether all parties voted yes; no single vote, and not how "
+        "many said no.",
+        InputSpec("choice", "Your vote",
+                  "Choose yes or no. Nobody sees your vote; everyone learns only whether all "
+                  "votes were yes.",
+                  choices=(("yes", "Yes"), ("no", "No"))),
+        _EVERYDAY),
+    ProgramSpec("sum", "Sum", "Everyone learns the sum of all numbers; each party's numbers "
+                "stay secret.",
+                _number_list("the sum of all numbers"), _LISTS),
+    ProgramSpec("max", "Maximum", "Everyone learns the largest of all numbers, not whose it "
+                "is; the other numbers stay secret.",
+                _number_list("the largest number"), _LISTS),
+    ProgramSpec("sort", "Sort", "Everyone learns all numbers in sorted order, but not who "
+                "entered which.",
+                _number_list("all numbers sorted, not whose they are"), _LISTS),
+)}
+
+#: name -> what it computes, as shown to people choosing a program.
+BUILTIN: dict[str, str] = {name: spec.summary for name, spec in CATALOG.items()}
+
+
+def catalog_json() -> list[dict[str, Any]]:
+    """``CATALOG`` as JSON-ready dicts, in display order."""
+    return [spec.to_json() for spec in CATALOG.values()]
+
 
 def source(name: str) -> str:
     """The source text of a built-in program."""
-    if name not in BUILTIN:
+    if name not in CATALOG:
         raise KeyError(name)
     return resources.files(__package__).joinpath(f"{name}.py").read_text()
 
@@ -56,7 +298,10 @@ def check_args(args: list[str]) -> None:
 
 
 def parse_input(text: str) -> list[int]:
-    """Parse a party's private input: an integer or a comma-separated list of integers."""
+    """Parse a party's private input: an integer or a comma-separated list of integers.
+
+    The generic check for any program; a built-in's own check is ``CATALOG[name].input``.
+    """
     parts = [p.strip() for p in str(text).split(",")]
     try:
         values = [int(p) for p in parts]
@@ -75,13 +320,35 @@ def parse_input(text: str) -> list[int]:
     return values
 
 
-def party_input(argv: list[str] | None = None) -> list[int]:
-    """This party's ``--input`` from the command line (what is left after MPyC's options)."""
+def _input_option(argv: list[str] | None) -> tuple[argparse.ArgumentParser, str | None]:
     parser = argparse.ArgumentParser(add_help=False)
-    parser.add_argument("--input", required=True)
+    parser.add_argument("--input")
     options, _ = parser.parse_known_args(sys.argv[1:] if argv is None else argv)
+    return parser, options.input
+
+
+def read_input(name: str, argv: list[str] | None = None) -> Any:
+    """This party's ``--input`` for built-in ``name``, checked by its ``InputSpec``.
+
+    ``argv`` defaults to ``sys.argv[1:]`` (MPyC ignores the options it does not know).
+    A missing or bad input ends the program the way argparse does: the spec's sentence
+    on stderr and exit status 2 -- before the program connects to anyone.
+    """
+    parser, text = _input_option(argv)
     try:
-        return parse_input(options.input)
+        return CATALOG[name].input.parse(text)
+    except ValueError as exc:
+        parser.error(str(exc))
+        raise
+
+
+def party_input(argv: list[str] | None = None) -> list[int]:
+    """This party's ``--input`` as a list of integers (the generic ``parse_input``)."""
+    parser, text = _input_option(argv)
+    try:
+        if text is None:
+            raise ValueError("Please enter your input with --input, like --input=3,1,2.")
+        return parse_input(text)
     except ValueError as exc:
         parser.error(str(exc))
         raise
@@ -103,3 +370,63 @@ async def secret_share_all(secint, values: list[int]) -> list:
         own = [secint(v) for v in values] if pid == mpc.pid else [secint(None)] * count
         shared.extend(mpc.input(own, senders=pid))
     return shared
+
+
+# --- results -------------------------------------------------------------------------------
+#
+# A program reports its answer once, as a Result. Two audiences read it: a terminal (or a
+# plain MPyC run, or a log) gets ``to_text()`` on stdout, and the browser page, which shows
+# the answer as a headline with a table of facts, gets ``to_json()`` through a hook the
+# browser worker installs with ``set_result_hook``. Programs need not know which one runs them.
+
+@dataclass
+class Result:
+    """What a program found, for people."""
+
+    title: str
+    headline: str  # the answer in one sentence
+    rows: list[tuple[str, str]] = field(default_factory=list)  # (label, value) facts
+    table: tuple[list[str], list[list[str]]] | None = None  # (columns, rows)
+    private: bool = False  # True when each party gets a different answer
+
+    def to_json(self) -> dict[str, Any]:
+        table = None
+        if self.table is not None:
+            columns, rows = self.table
+            table = {"columns": list(columns), "rows": [list(row) for row in rows]}
+        return {"title": self.title, "headline": self.headline,
+                "rows": [[label, value] for label, value in self.rows],
+                "table": table, "private": self.private}
+
+    def to_text(self) -> str:
+        """Headline, then 'label: value' lines, then the table in aligned columns."""
+        lines = [self.headline]
+        lines += [f"{label}: {value}" for label, value in self.rows]
+        if self.table is not None:
+            columns, rows = self.table
+            widths = [max(len(str(cell)) for cell in column)
+                      for column in zip(columns, *rows, strict=False)]
+            for row in [columns, *rows]:
+                lines.append("  ".join(str(cell).rjust(width)
+                                       for cell, width in zip(row, widths, strict=False)))
+        return "\n".join(lines)
+
+
+_result_hook: Callable[[dict[str, Any]], None] | None = None
+
+
+def set_result_hook(fn: Callable[[dict[str, Any]], None] | None) -> None:
+    """Also hand every published result, as JSON, to ``fn`` (None: stop doing so)."""
+    global _result_hook
+    _result_hook = fn
+
+
+def publish(result: Result) -> None:
+    """Report ``result``: its text on stdout, and its JSON to the result hook, if any."""
+    print(result.to_text(), flush=True)
+    hook = _result_hook
+    if hook is not None:
+        try:
+            hook(result.to_json())
+        except Exception:
+            log.exception("The result hook failed")
