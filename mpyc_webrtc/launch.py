@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import ast
 import builtins
+import hashlib
+import json
 import logging
 import re
 import types
@@ -41,21 +43,82 @@ def program_file(program: dict[str, Any], workdir: Path) -> Path:
     return path
 
 
+def program_source(program: dict[str, Any]) -> str:
+    """The source text the session runs: the uploaded script, or the built-in's own file."""
+    if is_builtin(program):
+        try:
+            return programs.source(program["name"])
+        except KeyError:
+            raise LaunchError(f"This session runs the program {program['name']!r}, which this "
+                              "version does not have; please upgrade.") from None
+    return program["source"]
+
+
+def fingerprint(program: dict[str, Any]) -> str:
+    """A short hash of exactly what runs (source and arguments), for people to compare.
+
+    Every party computes it from the code it is about to run, so a server that hands
+    different parties different programs shows up as different fingerprints.
+    """
+    canonical = json.dumps({"source": program_source(program), "args": program["args"]},
+                           sort_keys=True, separators=(",", ":"))
+    digest = hashlib.sha256(canonical.encode()).hexdigest()[:20]
+    return " ".join(digest[i:i + 4] for i in range(0, len(digest), 4))
+
+
+#: What an uploaded script gets: free text, passed on as ``--input=VALUE`` if given.
+UPLOADED_INPUT = {
+    "kind": "text",
+    "label": "Your private input (optional)",
+    "help": "If the program reads one, e.g. 42 or 3,1,2: it gets it as --input=VALUE. "
+            "Leave it empty otherwise.",
+    "placeholder": "e.g. 42 or 3,1,2",
+    "minimum": None, "maximum": None, "max_count": None, "choices": [],
+}
+
+
+def input_spec(program: dict[str, Any]) -> dict[str, Any]:
+    """What the program asks of each party, as JSON for the pages."""
+    if is_builtin(program) and program["name"] in programs.CATALOG:
+        return programs.CATALOG[program["name"]].input.to_json()
+    return dict(UPLOADED_INPUT)
+
+
+def describe_program(program: dict[str, Any]) -> dict[str, Any]:
+    """The program as shown before anyone runs it: title, input, source and fingerprint."""
+    spec = programs.CATALOG.get(program["name"]) if is_builtin(program) else None
+    return {
+        "name": program["name"],
+        "args": list(program["args"]),
+        "builtin": is_builtin(program),
+        "title": spec.title if spec else program["name"],
+        "summary": spec.summary if spec else "An MPyC program uploaded by the session's creator.",
+        "input": input_spec(program),
+        "source": program_source(program),
+        "fingerprint": fingerprint(program),
+    }
+
+
 def check_input(program: dict[str, Any], text: str | None) -> str | None:
     """Why ``text`` is not a usable private input for ``program``, or None if it is.
 
-    Built-in programs need an input; uploaded scripts may do without one.
+    Built-in programs check it with their own input rules; uploaded scripts may do
+    without one.
     """
-    if text is None or not text.strip():
-        if is_builtin(program):
-            what = programs.BUILTIN.get(program["name"], "")
-            return (f"This session runs {program['name']!r} ({what}), which needs your private "
-                    "input: an integer like 42, or a comma-separated list like 3,1,2.")
+    if is_builtin(program):
+        spec = programs.CATALOG.get(program["name"])
+        if spec is None:
+            return (f"This session runs the program {program['name']!r}, which this version "
+                    "does not have; please upgrade.")
+        try:
+            spec.input.parse(text)
+        except ValueError as exc:
+            return str(exc)
         return None
-    try:
-        programs.parse_input(text)
-    except ValueError as exc:
-        return str(exc)
+    if text is None or not text.strip():
+        return None
+    if len(text) > 100_000:
+        return "Your input is longer than 100,000 characters."
     return None
 
 

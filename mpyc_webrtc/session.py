@@ -18,7 +18,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from . import programs
+from .launch import describe_program
 from .wire import (
+    LINK_STATES,
     MAX_PARTIES,
     MIN_PARTIES,
     RELAYED,
@@ -34,6 +36,8 @@ Send = Callable[[dict[str, Any]], None]
 
 #: Largest uploaded program source, in bytes.
 MAX_SOURCE_BYTES = 256 * 1024
+#: Longest party label ("hospital A"), in characters.
+MAX_LABEL_LENGTH = 40
 
 
 @dataclass
@@ -58,65 +62,177 @@ class Member:
     endpoint: Endpoint
     connected: bool = True
     state: str = "joined"
+    #: Before the first round: input confirmed. After a round: agrees to run again.
+    ready: bool = False
+    #: peer pid -> (state, path) as this party reports its connection to that peer.
+    links: dict[int, tuple[str, str | None]] = field(default_factory=dict)
+
+
+#: Pair states that are progress, in order; a pair shows the less advanced of its two ends.
+_PROGRESS = LINK_STATES[:-1]
 
 
 class Session:
     def __init__(self, session_id: str, parties: int, program: Program, now: float,
-                 ice_servers: list[dict[str, Any]]):
+                 ice_servers: list[dict[str, Any]], labels: list[str] | None = None):
         self.id = session_id
         self.parties = parties
         self.program = program
+        self.labels = list(labels or []) + [""] * (parties - len(labels or []))
         self.ice_servers = ice_servers
         self.created = now
         self.last_activity = now
         self.members: dict[int, Member] = {}
         self.started = False
+        #: How many times the program was started; 0 while in the lobby.
+        self.round = 0
+        self.shown_program = describe_program(program.to_wire())
 
     def describe(self) -> dict[str, Any]:
         return {
             "session": self.id,
             "parties": self.parties,
-            "program": {"name": self.program.name, "args": self.program.args,
-                        "builtin": self.program.source is None},
+            "program": self.shown_program,
+            "labels": self.labels,
             "joined": len(self.members),
+            "members": [
+                {"pid": m.pid, "name": m.name, "label": self.labels[m.pid], "ready": m.ready}
+                for m in self._by_pid() if m.connected
+            ],
             "started": self.started,
+            "round": self.round,
         }
+
+    def _by_pid(self) -> list[Member]:
+        return sorted(self.members.values(), key=lambda m: m.pid)
 
     def connected_members(self) -> list[Member]:
         return [m for m in self.members.values() if m.connected]
 
     def roster(self) -> dict[str, Any]:
         members = [
-            {"pid": m.pid, "name": m.name, "state": m.state if m.connected else "left"}
-            for m in sorted(self.members.values(), key=lambda m: m.pid)
+            {"pid": m.pid, "name": m.name, "label": self.labels[m.pid],
+             "state": m.state if m.connected else "left", "ready": m.ready}
+            for m in self._by_pid()
         ]
-        return message("roster", parties=self.parties, members=members, started=self.started)
+        return message("roster", parties=self.parties, members=members, pairs=self.pairs(),
+                       started=self.started, round=self.round)
+
+    def pairs(self) -> list[dict[str, Any]]:
+        """Each pair's connection, as both ends report it (empty until the first start)."""
+        if not self.started:
+            return []
+        pairs = []
+        for a in range(self.parties):
+            for b in range(a + 1, self.parties):
+                ends = [self._link(a, b), self._link(b, a)]
+                states = [state for state, _ in ends]
+                if "failed" in states:
+                    state = "failed"
+                else:
+                    state = min(states, key=_PROGRESS.index)
+                paths = {path for _, path in ends}
+                path = ("relayed" if "relayed" in paths else "direct" if "direct" in paths
+                        else None)
+                pairs.append({"a": a, "b": b, "state": state, "path": path})
+        return pairs
+
+    def _link(self, pid: int, peer: int) -> tuple[str, str | None]:
+        member = self.members.get(pid)
+        if member is None:
+            return ("signaling", None)
+        return member.links.get(peer, ("signaling", None))
 
     def broadcast(self, msg: dict[str, Any]) -> None:
         for member in self.connected_members():
             member.endpoint.send(msg)
 
-    def join(self, endpoint: Endpoint, name: str, now: float) -> int:
+    def join(self, endpoint: Endpoint, name: str, now: float, role: int | None = None,
+             ready: bool = False) -> int:
         if self.started or len(self.members) >= self.parties:
             raise SignalingError(
                 ErrorCode.SESSION_FULL,
                 f"This session already has all {self.parties} parties. "
                 "Ask the person who created it for a new link.",
             )
-        pid = min(set(range(self.parties)) - set(self.members))
-        self.members[pid] = Member(pid, name or f"party {pid}", endpoint)
+        if role is None:
+            pid = min(set(range(self.parties)) - set(self.members))
+        elif not 0 <= role < self.parties:
+            raise SignalingError(
+                ErrorCode.INVALID_MESSAGE,
+                f"There is no party {role} in this session; parties are numbered 0 to "
+                f"{self.parties - 1}.",
+            )
+        elif role in self.members:
+            label = f"{self.labels[role]!r} (party {role})" if self.labels[role] else \
+                f"party {role}"
+            raise SignalingError(
+                ErrorCode.ROLE_TAKEN,
+                f"Someone else already joined as {label}. Choose one of the free places.",
+            )
+        else:
+            pid = role
+        self.members[pid] = Member(pid, name or f"party {pid}", endpoint, ready=ready)
         self.last_activity = now
         endpoint.send(message(
             "welcome", session=self.id, pid=pid, parties=self.parties,
-            program=self.program.to_wire(), ice_servers=self.ice_servers,
+            program=self.program.to_wire(), labels=self.labels, ice_servers=self.ice_servers,
         ))
         self.broadcast(self.roster())
-        if len(self.members) == self.parties:
-            self.started = True
-            log.info("session %s: all %d parties joined, starting", self.id, self.parties)
-            self.broadcast(message("start", parties=self.parties))
-            self.broadcast(self.roster())
+        self._start_if_agreed()
         return pid
+
+    def set_ready(self, pid: int, ready: bool, name: str | None, now: float) -> None:
+        member = self.members[pid]
+        self.last_activity = now
+        if self.started:
+            if member.state != "done":
+                raise SignalingError(
+                    ErrorCode.SESSION_STARTED,
+                    "The computation is running: your input can no longer be changed. "
+                    "Wait for it to finish.",
+                )
+            gone = sorted(p for p in range(self.parties)
+                          if p not in self.members or not self.members[p].connected)
+            if ready and gone:
+                raise SignalingError(
+                    ErrorCode.PARTY_LEFT,
+                    f"Party {gone[0]} has left the session, so it cannot run again. "
+                    "Create a new session to compute again.",
+                )
+        if name:
+            member.name = name
+        member.ready = ready
+        self.broadcast(self.roster())
+        self._start_if_agreed()
+
+    def _start_if_agreed(self) -> None:
+        members = self.connected_members()
+        if len(members) < self.parties or not all(m.ready for m in members):
+            return
+        if self.started and not all(m.state == "done" for m in members):
+            return
+        self.started = True
+        self.round += 1
+        for member in members:
+            member.ready = False
+            member.state = "joined"
+        log.info("session %s: all %d parties ready, starting round %d", self.id, self.parties,
+                 self.round)
+        self.broadcast(message("start", parties=self.parties, round=self.round))
+        self.broadcast(self.roster())
+
+    def set_link(self, pid: int, peer: int, state: str, path: str | None, now: float) -> None:
+        if peer == pid or not 0 <= peer < self.parties:
+            raise SignalingError(
+                ErrorCode.UNKNOWN_PID,
+                f"Party {peer} is {'yourself' if peer == pid else 'not in this session'}.",
+            )
+        self.last_activity = now
+        member = self.members[pid]
+        if member.links.get(peer) != (state, path):
+            member.links[peer] = (state, path)
+            self.broadcast(self.roster())
 
     def leave(self, pid: int, now: float) -> None:
         self.last_activity = now
@@ -145,6 +261,8 @@ class Session:
         self.last_activity = now
         self.members[pid].state = state
         self.broadcast(self.roster())
+        if state == "done":
+            self._start_if_agreed()  # the last to finish may find the others voted to go on
 
 
 class Registry:
@@ -178,8 +296,9 @@ class Registry:
                 ErrorCode.SERVER_BUSY,
                 "The server has too many open sessions right now; try again in a few minutes.",
             )
+        labels = _labels_from_request(request, parties)
         session_id = secrets.token_urlsafe(12)
-        session = Session(session_id, parties, program, self.clock(), self.ice_servers)
+        session = Session(session_id, parties, program, self.clock(), self.ice_servers, labels)
         self.sessions[session_id] = session
         log.info("session %s: created for %d parties, program %s", session_id, parties,
                  program.name)
@@ -256,7 +375,8 @@ class Endpoint:
                     f"{self.pid}.",
                 )
             session = self.registry.get(msg["session"])
-            self.pid = session.join(self, msg.get("name", ""), now)
+            self.pid = session.join(self, msg.get("name", ""), now, msg.get("role"),
+                                    msg.get("ready", False))
             self.session = session
             log.info("session %s party %d: joined", session.id, self.pid)
             return
@@ -268,6 +388,10 @@ class Endpoint:
             self.session.relay(self.pid, msg, now)
         elif msg["type"] == "status":
             self.session.set_status(self.pid, msg["state"], now)
+        elif msg["type"] == "ready":
+            self.session.set_ready(self.pid, msg["ready"], msg.get("name"), now)
+        elif msg["type"] == "link":
+            self.session.set_link(self.pid, msg["peer"], msg["state"], msg.get("path"), now)
 
     def _session_id(self) -> str:
         return self.session.id if self.session else "-"
@@ -275,6 +399,25 @@ class Endpoint:
 
 def _invalid(text: str) -> SignalingError:
     return SignalingError(ErrorCode.INVALID_REQUEST, text)
+
+
+def _labels_from_request(request: dict[str, Any], parties: int) -> list[str]:
+    labels = request.get("labels", [])
+    if not isinstance(labels, list) or not all(isinstance(x, str) for x in labels):
+        raise _invalid("'labels' must be a list of texts, one per party, like "
+                       "[\"hospital A\", \"hospital B\"].")
+    if len(labels) > parties:
+        raise _invalid(f"There are {len(labels)} labels for {parties} parties.")
+    labels = [" ".join(x.split()) for x in labels]
+    for label in labels:
+        if len(label) > MAX_LABEL_LENGTH:
+            raise _invalid(f"The label {label[:20]!r}… is longer than {MAX_LABEL_LENGTH} "
+                           "characters.")
+    named = [x for x in labels if x]
+    if len(set(named)) < len(named):
+        twice = next(x for x in named if named.count(x) > 1)
+        raise _invalid(f"Two parties have the label {twice!r}; each party needs its own.")
+    return labels
 
 
 def _program_from_request(request: dict[str, Any]) -> Program:

@@ -8,19 +8,28 @@ validates against exactly this and nothing written twice.
 
 Client → server (a party's WebSocket at ``/ws``):
 
-``join``       {session, name?}             take the lowest free pid in a session
+``join``       {session, name?, role?, ready?}  take party ``role`` (a pid), or the lowest
+                                            free one; ``ready`` as in the ``ready`` message
+``ready``      {ready, name?}               this party confirmed its input (or takes that
+                                            back); after a round, ``true`` votes to run again
 ``offer``      {to, sdp}                    relayed to party ``to`` (lower pid offers)
 ``answer``     {to, sdp}                    relayed to party ``to``
 ``candidate``  {to, candidate, sdpMid?, sdpMLineIndex?}   a trickled ICE candidate
+``link``       {peer, state, path?}         how this party's connection to ``peer`` is doing
 ``status``     {state, detail?}             how this party is doing, shown to all
 
 Server → client:
 
-``welcome``    {session, pid, parties, program, ice_servers}
-``roster``     {parties, members: [{pid, name, state}], started}
-``start``      {parties}                    everyone is here: open the peer connections
+``welcome``    {session, pid, parties, program, labels, ice_servers}
+``roster``     {parties, members: [{pid, name, label, state, ready}],
+                pairs: [{a, b, state, path}], started, round}
+``start``      {parties, round}             everyone is here and ready: connect and compute
 ``offer`` / ``answer`` / ``candidate``  as sent, with ``from`` instead of ``to``
 ``error``      {code, message}              see ``ErrorCode``; ``message`` is for a person
+
+A session starts when all its parties have joined and are ready. After a round every
+party may send ``ready`` again; when all still present agree, the server sends ``start``
+with the next ``round`` and the parties run the program again over the same connections.
 """
 
 from __future__ import annotations
@@ -53,6 +62,9 @@ class ErrorCode(StrEnum):
     UNKNOWN_PID = "unknown_pid"
     INVALID_REQUEST = "invalid_request"
     SERVER_BUSY = "server_busy"
+    ROLE_TAKEN = "role_taken"
+    SESSION_STARTED = "session_started"
+    PARTY_LEFT = "party_left"
 
 
 class SignalingError(Exception):
@@ -73,6 +85,14 @@ class Field:
     kind: type | tuple[type, ...]
     required: bool = True
     max_length: int | None = None
+    #: The only values allowed, for a string field that names a state.
+    choices: tuple[str, ...] = ()
+
+
+#: A pair's connection states, in the order they are reached; ``failed`` may come anywhere.
+LINK_STATES = ("signaling", "connecting", "connected", "ready", "closed", "failed")
+#: How a connected pair's packets travel: straight between them, or through a TURN relay.
+LINK_PATHS = ("direct", "relayed")
 
 
 _SDP = Field("sdp", str, max_length=MAX_MESSAGE_BYTES)
@@ -80,7 +100,9 @@ _TO = Field("to", int)
 
 #: Messages a party may send, and their fields besides ``v`` and ``type``.
 CLIENT_MESSAGES: dict[str, tuple[Field, ...]] = {
-    "join": (Field("session", str, max_length=64), Field("name", str, False, 64)),
+    "join": (Field("session", str, max_length=64), Field("name", str, False, 64),
+             Field("role", int, False), Field("ready", bool, False)),
+    "ready": (Field("ready", bool), Field("name", str, False, 64)),
     "offer": (_TO, _SDP),
     "answer": (_TO, _SDP),
     "candidate": (
@@ -89,6 +111,8 @@ CLIENT_MESSAGES: dict[str, tuple[Field, ...]] = {
         Field("sdpMid", (str, type(None)), False, 64),
         Field("sdpMLineIndex", (int, type(None)), False),
     ),
+    "link": (Field("peer", int), Field("state", str, choices=LINK_STATES),
+             Field("path", str, False, choices=LINK_PATHS)),
     "status": (Field("state", str, max_length=32), Field("detail", str, False, 500)),
 }
 
@@ -97,9 +121,9 @@ RELAYED = frozenset({"offer", "answer", "candidate"})
 
 #: Messages the server sends; documented here, checked by the tests.
 SERVER_MESSAGES: dict[str, tuple[str, ...]] = {
-    "welcome": ("session", "pid", "parties", "program", "ice_servers"),
-    "roster": ("parties", "members", "started"),
-    "start": ("parties",),
+    "welcome": ("session", "pid", "parties", "program", "labels", "ice_servers"),
+    "roster": ("parties", "members", "pairs", "started", "round"),
+    "start": ("parties", "round"),
     "offer": ("from", "sdp"),
     "answer": ("from", "sdp"),
     "candidate": ("from", "candidate"),
@@ -165,7 +189,7 @@ def _check_field(type_: str, msg: dict[str, Any], field: Field) -> None:
     value = msg[field.name]
     kinds = field.kind if isinstance(field.kind, tuple) else (field.kind,)
     # bool is an int in Python, never in this schema.
-    if isinstance(value, bool) or not isinstance(value, kinds):
+    if (isinstance(value, bool) and bool not in kinds) or not isinstance(value, kinds):
         names = " or ".join("null" if k is type(None) else _JSON_NAMES[k] for k in kinds)
         raise SignalingError(
             ErrorCode.INVALID_MESSAGE,
@@ -176,9 +200,16 @@ def _check_field(type_: str, msg: dict[str, Any], field: Field) -> None:
             ErrorCode.INVALID_MESSAGE,
             f"The field {field.name!r} is longer than {field.max_length} characters.",
         )
+    if field.choices and value not in field.choices:
+        raise SignalingError(
+            ErrorCode.INVALID_MESSAGE,
+            f"The field {field.name!r} of a {type_!r} message must be one of "
+            f"{', '.join(field.choices)}; got {value!r}.",
+        )
 
 
-_JSON_NAMES = {str: "a string", int: "an integer"}
+_JSON_NAMES = {str: "a string", int: "an integer", bool: "true or false"}
+_SCHEMA_TYPES = {str: "string", int: "integer", bool: "boolean", type(None): "null"}
 
 
 def schema_document() -> dict[str, Any]:
@@ -187,12 +218,13 @@ def schema_document() -> dict[str, Any]:
     def field_doc(f: Field) -> dict[str, Any]:
         kinds = f.kind if isinstance(f.kind, tuple) else (f.kind,)
         doc: dict[str, Any] = {
-            "types": ["null" if k is type(None) else {str: "string", int: "integer"}[k]
-                      for k in kinds],
+            "types": [_SCHEMA_TYPES[k] for k in kinds],
             "required": f.required,
         }
         if f.max_length is not None:
             doc["max_length"] = f.max_length
+        if f.choices:
+            doc["choices"] = list(f.choices)
         return doc
 
     return {
@@ -205,4 +237,6 @@ def schema_document() -> dict[str, Any]:
         "relayed": sorted(RELAYED),
         "server_messages": {t: list(fields) for t, fields in SERVER_MESSAGES.items()},
         "error_codes": [str(c) for c in ErrorCode],
+        "link_states": list(LINK_STATES),
+        "link_paths": list(LINK_PATHS),
     }

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
 
 import pytest
@@ -36,12 +37,16 @@ class Party:
     def send(self, type_: str, **fields: Any) -> None:
         self.endpoint.receive(json.dumps({"v": 1, "type": type_, **fields}))
 
-    def join(self, session: Session | str, name: str | None = None) -> None:
+    def join(self, session: Session | str, name: str | None = None, *, ready: bool = True,
+             role: int | None = None) -> None:
+        """Join; by default already ready (input confirmed), as a native peer with --input."""
         sid = session.id if isinstance(session, Session) else session
-        if name is None:
-            self.send("join", session=sid)
-        else:
-            self.send("join", session=sid, name=name)
+        fields: dict[str, Any] = {"session": sid, "ready": ready}
+        if name is not None:
+            fields["name"] = name
+        if role is not None:
+            fields["role"] = role
+        self.send("join", **fields)
 
     def take(self) -> list[dict[str, Any]]:
         sent = list(self.sent)
@@ -164,11 +169,19 @@ def test_create_valid_builtin(registry, clock):
     assert session.members == {}
     assert not session.started
     assert session.ice_servers == [STUN]
-    assert session.describe() == {
-        "session": session.id, "parties": 3,
-        "program": {"name": "max", "args": ["--no-log", "-L64"], "builtin": True},
-        "joined": 0, "started": False,
+    description = session.describe()
+    program = description.pop("program")
+    assert description == {
+        "session": session.id, "parties": 3, "labels": ["", "", ""],
+        "joined": 0, "members": [], "started": False, "round": 0,
     }
+    assert program == {
+        "name": "max", "args": ["--no-log", "-L64"], "builtin": True,
+        "title": programs.CATALOG["max"].title, "summary": programs.CATALOG["max"].summary,
+        "input": programs.CATALOG["max"].input.to_json(),
+        "source": programs.source("max"), "fingerprint": program["fingerprint"],
+    }
+    assert re.fullmatch(r"[0-9a-f]{4}( [0-9a-f]{4}){4}", program["fingerprint"])
 
 
 def test_create_gives_distinct_url_safe_ids(registry):
@@ -189,8 +202,10 @@ def test_create_valid_source(registry):
     assert session.program.source == SOURCE
     assert session.program.to_wire() == {"name": "mine.py", "args": ["--no-log"],
                                          "builtin": False, "source": SOURCE}
-    assert session.describe()["program"] == {"name": "mine.py", "args": ["--no-log"],
-                                             "builtin": False}
+    shown = session.describe()["program"]
+    assert (shown["name"], shown["args"], shown["builtin"]) == ("mine.py", ["--no-log"], False)
+    assert shown["source"] == SOURCE
+    assert shown["input"]["kind"] == "text"
 
 
 def test_create_source_without_name_is_program_py(registry):
@@ -294,7 +309,7 @@ def test_welcome_contents(registry):
     assert welcome == {
         "v": 1, "type": "welcome", "session": session.id, "pid": 0, "parties": 3,
         "program": {"name": "sort", "args": ["--no-log"], "builtin": True},
-        "ice_servers": [STUN],
+        "labels": ["", "", ""], "ice_servers": [STUN],
     }
     assert set(welcome) == {"v", "type", *SERVER_MESSAGES["welcome"]}
 
@@ -317,9 +332,10 @@ def test_roster_is_broadcast_to_all_on_each_join(registry):
     welcome_b, roster_b = b.take()
     assert welcome_b["type"] == "welcome"
     assert roster_a == roster_b == {
-        "v": 1, "type": "roster", "parties": 3, "started": False,
-        "members": [{"pid": 0, "name": "Alice", "state": "joined"},
-                    {"pid": 1, "name": "party 1", "state": "joined"}],
+        "v": 1, "type": "roster", "parties": 3, "started": False, "round": 0, "pairs": [],
+        "members": [{"pid": 0, "name": "Alice", "label": "", "state": "joined", "ready": True},
+                    {"pid": 1, "name": "party 1", "label": "", "state": "joined",
+                     "ready": True}],
     }
     assert set(roster_a) == {"v", "type", *SERVER_MESSAGES["roster"]}
 
@@ -338,7 +354,7 @@ def test_start_is_broadcast_exactly_once_when_the_last_party_joins(registry):
     sent_c = c.take()
     assert [m["type"] for m in sent_c] == ["welcome", "roster", "start", "roster"]
     start = sent_c[2]
-    assert start == {"v": 1, "type": "start", "parties": 3}
+    assert start == {"v": 1, "type": "start", "parties": 3, "round": 1}
     assert set(start) == {"v", "type", *SERVER_MESSAGES["start"]}
     assert sent_c[1]["started"] is False
     assert sent_c[3]["started"] is True
@@ -721,3 +737,173 @@ def test_parse_input(text, values):
 def test_parse_input_rejects(text):
     with pytest.raises(ValueError):
         programs.parse_input(text)
+
+
+# --- the lobby: ready, roles and labels -------------------------------------------------------
+
+def test_session_waits_until_everyone_is_ready(registry):
+    session = registry.create({"parties": 3, "program": "average"})
+    a, b, c = Party(registry), Party(registry), Party(registry)
+    for party in (a, b, c):
+        party.join(session, ready=False)
+    assert not session.started
+    a.send("ready", ready=True, name="Ann")
+    b.send("ready", ready=True)
+    assert not session.started
+    for party in (a, b, c):
+        assert "start" not in party.types()
+    c.send("ready", ready=True)
+    assert session.started
+    assert c.types() == ["roster", "start", "roster"]
+
+
+def test_ready_can_be_taken_back_before_the_start(registry):
+    session = registry.create({"parties": 2, "program": "average"})
+    a, b = Party(registry), Party(registry)
+    a.join(session, ready=True)
+    b.join(session, ready=False)
+    a.send("ready", ready=False)
+    b.send("ready", ready=True)
+    assert not session.started
+    roster = [m for m in a.take() if m["type"] == "roster"][-1]
+    assert [(m["pid"], m["ready"]) for m in roster["members"]] == [(0, False), (1, True)]
+    a.send("ready", ready=True)
+    assert session.started
+
+
+def test_ready_carries_the_name(registry):
+    session = registry.create({"parties": 2, "program": "average"})
+    a, b = Party(registry), Party(registry)
+    a.join(session, ready=False)
+    b.join(session, ready=False)
+    a.send("ready", ready=True, name="Ann")
+    (roster,) = b.take()[-1:]
+    assert roster["members"][0]["name"] == "Ann"
+
+
+def test_labels_are_in_welcome_roster_and_description(registry):
+    session = registry.create({"parties": 3, "program": "average",
+                               "labels": ["hospital A", "  hospital   B "]})
+    assert session.labels == ["hospital A", "hospital B", ""]
+    a = Party(registry)
+    a.join(session, ready=False)
+    welcome, roster = a.take()
+    assert welcome["labels"] == ["hospital A", "hospital B", ""]
+    assert roster["members"][0]["label"] == "hospital A"
+    assert session.describe()["members"] == [
+        {"pid": 0, "name": "party 0", "label": "hospital A", "ready": False}]
+
+
+@pytest.mark.parametrize("labels, words", [
+    ("A,B", "'labels'"), ([1, 2], "'labels'"), (["a", "b", "c", "d"], "4 labels for 3"),
+    (["x" * 41], "longer than 40"), (["same", "same"], "'same'"),
+], ids=repr)
+def test_bad_labels_are_refused(registry, labels, words):
+    assert words in invalid(registry, {"parties": 3, "program": "sum", "labels": labels})
+
+
+def test_a_party_can_choose_its_role(registry):
+    session = registry.create({"parties": 3, "program": "average",
+                               "labels": ["hospital A", "hospital B", "hospital C"]})
+    b = Party(registry)
+    b.join(session, role=1, ready=False)
+    assert b.endpoint.pid == 1
+    a = Party(registry)
+    a.join(session, ready=False)
+    assert a.endpoint.pid == 0  # the lowest free place
+    c = Party(registry)
+    c.join(session, role=1, ready=False)
+    (error,) = c.take()
+    assert error == {
+        "v": 1, "type": "error", "code": "role_taken",
+        "message": "Someone else already joined as 'hospital B' (party 1). "
+                   "Choose one of the free places.",
+    }
+    assert c.endpoint.session is None
+    c.join(session, role=5, ready=False)
+    assert c.error() == "invalid_message"
+    c.join(session, role=2, ready=False)
+    assert c.endpoint.pid == 2
+
+
+# --- connections between pairs ----------------------------------------------------------------
+
+def test_pairs_show_the_less_advanced_end(registry):
+    session = registry.create({"parties": 3, "program": "sum"})
+    a, b, c = joined(registry, session, 3)
+    assert [(p["a"], p["b"], p["state"], p["path"]) for p in session.pairs()] == [
+        (0, 1, "signaling", None), (0, 2, "signaling", None), (1, 2, "signaling", None)]
+    a.send("link", peer=1, state="ready", path="direct")
+    b.send("link", peer=0, state="connected", path="direct")
+    a.send("link", peer=2, state="ready", path="relayed")
+    c.send("link", peer=0, state="ready", path="direct")
+    c.send("link", peer=1, state="failed")
+    (roster,) = b.take()[-1:]
+    assert roster["pairs"] == [
+        {"a": 0, "b": 1, "state": "connected", "path": "direct"},
+        {"a": 0, "b": 2, "state": "ready", "path": "relayed"},
+        {"a": 1, "b": 2, "state": "failed", "path": None},
+    ]
+
+
+def test_an_unchanged_link_report_sends_nothing(registry):
+    session = registry.create({"parties": 2, "program": "sum"})
+    a, b = joined(registry, session, 2)
+    a.send("link", peer=1, state="connecting")
+    assert b.types() == ["roster"]
+    a.send("link", peer=1, state="connecting")
+    assert b.types() == []
+
+
+@pytest.mark.parametrize("peer", [0, 2, -1])
+def test_link_to_self_or_nobody_is_unknown_pid(registry, peer):
+    session = registry.create({"parties": 2, "program": "sum"})
+    a, _ = joined(registry, session, 2)
+    a.send("link", peer=peer, state="connecting")
+    assert a.error() == "unknown_pid"
+
+
+# --- running again ---------------------------------------------------------------------------
+
+def test_run_again_when_everyone_agrees(registry):
+    session = registry.create({"parties": 2, "program": "sum"})
+    a, b = joined(registry, session, 2)
+    a.send("ready", ready=True)
+    assert a.error() == "session_started"  # still running: no vote yet
+    a.send("status", state="done")
+    a.send("ready", ready=True)
+    assert session.round == 1
+    b.send("status", state="done")
+    assert session.round == 1
+    b.take()
+    b.send("ready", ready=True)
+    assert session.round == 2
+    types = b.types()
+    assert types == ["roster", "start", "roster"]
+    assert [(m["state"], m["ready"]) for m in session.roster()["members"]] == [
+        ("joined", False), ("joined", False)]
+
+
+def test_last_to_finish_starts_the_next_round_if_the_others_agreed(registry):
+    session = registry.create({"parties": 2, "program": "sum"})
+    a, b = joined(registry, session, 2)
+    a.send("status", state="done")
+    a.send("ready", ready=True)
+    b.send("status", state="done")
+    assert session.round == 1  # b has not agreed yet
+    b.send("ready", ready=True)
+    assert session.round == 2
+
+
+def test_no_run_again_after_a_party_left(registry):
+    session = registry.create({"parties": 3, "program": "sum"})
+    a, b, c = joined(registry, session, 3)
+    for party in (a, b, c):
+        party.send("status", state="done")
+    c.endpoint.disconnected()
+    a.take()
+    a.send("ready", ready=True)
+    (error,) = a.take()
+    assert error["code"] == "party_left"
+    assert error["message"] == ("Party 2 has left the session, so it cannot run again. "
+                                "Create a new session to compute again.")

@@ -35,6 +35,15 @@ VALID = {
         msg("join", session="abc"),
         msg("join", session="abc", name="Alice"),
         msg("join", session="s" * 64, name="n" * 64),
+        msg("join", session="abc", role=2, ready=True),
+        msg("join", session="abc", ready=False),
+    ],
+    "ready": [msg("ready", ready=True), msg("ready", ready=False, name="Bob")],
+    "link": [
+        msg("link", peer=1, state="signaling"),
+        msg("link", peer=0, state="ready", path="direct"),
+        msg("link", peer=3, state="connected", path="relayed"),
+        msg("link", peer=2, state="failed"),
     ],
     "offer": [msg("offer", to=1, sdp="v=0\r\n"), msg("offer", to=0, sdp="")],
     "answer": [msg("answer", to=0, sdp="v=0\r\n")],
@@ -197,6 +206,16 @@ INVALID = {
     "candidate too long": msg("candidate", to=1, candidate="c" * 1025),
     "sdpMid too long": msg("candidate", to=1, candidate="c", sdpMid="m" * 65),
     "state too long": msg("status", state="s" * 33),
+    # booleans and choices
+    "ready as 1": msg("ready", ready=1),
+    "ready as string": msg("ready", ready="yes"),
+    "ready missing": msg("ready", name="x"),
+    "join ready as 0": msg("join", session="a", ready=0),
+    "role as true": msg("join", session="a", role=True),
+    "role as string": msg("join", session="a", role="1"),
+    "link state unknown": msg("link", peer=1, state="great"),
+    "link path unknown": msg("link", peer=1, state="ready", path="carrier pigeon"),
+    "link peer missing": msg("link", state="ready"),
     "detail too long": msg("status", state="ok", detail="d" * 501),
 }
 
@@ -309,3 +328,18 @@ def test_bad_ice_url_raises_helpful_value_error(url):
     assert repr(url) in text
     assert "stun:HOST:PORT" in text
     assert "turn:USER:PASSWORD@HOST:PORT" in text
+
+
+def test_unknown_choice_message_lists_the_allowed_values():
+    with pytest.raises(SignalingError) as info:
+        decode_client_message(json.dumps(msg("link", peer=1, state="great")))
+    assert info.value.message == (
+        "The field 'state' of a 'link' message must be one of "
+        "signaling, connecting, connected, ready, closed, failed; got 'great'.")
+
+
+def test_schema_document_carries_booleans_and_choices():
+    doc = wire.schema_document()
+    assert doc["client_messages"]["ready"]["ready"] == {"types": ["boolean"], "required": True}
+    assert doc["client_messages"]["link"]["state"]["choices"] == list(wire.LINK_STATES)
+    assert doc["client_messages"]["link"]["path"]["choices"] == ["direct", "relayed"]
