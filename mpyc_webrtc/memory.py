@@ -36,6 +36,9 @@ class MemoryChannel:
         if self._close_pending:
             on_close()
 
+    def detach(self) -> None:
+        self._on_message = self._on_close = self._on_drain = None
+
     def send(self, data: bytes) -> None:
         if self.closed:
             raise ConnectionError("channel is closed")
@@ -99,3 +102,6 @@ class MemoryFactory:
 
     async def close(self) -> None:
         self.closed = True
+        for (i, _), channel in self.hub.channels.items():
+            if i == self.pid:
+                channel.close()

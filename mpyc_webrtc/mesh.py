@@ -36,12 +36,15 @@ class ChannelFactory(Protocol):
 class Mesh:
     def __init__(self, mpc: Any, factory: ChannelFactory, *, connect_timeout: float = 60.0,
                  max_message_size: int = MAX_MESSAGE_SIZE,
-                 on_failure: Callable[[MeshError], None] | None = None):
+                 on_failure: Callable[[MeshError], None] | None = None,
+                 keep_channels: bool = False):
         self.mpc = mpc
         self.factory = factory
         self.connect_timeout = connect_timeout
         self.max_message_size = max_message_size
         self.on_failure = on_failure
+        #: After ``shutdown`` leave the channels open for another run (see ``run_again``).
+        self.keep_channels = keep_channels
         self.transports: dict[int, ChannelTransport] = {}
         self.failure: MeshError | None = None
         self.closing = False
@@ -75,6 +78,7 @@ class Mesh:
                 channels[peer_pid], protocol, loop, peer_pid=peer_pid,
                 max_message_size=self.max_message_size,
                 on_failure=self._link_failed, on_lost=self._link_lost,
+                keep_channel=self.keep_channels,
             )
             self.transports[peer_pid] = transport
         await mpc.parties[mpc.pid].protocol
@@ -87,7 +91,16 @@ class Mesh:
             if self.transports or len(self.mpc.parties) == 1:
                 await self._runtime_shutdown()
         finally:
-            await self.factory.close()
+            if not self.keep_channels or self.failure is not None:
+                await self.factory.close()
+
+    def traffic(self) -> dict[str, int]:
+        """Messages and bytes exchanged with the other parties so far in this run."""
+        transports = self.transports.values()
+        return {
+            "messages": sum(t.messages_sent + t.messages_received for t in transports),
+            "bytes": sum(t.bytes_sent + t.bytes_received for t in transports),
+        }
 
     def peer_left(self, peer_pid: int) -> None:
         """Signaling says the party is gone: fail now rather than after ICE gives up (~30 s)."""
@@ -116,3 +129,15 @@ class Mesh:
 def install_mesh(mpc: Any, factory: ChannelFactory, **options: Any) -> Mesh:
     """Make ``mpc.start()``/``mpc.shutdown()`` use channels from ``factory``."""
     return Mesh(mpc, factory, **options).install()
+
+
+def prepare_next_run(mpc: Any) -> None:
+    """Make an MPyC runtime that finished a run ready to run again over kept channels.
+
+    Fresh PRSS keys (the threshold setter draws them), so that the next run's shared
+    randomness is independent of the last one's; the program counter starts at zero
+    again, as it does at every party, so that message labels match.
+    """
+    mpc.threshold = mpc.threshold
+    mpc._program_counter = [0, 0]
+    mpc._pc_level = 0

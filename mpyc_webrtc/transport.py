@@ -25,6 +25,10 @@ MAX_MESSAGE_SIZE = 64 * 1024
 HIGH_WATER = 1024 * 1024
 #: ...and resume when the channel reports it drained below this.
 LOW_WATER = 256 * 1024
+#: A text message that ends one run of a program on a channel kept for the next run; to
+#: the receiver it means what closing the channel would. MPyC data always travels as
+#: binary messages, so it cannot be mistaken for data.
+END_OF_RUN = "end of run"
 
 
 class MessageChannel(Protocol):
@@ -45,6 +49,9 @@ class MessageChannel(Protocol):
     def attach(self, on_message: Callable[[bytes], None], on_close: Callable[[], None],
                on_drain: Callable[[], None], low_water: int) -> None: ...
 
+    def detach(self) -> None:
+        """Keep what arrives from now on for the next ``attach`` (needed by ``keep_channel``)."""
+
 
 class ChannelTransport:
     """The transport a ``MessageExchanger`` writes to, backed by one message channel."""
@@ -54,7 +61,7 @@ class ChannelTransport:
                  max_message_size: int = MAX_MESSAGE_SIZE, high_water: int = HIGH_WATER,
                  low_water: int = LOW_WATER,
                  on_failure: Callable[[int, BaseException], None] | None = None,
-                 on_lost: Callable[[int], None] | None = None):
+                 on_lost: Callable[[int], None] | None = None, keep_channel: bool = False):
         if not 0 < max_message_size:
             raise ValueError("max_message_size must be positive")
         self.channel = channel
@@ -69,8 +76,13 @@ class ChannelTransport:
         self._flush_scheduled = False
         self._closing = False
         self._lost = False
+        self._failed = False
+        #: Close by ending the run (``END_OF_RUN``), leaving the channel open for another.
+        self._keep_channel = keep_channel
         self.messages_sent = 0
         self.bytes_sent = 0
+        self.messages_received = 0
+        self.bytes_received = 0
         # As asyncio's transports do, tell the protocol first, and only then let data in:
         # MessageExchanger decides from peer_pid in connection_made whether it is the
         # client, and a handshake received before that would make a server act as one.
@@ -146,7 +158,11 @@ class ChannelTransport:
 
     def _finish_close(self) -> None:
         try:
-            self.channel.close()
+            if self._keep_channel and not self._failed:
+                self.channel.send(END_OF_RUN)  # type: ignore[arg-type]  # a text message
+                self.channel.detach()
+            else:
+                self.channel.close()
         except Exception:
             log.debug("closing the channel to party %d failed", self.peer_pid, exc_info=True)
         self._connection_lost()
@@ -158,7 +174,17 @@ class ChannelTransport:
             if self._lost:
                 return
             if isinstance(data, str):
+                if data == END_OF_RUN:
+                    # As a close would: the peer finished (it keeps the channel for
+                    # another run; whether this side does, is up to this side).
+                    log.debug("party %d ended this run", self.peer_pid)
+                    if self._keep_channel:
+                        self.channel.detach()
+                    self._connection_lost()
+                    return
                 raise ValueError("received a text message where MPyC sends only binary data")
+            self.messages_received += 1
+            self.bytes_received += len(data)
             protocol = self.protocol
             protocol.data_received(data)
             claimed = getattr(protocol, "peer_pid", self.peer_pid)
@@ -195,6 +221,7 @@ class ChannelTransport:
             self._on_lost(self.peer_pid)
 
     def _fail(self, exc: BaseException) -> None:
+        self._failed = True
         log.error("link to party %d failed: %s", self.peer_pid, exc)
         if self._on_failure is not None:
             try:

@@ -7,7 +7,7 @@ import pytest
 from mpyc.runtime import Party, Runtime
 
 from mpyc_webrtc.memory import MemoryHub
-from mpyc_webrtc.mesh import MeshError, install_mesh
+from mpyc_webrtc.mesh import MeshError, install_mesh, prepare_next_run
 
 
 def runtimes(m):
@@ -77,3 +77,52 @@ async def test_losing_a_party_before_shutdown_is_reported():
     assert meshes[0].failure is not None
     assert "Party 2 disconnected" in str(meshes[0].failure)
     assert failures and failures[0] is meshes[0].failure
+
+
+async def _close_like_shutdown(rts, meshes):
+    """What ``Mesh.shutdown`` does, but for ``Runtime.shutdown``'s barrier (which needs
+    the global runtime): each party closes its links to the higher pids, then waits until
+    all links are gone."""
+    for mesh in meshes:
+        mesh.closing = True
+    for rt in rts:
+        rt.parties[rt.pid].protocol = asyncio.get_running_loop().create_future()
+    for rt in rts:
+        for peer in rt.parties[rt.pid + 1:]:
+            peer.protocol.close_connection()
+    await asyncio.wait_for(asyncio.gather(*(rt.parties[rt.pid].protocol for rt in rts)), 5)
+
+
+async def test_running_again_over_kept_channels():
+    """A second run over the same channels: fresh PRSS keys, a new handshake, and the
+    channels stay open in between."""
+    m = 3
+    rts = runtimes(m)
+    hub = MemoryHub(asyncio.get_running_loop(), m)
+    keys_per_run = []
+    for run in range(2):
+        if run:
+            for rt in rts:
+                prepare_next_run(rt)
+                assert rt._program_counter == [0, 0]
+        meshes = [install_mesh(rt, hub.factory(rt.pid), keep_channels=True) for rt in rts]
+        await asyncio.wait_for(asyncio.gather(*(rt.start() for rt in rts)), 5)
+        for rt in rts:
+            for subset, key in rt._prss_keys.items():
+                assert rts[subset[0]]._prss_keys[subset] == key
+        keys_per_run.append(dict(rts[0]._prss_keys))
+        await _close_like_shutdown(rts, meshes)
+        assert all(mesh.failure is None for mesh in meshes)
+        assert all(mesh.traffic()["messages"] > 0 for mesh in meshes)
+        assert not any(channel.closed for channel in hub.channels.values())
+    assert keys_per_run[0].keys() == keys_per_run[1].keys()
+    assert all(keys_per_run[0][s] != keys_per_run[1][s] for s in keys_per_run[0])
+
+
+async def test_without_keep_channels_closing_closes_the_channels():
+    rts = runtimes(2)
+    hub = MemoryHub(asyncio.get_running_loop(), 2)
+    meshes = [install_mesh(rt, hub.factory(rt.pid)) for rt in rts]
+    await asyncio.wait_for(asyncio.gather(*(rt.start() for rt in rts)), 5)
+    await _close_like_shutdown(rts, meshes)
+    assert all(channel.closed for channel in hub.channels.values())

@@ -213,3 +213,53 @@ async def test_text_message_is_a_protocol_violation():
                      on_failure=lambda pid, exc: failures.append(str(exc)))
     b._on_message("text")
     assert failures and "text message" in failures[0]
+
+
+# --- keeping the channel for another run ---------------------------------------------------
+
+async def test_kept_channel_ends_a_run_and_carries_the_next():
+    loop = asyncio.get_running_loop()
+    (a, ta, left), (b, tb, right) = transport_pair(loop, keep_channel=True)
+    ta.write(b"last of run 1")
+    ta.close()
+    await settle()
+    assert right.data == b"last of run 1"
+    assert left.lost == [None] and right.lost == [None]  # both runs over, no error
+    assert not a.closed and not b.closed
+    # Run 2: the far side starts first; what it sends waits in the channel for run 2's
+    # transport, in order.
+    left2, right2 = Recorder(), Recorder()
+    tb2 = ChannelTransport(b, right2, loop, peer_pid=0, keep_channel=True)
+    tb2.write(b"early")
+    await settle()
+    tb2.write(b" and on time")
+    ta2 = ChannelTransport(a, left2, loop, peer_pid=1, keep_channel=True)
+    await settle()
+    assert left2.data == b"early and on time"
+    assert left.data == b""  # nothing of run 2 reached run 1's protocol
+    assert (ta2.messages_received, ta2.bytes_received) == (2, len(b"early and on time"))
+
+
+async def test_end_of_run_ends_the_run_also_without_keep_channel():
+    """A native peer (which does not keep channels) with a browser that does."""
+    loop = asyncio.get_running_loop()
+    (a, _, _), (b, tb, right) = transport_pair(loop)
+    failures = []
+    tb._on_failure = lambda pid, exc: failures.append(exc)
+    a.send(b"data")
+    a.send("end of run")
+    a.send(b"next run")
+    await settle()
+    assert right.data == b"data" and right.lost == [None]
+    assert failures == []
+
+
+async def test_other_text_messages_are_refused():
+    loop = asyncio.get_running_loop()
+    (a, _, _), (b, tb, right) = transport_pair(loop, keep_channel=True)
+    failures = []
+    tb._on_failure = lambda pid, exc: failures.append(exc)
+    a.send("hello")
+    await settle()
+    assert failures and "text message" in str(failures[0])
+    assert b.closed
