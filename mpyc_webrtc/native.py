@@ -96,6 +96,8 @@ class Signaling:
         self.started = asyncio.Event()
         self.closed = asyncio.Event()
         self.last_error: PeerError | None = None
+        #: The latest ``roster`` message, and who to tell about each new one.
+        self.roster: dict[str, Any] | None = None
         self.on_roster: Callable[[dict[str, Any]], None] | None = None
         self._inbox: dict[int, asyncio.Queue[dict[str, Any]]] = defaultdict(asyncio.Queue)
         self._http: aiohttp.ClientSession | None = None
@@ -113,7 +115,9 @@ class Signaling:
             raise PeerError(
                 f"Could not reach the signaling server at {self.url} ({_reason(exc)})."
             ) from None
-        await self.send(wire.message("join", session=self.session_id, name=self.name))
+        # A native peer's input is given on its command line: it is ready when it joins.
+        await self.send(wire.message("join", session=self.session_id, name=self.name,
+                                     ready=True))
         welcome = asyncio.get_running_loop().create_future()
         self._reader = asyncio.create_task(self._read(welcome))
         try:
@@ -176,6 +180,7 @@ class Signaling:
                 log.warning("signaling server: %s", error)
                 self.last_error = error
         elif kind == "roster":
+            self.roster = msg
             if self.on_roster is not None:
                 self.on_roster(msg)
         elif kind == "start":
@@ -246,8 +251,31 @@ class AiortcChannel:
             log.exception("drain handler failed")
 
 
+def ice_path(pc: RTCPeerConnection) -> str | None:
+    """"relayed" if the connection's selected ICE pair goes through a TURN relay, else
+    "direct"; None while (or if) that cannot be told.
+
+    aiortc has no public API for the selected pair: aioice's ``Connection._nominated``
+    holds it while the connection is open.
+    """
+    try:
+        connection = pc.sctp.transport.transport._connection  # type: ignore[union-attr]
+        pairs = list(connection._nominated.values())
+        types = {c.type for pair in pairs
+                 for c in (pair.local_candidate, pair.remote_candidate)}
+    except Exception:
+        return None
+    if not pairs:
+        return None
+    return "relayed" if "relay" in types else "direct"
+
+
 class PeerLink:
-    """One RTCPeerConnection and its single negotiated data channel to one party."""
+    """One RTCPeerConnection and its single negotiated data channel to one party.
+
+    Reports how it is doing to the server (``link`` messages, ``wire.LINK_STATES``), so
+    every party's roster shows each pair's state and whether it is direct or relayed.
+    """
 
     def __init__(self, signaling: Signaling, pid: int, peer: int,
                  ice_servers: list[dict[str, Any]]):
@@ -258,13 +286,20 @@ class PeerLink:
         dc = self.pc.createDataChannel(CHANNEL_LABEL, negotiated=True, id=CHANNEL_ID)
         self.channel = AiortcChannel(dc)
         self.opened = asyncio.Event()
+        self.ice_connected = asyncio.Event()
         dc.on("open", self.opened.set)
         if dc.readyState == "open":
             self.opened.set()
+        self.pc.on("iceconnectionstatechange", self._ice_state_changed)
+        self.pc.on("connectionstatechange", self._state_changed)
         self._remote_set = False
         self._early_candidates: list[dict[str, Any]] = []
+        #: What was last reported to the server: (state, path).
+        self.reported: tuple[str, str | None] | None = None
+        self._reports: list[asyncio.Task[None]] = []
 
     async def connect(self) -> AiortcChannel:
+        await self.report("signaling")
         if self.pid < self.peer:  # the lower pid offers, everywhere
             await self.pc.setLocalDescription(await self.pc.createOffer())
             await self.signaling.send(wire.message(
@@ -277,18 +312,57 @@ class PeerLink:
             await self.pc.setLocalDescription(await self.pc.createAnswer())
             await self.signaling.send(wire.message(
                 "answer", to=self.peer, sdp=self.pc.localDescription.sdp))
+        await self.report("connecting")
         consumer = asyncio.create_task(self._consume_candidates())
         try:
+            if not self.opened.is_set():
+                opened = asyncio.ensure_future(self.opened.wait())
+                connected = asyncio.ensure_future(self.ice_connected.wait())
+                try:
+                    await asyncio.wait({opened, connected}, return_when=asyncio.FIRST_COMPLETED)
+                finally:
+                    opened.cancel()
+                    connected.cancel()
+            await self.report("connected", ice_path(self.pc))
             await self.opened.wait()
         finally:
             consumer.cancel()
+        await self.report("ready", ice_path(self.pc))
         return self.channel
 
     def state(self) -> str:
         return f"ICE {self.pc.iceConnectionState}, connection {self.pc.connectionState}"
 
+    async def report(self, state: str, path: str | None = None) -> None:
+        """Tell the server this link's state, once per change; never fails."""
+        if path is None and self.reported is not None:
+            path = self.reported[1]  # a path, once known, stays (also once closed)
+        if self.reported == (state, path) or (
+                self.reported is not None and self.reported[0] == "failed"):
+            return
+        self.reported = (state, path)
+        fields: dict[str, Any] = {"peer": self.peer, "state": state}
+        if path is not None:
+            fields["path"] = path
+        try:
+            await self.signaling.send(wire.message("link", **fields))
+        except Exception as exc:
+            log.debug("could not report link %s to party %d: %s", state, self.peer, exc)
+
     async def close(self) -> None:
         await self.pc.close()
+        await asyncio.gather(*self._reports, return_exceptions=True)
+        await self.report("closed")
+
+    def _ice_state_changed(self) -> None:
+        if self.pc.iceConnectionState == "completed":
+            self.ice_connected.set()
+
+    def _state_changed(self) -> None:
+        if self.pc.connectionState == "connected":
+            self.ice_connected.set()
+        elif self.pc.connectionState == "failed":
+            self._reports.append(asyncio.ensure_future(self.report("failed")))
 
     async def _next(self, kind: str) -> dict[str, Any]:
         while True:
@@ -368,11 +442,17 @@ class AiortcFactory:
         for task in pending:
             task.cancel()
         failed = []
+        error = None
         for peer, task in tasks.items():
             if task in pending:
                 failed.append(f"party {peer} ({self.links[peer].state()})")
             elif task.exception() is not None:
-                raise MeshError(str(task.exception()))
+                error = error or MeshError(str(task.exception()))
+            else:
+                continue
+            await self.links[peer].report("failed")
+        if error is not None:
+            raise error
         if failed:
             raise MeshError(
                 f"Could not connect to {', '.join(failed)} within {timeout:.0f} s. "

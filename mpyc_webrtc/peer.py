@@ -4,7 +4,9 @@ A joined party runs the session's program in this process exactly as MPyC would
 run it from a shell: ``sys.argv`` is ``[program, -M m, -I pid, *args]`` when
 ``mpyc.runtime`` is first imported, and ``mpc.start()``/``mpc.shutdown()`` are
 replaced by the channel mesh. The program's stdout is this command's stdout;
-logs go to stderr.
+the session's status (``console.StatusDisplay``: who is here, each link, the program's
+fingerprint) and logs go to stderr. ``create`` prints the join link as its last stdout
+line, and as a QR code on stderr.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from . import programs
+from .console import StatusDisplay, clean
 from .ice import parse_ice_server
 from .launch import (
     CONTEXT,
@@ -35,6 +38,7 @@ from .launch import (
     compile_program,
     error_message,
     exit_message,
+    fingerprint,
     main_module,
     program_argv,
     program_file,
@@ -51,7 +55,7 @@ class Failure(Exception):
         self.code = code
 
 
-def setup_logging(verbosity: int) -> None:
+def setup_logging(verbosity: int) -> logging.Handler:
     handler = logging.StreamHandler(sys.stderr)
     handler.addFilter(CONTEXT)
     handler.setFormatter(logging.Formatter(LOG_FORMAT))
@@ -62,6 +66,7 @@ def setup_logging(verbosity: int) -> None:
     if verbosity < 2:
         for noisy in ("aioice", "aiortc", "aiohttp"):
             logging.getLogger(noisy).setLevel(logging.WARNING)
+    return handler
 
 
 # -- create ---------------------------------------------------------------------------------
@@ -77,14 +82,55 @@ def create(args: argparse.Namespace) -> int:
         body["program"] = path.name
     else:
         body["program"] = args.program
+    if args.labels:
+        body["labels"] = args.labels
     url = args.server.rstrip("/") + "/api/sessions"
     reply = _post_json(url, body)
-    print(f"Session {reply['session']} for {reply['parties']} parties running "
-          f"{reply['program']['name']!r}. Each party joins with:")
-    hint = " --input YOUR_NUMBER" if reply["program"].get("builtin") else ""
-    print(f"    mpyc-webrtc-peer join {reply['join_url']}{hint}")
-    print(reply["join_url"], flush=True)
+    program = reply["program"]
+    # Computed here from what was sent, like every party computes it from what it runs.
+    ours = fingerprint({"name": body["program"], "args": body["args"],
+                        "builtin": "source" not in body, "source": body.get("source")})
+    if program.get("fingerprint", ours) != ours:
+        log.warning("the server shows the fingerprint %s for this program, this computer "
+                    "%s: the server may run a different version", program["fingerprint"], ours)
+    title = program.get("title") or program["name"]
+    shown = f"{title!r}" if title == program["name"] else f"{title!r} ({program['name']})"
+    print(f"Session {reply['session']} for {reply['parties']} parties running {shown}, "
+          f"fingerprint {ours}.")
+    for pid, label in enumerate(reply.get("labels") or []):
+        if label:
+            print(f"    party {pid}: {clean(label)}")
+    print("Each party joins with:")
+    print(f"    mpyc-webrtc-peer join {reply['join_url']}{input_hint(program)}")
+    if not args.no_qr:
+        _print_qr(reply["join_url"])
+    print(reply["join_url"], flush=True)  # the last line: scripts read the link from it
     return 0
+
+
+def input_hint(program: dict[str, Any]) -> str:
+    """`` --input ...`` as a built-in program wants it, for the join command line."""
+    spec = programs.CATALOG.get(program["name"]) if program.get("builtin") else None
+    if spec is None or spec.input.kind == "none":
+        return ""
+    if spec.input.kind == "choice":
+        return " --input " + "|".join(value for value, _ in spec.input.choices)
+    if spec.input.kind == "integers":
+        return " --input N,N,..."
+    return " --input YOUR_NUMBER"
+
+
+def _print_qr(url: str) -> None:
+    """The join link as a QR code on stderr, for a phone's camera; stdout stays parseable."""
+    import segno
+
+    try:
+        sys.stdout.flush()
+        print("Or scan the link:", file=sys.stderr)
+        segno.make(url, error="m").terminal(out=sys.stderr, compact=True)
+        sys.stderr.flush()
+    except (OSError, UnicodeEncodeError, ValueError) as exc:
+        log.warning("could not print the QR code: %s", exc)
 
 
 def _post_json(url: str, body: dict[str, Any]) -> dict[str, Any]:
@@ -110,6 +156,23 @@ def _post_json(url: str, body: dict[str, Any]) -> dict[str, Any]:
         raise Failure(f"Could not reach the signaling server at {url} ({reason}).") from None
 
 
+def _session_info(server: str, session_id: str) -> dict[str, Any] | None:
+    """``GET /api/sessions/ID``; None if the server cannot be asked (joining will say why)."""
+    url = f"{server}/api/sessions/{session_id}"
+    try:
+        with urllib.request.urlopen(url, timeout=15) as response:
+            info = json.load(response)
+    except urllib.error.HTTPError as exc:
+        try:
+            message = json.load(exc)["message"]
+        except (ValueError, KeyError, TypeError):
+            return None
+        raise Failure(message) from None
+    except (urllib.error.URLError, OSError, ValueError):
+        return None
+    return info if isinstance(info, dict) and isinstance(info.get("program"), dict) else None
+
+
 # -- join -----------------------------------------------------------------------------------
 
 def parse_join_url(url: str) -> tuple[str, str]:
@@ -128,18 +191,26 @@ def join(args: argparse.Namespace) -> int:
 
     server, session_id = parse_join_url(args.url)
     CONTEXT.session = session_id
-    if args.input is not None:
-        try:
-            programs.parse_input(args.input)
-        except ValueError as exc:
-            raise Failure(str(exc), 2) from None
     try:
         extra_ice = [parse_ice_server(u) for u in args.ice_server]
     except ValueError as exc:
         raise Failure(str(exc), 2) from None
+    # Check the input against the session's program before taking a place in it.
+    info = _session_info(server, session_id)
+    if info is not None:
+        try:
+            problem = check_input(info["program"], args.input)
+        except (KeyError, TypeError, AttributeError):
+            problem = None  # the welcome's program is checked again below
+        if problem is not None:
+            raise Failure(_input_problem(problem, args.input), 2)
     if args.allow_loopback:
         allow_loopback_candidates()
 
+    display = StatusDisplay(enabled=not args.quiet)
+    handler = getattr(args, "log_handler", None)
+    if handler is not None and display.terminal:
+        handler.setStream(display.guard(handler.stream))
     loop = new_event_loop()
     asyncio.set_event_loop(loop)  # MPyC's runtime caches this loop when it is imported
     signaling = Signaling(server, session_id, args.name or "")
@@ -150,25 +221,34 @@ def join(args: argparse.Namespace) -> int:
     pid, parties, program = welcome["pid"], welcome["parties"], welcome["program"]
     CONTEXT.party = str(pid)
     log.info("joined as party %d of %d; program %s", pid, parties, program["name"])
+    try:
+        shown = fingerprint(program)  # of what this party runs, whatever the server says
+    except (LaunchError, KeyError, TypeError):
+        shown = "(unknown program)"
+    display.joined(welcome, shown)
     mesh = None
 
     def on_roster(roster: dict[str, Any]) -> None:
-        present = [m for m in roster["members"] if m["state"] != "left"]
-        log.info("%d of %d parties present", len(present), roster["parties"])
+        display.roster(roster)
         if mesh is not None:
             for member in roster["members"]:
                 if member["state"] == "left":
                     mesh.peer_left(member["pid"])
 
     signaling.on_roster = on_roster
+    if signaling.roster is not None:  # it came with the welcome
+        display.roster(signaling.roster)
 
     factory = AiortcFactory(signaling, list(welcome["ice_servers"]) + extra_ice,
                             join_timeout=args.join_timeout)
+    real_stdout = sys.stdout
+    if real_stdout is not None and real_stdout.isatty():
+        sys.stdout = display.guard(real_stdout)  # type: ignore[assignment]
     try:
         with tempfile.TemporaryDirectory(prefix="mpyc-webrtc-") as workdir:
             problem = check_input(program, args.input)
-            if problem is not None:  # the input was checked before joining: it is missing
-                raise Failure(f"{problem} Give it with --input.", 2)
+            if problem is not None:
+                raise Failure(_input_problem(problem, args.input), 2)
             try:
                 path = program_file(program, Path(workdir))
                 code = compile_program(path)
@@ -216,13 +296,24 @@ def join(args: argparse.Namespace) -> int:
                 running = False
             if mesh.failure is not None:
                 raise Failure(str(mesh.failure))
+            display.finished()
             return 0
+    except BaseException:
+        display.failed()
+        raise
     finally:
         sys.stdout.flush()
         # Linger for the channels' closing handshakes only after an MPyC shutdown; a
         # program that never called mpc.shutdown() has nobody closing them.
         graceful = mesh is not None and mesh.failure is None and mesh.closing
         loop.run_until_complete(_close(factory, signaling, graceful))
+        display.close()
+        sys.stdout = real_stdout
+
+
+def _input_problem(problem: str, text: str | None) -> str:
+    """What is wrong with the ``--input``, and how to give it."""
+    return f"{problem} Give it with --input." if text is None else problem
 
 
 def new_event_loop() -> asyncio.AbstractEventLoop:
@@ -258,18 +349,24 @@ def parser() -> argparse.ArgumentParser:
     c.add_argument("--parties", "-m", type=int, required=True, metavar="M",
                    help="number of parties, 2 to 32")
     what = c.add_mutually_exclusive_group(required=True)
-    what.add_argument("--program", choices=sorted(programs.BUILTIN),
-                      help="a built-in program")
+    what.add_argument("--program", choices=list(programs.CATALOG), metavar="NAME",
+                      help="a built-in program: " + ", ".join(programs.CATALOG))
     what.add_argument("--program-file", metavar="FILE.py",
                       help="an MPyC script to upload and run at every party")
     c.add_argument("--args", nargs=argparse.REMAINDER, default=[],
                    help="arguments for the program (everything after --args)")
+    c.add_argument("--labels", nargs="+", metavar="LABEL",
+                   help='what each place stands for, in party order: --labels "hospital A" '
+                        '"hospital B" ...')
+    c.add_argument("--no-qr", action="store_true",
+                   help="do not print the join link as a QR code (on stderr)")
     c.set_defaults(run=create)
 
     j = sub.add_parser("join", help="join a session and run its program")
     j.add_argument("url", metavar="JOIN_URL")
     j.add_argument("--input", metavar="VALUE",
-                   help="your private input: an integer or a comma-separated list")
+                   help="your private input, as the session's program asks for it: a number, "
+                        "a comma-separated list, or a choice such as yes or no")
     j.add_argument("--name", help="how other parties see you in the roster")
     j.add_argument("--ice-server", action="append", default=[], metavar="URL",
                    help="extra STUN/TURN server (stun:HOST:PORT or "
@@ -280,8 +377,10 @@ def parser() -> argparse.ArgumentParser:
                    help="give up if not all parties joined within this time")
     j.add_argument("--allow-loopback", action="store_true",
                    help="for tests only: offer 127.0.0.1 as an ICE candidate")
-    j.add_argument("-v", "--verbose", action="count", default=0)
-    j.add_argument("-q", "--quiet", action="store_true")
+    j.add_argument("-v", "--verbose", action="count", default=0,
+                   help="log what happens (-vv: in detail)")
+    j.add_argument("-q", "--quiet", action="store_true",
+                   help="show no session status on stderr, only warnings and errors")
     j.set_defaults(run=join)
     return top
 
@@ -299,7 +398,10 @@ def _glue_negative_inputs(argv: list[str]) -> list[str]:
 
 def main(argv: list[str] | None = None) -> None:
     args = parser().parse_args(_glue_negative_inputs(sys.argv[1:] if argv is None else argv))
-    setup_logging(-1 if getattr(args, "quiet", False) else getattr(args, "verbose", 0))
+    verbosity = -1 if getattr(args, "quiet", False) else getattr(args, "verbose", 0)
+    if args.command == "join" and verbosity == 0 and sys.stderr.isatty():
+        verbosity = -1  # in a terminal the status display tells the story; -v adds the log
+    args.log_handler = setup_logging(verbosity)
     try:
         code = args.run(args)
     except Failure as exc:

@@ -6,8 +6,12 @@ all parties inside it, and removes it afterwards; no packet leaves loopback.
 
 from __future__ import annotations
 
+import re
+import statistics
 import subprocess
 import sys
+from dataclasses import dataclass
+from decimal import ROUND_HALF_UP, Decimal
 from pathlib import Path
 
 import pytest
@@ -71,6 +75,130 @@ def test_sum_with_other_party_counts(server, m):
     assert [out.strip() for out in outs] == [f"sum = {sum(v[0] for v in lists)}"] * m
 
 
+@dataclass
+class Party:
+    """One finished peer: its pid (from its status display), input, stdout and stderr."""
+
+    pid: int
+    given: str | None
+    out: str
+    err: str
+
+    def result(self) -> tuple[str, dict[str, str], list[list[str]]]:
+        """A program's ``Result.to_text()``: headline, 'label: value' rows, table rows."""
+        headline, *lines = self.out.strip().splitlines()
+        rows: dict[str, str] = {}
+        table: list[list[str]] = []
+        for line in lines:
+            if ": " in line and not table:
+                label, value = line.split(": ", 1)
+                rows[label] = value
+            else:
+                table.append(line.split())
+        return headline, rows, table
+
+
+JOINED = re.compile(r"^Joined session \S+ as party (\d+)", re.MULTILINE)
+
+
+def run_program(server: Server, program: str, inputs: list[str | None]) -> list[Party]:
+    """Run a built-in with one peer per input (None: no --input); parties by pid."""
+    url = server.create(len(inputs), "--program", program)
+    procs = [start_peer(server.ns, url, *([] if x is None else ["--input", x]))
+             for x in inputs]
+    parties = []
+    for given, proc in zip(inputs, procs, strict=True):
+        out, err = proc.communicate(timeout=TIMEOUT)
+        assert proc.returncode == 0, f"party failed ({proc.returncode}):\n{err[-3000:]}"
+        parties.append(Party(int(JOINED.search(err).group(1)), given, out, err))
+    return sorted(parties, key=lambda p: p.pid)
+
+
+def test_average_of_three_parties(server):
+    salaries = [50001, 48000, 56900]
+    parties = run_program(server, "average", [str(x) for x in salaries])
+    total = sum(salaries)
+    average = f"{(Decimal(total) / 3).quantize(Decimal('0.01'), ROUND_HALF_UP):,.2f}"
+    assert average == "51,633.67"
+    for party in parties:
+        assert party.result() == (f"The average salary is {average}.",
+                                  {"Parties": "3", "Total": f"{total:,}", "Average": average},
+                                  [])
+
+
+def test_millionaires_of_three_parties_lowest_pid_wins_a_tie(server):
+    parties = run_program(server, "millionaires", ["999999", "1000000", "1000000"])
+    most = max(int(p.given) for p in parties)
+    richest = min(p.pid for p in parties if int(p.given) == most)
+    for party in parties:
+        assert party.result() == (f"Party {richest} has the most: {most:,}.",
+                                  {"Parties": "3", "Richest": f"party {richest}",
+                                   "Amount": f"{most:,}"}, [])
+
+
+def test_median_of_three_parties(server):
+    parties = run_program(server, "median", ["3,1,2", "10", "-4,7"])
+    ordered = sorted(int(v) for p in parties for v in p.given.split(","))
+    median = statistics.median(ordered)
+    assert median == 2.5
+    for party in parties:
+        headline, rows, table = party.result()
+        assert headline == "The median is 2.5."
+        assert rows == {"Count": "6", "Minimum": "-4", "Median": "2.5", "Maximum": "10"}
+        assert table == [["#", "Value"]] + [[str(i), str(v)] for i, v in
+                                             enumerate(ordered, 1)]
+
+
+@pytest.mark.parametrize("votes", [["yes", "Yes", "yes"], ["yes", "no", "yes"]])
+def test_vote_of_three_parties(server, votes):
+    parties = run_program(server, "vote", votes)
+    unanimous = all(v.lower() == "yes" for v in votes)
+    headline = ("Everyone voted yes." if unanimous else
+                "Not unanimous: at least one party voted no. Nobody learns who, or how many.")
+    for party in parties:
+        assert party.result() == (headline, {"Parties": "3",
+                                             "Unanimous": "yes" if unanimous else "no"}, [])
+
+
+def test_santa_of_three_parties_is_a_derangement(server):
+    parties = run_program(server, "santa", [None, None, None])
+    receivers = {}
+    for party in parties:
+        headline, rows, table = party.result()
+        match = re.fullmatch(r"You give a present to party (\d+)\.", headline)
+        assert match, headline
+        assert rows == {"You are": f"party {party.pid}", "Parties": "3"} and table == []
+        receivers[party.pid] = int(match.group(1))
+    assert sorted(receivers.values()) == [0, 1, 2]
+    assert all(giver != receiver for giver, receiver in receivers.items())
+
+
+def test_status_display_shows_the_roster_and_direct_links(server):
+    """Native peers report each link (``link`` messages); every party's roster, printed
+    on stderr one line per change, shows the pairs getting ready over direct paths."""
+    parties = run_program(server, "sum", ["1", "2", "3"])
+    seen = set()
+    for party in parties:
+        lines = party.err.splitlines()
+        assert any(line.startswith("Joined session ") and ", fingerprint " in line
+                   for line in lines)
+        assert f"Party {party.pid} (you): computing" in lines
+        assert "Round 1 started: the parties connect to each other and compute." in lines
+        assert re.fullmatch(r"Finished in \d+\.\d s\.", next(
+            line for line in lines if line.startswith("Finished")))
+        links = [line for line in lines if line.startswith("Link ")]
+        for line in links:
+            assert re.fullmatch(r"Link \d<->\d: (signaling|connecting|(connected|ready|"
+                                r"closed) \(direct\))", line), line
+        assert len(links) == len(set(links))  # once per change
+        seen.update(lines)
+        assert "\x1b[" not in party.err  # stderr is no terminal: plain text
+    # The last to join may get its first roster only once the session started.
+    assert "All 3 parties are here and ready." in seen
+    for a, b in [(0, 1), (0, 2), (1, 2)]:
+        assert f"Link {a}<->{b}: ready (direct)" in seen
+
+
 def test_unmodified_script_with_mpc_run_calls(server):
     url = server.create(3, "--program-file", str(PROGRAMS / "dot_sync.py"))
     outs = run_session(server, url, [[], [], []])
@@ -118,7 +246,8 @@ import asyncio, aiohttp, json
 async def main():
     async with aiohttp.ClientSession() as http:
         async with http.ws_connect("{server.url}/ws") as ws:
-            await ws.send_str(json.dumps({{"v": 1, "type": "join", "session": "{session}"}}))
+            await ws.send_str(json.dumps({{"v": 1, "type": "join", "session": "{session}",
+                                          "ready": True}}))
             await asyncio.sleep(60)
 asyncio.run(main())
 """])
@@ -146,18 +275,30 @@ def test_program_error_is_reported_in_one_line(server, tmp_path):
             "ValueError: no data today")
 
 
-def test_builtin_without_input_is_refused_before_computing(server):
+def test_builtin_without_input_is_refused_before_joining(server):
     url = server.create(2, "--program", "sum")
     done = server.ns.run([str(BIN / "mpyc-webrtc-peer"), "join", url], timeout=TIMEOUT)
     assert done.returncode == 2
-    assert "needs your private input" in done.stderr and "--input" in done.stderr
+    assert done.stderr.strip().splitlines()[-1].startswith(
+        "mpyc-webrtc-peer: error: Please enter your numbers: ")
+    assert done.stderr.strip().endswith("Give it with --input.")
+    assert server.info(url)["joined"] == 0
 
 
 def test_bad_input_is_refused_before_joining(server):
     url = server.create(2, "--program", "sum")
     done = server.ns.run([str(BIN / "mpyc-webrtc-peer"), "join", url, "--input", "3,x"])
     assert done.returncode == 2
-    assert "comma-separated list of integers" in done.stderr
+    assert "whole numbers separated by commas" in done.stderr
+    assert server.info(url)["joined"] == 0
+
+
+def test_input_is_checked_by_the_sessions_program(server):
+    url = server.create(2, "--program", "vote")
+    done = server.ns.run([str(BIN / "mpyc-webrtc-peer"), "join", url, "--input", "maybe"])
+    assert done.returncode == 2
+    assert done.stderr.strip().splitlines()[-1] == (
+        "mpyc-webrtc-peer: error: Your vote must be yes or no (got 'maybe').")
     assert server.info(url)["joined"] == 0
 
 
