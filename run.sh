@@ -33,13 +33,19 @@ apt_install() {
 }
 
 browser_assets() {
-    # Pyodide comes from the npm registry, pinned in package.json/package-lock.json, and is
-    # served by our own server: browsers never fetch anything from a CDN.
+    # Pyodide, the code editor and the syntax highlighter come from the npm registry,
+    # pinned in package.json/package-lock.json, and are served by our own server:
+    # browsers never fetch anything from a CDN.
     apt_install npm:npm
-    local pinned have
-    pinned=$(node -p 'require("./package.json").dependencies.pyodide')
-    have=$(node -p 'require("./node_modules/pyodide/package.json").version' 2>/dev/null || true)
-    [ "$pinned" = "$have" ] || npm ci --no-audit --no-fund --loglevel=error
+    local stale
+    stale=$(node -e '
+        const deps = require("./package.json").dependencies;
+        for (const [name, pinned] of Object.entries(deps)) {
+            let have = null;
+            try { have = require(`./node_modules/${name}/package.json`).version; } catch {}
+            if (have !== pinned) console.log(name);
+        }')
+    [ -z "$stale" ] || npm ci --no-audit --no-fund --loglevel=error
 }
 
 case "${1:-}" in

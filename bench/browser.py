@@ -35,16 +35,18 @@ class BrowserBench:
         self.browser.close()
 
     def ready_times(self, join_url: str) -> tuple[float, float]:
-        """Seconds from navigation to "Ready": first visit (empty cache), then a reload."""
+        """Seconds from navigation to Python being ready: first visit (empty cache), then
+        a reload."""
         context = chromium.new_context(self.browser, self.server.url)
         try:
             page = context.new_page()
             started = time.monotonic()
-            BrowserParty(page, join_url).wait_ready()
+            BrowserParty(page, join_url).wait_python()
             cold = time.monotonic() - started
             started = time.monotonic()
             page.reload()
-            expect(page.get_by_test_id("status")).to_have_text("Ready", timeout=90_000)
+            expect(page.get_by_test_id("ready")).not_to_have_text("Loading Python…",
+                                                                 timeout=90_000)
             warm = time.monotonic() - started
             return cold, warm
         finally:
@@ -56,7 +58,7 @@ class BrowserBench:
         try:
             tabs = [BrowserParty(c.new_page(), join_url) for c in contexts]
             for pid, tab in enumerate(tabs):
-                if tab.join() != pid:
+                if tab.confirm() != pid:
                     raise RuntimeError("browser parties did not get pids in join order")
             outputs = [tab.wait_done() for tab in tabs]
         finally:

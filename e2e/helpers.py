@@ -1,4 +1,5 @@
-"""Driving browser parties on the join page (web/join.html) by its data-testid hooks."""
+"""Driving browser parties on the pages (web/create.html, web/join.html) by their
+data-testid hooks (documented in web/README.md)."""
 
 from __future__ import annotations
 
@@ -9,8 +10,10 @@ from playwright.sync_api import Page, expect
 
 #: Cold Pyodide boot is ~2.5 s, but several pages load at once on few cores.
 LOAD_TIMEOUT_MS = 90_000
-#: From clicking Run to the result (includes connecting and the computation).
+#: From the last "I'm ready" to the result (includes connecting and the computation).
 RESULT_TIMEOUT_MS = 120_000
+#: Opening a link to having a party number (no Python needed for that).
+JOIN_TIMEOUT_MS = 30_000
 
 
 def by_id(page: Page, testid: str):
@@ -18,43 +21,85 @@ def by_id(page: Page, testid: str):
 
 
 class BrowserParty:
-    """One person's browser tab on a join link, with its console kept for failures."""
+    """One person's browser tab on a join link, with its console kept for failures.
 
-    def __init__(self, page: Page, join_url: str):
+    Opening the link joins the session (or, if the creator named the places, shows them
+    to choose from); ``confirm`` types the input and presses "I'm ready".
+    """
+
+    def __init__(self, page: Page, join_url: str, *, wait_joined: bool = True):
         self.page = page
         self.console: list[str] = []
         page.on("console", lambda msg: self.console.append(f"{msg.type}: {msg.text}"))
         page.on("pageerror", lambda exc: self.console.append(f"pageerror: {exc}"))
         page.goto(join_url)
+        self.pid: int | None = None
+        if wait_joined:
+            self.wait_joined()
 
     def __getitem__(self, testid: str):
         return by_id(self.page, testid)
 
-    def wait_ready(self) -> BrowserParty:
-        expect(self["status"]).to_have_text("Ready", timeout=LOAD_TIMEOUT_MS)
+    def wait_joined(self) -> int:
+        """Wait until the server gave this tab its party number; returns it."""
+        try:
+            expect(self["pid"]).to_have_text(re.compile(r"[Pp]arty \d+"),
+                                             timeout=JOIN_TIMEOUT_MS)
+        except AssertionError:
+            raise AssertionError(self.describe("did not join")) from None
+        self.pid = int(re.search(r"[Pp]arty (\d+)", self["pid"].inner_text()).group(1))
+        return self.pid
+
+    def wait_python(self) -> BrowserParty:
+        """Wait until Python is loaded (the ready button stops saying so)."""
+        try:
+            expect(self["ready"]).not_to_have_text("Loading Python…", timeout=LOAD_TIMEOUT_MS)
+        except AssertionError:
+            raise AssertionError(self.describe("did not load Python")) from None
         return self
 
-    def join(self, value: str | None = None) -> int:
-        """Type the input, press Run, and wait for the pid; returns it."""
-        self.wait_ready()
-        if value is not None:
+    def enter(self, value: str | None) -> None:
+        """Type (or choose) the private input."""
+        if value is None:
+            return
+        choices = self["input-choices"]
+        if choices.is_visible():
+            self[f"choice-{value}"].check()
+        else:
             self["party-input"].fill(value)
-        expect(self["run"]).to_be_enabled()
-        self["run"].click()
-        expect(self["pid"]).to_have_text(re.compile(r"Party \d+"), timeout=30_000)
-        return int(re.search(r"Party (\d+)", self["pid"].inner_text()).group(1))
+
+    def confirm(self, value: str | None = None) -> int:
+        """Enter the input and press "I'm ready"; returns the party number."""
+        pid = self.pid if self.pid is not None else self.wait_joined()
+        self.wait_python()
+        self.enter(value)
+        expect(self["ready"]).to_be_enabled(timeout=30_000)
+        self["ready"].click()
+        expect(self[f"peer-{pid}"]).to_have_attribute(
+            "data-state", re.compile(r"^(ready|again|connecting|computing|done)$"))
+        return pid
 
     def wait_done(self) -> str:
-        """Wait until the program finished; returns its output."""
+        """Wait until the program finished; returns its printed output."""
         status = self["status"]
         try:
-            expect(status).to_have_text(re.compile(r"^(Done|Failed|Could not .*)$"),
-                                        timeout=RESULT_TIMEOUT_MS)
+            expect(status).to_have_text(
+                re.compile(r"^(Done|Failed|Could not .*|Disconnected|Program mismatch)$"),
+                timeout=RESULT_TIMEOUT_MS)
         except AssertionError:
             raise AssertionError(self.describe("did not finish")) from None
         if status.inner_text() != "Done":
             raise AssertionError(self.describe("failed"))
         return self["output"].inner_text()
+
+    def headline(self) -> str:
+        return self["result-headline"].inner_text()
+
+    def rows(self) -> dict[str, str]:
+        """The result's label/value facts."""
+        rows = self["result-rows"].locator("div")
+        return {rows.nth(i).locator("dt").text_content(): rows.nth(i).locator("dd").text_content()
+                for i in range(rows.count())}
 
     def describe(self, what: str) -> str:
         return (f"browser party {what}: status {self['status'].inner_text()!r}, "
@@ -63,6 +108,7 @@ class BrowserParty:
 
 
 def open_parties(new_page: Callable[[], Page], join_url: str, count: int) -> list[BrowserParty]:
+    """``count`` tabs on the link, opened one after another (so pids follow their order)."""
     return [BrowserParty(new_page(), join_url) for _ in range(count)]
 
 

@@ -21,7 +21,7 @@ NATIVE_TIMEOUT = 120
 
 def run_browsers(parties: list[BrowserParty], inputs: list[str]) -> list[str]:
     for pid, (party, value) in enumerate(zip(parties, inputs, strict=True)):
-        assert party.join(value) == pid
+        assert party.confirm(value) == pid
     return [party.wait_done().strip() for party in parties]
 
 
@@ -52,21 +52,22 @@ def test_three_browsers_sort(server, new_page):
 
 def test_two_browsers_and_a_native_peer(server, new_page):
     url = server.create(3, "--program", "max")
-    first, last = open_parties(new_page, url, 2)
-    assert first.join("-7,3") == 0
+    first = BrowserParty(new_page(), url)
+    assert first.confirm("-7,3") == 0
     native = start_peer(server.ns, url, "--input", "5")  # party 1: answers 0, offers to 2
     server.wait_joined(url, 2)
-    assert last.join("4") == 2
+    last = BrowserParty(new_page(), url)
+    assert last.confirm("4") == 2
     assert [first.wait_done().strip(), last.wait_done().strip()] == ["max = 5"] * 2
     assert native_output(native) == "max = 5"
 
 
 def test_browser_and_two_native_peers_run_an_uploaded_mpc_run_script(server, new_page):
     url = server.create(3, "--program-file", str(PROGRAMS / "above_average.py"))
-    browser = BrowserParty(new_page(), url)
     first = start_peer(server.ns, url, "--input", "12")
     server.wait_joined(url, 1)
-    assert browser.join("30") == 1  # between the natives: answers party 0, offers to 2
+    browser = BrowserParty(new_page(), url)
+    assert browser.confirm("30") == 1  # between the natives: answers party 0, offers to 2
     last = start_peer(server.ns, url, "--input", "3")
     values = [12, 30, 3]
     total = sum(values)
@@ -81,7 +82,7 @@ def test_uploaded_script_with_top_level_await(server, new_page):
     """Browser (party 0) and native peer (party 1) both run a top-level-await script."""
     url = server.create(2, "--program-file", str(PROGRAMS / "second_price_async.py"))
     browser = BrowserParty(new_page(), url)
-    assert browser.join("40") == 0
+    assert browser.confirm("40") == 0
     native = start_peer(server.ns, url, "--input", "75")
     expected = "winner = party 1\nprice = 40"
     assert browser.wait_done().strip() == expected
@@ -90,31 +91,17 @@ def test_uploaded_script_with_top_level_await(server, new_page):
 
 def test_joining_a_full_session_shows_why(server, new_page):
     url = server.create(2, "--program", "sum")
-    page = new_page()
-    # The page checks every few seconds whether the session filled up; with the clock
-    # stopped it cannot, so the Run below meets the server's answer deterministically.
-    page.clock.install()
-    early = BrowserParty(page, url).wait_ready()  # opened while there was room
-    early["party-input"].fill("twelve")
-    expect(early["input-help"]).to_contain_text("must be an integer")
-    expect(early["run"]).to_be_disabled()
-    early["party-input"].fill("12")
-    expect(early["run"]).to_be_enabled()
-
     fill_session(new_page(), server.url, url, 2)
-    early["run"].click()
-    expect(early["error"]).to_contain_text("already has all 2 parties")
-    expect(early["status"]).to_have_text("Session full")
-    expect(early["run"]).to_be_disabled()
-
-    late = BrowserParty(new_page(), url)  # opened after it filled up
+    late = BrowserParty(new_page(), url, wait_joined=False)  # opened after it filled up
     expect(late["status"]).to_have_text("Session full")
-    expect(late["error"]).to_contain_text("all 2 parties")
-    expect(late["run"]).to_be_disabled()
+    expect(late["error"]).to_have_text(
+        "This session already has all 2 parties, so nobody else can join it. "
+        "Ask the person who created it for a new link.")
+    expect(late["me"]).to_be_hidden()
 
 
 def test_unknown_session(server, new_page):
-    party = BrowserParty(new_page(), f"{server.url}/join/no-such-session")
+    party = BrowserParty(new_page(), f"{server.url}/join/no-such-session", wait_joined=False)
     expect(party["status"]).to_have_text("No such session")
     expect(party["error"]).to_contain_text("There is no session 'no-such-session'")
-    expect(party["run"]).to_be_disabled()
+    expect(party["me"]).to_be_hidden()

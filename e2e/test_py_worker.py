@@ -167,9 +167,17 @@ def test_launch_builds_argv_and_checks_input(tmp_path: Path):
     assert path.name == "sum.py" and path.exists()
     assert program_argv(path, 3, 1, ["-T0"], " 4,5 ") == [
         str(path), "-M", "3", "-I", "1", *COMMON_MPYC_OPTIONS, "-T0", "--input=4,5"]
-    assert "needs your private input" in check_input(builtin, "")
-    assert "must be an integer" in check_input(builtin, "four")
+    assert check_input(builtin, "") == (
+        "Please enter your numbers: up to 10,000 whole numbers from -2,147,483,647 to "
+        "2,147,483,647, separated by commas (like 3,1,2).")
+    assert check_input(builtin, "four") == (
+        "Your numbers must be whole numbers separated by commas, like 3,1,2 (got 'four').")
     assert check_input(builtin, "-4, 5") is None
+    vote = {"name": "vote", "args": [], "builtin": True}
+    assert check_input(vote, "maybe") == "Your vote must be yes or no (got 'maybe')."
+    assert check_input(vote, "yes") is None
+    assert check_input({"name": "santa", "args": [], "builtin": True}, "x") == (
+        "This program takes no input.")
 
     uploaded = {"name": "../my script", "args": [], "builtin": False, "source": "print(1)\n"}
     path = program_file(uploaded, tmp_path)

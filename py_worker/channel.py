@@ -47,10 +47,12 @@ def _parties(pids: list[int]) -> str:
 class JsChannel:
     """A JS ``RTCDataChannel`` as a ``transport.MessageChannel``; buffers until attached."""
 
-    def __init__(self, dc: Any, peer: int, on_change: Callable[[], None] | None = None):
+    def __init__(self, dc: Any, peer: int, on_change: Callable[[], None] | None = None,
+                 on_open: Callable[[int], None] | None = None):
         self.dc = dc
         self.peer = peer
         self._on_change = on_change
+        self._on_open = on_open
         self._early: list[bytes | str] = []
         self._closed_early = False
         self._on_message: Callable[[bytes], None] | None = None
@@ -97,6 +99,10 @@ class JsChannel:
         if self._closed_early:
             on_close()
 
+    def detach(self) -> None:
+        """Keep what arrives for the next run's ``attach`` (the channel stays open)."""
+        self._on_message = self._on_close = self._on_drain = None
+
     def dispose(self) -> None:
         """Unhook from the JS channel and free the handlers (after it closed)."""
         for name, handler in self._handlers.items():
@@ -126,6 +132,8 @@ class JsChannel:
         try:
             log.debug("channel to party %d is open", self.peer)
             self._changed()
+            if self._on_open is not None:
+                self._on_open(self.peer)
         except Exception:
             log.exception("handling the opening of party %d's channel failed", self.peer)
 
@@ -169,10 +177,12 @@ class JsChannelFactory:
     """
 
     def __init__(self, *, join_timeout: float = 600.0, linger: float = 10.0,
-                 on_connected: Callable[[float], None] | None = None):
+                 on_connected: Callable[[float], None] | None = None,
+                 on_channel_open: Callable[[int], None] | None = None):
         self.join_timeout = join_timeout
         self.linger = linger
         self.on_connected = on_connected
+        self.on_channel_open = on_channel_open
         self.channels: dict[int, JsChannel] = {}
         self.started = False
         self.ended: str | None = None
@@ -188,7 +198,8 @@ class JsChannelFactory:
         if old is not None:
             log.warning("a second channel to party %d arrived; closing the first", peer)
             old.close()
-        channel = self.channels[peer] = JsChannel(dc, peer, self._changed)
+        channel = self.channels[peer] = JsChannel(dc, peer, self._changed,
+                                                  self.on_channel_open)
         self._changed()
         return channel
 

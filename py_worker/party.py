@@ -34,11 +34,12 @@ from mpyc_webrtc.launch import (
     compile_program,
     error_message,
     exit_message,
+    fingerprint,
     main_module,
     program_argv,
     program_file,
 )
-from mpyc_webrtc.mesh import Mesh, MeshError, install_mesh
+from mpyc_webrtc.mesh import Mesh, MeshError, install_mesh, prepare_next_run
 
 from .channel import JsChannelFactory
 from .loop import install as batch_callbacks
@@ -47,6 +48,8 @@ log = logging.getLogger("py_worker.party")
 
 #: Seconds to connect to everyone after the last party joined (as the native peer).
 CONNECT_TIMEOUT = 30.0
+#: How often the page hears how many messages were exchanged, while a run goes on.
+TRAFFIC_INTERVAL = 0.5
 
 NO_RUN_SYNC = (
     "This browser cannot run MPyC scripts that call mpc.run(...): it lacks JavaScript "
@@ -81,14 +84,14 @@ def prepare() -> None:
         compileall.compile_dir(next(iter(spec.submodule_search_locations)), quiet=1)
 
 
-def builtin_programs() -> str:
-    """The built-in programs and what they compute, as JSON for the page."""
-    return json.dumps(programs.BUILTIN)
-
-
 def input_problem(program: str, text: str) -> str | None:
     """Why ``text`` is not a usable input for the (JSON) program, or None."""
     return check_input(json.loads(program), text)
+
+
+def program_fingerprint(program: str) -> str:
+    """The fingerprint of the (JSON) program, computed here from the code that would run."""
+    return fingerprint(json.loads(program))
 
 
 class ProgramFailed(Exception):
@@ -100,7 +103,12 @@ class Party:
 
     ``config`` (JSON) holds ``session``, ``pid``, ``parties``, ``program`` (as in the
     ``welcome`` message) and ``input`` (text or null). ``report(kind, detail)`` tells the
-    page about progress: ``connected`` (detail: seconds it took).
+    page about progress: ``connected`` (detail: seconds it took), ``channel`` (detail: the
+    pid whose channel opened), ``traffic`` (JSON {messages, bytes}) and ``result`` (the
+    program's published ``programs.Result`` as JSON).
+
+    After a run that ended well the channels stay open: ``again(input)`` and another
+    ``run()`` compute once more over them, when every party agreed to.
     """
 
     def __init__(self, config: str, report: Report):
@@ -112,8 +120,10 @@ class Party:
         self.input: str | None = cfg.get("input")
         self.report = report
         self.name: str = self.program["name"]
-        self.factory = JsChannelFactory(on_connected=self._connected)
+        self.factory = JsChannelFactory(on_connected=self._connected,
+                                        on_channel_open=self._channel_open)
         self.mesh: Mesh | None = None
+        self.runs = 0
         self._abort: asyncio.Future[None] | None = None
         CONTEXT.session, CONTEXT.party = self.session, str(self.pid)
         setup_logging()
@@ -137,25 +147,44 @@ class Party:
     def signaling_ended(self, reason: str) -> None:
         self.factory.end(reason)
 
+    def again(self, party_input: str | None) -> None:
+        """The next ``run()`` computes once more, with this input, over the same channels."""
+        self.input = party_input
+
     # -- the run --------------------------------------------------------------------------
 
     async def run(self) -> str | None:
         """Run the program; returns None when it finished, else what went wrong."""
-        batch_callbacks(asyncio.get_running_loop())
-        self._abort = asyncio.get_running_loop().create_future()
+        loop = asyncio.get_running_loop()
+        batch_callbacks(loop)
+        self._abort = loop.create_future()
+        self.runs += 1
+        self.mesh = None
+        programs.set_result_hook(self._result)
+        traffic = asyncio.ensure_future(self._report_traffic())
+        problem: str | None = None
         try:
             with tempfile.TemporaryDirectory(prefix="mpyc-webrtc-") as workdir:
                 await self._run(Path(workdir))
         except (LaunchError, ProgramFailed) as exc:
-            return str(exc)
+            problem = str(exc)
         finally:
+            traffic.cancel()
+            programs.set_result_hook(None)
             sys.stdout.flush()
-            graceful = (self.mesh is not None and self.mesh.failure is None
-                        and self.mesh.closing)
-            try:
-                await self.factory.close(graceful=graceful, linger=10.0 if graceful else 0.0)
-            except Exception:
-                log.debug("closing the channels failed", exc_info=True)
+            self._traffic()
+            failure = self._mesh_failure()
+            shut_down = self.mesh is not None and failure is None and self.mesh.closing
+            if problem is not None or not shut_down:
+                # Nothing more can run over these channels: close them (gracefully only
+                # after MPyC's shutdown, when the others expect it).
+                try:
+                    await self.factory.close(graceful=shut_down,
+                                             linger=10.0 if shut_down else 0.0)
+                except Exception:
+                    log.debug("closing the channels failed", exc_info=True)
+        if problem is not None:
+            return problem
         failure = self._mesh_failure()
         return None if failure is None else str(failure)
 
@@ -177,8 +206,10 @@ class Party:
         mpc = mpyc.runtime.mpc
         if mpc.pid != self.pid or len(mpc.parties) != self.parties:
             raise LaunchError("MPyC was set up before this party joined; reload the page.")
+        if self.runs > 1:
+            prepare_next_run(mpc)
         self.mesh = install_mesh(mpc, self.factory, connect_timeout=CONNECT_TIMEOUT,
-                                 on_failure=self._mesh_failed)
+                                 on_failure=self._mesh_failed, keep_channels=True)
         mpc.run = self._blocking_run
         self._watch_program_errors(mpc._loop)
         log.info("running %s as party %d of %d", self.name, self.pid, self.parties)
@@ -268,7 +299,25 @@ class Party:
             self._abort.exception()  # retrieved: no "never retrieved" warning
 
     def _connected(self, seconds: float) -> None:
+        self._tell("connected", f"{seconds:.3f}")
+
+    def _channel_open(self, peer: int) -> None:
+        self._tell("channel", str(peer))
+
+    def _result(self, result: dict[str, Any]) -> None:
+        self._tell("result", json.dumps(result))
+
+    def _traffic(self) -> None:
+        if self.mesh is not None and self.mesh.transports:
+            self._tell("traffic", json.dumps(self.mesh.traffic()))
+
+    async def _report_traffic(self) -> None:
+        while True:
+            await asyncio.sleep(TRAFFIC_INTERVAL)
+            self._traffic()
+
+    def _tell(self, kind: str, detail: str) -> None:
         try:
-            self.report("connected", f"{seconds:.3f}")
+            self.report(kind, detail)
         except Exception:
-            log.debug("could not report the connection to the page", exc_info=True)
+            log.debug("could not report %s to the page", kind, exc_info=True)

@@ -9,9 +9,11 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import io
 import logging
 from typing import Any
 
+import segno
 from aiohttp import WSMsgType, web
 
 from mpyc_webrtc import programs, wire
@@ -43,7 +45,10 @@ def create_app(*, idle_timeout: float = 600.0, max_sessions: int = 1000,
     app[PUBLIC_URL] = public_url or ""
     app.router.add_post("/api/sessions", create_session)
     app.router.add_get("/api/sessions/{id}", get_session)
+    app.router.add_get("/api/sessions/{id}/qr.svg", get_qr)
+    app.router.add_get("/api/programs", get_programs)
     app.router.add_get("/api/protocol", get_protocol)
+    app.router.add_get("/", create_page)
     app.router.add_get("/ws", websocket)
     app.router.add_get("/join/{id}", join_page)
     add_routes(app, assets or load_assets())
@@ -106,6 +111,32 @@ async def get_session(request: web.Request) -> web.Response:
 
 async def get_protocol(request: web.Request) -> web.Response:
     return web.json_response(wire.schema_document())
+
+
+async def get_programs(request: web.Request) -> web.Response:
+    """The program library for the create page: what each asks and computes, and its code."""
+    library = [{**entry, "source": programs.source(entry["name"])}
+               for entry in programs.catalog_json()]
+    return web.json_response(library)
+
+
+async def get_qr(request: web.Request) -> web.Response:
+    """The invite link as a QR code, for a phone's camera."""
+    try:
+        session = request.app[REGISTRY].get(request.match_info["id"])
+    except wire.SignalingError as exc:
+        return error_response(exc)
+    out = io.BytesIO()
+    segno.make(join_url(request, session), error="m").save(
+        out, kind="svg", xmldecl=False, scale=6, border=2, dark="#1d2433",
+        title="Invite link")
+    return web.Response(body=out.getvalue(), content_type="image/svg+xml",
+                        headers={"Cache-Control": "private, max-age=3600"})
+
+
+async def create_page(request: web.Request) -> web.StreamResponse:
+    page = request.app[ASSETS].web_dir / "create.html"
+    return web.FileResponse(page, headers={"Cache-Control": "no-cache"})
 
 
 async def join_page(request: web.Request) -> web.StreamResponse:
@@ -187,8 +218,9 @@ def main(argv: list[str] | None = None) -> None:
     app = create_app(idle_timeout=args.idle_timeout, ice_servers=ice_servers,
                      public_url=args.public_url or base)
     lines = [f"mpyc-webrtc server on {base}",
-             "Create a session:",
-             f"    mpyc-webrtc-peer create {base} --parties 3 --program sum"]
+             f"Create a session in your browser: {base}/",
+             f"  or from a terminal: mpyc-webrtc-peer create {base} --parties 3 "
+             "--program average"]
     if args.session:
         program, _, parties = args.session.partition(":")
         try:
@@ -196,9 +228,9 @@ def main(argv: list[str] | None = None) -> None:
         except (ValueError, wire.SignalingError) as exc:
             raise SystemExit(f"mpyc-webrtc-server: --session {args.session}: {exc}") from None
         url = f"{base}/join/{session.id}"
-        lines += [f"Session for {session.parties} parties running {program!r} is open; "
-                  "each party joins with:",
-                  f"    mpyc-webrtc-peer join {url} --input YOUR_NUMBER",
+        lines += [f"A session for {session.parties} parties running {program!r} is open. "
+                  "Each party opens this link in a browser, or runs",
+                  f"    mpyc-webrtc-peer join {url} --input YOUR_INPUT",
                   url]
 
     async def announce(app: web.Application) -> None:

@@ -2,6 +2,8 @@
 
 - ``/web/...``            the pages and their JS (``web/`` in the repository)
 - ``/pyodide/VERSION/...`` the pinned npm ``pyodide`` package (``node_modules/pyodide``)
+- ``/vendor/NAME/...``      the pinned npm packages the pages use (syntax highlighting, the
+  code editor), from ``node_modules``; only those in ``VENDORED``
 - ``/assets/python-HASH.zip`` one archive of the pure-Python code a browser party
   imports: ``mpyc`` (from the installed distribution, the same MPyC the native peers
   run), ``mpyc_webrtc``'s core and ``py_worker``, built when the server starts, so it
@@ -40,6 +42,10 @@ mimetypes.add_type("application/wasm", ".wasm")
 NATIVE_ONLY = {"mpyc_webrtc/native.py", "mpyc_webrtc/peer.py", "mpyc_webrtc/sctp_tuning.py"}
 
 
+#: npm packages (pinned in package.json) that pages may load from /vendor/NAME/.
+VENDORED = ("prismjs", "codejar")
+
+
 @dataclass
 class Assets:
     web_dir: Path
@@ -47,6 +53,7 @@ class Assets:
     pyodide_version: str | None
     archive: bytes
     archive_name: str
+    node_modules: Path = REPO / "node_modules"
 
     @property
     def pyodide_url(self) -> str | None:
@@ -98,7 +105,8 @@ def load(web_dir: Path | None = None, pyodide_dir: Path | None = None) -> Assets
         pyodide_dir = None
     archive = build_archive()
     name = f"python-{hashlib.sha256(archive).hexdigest()[:16]}.zip"
-    return Assets(web_dir, pyodide_dir, version, archive, name)
+    return Assets(web_dir, pyodide_dir, version, archive, name, pyodide_dir.parent
+                  if pyodide_dir is not None else REPO / "node_modules")
 
 
 def _file(root: Path, relative: str, cache: str) -> web.StreamResponse:
@@ -122,6 +130,14 @@ async def web_file(request: web.Request) -> web.StreamResponse:
     return _file(request.app[ASSETS].web_dir, request.match_info["path"], REVALIDATE)
 
 
+async def vendor_file(request: web.Request) -> web.StreamResponse:
+    name = request.match_info["name"]
+    if name not in VENDORED:
+        raise web.HTTPNotFound(text="No such package.\n")
+    return _file(request.app[ASSETS].node_modules / name, request.match_info["path"],
+                 REVALIDATE)
+
+
 async def python_archive(request: web.Request) -> web.Response:
     assets = request.app[ASSETS]
     if request.match_info["name"] != assets.archive_name:
@@ -139,5 +155,6 @@ def add_routes(app: web.Application, assets: Assets) -> None:
     app[ASSETS] = assets
     app.router.add_get("/pyodide/{version}/{path:.+}", pyodide_file)
     app.router.add_get("/web/{path:.+}", web_file)
+    app.router.add_get("/vendor/{name}/{path:.+}", vendor_file)
     app.router.add_get("/assets/{name}", python_archive)
     app.router.add_get("/api/assets", manifest)

@@ -9,10 +9,11 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import aiohttp
+import segno
 from aiohttp import WSMsgType
 from aiohttp.test_utils import TestClient, TestServer
 
-from mpyc_webrtc import wire
+from mpyc_webrtc import programs, wire
 from signaling.app import MAX_REQUEST_BYTES, WS_FRAME_LIMIT, create_app
 
 TIMEOUT = 5.0
@@ -54,6 +55,7 @@ async def expect_error(ws: aiohttp.ClientWebSocketResponse, code: str) -> dict[s
 async def join(client: TestClient, sid: str, **fields: Any):
     """Open a WebSocket, join ``sid`` and return it with its welcome message."""
     ws = await client.ws_connect("/ws")
+    fields.setdefault("ready", True)
     await send(ws, "join", session=sid, **fields)
     welcome = await recv(ws)
     assert welcome["type"] == "welcome", welcome
@@ -75,12 +77,15 @@ async def test_create_session():
         assert resp.status == 201
         body = await resp.json()
         sid = body["session"]
+        program = body.pop("program")
         assert body == {
-            "session": sid, "parties": 3,
-            "program": {"name": "sum", "args": ["--no-log"], "builtin": True},
-            "joined": 0, "started": False,
+            "session": sid, "parties": 3, "labels": ["", "", ""], "members": [],
+            "joined": 0, "started": False, "round": 0,
             "join_url": f"http://127.0.0.1:{client.port}/join/{sid}",
         }
+        assert (program["name"], program["args"], program["builtin"]) == (
+            "sum", ["--no-log"], True)
+        assert program["source"] == programs.source("sum")
         assert body["join_url"].endswith(f"/join/{sid}")
 
 
@@ -91,7 +96,9 @@ async def test_create_session_with_uploaded_source():
                                  json={"parties": 2, "program": "mine.py", "source": source})
         assert resp.status == 201
         body = await resp.json()
-        assert body["program"] == {"name": "mine.py", "args": [], "builtin": False}
+        assert body["program"]["name"] == "mine.py"
+        assert body["program"]["builtin"] is False
+        assert body["program"]["source"] == source
         ws, welcome = await join(client, body["session"])
         assert welcome["program"]["source"] == source
         await ws.close()
@@ -345,10 +352,11 @@ async def test_ws_three_party_flow_and_relay():
         assert welcome_a == {
             "v": 1, "type": "welcome", "session": sid, "pid": 0, "parties": 3,
             "program": {"name": "sum", "args": [], "builtin": True},
-            "ice_servers": [{"urls": "stun:127.0.0.1:3478"}],
+            "labels": ["", "", ""], "ice_servers": [{"urls": "stun:127.0.0.1:3478"}],
         }
         roster = await recv(a)
-        assert roster["members"] == [{"pid": 0, "name": "Alice", "state": "joined"}]
+        assert roster["members"] == [
+            {"pid": 0, "name": "Alice", "label": "", "state": "joined", "ready": True}]
 
         b, welcome_b = await join(client, sid)
         assert welcome_b["pid"] == 1
@@ -362,13 +370,10 @@ async def test_ws_three_party_flow_and_relay():
         for ws in (a, b, c):
             first, start, last = await recv_types(ws, 3)
             assert first["type"] == "roster" and first["started"] is False
-            assert start == {"v": 1, "type": "start", "parties": 3}
+            assert start == {"v": 1, "type": "start", "parties": 3, "round": 1}
             assert last["type"] == "roster" and last["started"] is True
-            assert last["members"] == [
-                {"pid": 0, "name": "Alice", "state": "joined"},
-                {"pid": 1, "name": "party 1", "state": "joined"},
-                {"pid": 2, "name": "Carol", "state": "joined"},
-            ]
+            assert [(m["pid"], m["name"], m["state"]) for m in last["members"]] == [
+                (0, "Alice", "joined"), (1, "party 1", "joined"), (2, "Carol", "joined")]
 
         info = await (await client.get(f"/api/sessions/{sid}")).json()
         assert info["joined"] == 3 and info["started"] is True
@@ -387,7 +392,7 @@ async def test_ws_three_party_flow_and_relay():
         await send(b, "status", state="connected")
         for ws in (a, b, c):
             roster = await recv(ws)
-            assert roster["members"][1] == {"pid": 1, "name": "party 1", "state": "connected"}
+            assert roster["members"][1]["state"] == "connected"
 
         # A party leaving after start shows as "left".
         await c.close()
@@ -447,3 +452,62 @@ async def test_ws_idle_expiry_closes_the_socket():
         async with client.ws_connect("/ws") as late:
             await send(late, "join", session=sid)
             await expect_error(late, "unknown_session")
+
+
+# --- the lobby's HTTP side ---------------------------------------------------------------------
+
+async def test_program_library_lists_every_builtin_with_its_code():
+    async with serve() as client:
+        resp = await client.get("/api/programs")
+        assert resp.status == 200
+        library = await resp.json()
+        assert [p["name"] for p in library] == list(programs.CATALOG)
+        for entry in library:
+            spec = programs.CATALOG[entry["name"]]
+            assert entry["title"] == spec.title
+            assert entry["input"] == spec.input.to_json()
+            assert entry["source"] == programs.source(entry["name"])
+
+
+async def test_invite_qr_code_encodes_the_join_link():
+    async with serve(public_url="https://mpc.example.org") as client:
+        sid = await new_session(client, parties=2)
+        resp = await client.get(f"/api/sessions/{sid}/qr.svg")
+        assert resp.status == 200
+        assert resp.content_type == "image/svg+xml"
+        svg = await resp.text()
+        assert 'xmlns="http://www.w3.org/2000/svg"' in svg and "Invite link" in svg
+        assert segno.make(f"https://mpc.example.org/join/{sid}", error="m").svg_inline(
+            scale=6, border=2, dark="#1d2433", title="Invite link").split('d="')[1] == \
+            svg.split('d="')[1].strip()  # the same modules: it encodes exactly the link
+        missing = await client.get("/api/sessions/nope/qr.svg")
+        assert missing.status == 404
+        assert (await missing.json())["code"] == "unknown_session"
+
+
+async def test_create_page_and_vendored_code_are_served():
+    async with serve() as client:
+        page = await client.get("/")
+        assert page.status == 200
+        assert "create.js" in await page.text()
+        prism = await client.get("/vendor/prismjs/prism.js")
+        assert prism.status == 200
+        assert prism.headers["Content-Type"].split(";")[0] in (
+            "text/javascript", "application/javascript")
+        assert (await client.get("/vendor/codejar/dist/codejar.js")).status == 200
+        # Only the packages the pages use are served, and nothing outside them.
+        assert (await client.get("/vendor/pyodide/package.json")).status == 404
+        assert (await client.get("/vendor/prismjs/../pyodide/package.json")).status == 404
+
+
+async def test_session_with_labels_via_http():
+    async with serve() as client:
+        resp = await client.post("/api/sessions", json={
+            "parties": 2, "program": "vote", "labels": ["hospital A", "hospital B"]})
+        assert resp.status == 201
+        body = await resp.json()
+        assert body["labels"] == ["hospital A", "hospital B"]
+        bad = await client.post("/api/sessions", json={
+            "parties": 2, "program": "vote", "labels": ["x", "x"]})
+        assert bad.status == 400
+        assert (await bad.json())["code"] == "invalid_request"

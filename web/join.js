@@ -1,60 +1,71 @@
-// The join page: one person's party in a session, running in this browser.
+// The lobby and run page of one party: join a session, confirm an input, and compute.
 //
 // This main thread does what only it can: signaling over the WebSocket and one
-// RTCPeerConnection per other party. Each connection's data channel goes to the worker
-// (worker.js) the moment it is created; Python there (py_worker/) runs the MPyC program.
+// RTCPeerConnection per other party (peers.js). Each connection's data channel goes to the
+// worker (worker.js) the moment it is created; Python there (py_worker/) runs the program.
 
+import { byTestId as el, copyText, fetchJson, plural, showCode } from './common.js';
+import { PeerLink } from './peers.js';
 import { Protocol, ProtocolError } from './protocol.js';
+import { renderResult } from './result.js';
 
-const el = (id) => document.querySelector(`[data-testid="${id}"]`);
-const ui = {
-  status: el('status'),
-  error: el('error'),
-  sessionId: el('session-id'),
-  program: el('program'),
-  parties: el('parties'),
-  pid: el('pid'),
-  roster: el('roster'),
-  rosterSummary: el('roster-summary'),
-  progressBox: el('progress-box'),
-  progress: el('progress'),
-  progressText: el('progress-text'),
-  form: el('input-form'),
-  inputLabel: el('input-label'),
-  input: el('party-input'),
-  inputHelp: el('input-help'),
-  run: el('run'),
-  output: el('output'),
-  log: el('log'),
+const ui = Object.fromEntries([
+  'title', 'summary', 'status', 'progress-box', 'progress', 'progress-text', 'activity', 'error',
+  'invite', 'invite-link', 'copy-link', 'copy-result', 'invite-qr', 'places', 'place-buttons',
+  'me', 'pid', 'session-id', 'parties', 'input-form', 'your-name', 'input-area', 'input-label',
+  'party-input', 'input-choices', 'input-help', 'ready', 'unready', 'result-card', 'result',
+  'output', 'elapsed', 'run-again', 'again-help', 'roster-summary', 'roster', 'pairs-box',
+  'pairs', 'program', 'fingerprint', 'fingerprint-check', 'program-source', 'log',
+].map((id) => [id.replace(/-(\w)/g, (_, c) => c.toUpperCase()), el(id)]));
+
+/** How a party's state reads to a person (data-state carries the key). */
+const STATE_LABELS = {
+  waiting: 'not here yet',
+  joined: 'in the lobby, choosing an input',
+  ready: 'ready',
+  connecting: 'connecting',
+  computing: 'computing',
+  done: 'finished',
+  again: 'finished, wants to run again',
+  failed: 'failed',
+  left: 'left the session',
 };
 
-/** How each roster state reads to a person (data-state carries the key). */
-const STATE_LABELS = {
-  waiting: 'not joined yet',
-  joined: 'joined, waiting for the others',
+/** A pair's connection state (wire.LINK_STATES) in words. */
+const PAIR_LABELS = {
   signaling: 'exchanging connection details',
   connecting: 'connecting',
   connected: 'connected',
-  done: 'finished',
+  ready: 'ready',
+  closed: 'closed',
   failed: 'could not connect',
-  left: 'left the session',
 };
+
+const NAME_KEY = 'mpyc-webrtc-name';
+const params = new URLSearchParams(location.search);
 
 const page = {
   openedAt: performance.now(),
   sessionId: null,
+  wantedRole: params.has('role') ? Number(params.get('role')) : null,
   session: null, // GET /api/sessions/ID
   protocol: null,
-  builtins: {}, // name -> what it computes (from Python, once the worker is ready)
   workerReady: false,
+  jspi: true,
   inputProblem: 'not checked yet',
   inputCheck: 0,
-  phase: 'loading', // loading | ready | joining | waiting | connecting | computing | done | failed
+  // opening | choosing | joining | lobby | connecting | computing | done | again | failed
+  phase: 'opening',
   ws: null,
   welcome: null,
   roster: null,
   links: new Map(), // peer pid -> PeerLink
-  finished: new Set(), // pids the server reported 'done' (they show 'left' once they go)
+  reportedLinks: new Map(), // peer pid -> 'state/path' last sent to the server
+  iAmReady: false,
+  round: 0,
+  roundStarted: 0,
+  timer: null,
+  traffic: null,
   myState: 'joined',
 };
 
@@ -81,55 +92,44 @@ function setStatus(text, tone = 'busy') {
 
 function showError(text) {
   ui.error.textContent = text;
-  ui.error.hidden = false;
+  ui.error.hidden = !text;
+}
+
+function running() {
+  return ['connecting', 'computing'].includes(page.phase);
 }
 
 /** Stop for good with a message; the page can only be reloaded after this. */
 function fail(status, message) {
   if (page.phase === 'failed') return;
+  const wasRunning = running();
   page.phase = 'failed';
   setStatus(status, 'error');
   showError(message);
   log(`stopped: ${message}`);
-  ui.input.disabled = true;
-  ui.run.disabled = true;
-  ui.progressBox.hidden = true;
-  if (!page.welcome) {
-    // Never joined: nothing to type and no result to wait for.
-    ui.form.hidden = true;
-    ui.output.closest('section').hidden = true;
+  for (const control of [ui.partyInput, ui.yourName, ui.ready, ui.unready, ui.runAgain]) {
+    control.disabled = true;
   }
+  ui.unready.hidden = true;
+  ui.runAgain.hidden = true;
+  ui.places.hidden = true;
+  ui.progressBox.hidden = true;
+  stopTimer(wasRunning ? 'Stopped after' : null);
   page.myState = 'failed';
   renderRoster();
 }
 
-function plural(n, one, many) {
-  return `${n} ${n === 1 ? one : many}`;
+function partyName(pid, { you = true } = {}) {
+  const label = page.welcome?.labels?.[pid] || page.session?.labels?.[pid] || '';
+  const member = page.roster?.members.find((m) => m.pid === pid);
+  const name = member && member.name !== `party ${pid}` ? member.name : '';
+  let text = label ? `${label} (party ${pid})` : `Party ${pid}`;
+  if (name) text += ` · ${name}`;
+  if (you && pid === page.welcome?.pid) text += ' — you';
+  return text;
 }
 
 // -- start-up: what is this session, and load Python ------------------------------------
-
-async function fetchJson(path) {
-  let response;
-  try {
-    response = await fetch(path, { headers: { Accept: 'application/json' } });
-  } catch {
-    throw new Error(`Could not reach the session server at ${location.host}. Check your network connection and reload the page.`);
-  }
-  let body = null;
-  try {
-    body = await response.json();
-  } catch {
-    // an answer that is not JSON: described below
-  }
-  if (!response.ok) {
-    const error = new Error(body?.message
-      || `The session server answered ${response.status} ${response.statusText}; reload the page to try again.`);
-    error.code = body?.code;
-    throw error;
-  }
-  return body;
-}
 
 async function init() {
   const match = location.pathname.match(/\/join\/([^/]+)\/?$/);
@@ -149,7 +149,6 @@ async function init() {
     ]);
   } catch (error) {
     worker.terminate();
-    ui.program.textContent = ui.parties.textContent = '–';
     fail(error.code === 'unknown_session' ? 'No such session' : 'Cannot load', error.message);
     return;
   }
@@ -167,56 +166,73 @@ async function init() {
     return;
   }
   worker.postMessage({ type: 'load', assets });
-  pollLobby();
+  const named = session.labels.some(Boolean);
+  if (named && (page.wantedRole === null || !Number.isInteger(page.wantedRole))) {
+    choosePlace();
+  } else {
+    join(page.wantedRole);
+  }
 }
 
 function showSession() {
   const { session } = page;
-  const program = session.program;
-  const description = page.builtins[program.name];
-  let text = program.name;
-  if (program.builtin && description) text += ` — ${description}`;
-  if (!program.builtin) text += ' (an uploaded MPyC script)';
+  const { program } = session;
+  ui.title.textContent = program.title;
+  ui.summary.textContent = program.builtin ? program.summary
+    : 'A program written by the person who created this session. Read it below before you take part.';
+  let text = program.builtin ? `${program.title} (built-in program "${program.name}")`
+    : `${program.name}, an MPyC program uploaded by the session's creator`;
   if (program.args.length) text += `, with arguments ${program.args.join(' ')}`;
   ui.program.textContent = text;
+  ui.fingerprint.textContent = program.fingerprint;
+  ui.fingerprintCheck.textContent = '(checking…)';
+  showCode(ui.programSource, program.source);
   ui.parties.textContent = String(session.parties);
-  ui.inputLabel.textContent = program.builtin ? 'Your private number'
-    : 'Your private input (optional)';
-  showInputHelp(null);
+  ui.invite.hidden = false;
+  ui.inviteLink.value = session.join_url;
+  ui.inviteQr.src = `/api/sessions/${encodeURIComponent(page.sessionId)}/qr.svg`;
+  ui.yourName.value = localStorage.getItem(NAME_KEY) ?? '';
+  buildInput(program.input);
   renderRoster();
 }
 
-/** What to type, or why what was typed cannot be used. */
-function showInputHelp(problem) {
-  ui.inputHelp.classList.toggle('problem', Boolean(problem));
-  if (problem) {
-    ui.inputHelp.textContent = problem;
-  } else if (page.session.program.builtin) {
-    ui.inputHelp.textContent = 'An integer like 42, or several separated by commas like 3,1,2. '
-      + 'The others learn only the result, not your numbers.';
-  } else {
-    ui.inputHelp.textContent = 'If the script reads one, e.g. 42 or 3,1,2; it gets it as '
-      + '--input=VALUE. Leave it empty otherwise.';
-  }
-}
+ui.copyLink.addEventListener('click', async () => {
+  const copied = await copyText(ui.inviteLink.value, ui.inviteLink);
+  ui.copyResult.textContent = copied ? 'Copied. Paste it into a message to the others.'
+    : 'Selected: press Ctrl+C (or ⌘C) to copy it.';
+});
 
-/** Before joining, show how many have joined so far (refreshed every few seconds). */
-async function pollLobby() {
-  while (['loading', 'ready'].includes(page.phase)) {
+// -- choosing a named place ---------------------------------------------------------------
+
+async function choosePlace() {
+  page.phase = 'choosing';
+  setStatus('Choose your place', 'ok');
+  ui.places.hidden = false;
+  while (page.phase === 'choosing') {
+    const taken = new Set(page.session.members.map((m) => m.pid));
+    const buttons = page.session.labels.map((label, pid) => {
+      const button = document.createElement('button');
+      button.type = 'button';
+      button.dataset.testid = `place-${pid}`;
+      button.textContent = label || `Party ${pid}`;
+      button.disabled = taken.has(pid);
+      if (taken.has(pid)) button.title = 'Someone already took this place';
+      button.addEventListener('click', () => {
+        ui.places.hidden = true;
+        join(pid);
+      });
+      return button;
+    });
+    ui.placeButtons.replaceChildren(...buttons);
+    renderRoster();
+    await new Promise((resolve) => setTimeout(resolve, 2000));
+    if (page.phase !== 'choosing') break;
     try {
       page.session = await fetchJson(`/api/sessions/${encodeURIComponent(page.sessionId)}`);
-      renderRoster();
-      if (page.session.started && ['loading', 'ready'].includes(page.phase)) {
-        worker.terminate();
-        fail('Session full', `All ${page.session.parties} parties joined this session before you, so you cannot join it any more. Ask the person who created it for a new link.`);
-      }
     } catch (error) {
-      if (error.code === 'unknown_session' && ['loading', 'ready'].includes(page.phase)) {
-        worker.terminate();
-        fail('No such session', error.message);
-      }
+      if (error.code === 'unknown_session') fail('No such session', error.message);
     }
-    await new Promise((resolve) => setTimeout(resolve, 3000));
+    if (page.session.started) fail('Session full', 'All parties joined this session before you, so you cannot join it any more. Ask the person who created it for a new link.');
   }
 }
 
@@ -236,40 +252,46 @@ worker.onerror = (event) => {
 
 const fromWorker = {
   progress({ percent, text }) {
-    if (page.phase !== 'loading') return;
+    if (page.workerReady) return;
     ui.progress.value = percent;
-    ui.progressText.textContent = `${text}…`;
-    setStatus(`Loading Python… ${percent}%`);
+    ui.progressText.textContent = `Loading Python: ${text.toLowerCase()}… ${percent}%`;
   },
-  ready({ builtins, jspi, seconds }) {
+  ready({ jspi, seconds }) {
     page.workerReady = true;
-    page.builtins = builtins;
+    page.jspi = jspi;
     const ms = performance.now() - page.openedAt;
     log(`Python and MPyC ready ${(ms / 1000).toFixed(2)} s after the page opened (worker: ${seconds.toFixed(2)} s)`);
     window.mpycTimings = { readyMs: ms };
     ui.progress.value = 100;
-    ui.progressText.textContent = 'Python is ready';
     ui.progressBox.hidden = true;
-    showSession();
+    checkFingerprint();
     if (!jspi && page.session.program.builtin) {
-      // The built-in programs are MPyC scripts that call mpc.run(...).
       fail('Cannot run here', 'This browser cannot run this session\'s program: it lacks JavaScript Promise Integration (JSPI), which the program needs. Please open the link in a recent Chrome or Edge, or take part with the mpyc-webrtc-peer command.');
       return;
     }
-    if (page.phase === 'loading') {
-      page.phase = 'ready';
-      setStatus('Ready', 'ok');
-      checkInput();
+    checkInput();
+    updateButtons();
+  },
+  fingerprint({ value }) {
+    const expected = page.session.program.fingerprint;
+    if (value === expected) {
+      ui.fingerprintCheck.textContent = '✓ computed by your browser from the code it will run';
+      ui.fingerprintCheck.classList.remove('problem');
+    } else {
+      ui.fingerprint.textContent = value;
+      ui.fingerprintCheck.textContent = `✗ the server announced ${expected}: do not go on`;
+      ui.fingerprintCheck.classList.add('problem');
+      fail('Program mismatch', 'The program your browser would run is not the one the session server describes. Do not take part; tell the person who created the session.');
     }
   },
   'input-checked'({ id, problem }) {
     if (id !== page.inputCheck) return; // an answer about older text
     page.inputProblem = problem;
     // An empty field is not an error yet: the help already says what to type.
-    const shown = ui.input.value.trim() ? problem : null;
-    ui.input.setAttribute('aria-invalid', shown ? 'true' : 'false');
+    const shown = inputValue() ? problem : null;
+    ui.partyInput.setAttribute('aria-invalid', shown ? 'true' : 'false');
     showInputHelp(shown);
-    updateRunButton();
+    updateButtons();
   },
   stdout({ text }) {
     ui.output.textContent += `${text}\n`;
@@ -279,62 +301,167 @@ const fromWorker = {
   },
   report({ kind, detail }) {
     if (kind === 'connected') {
-      log(`data channels to all parties are open (${detail} s after everyone joined)`);
-      page.myState = 'connected';
+      log(`data channels to all parties are open (${detail} s after the start)`);
       if (page.phase === 'connecting') {
         page.phase = 'computing';
+        page.myState = 'computing';
         setStatus('Computing');
       }
       sendStatus('connected');
       renderRoster();
+    } else if (kind === 'channel') {
+      page.links.get(Number(detail))?.opened();
+    } else if (kind === 'traffic') {
+      page.traffic = JSON.parse(detail);
+      showActivity();
+    } else if (kind === 'result') {
+      renderResult(ui.result, JSON.parse(detail));
+      ui.output.classList.add('secondary');
     }
   },
   exit({ problem }) {
     if (problem) {
       sendStatus('failed', problem.slice(0, 500));
       fail('Failed', problem);
+      closeEverything();
     } else if (page.phase !== 'failed') {
       page.phase = 'done';
       page.myState = 'done';
       setStatus('Done', 'ok');
       sendStatus('done');
+      stopTimer('Finished in');
+      ui.runAgain.hidden = false;
+      ui.runAgain.disabled = false;
       renderRoster();
     }
-    finish();
   },
   failed({ during, message }) {
-    if (during === 'check-input') {
+    if (during === 'check-input' || during === 'fingerprint') {
       log(message);
       return;
     }
     fail(during === 'load' ? 'Cannot load Python' : 'Failed', message);
-    finish();
+    closeEverything();
   },
 };
 
+/** Have Python fingerprint the program this party will run (the welcome's, once joined). */
+function checkFingerprint() {
+  if (!page.workerReady) return;
+  worker.postMessage({ type: 'fingerprint', program: page.welcome?.program ?? page.session.program });
+}
+
 // -- the input ----------------------------------------------------------------------------
+
+/** Build the input controls the program asks for (programs.InputSpec.to_json()). */
+function buildInput(spec) {
+  ui.inputLabel.textContent = spec.label;
+  ui.partyInput.placeholder = spec.placeholder ? `e.g. ${spec.placeholder}` : '';
+  ui.partyInput.inputMode = spec.kind === 'integer' ? 'numeric' : 'text';
+  ui.partyInput.hidden = spec.kind === 'choice' || spec.kind === 'none';
+  ui.inputLabel.hidden = spec.kind === 'none';
+  ui.inputChoices.hidden = spec.kind !== 'choice';
+  if (spec.kind === 'choice') {
+    ui.inputChoices.setAttribute('aria-label', spec.label);
+    ui.inputChoices.replaceChildren(...spec.choices.map(({ value, label }) => {
+      const option = document.createElement('label');
+      option.className = 'choice';
+      const radio = document.createElement('input');
+      radio.type = 'radio';
+      radio.name = 'party-choice';
+      radio.value = value;
+      radio.dataset.testid = `choice-${value}`;
+      radio.addEventListener('change', inputChanged);
+      option.append(radio, document.createTextNode(label));
+      return option;
+    }));
+  }
+  showInputHelp(null);
+}
+
+function inputValue() {
+  const { kind } = page.session.program.input;
+  if (kind === 'none') return '';
+  if (kind === 'choice') return ui.inputChoices.querySelector('input:checked')?.value ?? '';
+  return ui.partyInput.value.trim();
+}
+
+/** What to type, or why what was typed cannot be used. */
+function showInputHelp(problem) {
+  ui.inputHelp.classList.toggle('problem', Boolean(problem));
+  ui.inputHelp.textContent = problem || page.session.program.input.help;
+}
 
 function checkInput() {
   if (!page.workerReady) return;
   page.inputCheck += 1;
   worker.postMessage({
-    type: 'check-input', id: page.inputCheck, program: page.session.program, text: ui.input.value,
+    type: 'check-input', id: page.inputCheck, program: page.session.program, text: inputValue(),
   });
 }
 
-function updateRunButton() {
-  ui.run.disabled = !(page.phase === 'ready' && page.workerReady && !page.inputProblem);
+function inputChanged() {
+  page.inputProblem = 'not checked yet';
+  updateButtons();
+  checkInput();
 }
 
-ui.input.addEventListener('input', () => {
-  page.inputProblem = 'not checked yet';
-  updateRunButton();
-  checkInput();
+function canConfirm() {
+  return ['lobby', 'again'].includes(page.phase) && page.workerReady && !page.iAmReady;
+}
+
+function updateButtons() {
+  const editable = canConfirm();
+  ui.ready.disabled = !editable || page.inputProblem === 'not checked yet';
+  ui.partyInput.disabled = !editable;
+  for (const radio of ui.inputChoices.querySelectorAll('input')) radio.disabled = !editable;
+  ui.yourName.disabled = !editable;
+  if (!page.workerReady && ['lobby', 'joining'].includes(page.phase)) {
+    ui.ready.textContent = 'Loading Python…';
+    ui.partyInput.disabled = false; // typing may start while Python loads
+  } else {
+    ui.ready.textContent = page.phase === 'again' ? 'I\'m ready to run again' : 'I\'m ready';
+  }
+  ui.unready.hidden = !(page.iAmReady && page.phase === 'lobby');
+}
+
+ui.partyInput.addEventListener('input', inputChanged);
+
+ui.inputForm.addEventListener('submit', (event) => {
+  event.preventDefault();
+  if (ui.ready.disabled) return;
+  if (page.inputProblem) {
+    // The program's own sentence; nothing is sent.
+    showInputHelp(page.inputProblem);
+    ui.partyInput.setAttribute('aria-invalid', 'true');
+    (ui.partyInput.hidden ? ui.inputChoices.querySelector('input') : ui.partyInput)?.focus();
+    return;
+  }
+  const name = ui.yourName.value.trim();
+  localStorage.setItem(NAME_KEY, name);
+  if (!send('ready', name ? { ready: true, name } : { ready: true })) return;
+  page.iAmReady = true;
+  updateButtons();
+  renderRoster();
 });
 
-ui.form.addEventListener('submit', (event) => {
-  event.preventDefault();
-  if (!ui.run.disabled) join();
+ui.unready.addEventListener('click', () => {
+  if (page.phase !== 'lobby' || !send('ready', { ready: false })) return;
+  page.iAmReady = false;
+  updateButtons();
+  renderRoster();
+});
+
+ui.runAgain.addEventListener('click', () => {
+  if (page.phase !== 'done') return;
+  page.phase = 'again';
+  page.iAmReady = false;
+  ui.runAgain.hidden = true;
+  ui.againHelp.hidden = false;
+  ui.againHelp.textContent = 'Change your input if you like and press "I\'m ready to run again". It runs again, over the same connections, once every party agrees.';
+  setStatus('Run again?', 'ok');
+  updateButtons();
+  ui.me.scrollIntoView({ behavior: 'smooth', block: 'center' });
 });
 
 // -- signaling ----------------------------------------------------------------------------
@@ -357,16 +484,19 @@ function sendStatus(state, detail) {
   send('status', detail ? { state, detail } : { state });
 }
 
-function join() {
+function join(role) {
   page.phase = 'joining';
-  ui.input.disabled = true;
-  ui.run.disabled = true;
-  ui.run.textContent = 'Joined';
   setStatus('Joining the session…');
   const scheme = location.protocol === 'https:' ? 'wss:' : 'ws:';
   const ws = new WebSocket(`${scheme}//${location.host}/ws`);
   page.ws = ws;
-  ws.onopen = () => send('join', { session: page.sessionId });
+  ws.onopen = () => {
+    const fields = { session: page.sessionId, ready: false };
+    const name = ui.yourName.value.trim();
+    if (name) fields.name = name;
+    if (Number.isInteger(role)) fields.role = role;
+    send('join', fields);
+  };
   ws.onmessage = (event) => {
     let message;
     try {
@@ -382,12 +512,16 @@ function join() {
     page.ws = null;
     if (page.phase === 'joining') {
       fail('Could not join', 'The connection to the session server closed before you could join. Reload the page to try again.');
-    } else if (page.phase === 'waiting') {
-      const reason = 'The connection to the session server was lost before everyone joined.';
-      worker.postMessage({ type: 'signaling-ended', reason });
-      fail('Disconnected', `${reason} Reload the page to join again.`);
-    } else if (['connecting', 'computing'].includes(page.phase)) {
+    } else if (page.phase === 'lobby') {
+      worker.postMessage({ type: 'signaling-ended', reason: 'The connection to the session server was lost.' });
+      fail('Disconnected', 'The connection to the session server was lost before the computation started. Reload the page to join again.');
+    } else if (running()) {
       log('the connection to the session server closed; the computation goes on directly between the parties');
+    } else if (['done', 'again'].includes(page.phase)) {
+      ui.runAgain.disabled = true;
+      ui.ready.disabled = true;
+      ui.againHelp.hidden = false;
+      ui.againHelp.textContent = 'The connection to the session server closed, so this session cannot run again. Start a new session to compute again.';
     }
   };
   ws.onerror = () => log('the connection to the session server reported an error');
@@ -396,51 +530,41 @@ function join() {
 const fromServer = {
   welcome(message) {
     page.welcome = message;
-    page.phase = 'waiting';
-    ui.pid.textContent = `Party ${message.pid}`;
+    page.phase = 'lobby';
+    ui.me.hidden = false;
+    ui.pid.textContent = partyName(message.pid, { you: false });
     log(`joined as party ${message.pid} of ${message.parties}`);
-    worker.postMessage({
-      type: 'run',
-      config: {
-        session: message.session,
-        pid: message.pid,
-        parties: message.parties,
-        program: message.program,
-        input: ui.input.value.trim() || null,
-      },
-    });
+    history.replaceState(null, '', `${location.pathname}?role=${message.pid}`);
+    checkFingerprint();
+    updateButtons();
     renderRoster();
   },
   roster(message) {
     page.roster = message;
-    for (const member of message.members) {
-      if (member.state === 'done') page.finished.add(member.pid);
-    }
-    if (page.phase === 'waiting' && !message.started) {
-      const present = message.members.filter((m) => m.state !== 'left').length;
-      const missing = message.parties - present;
-      setStatus(missing > 0 ? `Waiting for ${plural(missing, 'more party', 'more parties')}`
-        : 'Everyone is here');
-    }
-    if (message.started) {
+    if (page.welcome) ui.pid.textContent = partyName(page.welcome.pid, { you: false });
+    if (running()) {
       for (const member of message.members) {
         if (member.state === 'left' && member.pid !== page.welcome?.pid) {
           worker.postMessage({ type: 'peer-left', peer: member.pid });
         }
       }
     }
+    if (['done', 'again'].includes(page.phase)) {
+      const gone = message.members.filter((m) => m.state === 'left').map((m) => m.pid);
+      if (gone.length) {
+        ui.runAgain.disabled = true;
+        ui.ready.disabled = true;
+        ui.againHelp.hidden = false;
+        ui.againHelp.textContent = `${partyName(gone[0], { you: false })} has left, so this session cannot run again. Start a new session to compute again.`;
+        for (const pid of gone) page.links.get(pid)?.close();
+      }
+    }
+    refreshLobbyStatus();
     renderRoster();
   },
-  start() {
-    if (!page.welcome || page.phase !== 'waiting') return;
-    page.phase = 'connecting';
-    page.myState = 'connecting';
-    setStatus('Connecting to the other parties');
-    worker.postMessage({ type: 'start' });
-    for (let peer = 0; peer < page.welcome.parties; peer += 1) {
-      if (peer !== page.welcome.pid) linkTo(peer);
-    }
-    renderRoster();
+  start({ round }) {
+    if (!page.welcome || !['lobby', 'again', 'done'].includes(page.phase)) return;
+    beginRound(round);
   },
   offer(message) {
     linkTo(message.from)?.receiveOffer(message.sdp);
@@ -454,185 +578,199 @@ const fromServer = {
   error(message) {
     log(`the server reports ${message.code}: ${message.message}`);
     if (!page.welcome) {
+      if (message.code === 'role_taken') {
+        showError(message.message);
+        page.ws?.close();
+        page.ws = null;
+        page.session.members.push({ pid: page.wantedRole });
+        choosePlace();
+        return;
+      }
       const status = message.code === 'session_full' ? 'Session full'
         : message.code === 'unknown_session' ? 'No such session' : 'Could not join';
       fail(status, message.message);
       page.ws?.close();
     } else if (message.code === 'session_expired') {
       worker.postMessage({ type: 'signaling-ended', reason: message.message });
-      if (['waiting', 'joining'].includes(page.phase)) fail('Session closed', message.message);
+      if (['lobby', 'joining'].includes(page.phase)) fail('Session closed', message.message);
+    } else if (message.code === 'party_left') {
+      page.iAmReady = false;
+      ui.againHelp.hidden = false;
+      ui.againHelp.textContent = message.message;
+      ui.ready.disabled = true;
     } else if (!['done', 'failed'].includes(page.phase)) {
       showError(message.message);
     }
   },
 };
 
+function refreshLobbyStatus() {
+  if (!page.roster || !['lobby', 'again', 'done'].includes(page.phase)) return;
+  if (page.phase === 'done') return;
+  const present = page.roster.members.filter((m) => m.state !== 'left');
+  const missing = page.roster.parties - present.length;
+  const waiting = present.filter((m) => !m.ready && m.pid !== page.welcome.pid).length;
+  if (missing > 0 && page.phase === 'lobby') {
+    setStatus(`Waiting for ${plural(missing, 'more party', 'more parties')} to join`);
+  } else if (!page.iAmReady) {
+    setStatus(page.phase === 'again' ? 'Run again?' : 'Everyone is here: enter your input and press "I\'m ready"', 'ok');
+  } else if (waiting > 0) {
+    setStatus(`Waiting for ${plural(waiting, 'party', 'parties')} to press "${page.phase === 'again' ? 'I\'m ready to run again' : 'I\'m ready'}"`);
+  } else {
+    setStatus('Everyone is ready: starting');
+  }
+}
+
+// -- a round: connect (first round only) and run the program --------------------------------
+
+function beginRound(round) {
+  page.round = round;
+  page.phase = 'connecting';
+  page.myState = 'connecting';
+  page.iAmReady = false;
+  page.traffic = null;
+  updateButtons();
+  ui.againHelp.hidden = true;
+  ui.runAgain.hidden = true;
+  ui.resultCard.hidden = false;
+  ui.result.hidden = true;
+  ui.output.textContent = '';
+  ui.output.classList.remove('secondary');
+  showError('');
+  setStatus(round === 1 ? 'Connecting to the other parties' : 'Running again');
+  startTimer();
+  const input = inputValue() || null;
+  if (round === 1) {
+    worker.postMessage({
+      type: 'run',
+      config: {
+        session: page.welcome.session,
+        pid: page.welcome.pid,
+        parties: page.welcome.parties,
+        program: page.welcome.program,
+        input,
+      },
+    });
+    worker.postMessage({ type: 'start' });
+    for (let peer = 0; peer < page.welcome.parties; peer += 1) {
+      if (peer !== page.welcome.pid) linkTo(peer);
+    }
+  } else {
+    worker.postMessage({ type: 'again', input });
+  }
+  renderRoster();
+}
+
+function startTimer() {
+  page.roundStarted = performance.now();
+  clearInterval(page.timer);
+  page.timer = setInterval(showActivity, 500);
+  showActivity();
+}
+
+function stopTimer(prefix) {
+  clearInterval(page.timer);
+  page.timer = null;
+  if (prefix && page.roundStarted) {
+    const seconds = (performance.now() - page.roundStarted) / 1000;
+    ui.elapsed.textContent = `${prefix} ${seconds.toFixed(1)} s${trafficText()}.`;
+  }
+  ui.activity.hidden = true;
+}
+
+function trafficText() {
+  const t = page.traffic;
+  if (!t) return '';
+  const kb = (t.bytes / 1024).toFixed(t.bytes < 10240 ? 1 : 0);
+  return `, ${t.messages.toLocaleString('en')} messages (${kb} KiB) exchanged`;
+}
+
+function showActivity() {
+  if (!running()) return;
+  const seconds = ((performance.now() - page.roundStarted) / 1000).toFixed(1);
+  ui.activity.hidden = false;
+  ui.activity.textContent = `${page.phase === 'computing' ? 'Computing' : 'Connecting'}: ${seconds} s${trafficText()}`;
+}
+
 // -- peer connections ---------------------------------------------------------------------
 
-/** The connection to ``peer``, made on first need once everyone has joined. */
+/** The connection to ``peer``, made on first need once everyone is ready. */
 function linkTo(peer) {
-  if (!page.welcome || !['connecting', 'computing'].includes(page.phase)) return null;
+  if (!page.welcome || page.round === 0 || page.phase === 'failed') return null;
   if (peer === page.welcome.pid || peer < 0 || peer >= page.welcome.parties) return null;
   let link = page.links.get(peer);
   if (!link) {
-    link = new PeerLink(peer);
+    link = new PeerLink(peer, page.welcome.pid, page.welcome.ice_servers, {
+      send,
+      log,
+      transfer: (pid, channel) => worker.postMessage({ type: 'channel', peer: pid, channel }, [channel]),
+      failed: (pid, reason) => worker.postMessage({ type: 'peer-failed', peer: pid, reason }),
+      changed: linkChanged,
+    });
     page.links.set(peer, link);
   }
   return link;
 }
 
-class PeerLink {
-  constructor(peer) {
-    this.peer = peer;
-    this.pc = new RTCPeerConnection({ iceServers: page.welcome.ice_servers });
-    // Negotiated on both sides, so it exists before any SDP; transferred in this same
-    // task, before it can open, as a transferable channel must be.
-    const channel = this.pc.createDataChannel('mpyc', { negotiated: true, id: 0 });
-    worker.postMessage({ type: 'channel', peer, channel }, [channel]);
-    this.remoteSet = false;
-    this.pendingCandidates = [];
-    this.steps = Promise.resolve(); // signaling steps of this link, one after another
-    this.failed = false;
-    this.pc.onicecandidate = ({ candidate }) => {
-      if (candidate && candidate.candidate) {
-        send('candidate', {
-          to: peer,
-          candidate: candidate.candidate,
-          sdpMid: candidate.sdpMid,
-          sdpMLineIndex: candidate.sdpMLineIndex,
-        });
-      }
-    };
-    this.pc.onconnectionstatechange = () => {
-      log(`connection to party ${peer}: ${this.pc.connectionState}`);
-      if (this.pc.connectionState === 'failed') this.giveUp('the connection failed.');
-      renderRoster();
-    };
-    this.pc.onsignalingstatechange = () => renderRoster();
-    if (page.welcome.pid < peer) this.step(() => this.offer()); // the lower pid offers
+/** Tell the server (and so everyone) how this link is doing, once per change. */
+function linkChanged(link) {
+  const state = link.state();
+  const key = `${state}/${link.path ?? ''}`;
+  if (page.reportedLinks.get(link.peer) !== key) {
+    page.reportedLinks.set(link.peer, key);
+    send('link', link.path ? { peer: link.peer, state, path: link.path } : { peer: link.peer, state });
   }
-
-  step(action) {
-    this.steps = this.steps.then(action).catch((error) => {
-      this.giveUp(`the connection could not be set up (${error.message || error}).`);
-    });
-  }
-
-  async offer() {
-    await this.pc.setLocalDescription(await this.pc.createOffer());
-    send('offer', { to: this.peer, sdp: this.pc.localDescription.sdp });
-  }
-
-  receiveOffer(sdp) {
-    this.step(async () => {
-      await this.setRemote({ type: 'offer', sdp });
-      await this.pc.setLocalDescription(await this.pc.createAnswer());
-      send('answer', { to: this.peer, sdp: this.pc.localDescription.sdp });
-    });
-  }
-
-  receiveAnswer(sdp) {
-    this.step(() => this.setRemote({ type: 'answer', sdp }));
-  }
-
-  receiveCandidate({ candidate, sdpMid, sdpMLineIndex }) {
-    if (!candidate) return; // end of candidates
-    const init = { candidate, sdpMid: sdpMid ?? null, sdpMLineIndex: sdpMLineIndex ?? null };
-    if (init.sdpMid === null && init.sdpMLineIndex === null) init.sdpMLineIndex = 0;
-    if (!this.remoteSet) {
-      this.pendingCandidates.push(init);
-      return;
-    }
-    this.addCandidate(init);
-  }
-
-  async setRemote(description) {
-    await this.pc.setRemoteDescription(description);
-    this.remoteSet = true;
-    const pending = this.pendingCandidates.splice(0);
-    for (const init of pending) await this.addCandidate(init);
-  }
-
-  async addCandidate(init) {
-    try {
-      await this.pc.addIceCandidate(init);
-    } catch (error) {
-      log(`ignoring an unusable connection candidate from party ${this.peer}: ${error.message}`);
-    }
-  }
-
-  giveUp(reason) {
-    if (this.failed) return;
-    this.failed = true;
-    log(`connection to party ${this.peer}: ${reason}`);
-    worker.postMessage({ type: 'peer-failed', peer: this.peer, reason });
-    renderRoster();
-  }
-
-  /** Roster state of this peer as seen from here. */
-  state() {
-    const { pc } = this;
-    if (this.failed || pc.connectionState === 'failed') return 'failed';
-    if (pc.connectionState === 'connected') return 'connected';
-    if (pc.connectionState === 'closed') return this.wasConnected ? 'connected' : 'failed';
-    if (!this.remoteSet || pc.signalingState !== 'stable') return 'signaling';
-    return 'connecting';
-  }
-
-  close() {
-    this.wasConnected = this.pc.connectionState === 'connected' || this.wasConnected;
-    this.pc.close();
-  }
+  renderRoster();
 }
 
-/** Close the connections and the signaling socket once the program has ended. */
-function finish() {
+/** Close the connections and the signaling socket: this party is finished for good. */
+function closeEverything() {
   for (const link of page.links.values()) link.close();
-  renderRoster();
-  setTimeout(() => page.ws?.close(), 200); // let the last status message go out
+  setTimeout(() => page.ws?.close(), 200); // let the last messages go out
 }
 
 // -- the roster ---------------------------------------------------------------------------
 
-function peerState(pid) {
-  const me = page.welcome?.pid;
+function memberState(pid) {
   const member = page.roster?.members.find((m) => m.pid === pid);
-  if (pid === me) return page.myState;
-  if (!member) return 'waiting';
-  const link = page.links.get(pid);
-  const local = link ? link.state() : null;
-  // Our own run ending well means everyone reached MPyC's final barrier.
-  if (page.finished.has(pid) || (page.myState === 'done' && local === 'connected')) {
-    return 'done';
+  if (pid === page.welcome?.pid) {
+    if (['lobby', 'again'].includes(page.phase)) {
+      return page.iAmReady ? (page.phase === 'again' ? 'again' : 'ready') : 'joined';
+    }
+    if (page.phase === 'done') return 'done';
+    return page.myState;
   }
+  if (!member) return 'waiting';
   if (member.state === 'left') return 'left';
   if (member.state === 'failed') return 'failed';
-  if (local) return local;
-  return page.roster.started ? 'signaling' : 'joined';
+  if (!page.roster.started) return member.ready ? 'ready' : 'joined';
+  if (member.state === 'done') return member.ready ? 'again' : 'done';
+  if (member.state === 'connected') return 'computing';
+  return 'connecting';
 }
 
 function renderRoster() {
   const parties = page.welcome?.parties ?? page.session?.parties;
   if (!parties) return;
-  if (!page.welcome) {
+  if (!page.roster) {
     const joined = page.session.joined;
-    ui.rosterSummary.textContent = `${plural(joined, 'party has', 'parties have')} joined so far, out of ${parties}. `
-      + 'Party numbers are given out in the order people join.';
-    ui.roster.replaceChildren();
-    return;
+    ui.rosterSummary.textContent = `${plural(joined, 'party has', 'parties have')} joined so far, out of ${parties}.`;
+  } else {
+    const present = page.roster.members.filter((m) => m.state !== 'left').length;
+    const ready = page.roster.members.filter((m) => m.ready && m.state !== 'left').length;
+    ui.rosterSummary.textContent = page.roster.started
+      ? `Round ${page.roster.round}.`
+      : `${present} of ${parties} here, ${ready} ready. The computation starts when everyone is here and ready.`;
   }
-  ui.rosterSummary.textContent = '';
   const rows = [];
   for (let pid = 0; pid < parties; pid += 1) {
-    const state = peerState(pid);
-    const member = page.roster?.members.find((m) => m.pid === pid);
+    const state = memberState(pid);
     const row = document.createElement('li');
     row.dataset.testid = `peer-${pid}`;
     row.dataset.state = state;
     const name = document.createElement('span');
     name.className = 'who';
-    name.textContent = pid === page.welcome.pid ? `Party ${pid} (you)`
-      : `Party ${pid}${member && member.name && member.name !== `party ${pid}` ? ` · ${member.name}` : ''}`;
+    name.textContent = partyName(pid);
     const label = document.createElement('span');
     label.className = 'state';
     label.textContent = STATE_LABELS[state] ?? state;
@@ -640,6 +778,21 @@ function renderRoster() {
     rows.push(row);
   }
   ui.roster.replaceChildren(...rows);
+  const pairs = page.roster?.pairs ?? [];
+  ui.pairsBox.hidden = !pairs.length;
+  ui.pairs.replaceChildren(...pairs.map((pair) => {
+    const item = document.createElement('li');
+    item.dataset.testid = `pair-${pair.a}-${pair.b}`;
+    item.dataset.state = pair.state;
+    if (pair.path) item.dataset.path = pair.path;
+    const who = document.createElement('span');
+    who.textContent = `Party ${pair.a} ↔ party ${pair.b}`;
+    const state = document.createElement('span');
+    state.className = 'state';
+    state.textContent = PAIR_LABELS[pair.state] + (pair.path ? `, ${pair.path}` : '');
+    item.append(who, state);
+    return item;
+  }));
 }
 
 init().catch((error) => {

@@ -109,12 +109,15 @@ async function load({ assets }) {
   progress(90, 'Preparing MPyC', 'loading the Python archive');
   partyModule = pyodide.pyimport('py_worker.party');
   partyModule.prepare();
-  const builtins = JSON.parse(partyModule.builtin_programs());
   // JSPI lets mpc.run(...) block; Python tells whether it works here (True in Chromium).
   const jspi = Boolean(await pyodide.runPythonAsync(
     'from pyodide.ffi import can_run_sync\ncan_run_sync()'));
   progress(100, 'Ready', 'compiling MPyC');
-  post({ type: 'ready', builtins, jspi, seconds: (performance.now() - started) / 1000 });
+  post({ type: 'ready', jspi, seconds: (performance.now() - started) / 1000 });
+}
+
+function fingerprint({ program }) {
+  post({ type: 'fingerprint', value: partyModule.program_fingerprint(JSON.stringify(program)) });
 }
 
 function checkInput({ id, program, text }) {
@@ -125,6 +128,16 @@ function checkInput({ id, program, text }) {
 async function run({ config }) {
   const report = (kind, detail) => post({ type: 'report', kind, detail });
   party = partyModule.Party(JSON.stringify(config), report);
+  await runParty();
+}
+
+/** The next round over the same channels, once every party agreed to run again. */
+async function again({ input }) {
+  party.again(input);
+  await runParty();
+}
+
+async function runParty() {
   const scope = pyodide.globals.get('dict')();
   scope.set('party', party);
   let problem;
@@ -150,7 +163,7 @@ const toParty = {
   'signaling-ended': ({ reason }) => party && party.signaling_ended(reason),
 };
 
-const tasks = { load, run, 'check-input': checkInput };
+const tasks = { load, run, again, fingerprint, 'check-input': checkInput };
 
 self.onmessage = (event) => {
   const message = event.data;
@@ -172,6 +185,7 @@ function fail(during, error) {
   const what = {
     load: 'Python could not be loaded in this browser',
     run: 'The program could not be run',
+    again: 'The program could not be run again',
   }[during] || 'Something went wrong in the Python worker';
   post({ type: 'failed', during, message: `${what}: ${describe(error)}` });
 }

@@ -1,0 +1,237 @@
+// The create page: choose a program (or write one), the parties and their labels, create
+// the session with POST /api/sessions, and go to its lobby (join.html) as the chosen party.
+
+import { CodeJar } from '/vendor/codejar/dist/codejar.js';
+import { byTestId as el, fetchJson, highlightPython, showCode } from './common.js';
+
+const ui = {
+  form: el('create-form'),
+  list: el('program-list'),
+  preview: el('program-preview'),
+  previewBox: el('program-preview-box'),
+  editorBox: el('editor-box'),
+  editor: el('source-editor'),
+  count: el('parties-count'),
+  countHelp: el('parties-help'),
+  labels: el('labels'),
+  role: el('my-role'),
+  args: el('program-args'),
+  create: el('create'),
+  error: el('create-error'),
+};
+
+const OWN = '(own)';
+const STARTER = `"""Every party enters a whole number; everyone learns only the sum."""
+import sys
+
+from mpyc.runtime import mpc
+
+# Each party's private input arrives as --input=VALUE (none given: 0).
+value = next((int(a.split('=', 1)[1]) for a in sys.argv if a.startswith('--input=')), 0)
+
+secint = mpc.SecInt(32)
+mpc.run(mpc.start())
+inputs = mpc.input(secint(value))  # a list: one secret-shared number per party
+total = mpc.run(mpc.output(mpc.sum(inputs)))
+print('The sum of all inputs is', total)
+mpc.run(mpc.shutdown())
+`;
+
+const state = { library: [], min: 2, max: 32, jar: null };
+
+function chosen() {
+  return ui.list.querySelector('input[name="program"]:checked')?.value ?? null;
+}
+
+function showError(text) {
+  ui.error.textContent = text;
+  ui.error.hidden = !text;
+}
+
+function renderLibrary() {
+  const groups = new Map();
+  for (const program of state.library) {
+    if (!groups.has(program.group)) groups.set(program.group, []);
+    groups.get(program.group).push(program);
+  }
+  groups.set('Your own', [{
+    name: OWN, title: 'Your own MPyC program', summary: 'Write or paste MPyC code; every party runs exactly this code.',
+  }]);
+  const parts = [];
+  for (const [group, programs] of groups) {
+    const box = document.createElement('fieldset');
+    box.className = 'program-group';
+    const legend = document.createElement('legend');
+    legend.textContent = group;
+    box.append(legend);
+    for (const program of programs) {
+      const label = document.createElement('label');
+      label.className = 'program-choice';
+      const radio = document.createElement('input');
+      radio.type = 'radio';
+      radio.name = 'program';
+      radio.value = program.name;
+      radio.dataset.testid = `program-choice-${program.name === OWN ? 'own' : program.name}`;
+      const text = document.createElement('span');
+      const title = document.createElement('strong');
+      title.textContent = program.title;
+      const summary = document.createElement('span');
+      summary.className = 'summary';
+      summary.textContent = program.summary;
+      text.append(title, summary);
+      if (program.input) {
+        const asks = document.createElement('span');
+        asks.className = 'asks';
+        asks.textContent = program.input.kind === 'none' ? 'Nobody enters anything.'
+          : `Each party enters: ${program.input.label.replace(/^Your /, 'their ')}.`;
+        text.append(asks);
+      }
+      label.append(radio, text);
+      box.append(label);
+    }
+    parts.push(box);
+  }
+  ui.list.replaceChildren(...parts);
+  ui.list.querySelector('input[value="average"]')?.setAttribute('checked', '');
+  ui.list.addEventListener('change', programChanged);
+  programChanged();
+}
+
+function programChanged() {
+  const name = chosen();
+  const own = name === OWN;
+  ui.editorBox.hidden = !own;
+  ui.previewBox.hidden = own;
+  if (own) {
+    if (!state.jar) {
+      state.jar = CodeJar(ui.editor, (editor) => {
+        editor.innerHTML = highlightPython(editor.textContent);
+      }, { tab: '    ' });
+      state.jar.updateCode(STARTER);
+    }
+  } else {
+    const program = state.library.find((p) => p.name === name);
+    if (program) showCode(ui.preview, program.source);
+  }
+  update();
+}
+
+/** Number of parties typed, or null with the reason shown. */
+function partyCount() {
+  const text = ui.count.value.trim();
+  const n = Number(text);
+  if (!/^\d+$/.test(text) || n < state.min || n > state.max) {
+    ui.countHelp.textContent = `The number of parties must be a whole number from ${state.min} to ${state.max}.`;
+    ui.countHelp.classList.add('problem');
+    ui.count.setAttribute('aria-invalid', 'true');
+    return null;
+  }
+  ui.countHelp.textContent = `${state.min} to ${state.max} people or organisations, counting you.`;
+  ui.countHelp.classList.remove('problem');
+  ui.count.setAttribute('aria-invalid', 'false');
+  return n;
+}
+
+function renderPlaces() {
+  const n = partyCount();
+  if (n === null) return;
+  const old = [...ui.labels.querySelectorAll('input')].map((input) => input.value);
+  const rows = [];
+  for (let pid = 0; pid < n; pid += 1) {
+    const row = document.createElement('li');
+    const input = document.createElement('input');
+    input.type = 'text';
+    input.maxLength = 40;
+    input.dataset.testid = `label-${pid}`;
+    input.placeholder = `Party ${pid}`;
+    input.setAttribute('aria-label', `Name for party ${pid}`);
+    input.value = old[pid] ?? '';
+    input.addEventListener('input', renderRoles);
+    row.append(input);
+    rows.push(row);
+  }
+  ui.labels.replaceChildren(...rows);
+  renderRoles();
+}
+
+function labels() {
+  return [...ui.labels.querySelectorAll('input')].map((input) => input.value.trim());
+}
+
+function renderRoles() {
+  const current = Number(ui.role.value || 0);
+  const options = labels().map((label, pid) => {
+    const option = document.createElement('option');
+    option.value = String(pid);
+    option.textContent = label ? `${label} (party ${pid})` : `Party ${pid}`;
+    return option;
+  });
+  ui.role.replaceChildren(...options);
+  ui.role.value = String(Math.min(current, options.length - 1));
+}
+
+function update() {
+  ui.create.disabled = !(chosen() && partyCount() !== null);
+}
+
+function request() {
+  const name = chosen();
+  const body = { parties: partyCount(), args: ui.args.value.trim().split(/\s+/).filter(Boolean) };
+  if (name === OWN) {
+    body.source = state.jar ? state.jar.toString() : '';
+    body.program = 'program.py';
+  } else {
+    body.program = name;
+  }
+  const named = labels();
+  if (named.some(Boolean)) body.labels = named;
+  return body;
+}
+
+ui.count.addEventListener('input', () => {
+  renderPlaces();
+  update();
+});
+
+ui.form.addEventListener('submit', async (event) => {
+  event.preventDefault();
+  if (ui.create.disabled) return;
+  showError('');
+  ui.create.disabled = true;
+  ui.create.textContent = 'Creating…';
+  try {
+    const session = await fetchJson('/api/sessions', {
+      method: 'POST',
+      headers: { 'Content-Type': 'application/json' },
+      body: JSON.stringify(request()),
+    });
+    const role = ui.role.value || '0';
+    location.assign(`/join/${encodeURIComponent(session.session)}?role=${role}&created=1`);
+  } catch (error) {
+    showError(error.message);
+    ui.create.textContent = 'Create the session';
+    update();
+  }
+});
+
+async function init() {
+  try {
+    const [library, protocol] = await Promise.all([
+      fetchJson('/api/programs'), fetchJson('/api/protocol'),
+    ]);
+    state.library = library;
+    state.min = protocol.parties.min;
+    state.max = protocol.parties.max;
+    ui.count.min = String(state.min);
+    ui.count.max = String(state.max);
+  } catch (error) {
+    ui.list.replaceChildren();
+    showError(`${error.message} Reload the page to try again.`);
+    return;
+  }
+  renderLibrary();
+  renderPlaces();
+  update();
+}
+
+init();
