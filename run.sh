@@ -53,7 +53,7 @@ case "${1:-}" in
         shift
         install ""
         browser_assets
-        exec .venv/bin/mpyc-webrtc-server --session sum:3 "$@"
+        exec .venv/bin/mpyc-webrtc-server --session average:3 "$@"
         ;;
     test)
         shift

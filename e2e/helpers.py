@@ -90,7 +90,7 @@ class BrowserParty:
             raise AssertionError(self.describe("did not finish")) from None
         if status.inner_text() != "Done":
             raise AssertionError(self.describe("failed"))
-        return self["output"].inner_text()
+        return self["output"].text_content()
 
     def headline(self) -> str:
         return self["result-headline"].inner_text()

@@ -14,7 +14,7 @@ const ui = Object.fromEntries([
   'invite', 'invite-link', 'copy-link', 'copy-result', 'invite-qr', 'places', 'place-buttons',
   'me', 'pid', 'session-id', 'parties', 'input-form', 'your-name', 'input-area', 'input-label',
   'party-input', 'input-choices', 'input-help', 'ready', 'unready', 'result-card', 'result',
-  'output', 'elapsed', 'run-again', 'again-help', 'roster-summary', 'roster', 'pairs-box',
+  'output', 'output-box', 'elapsed', 'run-again', 'again-help', 'roster-summary', 'roster', 'pairs-box',
   'pairs', 'program', 'fingerprint', 'fingerprint-check', 'program-source', 'log',
 ].map((id) => [id.replace(/-(\w)/g, (_, c) => c.toUpperCase()), el(id)]));
 
@@ -316,7 +316,7 @@ const fromWorker = {
       showActivity();
     } else if (kind === 'result') {
       renderResult(ui.result, JSON.parse(detail));
-      ui.output.classList.add('secondary');
+      ui.outputBox.open = false; // the same, as plain text
     }
   },
   exit({ problem }) {
@@ -332,6 +332,7 @@ const fromWorker = {
       stopTimer('Finished in');
       ui.runAgain.hidden = false;
       ui.runAgain.disabled = false;
+      updateButtons();
       renderRoster();
     }
   },
@@ -423,6 +424,8 @@ function updateButtons() {
     ui.ready.textContent = page.phase === 'again' ? 'I\'m ready to run again' : 'I\'m ready';
   }
   ui.unready.hidden = !(page.iAmReady && page.phase === 'lobby');
+  // While a round runs and after it, the result is what matters; "Run again" brings it back.
+  ui.ready.hidden = ['connecting', 'computing', 'done'].includes(page.phase);
 }
 
 ui.partyInput.addEventListener('input', inputChanged);
@@ -635,7 +638,7 @@ function beginRound(round) {
   ui.resultCard.hidden = false;
   ui.result.hidden = true;
   ui.output.textContent = '';
-  ui.output.classList.remove('secondary');
+  ui.outputBox.open = true;
   showError('');
   setStatus(round === 1 ? 'Connecting to the other parties' : 'Running again');
   startTimer();
