@@ -8,7 +8,6 @@ from __future__ import annotations
 import ast
 import builtins
 import hashlib
-import json
 import logging
 import re
 import types
@@ -16,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from . import programs
+from .wire import PROGRAM_HASH_CONTEXT
 
 
 class LaunchError(Exception):
@@ -54,16 +54,32 @@ def program_source(program: dict[str, Any]) -> str:
     return program["source"]
 
 
-def fingerprint(program: dict[str, Any]) -> str:
-    """A short hash of exactly what runs (source and arguments), for people to compare.
+def program_hash(program: dict[str, Any]) -> str:
+    """SHA-256 (hex) of exactly what runs: the source and the arguments.
+
+    The bytes hashed are ``PROGRAM_HASH_CONTEXT``, then the UTF-8 source and each
+    argument, each preceded by its length in bytes as 4 bytes big-endian, with the
+    number of arguments (4 bytes) before the arguments. The page's create.js builds the
+    same bytes; a test checks both give the same hash for every built-in.
+    """
+    def part(text: str) -> bytes:
+        data = text.encode()
+        return len(data).to_bytes(4, "big") + data
+
+    args = list(program["args"])
+    data = (PROGRAM_HASH_CONTEXT + part(program_source(program))
+            + len(args).to_bytes(4, "big") + b"".join(part(a) for a in args))
+    return hashlib.sha256(data).hexdigest()
+
+
+def fingerprint(program: dict[str, Any] | str) -> str:
+    """A short form of the program hash for people to compare: five groups of four.
 
     Every party computes it from the code it is about to run, so a server that hands
     different parties different programs shows up as different fingerprints.
     """
-    canonical = json.dumps({"source": program_source(program), "args": program["args"]},
-                           sort_keys=True, separators=(",", ":"))
-    digest = hashlib.sha256(canonical.encode()).hexdigest()[:20]
-    return " ".join(digest[i:i + 4] for i in range(0, len(digest), 4))
+    digest = program if isinstance(program, str) else program_hash(program)
+    return " ".join(digest[i:i + 4] for i in range(0, 20, 4))
 
 
 #: What an uploaded script gets: free text, passed on as ``--input=VALUE`` if given.
@@ -95,6 +111,7 @@ def describe_program(program: dict[str, Any]) -> dict[str, Any]:
         "summary": spec.summary if spec else "An MPyC program uploaded by the session's creator.",
         "input": input_spec(program),
         "source": program_source(program),
+        "hash": program_hash(program),
         "fingerprint": fingerprint(program),
     }
 

@@ -5,14 +5,25 @@ WebSocket: the I/O layer feeds it the text frames it receives and tells it when
 the socket closed; the core answers by calling the ``send``/``close`` callables
 it was given. That keeps the aiohttp handler thin and lets the tests drive
 every rule with plain strings.
+
+Limits (the ``Registry``'s arguments; see ``signaling.app`` for the CLI options): total
+sessions, open sessions per client address, total connections, messages per second per
+connection (a token bucket on the registry's clock), how long a connection may stay
+without joining, and idle/absolute session age. Every refusal is an ``error`` message
+with a code and a sentence for a person; nothing a client sends raises out of ``Endpoint``.
 """
 
 from __future__ import annotations
 
 import ast
+import hashlib
+import hmac
+import json
 import logging
+import re
 import secrets
 import time
+from collections import Counter
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
@@ -20,13 +31,16 @@ from typing import Any
 from . import programs
 from .launch import describe_program
 from .wire import (
+    CLIENT_MESSAGES,
     LINK_STATES,
     MAX_PARTIES,
     MIN_PARTIES,
     RELAYED,
+    SERVER_MESSAGES,
     ErrorCode,
     SignalingError,
     decode_client_message,
+    error_message,
     message,
 )
 
@@ -38,6 +52,8 @@ Send = Callable[[dict[str, Any]], None]
 MAX_SOURCE_BYTES = 256 * 1024
 #: Longest party label ("hospital A"), in characters.
 MAX_LABEL_LENGTH = 40
+#: The error code for a bug in the server (until ``wire.ErrorCode`` has it).
+INTERNAL_ERROR = ErrorCode.INTERNAL_ERROR
 
 
 @dataclass
@@ -74,8 +90,11 @@ _PROGRESS = LINK_STATES[:-1]
 
 class Session:
     def __init__(self, session_id: str, parties: int, program: Program, now: float,
-                 ice_servers: list[dict[str, Any]], labels: list[str] | None = None):
+                 ice_servers: list[dict[str, Any]], labels: list[str] | None = None,
+                 token_hash: str = ""):
         self.id = session_id
+        #: SHA-256 (hex) of the join token; the token itself is known only to the parties.
+        self.token_hash = token_hash
         self.parties = parties
         self.program = program
         self.labels = list(labels or []) + [""] * (parties - len(labels or []))
@@ -87,6 +106,8 @@ class Session:
         #: How many times the program was started; 0 while in the lobby.
         self.round = 0
         self.shown_program = describe_program(program.to_wire())
+        #: The address that created the session (for ``max_sessions_per_client``).
+        self.client: str | None = None
 
     def describe(self) -> dict[str, Any]:
         return {
@@ -146,6 +167,11 @@ class Session:
     def broadcast(self, msg: dict[str, Any]) -> None:
         for member in self.connected_members():
             member.endpoint.send(msg)
+
+    def admits(self, token: str) -> bool:
+        """Whether ``token`` is the session's join token (compared in constant time)."""
+        digest = hashlib.sha256(token.encode(errors="replace")).hexdigest()
+        return hmac.compare_digest(digest, self.token_hash)
 
     def join(self, endpoint: Endpoint, name: str, now: float, role: int | None = None,
              ready: bool = False) -> int:
@@ -253,7 +279,9 @@ class Session:
                 f"{sorted(m.pid for m in self.connected_members())}.",
             )
         self.last_activity = now
-        relayed = {k: v for k, v in msg.items() if k != "to"}
+        # Only what the schema relays: nothing else a client adds reaches the other party.
+        relayed = message(msg["type"], **{k: msg[k] for k in SERVER_MESSAGES[msg["type"]]
+                                          if k in msg and k != "from"})
         relayed["from"] = pid
         target.endpoint.send(relayed)
 
@@ -266,20 +294,76 @@ class Session:
 
 
 class Registry:
-    """All live sessions of one server, with the limits that keep it healthy."""
+    r"""All live sessions of one server, with the limits that keep it healthy.
+
+    - ``max_sessions`` open sessions in all (``server_busy``), and ``max_sessions_per_client``
+      open sessions created from one client address (``too_many_sessions``); a session
+      counts until it expires;
+    - ``idle_timeout``: a session nobody touched for this long closes (joined or not, unless
+      it is running with parties connected); ``max_age``: every session closes at this age;
+    - ``max_connections`` open connections (``Endpoint``\ s) in all (``server_busy``);
+      ``join_timeout``: a connection that has not joined a session this long after it
+      opened is closed (``sweep``);
+    - ``message_rate``/``message_burst``: each connection may send ``message_burst``
+      messages at once and ``message_rate`` per second sustained (a token bucket); more are
+      refused with ``rate_limited``, and a connection that sends ``flood_factor`` times
+      that (at once, or sustained) is closed.
+    """
 
     def __init__(self, *, idle_timeout: float = 600.0, max_age: float = 24 * 3600.0,
                  max_sessions: int = 1000, ice_servers: Iterable[dict[str, Any]] = (),
-                 clock: Callable[[], float] = time.monotonic):
+                 clock: Callable[[], float] = time.monotonic,
+                 max_sessions_per_client: int = 20, max_connections: int = 5000,
+                 join_timeout: float = 60.0, message_rate: float = 50.0,
+                 message_burst: int = 200, flood_factor: float = 3.0):
         self.idle_timeout = idle_timeout
         self.max_age = max_age
         self.max_sessions = max_sessions
+        self.max_sessions_per_client = max_sessions_per_client
+        self.max_connections = max_connections
+        self.join_timeout = join_timeout
+        self.message_rate = message_rate
+        self.message_burst = message_burst
+        self.flood_factor = max(1.0, flood_factor)
         self.ice_servers = list(ice_servers)
         self.clock = clock
         self.sessions: dict[str, Session] = {}
+        #: Open sessions per creating client address (only addresses with at least one).
+        self.sessions_by_client: Counter[str] = Counter()
+        #: Every open connection, and those not yet in a session (oldest first).
+        self.endpoints: set[Endpoint] = set()
+        self.unjoined: dict[Endpoint, None] = {}
 
-    def create(self, request: Any) -> Session:
-        """Create a session from the JSON body of ``POST /api/sessions``."""
+    def check_connection_capacity(self) -> None:
+        """Raise ``server_busy`` if another connection would be more than the server allows."""
+        if len(self.endpoints) >= self.max_connections:
+            raise SignalingError(
+                ErrorCode.SERVER_BUSY,
+                "The server has too many open connections right now; try again in a few "
+                "minutes.",
+            )
+
+    def _check_session_capacity(self, client: str | None) -> None:
+        if len(self.sessions) >= self.max_sessions:
+            raise SignalingError(
+                ErrorCode.SERVER_BUSY,
+                "The server has too many open sessions right now; try again in a few minutes.",
+            )
+        if client is not None and \
+                self.sessions_by_client[client] >= self.max_sessions_per_client:
+            raise SignalingError(
+                ErrorCode.TOO_MANY_SESSIONS,
+                f"You already have {self.max_sessions_per_client} open sessions on this "
+                "server, the most it allows from one address. Use one of them, or wait until "
+                "some expire.",
+            )
+
+    def create(self, request: Any, client: str | None = None) -> Session:
+        """Create a session from the JSON body of ``POST /api/sessions``.
+
+        ``client`` is the creator's address, counted against ``max_sessions_per_client``
+        (``None``: not counted, e.g. a session the operator opens at start-up).
+        """
         if not isinstance(request, dict):
             raise _invalid("The request body must be a JSON object.")
         parties = request.get("parties")
@@ -291,18 +375,32 @@ class Registry:
                 f"got {parties!r}."
             )
         program = _program_from_request(request)
-        if len(self.sessions) >= self.max_sessions:
-            raise SignalingError(
-                ErrorCode.SERVER_BUSY,
-                "The server has too many open sessions right now; try again in a few minutes.",
-            )
         labels = _labels_from_request(request, parties)
+        token_hash = request.get("token_hash")
+        if not isinstance(token_hash, str) or not re.fullmatch(r"[0-9a-f]{64}", token_hash):
+            raise _invalid(
+                "'token_hash' must be the SHA-256 (64 lowercase hex digits) of the session's "
+                "join token. The create page and 'mpyc-webrtc-peer create' make it for you.")
+        self._check_session_capacity(client)
         session_id = secrets.token_urlsafe(12)
-        session = Session(session_id, parties, program, self.clock(), self.ice_servers, labels)
+        session = Session(session_id, parties, program, self.clock(), self.ice_servers, labels,
+                          token_hash)
+        session.client = client
         self.sessions[session_id] = session
-        log.info("session %s: created for %d parties, program %s", session_id, parties,
-                 program.name)
+        if client is not None:
+            self.sessions_by_client[client] += 1
+        log.info("session %s party -: created for %d parties, %s", session_id, parties,
+                 f"program {program.name}" if program.source is None else
+                 f"uploaded program ({len(program.source.encode())} bytes)")
         return session
+
+    def _remove(self, session: Session) -> None:
+        del self.sessions[session.id]
+        client = session.client
+        if client is not None:
+            self.sessions_by_client[client] -= 1
+            if self.sessions_by_client[client] <= 0:
+                del self.sessions_by_client[client]
 
     def get(self, session_id: str) -> Session:
         session = self.sessions.get(session_id)
@@ -325,7 +423,7 @@ class Registry:
             too_old = now - session.created > self.max_age
             if idle or over or too_old:
                 gone.append(session)
-                del self.sessions[session.id]
+                self._remove(session)
                 why = ("it has been open longer than the server allows" if too_old
                        else "it was idle for too long")
                 for member in session.connected_members():
@@ -334,30 +432,125 @@ class Registry:
                         message=f"This session was closed because {why}.",
                     ))
                     member.endpoint.close()
-                log.info("session %s: expired", session.id)
+                log.info("session %s party -: expired (%s)", session.id,
+                         "too old" if too_old else "over" if over else "idle")
+        return gone
+
+    def close_unjoined(self) -> int:
+        """Close connections that have not joined a session within ``join_timeout``."""
+        now = self.clock()
+        late = [e for e in self.unjoined if now - e.opened > self.join_timeout]
+        for endpoint in late:
+            del self.unjoined[endpoint]
+            endpoint.send(error_message(
+                ErrorCode.NOT_JOINED,
+                f"This connection did not join a session within {self.join_timeout:g} "
+                "seconds, so the server closed it. Open the join link again.",
+            ))
+            endpoint.close()
+            log.info("session - party -: connection closed, no join within %gs",
+                     self.join_timeout)
+        return len(late)
+
+    def sweep(self) -> list[Session]:
+        """What the server does every few seconds: ``expire`` and ``close_unjoined``."""
+        gone = self.expire()
+        self.close_unjoined()
         return gone
 
 
 class Endpoint:
-    """One party's signaling connection, as the core sees it."""
+    """One party's signaling connection, as the core sees it.
+
+    ``send`` and ``close`` are the I/O layer's; neither may raise. The endpoint counts in
+    its registry's ``endpoints`` from creation until ``disconnected``.
+    """
 
     def __init__(self, registry: Registry, send: Send, close: Callable[[], None]):
         self.registry = registry
         self.send = send
-        self.close = close
+        self._close = close
         self.session: Session | None = None
         self.pid: int | None = None
+        #: Set once the core asked the I/O layer to close; later frames are ignored.
+        self.closed = False
+        self.opened = registry.clock()
+        # Token bucket: ``_tokens`` messages may come now; refused messages add
+        # ``_strikes``, which drain at (flood_factor - 1) times the rate.
+        self._tokens = float(registry.message_burst)
+        self._strikes = 0.0
+        self._refilled = self.opened
+        registry.endpoints.add(self)
+        registry.unjoined[self] = None
+
+    def close(self) -> None:
+        """Ask the I/O layer to close this connection (once)."""
+        if not self.closed:
+            self.closed = True
+            self._close()
 
     def receive(self, text: str | bytes) -> None:
         """Handle one WebSocket frame; every failure becomes an ``error`` message."""
+        if self.closed or not self._allowed():
+            return
         try:
-            self._receive(decode_client_message(text))
+            try:
+                msg = decode_client_message(text)
+            except (RecursionError, UnicodeError):
+                # Nesting deeper than the JSON parser goes, or text that is not UTF-8.
+                raise SignalingError(ErrorCode.MALFORMED_JSON,
+                                     "The message is not valid JSON text.") from None
+            self._receive(msg)
         except SignalingError as exc:
-            log.info("session %s party %s: %s (%s)", self._session_id(), self.pid, exc.code,
-                     exc.message)
+            # The code only: the message may quote what the client sent.
+            log.info("session %s party %s: refused, %s", self._session_id(), self._party(),
+                     exc.code)
             self.send(exc.to_message())
+        except Exception:
+            log.exception("session %s party %s: internal error handling a %s message",
+                          self._session_id(), self._party(), _type_of(text))
+            self.send(error_message(
+                INTERNAL_ERROR,  # type: ignore[arg-type]
+                "Something went wrong inside the signaling server; this connection is "
+                "closed. Join again, and tell the server's operator if it happens again.",
+            ))
+            self.close()
+
+    def _allowed(self) -> bool:
+        """Take a token from the bucket, or refuse (and close a flooding connection)."""
+        reg = self.registry
+        now = reg.clock()
+        elapsed = max(0.0, now - self._refilled)
+        self._refilled = now
+        self._tokens = min(float(reg.message_burst), self._tokens + elapsed * reg.message_rate)
+        excess = reg.flood_factor - 1.0
+        self._strikes = max(0.0, self._strikes - elapsed * reg.message_rate * excess)
+        if self._tokens >= 1.0:
+            self._tokens -= 1.0
+            return True
+        self._strikes += 1.0
+        if self._strikes > reg.message_burst * excess:
+            log.warning("session %s party %s: closing a connection that floods the server",
+                        self._session_id(), self._party())
+            self.send(error_message(
+                ErrorCode.RATE_LIMITED,
+                f"This connection sent far more than {reg.message_rate:g} messages per second, "
+                "so the server closed it.",
+            ))
+            self.close()
+        else:
+            self.send(error_message(
+                ErrorCode.RATE_LIMITED,
+                f"Too many messages: the server takes {reg.message_rate:g} per second (bursts "
+                f"of {reg.message_burst}) from one connection. This one was dropped; slow "
+                "down and send it again.",
+            ))
+        return False
 
     def disconnected(self) -> None:
+        self.registry.endpoints.discard(self)
+        self.registry.unjoined.pop(self, None)
+        self.closed = True
         if self.session is not None and self.pid is not None:
             session, pid = self.session, self.pid
             self.session = self.pid = None
@@ -375,9 +568,17 @@ class Endpoint:
                     f"{self.pid}.",
                 )
             session = self.registry.get(msg["session"])
+            if not session.admits(msg["token"]):
+                raise SignalingError(
+                    ErrorCode.BAD_TOKEN,
+                    "This link is incomplete or wrong: a join link ends with a secret part "
+                    "after the # sign. Ask the person who created the session for the whole "
+                    "link.",
+                )
             self.pid = session.join(self, msg.get("name", ""), now, msg.get("role"),
                                     msg.get("ready", False))
             self.session = session
+            self.registry.unjoined.pop(self, None)
             log.info("session %s party %d: joined", session.id, self.pid)
             return
         if self.session is None or self.pid is None:
@@ -396,9 +597,30 @@ class Endpoint:
     def _session_id(self) -> str:
         return self.session.id if self.session else "-"
 
+    def _party(self) -> str:
+        return "-" if self.pid is None else str(self.pid)
+
+
+def _type_of(text: str | bytes) -> str:
+    """A frame's message type, for a log line (never its content)."""
+    try:
+        type_ = json.loads(text).get("type")
+    except Exception:
+        return "malformed"
+    return type_ if isinstance(type_, str) and type_ in CLIENT_MESSAGES else "unknown"
+
 
 def _invalid(text: str) -> SignalingError:
     return SignalingError(ErrorCode.INVALID_REQUEST, text)
+
+
+def _is_text(text: str) -> bool:
+    """Whether ``text`` is encodable as UTF-8 (JSON may carry unpaired surrogates)."""
+    try:
+        text.encode()
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def _labels_from_request(request: dict[str, Any], parties: int) -> list[str]:
@@ -408,6 +630,8 @@ def _labels_from_request(request: dict[str, Any], parties: int) -> list[str]:
                        "[\"hospital A\", \"hospital B\"].")
     if len(labels) > parties:
         raise _invalid(f"There are {len(labels)} labels for {parties} parties.")
+    if not all(_is_text(x) for x in labels):
+        raise _invalid("A label contains characters that are not valid text.")
     labels = [" ".join(x.split()) for x in labels]
     for label in labels:
         if len(label) > MAX_LABEL_LENGTH:
@@ -430,6 +654,8 @@ def _program_from_request(request: dict[str, Any]) -> Program:
         programs.check_args(args)
     except ValueError as exc:
         raise _invalid(str(exc)) from None
+    if not all(_is_text(a) for a in args):
+        raise _invalid("A program argument contains characters that are not valid text.")
     if source is None:
         if not isinstance(name, str) or name not in programs.BUILTIN:
             raise _invalid(
@@ -439,11 +665,14 @@ def _program_from_request(request: dict[str, Any]) -> Program:
         return Program(name, args)
     if not isinstance(source, str) or not source.strip():
         raise _invalid("'source' must be the text of an MPyC program.")
+    if not _is_text(source):
+        raise _invalid("The program contains characters that are not valid text "
+                       "(unpaired surrogates).")
     if len(source.encode()) > MAX_SOURCE_BYTES:
         raise _invalid(f"The program is larger than {MAX_SOURCE_BYTES // 1024} KiB.")
     if name is None:
         name = "program.py"
-    if not isinstance(name, str) or not name or len(name) > 100:
+    if not isinstance(name, str) or not name or len(name) > 100 or not _is_text(name):
         raise _invalid("'program' must be a short file name for the uploaded source.")
     try:
         # Top-level await is allowed: browsers and native peers run such scripts.
@@ -453,4 +682,6 @@ def _program_from_request(request: dict[str, Any]) -> Program:
         raise _invalid(f"The program has a syntax error{where}: {exc.msg}.") from None
     except ValueError as exc:  # e.g. a NUL byte in the source
         raise _invalid(f"The program is not valid Python source: {exc}.") from None
+    except (RecursionError, MemoryError):
+        raise _invalid("The program is too deeply nested for Python to compile.") from None
     return Program(name, args, source)

@@ -8,13 +8,13 @@ validates against exactly this and nothing written twice.
 
 Client → server (a party's WebSocket at ``/ws``):
 
-``join``       {session, name?, role?, ready?}  take party ``role`` (a pid), or the lowest
-                                            free one; ``ready`` as in the ``ready`` message
+``join``       {session, token, name?, role?, ready?}  take party ``role`` (a pid), or
+                                            the lowest free one; ``token`` proves the link's
+                                            secret (below); ``ready`` as in ``ready``
 ``ready``      {ready, name?}               this party confirmed its input (or takes that
                                             back); after a round, ``true`` votes to run again
-``offer``      {to, sdp}                    relayed to party ``to`` (lower pid offers)
-``answer``     {to, sdp}                    relayed to party ``to``
-``candidate``  {to, candidate, sdpMid?, sdpMLineIndex?}   a trickled ICE candidate
+``signal``     {to, seq, box}               sealed (below) and relayed to party ``to``:
+                                            offers, answers, ICE candidates
 ``link``       {peer, state, path?}         how this party's connection to ``peer`` is doing
 ``status``     {state, detail?}             how this party is doing, shown to all
 
@@ -24,8 +24,26 @@ Server → client:
 ``roster``     {parties, members: [{pid, name, label, state, ready}],
                 pairs: [{a, b, state, path}], started, round}
 ``start``      {parties, round}             everyone is here and ready: connect and compute
-``offer`` / ``answer`` / ``candidate``  as sent, with ``from`` instead of ``to``
+``signal``     {from, seq, box}             as sent, with ``from`` instead of ``to``
 ``error``      {code, message}              see ``ErrorCode``; ``message`` is for a person
+
+Sealing: the server cannot read or forge what parties tell each other.
+The person creating a session draws a 32-byte secret S and puts it, with the program's
+hash, in the join link's fragment: ``/join/ID#k=<S, base64url>&p=<program hash, hex>``.
+Browsers never send the fragment to the server. From S (HKDF-SHA256, empty salt):
+
+- the join token  = base64url(HKDF(S, info=``TOKEN_INFO``, 32 bytes)); the server keeps
+  only its SHA-256 (``token_hash``, sent at creation) and admits whoever shows the token;
+- the sealing key = HKDF(S, info=``KEY_INFO``, 32 bytes), for AES-256-GCM. A ``signal``'s
+  ``box`` is base64url(nonce(12 random bytes) || ciphertext) of a JSON object
+  (``{"kind": "offer"|"answer"|"candidate", ...}``, see ``SIGNAL_KINDS``), with associated
+  data ``signal_aad(session, from, to, seq)``. ``seq`` counts 1, 2, 3... per sender and
+  receiver; a receiver accepts only the next number, so a replayed, dropped or reordered
+  message, a message moved to other pids, or any changed byte stops the receiver.
+
+The program hash (``launch.program_hash``) covers the source and arguments; every party
+compares it with the link's ``p`` before it connects to anyone, and sends it inside its
+sealed offers and answers, where the receiver compares it too.
 
 A session starts when all its parties have joined and are ready. After a round every
 party may send ``ready`` again; when all still present agree, the server sends ``start``
@@ -52,6 +70,11 @@ class ErrorCode(StrEnum):
     MALFORMED_JSON = "malformed_json"
     MESSAGE_TOO_LARGE = "message_too_large"
     UNSUPPORTED_VERSION = "unsupported_version"
+    BAD_TOKEN = "bad_token"
+    RATE_LIMITED = "rate_limited"
+    TOO_MANY_SESSIONS = "too_many_sessions"
+    FORBIDDEN_ORIGIN = "forbidden_origin"
+    INTERNAL_ERROR = "internal_error"
     UNKNOWN_TYPE = "unknown_type"
     INVALID_MESSAGE = "invalid_message"
     UNKNOWN_SESSION = "unknown_session"
@@ -95,38 +118,46 @@ LINK_STATES = ("signaling", "connecting", "connected", "ready", "closed", "faile
 LINK_PATHS = ("direct", "relayed")
 
 
-_SDP = Field("sdp", str, max_length=MAX_MESSAGE_BYTES)
-_TO = Field("to", int)
+#: Prefix of the bytes hashed into a program hash (``launch.program_hash``).
+PROGRAM_HASH_CONTEXT = b"mpyc-webrtc program v1\x00"
+#: HKDF ``info`` strings: one secret, two independent keys.
+TOKEN_INFO = b"mpyc-webrtc v1 join token"
+KEY_INFO = b"mpyc-webrtc v1 seal key"
+#: What a sealed ``signal`` may carry, by ``kind``, with the fields each needs.
+SIGNAL_KINDS = {"offer": ("sdp", "program"), "answer": ("sdp", "program"),
+                "candidate": ("candidate",)}
+#: Longest join token: base64url of 32 bytes is 43 characters.
+MAX_TOKEN_LENGTH = 64
+
+
+def signal_aad(session: str, sender: int, receiver: int, seq: int) -> bytes:
+    """The associated data that binds a sealed signal to its session, pids and number."""
+    return f"mpyc-webrtc v1 signal|{session}|{sender}|{receiver}|{seq}".encode()
+
 
 #: Messages a party may send, and their fields besides ``v`` and ``type``.
 CLIENT_MESSAGES: dict[str, tuple[Field, ...]] = {
-    "join": (Field("session", str, max_length=64), Field("name", str, False, 64),
-             Field("role", int, False), Field("ready", bool, False)),
+    "join": (Field("session", str, max_length=64),
+             Field("token", str, max_length=MAX_TOKEN_LENGTH),
+             Field("name", str, False, 64), Field("role", int, False),
+             Field("ready", bool, False)),
     "ready": (Field("ready", bool), Field("name", str, False, 64)),
-    "offer": (_TO, _SDP),
-    "answer": (_TO, _SDP),
-    "candidate": (
-        _TO,
-        Field("candidate", str, max_length=1024),
-        Field("sdpMid", (str, type(None)), False, 64),
-        Field("sdpMLineIndex", (int, type(None)), False),
-    ),
+    "signal": (Field("to", int), Field("seq", int),
+               Field("box", str, max_length=MAX_MESSAGE_BYTES)),
     "link": (Field("peer", int), Field("state", str, choices=LINK_STATES),
              Field("path", str, False, choices=LINK_PATHS)),
     "status": (Field("state", str, max_length=32), Field("detail", str, False, 500)),
 }
 
 #: Client messages that the server relays to the party named in ``to``.
-RELAYED = frozenset({"offer", "answer", "candidate"})
+RELAYED = frozenset({"signal"})
 
 #: Messages the server sends; documented here, checked by the tests.
 SERVER_MESSAGES: dict[str, tuple[str, ...]] = {
     "welcome": ("session", "pid", "parties", "program", "labels", "ice_servers"),
     "roster": ("parties", "members", "pairs", "started", "round"),
     "start": ("parties", "round"),
-    "offer": ("from", "sdp"),
-    "answer": ("from", "sdp"),
-    "candidate": ("from", "candidate"),
+    "signal": ("from", "seq", "box"),
     "error": ("code", "message"),
 }
 
@@ -145,7 +176,11 @@ def encode(msg: dict[str, Any]) -> str:
 
 def decode_client_message(text: str | bytes) -> dict[str, Any]:
     """Parse and validate one client message, or raise SignalingError saying what is wrong."""
-    size = len(text.encode() if isinstance(text, str) else text)
+    try:
+        size = len(text.encode() if isinstance(text, str) else text)
+    except UnicodeEncodeError:  # a str with an unpaired surrogate: not valid text
+        raise SignalingError(ErrorCode.MALFORMED_JSON,
+                             "The message is not valid UTF-8 text.") from None
     if size > MAX_MESSAGE_BYTES:
         raise SignalingError(
             ErrorCode.MESSAGE_TOO_LARGE,
@@ -153,6 +188,9 @@ def decode_client_message(text: str | bytes) -> dict[str, Any]:
         )
     try:
         msg = json.loads(text)
+    except RecursionError:
+        raise SignalingError(ErrorCode.MALFORMED_JSON,
+                             "The message is nested too deeply.") from None
     except (ValueError, UnicodeDecodeError) as exc:
         raise SignalingError(
             ErrorCode.MALFORMED_JSON, f"The message is not valid JSON ({exc})."
@@ -237,6 +275,11 @@ def schema_document() -> dict[str, Any]:
         "relayed": sorted(RELAYED),
         "server_messages": {t: list(fields) for t, fields in SERVER_MESSAGES.items()},
         "error_codes": [str(c) for c in ErrorCode],
+        "sealing": {"token_info": TOKEN_INFO.decode(), "key_info": KEY_INFO.decode(),
+                    "program_hash_context": PROGRAM_HASH_CONTEXT.decode(),
+                    "aad": signal_aad("{session}", 0, 1, 2).decode().replace(
+                        "|0|1|2", "|{from}|{to}|{seq}"),
+                    "signal_kinds": {k: list(v) for k, v in SIGNAL_KINDS.items()}},
         "link_states": list(LINK_STATES),
         "link_paths": list(LINK_PATHS),
     }

@@ -2,17 +2,27 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 from typing import Any
 
 import pytest
 
-from mpyc_webrtc import programs
+from mpyc_webrtc import launch, programs
 from mpyc_webrtc.session import MAX_SOURCE_BYTES, Endpoint, Registry, Session
 from mpyc_webrtc.wire import SERVER_MESSAGES, ErrorCode, SignalingError
 
 STUN = {"urls": "stun:127.0.0.1:3478"}
+#: The session's join token (base64url of 32 bytes is 43 characters) and what the server keeps.
+TOKEN = "t" * 43
+TOKEN_HASH = hashlib.sha256(TOKEN.encode()).hexdigest()
+#: What every create request needs besides the party count and the program.
+AUTH = {"token_hash": TOKEN_HASH}
+#: A sealed box as a party sends it: the server relays it without looking inside.
+BOX = "bm9uY2Utbm9uY2UtY2lwaGVydGV4dA"
+#: Leave the field out of the message altogether.
+MISSING: Any = object()
 
 
 class Clock:
@@ -38,10 +48,12 @@ class Party:
         self.endpoint.receive(json.dumps({"v": 1, "type": type_, **fields}))
 
     def join(self, session: Session | str, name: str | None = None, *, ready: bool = True,
-             role: int | None = None) -> None:
+             role: int | None = None, token: Any = TOKEN) -> None:
         """Join; by default already ready (input confirmed), as a native peer with --input."""
         sid = session.id if isinstance(session, Session) else session
         fields: dict[str, Any] = {"session": sid, "ready": ready}
+        if token is not MISSING:
+            fields["token"] = token
         if name is not None:
             fields["name"] = name
         if role is not None:
@@ -101,13 +113,13 @@ def roster_members(msg: dict[str, Any]) -> list[tuple[int, str, str]]:
 @pytest.mark.parametrize("parties", [1, 0, -3, 33, 1000, "3", 3.0, True, False, None, [3]],
                          ids=repr)
 def test_create_rejects_bad_party_counts(registry, parties):
-    text = invalid(registry, {"parties": parties, "program": "sum"})
+    text = invalid(registry, {**AUTH, "parties": parties, "program": "sum"})
     assert "'parties'" in text
     assert registry.sessions == {}
 
 
 def test_create_rejects_missing_parties(registry):
-    invalid(registry, {"program": "sum"})
+    invalid(registry, {**AUTH, "program": "sum"})
 
 
 @pytest.mark.parametrize("body", [[], "sum", 3, None])
@@ -117,32 +129,32 @@ def test_create_rejects_non_object_bodies(registry, body):
 
 @pytest.mark.parametrize("parties", [2, 3, 32])
 def test_create_accepts_party_counts_in_range(registry, parties):
-    session = registry.create({"parties": parties, "program": "sum"})
+    session = registry.create({**AUTH, "parties": parties, "program": "sum"})
     assert session.parties == parties
     assert registry.sessions == {session.id: session}
 
 
 def test_create_rejects_unknown_program(registry):
-    text = invalid(registry, {"parties": 3, "program": "nope"})
+    text = invalid(registry, {**AUTH, "parties": 3, "program": "nope"})
     assert "'nope'" in text
     for name in programs.BUILTIN:
         assert name in text
 
 
 def test_create_rejects_missing_program(registry):
-    invalid(registry, {"parties": 3})
+    invalid(registry, {**AUTH, "parties": 3})
 
 
 @pytest.mark.parametrize("args", ["--no-log", [1], ["ok", None], {"a": "b"}], ids=repr)
 def test_create_rejects_args_that_are_not_a_list_of_strings(registry, args):
-    assert "'args'" in invalid(registry, {"parties": 3, "program": "sum", "args": args})
+    assert "'args'" in invalid(registry, {**AUTH, "parties": 3, "program": "sum", "args": args})
 
 
 @pytest.mark.parametrize("arg", ["-M3", "-M", "-I", "-I0", "--index=2", "--index", "-P",
                                  "-Plocalhost", "--config=x.ini", "-C", "--base-port=9000",
                                  "-B", "--ssl", "-h", "--help", "-H", "-V"])
 def test_create_rejects_reserved_args(registry, arg):
-    text = invalid(registry, {"parties": 3, "program": "sum", "args": ["--no-log", arg]})
+    text = invalid(registry, {**AUTH, "parties": 3, "program": "sum", "args": ["--no-log", arg]})
     assert repr(arg) in text
 
 
@@ -150,16 +162,17 @@ def test_create_rejects_reserved_args(registry, arg):
 def test_create_rejects_abbreviated_reserved_args(registry, arg):
     # MPyC's argparse parser accepts unambiguous prefixes of long options (allow_abbrev), and
     # the peer puts the session's args after "-M m -I pid", so "--ind=2" would override the pid.
-    invalid(registry, {"parties": 3, "program": "sum", "args": [arg]})
+    invalid(registry, {**AUTH, "parties": 3, "program": "sum", "args": [arg]})
 
 
 def test_create_rejects_too_many_or_too_long_args(registry):
-    invalid(registry, {"parties": 3, "program": "sum", "args": ["--no-log"] * 65})
-    invalid(registry, {"parties": 3, "program": "sum", "args": ["x" * 1001]})
+    invalid(registry, {**AUTH, "parties": 3, "program": "sum", "args": ["--no-log"] * 65})
+    invalid(registry, {**AUTH, "parties": 3, "program": "sum", "args": ["x" * 1001]})
 
 
 def test_create_valid_builtin(registry, clock):
-    session = registry.create({"parties": 3, "program": "max", "args": ["--no-log", "-L64"]})
+    session = registry.create({**AUTH, "parties": 3, "program": "max",
+                               "args": ["--no-log", "-L64"]})
     assert session.program.name == "max"
     assert session.program.args == ["--no-log", "-L64"]
     assert session.program.source is None
@@ -179,13 +192,18 @@ def test_create_valid_builtin(registry, clock):
         "name": "max", "args": ["--no-log", "-L64"], "builtin": True,
         "title": programs.CATALOG["max"].title, "summary": programs.CATALOG["max"].summary,
         "input": programs.CATALOG["max"].input.to_json(),
-        "source": programs.source("max"), "fingerprint": program["fingerprint"],
+        "source": programs.source("max"), "hash": program["hash"],
+        "fingerprint": program["fingerprint"],
     }
+    assert program["hash"] == launch.program_hash(session.program.to_wire())
+    assert re.fullmatch(r"[0-9a-f]{64}", program["hash"])
     assert re.fullmatch(r"[0-9a-f]{4}( [0-9a-f]{4}){4}", program["fingerprint"])
+    assert program["fingerprint"].replace(" ", "") == program["hash"][:20]
+    assert session.token_hash == TOKEN_HASH
 
 
 def test_create_gives_distinct_url_safe_ids(registry):
-    ids = {registry.create({"parties": 2, "program": "sum"}).id for _ in range(50)}
+    ids = {registry.create({**AUTH, "parties": 2, "program": "sum"}).id for _ in range(50)}
     assert len(ids) == 50
     for sid in ids:
         assert sid and all(c.isalnum() or c in "-_" for c in sid)
@@ -196,7 +214,7 @@ SOURCE = "from mpyc.runtime import mpc\n\nmpc.run(mpc.start())\nmpc.run(mpc.shut
 
 
 def test_create_valid_source(registry):
-    session = registry.create({"parties": 2, "source": SOURCE, "program": "mine.py",
+    session = registry.create({**AUTH, "parties": 2, "source": SOURCE, "program": "mine.py",
                                "args": ["--no-log"]})
     assert session.program.name == "mine.py"
     assert session.program.source == SOURCE
@@ -209,87 +227,268 @@ def test_create_valid_source(registry):
 
 
 def test_create_source_without_name_is_program_py(registry):
-    session = registry.create({"parties": 2, "source": SOURCE})
+    session = registry.create({**AUTH, "parties": 2, "source": SOURCE})
     assert session.program.name == "program.py"
 
 
 def test_create_source_may_shadow_a_builtin_name(registry):
-    session = registry.create({"parties": 2, "source": SOURCE, "program": "sum"})
+    session = registry.create({**AUTH, "parties": 2, "source": SOURCE, "program": "sum"})
     assert session.program.source == SOURCE
     assert session.program.to_wire()["builtin"] is False
 
 
 def test_create_source_with_syntax_error_names_the_line(registry):
-    text = invalid(registry, {"parties": 2, "source": "x = 1\ny = 2\ndef f(:\n    pass\n"})
+    text = invalid(registry, {**AUTH, "parties": 2, "source": "x = 1\ny = 2\ndef f(:\n    pass\n"})
     assert "syntax error" in text
     assert "line 3" in text
 
 
 @pytest.mark.parametrize("source", ["", "   \n\t", 5, ["x = 1"]], ids=repr)
 def test_create_rejects_empty_or_non_text_source(registry, source):
-    assert "'source'" in invalid(registry, {"parties": 2, "source": source})
+    assert "'source'" in invalid(registry, {**AUTH, "parties": 2, "source": source})
 
 
 def test_create_source_at_the_size_limit_is_accepted(registry):
     source = "#" * MAX_SOURCE_BYTES
-    assert registry.create({"parties": 2, "source": source}).program.source == source
+    assert registry.create({**AUTH, "parties": 2, "source": source}).program.source == source
 
 
 def test_create_source_too_large(registry):
-    text = invalid(registry, {"parties": 2, "source": "#" * (MAX_SOURCE_BYTES + 1)})
+    text = invalid(registry, {**AUTH, "parties": 2, "source": "#" * (MAX_SOURCE_BYTES + 1)})
     assert f"{MAX_SOURCE_BYTES // 1024} KiB" in text
 
 
 def test_create_source_size_is_counted_in_bytes(registry):
     source = "#" + "é" * (MAX_SOURCE_BYTES // 2)
     assert len(source) < MAX_SOURCE_BYTES < len(source.encode())
-    invalid(registry, {"parties": 2, "source": source})
+    invalid(registry, {**AUTH, "parties": 2, "source": source})
 
 
 @pytest.mark.parametrize("name", ["", "x" * 101, []], ids=repr)
 def test_create_source_rejects_bad_program_names(registry, name):
-    assert "'program'" in invalid(registry, {"parties": 2, "source": SOURCE, "program": name})
+    assert "'program'" in invalid(registry, {**AUTH, "parties": 2, "source": SOURCE,
+                                             "program": name})
 
 
 @pytest.mark.parametrize("name", [5, True, {"a": 1}], ids=repr)
 def test_create_source_with_non_string_program_name_is_invalid_request(registry, name):
     # Must be a clean invalid_request (HTTP 400), not a TypeError from compile() (HTTP 500).
-    invalid(registry, {"parties": 2, "source": SOURCE, "program": name})
+    invalid(registry, {**AUTH, "parties": 2, "source": SOURCE, "program": name})
 
 
 def test_create_source_args_are_checked_too(registry):
-    invalid(registry, {"parties": 2, "source": SOURCE, "args": ["-I1"]})
+    invalid(registry, {**AUTH, "parties": 2, "source": SOURCE, "args": ["-I1"]})
 
 
 def test_max_sessions_gives_server_busy(clock):
     registry = Registry(clock=clock, max_sessions=2)
-    registry.create({"parties": 2, "program": "sum"})
-    registry.create({"parties": 2, "program": "sum"})
+    registry.create({**AUTH, "parties": 2, "program": "sum"})
+    registry.create({**AUTH, "parties": 2, "program": "sum"})
     with pytest.raises(SignalingError) as info:
-        registry.create({"parties": 2, "program": "sum"})
+        registry.create({**AUTH, "parties": 2, "program": "sum"})
     assert info.value.code == ErrorCode.SERVER_BUSY
     assert len(registry.sessions) == 2
 
 
 def test_server_busy_clears_once_sessions_expire(clock):
     registry = Registry(clock=clock, max_sessions=1, idle_timeout=10)
-    registry.create({"parties": 2, "program": "sum"})
+    registry.create({**AUTH, "parties": 2, "program": "sum"})
     with pytest.raises(SignalingError):
-        registry.create({"parties": 2, "program": "sum"})
+        registry.create({**AUTH, "parties": 2, "program": "sum"})
     clock.now += 11
     assert len(registry.expire()) == 1
-    assert registry.create({"parties": 2, "program": "sum"}).id in registry.sessions
+    assert registry.create({**AUTH, "parties": 2, "program": "sum"}).id in registry.sessions
 
 
 def test_invalid_request_is_reported_before_server_busy(clock):
     registry = Registry(clock=clock, max_sessions=0)
-    invalid(registry, {"parties": 1, "program": "sum"})
+    invalid(registry, {**AUTH, "parties": 1, "program": "sum"})
+
+
+# --- token_hash and invalid text --------------------------------------------------------------
+
+TOKEN_HASH_MESSAGE = (
+    "'token_hash' must be the SHA-256 (64 lowercase hex digits) of the session's join token. "
+    "The create page and 'mpyc-webrtc-peer create' make it for you.")
+
+
+@pytest.mark.parametrize("token_hash", [
+    MISSING, None, "", TOKEN_HASH[:63], TOKEN_HASH + "0", TOKEN_HASH.upper(),
+    "g" * 64, " " + TOKEN_HASH[1:], TOKEN_HASH[:-1] + "\n", 123, 0, True, [TOKEN_HASH],
+    {"sha256": TOKEN_HASH}, TOKEN,
+], ids=["missing", "null", "empty", "too short", "too long", "uppercase hex", "not hex",
+        "leading space", "trailing newline", "integer", "zero", "true", "list", "object",
+        "the token itself"])
+def test_create_requires_a_well_formed_token_hash(registry, token_hash):
+    request: dict[str, Any] = {"parties": 3, "program": "sum"}
+    if token_hash is not MISSING:
+        request["token_hash"] = token_hash
+    assert invalid(registry, request) == TOKEN_HASH_MESSAGE
+    assert registry.sessions == {}
+
+
+def test_create_with_uploaded_source_requires_a_token_hash_too(registry):
+    assert invalid(registry, {"parties": 2, "source": SOURCE}) == TOKEN_HASH_MESSAGE
+
+
+def test_create_keeps_the_token_hash_but_never_shows_it(registry):
+    session = registry.create({**AUTH, "parties": 2, "program": "sum"})
+    assert session.token_hash == TOKEN_HASH
+    assert TOKEN_HASH not in json.dumps(session.describe())
+    assert TOKEN_HASH not in json.dumps(session.roster())
+    a = Party(registry)
+    a.join(session)
+    assert TOKEN_HASH not in json.dumps(a.take())
+
+
+def test_sessions_have_their_own_tokens(registry):
+    other_token = "o" * 43
+    mine = registry.create({**AUTH, "parties": 2, "program": "sum"})
+    theirs = registry.create({"parties": 2, "program": "sum",
+                              "token_hash": hashlib.sha256(other_token.encode()).hexdigest()})
+    a = Party(registry)
+    a.join(theirs)  # with TOKEN, which is mine's
+    assert a.error() == ErrorCode.BAD_TOKEN
+    a.join(theirs, token=other_token)
+    assert a.types() == ["welcome", "roster"]
+    b = Party(registry)
+    b.join(mine, token=other_token)
+    assert b.error() == ErrorCode.BAD_TOKEN
+    assert mine.members == {}
+
+
+@pytest.mark.parametrize("source", ["\ud800", "x = '\ud800'\n", "# \udfff\n" + SOURCE,
+                                    SOURCE + "\udbff"], ids=repr)
+def test_source_with_an_unpaired_surrogate_is_invalid_request(registry, source):
+    # JSON may carry "\ud800"; it must be a clean 400, not a UnicodeEncodeError (a 500).
+    text = invalid(registry, {**AUTH, "parties": 2, "source": source})
+    assert text == ("The program contains characters that are not valid text "
+                    "(unpaired surrogates).")
+    assert registry.sessions == {}
+
+
+@pytest.mark.parametrize("args", [["\ud800"], ["--no-log", "--input=\udc00"],
+                                  ["-L64", "x\ud83d"]], ids=repr)
+def test_argument_with_an_unpaired_surrogate_is_invalid_request(registry, args):
+    message = "A program argument contains characters that are not valid text."
+    assert invalid(registry, {**AUTH, "parties": 2, "program": "sum", "args": args}) == message
+    assert invalid(registry, {**AUTH, "parties": 2, "source": SOURCE, "args": args}) == message
+    assert registry.sessions == {}
+
+
+def test_surrogate_pairs_are_fine(registry):
+    # A properly paired surrogate is just a character outside the BMP, as JSON spells it.
+    request = json.loads('{"parties": 2, "program": "sum", "args": ["--x=\\ud83d\\ude00"]}')
+    session = registry.create({**AUTH, **request})
+    assert session.program.args == ["--x=\U0001f600"]
+    assert session.describe()["program"]["hash"] == launch.program_hash(
+        session.program.to_wire())
+
+
+# --- join tokens ---------------------------------------------------------------------------------
+
+BAD_TOKEN_MESSAGE = (
+    "This link is incomplete or wrong: a join link ends with a secret part after the # sign. "
+    "Ask the person who created the session for the whole link.")
+
+
+@pytest.mark.parametrize("token", [
+    "", "x", TOKEN[:-1], TOKEN + "t", TOKEN.upper(), " " + TOKEN, TOKEN_HASH[:64],
+    "k" * 64, "\ud800", TOKEN[:-1] + "\ud800",
+], ids=["empty", "short", "one less", "one more", "uppercase", "leading space",
+        "the hash", "64 characters", "lone surrogate", "surrogate at the end"])
+def test_join_with_a_wrong_token_is_bad_token(registry, token):
+    session = registry.create({**AUTH, "parties": 3, "program": "sum"})
+    (a,) = joined(registry, session, 1)
+    x = Party(registry)
+    x.join(session, token=token)
+    (error,) = x.take()
+    assert error == {"v": 1, "type": "error", "code": "bad_token",
+                     "message": BAD_TOKEN_MESSAGE}
+    # Not joined: no welcome, no roster for anyone, no place taken.
+    assert x.endpoint.session is None and x.endpoint.pid is None
+    assert list(session.members) == [0]
+    assert a.sent == []
+    x.send("status", state="hello")
+    assert x.error() == ErrorCode.NOT_JOINED
+    assert a.sent == []
+
+
+def test_join_without_a_token_is_invalid_message(registry):
+    session = registry.create({**AUTH, "parties": 2, "program": "sum"})
+    (a,) = joined(registry, session, 1)
+    x = Party(registry)
+    x.join(session, token=MISSING)
+    (error,) = x.take()
+    assert error["code"] == ErrorCode.INVALID_MESSAGE
+    assert error["message"] == "A 'join' message needs the field 'token'."
+    assert x.endpoint.session is None and list(session.members) == [0]
+    assert a.sent == []
+
+
+@pytest.mark.parametrize("token", ["k" * 65, "t" * 1000, None, 123, True, [TOKEN]],
+                         ids=["65 characters", "1000 characters", "null", "number", "true",
+                              "list"])
+def test_join_with_a_malformed_token_is_invalid_message(registry, token):
+    session = registry.create({**AUTH, "parties": 2, "program": "sum"})
+    (a,) = joined(registry, session, 1)
+    x = Party(registry)
+    x.join(session, token=token)
+    assert x.error() == ErrorCode.INVALID_MESSAGE
+    assert x.endpoint.session is None and list(session.members) == [0]
+    assert a.sent == []
+
+
+def test_the_right_token_after_a_wrong_one_joins(registry):
+    session = registry.create({**AUTH, "parties": 2, "program": "sum"})
+    (a,) = joined(registry, session, 1)
+    b = Party(registry)
+    b.join(session, token="wrong")
+    assert b.error() == ErrorCode.BAD_TOKEN
+    b.join(session, token="")
+    assert b.error() == ErrorCode.BAD_TOKEN
+    b.join(session, token=MISSING)
+    assert b.error() == ErrorCode.INVALID_MESSAGE
+    assert a.sent == []
+    b.join(session)
+    assert b.endpoint.pid == 1 and b.endpoint.session is session
+    assert b.types() == ["welcome", "roster", "start", "roster"]
+    assert a.types() == ["roster", "start", "roster"]
+
+
+def test_a_wrong_token_does_not_take_a_chosen_role(registry):
+    session = registry.create({**AUTH, "parties": 3, "program": "sum"})
+    x = Party(registry)
+    x.join(session, role=2, token="wrong")
+    assert x.error() == ErrorCode.BAD_TOKEN
+    b = Party(registry)
+    b.join(session, role=2)
+    assert b.endpoint.pid == 2
+
+
+def test_a_wrong_token_is_checked_before_session_full(registry):
+    # Without the token nobody learns anything about the session's members.
+    session = registry.create({**AUTH, "parties": 2, "program": "sum"})
+    joined(registry, session, 2)
+    x = Party(registry)
+    x.join(session, token="wrong")
+    assert x.error() == ErrorCode.BAD_TOKEN
+    x.join(session)
+    assert x.error() == ErrorCode.SESSION_FULL
+
+
+def test_session_admits_only_its_token(registry):
+    session = registry.create({**AUTH, "parties": 2, "program": "sum"})
+    assert session.admits(TOKEN)
+    assert not session.admits("")
+    assert not session.admits(TOKEN_HASH)
+    assert not session.admits(TOKEN + " ")
 
 
 # --- join, welcome, roster, start ------------------------------------------------------------
 
 def test_pids_are_assigned_in_join_order(registry):
-    session = registry.create({"parties": 3, "program": "sum"})
+    session = registry.create({**AUTH, "parties": 3, "program": "sum"})
     a, b, c = Party(registry), Party(registry), Party(registry)
     for expected, party in enumerate([a, b, c]):
         party.join(session)
@@ -302,7 +501,7 @@ def test_pids_are_assigned_in_join_order(registry):
 
 
 def test_welcome_contents(registry):
-    session = registry.create({"parties": 3, "program": "sort", "args": ["--no-log"]})
+    session = registry.create({**AUTH, "parties": 3, "program": "sort", "args": ["--no-log"]})
     a = Party(registry)
     a.join(session, name="Alice")
     welcome = a.sent[0]
@@ -315,7 +514,7 @@ def test_welcome_contents(registry):
 
 
 def test_welcome_carries_uploaded_source(registry):
-    session = registry.create({"parties": 2, "source": SOURCE, "program": "mine.py"})
+    session = registry.create({**AUTH, "parties": 2, "source": SOURCE, "program": "mine.py"})
     a = Party(registry)
     a.join(session)
     assert a.sent[0]["program"] == {"name": "mine.py", "args": [], "builtin": False,
@@ -323,7 +522,7 @@ def test_welcome_carries_uploaded_source(registry):
 
 
 def test_roster_is_broadcast_to_all_on_each_join(registry):
-    session = registry.create({"parties": 3, "program": "sum"})
+    session = registry.create({**AUTH, "parties": 3, "program": "sum"})
     a, b = Party(registry), Party(registry)
     a.join(session, name="Alice")
     assert a.types() == ["welcome", "roster"]
@@ -341,7 +540,7 @@ def test_roster_is_broadcast_to_all_on_each_join(registry):
 
 
 def test_start_is_broadcast_exactly_once_when_the_last_party_joins(registry):
-    session = registry.create({"parties": 3, "program": "sum"})
+    session = registry.create({**AUTH, "parties": 3, "program": "sum"})
     a, b, c = Party(registry), Party(registry), Party(registry)
     a.join(session)
     b.join(session)
@@ -368,7 +567,7 @@ def test_start_is_broadcast_exactly_once_when_the_last_party_joins(registry):
 
 
 def test_two_party_session_starts_on_second_join(registry):
-    session = registry.create({"parties": 2, "program": "sum"})
+    session = registry.create({**AUTH, "parties": 2, "program": "sum"})
     a, b = Party(registry), Party(registry)
     a.join(session)
     assert a.types() == ["welcome", "roster"]
@@ -378,7 +577,7 @@ def test_two_party_session_starts_on_second_join(registry):
 
 
 def test_fourth_party_gets_session_full(registry):
-    session = registry.create({"parties": 3, "program": "sum"})
+    session = registry.create({**AUTH, "parties": 3, "program": "sum"})
     a, b, c = joined(registry, session, 3)
     d = Party(registry)
     d.join(session)
@@ -387,7 +586,7 @@ def test_fourth_party_gets_session_full(registry):
     assert sorted(session.members) == [0, 1, 2]
     assert a.sent == b.sent == c.sent == []
     # The refused connection is not stuck: it can still join another session.
-    other = registry.create({"parties": 2, "program": "sum"})
+    other = registry.create({**AUTH, "parties": 2, "program": "sum"})
     d.join(other)
     assert d.types() == ["welcome", "roster"]
     assert d.endpoint.pid == 0
@@ -401,8 +600,8 @@ def test_join_unknown_session(registry):
 
 
 def test_joining_twice_is_already_joined(registry):
-    session = registry.create({"parties": 3, "program": "sum"})
-    other = registry.create({"parties": 3, "program": "sum"})
+    session = registry.create({**AUTH, "parties": 3, "program": "sum"})
+    other = registry.create({**AUTH, "parties": 3, "program": "sum"})
     a, b = joined(registry, session, 2)
     a.join(session)
     assert a.error() == ErrorCode.ALREADY_JOINED
@@ -415,7 +614,7 @@ def test_joining_twice_is_already_joined(registry):
 
 
 def test_name_defaults_to_party_pid(registry):
-    session = registry.create({"parties": 3, "program": "sum"})
+    session = registry.create({**AUTH, "parties": 3, "program": "sum"})
     a, b = Party(registry), Party(registry)
     a.join(session, name="")
     b.join(session, name="Bob")
@@ -424,60 +623,81 @@ def test_name_defaults_to_party_pid(registry):
 
 # --- relaying ----------------------------------------------------------------------------------
 
-def test_offer_answer_candidate_are_relayed_to_the_addressed_pid(registry):
-    session = registry.create({"parties": 3, "program": "sum"})
+def test_signals_are_relayed_to_the_addressed_pid(registry):
+    session = registry.create({**AUTH, "parties": 3, "program": "sum"})
     a, b, c = joined(registry, session, 3)
-    a.send("offer", to=1, sdp="v=0\r\no=offer\r\n")
-    assert b.take() == [{"v": 1, "type": "offer", "sdp": "v=0\r\no=offer\r\n", "from": 0}]
-    b.send("answer", to=0, sdp="v=0\r\no=answer\r\n")
-    assert a.take() == [{"v": 1, "type": "answer", "sdp": "v=0\r\no=answer\r\n", "from": 1}]
-    c.send("candidate", to=0, candidate="candidate:1 1 udp 9 127.0.0.1 5000 typ host",
-           sdpMid="0", sdpMLineIndex=0)
-    assert a.take() == [{"v": 1, "type": "candidate",
-                         "candidate": "candidate:1 1 udp 9 127.0.0.1 5000 typ host",
-                         "sdpMid": "0", "sdpMLineIndex": 0, "from": 2}]
-    c.send("candidate", to=1, candidate="")
-    assert b.take() == [{"v": 1, "type": "candidate", "candidate": "", "from": 2}]
+    a.send("signal", to=1, seq=1, box="offer-box_-0==")
+    assert b.take() == [{"v": 1, "type": "signal", "seq": 1, "box": "offer-box_-0==",
+                         "from": 0}]
+    b.send("signal", to=0, seq=1, box="answer-box")
+    assert a.take() == [{"v": 1, "type": "signal", "seq": 1, "box": "answer-box", "from": 1}]
+    c.send("signal", to=0, seq=7, box="A" * 4096)
+    assert a.take() == [{"v": 1, "type": "signal", "seq": 7, "box": "A" * 4096, "from": 2}]
+    c.send("signal", to=1, seq=0, box="")
+    assert b.take() == [{"v": 1, "type": "signal", "seq": 0, "box": "", "from": 2}]
     # Nobody else hears any of it, and senders get no echo.
     assert a.sent == b.sent == c.sent == []
 
 
-def test_relay_works_before_start(registry):
-    session = registry.create({"parties": 3, "program": "sum"})
+def test_relayed_signal_matches_the_server_schema(registry):
+    session = registry.create({**AUTH, "parties": 2, "program": "sum"})
     a, b = joined(registry, session, 2)
-    b.send("offer", to=0, sdp="x")
-    assert a.take() == [{"v": 1, "type": "offer", "sdp": "x", "from": 1}]
+    a.send("signal", to=1, seq=3, box=BOX)
+    (relayed,) = b.take()
+    assert set(relayed) == {"v", "type", *SERVER_MESSAGES["signal"]}
+
+
+def test_box_and_seq_pass_through_unchanged(registry):
+    # The server never looks inside a box, nor checks the numbering: the receiver does.
+    session = registry.create({**AUTH, "parties": 2, "program": "sum"})
+    a, b = joined(registry, session, 2)
+    for seq, box in [(5, BOX), (5, BOX), (2, "not even base64 {}\u00e9\n"), (-1, "x"),
+                     (2**53, "y")]:
+        a.send("signal", to=1, seq=seq, box=box)
+        assert b.take() == [{"v": 1, "type": "signal", "seq": seq, "box": box, "from": 0}]
+
+
+def test_relay_works_before_start(registry):
+    session = registry.create({**AUTH, "parties": 3, "program": "sum"})
+    a, b = joined(registry, session, 2)
+    b.send("signal", to=0, seq=1, box="x")
+    assert a.take() == [{"v": 1, "type": "signal", "seq": 1, "box": "x", "from": 1}]
 
 
 def test_relayed_message_overrides_a_forged_from(registry):
-    session = registry.create({"parties": 2, "program": "sum"})
+    session = registry.create({**AUTH, "parties": 2, "program": "sum"})
     a, b = joined(registry, session, 2)
-    a.endpoint.receive(json.dumps({"v": 1, "type": "offer", "to": 1, "sdp": "x", "from": 7}))
+    a.endpoint.receive(json.dumps({"v": 1, "type": "signal", "to": 1, "seq": 1, "box": "x",
+                                   "from": 7}))
     (relayed,) = b.take()
     assert relayed["from"] == 0
     assert "to" not in relayed
+    assert relayed == {"v": 1, "type": "signal", "seq": 1, "box": "x", "from": 0}
+    # "from" naming the receiver itself, or the sender's own pid, changes nothing either.
+    a.send("signal", to=1, seq=2, box="y", **{"from": 1})
+    assert b.take() == [{"v": 1, "type": "signal", "seq": 2, "box": "y", "from": 0}]
 
 
 @pytest.mark.parametrize("to", [3, 99, -1])
 def test_addressing_a_pid_not_in_the_session_is_unknown_pid(registry, to):
-    session = registry.create({"parties": 3, "program": "sum"})
+    session = registry.create({**AUTH, "parties": 3, "program": "sum"})
     a, b, c = joined(registry, session, 3)
-    a.send("offer", to=to, sdp="x")
+    a.send("signal", to=to, seq=1, box="x")
     assert a.error() == ErrorCode.UNKNOWN_PID
     assert b.sent == c.sent == []
 
 
 def test_addressing_a_free_pid_before_start_is_unknown_pid(registry):
-    session = registry.create({"parties": 3, "program": "sum"})
+    session = registry.create({**AUTH, "parties": 3, "program": "sum"})
     (a,) = joined(registry, session, 1)
-    a.send("offer", to=1, sdp="x")
+    a.send("signal", to=1, seq=1, box="x")
     assert a.error() == ErrorCode.UNKNOWN_PID
 
 
 def test_addressing_yourself_is_unknown_pid(registry):
-    session = registry.create({"parties": 2, "program": "sum"})
+    session = registry.create({**AUTH, "parties": 2, "program": "sum"})
     a, b = joined(registry, session, 2)
-    b.send("candidate", to=1, candidate="c")
+    b.send("signal", to=1, seq=1, box="c")
     (err,) = b.take()
     assert err["code"] == ErrorCode.UNKNOWN_PID
     assert "yourself" in err["message"]
@@ -485,23 +705,25 @@ def test_addressing_yourself_is_unknown_pid(registry):
 
 
 def test_addressing_a_party_that_left_is_unknown_pid(registry):
-    session = registry.create({"parties": 3, "program": "sum"})
+    session = registry.create({**AUTH, "parties": 3, "program": "sum"})
     a, b, c = joined(registry, session, 3)
     c.endpoint.disconnected()
     a.take()
-    a.send("offer", to=2, sdp="x")
+    a.send("signal", to=2, seq=1, box="x")
     assert a.error() == ErrorCode.UNKNOWN_PID
     assert c.sent == []
 
 
 @pytest.mark.parametrize("type_,fields", [
-    ("offer", {"to": 1, "sdp": "x"}),
-    ("answer", {"to": 0, "sdp": "x"}),
-    ("candidate", {"to": 0, "candidate": "c"}),
+    ("signal", {"to": 1, "seq": 1, "box": "x"}),
+    ("signal", {"to": 0, "seq": 1, "box": "x"}),
+    ("signal", {"to": 0, "seq": 1, "box": "x", "from": 1}),
     ("status", {"state": "connected"}),
+    ("ready", {"ready": True}),
+    ("link", {"peer": 0, "state": "connecting"}),
 ])
 def test_sending_before_join_is_not_joined(registry, type_, fields):
-    session = registry.create({"parties": 2, "program": "sum"})
+    session = registry.create({**AUTH, "parties": 2, "program": "sum"})
     (a,) = joined(registry, session, 1)
     stranger = Party(registry)
     stranger.send(type_, **fields)
@@ -513,12 +735,14 @@ def test_sending_before_join_is_not_joined(registry, type_, fields):
     ("{oops", ErrorCode.MALFORMED_JSON),
     ('{"v":2,"type":"join","session":"x"}', ErrorCode.UNSUPPORTED_VERSION),
     ('{"v":1,"type":"hello"}', ErrorCode.UNKNOWN_TYPE),
-    ('{"v":1,"type":"offer","to":true,"sdp":"x"}', ErrorCode.INVALID_MESSAGE),
+    ('{"v":1,"type":"signal","to":true,"seq":1,"box":"x"}', ErrorCode.INVALID_MESSAGE),
+    ('{"v":1,"type":"signal","to":1,"seq":"1","box":"x"}', ErrorCode.INVALID_MESSAGE),
+    ('{"v":1,"type":"offer","to":1,"sdp":"x"}', ErrorCode.UNKNOWN_TYPE),
     ("x" * (64 * 1024 + 1), ErrorCode.MESSAGE_TOO_LARGE),
     (b"\xff\xfe\xfd", ErrorCode.MALFORMED_JSON),
 ])
 def test_wire_errors_become_error_messages(registry, text, code):
-    session = registry.create({"parties": 2, "program": "sum"})
+    session = registry.create({**AUTH, "parties": 2, "program": "sum"})
     (a,) = joined(registry, session, 1)
     a.endpoint.receive(text)
     assert a.error() == code
@@ -531,7 +755,7 @@ def test_wire_errors_become_error_messages(registry, text, code):
 # --- leaving and status ------------------------------------------------------------------------
 
 def test_leaving_before_start_frees_the_pid(registry):
-    session = registry.create({"parties": 3, "program": "sum"})
+    session = registry.create({**AUTH, "parties": 3, "program": "sum"})
     a, b = joined(registry, session, 2)
     a.endpoint.disconnected()
     assert a.endpoint.session is None and a.endpoint.pid is None
@@ -550,7 +774,7 @@ def test_leaving_before_start_frees_the_pid(registry):
 
 
 def test_next_joiner_gets_the_lowest_free_pid(registry):
-    session = registry.create({"parties": 4, "program": "sum"})
+    session = registry.create({**AUTH, "parties": 4, "program": "sum"})
     a, b, c = joined(registry, session, 3)
     c.endpoint.disconnected()
     b.endpoint.disconnected()
@@ -563,7 +787,7 @@ def test_next_joiner_gets_the_lowest_free_pid(registry):
 
 
 def test_leaving_after_start_shows_state_left(registry):
-    session = registry.create({"parties": 3, "program": "sum"})
+    session = registry.create({**AUTH, "parties": 3, "program": "sum"})
     a, b, c = joined(registry, session, 3)
     b.endpoint.disconnected()
     expected = [(0, "party 0", "joined"), (1, "party 1", "left"), (2, "party 2", "joined")]
@@ -581,7 +805,7 @@ def test_leaving_after_start_shows_state_left(registry):
 
 
 def test_disconnect_without_join_is_harmless(registry):
-    session = registry.create({"parties": 2, "program": "sum"})
+    session = registry.create({**AUTH, "parties": 2, "program": "sum"})
     (a,) = joined(registry, session, 1)
     stranger = Party(registry)
     stranger.endpoint.disconnected()
@@ -591,7 +815,7 @@ def test_disconnect_without_join_is_harmless(registry):
 
 
 def test_disconnect_twice_leaves_once(registry):
-    session = registry.create({"parties": 3, "program": "sum"})
+    session = registry.create({**AUTH, "parties": 3, "program": "sum"})
     a, b = joined(registry, session, 2)
     a.endpoint.disconnected()
     a.endpoint.disconnected()
@@ -599,7 +823,7 @@ def test_disconnect_twice_leaves_once(registry):
 
 
 def test_status_updates_the_roster(registry):
-    session = registry.create({"parties": 3, "program": "sum"})
+    session = registry.create({**AUTH, "parties": 3, "program": "sum"})
     a, b, c = joined(registry, session, 3)
     b.send("status", state="connected", detail="2 of 2 channels open")
     for party in (a, b, c):
@@ -615,7 +839,7 @@ def test_status_updates_the_roster(registry):
 # --- expiry ------------------------------------------------------------------------------------
 
 def test_idle_lobby_session_expires(registry, clock):
-    session = registry.create({"parties": 3, "program": "sum"})
+    session = registry.create({**AUTH, "parties": 3, "program": "sum"})
     a, b = joined(registry, session, 2)
     clock.now += 60.0
     assert registry.expire() == []
@@ -635,14 +859,14 @@ def test_idle_lobby_session_expires(registry, clock):
 
 
 def test_empty_lobby_session_expires(registry, clock):
-    session = registry.create({"parties": 2, "program": "sum"})
+    session = registry.create({**AUTH, "parties": 2, "program": "sum"})
     clock.now += 61
     assert registry.expire() == [session]
     assert registry.sessions == {}
 
 
 def test_activity_keeps_a_lobby_alive(registry, clock):
-    session = registry.create({"parties": 3, "program": "sum"})
+    session = registry.create({**AUTH, "parties": 3, "program": "sum"})
     (a,) = joined(registry, session, 1)
     clock.now += 50
     a.send("status", state="waiting")
@@ -651,7 +875,7 @@ def test_activity_keeps_a_lobby_alive(registry, clock):
     b = Party(registry)
     b.join(session)
     clock.now += 50
-    b.send("offer", to=0, sdp="x")
+    b.send("signal", to=0, seq=1, box="x")
     clock.now += 50
     assert registry.expire() == []
     clock.now += 11
@@ -659,7 +883,7 @@ def test_activity_keeps_a_lobby_alive(registry, clock):
 
 
 def test_leaving_counts_as_activity(registry, clock):
-    session = registry.create({"parties": 3, "program": "sum"})
+    session = registry.create({**AUTH, "parties": 3, "program": "sum"})
     a, b = joined(registry, session, 2)
     clock.now += 59
     a.endpoint.disconnected()
@@ -669,7 +893,7 @@ def test_leaving_counts_as_activity(registry, clock):
 
 
 def test_started_session_with_connected_members_does_not_expire_when_idle(registry, clock):
-    session = registry.create({"parties": 3, "program": "sum"})
+    session = registry.create({**AUTH, "parties": 3, "program": "sum"})
     parties = joined(registry, session, 3)
     parties[2].endpoint.disconnected()
     clock.now += 10 * 60.0
@@ -681,7 +905,7 @@ def test_started_session_with_connected_members_does_not_expire_when_idle(regist
 
 
 def test_started_session_whose_members_all_left_is_removed(registry, clock):
-    session = registry.create({"parties": 2, "program": "sum"})
+    session = registry.create({**AUTH, "parties": 2, "program": "sum"})
     a, b = joined(registry, session, 2)
     a.endpoint.disconnected()
     assert registry.expire() == []
@@ -695,7 +919,7 @@ def test_started_session_whose_members_all_left_is_removed(registry, clock):
 
 def test_max_age_expires_even_a_busy_session(clock):
     registry = Registry(clock=clock, idle_timeout=60, max_age=3600)
-    session = registry.create({"parties": 2, "program": "sum"})
+    session = registry.create({**AUTH, "parties": 2, "program": "sum"})
     a, b = joined(registry, session, 2)
     while clock.now + 50 - session.created <= 3600:
         clock.now += 50
@@ -709,9 +933,9 @@ def test_max_age_expires_even_a_busy_session(clock):
 
 
 def test_expire_only_removes_the_expired_sessions(registry, clock):
-    old = registry.create({"parties": 2, "program": "sum"})
+    old = registry.create({**AUTH, "parties": 2, "program": "sum"})
     clock.now += 30
-    new = registry.create({"parties": 2, "program": "sum"})
+    new = registry.create({**AUTH, "parties": 2, "program": "sum"})
     clock.now += 31
     assert registry.expire() == [old]
     assert list(registry.sessions) == [new.id]
@@ -742,7 +966,7 @@ def test_parse_input_rejects(text):
 # --- the lobby: ready, roles and labels -------------------------------------------------------
 
 def test_session_waits_until_everyone_is_ready(registry):
-    session = registry.create({"parties": 3, "program": "average"})
+    session = registry.create({**AUTH, "parties": 3, "program": "average"})
     a, b, c = Party(registry), Party(registry), Party(registry)
     for party in (a, b, c):
         party.join(session, ready=False)
@@ -758,7 +982,7 @@ def test_session_waits_until_everyone_is_ready(registry):
 
 
 def test_ready_can_be_taken_back_before_the_start(registry):
-    session = registry.create({"parties": 2, "program": "average"})
+    session = registry.create({**AUTH, "parties": 2, "program": "average"})
     a, b = Party(registry), Party(registry)
     a.join(session, ready=True)
     b.join(session, ready=False)
@@ -772,7 +996,7 @@ def test_ready_can_be_taken_back_before_the_start(registry):
 
 
 def test_ready_carries_the_name(registry):
-    session = registry.create({"parties": 2, "program": "average"})
+    session = registry.create({**AUTH, "parties": 2, "program": "average"})
     a, b = Party(registry), Party(registry)
     a.join(session, ready=False)
     b.join(session, ready=False)
@@ -782,7 +1006,7 @@ def test_ready_carries_the_name(registry):
 
 
 def test_labels_are_in_welcome_roster_and_description(registry):
-    session = registry.create({"parties": 3, "program": "average",
+    session = registry.create({**AUTH, "parties": 3, "program": "average",
                                "labels": ["hospital A", "  hospital   B "]})
     assert session.labels == ["hospital A", "hospital B", ""]
     a = Party(registry)
@@ -799,11 +1023,11 @@ def test_labels_are_in_welcome_roster_and_description(registry):
     (["x" * 41], "longer than 40"), (["same", "same"], "'same'"),
 ], ids=repr)
 def test_bad_labels_are_refused(registry, labels, words):
-    assert words in invalid(registry, {"parties": 3, "program": "sum", "labels": labels})
+    assert words in invalid(registry, {**AUTH, "parties": 3, "program": "sum", "labels": labels})
 
 
 def test_a_party_can_choose_its_role(registry):
-    session = registry.create({"parties": 3, "program": "average",
+    session = registry.create({**AUTH, "parties": 3, "program": "average",
                                "labels": ["hospital A", "hospital B", "hospital C"]})
     b = Party(registry)
     b.join(session, role=1, ready=False)
@@ -829,7 +1053,7 @@ def test_a_party_can_choose_its_role(registry):
 # --- connections between pairs ----------------------------------------------------------------
 
 def test_pairs_show_the_less_advanced_end(registry):
-    session = registry.create({"parties": 3, "program": "sum"})
+    session = registry.create({**AUTH, "parties": 3, "program": "sum"})
     a, b, c = joined(registry, session, 3)
     assert [(p["a"], p["b"], p["state"], p["path"]) for p in session.pairs()] == [
         (0, 1, "signaling", None), (0, 2, "signaling", None), (1, 2, "signaling", None)]
@@ -847,7 +1071,7 @@ def test_pairs_show_the_less_advanced_end(registry):
 
 
 def test_an_unchanged_link_report_sends_nothing(registry):
-    session = registry.create({"parties": 2, "program": "sum"})
+    session = registry.create({**AUTH, "parties": 2, "program": "sum"})
     a, b = joined(registry, session, 2)
     a.send("link", peer=1, state="connecting")
     assert b.types() == ["roster"]
@@ -857,7 +1081,7 @@ def test_an_unchanged_link_report_sends_nothing(registry):
 
 @pytest.mark.parametrize("peer", [0, 2, -1])
 def test_link_to_self_or_nobody_is_unknown_pid(registry, peer):
-    session = registry.create({"parties": 2, "program": "sum"})
+    session = registry.create({**AUTH, "parties": 2, "program": "sum"})
     a, _ = joined(registry, session, 2)
     a.send("link", peer=peer, state="connecting")
     assert a.error() == "unknown_pid"
@@ -866,7 +1090,7 @@ def test_link_to_self_or_nobody_is_unknown_pid(registry, peer):
 # --- running again ---------------------------------------------------------------------------
 
 def test_run_again_when_everyone_agrees(registry):
-    session = registry.create({"parties": 2, "program": "sum"})
+    session = registry.create({**AUTH, "parties": 2, "program": "sum"})
     a, b = joined(registry, session, 2)
     a.send("ready", ready=True)
     assert a.error() == "session_started"  # still running: no vote yet
@@ -885,7 +1109,7 @@ def test_run_again_when_everyone_agrees(registry):
 
 
 def test_last_to_finish_starts_the_next_round_if_the_others_agreed(registry):
-    session = registry.create({"parties": 2, "program": "sum"})
+    session = registry.create({**AUTH, "parties": 2, "program": "sum"})
     a, b = joined(registry, session, 2)
     a.send("status", state="done")
     a.send("ready", ready=True)
@@ -896,7 +1120,7 @@ def test_last_to_finish_starts_the_next_round_if_the_others_agreed(registry):
 
 
 def test_no_run_again_after_a_party_left(registry):
-    session = registry.create({"parties": 3, "program": "sum"})
+    session = registry.create({**AUTH, "parties": 3, "program": "sum"})
     a, b, c = joined(registry, session, 3)
     for party in (a, b, c):
         party.send("status", state="done")

@@ -16,6 +16,11 @@ from mpyc_webrtc.wire import (
     decode_client_message,
 )
 
+#: A join token as the create page makes it: base64url of 32 bytes, 43 characters.
+TOKEN = "t" * 43
+#: A sealed box is base64url text; the server relays it without looking inside.
+BOX = "bm9uY2Utbm9uY2UtY2lwaGVydGV4dA"
+
 
 def msg(type_: str, **fields) -> dict:
     return {"v": 1, "type": type_, **fields}
@@ -32,11 +37,14 @@ def code_of(text: str | bytes) -> ErrorCode:
 
 VALID = {
     "join": [
-        msg("join", session="abc"),
-        msg("join", session="abc", name="Alice"),
-        msg("join", session="s" * 64, name="n" * 64),
-        msg("join", session="abc", role=2, ready=True),
-        msg("join", session="abc", ready=False),
+        msg("join", session="abc", token=TOKEN),
+        msg("join", session="abc", token=TOKEN, name="Alice"),
+        msg("join", session="s" * 64, token=TOKEN, name="n" * 64),
+        msg("join", session="abc", token=TOKEN, role=2, ready=True),
+        msg("join", session="abc", token=TOKEN, ready=False),
+        msg("join", session="abc", token="k" * wire.MAX_TOKEN_LENGTH),
+        # An empty or wrong token is well-formed; the session decides (bad_token).
+        msg("join", session="abc", token=""),
     ],
     "ready": [msg("ready", ready=True), msg("ready", ready=False, name="Bob")],
     "link": [
@@ -45,13 +53,11 @@ VALID = {
         msg("link", peer=3, state="connected", path="relayed"),
         msg("link", peer=2, state="failed"),
     ],
-    "offer": [msg("offer", to=1, sdp="v=0\r\n"), msg("offer", to=0, sdp="")],
-    "answer": [msg("answer", to=0, sdp="v=0\r\n")],
-    "candidate": [
-        msg("candidate", to=2, candidate="candidate:1 1 udp 1 127.0.0.1 5000 typ host"),
-        msg("candidate", to=2, candidate="c", sdpMid="0", sdpMLineIndex=0),
-        msg("candidate", to=2, candidate="", sdpMid=None, sdpMLineIndex=None),
-        msg("candidate", to=2, candidate="c" * 1024, sdpMid="m" * 64),
+    "signal": [
+        msg("signal", to=1, seq=1, box=BOX),
+        msg("signal", to=0, seq=0, box=""),
+        msg("signal", to=2, seq=2**40, box="A" * 4096),
+        msg("signal", to=3, seq=7, box=BOX, **{"from": 9}),  # the server overrides "from"
     ],
     "status": [
         msg("status", state="connected"),
@@ -96,31 +102,40 @@ def test_invalid_utf8_bytes_are_malformed_json():
 
 # --- message_too_large ---------------------------------------------------------------------
 
-def _offer_of_size(size: int) -> str:
-    empty = wire.encode(msg("offer", to=1, sdp=""))
-    text = wire.encode(msg("offer", to=1, sdp="x" * (size - len(empty))))
+def _signal_of_size(size: int) -> str:
+    empty = wire.encode(msg("signal", to=1, seq=1, box=""))
+    text = wire.encode(msg("signal", to=1, seq=1, box="x" * (size - len(empty))))
     assert len(text.encode()) == size
     return text
 
 
 def test_message_exactly_at_the_limit_is_accepted():
-    text = _offer_of_size(MAX_MESSAGE_BYTES)
+    text = _signal_of_size(MAX_MESSAGE_BYTES)
     assert decode_client_message(text)["to"] == 1
     assert decode_client_message(text.encode())["to"] == 1
 
 
 def test_message_one_byte_over_the_limit_is_too_large():
-    text = _offer_of_size(MAX_MESSAGE_BYTES + 1)
+    text = _signal_of_size(MAX_MESSAGE_BYTES + 1)
     assert code_of(text) == ErrorCode.MESSAGE_TOO_LARGE
     assert code_of(text.encode()) == ErrorCode.MESSAGE_TOO_LARGE
 
 
 def test_size_is_counted_in_utf8_bytes_not_characters():
     # Fewer characters than the limit, but more bytes.
-    text = json.dumps(msg("offer", to=1, sdp="é" * (MAX_MESSAGE_BYTES // 2 + 10)),
+    text = json.dumps(msg("signal", to=1, seq=1, box="é" * (MAX_MESSAGE_BYTES // 2 + 10)),
                       ensure_ascii=False)
     assert len(text) < MAX_MESSAGE_BYTES < len(text.encode())
     assert code_of(text) == ErrorCode.MESSAGE_TOO_LARGE
+
+
+def test_box_over_the_size_limit_is_too_large():
+    # The whole message is limited to MAX_MESSAGE_BYTES, so a box of that many characters
+    # (the box field's own limit) never gets as far as the field check.
+    assert code_of(wire.encode(msg("signal", to=1, seq=1, box="x" * (MAX_MESSAGE_BYTES + 1)))
+                   ) == ErrorCode.MESSAGE_TOO_LARGE
+    assert code_of(wire.encode(msg("signal", to=1, seq=1, box="x" * MAX_MESSAGE_BYTES))
+                   ) == ErrorCode.MESSAGE_TOO_LARGE
 
 
 def test_size_is_checked_before_parsing():
@@ -129,7 +144,7 @@ def test_size_is_checked_before_parsing():
 
 def test_too_large_message_names_size_and_limit():
     with pytest.raises(SignalingError) as info:
-        decode_client_message(_offer_of_size(MAX_MESSAGE_BYTES + 1))
+        decode_client_message(_signal_of_size(MAX_MESSAGE_BYTES + 1))
     assert str(MAX_MESSAGE_BYTES + 1) in info.value.message
     assert str(MAX_MESSAGE_BYTES) in info.value.message
 
@@ -178,41 +193,45 @@ def test_unknown_type_message_lists_known_types():
 
 INVALID = {
     # missing required fields
-    "join without session": msg("join", name="x"),
-    "offer without to": msg("offer", sdp="x"),
-    "offer without sdp": msg("offer", to=1),
-    "answer without sdp": msg("answer", to=1),
-    "candidate without candidate": msg("candidate", to=1),
-    "candidate without to": msg("candidate", candidate="c"),
+    "join without session": msg("join", token=TOKEN, name="x"),
+    "join without token": msg("join", session="a"),
+    "signal without to": msg("signal", seq=1, box="x"),
+    "signal without seq": msg("signal", to=1, box="x"),
+    "signal without box": msg("signal", to=1, seq=1),
     "status without state": msg("status", detail="d"),
     # wrong types
-    "to as string": msg("offer", to="1", sdp="x"),
-    "to as float": msg("offer", to=1.5, sdp="x"),
-    "to as null": msg("offer", to=None, sdp="x"),
-    "sdp as number": msg("offer", to=1, sdp=5),
-    "sdp as object": msg("answer", to=1, sdp={"sdp": "x"}),
-    "session as number": msg("join", session=123),
-    "name as null": msg("join", session="a", name=None),
-    "sdpMid as number": msg("candidate", to=1, candidate="c", sdpMid=0),
-    "sdpMLineIndex as string": msg("candidate", to=1, candidate="c", sdpMLineIndex="0"),
+    "to as string": msg("signal", to="1", seq=1, box="x"),
+    "to as float": msg("signal", to=1.5, seq=1, box="x"),
+    "to as null": msg("signal", to=None, seq=1, box="x"),
+    "seq as string": msg("signal", to=1, seq="1", box="x"),
+    "seq as float": msg("signal", to=1, seq=1.0, box="x"),
+    "seq as null": msg("signal", to=1, seq=None, box="x"),
+    "box as number": msg("signal", to=1, seq=1, box=5),
+    "box as object": msg("signal", to=1, seq=1, box={"kind": "offer"}),
+    "box as null": msg("signal", to=1, seq=1, box=None),
+    "session as number": msg("join", session=123, token=TOKEN),
+    "token as number": msg("join", session="a", token=123),
+    "token as null": msg("join", session="a", token=None),
+    "token as list": msg("join", session="a", token=[TOKEN]),
+    "name as null": msg("join", session="a", token=TOKEN, name=None),
     "state as list": msg("status", state=["ok"]),
     # bool where int expected
-    "to as true": msg("offer", to=True, sdp="x"),
-    "to as false": msg("answer", to=False, sdp="x"),
-    "sdpMLineIndex as true": msg("candidate", to=1, candidate="c", sdpMLineIndex=True),
+    "to as true": msg("signal", to=True, seq=1, box="x"),
+    "to as false": msg("signal", to=False, seq=1, box="x"),
+    "seq as true": msg("signal", to=1, seq=True, box="x"),
+    "seq as false": msg("signal", to=1, seq=False, box="x"),
     # too-long strings
-    "session too long": msg("join", session="s" * 65),
-    "name too long": msg("join", session="a", name="n" * 65),
-    "candidate too long": msg("candidate", to=1, candidate="c" * 1025),
-    "sdpMid too long": msg("candidate", to=1, candidate="c", sdpMid="m" * 65),
+    "session too long": msg("join", session="s" * 65, token=TOKEN),
+    "token too long": msg("join", session="a", token="k" * (wire.MAX_TOKEN_LENGTH + 1)),
+    "name too long": msg("join", session="a", token=TOKEN, name="n" * 65),
     "state too long": msg("status", state="s" * 33),
     # booleans and choices
     "ready as 1": msg("ready", ready=1),
     "ready as string": msg("ready", ready="yes"),
     "ready missing": msg("ready", name="x"),
-    "join ready as 0": msg("join", session="a", ready=0),
-    "role as true": msg("join", session="a", role=True),
-    "role as string": msg("join", session="a", role="1"),
+    "join ready as 0": msg("join", session="a", token=TOKEN, ready=0),
+    "role as true": msg("join", session="a", token=TOKEN, role=True),
+    "role as string": msg("join", session="a", token=TOKEN, role="1"),
     "link state unknown": msg("link", peer=1, state="great"),
     "link path unknown": msg("link", peer=1, state="ready", path="carrier pigeon"),
     "link peer missing": msg("link", state="ready"),
@@ -227,15 +246,24 @@ def test_invalid_message(message):
 
 def test_missing_field_message_names_the_field():
     with pytest.raises(SignalingError) as info:
-        decode_client_message(json.dumps(msg("join", name="x")))
+        decode_client_message(json.dumps(msg("join", token=TOKEN, name="x")))
     assert "'session'" in info.value.message
+    with pytest.raises(SignalingError) as info:
+        decode_client_message(json.dumps(msg("join", session="a")))
+    assert info.value.message == "A 'join' message needs the field 'token'."
+    with pytest.raises(SignalingError) as info:
+        decode_client_message(json.dumps(msg("signal", to=1, seq=1)))
+    assert info.value.message == "A 'signal' message needs the field 'box'."
 
 
 def test_wrong_type_message_names_the_expected_type():
     with pytest.raises(SignalingError) as info:
-        decode_client_message(json.dumps(msg("offer", to=True, sdp="x")))
+        decode_client_message(json.dumps(msg("signal", to=True, seq=1, box="x")))
     assert "'to'" in info.value.message
     assert "an integer" in info.value.message
+    with pytest.raises(SignalingError) as info:
+        decode_client_message(json.dumps(msg("signal", to=1, seq="1", box="x")))
+    assert info.value.message == "The field 'seq' of a 'signal' message must be an integer."
 
 
 def test_too_long_message_names_the_limit():
@@ -243,6 +271,9 @@ def test_too_long_message_names_the_limit():
         decode_client_message(json.dumps(msg("status", state="s" * 33)))
     assert "'state'" in info.value.message
     assert "32" in info.value.message
+    with pytest.raises(SignalingError) as info:
+        decode_client_message(json.dumps(msg("join", session="a", token="k" * 65)))
+    assert info.value.message == "The field 'token' is longer than 64 characters."
 
 
 # --- helpers and schema document -----------------------------------------------------------
@@ -282,14 +313,58 @@ def test_schema_document_contents():
     assert doc["version"] == wire.VERSION == 1
     assert doc["max_message_bytes"] == MAX_MESSAGE_BYTES
     assert doc["parties"] == {"min": wire.MIN_PARTIES, "max": wire.MAX_PARTIES}
-    assert doc["relayed"] == ["answer", "candidate", "offer"]
+    assert doc["relayed"] == ["signal"]
     assert set(doc["server_messages"]) == set(wire.SERVER_MESSAGES)
+    assert doc["server_messages"]["signal"] == ["from", "seq", "box"]
     join = doc["client_messages"]["join"]
     assert join["session"] == {"types": ["string"], "required": True, "max_length": 64}
+    assert join["token"] == {"types": ["string"], "required": True, "max_length": 64}
     assert join["name"] == {"types": ["string"], "required": False, "max_length": 64}
-    candidate = doc["client_messages"]["candidate"]
-    assert candidate["to"] == {"types": ["integer"], "required": True}
-    assert candidate["sdpMLineIndex"] == {"types": ["integer", "null"], "required": False}
+    signal = doc["client_messages"]["signal"]
+    assert signal == {
+        "to": {"types": ["integer"], "required": True},
+        "seq": {"types": ["integer"], "required": True},
+        "box": {"types": ["string"], "required": True, "max_length": MAX_MESSAGE_BYTES},
+    }
+    for gone in ("offer", "answer", "candidate"):
+        assert gone not in doc["client_messages"]
+        assert gone not in doc["server_messages"]
+
+
+def test_schema_document_lists_the_new_error_codes():
+    codes = wire.schema_document()["error_codes"]
+    for code in ("bad_token", "rate_limited", "too_many_sessions", "forbidden_origin"):
+        assert code in codes
+        assert ErrorCode(code).value == code
+
+
+def test_schema_document_sealing_section():
+    sealing = wire.schema_document()["sealing"]
+    expected = {
+        "token_info": "mpyc-webrtc v1 join token",
+        "key_info": "mpyc-webrtc v1 seal key",
+        "aad": "mpyc-webrtc v1 signal|{session}|{from}|{to}|{seq}",
+        "signal_kinds": {"offer": ["sdp", "program"], "answer": ["sdp", "program"],
+                         "candidate": ["candidate"]},
+    }
+    assert {k: sealing.get(k) for k in expected} == expected
+    assert sealing["token_info"].encode() == wire.TOKEN_INFO
+    assert sealing["key_info"].encode() == wire.KEY_INFO
+    assert wire.TOKEN_INFO != wire.KEY_INFO  # two independent keys from one secret
+
+
+def test_signal_aad():
+    assert wire.signal_aad("S", 1, 2, 3) == b"mpyc-webrtc v1 signal|S|1|2|3"
+    # Every part of the binding matters: sender and receiver are not interchangeable.
+    assert wire.signal_aad("S", 1, 2, 3) != wire.signal_aad("S", 2, 1, 3)
+    assert wire.signal_aad("S", 1, 2, 3) != wire.signal_aad("T", 1, 2, 3)
+    assert wire.signal_aad("S", 1, 2, 3) != wire.signal_aad("S", 1, 2, 4)
+
+
+def test_relayed_is_signal_only():
+    assert wire.RELAYED == frozenset({"signal"})
+    for type_ in ("offer", "answer", "candidate"):
+        assert code_of(json.dumps(msg(type_, to=1, sdp="x"))) == ErrorCode.UNKNOWN_TYPE
 
 
 # --- ICE server URLs -----------------------------------------------------------------------
