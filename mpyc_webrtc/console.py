@@ -222,7 +222,7 @@ class StatusDisplay:
             body.append(f"\n{spec.summary}", style="dim")
         body.append("\nFingerprint: ")
         body.append(fingerprint, style="bold cyan")
-        body.append("  (every party must see the same)", style="dim")
+        body.append("  (the join link's; every party checks it)", style="dim")
         self._clear_status()
         self.console.print(Panel(body, title="mpyc-webrtc", title_align="left",
                                  border_style="cyan", expand=False), soft_wrap=False)
@@ -230,8 +230,8 @@ class StatusDisplay:
     def roster(self, roster: dict[str, Any]) -> None:
         """A new ``roster`` message: print what changed."""
         before, self._roster = self._roster, roster
-        if not self.enabled or self._finished:
-            return  # after the end, parties leaving is no news
+        if not self.enabled or self._finished or self._over:
+            return  # after the end (or a failure), parties leaving is no news
         for line in roster_changes(before, roster, self.me):
             self._say(line)
         if roster.get("started") and roster.get("round", 1) != self._round and not self._over:

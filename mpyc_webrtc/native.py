@@ -30,6 +30,7 @@ from aiortc.sdp import candidate_from_sdp
 
 from . import sctp_tuning, wire
 from .mesh import MeshError
+from .sealing import Sealer, TamperError, tamper_failed_authentication, tamper_peer_program
 
 log = logging.getLogger(__name__)
 
@@ -86,20 +87,37 @@ def websocket_url(server_url: str) -> str:
 
 
 class Signaling:
-    """This party's WebSocket to the signaling server."""
+    """This party's WebSocket to the signaling server.
 
-    def __init__(self, server_url: str, session_id: str, name: str = ""):
+    Everything a party tells another goes sealed (``sealing.Sealer``): ``send_sealed``
+    seals, and each relayed ``signal`` is opened before it is queued for ``next_from``. The
+    first one that does not open stops all signaling at once: ``tampered`` holds the
+    ``TamperError``, ``next_from`` raises it, and ``on_tamper`` is called once.
+    """
+
+    def __init__(self, server_url: str, session_id: str, name: str = "", *,
+                 secret: bytes, token: str):
         self.url = websocket_url(server_url)
         self.session_id = session_id
         self.name = name
+        self.secret = secret
+        self.token = token
+        self.sealer: Sealer | None = None
         self.welcome: dict[str, Any] | None = None
         self.started = asyncio.Event()
         self.closed = asyncio.Event()
         self.last_error: PeerError | None = None
+        self.tampered: TamperError | None = None
+        #: Set with ``tampered``: wakes whoever waits for the session to start.
+        self.stopped = asyncio.Event()
+        self.on_tamper: Callable[[TamperError], None] | None = None
         #: The latest ``roster`` message, and who to tell about each new one.
         self.roster: dict[str, Any] | None = None
         self.on_roster: Callable[[dict[str, Any]], None] | None = None
-        self._inbox: dict[int, asyncio.Queue[dict[str, Any]]] = defaultdict(asyncio.Queue)
+        self._inbox: dict[int, asyncio.Queue[dict[str, Any] | Exception]] = \
+            defaultdict(asyncio.Queue)
+        #: Parties the roster showed as gone after the start (told to ``next_from`` once).
+        self._gone: set[int] = set()
         self._http: aiohttp.ClientSession | None = None
         self._ws: aiohttp.ClientWebSocketResponse | None = None
         self._reader: asyncio.Task[None] | None = None
@@ -116,8 +134,8 @@ class Signaling:
                 f"Could not reach the signaling server at {self.url} ({_reason(exc)})."
             ) from None
         # A native peer's input is given on its command line: it is ready when it joins.
-        await self.send(wire.message("join", session=self.session_id, name=self.name,
-                                     ready=True))
+        await self.send(wire.message("join", session=self.session_id, token=self.token,
+                                     name=self.name, ready=True))
         welcome = asyncio.get_running_loop().create_future()
         self._reader = asyncio.create_task(self._read(welcome))
         try:
@@ -135,9 +153,35 @@ class Signaling:
             raise PeerError("The connection to the signaling server is closed.")
         await self._ws.send_str(wire.encode(msg))
 
+    async def send_sealed(self, to: int, payload: dict[str, Any]) -> None:
+        """Seal ``payload`` (see ``wire.SIGNAL_KINDS``) for party ``to`` and send it."""
+        if self.tampered is not None:
+            raise self.tampered
+        if self.sealer is None:
+            raise PeerError("Not joined: there is nothing to seal with yet.")
+        await self.send(wire.message("signal", **self.sealer.seal(to, payload)))
+
     async def next_from(self, pid: int) -> dict[str, Any]:
-        """The next offer/answer/candidate relayed from party ``pid``."""
-        return await self._inbox[pid].get()
+        """The next opened offer/answer/candidate from party ``pid`` (a ``SIGNAL_KINDS``
+        payload); raises the ``TamperError`` once signaling was tampered with."""
+        if self.tampered is not None:
+            raise self.tampered
+        item = await self._inbox[pid].get()
+        if isinstance(item, Exception):
+            raise item
+        return item
+
+    def tamper(self, error: TamperError) -> None:
+        """Stop all signaling: the first ``TamperError`` wins and wakes every waiter."""
+        if self.tampered is not None:
+            return
+        self.tampered = error
+        self.stopped.set()
+        log.error("%s", error)
+        for queue in self._inbox.values():
+            queue.put_nowait(error)
+        if self.on_tamper is not None:
+            self.on_tamper(error)
 
     async def close(self) -> None:
         if self._ws is not None and not self._ws.closed:
@@ -169,7 +213,10 @@ class Signaling:
 
     def _dispatch(self, msg: dict[str, Any], welcome: asyncio.Future[dict[str, Any]]) -> None:
         kind = msg.get("type")
+        if self.tampered is not None:
+            return  # nothing the server says counts any more
         if kind == "welcome" and not welcome.done():
+            self.sealer = Sealer(self.secret, self.session_id, int(msg["pid"]))
             welcome.set_result(msg)
         elif kind == "error":
             error = PeerError(msg.get("message") or f"The server reported {msg.get('code')}.")
@@ -181,12 +228,29 @@ class Signaling:
                 self.last_error = error
         elif kind == "roster":
             self.roster = msg
+            if msg.get("started"):
+                for member in msg.get("members", []):
+                    pid = member.get("pid")
+                    if member.get("state") == "left" and pid not in self._gone:
+                        # Whoever still waits for its offer or answer need not wait longer.
+                        self._gone.add(pid)
+                        self._inbox[pid].put_nowait(PeerError(
+                            f"Party {pid} left the session before the computation "
+                            "finished."))
             if self.on_roster is not None:
                 self.on_roster(msg)
         elif kind == "start":
             self.started.set()
-        elif kind in wire.RELAYED:
-            self._inbox[int(msg["from"])].put_nowait(msg)
+        elif kind == "signal":
+            sender = msg.get("from")
+            try:
+                if self.sealer is None:
+                    raise TamperError(tamper_failed_authentication(sender))
+                payload = self.sealer.open(sender, msg.get("seq"), msg.get("box"))
+            except TamperError as exc:
+                self.tamper(exc)
+                return
+            self._inbox[sender].put_nowait(payload)
 
 
 class AiortcChannel:
@@ -278,10 +342,12 @@ class PeerLink:
     """
 
     def __init__(self, signaling: Signaling, pid: int, peer: int,
-                 ice_servers: list[dict[str, Any]]):
+                 ice_servers: list[dict[str, Any]], program_hash: str):
         self.signaling = signaling
         self.pid = pid
         self.peer = peer
+        #: The hash of the program this party runs; the peer's offer or answer must match.
+        self.program_hash = program_hash
         self.pc = RTCPeerConnection(rtc_configuration(ice_servers))
         dc = self.pc.createDataChannel(CHANNEL_LABEL, negotiated=True, id=CHANNEL_ID)
         self.channel = AiortcChannel(dc)
@@ -302,16 +368,18 @@ class PeerLink:
         await self.report("signaling")
         if self.pid < self.peer:  # the lower pid offers, everywhere
             await self.pc.setLocalDescription(await self.pc.createOffer())
-            await self.signaling.send(wire.message(
-                "offer", to=self.peer, sdp=self.pc.localDescription.sdp))
+            await self.signaling.send_sealed(self.peer, {
+                "kind": "offer", "sdp": self.pc.localDescription.sdp,
+                "program": self.program_hash})
             answer = await self._next("answer")
             await self._set_remote(answer["sdp"], "answer")
         else:
             offer = await self._next("offer")
             await self._set_remote(offer["sdp"], "offer")
             await self.pc.setLocalDescription(await self.pc.createAnswer())
-            await self.signaling.send(wire.message(
-                "answer", to=self.peer, sdp=self.pc.localDescription.sdp))
+            await self.signaling.send_sealed(self.peer, {
+                "kind": "answer", "sdp": self.pc.localDescription.sdp,
+                "program": self.program_hash})
         await self.report("connecting")
         consumer = asyncio.create_task(self._consume_candidates())
         try:
@@ -365,20 +433,29 @@ class PeerLink:
             self._reports.append(asyncio.ensure_future(self.report("failed")))
 
     async def _next(self, kind: str) -> dict[str, Any]:
+        """The peer's next (opened, authentic) ``kind``; candidates before it are kept."""
         while True:
             msg = await self.signaling.next_from(self.peer)
-            if msg["type"] == kind:
+            if msg["kind"] == kind:
+                if msg["program"] != self.program_hash:
+                    error = TamperError(tamper_peer_program(self.peer, msg["program"],
+                                                            self.program_hash))
+                    self.signaling.tamper(error)
+                    raise error
                 return msg
-            if msg["type"] == "candidate":
+            if msg["kind"] == "candidate":
                 await self._add_candidate(msg)
             else:
-                log.warning("party %d sent %s while we expected %s", self.peer, msg["type"],
-                            kind)
+                log.warning("party %d sent an %s while we expected an %s", self.peer,
+                            msg["kind"], kind)
 
     async def _consume_candidates(self) -> None:
         while True:
-            msg = await self.signaling.next_from(self.peer)
-            if msg["type"] == "candidate":
+            try:
+                msg = await self.signaling.next_from(self.peer)
+            except (TamperError, PeerError):
+                return  # signaling is over: whoever runs the session is told elsewhere
+            if msg["kind"] == "candidate":
                 await self._add_candidate(msg)
 
     async def _set_remote(self, sdp: str, kind: str) -> None:
@@ -411,9 +488,10 @@ class AiortcFactory:
     """Opens the data channels of one party with aiortc, signaling via the server."""
 
     def __init__(self, signaling: Signaling, ice_servers: list[dict[str, Any]], *,
-                 join_timeout: float = 600.0):
+                 program_hash: str, join_timeout: float = 600.0):
         self.signaling = signaling
         self.ice_servers = ice_servers
+        self.program_hash = program_hash
         self.join_timeout = join_timeout
         self.links: dict[int, PeerLink] = {}
 
@@ -423,10 +501,14 @@ class AiortcFactory:
             log.info("waiting for all %d parties to join", parties)
             started = asyncio.ensure_future(self.signaling.started.wait())
             closed = asyncio.ensure_future(self.signaling.closed.wait())
-            await asyncio.wait({started, closed}, timeout=self.join_timeout,
+            stopped = asyncio.ensure_future(self.signaling.stopped.wait())
+            await asyncio.wait({started, closed, stopped}, timeout=self.join_timeout,
                                return_when=asyncio.FIRST_COMPLETED)
             started.cancel()
             closed.cancel()
+            stopped.cancel()
+            if self.signaling.tampered is not None:
+                raise MeshError(str(self.signaling.tampered))
             if not self.signaling.started.is_set():
                 if self.signaling.closed.is_set():
                     why = self.signaling.last_error or "the connection was closed"
@@ -435,22 +517,28 @@ class AiortcFactory:
                 raise MeshError(
                     f"Not all {parties} parties joined within {self.join_timeout:.0f} s.")
         started = loop.time()
-        self.links = {peer: PeerLink(self.signaling, pid, peer, self.ice_servers)
-                      for peer in range(parties) if peer != pid}
-        tasks = {peer: asyncio.ensure_future(link.connect()) for peer, link in self.links.items()}
-        done, pending = await asyncio.wait(tasks.values(), timeout=timeout)
+        if self.signaling.tampered is not None:
+            raise MeshError(str(self.signaling.tampered))
+        links = self.links = {peer: PeerLink(self.signaling, pid, peer, self.ice_servers,
+                                             self.program_hash)
+                              for peer in range(parties) if peer != pid}
+        tasks = {peer: asyncio.ensure_future(link.connect()) for peer, link in links.items()}
+        # The first link that fails (tampering above all) ends the wait: no use waiting
+        # for the others then.
+        done, pending = await asyncio.wait(tasks.values(), timeout=timeout,
+                                           return_when=asyncio.FIRST_EXCEPTION)
         for task in pending:
             task.cancel()
         failed = []
         error = None
         for peer, task in tasks.items():
             if task in pending:
-                failed.append(f"party {peer} ({self.links[peer].state()})")
+                failed.append(f"party {peer} ({links[peer].state()})")
             elif task.exception() is not None:
-                error = error or MeshError(str(task.exception()))
+                error = error or MeshError(str(self.signaling.tampered or task.exception()))
             else:
                 continue
-            await self.links[peer].report("failed")
+            await links[peer].report("failed")
         if error is not None:
             raise error
         if failed:

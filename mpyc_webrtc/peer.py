@@ -7,6 +7,12 @@ replaced by the channel mesh. The program's stdout is this command's stdout;
 the session's status (``console.StatusDisplay``: who is here, each link, the program's
 fingerprint) and logs go to stderr. ``create`` prints the join link as its last stdout
 line, and as a QR code on stderr.
+
+The join link's fragment (``#k=...&p=...``, see ``sealing.JoinSecret``) carries the
+session's secret and its program's hash: ``create`` draws them and sends the server only
+the join token's hash; ``join`` shows the token, refuses a program whose hash is not the
+link's, and seals everything it tells the other parties. Any sign of tampering
+(``sealing.TamperError``) stops the party at once.
 """
 
 from __future__ import annotations
@@ -18,6 +24,7 @@ import json
 import logging
 import os
 import re
+import shlex
 import sys
 import tempfile
 import traceback
@@ -27,7 +34,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from . import programs
+from . import programs, wire
 from .console import StatusDisplay, clean
 from .ice import parse_ice_server
 from .launch import (
@@ -42,7 +49,9 @@ from .launch import (
     main_module,
     program_argv,
     program_file,
+    program_hash,
 )
+from .sealing import JoinSecret, TamperError, tamper_server_program
 
 log = logging.getLogger("mpyc_webrtc.peer")
 
@@ -84,15 +93,24 @@ def create(args: argparse.Namespace) -> int:
         body["program"] = args.program
     if args.labels:
         body["labels"] = args.labels
+    # The hash is computed here from what is sent, as every party computes it from what it
+    # runs; it goes into the link, with the secret, never to the server.
+    try:
+        secret = JoinSecret.create({"name": body["program"], "args": body["args"],
+                                    "builtin": "source" not in body,
+                                    "source": body.get("source")})
+    except LaunchError as exc:
+        raise Failure(str(exc)) from None
+    body["token_hash"] = secret.token_hash
     url = args.server.rstrip("/") + "/api/sessions"
     reply = _post_json(url, body)
     program = reply["program"]
-    # Computed here from what was sent, like every party computes it from what it runs.
-    ours = fingerprint({"name": body["program"], "args": body["args"],
-                        "builtin": "source" not in body, "source": body.get("source")})
-    if program.get("fingerprint", ours) != ours:
+    ours = secret.fingerprint
+    if program.get("hash", secret.program_hash) != secret.program_hash:
         log.warning("the server shows the fingerprint %s for this program, this computer "
-                    "%s: the server may run a different version", program["fingerprint"], ours)
+                    "%s: the server may run a different version, and parties given another "
+                    "program will refuse to run it", fingerprint(program["hash"]), ours)
+    link = secret.link(reply["join_url"])
     title = program.get("title") or program["name"]
     shown = f"{title!r}" if title == program["name"] else f"{title!r} ({program['name']})"
     print(f"Session {reply['session']} for {reply['parties']} parties running {shown}, "
@@ -100,11 +118,13 @@ def create(args: argparse.Namespace) -> int:
     for pid, label in enumerate(reply.get("labels") or []):
         if label:
             print(f"    party {pid}: {clean(label)}")
-    print("Each party joins with:")
-    print(f"    mpyc-webrtc-peer join {reply['join_url']}{input_hint(program)}")
+    print("Each party joins with (the whole link, with its secret part after the # sign; "
+          "share it only with the parties):")
+    # Quoted: '#' and '&' mean something to a shell.
+    print(f"    mpyc-webrtc-peer join {shlex.quote(link)}{input_hint(program)}")
     if not args.no_qr:
-        _print_qr(reply["join_url"])
-    print(reply["join_url"], flush=True)  # the last line: scripts read the link from it
+        _print_qr(link)
+    print(link, flush=True)  # the last line: scripts read the link from it
     return 0
 
 
@@ -175,21 +195,42 @@ def _session_info(server: str, session_id: str) -> dict[str, Any] | None:
 
 # -- join -----------------------------------------------------------------------------------
 
-def parse_join_url(url: str) -> tuple[str, str]:
-    """``http://host:port/join/ID`` -> (``http://host:port``, ``ID``)."""
+def parse_join_url(url: str) -> tuple[str, str, JoinSecret]:
+    """``http://host:port/join/ID#k=...&p=...`` -> (``http://host:port``, ``ID``, secret).
+
+    A link without its fragment, or with a damaged one, is refused (exit status 2) before
+    anything is sent to the server.
+    """
     parts = urlsplit(url)
     match = re.fullmatch(r"(.*)/join/([A-Za-z0-9_-]+)/?", parts.path)
     if parts.scheme not in ("http", "https") or not parts.netloc or not match:
         raise Failure(f"{url!r} is not a join link; it should look like "
-                      "http://HOST:PORT/join/SESSION_ID.", 2)
-    return f"{parts.scheme}://{parts.netloc}{match.group(1)}", match.group(2)
+                      "http://HOST:PORT/join/SESSION_ID#k=...&p=....", 2)
+    try:
+        secret = JoinSecret.from_fragment(parts.fragment)
+    except ValueError as exc:
+        raise Failure(str(exc), 2) from None
+    return f"{parts.scheme}://{parts.netloc}{match.group(1)}", match.group(2), secret
+
+
+def check_program(program: Any, secret: JoinSecret) -> str:
+    """The hash of ``program`` (from the server) if it is the link's; else ``Failure``."""
+    try:
+        ours = program_hash(program)
+    except LaunchError as exc:
+        raise Failure(str(exc)) from None
+    except (KeyError, TypeError, AttributeError):
+        ours = "0" * 64  # no usable program at all: certainly not the link's
+    if ours != secret.program_hash:
+        raise Failure(tamper_server_program(ours, secret.program_hash))
+    return ours
 
 
 def join(args: argparse.Namespace) -> int:
     from .mesh import MeshError, install_mesh
     from .native import AiortcFactory, PeerError, Signaling, allow_loopback_candidates
 
-    server, session_id = parse_join_url(args.url)
+    server, session_id, secret = parse_join_url(args.url)
     CONTEXT.session = session_id
     try:
         extra_ice = [parse_ice_server(u) for u in args.ice_server]
@@ -198,6 +239,7 @@ def join(args: argparse.Namespace) -> int:
     # Check the input against the session's program before taking a place in it.
     info = _session_info(server, session_id)
     if info is not None:
+        check_program(info["program"], secret)
         try:
             problem = check_input(info["program"], args.input)
         except (KeyError, TypeError, AttributeError):
@@ -213,7 +255,24 @@ def join(args: argparse.Namespace) -> int:
         handler.setStream(display.guard(handler.stream))
     loop = new_event_loop()
     asyncio.set_event_loop(loop)  # MPyC's runtime caches this loop when it is imported
-    signaling = Signaling(server, session_id, args.name or "")
+    signaling = Signaling(server, session_id, args.name or "", secret=secret.secret,
+                          token=secret.token)
+    mesh = None
+
+    def stop_at_once(error: TamperError) -> None:
+        # Whoever waits for signaling (joining, waiting for the start, connecting) gets
+        # the TamperError from it; once the program computes nobody does, so it is ended
+        # as a broken link ends it. The tampering is reported below either way.
+        if mesh is not None and mesh.transports and loop.is_running():
+            loop.stop()
+
+    def tampered() -> Failure | None:
+        """The failure to report if signaling was tampered with: it outranks all else."""
+        if signaling.tampered is None:
+            return None
+        return Failure(str(signaling.tampered))
+
+    signaling.on_tamper = stop_at_once
     try:
         welcome = loop.run_until_complete(signaling.join())
     except PeerError as exc:
@@ -222,11 +281,12 @@ def join(args: argparse.Namespace) -> int:
     CONTEXT.party = str(pid)
     log.info("joined as party %d of %d; program %s", pid, parties, program["name"])
     try:
-        shown = fingerprint(program)  # of what this party runs, whatever the server says
-    except (LaunchError, KeyError, TypeError):
-        shown = "(unknown program)"
-    display.joined(welcome, shown)
-    mesh = None
+        # Before connecting to anyone: the program must be the one the link names.
+        own_hash = check_program(program, secret)
+    except Failure:
+        loop.run_until_complete(signaling.close())
+        raise
+    display.joined(welcome, secret.fingerprint)
 
     def on_roster(roster: dict[str, Any]) -> None:
         display.roster(roster)
@@ -240,7 +300,7 @@ def join(args: argparse.Namespace) -> int:
         display.roster(signaling.roster)
 
     factory = AiortcFactory(signaling, list(welcome["ice_servers"]) + extra_ice,
-                            join_timeout=args.join_timeout)
+                            program_hash=own_hash, join_timeout=args.join_timeout)
     real_stdout = sys.stdout
     if real_stdout is not None and real_stdout.isatty():
         sys.stdout = display.guard(real_stdout)  # type: ignore[assignment]
@@ -264,6 +324,8 @@ def join(args: argparse.Namespace) -> int:
             if mpc.pid != pid or len(mpc.parties) != parties or mpc._loop is not loop:
                 raise Failure("mpyc.runtime was imported before the session was joined; "
                               "it must be set up by mpyc-webrtc-peer.")
+            if (failure := tampered()) is not None:
+                raise failure
             running = True
 
             def stop_program(error: Exception) -> None:
@@ -281,19 +343,25 @@ def join(args: argparse.Namespace) -> int:
                 if inspect.iscoroutine(result):  # top-level await: run it on the loop
                     loop.run_until_complete(result)
             except SystemExit as exc:
+                if (failure := tampered()) is not None:
+                    raise failure from None
                 message = exit_message(program["name"], exc.code)
                 if message is not None:
                     code = exc.code if isinstance(exc.code, int) else 1
                     raise Failure(message, code) from None
             except (MeshError, PeerError) as exc:
-                raise Failure(str(mesh.failure or exc)) from None
+                raise tampered() or Failure(str(mesh.failure or exc)) from None
             except Exception as exc:
+                if (failure := tampered()) is not None:
+                    raise failure from None
                 if mesh.failure is not None:
                     raise Failure(str(mesh.failure)) from None
                 log.error("the program raised:\n%s", traceback.format_exc().rstrip())
                 raise Failure(error_message(program["name"], exc)) from None
             finally:
                 running = False
+            if (failure := tampered()) is not None:
+                raise failure
             if mesh.failure is not None:
                 raise Failure(str(mesh.failure))
             display.finished()
@@ -305,7 +373,8 @@ def join(args: argparse.Namespace) -> int:
         sys.stdout.flush()
         # Linger for the channels' closing handshakes only after an MPyC shutdown; a
         # program that never called mpc.shutdown() has nobody closing them.
-        graceful = mesh is not None and mesh.failure is None and mesh.closing
+        graceful = (mesh is not None and mesh.failure is None and mesh.closing
+                    and signaling.tampered is None)
         loop.run_until_complete(_close(factory, signaling, graceful))
         display.close()
         sys.stdout = real_stdout
@@ -333,6 +402,12 @@ async def _close(factory: Any, signaling: Any, graceful: bool) -> None:
         await factory.close(graceful=graceful, linger=10.0 if graceful else 0.0)
     except Exception:
         log.debug("closing peer connections failed", exc_info=True)
+    if signaling.tampered is not None:  # let the others see why this party stopped
+        try:
+            await signaling.send(wire.message("status", state="failed",
+                                              detail="Tampering detected; this party stopped."))
+        except Exception:
+            log.debug("could not report the failure")
     await signaling.close()
 
 

@@ -94,7 +94,8 @@ class Server:
             threading.Thread(target=self.log.extend, args=(pipe,), daemon=True).start()
 
     def create(self, parties: int, *program: str) -> str:
-        """Create a session with the peer CLI; returns the join URL."""
+        """Create a session with the peer CLI; returns the join URL (with its secret
+        fragment ``#k=...&p=...``)."""
         done = self.ns.run([str(BIN / "mpyc-webrtc-peer"), "create", self.url,
                             "--parties", str(parties), *program])
         if done.returncode != 0:
@@ -103,7 +104,7 @@ class Server:
 
     def info(self, join_url: str) -> dict:
         """``GET /api/sessions/ID``, fetched from inside the namespace."""
-        session = join_url.rstrip("/").rsplit("/", 1)[1]
+        session = session_id(join_url)
         done = self.ns.run([sys.executable, "-c",
                             "import sys, urllib.request; print(urllib.request.urlopen("
                             "sys.argv[1]).read().decode())",
@@ -118,6 +119,34 @@ class Server:
             if time.monotonic() > deadline:
                 raise TimeoutError(f"fewer than {count} parties joined within {timeout} s")
             time.sleep(0.1)
+
+
+class TamperProxy:
+    """``tests/tamper_proxy.py`` in a namespace, in front of ``upstream`` (a ``Server``)."""
+
+    def __init__(self, ns: Namespace, upstream: Server, mode: str, port: int = 8081):
+        self.ns = ns
+        self.url = f"http://127.0.0.1:{port}"
+        self.upstream = upstream
+        self.proc = ns.popen([sys.executable, str(REPO / "tests" / "tamper_proxy.py"),
+                              "--listen", f"127.0.0.1:{port}", "--upstream", upstream.url,
+                              "--mode", mode],
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        first = self.proc.stdout.readline()
+        if not first.startswith("tamper proxy on "):
+            raise RuntimeError(f"proxy did not start: {first!r} {self.proc.stderr.read()}")
+        self.log: collections.deque[str] = collections.deque(maxlen=2000)
+        for pipe in (self.proc.stdout, self.proc.stderr):
+            threading.Thread(target=self.log.extend, args=(pipe,), daemon=True).start()
+
+    def link(self, join_url: str) -> str:
+        """The same join link, through the proxy."""
+        return join_url.replace(self.upstream.url, self.url, 1)
+
+
+def session_id(join_url: str) -> str:
+    """The session id of a join link (``.../join/ID#k=...&p=...``)."""
+    return join_url.split("#", 1)[0].rstrip("/").rsplit("/", 1)[1]
 
 
 def start_peer(ns: Namespace, join_url: str, *args: str) -> subprocess.Popen:

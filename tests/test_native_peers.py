@@ -16,7 +16,8 @@ from pathlib import Path
 
 import pytest
 
-from netns import BIN, Namespace, Server, available, start_peer
+from mpyc_webrtc.sealing import JoinSecret
+from netns import BIN, Namespace, Server, available, session_id, start_peer
 
 pytestmark = pytest.mark.netns
 if (why := available()) is not None:
@@ -240,14 +241,15 @@ def test_fourth_party_gets_the_full_error(server):
 def test_peer_that_never_connects_times_out_with_a_clear_error(server):
     """Party 1 joins over signaling but never answers the WebRTC offer."""
     url = server.create(2, "--program", "sum")
-    session = url.rsplit("/", 1)[1]
+    session = session_id(url)
+    token = JoinSecret.from_fragment(url.split("#", 1)[1]).token
     silent = server.ns.popen([sys.executable, "-c", f"""
 import asyncio, aiohttp, json
 async def main():
     async with aiohttp.ClientSession() as http:
         async with http.ws_connect("{server.url}/ws") as ws:
             await ws.send_str(json.dumps({{"v": 1, "type": "join", "session": "{session}",
-                                          "ready": True}}))
+                                          "token": "{token}", "ready": True}}))
             await asyncio.sleep(60)
 asyncio.run(main())
 """])
@@ -302,10 +304,14 @@ def test_input_is_checked_by_the_sessions_program(server):
     assert server.info(url)["joined"] == 0
 
 
+def some_fragment() -> str:
+    return JoinSecret(bytes(32), "ab" * 32).to_fragment()
+
+
 def test_unreachable_server_is_a_clear_error():
     with Namespace() as ns:
         done = ns.run([str(BIN / "mpyc-webrtc-peer"), "join",
-                       "http://127.0.0.1:9/join/abc", "--input", "1"])
+                       f"http://127.0.0.1:9/join/abc#{some_fragment()}", "--input", "1"])
     assert done.returncode == 1
     assert done.stderr.strip().splitlines()[-1].startswith(
         "mpyc-webrtc-peer: error: Could not reach the signaling server at ws://127.0.0.1:9/ws")
@@ -321,7 +327,8 @@ def test_create_against_unreachable_server():
 
 def test_unknown_session(server):
     done = server.ns.run([str(BIN / "mpyc-webrtc-peer"), "join",
-                          f"{server.url}/join/nosuchsession", "--input", "1"])
+                          f"{server.url}/join/nosuchsession#{some_fragment()}", "--input",
+                          "1"])
     assert done.returncode == 1
     assert "There is no session 'nosuchsession'" in done.stderr
 

@@ -19,7 +19,8 @@ from mpyc_webrtc.console import (
     roster_changes,
     roster_lines,
 )
-from mpyc_webrtc.peer import input_hint, parser
+from mpyc_webrtc.peer import Failure, input_hint, parse_join_url, parser
+from mpyc_webrtc.sealing import LINK_MISSING_SECRET, JoinSecret
 from netns import BIN, Namespace, Server, available
 
 WELCOME = {
@@ -239,6 +240,24 @@ def test_create_offers_every_catalog_program():
         parser().parse_args(["create", "http://h", "-m", "3", "--program", "nope"])
 
 
+LINK = r"http://127\.0\.0\.1:8080/join/[A-Za-z0-9_-]+#k=[A-Za-z0-9_-]{43}&p=[0-9a-f]{64}"
+
+
+def test_join_link_needs_its_fragment():
+    secret = JoinSecret(bytes(range(32)), "ab" * 32)
+    assert parse_join_url(f"http://h:1/x/join/ID#{secret.to_fragment()}") == (
+        "http://h:1/x", "ID", secret)
+    with pytest.raises(Failure) as excinfo:
+        parse_join_url("http://h:1/join/ID")
+    assert excinfo.value.code == 2 and str(excinfo.value) == LINK_MISSING_SECRET
+    with pytest.raises(Failure) as excinfo:
+        parse_join_url(f"http://h:1/join/ID#{secret.to_fragment()[:-3]}")
+    assert excinfo.value.code == 2 and "is damaged" in str(excinfo.value)
+    with pytest.raises(Failure) as excinfo:
+        parse_join_url("ftp://h/join/ID")
+    assert excinfo.value.code == 2 and "is not a join link" in str(excinfo.value)
+
+
 @pytest.mark.netns
 def test_create_prints_the_link_last_on_stdout_and_a_qr_code_on_stderr():
     if (why := available()) is not None:
@@ -251,19 +270,26 @@ def test_create_prints_the_link_last_on_stdout_and_a_qr_code_on_stderr():
         quiet = ns.run([*create, "--no-qr"])
         assert done.returncode == 0 and quiet.returncode == 0, done.stderr + quiet.stderr
         url = done.stdout.strip().splitlines()[-1]
-        assert re.fullmatch(r"http://127\.0\.0\.1:8080/join/[A-Za-z0-9_-]+", url)
+        assert re.fullmatch(LINK, url)
         info = server.info(url)
     assert info["labels"] == ["hospital A", "hospital B", ""]
     assert "    party 0: hospital A" in done.stdout
-    assert f"mpyc-webrtc-peer join {url} --input yes|no" in done.stdout
+    # Quoted for a shell: '#' and '&' would cut the command short.
+    assert f"mpyc-webrtc-peer join '{url}' --input yes|no" in done.stdout
     assert f"fingerprint {info['program']['fingerprint']}." in done.stdout
+    # The link carries the secret and the program's hash; the server knows neither the
+    # secret nor the token, only the token's hash.
+    secret = JoinSecret.from_fragment(url.split("#", 1)[1])
+    assert secret.program_hash == info["program"]["hash"]
+    assert secret.fingerprint == info["program"]["fingerprint"]
+    assert secret.secret.hex() not in str(info) and secret.token not in str(info)
     # The QR code: half blocks on stderr only, as many rows as columns (/2, compact).
     assert "█" not in done.stdout
     qr = [line for line in done.stderr.splitlines() if "█" in line]
     assert len(qr) >= 10 and len({len(line) for line in qr}) == 1
     assert "█" not in quiet.stderr
-    assert re.fullmatch(r"http://127\.0\.0\.1:8080/join/[A-Za-z0-9_-]+",
-                        quiet.stdout.strip().splitlines()[-1])
+    assert re.fullmatch(LINK, quiet.stdout.strip().splitlines()[-1])
+    assert quiet.stdout.strip().splitlines()[-1] != url  # a new secret for every session
 
 
 def _pc_with_pair(local: str, remote: str):

@@ -1,0 +1,315 @@
+"""End-to-end sealed signaling: the join link's secret, the join token, sealed ``signal`` boxes.
+
+The construction is specified in the docstring of ``wire`` (``TOKEN_INFO``, ``KEY_INFO``,
+``SIGNAL_KINDS``, ``signal_aad``); the browser implements the same with WebCrypto, and
+``tests/sealing_vectors.json`` holds known answers both sides are checked against.
+
+- The person who creates a session draws a 32-byte secret and puts it, with the program's
+  hash, in the join link's fragment (``JoinSecret.to_fragment``: ``k=<base64url>&p=<hex>``).
+- ``join_token(secret)`` proves the link to the server; the server only keeps
+  ``token_hash(token)``.
+- ``Sealer`` seals what a party tells another (offers, answers, ICE candidates) with
+  AES-256-GCM under a key only the link's holders know, bound to the session, both pids and
+  a sequence number; ``Sealer.open`` raises ``TamperError`` for anything else.
+
+Base64url is always without padding, and only the canonical encoding is accepted (the
+unused low bits of the last character must be zero), so a changed character never decodes
+to the same bytes. The wording of every ``TamperError`` and link error is defined here, as
+constants and format functions, so the browser can say exactly the same.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import json
+import re
+import secrets
+from collections import defaultdict
+from dataclasses import dataclass
+from typing import Any
+
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+
+from . import launch, wire
+
+#: Bytes in the link's secret, the sealing key and the join token's key material.
+SECRET_BYTES = 32
+#: Bytes of random nonce in front of each box (AES-GCM's standard 96 bits).
+NONCE_BYTES = 12
+#: Bytes of the AES-GCM authentication tag at the end of each box.
+TAG_BYTES = 16
+
+# -- wording (the browser copies these sentences) ---------------------------------------------
+
+#: Every tampering message starts with this.
+TAMPER_PREFIX = "Tampering detected:"
+#: Every tampering message ends with this.
+TAMPER_STOP = "Stop, and do not take part in this session."
+#: Where a changed, forged or lost message can come from.
+TAMPER_WHO = ("Someone between you and party {party} (the signaling server or the network)")
+
+#: The link has no fragment, or one without ``k`` and ``p``.
+LINK_MISSING_SECRET = (
+    "The join link lacks its secret part (after the # sign). Ask the person who created "
+    "the session for the whole link, and copy all of it.")
+#: The fragment is there but unusable; ``{detail}`` says what is wrong.
+LINK_DAMAGED = (
+    "The join link's secret part (after the # sign) is damaged: {detail}. Ask the person "
+    "who created the session for the whole link, and copy all of it.")
+
+
+def tamper_failed_authentication(party: object) -> str:
+    """A box that does not open: changed, sealed with another key, or moved to other pids."""
+    who = TAMPER_WHO.format(party=party)
+    return (f"{TAMPER_PREFIX} a signaling message said to come from party {party} failed "
+            f"authentication. {who} changed it, or it was not sent by party {party}. "
+            f"{TAMPER_STOP}")
+
+
+def tamper_replayed(party: object, seq: int) -> str:
+    """An authentic message that was accepted before."""
+    who = TAMPER_WHO.format(party=party)
+    return (f"{TAMPER_PREFIX} signaling message {seq} from party {party} arrived again "
+            f"(replayed). {who} sent it twice. {TAMPER_STOP}")
+
+
+def tamper_out_of_order(party: object, seq: int, expected: int) -> str:
+    """An authentic message that is not the next one: earlier ones were held back or lost."""
+    who = TAMPER_WHO.format(party=party)
+    return (f"{TAMPER_PREFIX} signaling message {seq} from party {party} arrived out of "
+            f"order (number {seq}, expected {expected}). {who} held back, dropped or "
+            f"reordered messages. {TAMPER_STOP}")
+
+
+def tamper_bad_content(party: object, detail: str) -> str:
+    """An authentic box whose content is not a signal (only a link holder can seal one)."""
+    return (f"{TAMPER_PREFIX} a sealed signaling message from party {party} is not a valid "
+            f"offer, answer or ICE candidate ({detail}). Only someone with the join link "
+            f"can seal messages, so party {party} or someone else with the link sent it. "
+            f"{TAMPER_STOP}")
+
+
+def tamper_peer_program(party: object, theirs: str, ours: str) -> str:
+    """A peer's sealed offer or answer names another program than this party runs."""
+    return (f"{TAMPER_PREFIX} party {party} runs a different program than this party "
+            f"(fingerprint {launch.fingerprint(theirs)}; this party runs "
+            f"{launch.fingerprint(ours)}). The parties were given different programs. "
+            f"{TAMPER_STOP}")
+
+
+def tamper_server_program(ours: str, link: str) -> str:
+    """The server's program is not the one whose hash the link carries."""
+    return (f"{TAMPER_PREFIX} the server gave this party a different program than the one "
+            f"the session's creator chose (fingerprint {launch.fingerprint(ours)}; the link "
+            f"says {launch.fingerprint(link)}). {TAMPER_STOP}")
+
+
+class TamperError(Exception):
+    """Someone changed, forged, replayed or reordered signaling; the message is for people
+    and starts with ``TAMPER_PREFIX``. The party must stop at once."""
+
+
+# -- encoding ---------------------------------------------------------------------------------
+
+_B64URL = re.compile(r"[A-Za-z0-9_-]*")
+
+
+def b64url_encode(data: bytes) -> str:
+    """Base64url without padding."""
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
+
+
+def b64url_decode(text: str) -> bytes:
+    """Strict inverse of ``b64url_encode``: only the URL-safe alphabet, no padding, and only
+    the canonical encoding; else ``ValueError``."""
+    if not isinstance(text, str) or not _B64URL.fullmatch(text) or len(text) % 4 == 1:
+        raise ValueError("not base64url")
+    try:
+        data = base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+    except (binascii.Error, ValueError):
+        raise ValueError("not base64url") from None
+    if b64url_encode(data) != text:
+        raise ValueError("not canonical base64url")
+    return data
+
+
+def compact_json(payload: dict[str, Any]) -> bytes:
+    """The bytes sealed for ``payload``: JSON without spaces, non-ASCII as UTF-8 (as
+    JavaScript's ``JSON.stringify`` writes it), keys in the order given."""
+    return json.dumps(payload, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+# -- keys -------------------------------------------------------------------------------------
+
+def new_secret() -> bytes:
+    """A fresh link secret: 32 random bytes."""
+    return secrets.token_bytes(SECRET_BYTES)
+
+
+def _hkdf(secret: bytes, info: bytes) -> bytes:
+    # salt=None is RFC 5869's default, HashLen zero bytes, which gives the same HMAC key as
+    # an empty salt (WebCrypto: salt = new Uint8Array(0)).
+    return HKDF(algorithm=hashes.SHA256(), length=32, salt=None, info=info).derive(secret)
+
+
+def join_token(secret: bytes) -> str:
+    """What a party shows the server in ``join``: base64url(HKDF(secret, TOKEN_INFO))."""
+    return b64url_encode(_hkdf(secret, wire.TOKEN_INFO))
+
+
+def token_hash(token: str) -> str:
+    """What the server keeps of the token: its SHA-256, hex."""
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def seal_key(secret: bytes) -> bytes:
+    """The AES-256-GCM key for ``signal`` boxes: HKDF(secret, KEY_INFO)."""
+    return _hkdf(secret, wire.KEY_INFO)
+
+
+# -- the join link ----------------------------------------------------------------------------
+
+_HASH = re.compile(r"[0-9a-f]{64}")
+
+
+@dataclass(frozen=True)
+class JoinSecret:
+    """What the join link's fragment carries: the secret and the program's hash."""
+
+    secret: bytes
+    program_hash: str
+
+    @classmethod
+    def create(cls, program: dict[str, Any]) -> JoinSecret:
+        """A new secret for a session that runs ``program`` (as in a ``welcome``, e.g.
+        ``session.Program.to_wire()``); its hash is computed here, from the local source
+        for a built-in."""
+        return cls(new_secret(), launch.program_hash(program))
+
+    @property
+    def token(self) -> str:
+        return join_token(self.secret)
+
+    @property
+    def token_hash(self) -> str:
+        return token_hash(self.token)
+
+    @property
+    def fingerprint(self) -> str:
+        return launch.fingerprint(self.program_hash)
+
+    def to_fragment(self) -> str:
+        """``k=<secret, base64url>&p=<program hash, hex>`` (no ``#``)."""
+        return f"k={b64url_encode(self.secret)}&p={self.program_hash}"
+
+    def link(self, join_url: str) -> str:
+        """``join_url`` (``.../join/ID``) with this secret as its fragment."""
+        return f"{join_url.split('#', 1)[0]}#{self.to_fragment()}"
+
+    @classmethod
+    def from_fragment(cls, fragment: str) -> JoinSecret:
+        """Parse a fragment (with or without its ``#``); ``ValueError`` with a sentence for
+        people (``LINK_MISSING_SECRET`` or ``LINK_DAMAGED``) if it is missing or damaged.
+        Parameters other than ``k`` and ``p`` are ignored; ``p`` may be upper case."""
+        fragment = (fragment or "").strip().removeprefix("#")
+        fields: dict[str, str] = {}
+        for part in fragment.split("&"):
+            key, sep, value = part.partition("=")
+            if sep and key in ("k", "p"):
+                if key in fields:
+                    raise ValueError(LINK_DAMAGED.format(detail=f"it has '{key}' twice"))
+                fields[key] = value
+        if not fields:
+            raise ValueError(LINK_MISSING_SECRET)
+        if "k" not in fields:
+            raise ValueError(LINK_DAMAGED.format(detail="its secret (k=...) is missing"))
+        if "p" not in fields:
+            raise ValueError(LINK_DAMAGED.format(detail="the program's hash (p=...) is "
+                                                        "missing"))
+        try:
+            secret = b64url_decode(fields["k"])
+        except ValueError:
+            secret = b""
+        if len(secret) != SECRET_BYTES:
+            raise ValueError(LINK_DAMAGED.format(
+                detail=f"its secret (k=...) is not {SECRET_BYTES} bytes of base64url"))
+        program = fields["p"].lower()
+        if not _HASH.fullmatch(program):
+            raise ValueError(LINK_DAMAGED.format(
+                detail="the program's hash (p=...) is not 64 hexadecimal digits"))
+        return cls(secret, program)
+
+
+# -- sealed signals ---------------------------------------------------------------------------
+
+class Sealer:
+    """Seals this party's signals to each other party and opens theirs, in order."""
+
+    def __init__(self, secret: bytes, session_id: str, pid: int):
+        self.session_id = session_id
+        self.pid = pid
+        self._aead = AESGCM(seal_key(secret))
+        #: Receiver -> the last number sealed for it; sender -> the last number accepted.
+        self._sent: dict[int, int] = defaultdict(int)
+        self._accepted: dict[int, int] = defaultdict(int)
+
+    def seal(self, to: int, payload: dict[str, Any], *,
+             nonce: bytes | None = None) -> dict[str, Any]:
+        """The fields of a ``signal`` message (``to``, ``seq``, ``box``) carrying ``payload``.
+        ``nonce`` is for known-answer tests only: never reuse one."""
+        seq = self._sent[to] + 1
+        self._sent[to] = seq
+        if nonce is None:
+            nonce = secrets.token_bytes(NONCE_BYTES)
+        elif len(nonce) != NONCE_BYTES:
+            raise ValueError(f"a nonce is {NONCE_BYTES} bytes")
+        aad = wire.signal_aad(self.session_id, self.pid, to, seq)
+        sealed = self._aead.encrypt(nonce, compact_json(payload), aad)
+        return {"to": to, "seq": seq, "box": b64url_encode(nonce + sealed)}
+
+    def open(self, sender: Any, seq: Any, box: Any) -> dict[str, Any]:
+        """The payload of a ``signal`` relayed from ``sender``; ``TamperError`` unless it
+        authenticates for this session and these pids, is the next number from ``sender``,
+        and is a JSON object of a kind in ``wire.SIGNAL_KINDS`` with its fields."""
+        if (isinstance(sender, bool) or not isinstance(sender, int)
+                or isinstance(seq, bool) or not isinstance(seq, int) or seq < 1):
+            raise TamperError(tamper_failed_authentication(sender))
+        try:
+            data = b64url_decode(box)
+            if len(data) < NONCE_BYTES + TAG_BYTES:
+                raise ValueError("too short")
+            aad = wire.signal_aad(self.session_id, sender, self.pid, seq)
+            plain = self._aead.decrypt(data[:NONCE_BYTES], data[NONCE_BYTES:], aad)
+        except (ValueError, InvalidTag):
+            raise TamperError(tamper_failed_authentication(sender)) from None
+        expected = self._accepted[sender] + 1
+        if seq < expected:
+            raise TamperError(tamper_replayed(sender, seq))
+        if seq > expected:
+            raise TamperError(tamper_out_of_order(sender, seq, expected))
+        payload = _check_payload(sender, plain)
+        self._accepted[sender] = seq
+        return payload
+
+
+def _check_payload(sender: int, plain: bytes) -> dict[str, Any]:
+    try:
+        payload = json.loads(plain.decode())
+    except (UnicodeDecodeError, ValueError):
+        raise TamperError(tamper_bad_content(sender, "it is not JSON")) from None
+    if not isinstance(payload, dict):
+        raise TamperError(tamper_bad_content(sender, "it is not a JSON object"))
+    kind = payload.get("kind")
+    fields = wire.SIGNAL_KINDS.get(kind) if isinstance(kind, str) else None
+    if fields is None:
+        raise TamperError(tamper_bad_content(sender, f"unknown kind {kind!r}"))
+    for name in fields:
+        if not isinstance(payload.get(name), str):
+            raise TamperError(tamper_bad_content(
+                sender, f"its {kind} has no text field {name!r}"))
+    return payload

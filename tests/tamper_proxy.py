@@ -1,0 +1,213 @@
+"""A man in the middle for tests: forwards everything to the signaling server, and can
+change what the server says, as a malicious server (or network) would.
+
+Run it inside a test's network namespace::
+
+    python tests/tamper_proxy.py --listen 127.0.0.1:8081 --upstream http://127.0.0.1:8080 \\
+        --mode flip-box
+
+It prints ``tamper proxy on http://127.0.0.1:8081`` once listening. Every HTTP request
+(any method and path, with its body and headers) is forwarded; the upstream's own address
+in text and JSON answers (``join_url``) is replaced by the proxy's, so links made through
+the proxy lead back to it. ``/ws`` is proxied frame by frame both ways. Modes (each logs
+what it changed to stderr):
+
+- ``none``: change nothing.
+- ``flip-box``: flip one base64url character in the middle of the ``box`` of the first
+  ``signal`` the server relays to a client.
+- ``replay``: deliver the first relayed ``signal`` to its receiver twice.
+- ``swap-from``: change the ``from`` of the first relayed ``signal`` to another pid of the
+  session (a third party if there is one, else the receiver's own pid).
+- ``swap-program``: give every party another program, in ``welcome`` and in
+  ``GET /api/sessions/ID``: a built-in becomes another built-in (sum <-> max), an uploaded
+  source gets a comment appended.
+- ``swap-welcome``: as ``swap-program``, but only in ``welcome`` (the session's page and
+  ``GET /api/sessions/ID`` stay honest).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import re
+import sys
+from pathlib import Path
+from typing import Any
+
+from aiohttp import ClientSession, ClientTimeout, WSMsgType, web
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from mpyc_webrtc import launch, programs  # noqa: E402
+
+MODES = ("none", "flip-box", "replay", "swap-from", "swap-program", "swap-welcome")
+#: Headers that belong to one hop, never forwarded.
+HOP_BY_HOP = {"connection", "keep-alive", "proxy-authenticate", "proxy-authorization", "te",
+              "trailer", "trailers", "transfer-encoding", "upgrade", "host", "content-length",
+              "accept-encoding", "content-encoding"}
+SWAPS = {"sum": "max", "max": "sum"}
+MAX_FRAME = 16 * 1024 * 1024
+
+
+def log(text: str) -> None:
+    print(f"tamper proxy: {text}", file=sys.stderr, flush=True)
+
+
+class Proxy:
+    def __init__(self, upstream: str, public: str, mode: str):
+        self.upstream = upstream.rstrip("/")
+        self.public = public.rstrip("/")
+        self.mode = mode
+        #: The first relayed ``signal`` has been tampered with (modes that do it once).
+        self.done = False
+        self.http: ClientSession | None = None
+
+    # -- what is changed ---------------------------------------------------------------
+
+    def other_program(self, program: dict[str, Any]) -> dict[str, Any]:
+        if launch.is_builtin(program):
+            name = program["name"]
+            other = SWAPS.get(name) or next(n for n in sorted(programs.BUILTIN) if n != name)
+            log(f"program {name!r} replaced by {other!r}")
+            return {**program, "name": other}
+        log(f"program {program.get('name')!r}: a comment appended to its source")
+        return {**program, "source": program["source"] + "\n# changed by the tamper proxy\n"}
+
+    def to_client(self, msg: dict[str, Any], state: dict[str, Any]) -> list[dict[str, Any]]:
+        """The messages to deliver instead of ``msg`` (server -> client)."""
+        kind = msg.get("type")
+        if kind == "welcome":
+            state["pid"], state["parties"] = msg.get("pid"), msg.get("parties")
+            if self.mode in ("swap-program", "swap-welcome"):
+                return [{**msg, "program": self.other_program(msg["program"])}]
+            return [msg]
+        if kind != "signal" or self.done or self.mode not in ("flip-box", "replay",
+                                                              "swap-from"):
+            return [msg]
+        self.done = True
+        where = f"signal {msg.get('seq')} from party {msg.get('from')} to party {state['pid']}"
+        if self.mode == "flip-box":
+            box = msg["box"]
+            i = len(box) // 2
+            new = box[:i] + ("A" if box[i] != "A" else "B") + box[i + 1:]
+            log(f"flip-box: character {i} of the box of {where} changed")
+            return [{**msg, "box": new}]
+        if self.mode == "replay":
+            log(f"replay: {where} delivered twice")
+            return [msg, msg]
+        sender, me, parties = msg["from"], state["pid"], state.get("parties") or 2
+        others = [p for p in range(parties) if p not in (sender, me)]
+        fake = others[0] if others else me
+        log(f"swap-from: {where} now says it is from party {fake}")
+        return [{**msg, "from": fake}]
+
+    def rewrite_body(self, path: str, body: bytes, content_type: str) -> bytes:
+        if not (content_type.startswith("text/") or "json" in content_type):
+            return body
+        text = body.decode("utf-8", "replace")
+        if self.mode == "swap-program" and re.fullmatch(r"/api/sessions/[^/]+", path):
+            try:
+                info = json.loads(text)
+                program = {k: info["program"][k] for k in ("name", "args", "builtin")}
+                if not program["builtin"]:
+                    program["source"] = info["program"]["source"]
+                info["program"] = launch.describe_program(self.other_program(program))
+                text = json.dumps(info)
+            except (ValueError, KeyError, TypeError) as exc:
+                log(f"could not swap the program in {path}: {exc}")
+        return text.replace(self.upstream, self.public).encode()
+
+    # -- plumbing ----------------------------------------------------------------------
+
+    async def handle(self, request: web.Request) -> web.StreamResponse:
+        if request.path == "/ws" and request.headers.get("Upgrade", "").lower() == "websocket":
+            return await self.websocket(request)
+        assert self.http is not None
+        headers = {k: v.replace(self.public, self.upstream) if k.lower() == "origin" else v
+                   for k, v in request.headers.items() if k.lower() not in HOP_BY_HOP}
+        body = await request.read()
+        async with self.http.request(request.method, self.upstream + request.path_qs,
+                                     headers=headers, data=body or None,
+                                     allow_redirects=False) as reply:
+            data = await reply.read()
+            content_type = reply.headers.get("Content-Type", "")
+            data = self.rewrite_body(request.path, data, content_type)
+            out = {k: v for k, v in reply.headers.items() if k.lower() not in HOP_BY_HOP}
+            if "Location" in out:
+                out["Location"] = out["Location"].replace(self.upstream, self.public)
+            return web.Response(status=reply.status, body=data, headers=out)
+
+    async def websocket(self, request: web.Request) -> web.WebSocketResponse:
+        assert self.http is not None
+        client = web.WebSocketResponse(max_msg_size=MAX_FRAME)
+        await client.prepare(request)
+        # The server checks Origin; a relay in the middle simply claims the server's own.
+        headers = {k: v.replace(self.public, self.upstream) for k, v in request.headers.items()
+                   if k.lower() in ("origin", "user-agent", "cookie")}
+        state: dict[str, Any] = {"pid": None, "parties": None}
+        async with self.http.ws_connect(self.upstream.replace("http", "ws", 1) + "/ws",
+                                        headers=headers, max_msg_size=MAX_FRAME) as server:
+            async def up() -> None:
+                async for frame in client:
+                    if frame.type == WSMsgType.TEXT:
+                        await server.send_str(frame.data)
+                    elif frame.type == WSMsgType.BINARY:
+                        await server.send_bytes(frame.data)
+                await server.close()
+
+            async def down() -> None:
+                async for frame in server:
+                    if frame.type == WSMsgType.TEXT:
+                        try:
+                            msg = json.loads(frame.data)
+                        except ValueError:
+                            await client.send_str(frame.data)
+                            continue
+                        if not isinstance(msg, dict):
+                            await client.send_str(frame.data)
+                            continue
+                        for out in self.to_client(msg, state):
+                            await client.send_str(json.dumps(out, separators=(",", ":")))
+                    elif frame.type == WSMsgType.BINARY:
+                        await client.send_bytes(frame.data)
+                await client.close()
+
+            tasks = [asyncio.create_task(up()), asyncio.create_task(down())]
+            await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+        if not client.closed:
+            await client.close()
+        return client
+
+
+async def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--listen", required=True, metavar="HOST:PORT")
+    parser.add_argument("--upstream", required=True, metavar="URL")
+    parser.add_argument("--mode", choices=MODES, default="none")
+    args = parser.parse_args()
+    host, _, port = args.listen.rpartition(":")
+    public = f"http://{args.listen}"
+    proxy = Proxy(args.upstream, public, args.mode)
+    proxy.http = ClientSession(timeout=ClientTimeout(total=None), auto_decompress=False)
+    app = web.Application(client_max_size=MAX_FRAME)
+    app.router.add_route("*", "/{tail:.*}", proxy.handle)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    await web.TCPSite(runner, host, int(port)).start()
+    print(f"tamper proxy on {public}", flush=True)
+    log(f"mode {args.mode}, forwarding to {proxy.upstream}")
+    try:
+        await asyncio.Event().wait()
+    finally:
+        await proxy.http.close()
+        await runner.cleanup()
+
+
+if __name__ == "__main__":
+    try:
+        asyncio.run(main())
+    except KeyboardInterrupt:
+        pass
