@@ -39,11 +39,12 @@ mimetypes.add_type("text/javascript", ".js")
 mimetypes.add_type("application/wasm", ".wasm")
 
 #: Native-only modules left out of the browser archive (they import aiortc/aiohttp).
-NATIVE_ONLY = {"mpyc_webrtc/native.py", "mpyc_webrtc/peer.py", "mpyc_webrtc/sctp_tuning.py"}
+NATIVE_ONLY = {"mpyc_webrtc/native.py", "mpyc_webrtc/peer.py", "mpyc_webrtc/sctp_tuning.py",
+               "mpyc_webrtc/sealing.py"}
 
 
 #: npm packages (pinned in package.json) that pages may load from /vendor/NAME/.
-VENDORED = ("prismjs", "codejar")
+VENDORED = ("prismjs", "codejar", "qrcode-generator")
 
 
 @dataclass
