@@ -8,6 +8,8 @@ from collections.abc import Callable
 
 from playwright.sync_api import Page, expect
 
+from mpyc_webrtc.sealing import JoinSecret, join_token
+
 #: Cold Pyodide boot is ~2.5 s, but several pages load at once on few cores.
 LOAD_TIMEOUT_MS = 90_000
 #: From the last "I'm ready" to the result (includes connecting and the computation).
@@ -114,9 +116,11 @@ def open_parties(new_page: Callable[[], Page], join_url: str, count: int) -> lis
 
 def fill_session(page: Page, server_url: str, join_url: str, count: int) -> None:
     """Take ``count`` places in a session with bare WebSockets that join and stay idle."""
-    session = join_url.rstrip("/").rsplit("/", 1)[1]
+    link, _, fragment = join_url.partition("#")
+    session = link.rstrip("/").rsplit("/", 1)[1]
+    token = join_token(JoinSecret.from_fragment(fragment).secret)
     page.goto(f"{server_url}/api/protocol")
-    page.evaluate("""async ([session, count]) => {
+    page.evaluate("""async ([session, token, count]) => {
         const version = JSON.parse(document.body.innerText).version;
         window.fillers = [];
         for (let i = 0; i < count; i++) {
@@ -129,8 +133,8 @@ def fill_session(page: Page, server_url: str, join_url: str, count: int) -> None
                     if (message.type === 'error') reject(new Error(message.message));
                 };
             });
-            ws.send(JSON.stringify({v: version, type: 'join', session}));
+            ws.send(JSON.stringify({v: version, type: 'join', session, token}));
             await welcome;
             window.fillers.push(ws);
         }
-    }""", [session, count])
+    }""", [session, token, count])

@@ -101,7 +101,9 @@ def test_joining_a_full_session_shows_why(server, new_page):
 
 
 def test_unknown_session(server, new_page):
-    party = BrowserParty(new_page(), f"{server.url}/join/no-such-session", wait_joined=False)
+    fragment = f"#k={'A' * 43}&p={'0' * 64}"  # a well-formed link to a session that is not
+    party = BrowserParty(new_page(), f"{server.url}/join/no-such-session{fragment}",
+                         wait_joined=False)
     expect(party["status"]).to_have_text("No such session")
     expect(party["error"]).to_contain_text("There is no session 'no-such-session'")
     expect(party["me"]).to_be_hidden()

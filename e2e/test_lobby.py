@@ -43,9 +43,13 @@ def create(page: Page, server_url: str, program: str, parties: int,
         page.get_by_test_id(f"label-{pid}").fill(label)
     page.get_by_test_id("my-role").select_option(str(role))
     page.get_by_test_id("create").click()
-    expect(page).to_have_url(re.compile(r"/join/[A-Za-z0-9_-]+\?role="))
+    expect(page).to_have_url(
+        re.compile(r"/join/[A-Za-z0-9_-]+\?role=\d+#k=[\w-]{43}&p=[0-9a-f]{64}$"))
     link = page.get_by_test_id("invite-link")
-    expect(link).to_have_value(re.compile(r"^http://127\.0\.0\.1:\d+/join/[A-Za-z0-9_-]+$"))
+    # The secret travels only in the fragment, and the invite link carries it.
+    expect(link).to_have_value(re.compile(
+        r"^http://127\.0\.0\.1:\d+/join/[A-Za-z0-9_-]+#k=[\w-]{43}&p=[0-9a-f]{64}$"))
+    assert link.input_value().split("#")[1] == page.url.split("#")[1]
     return link.input_value()
 
 
@@ -72,10 +76,11 @@ def test_average_salary_from_the_create_page(server, new_page):
     creator = BrowserParty(creator_page, creator_page.url)
     assert creator.pid == 0
     expect(creator["status"]).to_have_text("Waiting for 2 more parties to join")
-    expect(creator["invite-qr"]).to_have_attribute("src", re.compile(r"/qr\.svg$"))
+    # Drawn in the page (the server must not see the secret it encodes).
+    expect(creator["invite-qr"]).to_have_attribute("src", re.compile(r"^data:image/"))
     creator_page.wait_for_function(
         "document.querySelector('[data-testid=invite-qr]').naturalWidth > 100")
-    expect(creator["fingerprint-check"]).to_contain_text("computed by your browser",
+    expect(creator["fingerprint-check"]).to_contain_text("matches the link",
                                                          timeout=90_000)
     look(creator_page, "lobby-waiting")
 

@@ -34,11 +34,11 @@ from mpyc_webrtc.launch import (
     compile_program,
     error_message,
     exit_message,
-    fingerprint,
     main_module,
     program_argv,
     program_file,
 )
+from mpyc_webrtc.launch import program_hash as launch_program_hash
 from mpyc_webrtc.mesh import Mesh, MeshError, install_mesh, prepare_next_run
 
 from .channel import JsChannelFactory
@@ -89,9 +89,9 @@ def input_problem(program: str, text: str) -> str | None:
     return check_input(json.loads(program), text)
 
 
-def program_fingerprint(program: str) -> str:
-    """The fingerprint of the (JSON) program, computed here from the code that would run."""
-    return fingerprint(json.loads(program))
+def program_hash(program: str) -> str:
+    """The hash of the (JSON) program, computed here from the code that would run."""
+    return launch_program_hash(json.loads(program))
 
 
 class ProgramFailed(Exception):

@@ -3,6 +3,9 @@
 
 import { CodeJar } from '/vendor/codejar/dist/codejar.js';
 import { byTestId as el, fetchJson, highlightPython, showCode } from './common.js';
+import {
+  joinToken, newSecret, programHash, toFragment,
+} from './sealing.js';
 
 const ui = {
   form: el('create-form'),
@@ -37,7 +40,7 @@ print('The sum of all inputs is', total)
 mpc.run(mpc.shutdown())
 `;
 
-const state = { library: [], min: 2, max: 32, jar: null };
+const state = { library: [], min: 2, max: 32, jar: null, sealing: null };
 
 function chosen() {
   return ui.list.querySelector('input[name="program"]:checked')?.value ?? null;
@@ -200,13 +203,23 @@ ui.form.addEventListener('submit', async (event) => {
   ui.create.disabled = true;
   ui.create.textContent = 'Creating…';
   try {
+    if (!globalThis.crypto?.subtle) {
+      throw new Error('This page must be opened over https:// (or on this computer, as http://127.0.0.1): browsers allow the encryption it needs only there.');
+    }
+    // The secret is drawn here and only travels in the link's fragment (after #), which
+    // browsers never send to the server; the server gets the hash of a token made from it.
+    const body = request();
+    const secret = newSecret();
+    const { tokenHash } = await joinToken(secret, state.sealing);
+    const source = body.source ?? state.library.find((p) => p.name === body.program).source;
+    const hash = await programHash(source, body.args, state.sealing);
     const session = await fetchJson('/api/sessions', {
       method: 'POST',
       headers: { 'Content-Type': 'application/json' },
-      body: JSON.stringify(request()),
+      body: JSON.stringify({ ...body, token_hash: tokenHash }),
     });
     const role = ui.role.value || '0';
-    location.assign(`/join/${encodeURIComponent(session.session)}?role=${role}&created=1`);
+    location.assign(`/join/${encodeURIComponent(session.session)}?role=${role}#${toFragment(secret, hash)}`);
   } catch (error) {
     showError(error.message);
     ui.create.textContent = 'Create the session';
@@ -220,6 +233,7 @@ async function init() {
       fetchJson('/api/programs'), fetchJson('/api/protocol'),
     ]);
     state.library = library;
+    state.sealing = protocol.sealing;
     state.min = protocol.parties.min;
     state.max = protocol.parties.max;
     ui.count.min = String(state.min);

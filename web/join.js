@@ -4,10 +4,15 @@
 // RTCPeerConnection per other party (peers.js). Each connection's data channel goes to the
 // worker (worker.js) the moment it is created; Python there (py_worker/) runs the program.
 
+import { qrcode } from '/vendor/qrcode-generator/dist/qrcode.mjs';
 import { byTestId as el, copyText, fetchJson, plural, showCode } from './common.js';
 import { PeerLink } from './peers.js';
 import { Protocol, ProtocolError } from './protocol.js';
 import { renderResult } from './result.js';
+import {
+  fingerprintOf, joinToken, parseFragment, peerProgramMessage, Sealer, serverProgramMessage,
+  TamperError,
+} from './sealing.js';
 
 const ui = Object.fromEntries([
   'title', 'summary', 'status', 'progress-box', 'progress', 'progress-text', 'activity', 'error',
@@ -67,7 +72,15 @@ const page = {
   timer: null,
   traffic: null,
   myState: 'joined',
+  link: null, // {secret, programHash} from the link's fragment
+  token: null,
+  sealer: null, // Promise of this party's Sealer, from the welcome on
+  outgoing: Promise.resolve(), // sealed signals leave one after another, in seq order
+  incoming: Promise.resolve(), // and are opened one after another
+  programChecked: null, // resolves once the program to run matches the link's hash
+  programOk: null,
 };
+page.programChecked = new Promise((resolve) => { page.programOk = resolve; });
 
 const worker = new Worker('/web/worker.js', { type: 'module' });
 
@@ -140,6 +153,13 @@ async function init() {
   }
   page.sessionId = decodeURIComponent(match[1]);
   ui.sessionId.textContent = page.sessionId;
+  try {
+    page.link = parseFragment(location.hash);
+  } catch (error) {
+    worker.terminate();
+    fail('Incomplete link', error.message);
+    return;
+  }
   let session, assets, schema;
   try {
     [session, assets, schema] = await Promise.all([
@@ -154,7 +174,19 @@ async function init() {
   }
   page.session = session;
   page.protocol = new Protocol(schema);
+  if (!globalThis.crypto?.subtle) {
+    worker.terminate();
+    fail('Cannot run here', 'This page must be opened over https:// (or on this computer, as http://127.0.0.1): browsers allow the encryption it needs only there.');
+    return;
+  }
+  page.token = (await joinToken(page.link.secret, schema.sealing)).token;
   showSession();
+  if (session.program.hash !== page.link.programHash) {
+    // The server already describes another program: do not even take a place.
+    worker.terminate();
+    tampered(serverProgramMessage(session.program.hash, page.link.programHash));
+    return;
+  }
   if (assets.missing) {
     worker.terminate();
     fail('Cannot run here', assets.missing);
@@ -184,16 +216,25 @@ function showSession() {
     : `${program.name}, an MPyC program uploaded by the session's creator`;
   if (program.args.length) text += `, with arguments ${program.args.join(' ')}`;
   ui.program.textContent = text;
-  ui.fingerprint.textContent = program.fingerprint;
-  ui.fingerprintCheck.textContent = '(checking…)';
+  ui.fingerprint.textContent = fingerprintOf(page.link.programHash);
+  ui.fingerprintCheck.textContent = '(from the link; checking the code…)';
   showCode(ui.programSource, program.source);
   ui.parties.textContent = String(session.parties);
   ui.invite.hidden = false;
-  ui.inviteLink.value = session.join_url;
-  ui.inviteQr.src = `/api/sessions/${encodeURIComponent(page.sessionId)}/qr.svg`;
+  // The secret stays in the fragment, which browsers never send to the server.
+  ui.inviteLink.value = `${session.join_url}${location.hash}`;
+  ui.inviteQr.src = qrCode(ui.inviteLink.value);
   ui.yourName.value = localStorage.getItem(NAME_KEY) ?? '';
   buildInput(program.input);
   renderRoster();
+}
+
+/** The invite link as a QR code image (made here: the server never sees the secret). */
+function qrCode(text) {
+  const code = qrcode(0, 'M');
+  code.addData(text);
+  code.make();
+  return code.createDataURL(6, 2);
 }
 
 ui.copyLink.addEventListener('click', async () => {
@@ -272,16 +313,17 @@ const fromWorker = {
     checkInput();
     updateButtons();
   },
-  fingerprint({ value }) {
-    const expected = page.session.program.fingerprint;
-    if (value === expected) {
-      ui.fingerprintCheck.textContent = '✓ computed by your browser from the code it will run';
+  fingerprint({ hash }) {
+    // Python hashed the program this party is about to run; the link says what the
+    // creator chose. Nothing connects before they agree.
+    if (hash === page.link.programHash) {
+      ui.fingerprintCheck.textContent = '✓ the code your browser will run matches the link';
       ui.fingerprintCheck.classList.remove('problem');
+      page.programOk();
     } else {
-      ui.fingerprint.textContent = value;
-      ui.fingerprintCheck.textContent = `✗ the server announced ${expected}: do not go on`;
+      ui.fingerprintCheck.textContent = `✗ the code here has fingerprint ${fingerprintOf(hash)}`;
       ui.fingerprintCheck.classList.add('problem');
-      fail('Program mismatch', 'The program your browser would run is not the one the session server describes. Do not take part; tell the person who created the session.');
+      tampered(serverProgramMessage(hash, page.link.programHash));
     }
   },
   'input-checked'({ id, problem }) {
@@ -348,8 +390,8 @@ const fromWorker = {
 
 /** Have Python fingerprint the program this party will run (the welcome's, once joined). */
 function checkFingerprint() {
-  if (!page.workerReady) return;
-  worker.postMessage({ type: 'fingerprint', program: page.welcome?.program ?? page.session.program });
+  if (!page.workerReady || !page.welcome) return;
+  worker.postMessage({ type: 'fingerprint', program: page.welcome.program });
 }
 
 // -- the input ----------------------------------------------------------------------------
@@ -494,7 +536,7 @@ function join(role) {
   const ws = new WebSocket(`${scheme}//${location.host}/ws`);
   page.ws = ws;
   ws.onopen = () => {
-    const fields = { session: page.sessionId, ready: false };
+    const fields = { session: page.sessionId, token: page.token, ready: false };
     const name = ui.yourName.value.trim();
     if (name) fields.name = name;
     if (Number.isInteger(role)) fields.role = role;
@@ -533,11 +575,14 @@ function join(role) {
 const fromServer = {
   welcome(message) {
     page.welcome = message;
+    // The session in the sealed data is the one in this page's link, not the server's word.
+    page.sealer = Sealer.create(page.link.secret, page.sessionId, message.pid,
+      page.protocol.schema.sealing); // a promise: signals wait for it
     page.phase = 'lobby';
     ui.me.hidden = false;
     ui.pid.textContent = partyName(message.pid, { you: false });
     log(`joined as party ${message.pid} of ${message.parties}`);
-    history.replaceState(null, '', `${location.pathname}?role=${message.pid}`);
+    history.replaceState(null, '', `${location.pathname}?role=${message.pid}${location.hash}`);
     checkFingerprint();
     updateButtons();
     renderRoster();
@@ -569,14 +614,8 @@ const fromServer = {
     if (!page.welcome || !['lobby', 'again', 'done'].includes(page.phase)) return;
     beginRound(round);
   },
-  offer(message) {
-    linkTo(message.from)?.receiveOffer(message.sdp);
-  },
-  answer(message) {
-    page.links.get(message.from)?.receiveAnswer(message.sdp);
-  },
-  candidate(message) {
-    linkTo(message.from)?.receiveCandidate(message);
+  signal({ from, seq, box }) {
+    page.incoming = page.incoming.then(() => received(from, seq, box));
   },
   error(message) {
     log(`the server reports ${message.code}: ${message.message}`);
@@ -606,6 +645,50 @@ const fromServer = {
     }
   },
 };
+
+/** Open a sealed signal and act on it; any failure is tampering, and stops this party. */
+async function received(from, seq, box) {
+  await page.programChecked; // act on nothing before this party's program is verified
+  if (page.phase === 'failed' || !page.sealer) return;
+  let payload;
+  try {
+    payload = await (await page.sealer).open(from, seq, box);
+  } catch (error) {
+    if (error instanceof TamperError) tampered(error.message);
+    else fail('Failed', `A signaling message could not be read: ${error.message || error}.`);
+    return;
+  }
+  if (payload.kind === 'offer' || payload.kind === 'answer') {
+    if (payload.program !== page.link.programHash) {
+      tampered(peerProgramMessage(from, String(payload.program), page.link.programHash));
+      return;
+    }
+    if (payload.kind === 'offer') linkTo(from)?.receiveOffer(payload.sdp);
+    else page.links.get(from)?.receiveAnswer(payload.sdp);
+  } else if (payload.kind === 'candidate') {
+    linkTo(from)?.receiveCandidate(payload);
+  }
+}
+
+/** Seal ``payload`` for ``peer`` and send it; in order, since receivers check the numbers. */
+function signal(peer, payload) {
+  const full = payload.kind === 'candidate' ? payload
+    : { ...payload, program: page.link.programHash };
+  page.outgoing = page.outgoing.then(async () => {
+    send('signal', await (await page.sealer).seal(peer, full));
+  }).catch((error) => log(`could not send a signaling message to party ${peer}: ${error.message || error}`));
+}
+
+/** Someone interfered: stop at once, connect to nobody, and say so. */
+function tampered(message) {
+  if (page.welcome) sendStatus('failed', message.slice(0, 500));
+  worker.postMessage({ type: 'signaling-ended', reason: message });
+  for (const pid of page.links.keys()) {
+    worker.postMessage({ type: 'peer-failed', peer: pid, reason: message });
+  }
+  fail('Tampering detected', message);
+  closeEverything();
+}
 
 function refreshLobbyStatus() {
   if (!page.roster || !['lobby', 'again', 'done'].includes(page.phase)) return;
@@ -655,9 +738,12 @@ function beginRound(round) {
       },
     });
     worker.postMessage({ type: 'start' });
-    for (let peer = 0; peer < page.welcome.parties; peer += 1) {
-      if (peer !== page.welcome.pid) linkTo(peer);
-    }
+    // Connect to nobody before this party's program is known to be the link's.
+    page.programChecked.then(() => {
+      for (let peer = 0; peer < page.welcome.parties; peer += 1) {
+        if (peer !== page.welcome.pid) linkTo(peer);
+      }
+    });
   } else {
     worker.postMessage({ type: 'again', input });
   }
@@ -704,7 +790,7 @@ function linkTo(peer) {
   let link = page.links.get(peer);
   if (!link) {
     link = new PeerLink(peer, page.welcome.pid, page.welcome.ice_servers, {
-      send,
+      signal,
       log,
       transfer: (pid, channel) => worker.postMessage({ type: 'channel', peer: pid, channel }, [channel]),
       failed: (pid, reason) => worker.postMessage({ type: 'peer-failed', peer: pid, reason }),

@@ -22,7 +22,8 @@ async function pathOf(pc) {
 }
 
 /**
- * The link to ``peer``. ``hooks``: ``send(type, fields)`` for signaling, ``transfer(peer,
+ * The link to ``peer``. ``hooks``: ``signal(peer, payload)`` to seal and send a signaling
+ * payload (see wire.SIGNAL_KINDS), ``transfer(peer,
  * channel)`` to hand the channel to the worker, ``changed(link)`` when its state changes,
  * ``log(text)``, ``failed(peer, reason)``.
  */
@@ -44,8 +45,8 @@ export class PeerLink {
     this.path = null;
     this.pc.onicecandidate = ({ candidate }) => {
       if (candidate && candidate.candidate) {
-        hooks.send('candidate', {
-          to: peer,
+        hooks.signal(peer, {
+          kind: 'candidate',
           candidate: candidate.candidate,
           sdpMid: candidate.sdpMid,
           sdpMLineIndex: candidate.sdpMLineIndex,
@@ -76,14 +77,14 @@ export class PeerLink {
 
   async offer() {
     await this.pc.setLocalDescription(await this.pc.createOffer());
-    this.hooks.send('offer', { to: this.peer, sdp: this.pc.localDescription.sdp });
+    this.hooks.signal(this.peer, { kind: 'offer', sdp: this.pc.localDescription.sdp });
   }
 
   receiveOffer(sdp) {
     this.step(async () => {
       await this.setRemote({ type: 'offer', sdp });
       await this.pc.setLocalDescription(await this.pc.createAnswer());
-      this.hooks.send('answer', { to: this.peer, sdp: this.pc.localDescription.sdp });
+      this.hooks.signal(this.peer, { kind: 'answer', sdp: this.pc.localDescription.sdp });
     });
   }
 

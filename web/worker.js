@@ -117,7 +117,7 @@ async function load({ assets }) {
 }
 
 function fingerprint({ program }) {
-  post({ type: 'fingerprint', value: partyModule.program_fingerprint(JSON.stringify(program)) });
+  post({ type: 'fingerprint', hash: partyModule.program_hash(JSON.stringify(program)) });
 }
 
 function checkInput({ id, program, text }) {
