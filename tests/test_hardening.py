@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
-import hashlib
 import json
 import logging
 import os
@@ -27,56 +26,16 @@ from aiohttp.test_utils import TestClient, TestServer
 
 from mpyc_webrtc import session as core
 from mpyc_webrtc import wire
-from mpyc_webrtc.session import Endpoint, Registry, Session
-from mpyc_webrtc.wire import SERVER_MESSAGES, ErrorCode
+from mpyc_webrtc.session import Registry, Session
+from mpyc_webrtc.wire import ErrorCode
+from sans_io import TOKEN, TOKEN_HASH, Clock, Party
 from signaling import app as server
 from signaling.app import REGISTRY, create_app, parse_args
 
 REPO = Path(__file__).resolve().parent.parent
-TOKEN = "h" * 43
-TOKEN_HASH = hashlib.sha256(TOKEN.encode()).hexdigest()
 BODY = {"parties": 2, "program": "sum", "token_hash": TOKEN_HASH}
 #: Upper bound for anything the server should do soon; only turns a hang into a failure.
 PATIENCE = 10.0
-
-
-class Clock:
-    def __init__(self, now: float = 1000.0):
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now
-
-
-class Party:
-    """A connection as the core sees it: records what it is sent and whether it was closed."""
-
-    def __init__(self, registry: Registry):
-        self.sent: list[dict[str, Any]] = []
-        self.closed = 0
-        self.endpoint = Endpoint(registry, self.sent.append, self._close)
-
-    def _close(self) -> None:
-        self.closed += 1
-
-    def send(self, type_: str, **fields: Any) -> None:
-        self.endpoint.receive(json.dumps({"v": 1, "type": type_, **fields}))
-
-    def join(self, session: Session, **fields: Any) -> None:
-        self.send("join", session=session.id, token=TOKEN, ready=True, **fields)
-
-    def take(self) -> list[dict[str, Any]]:
-        sent = list(self.sent)
-        self.sent.clear()
-        return sent
-
-    def codes(self) -> list[str]:
-        msgs = self.take()
-        for msg in msgs:
-            assert msg["type"] == "error", msg
-            assert set(msg) == {"v", "type", *SERVER_MESSAGES["error"]}
-            assert msg["code"] in set(ErrorCode) and msg["message"], msg
-        return [m["code"] for m in msgs]
 
 
 @pytest.fixture

@@ -10,71 +10,16 @@ from typing import Any
 import pytest
 
 from mpyc_webrtc import launch, programs
-from mpyc_webrtc.session import MAX_SOURCE_BYTES, Endpoint, Registry, Session
+from mpyc_webrtc.session import MAX_SOURCE_BYTES, Registry, Session
 from mpyc_webrtc.wire import SERVER_MESSAGES, ErrorCode, SignalingError
+from sans_io import MISSING, TOKEN, TOKEN_HASH, Clock, Party
 
 STUN = {"urls": "stun:127.0.0.1:3478"}
 #: The session's join token (base64url of 32 bytes is 43 characters) and what the server keeps.
-TOKEN = "t" * 43
-TOKEN_HASH = hashlib.sha256(TOKEN.encode()).hexdigest()
 #: What every create request needs besides the party count and the program.
 AUTH = {"token_hash": TOKEN_HASH}
 #: A sealed box as a party sends it: the server relays it without looking inside.
 BOX = "bm9uY2Utbm9uY2UtY2lwaGVydGV4dA"
-#: Leave the field out of the message altogether.
-MISSING: Any = object()
-
-
-class Clock:
-    def __init__(self, now: float = 1000.0):
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now
-
-
-class Party:
-    """One party's connection as the core sees it: records what it is sent and closes."""
-
-    def __init__(self, registry: Registry):
-        self.sent: list[dict[str, Any]] = []
-        self.closed = 0
-        self.endpoint = Endpoint(registry, self.sent.append, self._close)
-
-    def _close(self) -> None:
-        self.closed += 1
-
-    def send(self, type_: str, **fields: Any) -> None:
-        self.endpoint.receive(json.dumps({"v": 1, "type": type_, **fields}))
-
-    def join(self, session: Session | str, name: str | None = None, *, ready: bool = True,
-             role: int | None = None, token: Any = TOKEN) -> None:
-        """Join; by default already ready (input confirmed), as a native peer with --input."""
-        sid = session.id if isinstance(session, Session) else session
-        fields: dict[str, Any] = {"session": sid, "ready": ready}
-        if token is not MISSING:
-            fields["token"] = token
-        if name is not None:
-            fields["name"] = name
-        if role is not None:
-            fields["role"] = role
-        self.send("join", **fields)
-
-    def take(self) -> list[dict[str, Any]]:
-        sent = list(self.sent)
-        self.sent.clear()  # the endpoint's send is bound to this very list
-        return sent
-
-    def types(self) -> list[str]:
-        return [m["type"] for m in self.take()]
-
-    def error(self) -> str:
-        """The code of the one message this party got, which must be an error."""
-        (msg,) = self.take()
-        assert msg["type"] == "error", msg
-        assert set(msg) == {"v", "type", *SERVER_MESSAGES["error"]}
-        assert msg["message"]
-        return msg["code"]
 
 
 @pytest.fixture

@@ -1,0 +1,78 @@
+"""A party's connection to the sans-I/O signaling core, for the core's tests.
+
+Shared by tests/test_session.py and tests/test_hardening.py.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from typing import Any
+
+from mpyc_webrtc.session import Endpoint, Registry, Session
+from mpyc_webrtc.wire import SERVER_MESSAGES, ErrorCode
+
+TOKEN = "t" * 43
+TOKEN_HASH = hashlib.sha256(TOKEN.encode()).hexdigest()
+#: Leave the field out of the message altogether.
+MISSING: Any = object()
+
+
+class Clock:
+    def __init__(self, now: float = 1000.0):
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+
+class Party:
+    """One party's connection as the core sees it: records what it is sent and closes."""
+
+    def __init__(self, registry: Registry):
+        self.sent: list[dict[str, Any]] = []
+        self.closed = 0
+        self.endpoint = Endpoint(registry, self.sent.append, self._close)
+
+    def _close(self) -> None:
+        self.closed += 1
+
+    def send(self, type_: str, **fields: Any) -> None:
+        self.endpoint.receive(json.dumps({"v": 1, "type": type_, **fields}))
+
+    def join(self, session: Session | str, name: str | None = None, *, ready: bool = True,
+             role: int | None = None, token: Any = TOKEN) -> None:
+        """Join; by default already ready (input confirmed), as a native peer with --input."""
+        sid = session.id if isinstance(session, Session) else session
+        fields: dict[str, Any] = {"session": sid, "ready": ready}
+        if token is not MISSING:
+            fields["token"] = token
+        if name is not None:
+            fields["name"] = name
+        if role is not None:
+            fields["role"] = role
+        self.send("join", **fields)
+
+    def take(self) -> list[dict[str, Any]]:
+        sent = list(self.sent)
+        self.sent.clear()  # the endpoint's send is bound to this very list
+        return sent
+
+    def types(self) -> list[str]:
+        return [m["type"] for m in self.take()]
+
+    def error(self) -> str:
+        """The code of the one message this party got, which must be an error."""
+        (msg,) = self.take()
+        assert msg["type"] == "error", msg
+        assert set(msg) == {"v", "type", *SERVER_MESSAGES["error"]}
+        assert msg["message"]
+        return msg["code"]
+
+    def codes(self) -> list[str]:
+        msgs = self.take()
+        for msg in msgs:
+            assert msg["type"] == "error", msg
+            assert set(msg) == {"v", "type", *SERVER_MESSAGES["error"]}
+            assert msg["code"] in set(ErrorCode) and msg["message"], msg
+        return [m["code"] for m in msgs]
