@@ -15,7 +15,7 @@ import time
 from collections.abc import Callable
 from typing import Any, Protocol
 
-from .transport import MAX_MESSAGE_SIZE, ChannelTransport, MessageChannel
+from .transport import MAX_MESSAGE_SIZE, ChannelTransport, MessageChannel, PeerSilent
 
 log = logging.getLogger(__name__)
 
@@ -33,11 +33,21 @@ class ChannelFactory(Protocol):
     async def close(self) -> None: ...
 
 
+#: Every link sends a keepalive after this many idle seconds...
+KEEPALIVE = 1.0
+#: ...so a party not heard from for this long is gone: it was killed, lost its network or
+#: closed its page. Long enough for SCTP to retransmit a lost packet twice on a lossy link
+#: (its timeout starts at 1 s and doubles), short enough that nobody waits long for a
+#: party that will never answer.
+SILENCE_LIMIT = 7.0
+
+
 class Mesh:
     def __init__(self, mpc: Any, factory: ChannelFactory, *, connect_timeout: float = 60.0,
                  max_message_size: int = MAX_MESSAGE_SIZE,
                  on_failure: Callable[[MeshError], None] | None = None,
-                 keep_channels: bool = False):
+                 keep_channels: bool = False, keepalive: float | None = KEEPALIVE,
+                 silence_limit: float | None = SILENCE_LIMIT):
         self.mpc = mpc
         self.factory = factory
         self.connect_timeout = connect_timeout
@@ -45,6 +55,10 @@ class Mesh:
         self.on_failure = on_failure
         #: After ``shutdown`` leave the channels open for another run (see ``run_again``).
         self.keep_channels = keep_channels
+        self.keepalive = keepalive
+        self.silence_limit = silence_limit
+        #: How each party is called in messages for people ("party 2 (Bob)"); see ``name``.
+        self.names: dict[int, str] = {}
         self.transports: dict[int, ChannelTransport] = {}
         self.failure: MeshError | None = None
         self.closing = False
@@ -78,7 +92,9 @@ class Mesh:
                 channels[peer_pid], protocol, loop, peer_pid=peer_pid,
                 max_message_size=self.max_message_size,
                 on_failure=self._link_failed, on_lost=self._link_lost,
-                keep_channel=self.keep_channels,
+                keep_channel=self.keep_channels, keepalive=self.keepalive,
+                silence_limit=self.silence_limit,
+                startup_grace=self.connect_timeout + (self.silence_limit or 0.0),
             )
             self.transports[peer_pid] = transport
         await mpc.parties[mpc.pid].protocol
@@ -102,20 +118,45 @@ class Mesh:
             "bytes": sum(t.bytes_sent + t.bytes_received for t in transports),
         }
 
+    def name(self, pid: int) -> str:
+        """"Party 2", or "Party 2 (Bob)" when the roster gave it a name or a place."""
+        extra = self.names.get(pid)
+        return f"Party {pid} ({extra})" if extra else f"Party {pid}"
+
+    def _named(self, pid: int) -> str:
+        """``name`` inside a sentence."""
+        return "p" + self.name(pid)[1:]
+
+    def set_names(self, members: list[dict[str, Any]]) -> None:
+        """Take names and places from a roster's members."""
+        for member in members:
+            pid = member.get("pid")
+            if not isinstance(pid, int):
+                continue
+            parts = [str(member.get(key) or "").strip() for key in ("name", "label")]
+            parts = [p for p in parts if p and p != f"party {pid}"]
+            self.names[pid] = ", ".join(dict.fromkeys(parts))
+
     def peer_left(self, peer_pid: int) -> None:
         """Signaling says the party is gone: fail now rather than after ICE gives up (~30 s)."""
         if self.transports and not self.closing:
             self._fail(MeshError(
-                f"Party {peer_pid} left the session before the computation finished."
+                f"{self.name(peer_pid)} left the session before the computation finished."
             ))
 
     def _link_failed(self, peer_pid: int, exc: BaseException) -> None:
-        self._fail(MeshError(f"The link to party {peer_pid} broke: {exc}"))
+        if isinstance(exc, PeerSilent):
+            self._fail(MeshError(
+                f"{self.name(peer_pid)} stopped responding: {exc}. It may have lost its "
+                "network, closed its page or crashed; the computation cannot go on "
+                "without it."))
+        else:
+            self._fail(MeshError(f"The link to {self._named(peer_pid)} broke: {exc}"))
 
     def _link_lost(self, peer_pid: int) -> None:
         if not self.closing:
             self._fail(MeshError(
-                f"Party {peer_pid} disconnected before the computation finished."
+                f"{self.name(peer_pid)} disconnected before the computation finished."
             ))
 
     def _fail(self, error: MeshError) -> None:

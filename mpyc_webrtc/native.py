@@ -18,17 +18,20 @@ from urllib.parse import urlsplit, urlunsplit
 
 import aiohttp
 import aioice.ice
+import aioice.stun
 import aioice.turn
 from aiortc import (
     RTCConfiguration,
     RTCDataChannel,
     RTCIceServer,
+    RTCIceTransportPolicy,
     RTCPeerConnection,
     RTCSessionDescription,
 )
 from aiortc.sdp import candidate_from_sdp
 
 from . import sctp_tuning, wire
+from .ice import url_transport
 from .mesh import MeshError
 from .sealing import Sealer, TamperError, tamper_failed_authentication, tamper_peer_program
 
@@ -70,12 +73,93 @@ def allow_loopback_candidates() -> None:
     aioice.ice.get_host_addresses = get_host_addresses
 
 
-def rtc_configuration(ice_servers: list[dict[str, Any]]) -> RTCConfiguration:
+def rtc_configuration(ice_servers: list[dict[str, Any]], *,
+                      relay_only: bool = False) -> RTCConfiguration:
     # An explicit list, even if empty: with None, aiortc silently uses Google's STUN.
-    return RTCConfiguration(iceServers=[
-        RTCIceServer(urls=s["urls"], username=s.get("username"), credential=s.get("credential"))
-        for s in ice_servers
-    ])
+    return RTCConfiguration(
+        iceServers=[RTCIceServer(urls=s["urls"], username=s.get("username"),
+                                 credential=s.get("credential")) for s in ice_servers],
+        iceTransportPolicy=(RTCIceTransportPolicy.RELAY if relay_only
+                            else RTCIceTransportPolicy.ALL))
+
+
+def plan_ice_servers(ice_servers: list[dict[str, Any]], udp_ok: bool) -> list[dict[str, Any]]:
+    """The one STUN and one TURN server aiortc will use, in that order.
+
+    aiortc takes only the first ``stun:`` and the first ``turn:`` URL, and each server it
+    cannot reach costs up to 5 s of gathering. So where UDP to the servers gets no answer
+    (a firewall that blocks UDP), STUN is useless and the relay must be reached over TCP;
+    where it does, STUN and TURN over UDP are best, TCP being the fallback.
+    """
+    stun: list[dict[str, Any]] = []
+    turn: dict[str, list[dict[str, Any]]] = {"udp": [], "tcp": []}
+    for server in ice_servers:
+        urls = server.get("urls", [])
+        for url in [urls] if isinstance(urls, str) else urls:
+            one = {**server, "urls": url}
+            if url.startswith(("stun:", "stuns:")):
+                stun.append(one)
+            elif url.startswith(("turn:", "turns:")):
+                turn[url_transport(url)].append(one)
+    order = ("udp", "tcp") if udp_ok else ("tcp",)
+    relays = [server for transport in order for server in turn[transport]]
+    return (stun[:1] if udp_ok else []) + relays[:1]
+
+
+def udp_probe_target(ice_servers: list[dict[str, Any]]) -> tuple[str, int] | None:
+    """Where to ask whether UDP gets through: the first STUN server, else the first TURN
+    server reached over UDP (TURN servers answer STUN binding requests too)."""
+    candidates = []
+    for server in ice_servers:
+        urls = server.get("urls", [])
+        for url in [urls] if isinstance(urls, str) else urls:
+            if url.startswith("stun:"):
+                candidates.insert(0, url)
+            elif url.startswith("turn:") and url_transport(url) == "udp":
+                candidates.append(url)
+    if not candidates:
+        return None
+    address = candidates[0].split(":", 1)[1].split("?", 1)[0]
+    host, _, port = address.rpartition(":")
+    if not host:
+        return address, 3478
+    try:
+        return host.strip("[]"), int(port)
+    except ValueError:
+        return None
+
+
+async def udp_answers(host: str, port: int, tries: int = 3, wait: float = 0.5) -> bool:
+    """Whether a STUN server answers a binding request over UDP (a few tries: packets
+    get lost)."""
+    loop = asyncio.get_running_loop()
+    answered = loop.create_future()
+
+    class Probe(asyncio.DatagramProtocol):
+        def datagram_received(self, data: bytes, addr: Any) -> None:
+            if not answered.done():
+                answered.set_result(True)
+
+        def error_received(self, exc: Exception) -> None:
+            log.debug("UDP probe to %s:%d: %s", host, port, exc)
+
+    try:
+        transport, _ = await loop.create_datagram_endpoint(Probe, remote_addr=(host, port))
+    except OSError as exc:
+        log.debug("UDP probe to %s:%d impossible: %s", host, port, exc)
+        return False
+    try:
+        for _ in range(tries):
+            request = aioice.stun.Message(message_method=aioice.stun.Method.BINDING,
+                                          message_class=aioice.stun.Class.REQUEST)
+            transport.sendto(bytes(request))
+            try:
+                return await asyncio.wait_for(asyncio.shield(answered), wait)
+            except TimeoutError:
+                continue
+        return False
+    finally:
+        transport.close()
 
 
 def websocket_url(server_url: str) -> str:
@@ -315,21 +399,28 @@ class AiortcChannel:
             log.exception("drain handler failed")
 
 
-def ice_path(pc: RTCPeerConnection) -> str | None:
-    """"relayed" if the connection's selected ICE pair goes through a TURN relay, else
-    "direct"; None while (or if) that cannot be told.
+def selected_candidates(pc: RTCPeerConnection) -> tuple[str, str] | None:
+    """The types ("host", "srflx", "prflx", "relay") of the local and the remote candidate
+    of the connection's selected ICE pair; None while (or if) there is none.
 
     aiortc has no public API for the selected pair: aioice's ``Connection._nominated``
     holds it while the connection is open.
     """
     try:
         connection = pc.sctp.transport.transport._connection  # type: ignore[union-attr]
-        pairs = list(connection._nominated.values())
-        types = {c.type for pair in pairs
-                 for c in (pair.local_candidate, pair.remote_candidate)}
+        pair = next(iter(connection._nominated.values()), None)
+        if pair is None:
+            return None
+        return pair.local_candidate.type, pair.remote_candidate.type
     except Exception:
         return None
-    if not pairs:
+
+
+def ice_path(pc: RTCPeerConnection) -> str | None:
+    """"relayed" if the connection's selected ICE pair goes through a TURN relay, else
+    "direct"; None while (or if) that cannot be told."""
+    types = selected_candidates(pc)
+    if types is None:
         return None
     return "relayed" if "relay" in types else "direct"
 
@@ -342,13 +433,14 @@ class PeerLink:
     """
 
     def __init__(self, signaling: Signaling, pid: int, peer: int,
-                 ice_servers: list[dict[str, Any]], program_hash: str):
+                 ice_servers: list[dict[str, Any]], program_hash: str, *,
+                 relay_only: bool = False):
         self.signaling = signaling
         self.pid = pid
         self.peer = peer
         #: The hash of the program this party runs; the peer's offer or answer must match.
         self.program_hash = program_hash
-        self.pc = RTCPeerConnection(rtc_configuration(ice_servers))
+        self.pc = RTCPeerConnection(rtc_configuration(ice_servers, relay_only=relay_only))
         dc = self.pc.createDataChannel(CHANNEL_LABEL, negotiated=True, id=CHANNEL_ID)
         self.channel = AiortcChannel(dc)
         self.opened = asyncio.Event()
@@ -396,6 +488,9 @@ class PeerLink:
         finally:
             consumer.cancel()
         await self.report("ready", ice_path(self.pc))
+        if (types := selected_candidates(self.pc)) is not None:
+            log.info("link to party %d: %s (candidates: ours %s, theirs %s)", self.peer,
+                     ice_path(self.pc), *types)
         return self.channel
 
     def state(self) -> str:
@@ -488,12 +583,25 @@ class AiortcFactory:
     """Opens the data channels of one party with aiortc, signaling via the server."""
 
     def __init__(self, signaling: Signaling, ice_servers: list[dict[str, Any]], *,
-                 program_hash: str, join_timeout: float = 600.0):
+                 program_hash: str, join_timeout: float = 600.0, relay_only: bool = False):
         self.signaling = signaling
         self.ice_servers = ice_servers
         self.program_hash = program_hash
         self.join_timeout = join_timeout
+        #: Only relay candidates: the other parties never learn this party's addresses.
+        self.relay_only = relay_only
         self.links: dict[int, PeerLink] = {}
+
+    async def _plan_ice_servers(self) -> list[dict[str, Any]]:
+        target = udp_probe_target(self.ice_servers)
+        udp_ok = True if target is None else await udp_answers(*target)
+        if not udp_ok:
+            log.info("no answer over UDP from %s:%d; reaching the TURN relay over TCP",
+                     *target)  # type: ignore[misc]
+        plan = plan_ice_servers(self.ice_servers, udp_ok)
+        log.info("ICE servers: %s%s", ", ".join(s["urls"] for s in plan) or "none",
+                 " (relay only)" if self.relay_only else "")
+        return plan
 
     async def open_channels(self, pid: int, parties: int, timeout: float):
         loop = asyncio.get_running_loop()
@@ -519,8 +627,9 @@ class AiortcFactory:
         started = loop.time()
         if self.signaling.tampered is not None:
             raise MeshError(str(self.signaling.tampered))
-        links = self.links = {peer: PeerLink(self.signaling, pid, peer, self.ice_servers,
-                                             self.program_hash)
+        ice_servers = await self._plan_ice_servers()
+        links = self.links = {peer: PeerLink(self.signaling, pid, peer, ice_servers,
+                                             self.program_hash, relay_only=self.relay_only)
                               for peer in range(parties) if peer != pid}
         tasks = {peer: asyncio.ensure_future(link.connect()) for peer, link in links.items()}
         # The first link that fails (tampering above all) ends the wait: no use waiting
@@ -530,10 +639,13 @@ class AiortcFactory:
         for task in pending:
             task.cancel()
         failed = []
+        unanswered = []
         error = None
         for peer, task in tasks.items():
             if task in pending:
                 failed.append(f"party {peer} ({links[peer].state()})")
+                if not links[peer]._remote_set:
+                    unanswered.append(peer)
             elif task.exception() is not None:
                 error = error or MeshError(str(self.signaling.tampered or task.exception()))
             else:
@@ -542,11 +654,8 @@ class AiortcFactory:
         if error is not None:
             raise error
         if failed:
-            raise MeshError(
-                f"Could not connect to {', '.join(failed)} within {timeout:.0f} s. "
-                "A firewall or NAT may block direct connections; a TURN server "
-                "(--ice-server turn:USER:PASSWORD@HOST:PORT) can relay them."
-            )
+            raise MeshError(connect_failure(failed, timeout, ice_servers,
+                                            unanswered=len(unanswered) == len(failed)))
         log.info("data channels to all %d other parties are open %.3f s after the last "
                  "party joined", len(tasks), loop.time() - started)
         await self._report("connected")
@@ -572,6 +681,24 @@ class AiortcFactory:
             await self.signaling.send(wire.message("status", state=state))
         except Exception:
             log.debug("could not report status %r", state)
+
+
+def connect_failure(failed: list[str], timeout: float, ice_servers: list[dict[str, Any]],
+                    unanswered: bool = False) -> str:
+    """Why connecting failed, and what would help, for a person."""
+    who = ", ".join(failed)
+    if unanswered:
+        return (f"Could not connect to {who} within {timeout:.0f} s: "
+                f"{'it' if len(failed) == 1 else 'they'} never answered. A party may have "
+                "closed its page, lost its network or stopped.")
+    if any(str(s.get("urls", "")).startswith(("turn:", "turns:")) for s in ice_servers):
+        return (f"Could not connect to {who} within {timeout:.0f} s, not even through the "
+                "TURN relay. The relay may be unreachable from one of you, or refuse the "
+                "credentials (its secret must match the server's --turn-secret).")
+    return (f"Could not connect to {who} within {timeout:.0f} s: no direct path between "
+            "you was found. A firewall or a strict (symmetric) NAT is in the way; the "
+            "signaling server's operator can add a TURN relay (mpyc-webrtc-server --turn "
+            "URL --turn-secret SECRET), which gets through.")
 
 
 def _reason(exc: BaseException) -> str:

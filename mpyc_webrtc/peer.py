@@ -93,6 +93,8 @@ def create(args: argparse.Namespace) -> int:
         body["program"] = args.program
     if args.labels:
         body["labels"] = args.labels
+    if args.relay_only:
+        body["relay_only"] = True
     # The hash is computed here from what is sent, as every party computes it from what it
     # runs; it goes into the link, with the secret, never to the server.
     try:
@@ -118,6 +120,9 @@ def create(args: argparse.Namespace) -> int:
     for pid, label in enumerate(reply.get("labels") or []):
         if label:
             print(f"    party {pid}: {clean(label)}")
+    if reply.get("relay_only"):
+        print("Relay only: all traffic goes through the server's TURN relay, so the "
+              "parties never learn each other's addresses.")
     print("Each party joins with (the whole link, with its secret part after the # sign; "
           "share it only with the parties):")
     # Quoted: '#' and '&' mean something to a shell.
@@ -291,6 +296,7 @@ def join(args: argparse.Namespace) -> int:
     def on_roster(roster: dict[str, Any]) -> None:
         display.roster(roster)
         if mesh is not None:
+            mesh.set_names(roster["members"])
             for member in roster["members"]:
                 if member["state"] == "left":
                     mesh.peer_left(member["pid"])
@@ -300,7 +306,8 @@ def join(args: argparse.Namespace) -> int:
         display.roster(signaling.roster)
 
     factory = AiortcFactory(signaling, list(welcome["ice_servers"]) + extra_ice,
-                            program_hash=own_hash, join_timeout=args.join_timeout)
+                            program_hash=own_hash, join_timeout=args.join_timeout,
+                            relay_only=bool(welcome.get("relay_only")))
     real_stdout = sys.stdout
     if real_stdout is not None and real_stdout.isatty():
         sys.stdout = display.guard(real_stdout)  # type: ignore[assignment]
@@ -335,6 +342,8 @@ def join(args: argparse.Namespace) -> int:
 
             mesh = install_mesh(mpc, factory, connect_timeout=args.connect_timeout,
                                 on_failure=stop_program)
+            if signaling.roster is not None:
+                mesh.set_names(signaling.roster["members"])
             sys.path.insert(0, str(path.parent))
             module = main_module(path)
             sys.modules["__main__"] = module
@@ -433,6 +442,9 @@ def parser() -> argparse.ArgumentParser:
     c.add_argument("--labels", nargs="+", metavar="LABEL",
                    help='what each place stands for, in party order: --labels "hospital A" '
                         '"hospital B" ...')
+    c.add_argument("--relay-only", action="store_true",
+                   help="send all traffic through the server's TURN relay, so that the "
+                        "parties never learn each other's network addresses")
     c.add_argument("--no-qr", action="store_true",
                    help="do not print the join link as a QR code (on stderr)")
     c.set_defaults(run=create)
@@ -446,7 +458,7 @@ def parser() -> argparse.ArgumentParser:
     j.add_argument("--ice-server", action="append", default=[], metavar="URL",
                    help="extra STUN/TURN server (stun:HOST:PORT or "
                         "turn:USER:PASSWORD@HOST:PORT); repeatable")
-    j.add_argument("--connect-timeout", type=float, default=30.0, metavar="SECONDS",
+    j.add_argument("--connect-timeout", type=float, default=20.0, metavar="SECONDS",
                    help="give up if the peers are not connected this long after all joined")
     j.add_argument("--join-timeout", type=float, default=600.0, metavar="SECONDS",
                    help="give up if not all parties joined within this time")

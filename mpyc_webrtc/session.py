@@ -29,6 +29,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from . import programs
+from .ice import IceConfig
 from .launch import describe_program
 from .wire import (
     CLIENT_MESSAGES,
@@ -90,15 +91,19 @@ _PROGRESS = LINK_STATES[:-1]
 
 class Session:
     def __init__(self, session_id: str, parties: int, program: Program, now: float,
-                 ice_servers: list[dict[str, Any]], labels: list[str] | None = None,
-                 token_hash: str = ""):
+                 ice: IceConfig, labels: list[str] | None = None,
+                 token_hash: str = "", *, relay_only: bool = False,
+                 wall_clock: Callable[[], float] = time.time):
         self.id = session_id
         #: SHA-256 (hex) of the join token; the token itself is known only to the parties.
         self.token_hash = token_hash
         self.parties = parties
         self.program = program
         self.labels = list(labels or []) + [""] * (parties - len(labels or []))
-        self.ice_servers = ice_servers
+        self.ice = ice
+        #: Parties may only use relay candidates: they never learn each other's addresses.
+        self.relay_only = relay_only
+        self.wall_clock = wall_clock
         self.created = now
         self.last_activity = now
         self.members: dict[int, Member] = {}
@@ -122,7 +127,12 @@ class Session:
             ],
             "started": self.started,
             "round": self.round,
+            "relay_only": self.relay_only,
         }
+
+    def ice_servers(self, pid: int) -> list[dict[str, Any]]:
+        """Party ``pid``'s STUN/TURN servers, with TURN credentials made for it now."""
+        return self.ice.servers(f"{self.id}.{pid}", self.wall_clock())
 
     def _by_pid(self) -> list[Member]:
         return sorted(self.members.values(), key=lambda m: m.pid)
@@ -202,7 +212,8 @@ class Session:
         self.last_activity = now
         endpoint.send(message(
             "welcome", session=self.id, pid=pid, parties=self.parties,
-            program=self.program.to_wire(), labels=self.labels, ice_servers=self.ice_servers,
+            program=self.program.to_wire(), labels=self.labels,
+            ice_servers=self.ice_servers(pid), relay_only=self.relay_only,
         ))
         self.broadcast(self.roster())
         self._start_if_agreed()
@@ -312,7 +323,9 @@ class Registry:
 
     def __init__(self, *, idle_timeout: float = 600.0, max_age: float = 24 * 3600.0,
                  max_sessions: int = 1000, ice_servers: Iterable[dict[str, Any]] = (),
+                 ice: IceConfig | None = None,
                  clock: Callable[[], float] = time.monotonic,
+                 wall_clock: Callable[[], float] = time.time,
                  max_sessions_per_client: int = 20, max_connections: int = 5000,
                  join_timeout: float = 60.0, message_rate: float = 50.0,
                  message_burst: int = 200, flood_factor: float = 3.0):
@@ -325,8 +338,10 @@ class Registry:
         self.message_rate = message_rate
         self.message_burst = message_burst
         self.flood_factor = max(1.0, flood_factor)
-        self.ice_servers = list(ice_servers)
+        #: STUN/TURN for every session: ``ice``, or just the fixed ``ice_servers``.
+        self.ice = ice if ice is not None else IceConfig(static=tuple(ice_servers))
         self.clock = clock
+        self.wall_clock = wall_clock
         self.sessions: dict[str, Session] = {}
         #: Open sessions per creating client address (only addresses with at least one).
         self.sessions_by_client: Counter[str] = Counter()
@@ -381,10 +396,18 @@ class Registry:
             raise _invalid(
                 "'token_hash' must be the SHA-256 (64 lowercase hex digits) of the session's "
                 "join token. The create page and 'mpyc-webrtc-peer create' make it for you.")
+        relay_only = request.get("relay_only", False)
+        if not isinstance(relay_only, bool):
+            raise _invalid(f"'relay_only' must be true or false, got {relay_only!r}.")
+        if relay_only and not self.ice.has_relay:
+            raise _invalid(
+                "This server has no TURN relay, so it cannot hide the parties' addresses "
+                "from each other (relay only). Create the session without that option, or "
+                "ask the server's operator to set up TURN.")
         self._check_session_capacity(client)
         session_id = secrets.token_urlsafe(12)
-        session = Session(session_id, parties, program, self.clock(), self.ice_servers, labels,
-                          token_hash)
+        session = Session(session_id, parties, program, self.clock(), self.ice, labels,
+                          token_hash, relay_only=relay_only, wall_clock=self.wall_clock)
         session.client = client
         self.sessions[session_id] = session
         if client is not None:

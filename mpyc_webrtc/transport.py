@@ -29,6 +29,18 @@ LOW_WATER = 256 * 1024
 #: the receiver it means what closing the channel would. MPyC data always travels as
 #: binary messages, so it cannot be mistaken for data.
 END_OF_RUN = "end of run"
+#: A text message sent on a link that carried nothing else for a while: a party that
+#: is killed or loses its network says nothing, and neither SCTP nor ICE notices for
+#: half a minute, while MPyC would wait for its next message forever.
+KEEPALIVE = "keepalive"
+
+
+class PeerSilent(Exception):
+    """Nothing arrived from a party for ``seconds``, keepalives included."""
+
+    def __init__(self, seconds: float):
+        super().__init__(f"nothing arrived from it for {seconds:.0f} s")
+        self.seconds = seconds
 
 
 class MessageChannel(Protocol):
@@ -61,7 +73,9 @@ class ChannelTransport:
                  max_message_size: int = MAX_MESSAGE_SIZE, high_water: int = HIGH_WATER,
                  low_water: int = LOW_WATER,
                  on_failure: Callable[[int, BaseException], None] | None = None,
-                 on_lost: Callable[[int], None] | None = None, keep_channel: bool = False):
+                 on_lost: Callable[[int], None] | None = None, keep_channel: bool = False,
+                 keepalive: float | None = None, silence_limit: float | None = None,
+                 startup_grace: float = 30.0):
         if not 0 < max_message_size:
             raise ValueError("max_message_size must be positive")
         self.channel = channel
@@ -83,6 +97,18 @@ class ChannelTransport:
         self.bytes_sent = 0
         self.messages_received = 0
         self.bytes_received = 0
+        #: Send a ``KEEPALIVE`` after this many seconds without sending anything; declare the
+        #: party gone (``PeerSilent``) after ``silence_limit`` seconds without hearing from it.
+        self._keepalive = keepalive
+        self._silence_limit = silence_limit
+        #: Until the first message arrives, the peer may still be connecting to others
+        #: before it sets up its side of this link: allow it this long in all.
+        self._startup_grace = startup_grace
+        self._heard = False
+        self._last_sent = self._last_received = self._last_tick = loop.time()
+        self._timer: asyncio.TimerHandle | None = None
+        if keepalive is not None or silence_limit is not None:
+            self._timer = loop.call_later(self._tick_interval(), self._tick)
         # As asyncio's transports do, tell the protocol first, and only then let data in:
         # MessageExchanger decides from peer_pid in connection_made whether it is the
         # client, and a handshake received before that would make a server act as one.
@@ -127,6 +153,43 @@ class ChannelTransport:
         """Bytes written by MPyC that have not yet been handed to the channel."""
         return len(self._buffer)
 
+    # -- liveness -------------------------------------------------------------------------
+
+    def _tick_interval(self) -> float:
+        return min(t for t in (self._keepalive, (self._silence_limit or 0) / 8 or None, 1.0)
+                   if t is not None)
+
+    def _tick(self) -> None:
+        self._timer = None
+        if self._lost:
+            return
+        try:
+            now = self._loop.time()
+            if now - self._last_tick > 3 * self._tick_interval():
+                # This party's own loop was blocked (a long local computation): whatever
+                # the peer sent meanwhile waits unread, so its silence proves nothing.
+                self._last_received = now
+            self._last_tick = now
+            limit = self._silence_limit
+            if limit is not None and not self._heard:
+                limit = max(limit, self._startup_grace)
+            if limit is not None and now - self._last_received > limit:
+                self._fail(PeerSilent(limit))
+                return
+            if self._keepalive is not None and now - self._last_sent >= self._keepalive \
+                    and not self._closing and self.channel.buffered_amount < self._high_water:
+                self.channel.send(KEEPALIVE)  # type: ignore[arg-type]  # a text message
+                self._last_sent = now
+        except Exception as exc:  # a broken channel: as a failed send would
+            self._fail(exc)
+            return
+        self._timer = self._loop.call_later(self._tick_interval(), self._tick)
+
+    def _stop_timer(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+
     # -- sending --------------------------------------------------------------------------
 
     def _flush(self) -> None:
@@ -143,6 +206,7 @@ class ChannelTransport:
                 self.channel.send(chunk)
                 self.messages_sent += 1
                 self.bytes_sent += len(chunk)
+                self._last_sent = self._loop.time()
         except Exception as exc:  # a closed or broken channel must not crash the caller
             self._fail(exc)
             return
@@ -173,7 +237,11 @@ class ChannelTransport:
         try:
             if self._lost:
                 return
+            self._last_received = self._loop.time()
+            self._heard = True
             if isinstance(data, str):
+                if data == KEEPALIVE:
+                    return
                 if data == END_OF_RUN:
                     # As a close would: the peer finished (it keeps the channel for
                     # another run; whether this side does, is up to this side).
@@ -209,6 +277,7 @@ class ChannelTransport:
         if self._lost:
             return
         self._lost = True
+        self._stop_timer()
         self._buffer.clear()
         try:
             self.protocol.connection_lost(None)
@@ -222,6 +291,7 @@ class ChannelTransport:
 
     def _fail(self, exc: BaseException) -> None:
         self._failed = True
+        self._stop_timer()
         log.error("link to party %d failed: %s", self.peer_pid, exc)
         if self._on_failure is not None:
             try:

@@ -20,7 +20,10 @@ Client → server (a party's WebSocket at ``/ws``):
 
 Server → client:
 
-``welcome``    {session, pid, parties, program, labels, ice_servers}
+``welcome``    {session, pid, parties, program, labels, ice_servers, relay_only}
+                                            ``ice_servers`` carry TURN credentials made for
+                                            this party; ``relay_only``: use only relay
+                                            candidates (``iceTransportPolicy: "relay"``)
 ``roster``     {parties, members: [{pid, name, label, state, ready}],
                 pairs: [{a, b, state, path}], started, round}
 ``start``      {parties, round}             everyone is here and ready: connect and compute
@@ -154,7 +157,8 @@ RELAYED = frozenset({"signal"})
 
 #: Messages the server sends; documented here, checked by the tests.
 SERVER_MESSAGES: dict[str, tuple[str, ...]] = {
-    "welcome": ("session", "pid", "parties", "program", "labels", "ice_servers"),
+    "welcome": ("session", "pid", "parties", "program", "labels", "ice_servers",
+                "relay_only"),
     "roster": ("parties", "members", "pairs", "started", "round"),
     "start": ("parties", "round"),
     "signal": ("from", "seq", "box"),

@@ -47,7 +47,7 @@ from .loop import install as batch_callbacks
 log = logging.getLogger("py_worker.party")
 
 #: Seconds to connect to everyone after the last party joined (as the native peer).
-CONNECT_TIMEOUT = 30.0
+CONNECT_TIMEOUT = 20.0
 #: How often the page hears how many messages were exchanged, while a run goes on.
 TRAFFIC_INTERVAL = 0.5
 
@@ -123,6 +123,8 @@ class Party:
         self.factory = JsChannelFactory(on_connected=self._connected,
                                         on_channel_open=self._channel_open)
         self.mesh: Mesh | None = None
+        #: The roster's members (pid, name, label), for naming a party in errors.
+        self.members: list[dict[str, Any]] = []
         self.runs = 0
         self._abort: asyncio.Future[None] | None = None
         CONTEXT.session, CONTEXT.party = self.session, str(self.pid)
@@ -138,6 +140,12 @@ class Party:
 
     def peer_failed(self, peer: int, reason: str) -> None:
         self.factory.peer_failed(peer, reason)
+
+    def set_names(self, members_json: str) -> None:
+        """Names and places from the roster, for messages about a party."""
+        self.members = json.loads(members_json)
+        if self.mesh is not None:
+            self.mesh.set_names(self.members)
 
     def peer_left(self, peer: int) -> None:
         self.factory.peer_left(peer)
@@ -210,6 +218,7 @@ class Party:
             prepare_next_run(mpc)
         self.mesh = install_mesh(mpc, self.factory, connect_timeout=CONNECT_TIMEOUT,
                                  on_failure=self._mesh_failed, keep_channels=True)
+        self.mesh.set_names(self.members)
         mpc.run = self._blocking_run
         self._watch_program_errors(mpc._loop)
         log.info("running %s as party %d of %d", self.name, self.pid, self.parties)

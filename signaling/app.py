@@ -43,7 +43,7 @@ from aiohttp import WSMsgType, hdrs, web
 from yarl import URL
 
 from mpyc_webrtc import programs, wire
-from mpyc_webrtc.ice import parse_ice_server
+from mpyc_webrtc.ice import IceConfig, parse_ice_server
 from mpyc_webrtc.session import INTERNAL_ERROR, Endpoint, Registry, Session
 
 from .assets import ASSETS, Assets, add_routes
@@ -90,6 +90,7 @@ def create_app(*, idle_timeout: float = DEFAULTS["idle_timeout"],
                allow_origins: list[str] | tuple[str, ...] = (),
                trust_forwarded_for: bool = False,
                ice_servers: list[dict[str, Any]] | None = None,
+               ice: IceConfig | None = None,
                sweep_interval: float | None = None,
                public_url: str | None = None,
                assets: Assets | None = None) -> web.Application:
@@ -101,7 +102,7 @@ def create_app(*, idle_timeout: float = DEFAULTS["idle_timeout"],
                              max_sessions_per_client=max_sessions_per_client,
                              max_connections=max_connections, join_timeout=join_timeout,
                              message_rate=message_rate, message_burst=message_burst,
-                             ice_servers=ice_servers or [])
+                             ice_servers=ice_servers or [], ice=ice)
     app[PUBLIC_URL] = public_url or ""
     origins = {normalize_origin(o) for o in allow_origins}
     if public_url:
@@ -114,6 +115,7 @@ def create_app(*, idle_timeout: float = DEFAULTS["idle_timeout"],
     app.router.add_get("/api/sessions/{id}", get_session)
     app.router.add_get("/api/programs", get_programs)
     app.router.add_get("/api/protocol", get_protocol)
+    app.router.add_get("/api/config", get_config)
     app.router.add_get("/", create_page)
     app.router.add_get("/ws", websocket)
     app.router.add_get("/join/{id}", join_page)
@@ -261,6 +263,13 @@ async def get_session(request: web.Request) -> web.Response:
 
 async def get_protocol(request: web.Request) -> web.Response:
     return web.json_response(wire.schema_document())
+
+
+async def get_config(request: web.Request) -> web.Response:
+    """What the create page may offer: relay-only sessions need a TURN relay."""
+    ice = request.app[REGISTRY].ice
+    return web.json_response({"relay": ice.has_relay,
+                              "stun": bool(ice.stun) or bool(ice.static)})
 
 
 async def get_programs(request: web.Request) -> web.Response:
@@ -433,9 +442,28 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     parser.add_argument("--host", default="127.0.0.1", help="address to listen on")
     parser.add_argument("--port", type=int, default=8080, help="port to listen on")
-    parser.add_argument("--ice-server", action="append", default=[], metavar="URL",
-                        help="STUN/TURN server handed to every party "
-                             "(stun:HOST:PORT or turn:USER:PASSWORD@HOST:PORT); repeatable")
+    parser.add_argument("--config", metavar="FILE",
+                        help="a TOML file of options, named as on the command line without "
+                             "the dashes (turn_secret = \"...\", turn = [\"turn:...\"]); "
+                             "the command line overrides it")
+    ice = parser.add_argument_group(
+        "STUN and TURN", "Parties behind NATs and firewalls find each other with STUN and, "
+        "where no direct path exists, talk through a TURN relay such as coturn.")
+    ice.add_argument("--stun", action="append", default=[], metavar="URL",
+                     help="STUN server handed to every party (stun:HOST:PORT); repeatable")
+    ice.add_argument("--turn", action="append", default=[], metavar="URL",
+                     help="TURN relay handed to every party with fresh credentials "
+                          "(turn:HOST:PORT?transport=udp, ...?transport=tcp); repeatable; "
+                          "needs --turn-secret")
+    ice.add_argument("--turn-secret", metavar="SECRET",
+                     help="the relay's shared secret (coturn: use-auth-secret, "
+                          "static-auth-secret); better put in --config than on the "
+                          "command line, where other users of the machine can see it")
+    ice.add_argument("--turn-ttl", type=float, default=24 * 3600.0, metavar="SECONDS",
+                     help="how long each party's TURN credentials stay valid")
+    ice.add_argument("--ice-server", action="append", default=[], metavar="URL",
+                     help="STUN/TURN server with fixed credentials handed to every party "
+                          "(stun:HOST:PORT or turn:USER:PASSWORD@HOST:PORT); repeatable")
     parser.add_argument("--public-url", help="base URL in join links, if not the listen address")
     parser.add_argument("--session", metavar="PROGRAM:PARTIES",
                         help="create a session at start-up and print its join URL, e.g. sum:3")
@@ -477,7 +505,38 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     limits.add_argument("--trust-forwarded-for", action="store_true",
                         help="count sessions per the last address in X-Forwarded-For instead "
                              "of the TCP peer; only behind a reverse proxy that sets it")
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    if args.config:
+        parser.set_defaults(**read_config(parser, args.config))
+        args = parser.parse_args(argv)
+    return args
+
+
+def read_config(parser: argparse.ArgumentParser, path: str) -> dict[str, Any]:
+    """Option defaults from a TOML file; an unknown key or a wrong type is an error."""
+    import tomllib
+
+    try:
+        with open(path, "rb") as file:
+            config = tomllib.load(file)
+    except OSError as exc:
+        parser.error(f"cannot read the config file {path}: {exc.strerror or exc}")
+    except tomllib.TOMLDecodeError as exc:
+        parser.error(f"the config file {path} is not valid TOML: {exc}")
+    known = {a.dest: a for a in parser._actions if a.dest not in ("help", "config")}
+    for key, value in config.items():
+        action = known.get(key.replace("-", "_"))
+        if action is None:
+            parser.error(f"the config file {path} has an unknown option {key!r}")
+        want: type | tuple[type, ...] = (list if isinstance(action, argparse._AppendAction)
+                                         else bool if action.nargs == 0
+                                         else action.type or str)
+        if want is float:
+            want = (int, float)
+        if not isinstance(value, want) or (isinstance(value, bool) and want is not bool):
+            parser.error(f"the config file {path}: {key} has the wrong type "
+                         f"({type(value).__name__})")
+    return {key.replace("-", "_"): value for key, value in config.items()}
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -485,12 +544,14 @@ def main(argv: list[str] | None = None) -> None:
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
                         format="%(asctime)s %(name)s: %(message)s")
     try:
-        ice_servers = [parse_ice_server(u) for u in args.ice_server]
+        ice = IceConfig(stun=tuple(args.stun), turn=tuple(args.turn),
+                        turn_secret=args.turn_secret, turn_ttl=args.turn_ttl,
+                        static=tuple(parse_ice_server(u) for u in args.ice_server))
     except ValueError as exc:
         raise SystemExit(f"mpyc-webrtc-server: {exc}") from None
     base = args.public_url or f"http://{args.host}:{args.port}"
     limits = {name: getattr(args, name) for name in DEFAULTS}
-    app = create_app(**limits, ice_servers=ice_servers, public_url=args.public_url or base,
+    app = create_app(**limits, ice=ice, public_url=args.public_url or base,
                      allow_origins=args.allow_origin,
                      trust_forwarded_for=args.trust_forwarded_for)
     lines = [f"mpyc-webrtc server on {base}",

@@ -30,11 +30,19 @@ def missing() -> str | None:
     return None
 
 
-def launch(playwright, ns: Namespace, workdir: Path):
-    wrapper = workdir / f"chromium-in-{ns.name}"
-    wrapper.write_text(f'#!/bin/sh\nexec ip netns exec {ns.name} {CHROMIUM} "$@"\n')
+def launch(playwright, ns: Namespace | str, workdir: Path, *, secure_origin: str | None = None):
+    """Chromium in namespace ``ns`` (a ``Namespace`` or a namespace's name).
+
+    ``secure_origin``: an http:// origin to treat as secure, as a test stand-in for https
+    (WebCrypto, which sealing needs, exists only in secure contexts).
+    """
+    name = ns if isinstance(ns, str) else ns.name
+    wrapper = workdir / f"chromium-in-{name}"
+    wrapper.write_text(f'#!/bin/sh\nexec ip netns exec {name} {CHROMIUM} "$@"\n')
     wrapper.chmod(wrapper.stat().st_mode | stat.S_IEXEC)
-    return playwright.chromium.launch(executable_path=str(wrapper), headless=True, args=FLAGS)
+    flags = FLAGS + ([f"--unsafely-treat-insecure-origin-as-secure={secure_origin}"]
+                     if secure_origin else [])
+    return playwright.chromium.launch(executable_path=str(wrapper), headless=True, args=flags)
 
 
 def new_context(browser, origin: str):

@@ -7,7 +7,8 @@ import pytest
 from mpyc.runtime import Party, Runtime
 
 from mpyc_webrtc.memory import MemoryHub
-from mpyc_webrtc.mesh import MeshError, install_mesh, prepare_next_run
+from mpyc_webrtc.mesh import Mesh, MeshError, install_mesh, prepare_next_run
+from mpyc_webrtc.transport import PeerSilent
 
 
 def runtimes(m):
@@ -126,3 +127,21 @@ async def test_without_keep_channels_closing_closes_the_channels():
     await asyncio.wait_for(asyncio.gather(*(rt.start() for rt in rts)), 5)
     await _close_like_shutdown(rts, meshes)
     assert all(channel.closed for channel in hub.channels.values())
+
+
+def test_failures_name_the_party_as_the_roster_does():
+    errors = []
+    mesh = Mesh(runtimes(3)[0], None, on_failure=errors.append)
+    mesh.set_names([{"pid": 0, "name": "party 0", "label": ""},
+                    {"pid": 1, "name": "Bob", "label": "hospital B"},
+                    {"pid": 2, "name": "Carol", "label": ""}])
+    assert [mesh.name(p) for p in range(3)] == ["Party 0", "Party 1 (Bob, hospital B)",
+                                               "Party 2 (Carol)"]
+    mesh._link_failed(1, PeerSilent(7.0))
+    assert str(errors[0]) == (
+        "Party 1 (Bob, hospital B) stopped responding: nothing arrived from it for 7 s. It "
+        "may have lost its network, closed its page or crashed; the computation cannot go "
+        "on without it.")
+    assert mesh.failure is errors[0]
+    mesh._link_failed(2, ValueError("boom"))  # only the first failure counts
+    assert len(errors) == 1

@@ -86,7 +86,7 @@ async def test_create_session():
         program = body.pop("program")
         assert body == {
             "session": sid, "parties": 3, "labels": ["", "", ""], "members": [],
-            "joined": 0, "started": False, "round": 0,
+            "joined": 0, "started": False, "round": 0, "relay_only": False,
             "join_url": f"http://127.0.0.1:{client.port}/join/{sid}",
         }
         assert (program["name"], program["args"], program["builtin"]) == (
@@ -425,6 +425,7 @@ async def test_ws_three_party_flow_and_relay():
             "v": 1, "type": "welcome", "session": sid, "pid": 0, "parties": 3,
             "program": {"name": "sum", "args": [], "builtin": True},
             "labels": ["", "", ""], "ice_servers": [{"urls": "stun:127.0.0.1:3478"}],
+            "relay_only": False,
         }
         roster = await recv(a)
         assert roster["members"] == [

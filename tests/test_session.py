@@ -126,12 +126,13 @@ def test_create_valid_builtin(registry, clock):
     assert session.created == session.last_activity == clock.now
     assert session.members == {}
     assert not session.started
-    assert session.ice_servers == [STUN]
+    assert session.ice_servers(0) == [STUN]
+    assert not session.relay_only
     description = session.describe()
     program = description.pop("program")
     assert description == {
         "session": session.id, "parties": 3, "labels": ["", "", ""],
-        "joined": 0, "members": [], "started": False, "round": 0,
+        "joined": 0, "members": [], "started": False, "round": 0, "relay_only": False,
     }
     assert program == {
         "name": "max", "args": ["--no-log", "-L64"], "builtin": True,
@@ -453,7 +454,7 @@ def test_welcome_contents(registry):
     assert welcome == {
         "v": 1, "type": "welcome", "session": session.id, "pid": 0, "parties": 3,
         "program": {"name": "sort", "args": ["--no-log"], "builtin": True},
-        "labels": ["", "", ""], "ice_servers": [STUN],
+        "labels": ["", "", ""], "ice_servers": [STUN], "relay_only": False,
     }
     assert set(welcome) == {"v", "type", *SERVER_MESSAGES["welcome"]}
 

@@ -8,7 +8,7 @@ import pytest
 from mpyc.asyncoro import MessageExchanger
 
 from mpyc_webrtc.memory import MemoryChannel, channel_pair
-from mpyc_webrtc.transport import ChannelTransport
+from mpyc_webrtc.transport import KEEPALIVE, ChannelTransport, PeerSilent
 
 
 class Recorder(asyncio.Protocol):
@@ -263,3 +263,76 @@ async def test_other_text_messages_are_refused():
     await settle()
     assert failures and "text message" in str(failures[0])
     assert b.closed
+
+
+# --- liveness: keepalives and silent peers -----------------------------------------------------
+
+def failures_of(transport_options, loop):
+    failed = []
+    (a, ta, _), (b, tb, _) = transport_pair(
+        loop, on_failure=lambda pid, exc: failed.append((pid, exc)), **transport_options)
+    return failed, (a, ta), (b, tb)
+
+
+async def test_idle_links_stay_alive_on_keepalives_that_mpyc_never_sees():
+    loop = asyncio.get_running_loop()
+    failed, (a, ta), (b, tb) = failures_of(
+        {"keepalive": 0.02, "silence_limit": 0.15}, loop)
+    await asyncio.sleep(0.5)
+    assert failed == []
+    assert KEEPALIVE in a.sent and KEEPALIVE in b.sent
+    assert ta.messages_sent == tb.messages_received == 0  # not counted as traffic
+    assert ta.protocol.data == tb.protocol.data == b""
+    ta.close()
+    tb.close()
+
+
+async def test_a_silent_peer_is_declared_gone_after_the_silence_limit():
+    loop = asyncio.get_running_loop()
+    failed, (a, ta), (b, tb) = failures_of(
+        {"keepalive": 0.02, "silence_limit": 0.15, "startup_grace": 0.15}, loop)
+    await asyncio.sleep(0.1)
+    b.remote = None  # party 1 vanishes: nothing it sends arrives any more, and no close
+    started = loop.time()
+    while not failed and loop.time() - started < 2:
+        await asyncio.sleep(0.01)
+    waited = loop.time() - started
+    assert [(pid, type(exc)) for pid, exc in failed] == [(1, PeerSilent)]
+    assert 0.15 <= waited < 0.5
+    assert str(failed[0][1]) == "nothing arrived from it for 0 s"  # 0.15 s, rounded
+    assert ta.protocol.lost == [None] and ta.is_closing()
+    tb.close()
+
+
+async def test_before_the_first_message_the_startup_grace_applies():
+    loop = asyncio.get_running_loop()
+    a, _ = channel_pair(loop)
+    a.remote = None  # the other side has not set up its transport yet
+    failed = []
+    ChannelTransport(a, Recorder(), loop, peer_pid=1, keepalive=0.02, silence_limit=0.05,
+                     startup_grace=0.4, on_failure=lambda pid, exc: failed.append(exc))
+    await asyncio.sleep(0.25)
+    assert failed == []
+    await asyncio.sleep(0.3)
+    assert len(failed) == 1 and failed[0].seconds == 0.4
+
+
+async def test_a_blocked_own_loop_does_not_count_as_the_peers_silence():
+    import time
+
+    loop = asyncio.get_running_loop()
+    failed, (a, ta), (b, tb) = failures_of(
+        {"keepalive": 0.02, "silence_limit": 0.15}, loop)
+    await asyncio.sleep(0.05)
+    time.sleep(0.4)  # a long local computation: nobody's messages are read meanwhile
+    await asyncio.sleep(0.05)
+    assert failed == []
+    ta.close()
+    tb.close()
+
+
+async def test_no_keepalives_unless_asked():
+    loop = asyncio.get_running_loop()
+    (a, ta, _), _ = transport_pair(loop)
+    await asyncio.sleep(0.05)
+    assert a.sent == [] and ta._timer is None

@@ -19,6 +19,8 @@ const ui = {
   labels: el('labels'),
   role: el('my-role'),
   args: el('program-args'),
+  relayOnly: el('relay-only'),
+  relayHelp: el('relay-only-help'),
   create: el('create'),
   error: el('create-error'),
 };
@@ -188,6 +190,7 @@ function request() {
   }
   const named = labels();
   if (named.some(Boolean)) body.labels = named;
+  if (ui.relayOnly.checked) body.relay_only = true;
   return body;
 }
 
@@ -229,9 +232,13 @@ ui.form.addEventListener('submit', async (event) => {
 
 async function init() {
   try {
-    const [library, protocol] = await Promise.all([
-      fetchJson('/api/programs'), fetchJson('/api/protocol'),
+    const [library, protocol, config] = await Promise.all([
+      fetchJson('/api/programs'), fetchJson('/api/protocol'), fetchJson('/api/config'),
     ]);
+    ui.relayOnly.disabled = !config.relay;
+    ui.relayHelp.textContent = config.relay
+      ? 'All traffic then goes through the server\'s relay: slower, but no party learns where the others are. Your inputs stay secret either way.'
+      : 'This server has no relay, so your computers connect directly and can see each other\'s network addresses. Your inputs stay secret either way.';
     state.library = library;
     state.sealing = protocol.sealing;
     state.min = protocol.parties.min;

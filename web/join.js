@@ -20,7 +20,7 @@ const ui = Object.fromEntries([
   'me', 'pid', 'session-id', 'parties', 'input-form', 'your-name', 'input-area', 'input-label',
   'party-input', 'input-choices', 'input-help', 'ready', 'unready', 'result-card', 'result',
   'output', 'output-box', 'elapsed', 'run-again', 'again-help', 'roster-summary', 'roster', 'pairs-box',
-  'pairs', 'program', 'fingerprint', 'fingerprint-check', 'program-source', 'log',
+  'pairs', 'relay-note', 'program', 'fingerprint', 'fingerprint-check', 'program-source', 'log',
 ].map((id) => [id.replace(/-(\w)/g, (_, c) => c.toUpperCase()), el(id)]));
 
 /** How a party's state reads to a person (data-state carries the key). */
@@ -581,6 +581,7 @@ const fromServer = {
     page.phase = 'lobby';
     ui.me.hidden = false;
     ui.pid.textContent = partyName(message.pid, { you: false });
+    ui.relayNote.hidden = !message.relay_only;
     log(`joined as party ${message.pid} of ${message.parties}`);
     history.replaceState(null, '', `${location.pathname}?role=${message.pid}${location.hash}`);
     checkFingerprint();
@@ -590,6 +591,11 @@ const fromServer = {
   roster(message) {
     page.roster = message;
     if (page.welcome) ui.pid.textContent = partyName(page.welcome.pid, { you: false });
+    // So that an error about a party can say who that is.
+    worker.postMessage({
+      type: 'names',
+      members: message.members.map(({ pid, name, label }) => ({ pid, name, label })),
+    });
     if (running()) {
       for (const member of message.members) {
         if (member.state === 'left' && member.pid !== page.welcome?.pid) {
@@ -795,7 +801,7 @@ function linkTo(peer) {
       transfer: (pid, channel) => worker.postMessage({ type: 'channel', peer: pid, channel }, [channel]),
       failed: (pid, reason) => worker.postMessage({ type: 'peer-failed', peer: pid, reason }),
       changed: linkChanged,
-    });
+    }, { relayOnly: Boolean(page.welcome.relay_only) });
     page.links.set(peer, link);
   }
   return link;

@@ -28,10 +28,12 @@ async function pathOf(pc) {
  * ``log(text)``, ``failed(peer, reason)``.
  */
 export class PeerLink {
-  constructor(peer, me, iceServers, hooks) {
+  constructor(peer, me, iceServers, hooks, { relayOnly = false } = {}) {
     this.peer = peer;
     this.hooks = hooks;
-    this.pc = new RTCPeerConnection({ iceServers });
+    // Relay only: gather no host or server-reflexive candidates, so the other party never
+    // learns this computer's addresses (only the relay's).
+    this.pc = new RTCPeerConnection({ iceServers, iceTransportPolicy: relayOnly ? 'relay' : 'all' });
     // Negotiated on both sides, so it exists before any SDP; transferred in this same
     // task, before it can open, as a transferable channel must be.
     const channel = this.pc.createDataChannel('mpyc', { negotiated: true, id: 0 });

@@ -10,6 +10,7 @@ const COUNTED_FILES = ['pyodide.asm.wasm', 'python_stdlib.zip'];
 let pyodide = null;
 let partyModule = null; // py_worker.party
 let party = null; // py_worker.party.Party of the current run
+let names = null; // the roster's names and places (JSON), for the next party
 
 const post = (message, transfer) => self.postMessage(message, transfer || []);
 
@@ -128,6 +129,7 @@ function checkInput({ id, program, text }) {
 async function run({ config }) {
   const report = (kind, detail) => post({ type: 'report', kind, detail });
   party = partyModule.Party(JSON.stringify(config), report);
+  if (names) party.set_names(names);
   await runParty();
 }
 
@@ -160,6 +162,7 @@ const toParty = {
   start: () => party && party.start(),
   'peer-failed': ({ peer, reason }) => party && party.peer_failed(peer, reason),
   'peer-left': ({ peer }) => party && party.peer_left(peer),
+  names: ({ members }) => { names = JSON.stringify(members); if (party) party.set_names(names); },
   'signaling-ended': ({ reason }) => party && party.signaling_ended(reason),
 };
 

@@ -1,0 +1,128 @@
+"""STUN/TURN configuration: REST credentials per party, relay-only sessions, the server's
+options and config file. (That coturn really accepts the credentials is shown by the
+simulated-internet scenarios in e2e/test_internet.py.)"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+
+import pytest
+
+from mpyc_webrtc.ice import IceConfig, turn_credentials, url_transport
+from mpyc_webrtc.session import Registry
+from mpyc_webrtc.wire import ErrorCode, SignalingError
+from sans_io import TOKEN_HASH, Clock, Party
+from signaling.app import parse_args
+
+TURN = ("turn:100.64.0.2:3478?transport=udp", "turn:100.64.0.2:3478?transport=tcp")
+STUN = ("stun:100.64.0.2:3478",)
+
+
+def test_credentials_are_coturns_rest_scheme():
+    username, password = turn_credentials("s3cret", "abc.1", 1_900_000_000)
+    assert username == "1900000000:abc.1"
+    # RFC-draft "REST API for access to TURN services" / coturn use-auth-secret:
+    expected = hmac.new(b"s3cret", b"1900000000:abc.1", hashlib.sha1).digest()
+    assert base64.b64decode(password) == expected
+
+
+def test_each_party_gets_its_own_credentials_valid_for_the_ttl():
+    ice = IceConfig(stun=STUN, turn=TURN, turn_secret="s3cret", turn_ttl=600)
+    one, two = ice.servers("sid.1", 1000.0), ice.servers("sid.2", 1000.0)
+    assert one[0] == {"urls": list(STUN)}
+    assert one[1]["urls"] == list(TURN)
+    assert one[1]["username"] == "1600:sid.1"
+    assert two[1]["username"] == "1600:sid.2"
+    assert one[1]["credential"] != two[1]["credential"]
+    assert ice.has_relay
+
+
+@pytest.mark.parametrize("kwargs, says", [
+    ({"turn": TURN}, "need the relay's shared secret (--turn-secret)"),
+    ({"turn": ("turn:u:p@h:3478",), "turn_secret": "x"}, "credentials come from --turn-secret"),
+    ({"stun": ("turn:h:3478",)}, "is not a stun or stuns URL"),
+    ({"turn": ("turn:h:3478?transport=sctp",), "turn_secret": "x"},
+     "transport must be udp or tcp"),
+    ({"turn_secret": ""}, "must not be empty"),
+    ({"turn": TURN, "turn_secret": "x", "turn_ttl": 0}, "lifetime must be positive"),
+])
+def test_bad_configuration_is_explained(kwargs, says):
+    with pytest.raises(ValueError, match=".*") as info:
+        IceConfig(**kwargs)
+    assert says in str(info.value)
+
+
+def test_url_transport():
+    assert [url_transport(u) for u in TURN] == ["udp", "tcp"]
+    assert url_transport("turn:h:3478") == "udp"
+    assert url_transport("turns:h:5349") == "tcp"
+
+
+def test_welcome_carries_fresh_credentials_and_relay_only():
+    clock = Clock()
+    ice = IceConfig(stun=STUN, turn=TURN, turn_secret="s3cret", turn_ttl=3600)
+    registry = Registry(clock=clock, ice=ice, wall_clock=lambda: 5000.0)
+    session = registry.create({"parties": 2, "program": "sum", "token_hash": TOKEN_HASH,
+                               "relay_only": True})
+    assert session.describe()["relay_only"] is True
+    a, b = Party(registry), Party(registry)
+    a.join(session)
+    b.join(session)
+    welcome_a, welcome_b = a.sent[0], b.sent[0]
+    assert welcome_a["relay_only"] is welcome_b["relay_only"] is True
+    turn_a, turn_b = welcome_a["ice_servers"][1], welcome_b["ice_servers"][1]
+    assert turn_a["username"] == f"8600:{session.id}.0"
+    assert turn_b["username"] == f"8600:{session.id}.1"
+    assert (turn_a["username"], turn_a["credential"]) == turn_credentials(
+        "s3cret", f"{session.id}.0", 8600)
+
+
+def test_relay_only_needs_a_relay():
+    registry = Registry(clock=Clock(), ice=IceConfig(stun=STUN))
+    with pytest.raises(SignalingError) as info:
+        registry.create({"parties": 2, "program": "sum", "token_hash": TOKEN_HASH,
+                         "relay_only": True})
+    assert info.value.code == ErrorCode.INVALID_REQUEST
+    assert "This server has no TURN relay" in info.value.message
+    with pytest.raises(SignalingError) as info:
+        registry.create({"parties": 2, "program": "sum", "token_hash": TOKEN_HASH,
+                         "relay_only": "yes"})
+    assert "'relay_only' must be true or false" in info.value.message
+
+
+def test_static_turn_server_counts_as_a_relay():
+    ice = IceConfig(static=({"urls": "turn:h:3478", "username": "u", "credential": "p"},))
+    assert ice.has_relay
+    assert ice.servers("x.0", 0) == [{"urls": "turn:h:3478", "username": "u",
+                                     "credential": "p"}]
+
+
+def test_server_options_from_a_config_file(tmp_path):
+    config = tmp_path / "server.toml"
+    config.write_text('turn_secret = "from-file"\nturn = ["turn:h:3478"]\nport = 9000\n')
+    args = parse_args(["--config", str(config), "--port", "9100"])
+    assert args.turn_secret == "from-file"
+    assert args.turn == ["turn:h:3478"]
+    assert args.port == 9100  # the command line wins
+
+
+@pytest.mark.parametrize("text, says", [
+    ("colour = 1\n", "unknown option 'colour'"),
+    ("port = \"eighty\"\n", "port has the wrong type"),
+    ("turn = \"turn:h:1\"\n", "turn has the wrong type"),
+    ("port = [\n", "is not valid TOML"),
+])
+def test_bad_config_file_is_explained(tmp_path, capsys, text, says):
+    config = tmp_path / "server.toml"
+    config.write_text(text)
+    with pytest.raises(SystemExit):
+        parse_args(["--config", str(config)])
+    assert says in capsys.readouterr().err
+
+
+def test_missing_config_file_is_explained(tmp_path, capsys):
+    with pytest.raises(SystemExit):
+        parse_args(["--config", str(tmp_path / "nope.toml")])
+    assert "cannot read the config file" in capsys.readouterr().err
