@@ -57,8 +57,9 @@ case "${1:-}" in
         ;;
     test)
         shift
-        # Network namespaces (iproute2) for every WebRTC test; Chromium for the browser tests.
-        apt_install ip:iproute2 chromium:chromium
+        # Network namespaces (iproute2) for every WebRTC test; Chromium for the browser tests;
+        # NAT routers (iptables) and a TURN relay (coturn) for the simulated internet.
+        apt_install ip:iproute2 chromium:chromium iptables:iptables turnserver:coturn
         install "[test]"
         browser_assets
         .venv/bin/ruff check .

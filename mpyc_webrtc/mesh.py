@@ -95,6 +95,7 @@ class Mesh:
                 keep_channel=self.keep_channels, keepalive=self.keepalive,
                 silence_limit=self.silence_limit,
                 startup_grace=self.connect_timeout + (self.silence_limit or 0.0),
+                on_abort=self._peer_aborted,
             )
             self.transports[peer_pid] = transport
         await mpc.parties[mpc.pid].protocol
@@ -159,10 +160,20 @@ class Mesh:
                 f"{self.name(peer_pid)} disconnected before the computation finished."
             ))
 
-    def _fail(self, error: MeshError) -> None:
+    def _peer_aborted(self, peer_pid: int, reason: str) -> None:
+        """Another party had to stop; its reason (say, a third party went silent) is the
+        reason here too, rather than the closing of its links that follows."""
+        text = "".join(c if c.isprintable() else " " for c in reason).strip()
+        if not self.closing:
+            self._fail(MeshError(text or f"{self.name(peer_pid)} stopped."), tell=False)
+
+    def _fail(self, error: MeshError, tell: bool = True) -> None:
         if self.failure is None:
             self.failure = error
             log.error("%s", error)
+            if tell:
+                for transport in self.transports.values():
+                    transport.send_abort(str(error))
             if self.on_failure is not None:
                 self.on_failure(error)
 

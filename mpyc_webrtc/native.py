@@ -30,13 +30,15 @@ from aiortc import (
 )
 from aiortc.sdp import candidate_from_sdp
 
-from . import sctp_tuning, wire
+from . import ice_tuning, sctp_tuning, wire
 from .ice import url_transport
 from .mesh import MeshError
 from .sealing import Sealer, TamperError, tamper_failed_authentication, tamper_peer_program
 
 log = logging.getLogger(__name__)
 
+#: How long closing a peer connection or the signaling connection may take.
+CLOSE_TIMEOUT = 3.0
 #: The channel's agreed id: both sides create it with ``negotiated`` (browsers too).
 CHANNEL_ID = 0
 CHANNEL_LABEL = "mpyc"
@@ -46,6 +48,8 @@ CHANNEL_LABEL = "mpyc"
 aioice.turn.UDP_SOCKET_BUFFER_SIZE = 4 * 1024 * 1024
 if os.environ.get("MPYC_WEBRTC_SCTP_TUNING", "1") != "0":
     sctp_tuning.install()
+if os.environ.get("MPYC_WEBRTC_ICE_TUNING", "1") != "0":
+    ice_tuning.install()
 
 
 class PeerError(Exception):
@@ -269,7 +273,10 @@ class Signaling:
 
     async def close(self) -> None:
         if self._ws is not None and not self._ws.closed:
-            await self._ws.close()
+            try:  # a server out of reach would keep us waiting for its closing frame
+                await asyncio.wait_for(self._ws.close(), CLOSE_TIMEOUT)
+            except TimeoutError:
+                log.debug("the signaling server did not answer our closing frame")
         if self._reader is not None and self._reader is not asyncio.current_task():
             self._reader.cancel()
         if self._http is not None:
@@ -671,8 +678,15 @@ class AiortcFactory:
                 await asyncio.wait_for(asyncio.gather(*waits), linger)
             except TimeoutError:
                 log.warning("some channels did not finish closing within %.0f s", linger)
-        for link in links.values():
-            await link.close()
+        # Concurrently and bounded: closing a connection through a TURN relay that can no
+        # longer be reached (this party lost its network) retransmits for half a minute.
+        closing = asyncio.gather(*(link.close() for link in links.values()),
+                                 return_exceptions=True)
+        try:
+            await asyncio.wait_for(closing, CLOSE_TIMEOUT)
+        except TimeoutError:
+            log.info("gave up closing the peer connections cleanly after %.0f s",
+                     CLOSE_TIMEOUT)
         if links:
             await self._report("done")
 

@@ -33,6 +33,12 @@ END_OF_RUN = "end of run"
 #: is killed or loses its network says nothing, and neither SCTP nor ICE notices for
 #: half a minute, while MPyC would wait for its next message forever.
 KEEPALIVE = "keepalive"
+#: A text message a party sends to everyone it can still reach when it must stop (the
+#: rest of the text says why, for people). Without it, the others would only see this
+#: party's links close and blame it, not the party that really went missing.
+ABORT_PREFIX = "abort:"
+#: Longest reason passed on.
+MAX_ABORT_TEXT = 500
 
 
 class PeerSilent(Exception):
@@ -75,7 +81,8 @@ class ChannelTransport:
                  on_failure: Callable[[int, BaseException], None] | None = None,
                  on_lost: Callable[[int], None] | None = None, keep_channel: bool = False,
                  keepalive: float | None = None, silence_limit: float | None = None,
-                 startup_grace: float = 30.0):
+                 startup_grace: float = 30.0,
+                 on_abort: Callable[[int, str], None] | None = None):
         if not 0 < max_message_size:
             raise ValueError("max_message_size must be positive")
         self.channel = channel
@@ -86,6 +93,7 @@ class ChannelTransport:
         self._high_water = high_water
         self._on_failure = on_failure
         self._on_lost = on_lost
+        self._on_abort = on_abort
         self._buffer = bytearray()
         self._flush_scheduled = False
         self._closing = False
@@ -152,6 +160,15 @@ class ChannelTransport:
     def pending(self) -> int:
         """Bytes written by MPyC that have not yet been handed to the channel."""
         return len(self._buffer)
+
+    def send_abort(self, reason: str) -> None:
+        """Tell the peer this party stops, and why (best effort: the link may be gone)."""
+        if self._lost:
+            return
+        try:
+            self.channel.send(ABORT_PREFIX + reason[:MAX_ABORT_TEXT])  # type: ignore[arg-type]
+        except Exception:
+            log.debug("could not tell party %d why this party stops", self.peer_pid)
 
     # -- liveness -------------------------------------------------------------------------
 
@@ -241,6 +258,12 @@ class ChannelTransport:
             self._heard = True
             if isinstance(data, str):
                 if data == KEEPALIVE:
+                    return
+                if data.startswith(ABORT_PREFIX):
+                    reason = data[len(ABORT_PREFIX):][:MAX_ABORT_TEXT]
+                    log.info("party %d stops: %s", self.peer_pid, reason)
+                    if self._on_abort is not None:
+                        self._on_abort(self.peer_pid, reason)
                     return
                 if data == END_OF_RUN:
                     # As a close would: the peer finished (it keeps the channel for

@@ -145,3 +145,27 @@ def test_failures_name_the_party_as_the_roster_does():
     assert mesh.failure is errors[0]
     mesh._link_failed(2, ValueError("boom"))  # only the first failure counts
     assert len(errors) == 1
+
+
+async def test_a_party_going_silent_is_named_by_everyone_not_just_who_noticed_first():
+    """Party 2 goes silent. Party 0 notices first and stops, which closes its links; party 1
+    must still blame party 2 (told by party 0's abort message), not party 0."""
+    rts = runtimes(3)
+    loop = asyncio.get_running_loop()
+    hub = MemoryHub(loop, 3)
+    failures: dict[int, list[MeshError]] = {0: [], 1: [], 2: []}
+    meshes = [install_mesh(rt, hub.factory(rt.pid), on_failure=failures[rt.pid].append,
+                           keepalive=0.02, silence_limit=5.0) for rt in rts]
+    await asyncio.wait_for(asyncio.gather(*(rt.start() for rt in rts)), 5)
+    for i in (0, 1):  # party 2 goes silent: nothing it sends arrives
+        hub.channels[2, i].remote = None
+    meshes[0].names[2] = "Carol"
+    meshes[0]._link_failed(2, PeerSilent(5.0))  # as party 0's transport would, first
+    await meshes[0].factory.close()  # and party 0 stops, closing its links
+    for _ in range(20):
+        await asyncio.sleep(0.01)
+    expected = ("Party 2 (Carol) stopped responding: nothing arrived from it for 5 s. It may "
+                "have lost its network, closed its page or crashed; the computation cannot "
+                "go on without it.")
+    assert [str(e) for e in failures[0]] == [expected]
+    assert [str(e) for e in failures[1]] == [expected]

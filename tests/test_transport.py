@@ -298,7 +298,7 @@ async def test_a_silent_peer_is_declared_gone_after_the_silence_limit():
         await asyncio.sleep(0.01)
     waited = loop.time() - started
     assert [(pid, type(exc)) for pid, exc in failed] == [(1, PeerSilent)]
-    assert 0.15 <= waited < 0.5
+    assert 0.1 <= waited < 1.0  # the limit after the last keepalive that got through
     assert str(failed[0][1]) == "nothing arrived from it for 0 s"  # 0.15 s, rounded
     assert ta.protocol.lost == [None] and ta.is_closing()
     tb.close()
