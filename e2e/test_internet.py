@@ -347,23 +347,42 @@ def chromium_in(tmp_path):
 
 
 @pytest.mark.slow
-def test_browser_party_with_a_native_party_behind_a_symmetric_nat(internet, chromium_in):
+@pytest.mark.parametrize("native_nat, relay_only", [("symmetric", False), ("cone", True)],
+                         ids=["symmetric-nat", "relay-only"])
+def test_browser_party_with_a_native_party(internet, chromium_in, native_nat, relay_only):
+    """Across a symmetric NAT the pair needs the relay; between two cone NATs it would go
+    direct, unless the session is relay-only."""
     from helpers import BrowserParty
+    from playwright.sync_api import expect
 
-    net = internet(["cone", "symmetric"])
+    net = internet(["cone", native_nat])
     session = Session(net)
-    url = session.create(2, "--program", "sum")
-    native = session.join(url, 1, "--input", "30")
     page = chromium_in(net.parties[0].ns, net.server_url)
-    browser = BrowserParty(page, url)
+    if relay_only:  # as a person would: on the create page, with the box checked
+        page.goto(f"{net.server_url}/")
+        page.get_by_test_id("program-choice-sum").check()
+        page.get_by_test_id("parties-count").fill("2")
+        expect(page.get_by_test_id("relay-only-help")).to_contain_text("no party learns")
+        page.get_by_test_id("relay-only").check()
+        page.get_by_test_id("create").click()
+        expect(page.get_by_test_id("invite-link")).to_have_value(re.compile(r"#k="))
+        url = page.get_by_test_id("invite-link").input_value()
+    else:
+        url = session.create(2, "--program", "sum")
+    native = session.join(url, 1, "--input", "30")
+    browser = BrowserParty(page, page.url if relay_only else url)
     browser.confirm("12")
     browser.wait_done()
     assert browser.headline() == "sum = 42"
     assert native.finish() == 0, native.text()
     assert any("sum = 42" in line for line in native.out), native.text()
-    # Both ends say how they are connected: through the relay (a symmetric NAT is in the way).
-    assert native.paths()[browser.pid][0] == "relayed"
+    # Both ends say how they are connected: through the relay.
+    path, ours, theirs = native.paths()[browser.pid]
+    assert path == "relayed"
     assert browser["pair-0-1"].get_attribute("data-path") == "relayed"
+    if relay_only:  # the browser offered nothing but the relay's address, nor did we
+        assert ours == theirs == "relay", (ours, theirs)
+        expect(browser["relay-note"]).to_be_visible()
 
 
 @pytest.mark.slow

@@ -222,3 +222,14 @@ def test_create_page_refuses_bad_party_counts(server, new_page, count):
     expect(page.get_by_test_id("parties-help")).to_have_text(
         "The number of parties must be a whole number from 2 to 32.")
     expect(page.get_by_test_id("create")).to_be_disabled()
+
+
+def test_create_page_offers_relay_only_only_with_a_relay(server, new_page):
+    """This server has no TURN relay: hiding addresses cannot be offered (e2e/test_internet.py
+    runs relay-only sessions on a server that has one)."""
+    page = new_page()
+    page.goto(f"{server.url}/")
+    expect(page.get_by_test_id("relay-only-help")).to_have_text(
+        "This server has no relay, so your computers connect directly and can see each "
+        "other's network addresses. Your inputs stay secret either way.")
+    expect(page.get_by_test_id("relay-only")).to_be_disabled()

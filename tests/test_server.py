@@ -569,3 +569,26 @@ async def test_session_with_labels_via_http():
             **AUTH, "parties": 2, "program": "vote", "labels": ["x", "x"]})
         assert bad.status == 400
         assert (await bad.json())["code"] == "invalid_request"
+
+
+async def test_config_says_whether_relay_only_sessions_are_possible():
+    from mpyc_webrtc.ice import IceConfig
+
+    async with serve() as client:
+        assert await (await client.get("/api/config")).json() == {"relay": False,
+                                                                  "stun": False}
+        resp = await client.post("/api/sessions", json={**AUTH, "parties": 2, "program": "sum",
+                                                        "relay_only": True})
+        assert resp.status == 400
+        body = await resp.json()
+        assert body["code"] == "invalid_request"
+        assert body["message"].startswith("This server has no TURN relay")
+    ice = IceConfig(stun=("stun:h:3478",), turn=("turn:h:3478",), turn_secret="s")
+    async with serve(ice=ice) as client:
+        assert await (await client.get("/api/config")).json() == {"relay": True, "stun": True}
+        sid = await new_session(client, parties=2, relay_only=True)
+        ws, welcome = await join(client, sid)
+        assert welcome["relay_only"] is True
+        turn = welcome["ice_servers"][1]
+        assert turn["urls"] == ["turn:h:3478"] and turn["username"].endswith(f":{sid}.0")
+        await ws.close()
