@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import statistics
 import subprocess
 import sys
@@ -55,8 +56,8 @@ def run_session(net: Internet, workload: str, size: int, relay_only: bool,
         raise SystemExit(f"wrong result: {result}")
     mesh = max(float(line.split(" are open ")[1].split(" s ")[0])
                for _, err in outputs for line in err.splitlines() if " are open " in line)
-    paths = {line.split(": ")[1].split(" ")[0] for _, err in outputs
-             for line in err.splitlines() if "(candidates: ours" in line}
+    paths = {m[1] for _, err in outputs
+             for m in re.finditer(r"link to party \d+: (\w+) \(candidates", err)}
     return result["seconds"], mesh, paths
 
 
