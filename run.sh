@@ -29,7 +29,8 @@ apt_install() {
         exit 1
     fi
     apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq ${APT_LEAN:+--no-install-recommends} \
+        "${missing[@]}" >/dev/null
 }
 
 browser_assets() {
@@ -60,6 +61,9 @@ case "${1:-}" in
         # Network namespaces (iproute2) for every WebRTC test; Chromium for the browser tests;
         # NAT routers (iptables) and a TURN relay (coturn) for the simulated internet.
         apt_install ip:iproute2 chromium:chromium iptables:iptables turnserver:coturn
+        # A WireGuard mesh, the VPN baseline of the evaluation (bench/evaluate.py); without
+        # its Recommends, which would pull in a kernel image.
+        APT_LEAN=1 apt_install wireguard-go:wireguard-go wg:wireguard-tools
         install "[test]"
         browser_assets
         .venv/bin/ruff check .

@@ -19,6 +19,7 @@ from .internet import (
     pids_in_namespaces,
     rest_credentials,
 )
+from .wireguard import Mesh
 
-__all__ = ["NAT_TYPES", "SERVER_IP", "TURN_IP", "TURN_PORT", "Internet", "NetsimError",
+__all__ = ["NAT_TYPES", "SERVER_IP", "TURN_IP", "TURN_PORT", "Internet", "Mesh", "NetsimError",
            "Party", "pids_in_namespaces", "rest_credentials"]

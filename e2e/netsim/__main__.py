@@ -56,6 +56,9 @@ def parser() -> argparse.ArgumentParser:
     up.add_argument("--turn-secret", default="s3cret", help="coturn's REST auth secret")
     up.add_argument("--server", action=argparse.BooleanOptionalAction, default=False,
                     help="start the signaling server on the public side")
+    up.add_argument("--wireguard", action="store_true",
+                    help="also a WireGuard full mesh between the parties (wireguard-go; "
+                    "tunnel addresses 10.77.0.I+1), a VPN-mesh baseline")
     named("down", "end every process and delete the namespaces")
     named("status", "show what exists and which processes are alive")
     for verb, what in (("cut", "take party I off the network"),
@@ -86,9 +89,21 @@ def _command(args: argparse.Namespace) -> int:
     if args.command == "up":
         net = Internet(args.nat, args.block_udp, args.delay_ms, args.loss, args.turn_secret,
                        args.name, args.server, wire=args.wire or None, seed=args.seed)
+        if args.wireguard:
+            from .wireguard import check_supported
+
+            check_supported(net.parties)  # before building anything
         net.up()
         print(net.describe())
         print(f"\nup in {net.up_seconds:.3f} s")
+        if args.wireguard:
+            try:
+                mesh = net.wireguard_mesh()
+            except BaseException:
+                net.down()  # half a simulation is no use to anyone
+                raise
+            print()
+            print(mesh.describe())
         return 0
     if args.command == "down":
         net = Internet(name=args.name)
@@ -123,7 +138,7 @@ def _status(name: str) -> int:
     print(f"{name}: {len(st['namespaces'])} namespaces: {' '.join(st['namespaces'])}")
     print(f"state file: {st['state_file'] or '(none)'}")
     for p in st["processes"]:
-        print(f"  {p['pid']:>7} {'alive' if p['alive'] else 'gone ':5} {p['role']:<8} "
+        print(f"  {p['pid']:>7} {'alive' if p['alive'] else 'gone ':5} {p['role']:<9} "
               f"{p['ns']:<12} {p['cmd'][:90]}")
     if st["state_file"]:
         print()

@@ -32,7 +32,10 @@ import time
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from .wireguard import Mesh
 
 log = logging.getLogger(__name__)
 
@@ -306,6 +309,7 @@ class Internet:
         self.state_dir = STATE_ROOT / name
         self.state_file = STATE_ROOT / f"{name}.json"
         self._procs: list[_Proc] = []
+        self._wireguard: Mesh | None = None
         self.up_seconds: float | None = None
         self.down_seconds: float | None = None
 
@@ -637,6 +641,16 @@ class Internet:
 
     # -- control -----------------------------------------------------------------
 
+    def wireguard_mesh(self, **kwargs: Any) -> Mesh:
+        """A WireGuard full mesh between the parties (``e2e/netsim/wireguard.py``),
+        the data path of VPN-mesh products, as a baseline. Returns the running mesh
+        if there is one (kwargs are then ignored); ``down()`` ends it."""
+        from .wireguard import Mesh
+
+        if self._wireguard is not None and self._wireguard.is_up:
+            return self._wireguard
+        return Mesh(self, **kwargs).up()
+
     def cut(self, i: int) -> None:
         """Party i loses its network: its router drops everything to and from its LAN.
 
@@ -676,6 +690,14 @@ class Internet:
             victims.setdefault(pid, f"in {ns}")
         victims.pop(os.getpid(), None)
         _terminate(victims)
+        from .wireguard import remove_sockets
+
+        # A killed wireguard-go leaves its socket in the one directory all namespaces
+        # share; the names are derived from ours, so only our sockets go.
+        remove_sockets(self.name)
+        if self._wireguard is not None:
+            self._wireguard.is_up = False
+            self._wireguard = None
         for rec in self._procs:
             if rec.popen is not None:
                 try:
