@@ -3,6 +3,9 @@
     .venv/bin/python bench/evaluate.py            # the full evaluation (about half an hour)
     .venv/bin/python bench/evaluate.py --quick    # one tiny workload per transport (a smoke test)
 
+It also runs sessions of m = 2, 3, 5, 8, 12 native parties (and 5 with two browsers among
+them): time to a full mesh and cost per round, as m(m-1)/2 links grow.
+
 The same MPyC workloads (``bench/workload.py``) run over
 
 - ``tcp``: MPyC's own TCP links between the parties' addresses (the zero-overhead reference,
@@ -28,6 +31,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import re
 import statistics
 import subprocess
 import sys
@@ -203,6 +207,30 @@ class Runner:
             stderr=subprocess.PIPE, text=True, cwd=REPO) for i in range(m)]
         return result_of(wait(procs, self.timeout, what), what), launched
 
+    def scale(self, m: int, rounds: int, browsers: int = 0) -> tuple[float, float]:
+        """(mesh seconds after the last join, seconds per round) for m parties, of which
+        the first ``browsers`` are browser tabs and the rest native peers."""
+        what = f"scale run with {m} parties"
+        url = self._create(m, ["--workload", "mul", "--size", str(rounds)], False)
+        procs = [self.net.popen(self.net.parties[i].ns, [
+            str(BIN / "mpyc-webrtc-peer"), "join", url], stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE, text=True, cwd=REPO) for i in range(browsers, m)]
+        tabs_result = None
+        if browsers:
+            assert self.browsers is not None
+            tabs_result, _ = self.browsers.run(url, browsers, what, complete=False)
+        outputs = [(proc, *proc.communicate(timeout=self.timeout)) for proc in procs]
+        for proc, _, err in outputs:
+            if proc.returncode != 0:
+                raise EvalError(f"{what}: a party exited with {proc.returncode}:\n"
+                                f"{err[-1500:]}")
+        result = result_of([out for _, out, _ in outputs] + (
+            [json.dumps(tabs_result)] if tabs_result else []), what)
+        mesh = max(float(m_[1]) for _, _, err in outputs
+                   for m_ in re.finditer(r"are open (\d+\.\d+) s after the last party "
+                                         r"joined", err))
+        return mesh, result["seconds"] / rounds
+
 
 class BrowserParties:
     """One Chromium per party namespace (each party is a person on its own network)."""
@@ -219,7 +247,10 @@ class BrowserParties:
         for browser in self.browsers:
             browser.close()
 
-    def run(self, url: str, m: int, what: str) -> tuple[dict, float]:
+    def run(self, url: str, m: int, what: str, complete: bool = True
+            ) -> tuple[dict | None, float]:
+        """Tabs for ``m`` parties (with ``complete``, all of them); party 0's result line
+        if one of the tabs is party 0."""
         from helpers import BrowserParty
 
         import chromium
@@ -239,6 +270,9 @@ class BrowserParties:
         finally:
             for context in contexts:
                 context.close()
+        if not complete and not any(line.startswith("{") for out in outputs
+                                    for line in out.splitlines()):
+            return None, launched
         return result_of(outputs, what), launched
 
 
@@ -283,8 +317,37 @@ def evaluate(args: argparse.Namespace) -> dict:
                         print(f"[{condition.name} {rep + 1}/{repeat}] {w.name}({size}) "
                               f"{transport}: {seconds:.3f} s, connect {connect:.2f} s, "
                               f"{sent / 1e6:.2f} MB", file=sys.stderr, flush=True)
+    scale: dict[str, tuple[list[float], list[float]]] = {}
+    if args.scale:
+        sizes = sorted(set(args.scale))
+        mixed = "browser" in transports and not args.quick
+        with contextlib.ExitStack() as stack:
+            net = stack.enter_context(Internet(
+                nats=["public"] * max(sizes), name="mwsc", turn_secret="evaluate",
+                server=True))
+            browsers = None
+            if mixed:
+                from playwright.sync_api import sync_playwright
+
+                playwright = stack.enter_context(sync_playwright())
+                workdir = Path(stack.enter_context(tempfile.TemporaryDirectory()))
+                browsers = BrowserParties(playwright, net, 2, workdir)
+                stack.callback(browsers.close)
+            runner = Runner(net, args.timeout, None, browsers)
+            runs = [(f"{m} native", m, 0) for m in sizes]
+            if mixed:
+                runs.append(("5 mixed (2 browsers)", 5, 2))
+            for _ in range(repeat):
+                for label, m, tabs in runs:
+                    mesh, per_round = runner.scale(m, args.scale_rounds, tabs)
+                    meshes, rounds = scale.setdefault(label, ([], []))
+                    meshes.append(mesh)
+                    rounds.append(per_round)
+                    print(f"[scale] {label}: mesh {mesh:.2f} s, {per_round * 1e3:.2f} ms "
+                          "per round", file=sys.stderr, flush=True)
     return {"cells": cells, "conditions": conditions, "workloads": workloads,
-            "transports": transports, "repeat": repeat, "setup": setup}
+            "transports": transports, "repeat": repeat, "setup": setup, "scale": scale,
+            "scale_rounds": args.scale_rounds}
 
 
 def median(values: list[float]) -> float:
@@ -341,6 +404,18 @@ def markdown(data: dict, command: str) -> str:
             total_row.append(f"**{s:.3f} s**" + (f" **({s / tcp_total:.2f}x)**"
                                                  if t != "tcp" and tcp_total else ""))
         lines += ["| " + " | ".join(total_row) + " |", ""]
+    if data["scale"]:
+        lines += ["## Scale: sessions of m parties", "",
+                  f"Plain links; one session per row and repetition, running "
+                  f"{data['scale_rounds']} sequential multiplications. **Mesh** is the time "
+                  "from the last party joining to every data channel open (the slowest "
+                  "party's view), **per round** party 0's time per multiplication.", "",
+                  "| parties | links m(m-1)/2 | mesh ready | per round |", "|---|---|---|---|"]
+        for label, (meshes, rounds) in data["scale"].items():
+            m = int(label.split()[0])
+            lines.append(f"| {label} | {m * (m - 1) // 2} | {median(meshes):.2f} s | "
+                         f"{median(rounds) * 1e3:.2f} ms |")
+        lines.append("")
     lines += SETUP_EFFORT
     if data["setup"]:
         lines += ["", "Measured in this run: " + ", ".join(
@@ -409,10 +484,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--output", type=Path, default=REPO / "docs",
                         help="where evaluation.md and evaluation.png go")
     parser.add_argument("--timeout", type=float, default=300.0, metavar="SECONDS")
+    parser.add_argument("--scale", type=lambda text: [int(m) for m in text.split(",")],
+                        metavar="M,M,...",
+                        help="party counts of the scale runs (default 2,3,5,8,12; quick: 2)")
+    parser.add_argument("--scale-rounds", type=int, default=None, metavar="N",
+                        help="multiplications per scale run (default 200; quick: 10)")
     args = parser.parse_args(argv)
     args.conditions = args.conditions or (["plain"] if args.quick else
                                           [c.name for c in CONDITIONS])
     args.transports = args.transports or list(TRANSPORTS)
+    if args.scale is None:
+        args.scale = [2] if args.quick else [2, 3, 5, 8, 12]
+    if args.scale_rounds is None:
+        args.scale_rounds = 10 if args.quick else 200
     try:
         data = evaluate(args)
     except EvalError as exc:

@@ -48,4 +48,5 @@ def test_quick_evaluation_covers_every_transport_and_writes_the_report(tmp_path)
         assert re.search(r"\d+\.\d{3} s \(\d+\.\d\dx\)<br>\d+\.\d\d MB, connect \d+\.\d\d s",
                          cell), cell
     assert "## Setup effort per party" in report
+    assert re.search(r"\| 2 native \| 1 \| \d+\.\d\d s \| \d+\.\d\d ms \|", report), report
     assert (tmp_path / "evaluation.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
