@@ -467,7 +467,8 @@ def plot(data: dict, path: Path) -> None:
         ax.set_title(condition.title)
         ax.set_xticks(range(len(workloads)), [w.name for w in workloads], rotation=30)
     axes[0][0].set_ylabel("time / TCP time (same run)")
-    axes[0][0].legend(fontsize="small")
+    if transports:
+        axes[0][0].legend(fontsize="small")
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
