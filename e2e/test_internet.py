@@ -140,10 +140,11 @@ class Session:
         return peer
 
     def run_rounds(self, inputs: list[int], rounds: int, *create_args: str,
-                   party_of: list[int] | None = None) -> list[Peer]:
+                   party_of: list[int] | None = None,
+                   join_args: tuple[str, ...] = ()) -> list[Peer]:
         url = self.create(len(inputs), "--program-file", ROUNDS, *create_args,
                           "--args", f"--rounds={rounds}")
-        return [self.join(url, party_of[i] if party_of else i, "--input", str(x))
+        return [self.join(url, party_of[i] if party_of else i, "--input", str(x), *join_args)
                 for i, x in enumerate(inputs)]
 
 
@@ -312,7 +313,10 @@ def test_lossy_slow_links_give_correct_results(internet):
     net = internet(["cone", "cone", "symmetric"], delay_ms=50, loss=0.05)
     session = Session(net)
     inputs = [3, 4, 5]
-    peers = session.run_rounds(inputs, 4)
+    # Every ICE, DTLS and SCTP handshake packet may be lost and retransmitted here (after
+    # 0.5 to 1 s, doubling), so connecting may take longer than the default 20 s allows on
+    # a busy machine; it usually takes about 6 s.
+    peers = session.run_rounds(inputs, 4, join_args=("--connect-timeout", "60"))
     for peer in peers:
         assert peer.finish(timeout=240) == 0, peer.text()
         assert f"total: {expected_total(inputs, 4)}\n" in peer.out

@@ -378,7 +378,9 @@ def test_sacks_ride_on_data_packets(server):
 
 def test_waiting_party_is_told_when_the_session_expires():
     with Namespace() as ns:
-        server = Server(ns, 8080, "--idle-timeout", "1")
+        # Long enough for the peer to start and join even on a busy machine (it must join
+        # before the session expires to be told so), short enough to keep the test short.
+        server = Server(ns, 8080, "--idle-timeout", "3")
         url = server.create(2, "--program", "sum")
         done = ns.run([str(BIN / "mpyc-webrtc-peer"), "join", url, "--input", "1"])
     assert done.returncode == 1
