@@ -27,6 +27,10 @@ class MemoryChannel:
         self._low_water = 0
         self._close_pending = False
 
+    @property
+    def is_open(self) -> bool:
+        return not self.closed
+
     def attach(self, on_message, on_close, on_drain, low_water: int) -> None:
         self._on_message, self._on_close, self._on_drain = on_message, on_close, on_drain
         self._low_water = low_water

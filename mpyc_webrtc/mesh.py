@@ -152,7 +152,8 @@ class Mesh:
                 "network, closed its page or crashed; the computation cannot go on "
                 "without it."))
         else:
-            self._fail(MeshError(f"The link to {self._named(peer_pid)} broke: {exc}"))
+            detail = str(exc).strip() or f"unexpected {type(exc).__name__}"
+            self._fail(MeshError(f"The link to {self._named(peer_pid)} broke: {detail}"))
 
     def _link_lost(self, peer_pid: int) -> None:
         if not self.closing:

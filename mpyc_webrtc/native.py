@@ -363,6 +363,10 @@ class AiortcChannel:
     def buffered_amount(self) -> int:
         return self.dc.bufferedAmount
 
+    @property
+    def is_open(self) -> bool:
+        return self.dc.readyState == "open"
+
     def send(self, data: bytes) -> None:
         self.dc.send(data)
 

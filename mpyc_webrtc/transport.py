@@ -39,6 +39,9 @@ KEEPALIVE = "keepalive"
 ABORT_PREFIX = "abort:"
 #: Longest reason passed on.
 MAX_ABORT_TEXT = 500
+#: A channel the peer began to close normally reports closed after one round trip; if
+#: that report does not come (the link died meanwhile), it counts as closed after this.
+CLOSING_WAIT = 5.0
 
 
 class PeerSilent(Exception):
@@ -59,6 +62,11 @@ class MessageChannel(Protocol):
 
     @property
     def buffered_amount(self) -> int: ...
+
+    @property
+    def is_open(self) -> bool:
+        """False from the moment either end starts closing: sending then raises, while
+        the close event comes only after the closing handshake (a round trip)."""
 
     def send(self, data: bytes) -> None: ...
 
@@ -113,6 +121,7 @@ class ChannelTransport:
         #: before it sets up its side of this link: allow it this long in all.
         self._startup_grace = startup_grace
         self._heard = False
+        self._closing_seen: float | None = None
         self._last_sent = self._last_received = self._last_tick = loop.time()
         self._timer: asyncio.TimerHandle | None = None
         if keepalive is not None or silence_limit is not None:
@@ -187,6 +196,17 @@ class ChannelTransport:
                 # the peer sent meanwhile waits unread, so its silence proves nothing.
                 self._last_received = now
             self._last_tick = now
+            if not self.channel.is_open:
+                # The peer is closing its end: the close event follows the closing
+                # handshake. Nothing more can be sent, and its silence means nothing.
+                if self._closing_seen is None:
+                    self._closing_seen = now
+                elif now - self._closing_seen > CLOSING_WAIT:
+                    log.debug("channel to party %d never finished closing", self.peer_pid)
+                    self._connection_lost()
+                    return
+                self._timer = self._loop.call_later(self._tick_interval(), self._tick)
+                return
             limit = self._silence_limit
             if limit is not None and not self._heard:
                 limit = max(limit, self._startup_grace)
@@ -225,7 +245,14 @@ class ChannelTransport:
                 self.bytes_sent += len(chunk)
                 self._last_sent = self._loop.time()
         except Exception as exc:  # a closed or broken channel must not crash the caller
-            self._fail(exc)
+            if self.channel.is_open:
+                self._fail(exc)
+            else:
+                # The peer closed its end first: to MPyC a lost connection, which only
+                # matters if the computation was not finished.
+                log.debug("party %d closed the channel with %d bytes unsent", self.peer_pid,
+                          len(self._buffer))
+                self._connection_lost()
             return
         if self._closing and not self._buffer:
             self._finish_close()

@@ -147,6 +147,13 @@ def test_failures_name_the_party_as_the_roster_does():
     assert len(errors) == 1
 
 
+def test_a_failure_without_a_message_still_says_something():
+    errors = []
+    mesh = Mesh(runtimes(3)[0], None, on_failure=errors.append)
+    mesh._link_failed(1, ConnectionError())
+    assert str(errors[0]) == "The link to party 1 broke: unexpected ConnectionError"
+
+
 async def test_a_party_going_silent_is_named_by_everyone_not_just_who_noticed_first():
     """Party 2 goes silent. Party 0 notices first and stops, which closes its links; party 1
     must still blame party 2 (told by party 0's abort message), not party 0."""
