@@ -1,0 +1,342 @@
+"""Two aiortc peer connections in one process, for tests/test_tuning.py.
+
+    python tests/aiortc_pair.py SCENARIO [SCENARIO ...]
+
+Run it inside a loopback-only network namespace (tests/netns.py): it offers loopback
+ICE candidates. ``mpyc_webrtc.native`` is imported first, so the aiortc tunings are
+installed as in a real peer; the MPYC_WEBRTC_*_TUNING / _FASTPATH environment variables
+switch them off. For each scenario it prints one JSON line: {"scenario", "ok", ...}.
+
+Scenarios (each on a fresh pair of connections):
+- ``order``: both sides send a mix of small and large (fragmented) binary messages and
+  a few text messages at once; every message must arrive intact and in order.
+- ``rounds``: request and response, as MPyC's rounds: each side sends one message
+  (mostly small, sometimes large) and waits for the other's before the next.
+- ``lossy``: as ``order``, while each side's UDP sends lose some datagrams and hold
+  back others for a few milliseconds (so they arrive out of order): retransmissions,
+  gap reports and fast recovery are needed.
+- ``lossy_rounds``: as ``rounds``, with lost datagrams: only the retransmission timer
+  (T3, at least 1 s) recovers a lost message when nothing follows it.
+- ``suspend``: as ``order``, while aiortc's SCTP receive and flush coroutines sometimes
+  really wait (as they might for a TURN channel binding): order must hold.
+- ``drain``: ``bufferedamountlow`` fires once per message with the default threshold
+  (0), as aiortc fires it; one-way traffic is acknowledged by delayed SACKs in time.
+- ``close``: closing one connection closes the other side's channel.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import random
+import struct
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from aiortc import RTCPeerConnection  # noqa: E402
+from aiortc import rtcsctptransport as sctp  # noqa: E402
+
+from mpyc_webrtc import dispatch_tuning, native, sctp_fastpath  # noqa: E402
+from mpyc_webrtc.peer import new_event_loop  # noqa: E402
+
+#: How often each tuned path ran (counted by wrapping its functions).
+COUNTS = {"fast_send": 0, "pushed": 0}
+
+
+def _count(module, name, key):
+    original = getattr(module, name)
+
+    def counted(*args, **kwargs):
+        COUNTS[key] += 1
+        return original(*args, **kwargs)
+
+    setattr(module, name, counted)
+
+
+_count(sctp_fastpath, "_send_now", "fast_send")
+_count(dispatch_tuning, "_push", "pushed")
+
+
+async def connected_pair():
+    native.allow_loopback_candidates()
+    a = RTCPeerConnection(native.rtc_configuration([]))
+    b = RTCPeerConnection(native.rtc_configuration([]))
+    da = a.createDataChannel("mpyc", negotiated=True, id=0)
+    db = b.createDataChannel("mpyc", negotiated=True, id=0)
+    opened = [asyncio.Event(), asyncio.Event()]
+    for channel, event in zip((da, db), opened, strict=True):
+        channel.on("open", event.set)
+        if channel.readyState == "open":
+            event.set()
+    await a.setLocalDescription(await a.createOffer())
+    await b.setRemoteDescription(a.localDescription)
+    await b.setLocalDescription(await b.createAnswer())
+    await a.setRemoteDescription(b.localDescription)
+    await asyncio.wait_for(asyncio.gather(*(e.wait() for e in opened)), 20)
+    return a, b, da, db
+
+
+def nominated_protocol(pc):
+    connection = pc.sctp.transport.transport._connection
+    return next(iter(connection._nominated.values())).protocol
+
+
+class LossyTransport:
+    """Stands in for a UDP transport: drops some datagrams, holds back others."""
+
+    def __init__(self, inner, loop, rng, loss=0.05, delay=0.05):
+        self.inner, self.loop, self.rng = inner, loop, rng
+        self.loss, self.delay = loss, delay
+        self.dropped = self.delayed = 0
+
+    def sendto(self, data, addr=None):
+        roll = self.rng.random()
+        if roll < self.loss:
+            self.dropped += 1
+        elif roll < self.loss + self.delay:
+            self.delayed += 1
+            self.loop.call_later(0.003, self.inner.sendto, data, addr)
+        else:
+            self.inner.sendto(data, addr)
+
+    def __getattr__(self, name):
+        return getattr(self.inner, name)
+
+
+def make_messages(rng, count):
+    """(kind, payload) with a sequence number inside each payload."""
+    messages = []
+    for i in range(count):
+        roll = rng.random()
+        if roll < 0.05:
+            messages.append(f"text {i}")
+        else:
+            # Around one DATA chunk's worth (1160 bytes) and well beyond (fragmented).
+            size = rng.choice((1, 20, 100, 1000, 1160, 1161, 3000, 20000, 70000)) \
+                if roll > 0.3 else rng.randint(1, 300)
+            messages.append(struct.pack("!I", i) + rng.randbytes(max(0, size - 4)))
+    return messages
+
+
+async def exchange(da, db, count, seed, pace=8):
+    """Both directions at once; returns a problem description or None."""
+    rng = random.Random(seed)
+    to_b, to_a = make_messages(rng, count), make_messages(rng, count)
+    got_b, got_a = [], []
+    done = asyncio.get_running_loop().create_future()
+
+    def receiver(into, total):
+        def on_message(message):
+            into.append(message)
+            if len(got_a) == total and len(got_b) == total and not done.done():
+                done.set_result(None)
+        return on_message
+
+    db.on("message", receiver(got_b, count))
+    da.on("message", receiver(got_a, count))
+
+    async def send_all(channel, messages):
+        for i, message in enumerate(messages):
+            channel.send(message)
+            if i % pace == 0:
+                await asyncio.sleep(0)  # let the other side answer in between
+            while channel.bufferedAmount > 1_000_000:
+                await asyncio.sleep(0.001)
+
+    await asyncio.gather(send_all(da, to_b), send_all(db, to_a))
+    try:
+        await asyncio.wait_for(done, 60)
+    except TimeoutError:
+        return f"timed out: {len(got_b)}/{count} and {len(got_a)}/{count} arrived"
+    for name, sent, got in (("a->b", to_b, got_b), ("b->a", to_a, got_a)):
+        if got != sent:
+            first = next(i for i, (x, y) in enumerate(zip(sent, got, strict=True)) if x != y) \
+                if len(got) == len(sent) else None
+            return f"{name}: {len(got)} of {len(sent)} arrived, first difference at {first}"
+    return None
+
+
+async def rounds(da, db, count, seed):
+    """Request and response; returns a problem description or None."""
+    rng = random.Random(seed)
+    to_b, to_a = make_messages(rng, count), make_messages(rng, count)
+    inbox = {"a": asyncio.Queue(), "b": asyncio.Queue()}
+    da.on("message", inbox["a"].put_nowait)
+    db.on("message", inbox["b"].put_nowait)
+    for i in range(count):
+        da.send(to_b[i])
+        db.send(to_a[i])
+        try:
+            got_b = await asyncio.wait_for(inbox["b"].get(), 20)
+            got_a = await asyncio.wait_for(inbox["a"].get(), 20)
+        except TimeoutError:
+            return f"round {i}: no answer"
+        if got_b != to_b[i] or got_a != to_a[i]:
+            return f"round {i}: wrong message"
+    return None
+
+
+async def scenario_rounds():
+    a, b, da, db = await connected_pair()
+    try:
+        problem = await rounds(da, db, 400, seed=4)
+        return {"ok": problem is None, "problem": problem}
+    finally:
+        await a.close()
+        await b.close()
+
+
+async def scenario_lossy_rounds():
+    a, b, da, db = await connected_pair()
+    loop = asyncio.get_running_loop()
+    rng = random.Random(8)
+    lossy = []
+    for pc in (a, b):
+        protocol = nominated_protocol(pc)
+        protocol.transport = LossyTransport(protocol.transport, loop, rng, loss=0.03)
+        lossy.append(protocol.transport)
+    try:
+        problem = await rounds(da, db, 80, seed=5)
+        dropped = sum(t.dropped for t in lossy)
+        return {"ok": problem is None and dropped > 0, "problem": problem,
+                "dropped": dropped, "delayed": sum(t.delayed for t in lossy)}
+    finally:
+        for pc in (a, b):
+            protocol = nominated_protocol(pc)
+            protocol.transport = protocol.transport.inner
+        await a.close()
+        await b.close()
+
+
+async def scenario_order():
+    a, b, da, db = await connected_pair()
+    try:
+        problem = await exchange(da, db, 600, seed=1)
+        return {"ok": problem is None, "problem": problem}
+    finally:
+        await a.close()
+        await b.close()
+
+
+async def scenario_lossy():
+    a, b, da, db = await connected_pair()
+    loop = asyncio.get_running_loop()
+    rng = random.Random(7)
+    lossy = []
+    for pc in (a, b):
+        protocol = nominated_protocol(pc)
+        protocol.transport = LossyTransport(protocol.transport, loop, rng)
+        lossy.append(protocol.transport)
+    try:
+        problem = await exchange(da, db, 400, seed=2)
+        retransmitted = sum(t.dropped for t in lossy)
+        return {"ok": problem is None and retransmitted > 0, "problem": problem,
+                "dropped": retransmitted, "delayed": sum(t.delayed for t in lossy)}
+    finally:
+        for pc in (a, b):
+            protocol = nominated_protocol(pc)
+            protocol.transport = protocol.transport.inner
+        await a.close()
+        await b.close()
+
+
+async def scenario_suspend():
+    cls = sctp.RTCSctpTransport
+    handle_data, flush = cls._handle_data, cls._data_channel_flush
+    rng = random.Random(3)
+    waits = {"receive": 0, "flush": 0}
+
+    async def waiting_handle_data(self, data):
+        if rng.random() < 0.1:
+            waits["receive"] += 1
+            await asyncio.sleep(0.002)
+        await handle_data(self, data)
+
+    async def waiting_flush(self):
+        if rng.random() < 0.1:
+            waits["flush"] += 1
+            await asyncio.sleep(0.002)
+        await flush(self)
+
+    cls._handle_data, cls._data_channel_flush = waiting_handle_data, waiting_flush
+    try:
+        a, b, da, db = await connected_pair()
+        try:
+            problem = await exchange(da, db, 300, seed=3) or await rounds(da, db, 200, 6)
+            return {"ok": problem is None and all(waits.values()), "problem": problem,
+                    **waits}
+        finally:
+            await a.close()
+            await b.close()
+    finally:
+        cls._handle_data, cls._data_channel_flush = handle_data, flush
+
+
+async def scenario_drain():
+    COUNT = 51  # odd: the last SACK is never due for a second packet, only for its timer
+    a, b, da, db = await connected_pair()
+    try:
+        events = []
+        da.on("bufferedamountlow", lambda: events.append(da.bufferedAmount))
+        received = []
+        db.on("message", received.append)
+        for i in range(COUNT):
+            da.send(struct.pack("!I", i) * 10)
+            await asyncio.sleep(0.001)
+        for _ in range(200):
+            if len(received) == COUNT:
+                break
+            await asyncio.sleep(0.01)
+        # b never sends DATA: its delayed SACKs go out on their own within 5 ms, so a
+        # has nothing outstanding (and T3 stopped) well before T3 could expire (1 s).
+        await asyncio.sleep(0.05)
+        transport = a.sctp  # the RTCSctpTransport
+        acked = not transport._sent_queue and not transport._t3_handle
+        return {"ok": len(events) == COUNT and len(received) == COUNT and not any(events)
+                and acked, "events": len(events), "received": len(received),
+                "acked": acked}
+    finally:
+        await a.close()
+        await b.close()
+
+
+async def scenario_close():
+    a, b, da, db = await connected_pair()
+    closed = asyncio.Event()
+    db.on("close", closed.set)
+    received = []
+    db.on("message", received.append)
+    da.send(b"last words")
+    await asyncio.sleep(0.1)
+    await a.close()
+    try:
+        await asyncio.wait_for(closed.wait(), 10)
+    except TimeoutError:
+        pass
+    await b.close()
+    return {"ok": closed.is_set() and received == [b"last words"],
+            "closed": closed.is_set(), "received": len(received)}
+
+
+async def main(names):
+    for name in names:
+        COUNTS.update(fast_send=0, pushed=0)
+        result = await globals()[f"scenario_{name}"]()
+        tunings = {
+            "dtls": getattr(sys.modules["aiortc.rtcdtlstransport"].RTCDtlsTransport,
+                            "_mpyc_webrtc_dtls_tuned", False),
+            "dispatch": getattr(sys.modules["aiortc.rtcdtlstransport"].RTCDtlsTransport,
+                                "_mpyc_webrtc_dispatch_tuned", False),
+            "fastpath": getattr(sctp.RTCSctpTransport, "_mpyc_webrtc_fastpath", False),
+        }
+        print(json.dumps({"scenario": name, **result, **COUNTS, "tunings": tunings}),
+              flush=True)
+
+
+if __name__ == "__main__":
+    os.environ.setdefault("PYTHONASYNCIODEBUG", "0")
+    loop = new_event_loop()
+    loop.run_until_complete(main(sys.argv[1:]))
