@@ -15,17 +15,28 @@ component is still being checked, and nominates the relay pair only if none succ
 (RFC 8445's regular nomination, section 8.1.1). Pairs without a relay candidate, the
 controlled agent and relay-only connections are unchanged.
 
-It replaces ``aioice.ice.Connection.check_start`` and uses aioice's private state, so
-it only applies to the aioice version it was written against.
+Gathering does not wait for addresses that cannot reach the STUN server. aiortc sends
+its offer or answer only once every candidate is gathered, and aioice waits up to 5 s
+for a server-reflexive candidate per local address: a VPN or container interface whose
+STUN query is never answered delayed each link by 5 s on the offering side and 5 s more
+on the answering side. Once one address got its answer, the others get
+``GATHER_GRACE`` more seconds (a slower route to the same server is not worth waiting
+for); an address that gets no answer keeps its host candidate.
+
+It replaces ``aioice.ice.Connection.check_start`` and ``aioice.ice.
+server_reflexive_candidate`` and uses aioice's private state, so it only applies to the
+aioice version it was written against.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Awaitable, Callable
+from typing import Any
 
 import aioice
-from aioice import stun
+from aioice import ice, stun
 from aioice.ice import CandidatePair, Connection
 
 log = logging.getLogger(__name__)
@@ -35,6 +46,9 @@ SUPPORTED_AIOICE = "0.13.0"
 #: Hole punching through two cone NATs takes one STUN retransmission (0.5 s); a direct
 #: pair that cannot work (a symmetric NAT) is given up on after this.
 RELAY_GRACE = 2.0
+#: How much longer the STUN queries from other local addresses may take once one of them
+#: was answered (before a query that never gets an answer is given up on at 5 s).
+GATHER_GRACE = 0.5
 _PENDING = (CandidatePair.State.FROZEN, CandidatePair.State.WAITING,
             CandidatePair.State.IN_PROGRESS)
 
@@ -59,6 +73,7 @@ def install() -> bool:
         await _check_relay_pair(self, pair)
 
     Connection.check_start = check_start  # type: ignore[method-assign]
+    ice.server_reflexive_candidate = bounded_server_reflexive(ice.server_reflexive_candidate)
     Connection._mpyc_webrtc_tuned = True  # type: ignore[attr-defined]
     return True
 
@@ -113,3 +128,42 @@ async def _check_relay_pair(self: Connection, pair: CandidatePair) -> None:
         pair.nominated = True
     self.check_state(pair, CandidatePair.State.SUCCEEDED)
     self.check_complete(pair)
+
+
+class _Gathering:
+    """Per ICE agent: whether one of its STUN queries got its answer yet."""
+
+    def __init__(self) -> None:
+        self.answered = asyncio.Event()
+
+
+def bounded_server_reflexive(
+        query: Callable[..., Awaitable[Any]]) -> Callable[..., Awaitable[Any]]:
+    """``query`` (aioice's ``server_reflexive_candidate``), given up on ``GATHER_GRACE``
+    seconds after another local address of the same agent got its answer."""
+
+    async def server_reflexive_candidate(protocol: Any, stun_server: tuple[str, int]) -> Any:
+        connection = protocol.receiver
+        gathering = connection.__dict__.get("_mw_gathering")
+        if gathering is None:
+            gathering = connection._mw_gathering = _Gathering()
+        asking = asyncio.ensure_future(query(protocol, stun_server))
+        other_answer = asyncio.ensure_future(gathering.answered.wait())
+        try:
+            await asyncio.wait((asking, other_answer), return_when=asyncio.FIRST_COMPLETED)
+            if not asking.done():
+                await asyncio.wait((asking,), timeout=GATHER_GRACE)
+            if not asking.done():
+                host = getattr(protocol.local_candidate, "host", "?")
+                log.debug("no STUN answer via %s within %.1f s of another address's: it "
+                          "keeps only its host candidate", host, GATHER_GRACE)
+                raise TimeoutError(f"no STUN answer via {host}")
+            result = asking.result()  # raises as the query did
+            gathering.answered.set()
+            return result
+        finally:
+            other_answer.cancel()
+            if not asking.done():
+                asking.cancel()
+
+    return server_reflexive_candidate

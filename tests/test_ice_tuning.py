@@ -1,0 +1,103 @@
+"""ice_tuning's bounded gathering: an address whose STUN query is never answered (a VPN
+or container interface) must not hold up the offer once another address got its answer."""
+
+from __future__ import annotations
+
+import asyncio
+from types import SimpleNamespace
+
+import pytest
+
+from mpyc_webrtc import ice_tuning
+
+
+class Agent:
+    """Stands in for an aioice Connection: the wrapper keeps its state on it."""
+
+
+def protocol_of(agent: Agent, host: str) -> SimpleNamespace:
+    return SimpleNamespace(receiver=agent, local_candidate=SimpleNamespace(host=host))
+
+
+def scripted_query(delays: dict[str, float | None], asked: list[str]):
+    """A STUN query answering after ``delays[host]`` seconds, or never (None)."""
+
+    async def query(protocol, stun_server):
+        host = protocol.local_candidate.host
+        asked.append(host)
+        delay = delays[host]
+        if delay is None:
+            await asyncio.Event().wait()
+        await asyncio.sleep(delay)
+        if delay < 0:
+            raise ConnectionError("refused")
+        return f"srflx of {host}"
+
+    return query
+
+
+@pytest.fixture
+def grace(monkeypatch):
+    monkeypatch.setattr(ice_tuning, "GATHER_GRACE", 0.05)
+    return 0.05
+
+
+async def gather(delays, timeout=5.0):
+    """What aioice's get_component_candidates does: all queries at once, up to a timeout."""
+    asked: list[str] = []
+    wrapped = ice_tuning.bounded_server_reflexive(scripted_query(delays, asked))
+    agent = Agent()
+    tasks = [asyncio.ensure_future(wrapped(protocol_of(agent, host), ("stun", 3478)))
+             for host in delays]
+    started = asyncio.get_running_loop().time()
+    done, pending = await asyncio.wait(tasks, timeout=timeout)
+    took = asyncio.get_running_loop().time() - started
+    for task in pending:
+        task.cancel()
+    results = sorted(t.result() for t in done if t.exception() is None)
+    return results, [t for t in done if t.exception() is not None], pending, took
+
+
+async def test_an_unanswered_address_is_given_up_on_after_the_grace(grace):
+    results, failed, pending, took = await gather({"192.168.1.2": 0.01,
+                                                   "10.77.0.1": None})
+    assert results == ["srflx of 192.168.1.2"]
+    assert [str(t.exception()) for t in failed] == ["no STUN answer via 10.77.0.1"]
+    assert not pending
+    assert took < 1.0  # instead of aioice's 5 s gathering timeout
+
+
+async def test_answers_within_the_grace_are_all_kept(grace):
+    results, failed, pending, _ = await gather({"a": 0.01, "b": 0.03, "c": 0.02})
+    assert results == ["srflx of a", "srflx of b", "srflx of c"] and not failed
+
+
+async def test_without_any_answer_nothing_is_cut_short(grace):
+    # No address got an answer (the STUN server is unreachable): aioice's own timeout
+    # applies, as before.
+    results, failed, pending, _ = await gather({"a": None, "b": None}, timeout=0.3)
+    assert results == [] and not failed and len(pending) == 2
+
+
+async def test_a_failed_query_is_not_an_answer(grace):
+    results, failed, pending, _ = await gather({"a": -0.01, "b": None}, timeout=0.3)
+    assert results == [] and [str(t.exception()) for t in failed] == ["refused"]
+    assert len(pending) == 1  # b still waits: a's refusal says nothing about b
+
+
+async def test_agents_do_not_share_answers(grace):
+    asked: list[str] = []
+    wrapped = ice_tuning.bounded_server_reflexive(
+        scripted_query({"fast": 0.0, "slow": 0.2}, asked))
+    first, second = Agent(), Agent()
+    assert await wrapped(protocol_of(first, "fast"), ("stun", 3478)) == "srflx of fast"
+    # The other agent's address has no answered sibling: it gets all the time it needs.
+    assert await wrapped(protocol_of(second, "slow"), ("stun", 3478)) == "srflx of slow"
+
+
+def test_installed_on_aioice():
+    from aioice import ice
+
+    assert ice_tuning.install()
+    assert ice.server_reflexive_candidate.__qualname__.startswith(
+        "bounded_server_reflexive")
