@@ -485,9 +485,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--output", type=Path, default=REPO / "docs",
                         help="where evaluation.md and evaluation.png go")
     parser.add_argument("--timeout", type=float, default=300.0, metavar="SECONDS")
-    parser.add_argument("--scale", type=lambda text: [int(m) for m in text.split(",")],
-                        metavar="M,M,...",
-                        help="party counts of the scale runs (default 2,3,5,8,12; quick: 2)")
+    parser.add_argument("--scale", type=lambda text: [] if text == "none" else
+                        [int(m) for m in text.split(",")], metavar="M,M,...",
+                        help="party counts of the scale runs (default 2,3,5,8,12; quick: 2; "
+                        "none: no scale runs)")
     parser.add_argument("--scale-rounds", type=int, default=None, metavar="N",
                         help="multiplications per scale run (default 200; quick: 10)")
     args = parser.parse_args(argv)
