@@ -23,6 +23,7 @@ refused up front.
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import functools
 import hashlib
@@ -35,6 +36,7 @@ import socket
 import subprocess
 import threading
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -256,6 +258,25 @@ class Mesh:
         self.is_up = False
         if net._wireguard is self:
             net._wireguard = None
+
+    @contextlib.contextmanager
+    def hidden(self) -> Iterator[None]:
+        """The tunnel interfaces down for a while, then up and probed again.
+
+        For measuring other transports on the same parties: WebRTC gathers every
+        interface, and its direct pairs would otherwise run through the tunnel.
+        """
+        if not self.is_up:
+            yield
+            return
+        for p in self.net.parties:
+            _run(["ip", "-n", p.ns, "link", "set", self.interface(p.index), "down"])
+        try:
+            yield
+        finally:
+            for p in self.net.parties:
+                _run(["ip", "-n", p.ns, "link", "set", self.interface(p.index), "up"])
+            self._probe()
 
     def _build(self) -> None:
         net = self.net
