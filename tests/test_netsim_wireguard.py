@@ -178,6 +178,25 @@ def test_mesh_down_and_up_again(net: Internet) -> None:
     srv.close()
 
 
+def test_hidden_mesh_is_unreachable_then_works_again(net: Internet) -> None:
+    """Mesh.hidden(): other transports measured meanwhile cannot use the tunnel."""
+    mesh = net.wireguard_mesh()
+    p0, p1 = net.parties[0], net.parties[1]
+    with mesh.hidden():
+        cli = socket_in(p0.ns, socket.SOCK_STREAM)
+        cli.settimeout(2)
+        with pytest.raises(OSError):  # no route to the tunnel addresses at all
+            cli.connect((mesh.address(1), 9))
+        cli.close()
+    assert mesh.is_up
+    srv = _listen(p1.ns, mesh.address(1))
+    thread = _serve(srv, _echo)
+    with _connect(p0.ns, mesh.address(1), srv.getsockname()[1]) as cli:
+        assert len(_ping_pong_ms(cli, 3)) == 3
+    thread.join(10)
+    srv.close()
+
+
 def test_tunnel_rtt_includes_the_delay() -> None:
     delay = 10.0
     with Internet(nats=["public", "public"], delay_ms=delay, name=NAME + "d") as net:
