@@ -45,12 +45,9 @@ from typing import Any
 
 import aioice
 import aiortc
-import pylibsrtp
 from aioice import ice
-from aiortc import clock
 from aiortc import rtcdtlstransport as dtls
 from aiortc import rtcsctptransport as sctp
-from aiortc.rtp import is_rtcp
 from OpenSSL import SSL
 
 from . import dtls_tuning
@@ -156,7 +153,7 @@ async def _handle_datagram(self: dtls.RTCDtlsTransport, data: bytes) -> None:
     first_byte = data[0]
     if 19 < first_byte < 64:
         if dtls.RTCDtlsTransport._mpyc_webrtc_dtls_tuned:
-            await _after_decrypt(self, dtls_tuning.decrypt(self, data))
+            await dtls_tuning.after_decrypt(self, dtls_tuning.decrypt(self, data))
             return
         self._ssl.bio_write(data)
         try:
@@ -172,28 +169,7 @@ async def _handle_datagram(self: dtls.RTCDtlsTransport, data: bytes) -> None:
         elif data and self._data_receiver:
             await self._data_receiver._handle_data(data)
     elif 127 < first_byte < 192 and self._rx_srtp:
-        # SRTP / SRTCP, as aiortc
-        arrival_time_ms = clock.current_ms()
-        try:
-            if is_rtcp(data):
-                data = self._rx_srtp.unprotect_rtcp(data)
-                await self._handle_rtcp_data(data)
-            else:
-                data = self._rx_srtp.unprotect(data)
-                await self._handle_rtp_data(data, arrival_time_ms=arrival_time_ms)
-        except pylibsrtp.Error as exc:
-            self._RTCDtlsTransport__log_debug("x SRTP unprotect failed: %s", exc)
-
-
-async def _after_decrypt(self: dtls.RTCDtlsTransport, data: bytes | None) -> None:
-    # What aiortc's _recv_next does after decrypting, with dtls_tuning.
-    if dtls_tuning.pending_output(self):
-        await self._write_ssl()
-    if data is None:
-        self._RTCDtlsTransport__log_debug("- DTLS shutdown by remote party")
-        raise ConnectionError
-    elif data and self._data_receiver:
-        await self._data_receiver._handle_data(data)
+        await dtls_tuning.handle_srtp(self, data)
 
 
 def _push(self: dtls.RTCDtlsTransport, data: bytes) -> None:
@@ -213,7 +189,7 @@ def _push(self: dtls.RTCDtlsTransport, data: bytes) -> None:
             if data and self._data_receiver and not dtls_tuning.pending_output(self):
                 task = run_eagerly(self._data_receiver._handle_data(data))
             else:
-                task = run_eagerly(_after_decrypt(self, data))
+                task = run_eagerly(dtls_tuning.after_decrypt(self, data))
         else:
             task = run_eagerly(_handle_datagram(self, data))
     except Exception as exc:  # as in aiortc's reader task: it ends the transport

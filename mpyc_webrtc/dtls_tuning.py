@@ -106,6 +106,31 @@ def encrypt(transport: dtls.RTCDtlsTransport, data: bytes) -> bytes:
     return read_output(transport)
 
 
+async def after_decrypt(transport: dtls.RTCDtlsTransport, data: bytes | None) -> None:
+    """What aiortc's ``_recv_next`` does with a decrypted record (``decrypt``'s result)."""
+    if pending_output(transport):  # alerts, close_notify: never for application data
+        await transport._write_ssl()
+    if data is None:
+        transport._RTCDtlsTransport__log_debug("- DTLS shutdown by remote party")
+        raise ConnectionError
+    elif data and transport._data_receiver:
+        await transport._data_receiver._handle_data(data)
+
+
+async def handle_srtp(transport: dtls.RTCDtlsTransport, data: bytes) -> None:
+    """SRTP / SRTCP, as aiortc's ``_recv_next`` (unused by data channels, kept intact)."""
+    arrival_time_ms = clock.current_ms()
+    try:
+        if is_rtcp(data):
+            data = transport._rx_srtp.unprotect_rtcp(data)
+            await transport._handle_rtcp_data(data)
+        else:
+            data = transport._rx_srtp.unprotect(data)
+            await transport._handle_rtp_data(data, arrival_time_ms=arrival_time_ms)
+    except pylibsrtp.Error as exc:
+        transport._RTCDtlsTransport__log_debug("x SRTP unprotect failed: %s", exc)
+
+
 def install() -> bool:
     """Patch aiortc once; returns whether the tuning is active."""
     cls = dtls.RTCDtlsTransport
@@ -129,27 +154,9 @@ def install() -> bool:
         self._RTCDtlsTransport__rx_packets += 1
         first_byte = data[0]
         if 19 < first_byte < 64:
-            # DTLS
-            data = decrypt(self, data)
-            if pending_output(self):  # alerts, close_notify: never for application data
-                await self._write_ssl()
-            if data is None:
-                self._RTCDtlsTransport__log_debug("- DTLS shutdown by remote party")
-                raise ConnectionError
-            elif data and self._data_receiver:
-                await self._data_receiver._handle_data(data)
+            await after_decrypt(self, decrypt(self, data))
         elif 127 < first_byte < 192 and self._rx_srtp:
-            # SRTP / SRTCP, as aiortc
-            arrival_time_ms = clock.current_ms()
-            try:
-                if is_rtcp(data):
-                    data = self._rx_srtp.unprotect_rtcp(data)
-                    await self._handle_rtcp_data(data)
-                else:
-                    data = self._rx_srtp.unprotect(data)
-                    await self._handle_rtp_data(data, arrival_time_ms=arrival_time_ms)
-            except pylibsrtp.Error as exc:
-                self._RTCDtlsTransport__log_debug("x SRTP unprotect failed: %s", exc)
+            await handle_srtp(self, data)
 
     async def _send_data(self: dtls.RTCDtlsTransport, data: bytes) -> None:
         if self._state != dtls.State.CONNECTED:
