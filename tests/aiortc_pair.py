@@ -189,17 +189,19 @@ async def scenario_rounds():
         await b.close()
 
 
-async def scenario_lossy_rounds():
+async def lossy_scenario(run, seed: int, **loss):
+    """``run(da, db)`` over a pair whose nominated UDP transports drop and delay
+    datagrams; ok if it reports no problem and something was really dropped."""
     a, b, da, db = await connected_pair()
     loop = asyncio.get_running_loop()
-    rng = random.Random(8)
+    rng = random.Random(seed)
     lossy = []
     for pc in (a, b):
         protocol = nominated_protocol(pc)
-        protocol.transport = LossyTransport(protocol.transport, loop, rng, loss=0.03)
+        protocol.transport = LossyTransport(protocol.transport, loop, rng, **loss)
         lossy.append(protocol.transport)
     try:
-        problem = await rounds(da, db, 80, seed=5)
+        problem = await run(da, db)
         dropped = sum(t.dropped for t in lossy)
         return {"ok": problem is None and dropped > 0, "problem": problem,
                 "dropped": dropped, "delayed": sum(t.delayed for t in lossy)}
@@ -209,6 +211,10 @@ async def scenario_lossy_rounds():
             protocol.transport = protocol.transport.inner
         await a.close()
         await b.close()
+
+
+async def scenario_lossy_rounds():
+    return await lossy_scenario(lambda da, db: rounds(da, db, 80, seed=5), 8, loss=0.03)
 
 
 async def scenario_order():
@@ -222,25 +228,7 @@ async def scenario_order():
 
 
 async def scenario_lossy():
-    a, b, da, db = await connected_pair()
-    loop = asyncio.get_running_loop()
-    rng = random.Random(7)
-    lossy = []
-    for pc in (a, b):
-        protocol = nominated_protocol(pc)
-        protocol.transport = LossyTransport(protocol.transport, loop, rng)
-        lossy.append(protocol.transport)
-    try:
-        problem = await exchange(da, db, 400, seed=2)
-        retransmitted = sum(t.dropped for t in lossy)
-        return {"ok": problem is None and retransmitted > 0, "problem": problem,
-                "dropped": retransmitted, "delayed": sum(t.delayed for t in lossy)}
-    finally:
-        for pc in (a, b):
-            protocol = nominated_protocol(pc)
-            protocol.transport = protocol.transport.inner
-        await a.close()
-        await b.close()
+    return await lossy_scenario(lambda da, db: exchange(da, db, 400, seed=2), 7)
 
 
 async def scenario_suspend():
