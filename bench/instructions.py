@@ -61,8 +61,8 @@ runpy.run_path(sys.argv[0], run_name="__main__")
 WEBRTC_PARTY = _COUNT + r'''
 if "" in sys.path:
     sys.path.remove("")  # as for the installed mpyc-webrtc-peer script
-from mpyc_webrtc import native, peer
-open_channels, close = native.AiortcFactory.open_channels, native.AiortcFactory.close
+from mpyc_webrtc.native import cli, links
+open_channels, close = links.AiortcFactory.open_channels, links.AiortcFactory.close
 async def counted_open_channels(self, *args, **kwargs):
     result = await open_channels(self, *args, **kwargs)
     instrument("on")
@@ -70,10 +70,10 @@ async def counted_open_channels(self, *args, **kwargs):
 async def counted_close(self, *args, **kwargs):
     instrument("off")
     return await close(self, *args, **kwargs)
-native.AiortcFactory.open_channels = counted_open_channels
-native.AiortcFactory.close = counted_close
+links.AiortcFactory.open_channels = counted_open_channels
+links.AiortcFactory.close = counted_close
 sys.argv = ["mpyc-webrtc-peer"] + sys.argv[1:]
-peer.main()
+cli.main()
 '''
 COLLECTED = re.compile(r"Collected : (\d+)")
 

@@ -1,4 +1,5 @@
-"""The signaling server: aiohttp I/O around the ``mpyc_webrtc.session`` core.
+"""The signaling server: aiohttp I/O around its sans-I/O core (``session``, ``registry``,
+``endpoint``).
 
 The server never sees MPC traffic: it hands out pids, relays SDP offers/answers
 and ICE candidates between parties, and forgets sessions when they go idle.
@@ -31,23 +32,24 @@ session say ``session ID party PID``; no request or message content is logged.
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import contextlib
 import json
 import logging
-from collections import deque
 from typing import Any
 
 from aiohttp import WSMsgType, hdrs, web
 from yarl import URL
 
-from mpyc_webrtc import programs, wire
-from mpyc_webrtc.ice import IceConfig, parse_ice_server
-from mpyc_webrtc.session import INTERNAL_ERROR, Endpoint, Registry, Session
+from mpyc_webrtc import programs, sentences, wire
 
 from .assets import ASSETS, Assets, add_routes
 from .assets import load as load_assets
+from .connection import Connection
+from .endpoint import Endpoint
+from .ice_servers import IceConfig
+from .registry import Registry
+from .session import Session
 
 log = logging.getLogger("signaling")
 
@@ -72,8 +74,6 @@ DEFAULTS: dict[str, Any] = {
     "max_outbox": 1000,
     "max_outbox_bytes": 4 * 1024 * 1024,
 }
-#: How long a closing WebSocket may take to send what is queued and say goodbye.
-CLOSE_GRACE = 5.0
 
 
 def create_app(*, idle_timeout: float = DEFAULTS["idle_timeout"],
@@ -115,6 +115,7 @@ def create_app(*, idle_timeout: float = DEFAULTS["idle_timeout"],
     app.router.add_get("/api/sessions/{id}", get_session)
     app.router.add_get("/api/programs", get_programs)
     app.router.add_get("/api/protocol", get_protocol)
+    app.router.add_get("/api/sentences", get_sentences)
     app.router.add_get("/api/config", get_config)
     app.router.add_get("/", create_page)
     app.router.add_get("/ws", websocket)
@@ -185,7 +186,7 @@ async def json_errors(request: web.Request, handler: Any) -> web.StreamResponse:
         log.exception("session - party -: internal error answering %s %s", request.method,
                       request.path)
         return web.json_response(wire.error_message(
-            INTERNAL_ERROR,  # type: ignore[arg-type]
+            wire.ErrorCode.INTERNAL_ERROR,
             "Something went wrong inside the server. Try again; if it keeps happening, tell "
             "the server's operator."), status=500)
 
@@ -265,6 +266,11 @@ async def get_protocol(request: web.Request) -> web.Response:
     return web.json_response(wire.schema_document())
 
 
+async def get_sentences(request: web.Request) -> web.Response:
+    """What a party tells its person (``mpyc_webrtc.sentences``), for the page to say."""
+    return web.json_response(sentences.document())
+
+
 async def get_config(request: web.Request) -> web.Response:
     """What the create page may offer: relay-only sessions need a TURN relay."""
     ice = request.app[REGISTRY].ice
@@ -308,98 +314,6 @@ async def join_page(request: web.Request) -> web.StreamResponse:
     return web.Response(text=text)
 
 
-class Connection:
-    """One WebSocket's outbox and writer: the ``send``/``close`` the core is given.
-
-    Messages are encoded when queued (so their size is known) and written in order by one
-    task. Consecutive rosters waiting to be written collapse into the newest, which says
-    everything the older ones said. A client that lets more than ``max_messages`` messages
-    or ``max_bytes`` bytes pile up (it does not read) is dropped at once: its queue is
-    freed and its TCP connection aborted, rather than growing the server's memory.
-    """
-
-    def __init__(self, ws: web.WebSocketResponse, request: web.Request, max_messages: int,
-                 max_bytes: int):
-        self.ws = ws
-        self.request = request
-        self.max_messages = max_messages
-        self.max_bytes = max_bytes
-        self.queue: deque[tuple[str, str]] = deque()
-        self.queued_bytes = 0
-        self.closing = False
-        self.aborted = False
-        self.endpoint: Endpoint | None = None
-        self._wakeup = asyncio.Event()
-        self.task = asyncio.create_task(self._write())
-
-    def label(self) -> str:
-        e = self.endpoint
-        if e is None or e.session is None:
-            return "session - party -"
-        return f"session {e.session.id} party {e.pid}"
-
-    def send(self, msg: dict[str, Any]) -> None:
-        if self.closing or self.aborted:
-            return
-        type_ = msg.get("type", "")
-        text = wire.encode(msg)  # ASCII (json.dumps escapes the rest): len() is bytes
-        if type_ == "roster" and self.queue and self.queue[-1][0] == "roster":
-            self.queued_bytes -= len(self.queue.pop()[1])
-        if len(self.queue) >= self.max_messages or \
-                self.queued_bytes + len(text) > self.max_bytes:
-            self.abort(f"it does not read its messages ({len(self.queue)} messages, "
-                       f"{self.queued_bytes} bytes waiting)")
-            return
-        self.queue.append((type_, text))
-        self.queued_bytes += len(text)
-        self._wakeup.set()
-
-    def close(self) -> None:
-        """Write what is queued, then close the WebSocket."""
-        self.closing = True
-        self._wakeup.set()
-
-    def abort(self, why: str) -> None:
-        """Drop the connection now, queued messages and all."""
-        if self.aborted:
-            return
-        self.aborted = True
-        log.warning("%s: dropping the connection: %s", self.label(), why)
-        self.queue.clear()
-        self.queued_bytes = 0
-        self.task.cancel()
-        transport = self.request.transport
-        if transport is not None:
-            transport.abort()
-
-    async def _write(self) -> None:
-        try:
-            while True:
-                while self.queue:
-                    _, text = self.queue.popleft()
-                    self.queued_bytes -= len(text)
-                    await self.ws.send_str(text)
-                if self.closing:
-                    break
-                self._wakeup.clear()
-                await self._wakeup.wait()
-            await self.ws.close()
-        except (ConnectionError, RuntimeError) as exc:  # the peer went away meanwhile
-            log.debug("%s: writer stopped: %r", self.label(), exc)
-            self.closing = True  # nothing more will be written: queue nothing more
-            self.queue.clear()
-            self.queued_bytes = 0
-
-    async def finish(self) -> None:
-        """Close, and give the writer ``CLOSE_GRACE`` seconds to finish."""
-        self.close()
-        done, _ = await asyncio.wait({self.task}, timeout=CLOSE_GRACE)
-        if not done:
-            self.task.cancel()
-        elif not self.task.cancelled() and self.task.exception() is not None:
-            log.error("%s: writer failed: %r", self.label(), self.task.exception())
-
-
 async def websocket(request: web.Request) -> web.StreamResponse:
     if not origin_allowed(request):
         log.info("session - party -: refused a WebSocket from a foreign origin")
@@ -433,153 +347,3 @@ async def websocket(request: web.Request) -> web.StreamResponse:
         endpoint.disconnected()
         await conn.finish()
     return ws
-
-
-def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(
-        prog="mpyc-webrtc-server",
-        description="Signaling server for MPyC sessions over WebRTC.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    parser.add_argument("--host", default="127.0.0.1", help="address to listen on")
-    parser.add_argument("--port", type=int, default=8080, help="port to listen on")
-    parser.add_argument("--config", metavar="FILE",
-                        help="a TOML file of options, named as on the command line without "
-                             "the dashes (turn_secret = \"...\", turn = [\"turn:...\"]); "
-                             "the command line overrides it")
-    ice = parser.add_argument_group(
-        "STUN and TURN", "Parties behind NATs and firewalls find each other with STUN and, "
-        "where no direct path exists, talk through a TURN relay such as coturn.")
-    ice.add_argument("--stun", action="append", default=[], metavar="URL",
-                     help="STUN server handed to every party (stun:HOST:PORT); repeatable")
-    ice.add_argument("--turn", action="append", default=[], metavar="URL",
-                     help="TURN relay handed to every party with fresh credentials "
-                          "(turn:HOST:PORT?transport=udp, ...?transport=tcp); repeatable; "
-                          "needs --turn-secret")
-    ice.add_argument("--turn-secret", metavar="SECRET",
-                     help="the relay's shared secret (coturn: use-auth-secret, "
-                          "static-auth-secret); better put in --config than on the "
-                          "command line, where other users of the machine can see it")
-    ice.add_argument("--turn-ttl", type=float, default=24 * 3600.0, metavar="SECONDS",
-                     help="how long each party's TURN credentials stay valid")
-    ice.add_argument("--ice-server", action="append", default=[], metavar="URL",
-                     help="STUN/TURN server with fixed credentials handed to every party "
-                          "(stun:HOST:PORT or turn:USER:PASSWORD@HOST:PORT); repeatable")
-    parser.add_argument("--public-url", help="base URL in join links, if not the listen address")
-    parser.add_argument("--session", metavar="PROGRAM:PARTIES",
-                        help="create a session at start-up and print its join URL, e.g. sum:3")
-    parser.add_argument("-v", "--verbose", action="store_true", help="log every message")
-    limits = parser.add_argument_group("limits")
-    d = DEFAULTS
-    limits.add_argument("--idle-timeout", type=float, default=d["idle_timeout"],
-                        metavar="SECONDS",
-                        help="close sessions that saw no activity for this long")
-    limits.add_argument("--max-age", type=float, default=d["max_age"], metavar="SECONDS",
-                        help="close every session at this age")
-    limits.add_argument("--max-sessions", type=int, default=d["max_sessions"], metavar="N",
-                        help="open sessions in all")
-    limits.add_argument("--max-sessions-per-client", type=int,
-                        default=d["max_sessions_per_client"], metavar="N",
-                        help="open sessions created from one client address")
-    limits.add_argument("--max-connections", type=int, default=d["max_connections"],
-                        metavar="N", help="open WebSocket connections in all")
-    limits.add_argument("--join-timeout", type=float, default=d["join_timeout"],
-                        metavar="SECONDS",
-                        help="close a WebSocket that has not joined a session after this long")
-    limits.add_argument("--message-rate", type=float, default=d["message_rate"],
-                        metavar="PER_SECOND",
-                        help="messages per second one WebSocket may send, sustained")
-    limits.add_argument("--message-burst", type=int, default=d["message_burst"], metavar="N",
-                        help="messages one WebSocket may send at once")
-    limits.add_argument("--heartbeat", type=float, default=d["heartbeat"], metavar="SECONDS",
-                        help="ping every WebSocket this often; drop it if no pong comes "
-                             "within half of it")
-    limits.add_argument("--max-outbox", type=int, default=d["max_outbox"], metavar="N",
-                        help="drop a client that lets more messages than this wait for it")
-    limits.add_argument("--max-outbox-bytes", type=int, default=d["max_outbox_bytes"],
-                        metavar="BYTES",
-                        help="drop a client that lets more bytes than this wait for it")
-    limits.add_argument("--allow-origin", action="append", default=[], metavar="ORIGIN",
-                        help="also accept WebSockets from pages at this origin "
-                             "(scheme://host[:port]); the server's own origin and "
-                             "--public-url's are always accepted; repeatable")
-    limits.add_argument("--trust-forwarded-for", action="store_true",
-                        help="count sessions per the last address in X-Forwarded-For instead "
-                             "of the TCP peer; only behind a reverse proxy that sets it")
-    args = parser.parse_args(argv)
-    if args.config:
-        parser.set_defaults(**read_config(parser, args.config))
-        args = parser.parse_args(argv)
-    return args
-
-
-def read_config(parser: argparse.ArgumentParser, path: str) -> dict[str, Any]:
-    """Option defaults from a TOML file; an unknown key or a wrong type is an error."""
-    import tomllib
-
-    try:
-        with open(path, "rb") as file:
-            config = tomllib.load(file)
-    except OSError as exc:
-        parser.error(f"cannot read the config file {path}: {exc.strerror or exc}")
-    except tomllib.TOMLDecodeError as exc:
-        parser.error(f"the config file {path} is not valid TOML: {exc}")
-    known = {a.dest: a for a in parser._actions if a.dest not in ("help", "config")}
-    for key, value in config.items():
-        action = known.get(key.replace("-", "_"))
-        if action is None:
-            parser.error(f"the config file {path} has an unknown option {key!r}")
-        want: type | tuple[type, ...] = (list if isinstance(action, argparse._AppendAction)
-                                         else bool if action.nargs == 0
-                                         else action.type or str)
-        if want is float:
-            want = (int, float)
-        if not isinstance(value, want) or (isinstance(value, bool) and want is not bool):
-            parser.error(f"the config file {path}: {key} has the wrong type "
-                         f"({type(value).__name__})")
-    return {key.replace("-", "_"): value for key, value in config.items()}
-
-
-def main(argv: list[str] | None = None) -> None:
-    args = parse_args(argv)
-    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
-                        format="%(asctime)s %(name)s: %(message)s")
-    try:
-        ice = IceConfig(stun=tuple(args.stun), turn=tuple(args.turn),
-                        turn_secret=args.turn_secret, turn_ttl=args.turn_ttl,
-                        static=tuple(parse_ice_server(u) for u in args.ice_server))
-    except ValueError as exc:
-        raise SystemExit(f"mpyc-webrtc-server: {exc}") from None
-    base = args.public_url or f"http://{args.host}:{args.port}"
-    limits = {name: getattr(args, name) for name in DEFAULTS}
-    app = create_app(**limits, ice=ice, public_url=args.public_url or base,
-                     allow_origins=args.allow_origin,
-                     trust_forwarded_for=args.trust_forwarded_for)
-    lines = [f"mpyc-webrtc server on {base}",
-             f"Create a session in your browser: {base}/",
-             f"  or from a terminal: mpyc-webrtc-peer create {base} --parties 3 "
-             "--program average"]
-    if args.session:
-        from mpyc_webrtc.sealing import JoinSecret
-
-        program, _, parties = args.session.partition(":")
-        try:
-            secret = JoinSecret.create({"name": program, "args": []})
-            session = app[REGISTRY].create({"program": program, "parties": int(parties or 3),
-                                            "token_hash": secret.token_hash})
-        except (ValueError, KeyError, OSError, wire.SignalingError) as exc:
-            raise SystemExit(f"mpyc-webrtc-server: --session {args.session}: {exc}") from None
-        url = secret.link(f"{base}/join/{session.id}")
-        lines += [f"A session for {session.parties} parties running {program!r} is open. "
-                  "Each party opens this link in a browser, or runs",
-                  f"    mpyc-webrtc-peer join '{url}' --input YOUR_INPUT",
-                  url]
-
-    async def announce(app: web.Application) -> None:
-        print("\n".join(lines), flush=True)
-
-    app.on_startup.append(announce)
-    web.run_app(app, host=args.host, port=args.port, print=None)
-
-
-if __name__ == "__main__":
-    main()

@@ -6,8 +6,8 @@
   code editor), from ``node_modules``; only those in ``VENDORED``
 - ``/assets/python-HASH.zip`` one archive of the pure-Python code a browser party
   imports: ``mpyc`` (from the installed distribution, the same MPyC the native peers
-  run), ``mpyc_webrtc``'s core and ``py_worker``, built when the server starts, so it
-  always matches the code on disk.
+  run) and the modules of ours in ``BROWSER_MODULES`` and ``BROWSER_PACKAGES``, built when
+  the server starts, so it always matches the code on disk.
 
 Versioned and hashed paths never change their content, so browsers may keep them for
 a year without asking again; pages revalidate (ETag / Last-Modified answer 304).
@@ -38,9 +38,13 @@ mimetypes.add_type("text/javascript", ".mjs")
 mimetypes.add_type("text/javascript", ".js")
 mimetypes.add_type("application/wasm", ".wasm")
 
-#: Native-only modules left out of the browser archive (they import aiortc/aiohttp).
-NATIVE_ONLY = {"mpyc_webrtc/native.py", "mpyc_webrtc/peer.py", "mpyc_webrtc/sctp_tuning.py",
-               "mpyc_webrtc/sealing.py"}
+#: What of this repository a browser party runs (in its worker, under Pyodide), beside all
+#: of MPyC: these modules, and every module of these packages. Nothing else goes in the
+#: archive; tests/test_browser_modules.py imports each one with aiortc, aiohttp and
+#: cryptography made unimportable.
+BROWSER_MODULES = ("mpyc_webrtc", "mpyc_webrtc.wire", "mpyc_webrtc.sentences",
+                   "mpyc_webrtc.launch", "mpyc_webrtc.transport", "mpyc_webrtc.mesh")
+BROWSER_PACKAGES = ("mpyc_webrtc.programs", "py_worker")
 
 
 #: npm packages (pinned in package.json) that pages may load from /vendor/NAME/.
@@ -77,21 +81,37 @@ def _package_dir(name: str) -> Path:
     return Path(next(iter(spec.submodule_search_locations)))
 
 
+def browser_files() -> list[tuple[str, Path]]:
+    """(name in the archive, file) for every module of ours a browser party runs."""
+    def source(dotted: str) -> tuple[Path, Path]:
+        """(the folder holding the top-level package, the module or package's path)."""
+        top, *rest = dotted.split(".")
+        base = REPO if top == "py_worker" else _package_dir(top).parent  # py_worker: not installed
+        return base, base.joinpath(top, *rest)
+
+    files = []
+    for module in BROWSER_MODULES:
+        base, path = source(module)
+        path = path / "__init__.py" if path.is_dir() else path.with_suffix(".py")
+        files.append((path.relative_to(base).as_posix(), path))
+    for package in BROWSER_PACKAGES:
+        base, root = source(package)
+        files += [(path.relative_to(base).as_posix(), path) for path in sorted(root.glob("*.py"))]
+    return files
+
+
 def build_archive() -> bytes:
     """A zip of every pure-Python module a browser party needs, with fixed timestamps
     so the same code gives the same bytes (and the same cache-busting hash)."""
+    mpyc = _package_dir("mpyc")
+    files = [(f"mpyc/{path.relative_to(mpyc).as_posix()}", path)
+             for path in sorted(mpyc.rglob("*.py")) if "__pycache__" not in path.parts]
     buffer = io.BytesIO()
     with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
-        for package, root in (("mpyc", _package_dir("mpyc")),
-                              ("mpyc_webrtc", _package_dir("mpyc_webrtc")),
-                              ("py_worker", REPO / "py_worker")):
-            for path in sorted(root.rglob("*.py")):
-                name = f"{package}/{path.relative_to(root).as_posix()}"
-                if "__pycache__" in name or name in NATIVE_ONLY:
-                    continue
-                info = zipfile.ZipInfo(name, date_time=(2020, 1, 1, 0, 0, 0))
-                info.compress_type = zipfile.ZIP_DEFLATED
-                archive.writestr(info, path.read_bytes())
+        for name, path in files + browser_files():
+            info = zipfile.ZipInfo(name, date_time=(2020, 1, 1, 0, 0, 0))
+            info.compress_type = zipfile.ZIP_DEFLATED
+            archive.writestr(info, path.read_bytes())
     return buffer.getvalue()
 
 

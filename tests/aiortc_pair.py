@@ -3,8 +3,8 @@
     python tests/aiortc_pair.py SCENARIO [SCENARIO ...]
 
 Run it inside a loopback-only network namespace (tests/netns.py): it offers loopback
-ICE candidates. ``mpyc_webrtc.native`` is imported first, so the aiortc tunings are
-installed as in a real peer; the MPYC_WEBRTC_*_TUNING / _FASTPATH environment variables
+ICE candidates. The aiortc patches are installed first, as the
+peer's ``main`` installs them; the MPYC_WEBRTC_*_TUNING / _FASTPATH environment variables
 switch them off. For each scenario it prints one JSON line: {"scenario", "ok", ...}.
 
 Scenarios (each on a fresh pair of connections):
@@ -39,8 +39,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from aiortc import RTCPeerConnection  # noqa: E402
 from aiortc import rtcsctptransport as sctp  # noqa: E402
 
-from mpyc_webrtc import dispatch_tuning, native, sctp_fastpath  # noqa: E402
-from mpyc_webrtc.peer import new_event_loop  # noqa: E402
+from mpyc_webrtc.native import ice as native  # noqa: E402
+from mpyc_webrtc.native import patches  # noqa: E402
+from mpyc_webrtc.native.join import new_event_loop  # noqa: E402
+from mpyc_webrtc.native.patches import dispatch_tuning, sctp_fastpath  # noqa: E402
+
+patches.install()
 
 #: How often each tuned path ran (counted by wrapping its functions).
 COUNTS = {"fast_send": 0, "pushed": 0}

@@ -9,8 +9,10 @@ import hashlib
 import json
 from typing import Any
 
-from mpyc_webrtc.session import Endpoint, Registry, Session
 from mpyc_webrtc.wire import SERVER_MESSAGES, ErrorCode
+from signaling.endpoint import Endpoint
+from signaling.registry import Registry
+from signaling.session import Session
 
 TOKEN = "t" * 43
 TOKEN_HASH = hashlib.sha256(TOKEN.encode()).hexdigest()

@@ -27,9 +27,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from mpyc_webrtc import programs, wire
-from mpyc_webrtc.session import Endpoint, Registry
 from mpyc_webrtc.wire import CLIENT_MESSAGES, SERVER_MESSAGES, ErrorCode
 from signaling.app import REGISTRY, create_app
+from signaling.endpoint import Endpoint
+from signaling.registry import Registry
 
 TOKEN = "f" * 43
 TOKEN_HASH = hashlib.sha256(TOKEN.encode()).hexdigest()

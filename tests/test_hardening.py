@@ -24,13 +24,15 @@ import pytest
 from aiohttp import WSMsgType
 from aiohttp.test_utils import TestClient, TestServer
 
-from mpyc_webrtc import session as core
 from mpyc_webrtc import wire
-from mpyc_webrtc.session import Registry, Session
 from mpyc_webrtc.wire import ErrorCode
 from sans_io import TOKEN, TOKEN_HASH, Clock, Party
 from signaling import app as server
-from signaling.app import REGISTRY, create_app, parse_args
+from signaling.app import REGISTRY, create_app
+from signaling.cli import parse_args
+from signaling.connection import Connection
+from signaling.registry import Registry
+from signaling.session import Session
 
 REPO = Path(__file__).resolve().parent.parent
 BODY = {"parties": 2, "program": "sum", "token_hash": TOKEN_HASH}
@@ -267,7 +269,7 @@ def test_a_bug_in_the_core_becomes_internal_error_and_closes(clock, monkeypatch,
         raise ZeroDivisionError("a bug")
 
     monkeypatch.setattr(Session, "relay", broken)
-    with caplog.at_level(logging.ERROR, logger="mpyc_webrtc.session"):
+    with caplog.at_level(logging.ERROR, logger="signaling"):
         a.send("signal", to=1, seq=1, box="x")
     (msg,) = a.take()
     assert msg["type"] == "error" and msg["code"] == "internal_error" and msg["message"]
@@ -279,7 +281,7 @@ def test_a_bug_in_the_core_becomes_internal_error_and_closes(clock, monkeypatch,
 def test_log_lines_name_session_and_party_and_never_the_content(clock, caplog):
     registry = make(clock, message_burst=3, message_rate=1.0)
     secret = "SECRET-CONTENT-7f3a"
-    with caplog.at_level(logging.DEBUG, logger="mpyc_webrtc.session"):
+    with caplog.at_level(logging.DEBUG, logger="signaling"):
         session = registry.create({**BODY, "parties": 3, "labels": [secret]})
         a, b = Party(registry), Party(registry)
         a.join(session, name=secret)
@@ -525,7 +527,7 @@ async def test_consecutive_rosters_waiting_collapse_into_the_newest():
         async def send_str(self, text: str) -> None:
             await asyncio.Event().wait()  # stuck
 
-    conn = server.Connection(FakeWS(), None, max_messages=3, max_bytes=10**6)  # type: ignore
+    conn = Connection(FakeWS(), None, max_messages=3, max_bytes=10**6)  # type: ignore
     conn.send(wire.message("start", parties=2, round=1))
     await asyncio.sleep(0)  # the writer takes "start" and blocks on it
     for i in range(100):
@@ -552,7 +554,7 @@ async def test_an_unexpected_exception_is_a_json_500_without_traceback(monkeypat
             assert "RuntimeError" not in text
             doc = json.loads(text)
             assert doc["v"] == 1 and doc["type"] == "error"
-            assert doc["code"] == core.INTERNAL_ERROR == "internal_error" and doc["message"]
+            assert doc["code"] == ErrorCode.INTERNAL_ERROR == "internal_error" and doc["message"]
         monkeypatch.undo()
         await new_session(client)  # and the server goes on
 

@@ -8,7 +8,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from mpyc_webrtc import ice_tuning
+from mpyc_webrtc.native.patches import ice_tuning
 
 
 class Agent:

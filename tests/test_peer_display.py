@@ -9,8 +9,9 @@ import re
 
 import pytest
 
-from mpyc_webrtc import console
-from mpyc_webrtc.console import (
+from mpyc_webrtc.native import console
+from mpyc_webrtc.native.cli import parser
+from mpyc_webrtc.native.console import (
     StatusDisplay,
     elapsed,
     joined_line,
@@ -19,7 +20,9 @@ from mpyc_webrtc.console import (
     roster_changes,
     roster_lines,
 )
-from mpyc_webrtc.peer import Failure, input_hint, parse_join_url, parser
+from mpyc_webrtc.native.create import input_hint
+from mpyc_webrtc.native.errors import Failure
+from mpyc_webrtc.native.join import parse_join_url
 from mpyc_webrtc.sealing import LINK_MISSING_SECRET, JoinSecret
 from netns import BIN, Namespace, Server, available
 
@@ -301,7 +304,7 @@ def _pc_with_pair(local: str, remote: str):
 
 
 def test_link_path_from_the_nominated_ice_pair():
-    from mpyc_webrtc.native import ice_path
+    from mpyc_webrtc.native.ice import ice_path
 
     assert ice_path(_pc_with_pair("host", "host")) == "direct"
     assert ice_path(_pc_with_pair("srflx", "prflx")) == "direct"

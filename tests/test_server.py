@@ -572,7 +572,7 @@ async def test_session_with_labels_via_http():
 
 
 async def test_config_says_whether_relay_only_sessions_are_possible():
-    from mpyc_webrtc.ice import IceConfig
+    from signaling.ice_servers import IceConfig
 
     async with serve() as client:
         assert await (await client.get("/api/config")).json() == {"relay": False,

@@ -1,4 +1,5 @@
-"""The sans-I/O signaling core (mpyc_webrtc.session), driven with plain strings and a fake clock."""
+"""The sans-I/O signaling core (signaling.session, .registry, .endpoint), with plain strings
+and a fake clock."""
 
 from __future__ import annotations
 
@@ -10,9 +11,10 @@ from typing import Any
 import pytest
 
 from mpyc_webrtc import launch, programs
-from mpyc_webrtc.session import MAX_SOURCE_BYTES, Registry, Session
 from mpyc_webrtc.wire import SERVER_MESSAGES, ErrorCode, SignalingError
 from sans_io import MISSING, TOKEN, TOKEN_HASH, Clock, Party
+from signaling.registry import Registry
+from signaling.session import MAX_SOURCE_BYTES, Session
 
 STUN = {"urls": "stun:127.0.0.1:3478"}
 #: The session's join token (base64url of 32 bytes is 43 characters) and what the server keeps.

@@ -212,7 +212,7 @@ def test_wrong_secret_is_refused_by_the_server():
 def test_peer_offering_another_program_is_tampering():
     """A sealed offer that names another program than this party runs (no network: the
     link's logic only, with a stand-in for the signaling connection)."""
-    from mpyc_webrtc.native import PeerLink
+    from mpyc_webrtc.native.links import PeerLink
 
     class FakeSignaling:
         tampered = None

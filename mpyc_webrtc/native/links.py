@@ -1,39 +1,29 @@
-"""The native backend: signaling over aiohttp WebSockets, channels over aiortc.
-
-This is I/O glue only; what a message means is decided in ``wire``, when a
-session starts in the server's ``session`` core, and how MPyC uses a channel in
-``transport``/``mesh``.
+"""A native party's peer connections (aiortc): one link, with one data channel, per party.
 """
 
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
-import os
-from collections import defaultdict
 from collections.abc import Callable
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
 
-import aiohttp
-import aioice.ice
-import aioice.stun
-import aioice.turn
-from aiortc import (
-    RTCConfiguration,
-    RTCDataChannel,
-    RTCIceServer,
-    RTCIceTransportPolicy,
-    RTCPeerConnection,
-    RTCSessionDescription,
-)
+from aiortc import RTCDataChannel, RTCPeerConnection, RTCSessionDescription
 from aiortc.sdp import candidate_from_sdp
 
-from . import dispatch_tuning, dtls_tuning, ice_tuning, sctp_fastpath, sctp_tuning, wire
-from .ice import url_transport
-from .mesh import MeshError
-from .sealing import Sealer, TamperError, tamper_failed_authentication, tamper_peer_program
+from .. import wire
+from ..mesh import MeshError
+from ..sealing import TamperError, tamper_peer_program
+from .errors import PeerError
+from .ice import (
+    ice_path,
+    plan_ice_servers,
+    rtc_configuration,
+    selected_candidates,
+    udp_answers,
+    udp_probe_target,
+)
+from .signaling import Signaling
 
 log = logging.getLogger(__name__)
 
@@ -42,315 +32,6 @@ CLOSE_TIMEOUT = 3.0
 #: The channel's agreed id: both sides create it with ``negotiated`` (browsers too).
 CHANNEL_ID = 0
 CHANNEL_LABEL = "mpyc"
-
-# Bursts of MPyC traffic overflow aioice's 256 KiB UDP receive buffer, and SCTP only
-# retransmits after a second; 4 MiB removed those stalls in measurements.
-aioice.turn.UDP_SOCKET_BUFFER_SIZE = 4 * 1024 * 1024
-# Less Python work per packet (see each module; "=0" switches one off for comparison).
-# In this order: dispatch_tuning builds on dtls_tuning's record helpers, and
-# sctp_fastpath wraps what sctp_tuning and dispatch_tuning installed.
-if os.environ.get("MPYC_WEBRTC_SCTP_TUNING", "1") != "0":
-    sctp_tuning.install()
-if os.environ.get("MPYC_WEBRTC_ICE_TUNING", "1") != "0":
-    ice_tuning.install()
-if os.environ.get("MPYC_WEBRTC_DTLS_TUNING", "1") != "0":
-    dtls_tuning.install()
-if os.environ.get("MPYC_WEBRTC_DISPATCH_TUNING", "1") != "0":
-    dispatch_tuning.install()
-if os.environ.get("MPYC_WEBRTC_SCTP_FASTPATH", "1") != "0":
-    sctp_fastpath.install()
-
-
-class PeerError(Exception):
-    """Something a person at this party must be told, in one sentence."""
-
-
-def allow_loopback_candidates() -> None:
-    """Test-only opt-in: also offer 127.0.0.1/::1 as ICE host candidates.
-
-    aioice leaves loopback out, so in a loopback-only network namespace ICE would
-    never connect. Never use this for real sessions: it is for tests that run all
-    parties on one host inside a namespace.
-    """
-    original = aioice.ice.get_host_addresses
-    if getattr(original, "allows_loopback", False):
-        return
-
-    def get_host_addresses(use_ipv4: bool, use_ipv6: bool) -> list[str]:
-        addresses = original(use_ipv4, use_ipv6)
-        if use_ipv4 and "127.0.0.1" not in addresses:
-            addresses.append("127.0.0.1")
-        return addresses
-
-    get_host_addresses.allows_loopback = True  # type: ignore[attr-defined]
-    aioice.ice.get_host_addresses = get_host_addresses
-
-
-def rtc_configuration(ice_servers: list[dict[str, Any]], *,
-                      relay_only: bool = False) -> RTCConfiguration:
-    # An explicit list, even if empty: with None, aiortc silently uses Google's STUN.
-    return RTCConfiguration(
-        iceServers=[RTCIceServer(urls=s["urls"], username=s.get("username"),
-                                 credential=s.get("credential")) for s in ice_servers],
-        iceTransportPolicy=(RTCIceTransportPolicy.RELAY if relay_only
-                            else RTCIceTransportPolicy.ALL))
-
-
-def plan_ice_servers(ice_servers: list[dict[str, Any]], udp_ok: bool) -> list[dict[str, Any]]:
-    """The one STUN and one TURN server aiortc will use, in that order.
-
-    aiortc takes only the first ``stun:`` and the first ``turn:`` URL, and each server it
-    cannot reach costs up to 5 s of gathering. So where UDP to the servers gets no answer
-    (a firewall that blocks UDP), STUN is useless and the relay must be reached over TCP;
-    where it does, STUN and TURN over UDP are best, TCP being the fallback.
-    """
-    stun: list[dict[str, Any]] = []
-    turn: dict[str, list[dict[str, Any]]] = {"udp": [], "tcp": []}
-    for server in ice_servers:
-        urls = server.get("urls", [])
-        for url in [urls] if isinstance(urls, str) else urls:
-            one = {**server, "urls": url}
-            if url.startswith(("stun:", "stuns:")):
-                stun.append(one)
-            elif url.startswith(("turn:", "turns:")):
-                turn[url_transport(url)].append(one)
-    order = ("udp", "tcp") if udp_ok else ("tcp",)
-    relays = [server for transport in order for server in turn[transport]]
-    return (stun[:1] if udp_ok else []) + relays[:1]
-
-
-def udp_probe_target(ice_servers: list[dict[str, Any]]) -> tuple[str, int] | None:
-    """Where to ask whether UDP gets through: the first STUN server, else the first TURN
-    server reached over UDP (TURN servers answer STUN binding requests too)."""
-    candidates = []
-    for server in ice_servers:
-        urls = server.get("urls", [])
-        for url in [urls] if isinstance(urls, str) else urls:
-            if url.startswith("stun:"):
-                candidates.insert(0, url)
-            elif url.startswith("turn:") and url_transport(url) == "udp":
-                candidates.append(url)
-    if not candidates:
-        return None
-    address = candidates[0].split(":", 1)[1].split("?", 1)[0]
-    host, _, port = address.rpartition(":")
-    if not host:
-        return address, 3478
-    try:
-        return host.strip("[]"), int(port)
-    except ValueError:
-        return None
-
-
-async def udp_answers(host: str, port: int, tries: int = 3, wait: float = 0.5) -> bool:
-    """Whether a STUN server answers a binding request over UDP (a few tries: packets
-    get lost)."""
-    loop = asyncio.get_running_loop()
-    answered = loop.create_future()
-
-    class Probe(asyncio.DatagramProtocol):
-        def datagram_received(self, data: bytes, addr: Any) -> None:
-            if not answered.done():
-                answered.set_result(True)
-
-        def error_received(self, exc: Exception) -> None:
-            log.debug("UDP probe to %s:%d: %s", host, port, exc)
-
-    try:
-        transport, _ = await loop.create_datagram_endpoint(Probe, remote_addr=(host, port))
-    except OSError as exc:
-        log.debug("UDP probe to %s:%d impossible: %s", host, port, exc)
-        return False
-    try:
-        for _ in range(tries):
-            request = aioice.stun.Message(message_method=aioice.stun.Method.BINDING,
-                                          message_class=aioice.stun.Class.REQUEST)
-            transport.sendto(bytes(request))
-            try:
-                return await asyncio.wait_for(asyncio.shield(answered), wait)
-            except TimeoutError:
-                continue
-        return False
-    finally:
-        transport.close()
-
-
-def websocket_url(server_url: str) -> str:
-    parts = urlsplit(server_url)
-    scheme = {"http": "ws", "https": "wss", "ws": "ws", "wss": "wss"}.get(parts.scheme)
-    if scheme is None or not parts.netloc:
-        raise PeerError(f"{server_url!r} is not an http:// or https:// address.")
-    return urlunsplit((scheme, parts.netloc, "/ws", "", ""))
-
-
-class Signaling:
-    """This party's WebSocket to the signaling server.
-
-    Everything a party tells another goes sealed (``sealing.Sealer``): ``send_sealed``
-    seals, and each relayed ``signal`` is opened before it is queued for ``next_from``. The
-    first one that does not open stops all signaling at once: ``tampered`` holds the
-    ``TamperError``, ``next_from`` raises it, and ``on_tamper`` is called once.
-    """
-
-    def __init__(self, server_url: str, session_id: str, name: str = "", *,
-                 secret: bytes, token: str):
-        self.url = websocket_url(server_url)
-        self.session_id = session_id
-        self.name = name
-        self.secret = secret
-        self.token = token
-        self.sealer: Sealer | None = None
-        self.welcome: dict[str, Any] | None = None
-        self.started = asyncio.Event()
-        self.closed = asyncio.Event()
-        self.last_error: PeerError | None = None
-        self.tampered: TamperError | None = None
-        #: Set with ``tampered``: wakes whoever waits for the session to start.
-        self.stopped = asyncio.Event()
-        self.on_tamper: Callable[[TamperError], None] | None = None
-        #: The latest ``roster`` message, and who to tell about each new one.
-        self.roster: dict[str, Any] | None = None
-        self.on_roster: Callable[[dict[str, Any]], None] | None = None
-        self._inbox: dict[int, asyncio.Queue[dict[str, Any] | Exception]] = \
-            defaultdict(asyncio.Queue)
-        #: Parties the roster showed as gone after the start (told to ``next_from`` once).
-        self._gone: set[int] = set()
-        self._http: aiohttp.ClientSession | None = None
-        self._ws: aiohttp.ClientWebSocketResponse | None = None
-        self._reader: asyncio.Task[None] | None = None
-
-    async def join(self, timeout: float = 15.0) -> dict[str, Any]:
-        """Connect and join; returns the ``welcome`` message."""
-        self._http = aiohttp.ClientSession()
-        try:
-            self._ws = await self._http.ws_connect(self.url, timeout=aiohttp.ClientWSTimeout(
-                ws_close=5.0), heartbeat=20.0, max_msg_size=8 * 1024 * 1024)
-        except (TimeoutError, aiohttp.ClientError, OSError) as exc:
-            await self._http.close()
-            raise PeerError(
-                f"Could not reach the signaling server at {self.url} ({_reason(exc)})."
-            ) from None
-        # A native peer's input is given on its command line: it is ready when it joins.
-        await self.send(wire.message("join", session=self.session_id, token=self.token,
-                                     name=self.name, ready=True))
-        welcome = asyncio.get_running_loop().create_future()
-        self._reader = asyncio.create_task(self._read(welcome))
-        try:
-            self.welcome = await asyncio.wait_for(welcome, timeout)
-        except TimeoutError:
-            await self.close()
-            raise PeerError("The signaling server did not answer the join request.") from None
-        except PeerError:
-            await self.close()
-            raise
-        return self.welcome
-
-    async def send(self, msg: dict[str, Any]) -> None:
-        if self._ws is None or self._ws.closed:
-            raise PeerError("The connection to the signaling server is closed.")
-        await self._ws.send_str(wire.encode(msg))
-
-    async def send_sealed(self, to: int, payload: dict[str, Any]) -> None:
-        """Seal ``payload`` (see ``wire.SIGNAL_KINDS``) for party ``to`` and send it."""
-        if self.tampered is not None:
-            raise self.tampered
-        if self.sealer is None:
-            raise PeerError("Not joined: there is nothing to seal with yet.")
-        await self.send(wire.message("signal", **self.sealer.seal(to, payload)))
-
-    async def next_from(self, pid: int) -> dict[str, Any]:
-        """The next opened offer/answer/candidate from party ``pid`` (a ``SIGNAL_KINDS``
-        payload); raises the ``TamperError`` once signaling was tampered with."""
-        if self.tampered is not None:
-            raise self.tampered
-        item = await self._inbox[pid].get()
-        if isinstance(item, Exception):
-            raise item
-        return item
-
-    def tamper(self, error: TamperError) -> None:
-        """Stop all signaling: the first ``TamperError`` wins and wakes every waiter."""
-        if self.tampered is not None:
-            return
-        self.tampered = error
-        self.stopped.set()
-        log.error("%s", error)
-        for queue in self._inbox.values():
-            queue.put_nowait(error)
-        if self.on_tamper is not None:
-            self.on_tamper(error)
-
-    async def close(self) -> None:
-        if self._ws is not None and not self._ws.closed:
-            try:  # a server out of reach would keep us waiting for its closing frame
-                await asyncio.wait_for(self._ws.close(), CLOSE_TIMEOUT)
-            except TimeoutError:
-                log.debug("the signaling server did not answer our closing frame")
-        if self._reader is not None and self._reader is not asyncio.current_task():
-            self._reader.cancel()
-        if self._http is not None:
-            await self._http.close()
-
-    async def _read(self, welcome: asyncio.Future[dict[str, Any]]) -> None:
-        assert self._ws is not None
-        try:
-            async for frame in self._ws:
-                if frame.type != aiohttp.WSMsgType.TEXT:
-                    continue
-                try:
-                    msg = json.loads(frame.data)
-                    self._dispatch(msg, welcome)
-                except (ValueError, KeyError, TypeError) as exc:
-                    log.warning("ignoring a malformed message from the server: %s", exc)
-        except Exception as exc:  # the reader must end quietly, the owner decides
-            log.debug("signaling reader stopped: %s", exc)
-        finally:
-            if not welcome.done():
-                welcome.set_exception(PeerError(
-                    "The signaling server closed the connection before welcoming us."))
-            self.closed.set()
-            log.debug("signaling connection closed")
-
-    def _dispatch(self, msg: dict[str, Any], welcome: asyncio.Future[dict[str, Any]]) -> None:
-        kind = msg.get("type")
-        if self.tampered is not None:
-            return  # nothing the server says counts any more
-        if kind == "welcome" and not welcome.done():
-            self.sealer = Sealer(self.secret, self.session_id, int(msg["pid"]))
-            welcome.set_result(msg)
-        elif kind == "error":
-            error = PeerError(msg.get("message") or f"The server reported {msg.get('code')}.")
-            error.code = msg.get("code")  # type: ignore[attr-defined]
-            if not welcome.done():
-                welcome.set_exception(error)
-            else:
-                log.warning("signaling server: %s", error)
-                self.last_error = error
-        elif kind == "roster":
-            self.roster = msg
-            if msg.get("started"):
-                for member in msg.get("members", []):
-                    pid = member.get("pid")
-                    if member.get("state") == "left" and pid not in self._gone:
-                        # Whoever still waits for its offer or answer need not wait longer.
-                        self._gone.add(pid)
-                        self._inbox[pid].put_nowait(PeerError(
-                            f"Party {pid} left the session before the computation "
-                            "finished."))
-            if self.on_roster is not None:
-                self.on_roster(msg)
-        elif kind == "start":
-            self.started.set()
-        elif kind == "signal":
-            sender = msg.get("from")
-            try:
-                if self.sealer is None:
-                    raise TamperError(tamper_failed_authentication(sender))
-                payload = self.sealer.open(sender, msg.get("seq"), msg.get("box"))
-            except TamperError as exc:
-                self.tamper(exc)
-                return
-            self._inbox[sender].put_nowait(payload)
 
 
 class AiortcChannel:
@@ -417,32 +98,6 @@ class AiortcChannel:
                 self._on_drain()
         except Exception:
             log.exception("drain handler failed")
-
-
-def selected_candidates(pc: RTCPeerConnection) -> tuple[str, str] | None:
-    """The types ("host", "srflx", "prflx", "relay") of the local and the remote candidate
-    of the connection's selected ICE pair; None while (or if) there is none.
-
-    aiortc has no public API for the selected pair: aioice's ``Connection._nominated``
-    holds it while the connection is open.
-    """
-    try:
-        connection = pc.sctp.transport.transport._connection  # type: ignore[union-attr]
-        pair = next(iter(connection._nominated.values()), None)
-        if pair is None:
-            return None
-        return pair.local_candidate.type, pair.remote_candidate.type
-    except Exception:
-        return None
-
-
-def ice_path(pc: RTCPeerConnection) -> str | None:
-    """"relayed" if the connection's selected ICE pair goes through a TURN relay, else
-    "direct"; None while (or if) that cannot be told."""
-    types = selected_candidates(pc)
-    if types is None:
-        return None
-    return "relayed" if "relay" in types else "direct"
 
 
 class PeerLink:
@@ -726,15 +381,3 @@ def connect_failure(failed: list[str], timeout: float, ice_servers: list[dict[st
             "you was found. A firewall or a strict (symmetric) NAT is in the way; the "
             "signaling server's operator can add a TURN relay (mpyc-webrtc-server --turn "
             "URL --turn-secret SECRET), which gets through.")
-
-
-def _reason(exc: BaseException) -> str:
-    """The cause of a connection failure, in the words of the operating system."""
-    os_error = getattr(exc, "os_error", None)  # aiohttp.ClientConnectorError
-    if isinstance(os_error, OSError):
-        if isinstance(os_error, ConnectionRefusedError):
-            return "nothing is listening there: connection refused"
-        return os_error.strerror or str(os_error)
-    if isinstance(exc, asyncio.TimeoutError):
-        return "no answer in time"
-    return str(exc) or type(exc).__name__

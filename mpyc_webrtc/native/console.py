@@ -15,7 +15,7 @@ import sys
 import time
 from typing import Any, TextIO
 
-from . import programs
+from .. import programs
 
 #: A party's state in words, as the browser's roster says it (web/join.js STATE_LABELS).
 MEMBER_STATES = {

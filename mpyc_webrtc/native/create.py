@@ -1,0 +1,139 @@
+"""``mpyc-webrtc-peer create``: draw a session's secret, create it, print its link."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import shlex
+import sys
+import urllib.error
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+from .. import programs
+from ..launch import LaunchError, fingerprint
+from ..sealing import JoinSecret
+from .console import clean
+from .errors import Failure
+
+log = logging.getLogger("mpyc_webrtc.peer")
+
+
+def create(args: argparse.Namespace) -> int:
+    body: dict[str, Any] = {"parties": args.parties, "args": args.args or []}
+    if args.program_file:
+        path = Path(args.program_file)
+        try:
+            body["source"] = path.read_text()
+        except (OSError, UnicodeDecodeError) as exc:
+            raise Failure(f"Cannot read the program file {path}: {exc}.") from None
+        body["program"] = path.name
+    else:
+        body["program"] = args.program
+    if args.labels:
+        body["labels"] = args.labels
+    if args.relay_only:
+        body["relay_only"] = True
+    # The hash is computed here from what is sent, as every party computes it from what it
+    # runs; it goes into the link, with the secret, never to the server.
+    try:
+        secret = JoinSecret.create({"name": body["program"], "args": body["args"],
+                                    "builtin": "source" not in body,
+                                    "source": body.get("source")})
+    except LaunchError as exc:
+        raise Failure(str(exc)) from None
+    body["token_hash"] = secret.token_hash
+    url = args.server.rstrip("/") + "/api/sessions"
+    reply = _post_json(url, body)
+    program = reply["program"]
+    ours = secret.fingerprint
+    if program.get("hash", secret.program_hash) != secret.program_hash:
+        log.warning("the server shows the fingerprint %s for this program, this computer "
+                    "%s: the server may run a different version, and parties given another "
+                    "program will refuse to run it", fingerprint(program["hash"]), ours)
+    link = secret.link(reply["join_url"])
+    title = program.get("title") or program["name"]
+    shown = f"{title!r}" if title == program["name"] else f"{title!r} ({program['name']})"
+    print(f"Session {reply['session']} for {reply['parties']} parties running {shown}, "
+          f"fingerprint {ours}.")
+    for pid, label in enumerate(reply.get("labels") or []):
+        if label:
+            print(f"    party {pid}: {clean(label)}")
+    if reply.get("relay_only"):
+        print("Relay only: all traffic goes through the server's TURN relay, so the "
+              "parties never learn each other's addresses.")
+    print("Each party joins with (the whole link, with its secret part after the # sign; "
+          "share it only with the parties):")
+    # Quoted: '#' and '&' mean something to a shell.
+    print(f"    mpyc-webrtc-peer join {shlex.quote(link)}{input_hint(program)}")
+    if not args.no_qr:
+        _print_qr(link)
+    print(link, flush=True)  # the last line: scripts read the link from it
+    return 0
+
+
+def input_hint(program: dict[str, Any]) -> str:
+    """`` --input ...`` as a built-in program wants it, for the join command line."""
+    spec = programs.CATALOG.get(program["name"]) if program.get("builtin") else None
+    if spec is None or spec.input.kind == "none":
+        return ""
+    if spec.input.kind == "choice":
+        return " --input " + "|".join(value for value, _ in spec.input.choices)
+    if spec.input.kind == "integers":
+        return " --input N,N,..."
+    return " --input YOUR_NUMBER"
+
+
+def _print_qr(url: str) -> None:
+    """The join link as a QR code on stderr, for a phone's camera; stdout stays parseable."""
+    import segno
+
+    try:
+        sys.stdout.flush()
+        print("Or scan the link:", file=sys.stderr)
+        segno.make(url, error="m").terminal(out=sys.stderr, compact=True)
+        sys.stderr.flush()
+    except (OSError, UnicodeEncodeError, ValueError) as exc:
+        log.warning("could not print the QR code: %s", exc)
+
+
+def _post_json(url: str, body: dict[str, Any]) -> dict[str, Any]:
+    data = json.dumps(body).encode()
+    request = urllib.request.Request(url, data=data,
+                                     headers={"Content-Type": "application/json"})
+    try:
+        with urllib.request.urlopen(request, timeout=15) as response:
+            return json.load(response)
+    except urllib.error.HTTPError as exc:
+        try:
+            error = json.load(exc)
+            message = error["message"]
+        except (ValueError, KeyError, TypeError):
+            message = f"The server answered {exc.code} {exc.reason}."
+        raise Failure(message) from None
+    except (urllib.error.URLError, OSError) as exc:
+        reason = getattr(exc, "reason", exc)
+        if isinstance(reason, ConnectionRefusedError):
+            reason = "nothing is listening there: connection refused"
+        elif isinstance(reason, OSError) and reason.strerror:
+            reason = reason.strerror
+        raise Failure(f"Could not reach the signaling server at {url} ({reason}).") from None
+
+
+def session_info(server: str, session_id: str) -> dict[str, Any] | None:
+    """``GET /api/sessions/ID``; None if the server cannot be asked (joining will say why)."""
+    url = f"{server}/api/sessions/{session_id}"
+    try:
+        with urllib.request.urlopen(url, timeout=15) as response:
+            info = json.load(response)
+    except urllib.error.HTTPError as exc:
+        try:
+            message = json.load(exc)["message"]
+        except (ValueError, KeyError, TypeError):
+            return None
+        raise Failure(message) from None
+    except (urllib.error.URLError, OSError, ValueError):
+        return None
+    return info if isinstance(info, dict) and isinstance(info.get("program"), dict) else None

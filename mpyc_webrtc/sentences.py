@@ -1,0 +1,101 @@
+"""What a party tells its person, in one place for both kinds of party.
+
+The native peer (Python) and the page (JavaScript) say the same things about a join link,
+about tampering, about who is where in the lobby and about a party that left. Written
+twice, the sentences drifted apart, so they live here only: Python formats them with
+``say``, and the server hands the same table to the page (``GET /api/sentences``), whose
+``web/sentences.js`` fills in the fields in the same way. The tests compare whole
+sentences from both.
+
+A sentence is a template with ``{name}`` fields and nothing else (no format specs, no
+escaped braces), so the two sides cannot fill it in differently. Wording that only one
+kind of party has (the page's buttons, the terminal's progress line) stays with it.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+_TAMPER = "Tampering detected:"
+_STOP = "Stop, and do not take part in this session."
+_WHO = "Someone between you and party {party} (the signaling server or the network)"
+_ASK_AGAIN = ("Ask the person who created the session for the whole link, and copy all "
+              "of it.")
+
+SENTENCES: dict[str, str] = {
+    # -- the join link's fragment (#k=...&p=...) ----------------------------------------
+    "link.missing_secret": (
+        f"The join link lacks its secret part (after the # sign). {_ASK_AGAIN}"),
+    "link.damaged": (
+        f"The join link's secret part (after the # sign) is damaged: {{detail}}. {_ASK_AGAIN}"),
+    "link.twice": "it has '{key}' twice",
+    "link.no_secret": "its secret (k=...) is missing",
+    "link.no_hash": "the program's hash (p=...) is missing",
+    "link.bad_secret": "its secret (k=...) is not {bytes} bytes of base64url",
+    "link.bad_hash": "the program's hash (p=...) is not 64 hexadecimal digits",
+    # -- tampering: the party stops at once ---------------------------------------------
+    "tamper.failed_authentication": (
+        f"{_TAMPER} a signaling message said to come from party {{party}} failed "
+        f"authentication. {_WHO} changed it, or it was not sent by party {{party}}. {_STOP}"),
+    "tamper.replayed": (
+        f"{_TAMPER} signaling message {{seq}} from party {{party}} arrived again (replayed). "
+        f"{_WHO} sent it twice. {_STOP}"),
+    "tamper.out_of_order": (
+        f"{_TAMPER} signaling message {{seq}} from party {{party}} arrived out of order "
+        f"(number {{seq}}, expected {{expected}}). {_WHO} held back, dropped or reordered "
+        f"messages. {_STOP}"),
+    "tamper.bad_content": (
+        f"{_TAMPER} a sealed signaling message from party {{party}} is not a valid offer, "
+        "answer or ICE candidate ({detail}). Only someone with the join link can seal "
+        f"messages, so party {{party}} or someone else with the link sent it. {_STOP}"),
+    "tamper.not_json": "it is not JSON",
+    "tamper.not_object": "it is not a JSON object",
+    "tamper.unknown_kind": "unknown kind {kind}",
+    "tamper.missing_field": "its {kind} has no text field '{field}'",
+    "tamper.peer_program": (
+        f"{_TAMPER} party {{party}} runs a different program than this party (fingerprint "
+        "{theirs}; this party runs {ours}). The parties were given different programs. "
+        f"{_STOP}"),
+    "tamper.server_program": (
+        f"{_TAMPER} the server gave this party a different program than the one the "
+        "session's creator chose (fingerprint {ours}; the link says {link}). " + _STOP),
+    "tamper.stopped": "Tampering detected; this party stopped.",
+    # -- the lobby: a party's state, a pair's connection (wire.LINK_STATES) ----------------
+    "member.waiting": "not here yet",
+    "member.joined": "in the lobby, choosing an input",
+    "member.ready": "ready",
+    "member.connecting": "connecting",
+    "member.computing": "computing",
+    "member.done": "finished",
+    "member.again": "finished, wants to run again",
+    "member.failed": "failed",
+    "member.left": "left the session",
+    "pair.signaling": "exchanging connection details",
+    "pair.connecting": "connecting",
+    "pair.connected": "connected",
+    "pair.ready": "ready",
+    "pair.closed": "closed",
+    "pair.failed": "could not connect",
+    # -- the session ----------------------------------------------------------------------
+    "party.left": "Party {party} left the session before the computation finished.",
+    "server.reported": "The server reported {code}.",
+}
+
+_FIELD = re.compile(r"\{(\w+)\}")
+
+
+def say(key: str, **fields: Any) -> str:
+    """The sentence ``key`` with its ``{name}`` fields filled in (as ``web/sentences.js``
+    does: every field named must be given)."""
+    template = SENTENCES[key]
+
+    def field(match: re.Match[str]) -> str:
+        return str(fields[match.group(1)])
+
+    return _FIELD.sub(field, template)
+
+
+def document() -> dict[str, str]:
+    """The table as JSON for the page."""
+    return dict(SENTENCES)

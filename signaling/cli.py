@@ -1,0 +1,165 @@
+"""``mpyc-webrtc-server``: the command line, a TOML config file, and the start-up session."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+from typing import Any
+
+from aiohttp import web
+
+from mpyc_webrtc import wire
+from mpyc_webrtc.ice import parse_ice_server
+
+from .app import DEFAULTS, REGISTRY, create_app
+from .ice_servers import IceConfig
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="mpyc-webrtc-server",
+        description="Signaling server for MPyC sessions over WebRTC.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    parser.add_argument("--host", default="127.0.0.1", help="address to listen on")
+    parser.add_argument("--port", type=int, default=8080, help="port to listen on")
+    parser.add_argument("--config", metavar="FILE",
+                        help="a TOML file of options, named as on the command line without "
+                             "the dashes (turn_secret = \"...\", turn = [\"turn:...\"]); "
+                             "the command line overrides it")
+    ice = parser.add_argument_group(
+        "STUN and TURN", "Parties behind NATs and firewalls find each other with STUN and, "
+        "where no direct path exists, talk through a TURN relay such as coturn.")
+    ice.add_argument("--stun", action="append", default=[], metavar="URL",
+                     help="STUN server handed to every party (stun:HOST:PORT); repeatable")
+    ice.add_argument("--turn", action="append", default=[], metavar="URL",
+                     help="TURN relay handed to every party with fresh credentials "
+                          "(turn:HOST:PORT?transport=udp, ...?transport=tcp); repeatable; "
+                          "needs --turn-secret")
+    ice.add_argument("--turn-secret", metavar="SECRET",
+                     help="the relay's shared secret (coturn: use-auth-secret, "
+                          "static-auth-secret); better put in --config than on the "
+                          "command line, where other users of the machine can see it")
+    ice.add_argument("--turn-ttl", type=float, default=24 * 3600.0, metavar="SECONDS",
+                     help="how long each party's TURN credentials stay valid")
+    ice.add_argument("--ice-server", action="append", default=[], metavar="URL",
+                     help="STUN/TURN server with fixed credentials handed to every party "
+                          "(stun:HOST:PORT or turn:USER:PASSWORD@HOST:PORT); repeatable")
+    parser.add_argument("--public-url", help="base URL in join links, if not the listen address")
+    parser.add_argument("--session", metavar="PROGRAM:PARTIES",
+                        help="create a session at start-up and print its join URL, e.g. sum:3")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log every message")
+    limits = parser.add_argument_group("limits")
+    d = DEFAULTS
+    limits.add_argument("--idle-timeout", type=float, default=d["idle_timeout"],
+                        metavar="SECONDS",
+                        help="close sessions that saw no activity for this long")
+    limits.add_argument("--max-age", type=float, default=d["max_age"], metavar="SECONDS",
+                        help="close every session at this age")
+    limits.add_argument("--max-sessions", type=int, default=d["max_sessions"], metavar="N",
+                        help="open sessions in all")
+    limits.add_argument("--max-sessions-per-client", type=int,
+                        default=d["max_sessions_per_client"], metavar="N",
+                        help="open sessions created from one client address")
+    limits.add_argument("--max-connections", type=int, default=d["max_connections"],
+                        metavar="N", help="open WebSocket connections in all")
+    limits.add_argument("--join-timeout", type=float, default=d["join_timeout"],
+                        metavar="SECONDS",
+                        help="close a WebSocket that has not joined a session after this long")
+    limits.add_argument("--message-rate", type=float, default=d["message_rate"],
+                        metavar="PER_SECOND",
+                        help="messages per second one WebSocket may send, sustained")
+    limits.add_argument("--message-burst", type=int, default=d["message_burst"], metavar="N",
+                        help="messages one WebSocket may send at once")
+    limits.add_argument("--heartbeat", type=float, default=d["heartbeat"], metavar="SECONDS",
+                        help="ping every WebSocket this often; drop it if no pong comes "
+                             "within half of it")
+    limits.add_argument("--max-outbox", type=int, default=d["max_outbox"], metavar="N",
+                        help="drop a client that lets more messages than this wait for it")
+    limits.add_argument("--max-outbox-bytes", type=int, default=d["max_outbox_bytes"],
+                        metavar="BYTES",
+                        help="drop a client that lets more bytes than this wait for it")
+    limits.add_argument("--allow-origin", action="append", default=[], metavar="ORIGIN",
+                        help="also accept WebSockets from pages at this origin "
+                             "(scheme://host[:port]); the server's own origin and "
+                             "--public-url's are always accepted; repeatable")
+    limits.add_argument("--trust-forwarded-for", action="store_true",
+                        help="count sessions per the last address in X-Forwarded-For instead "
+                             "of the TCP peer; only behind a reverse proxy that sets it")
+    args = parser.parse_args(argv)
+    if args.config:
+        parser.set_defaults(**read_config(parser, args.config))
+        args = parser.parse_args(argv)
+    return args
+
+
+def read_config(parser: argparse.ArgumentParser, path: str) -> dict[str, Any]:
+    """Option defaults from a TOML file; an unknown key or a wrong type is an error."""
+    import tomllib
+
+    try:
+        with open(path, "rb") as file:
+            config = tomllib.load(file)
+    except OSError as exc:
+        parser.error(f"cannot read the config file {path}: {exc.strerror or exc}")
+    except tomllib.TOMLDecodeError as exc:
+        parser.error(f"the config file {path} is not valid TOML: {exc}")
+    known = {a.dest: a for a in parser._actions if a.dest not in ("help", "config")}
+    for key, value in config.items():
+        action = known.get(key.replace("-", "_"))
+        if action is None:
+            parser.error(f"the config file {path} has an unknown option {key!r}")
+        want: type | tuple[type, ...] = (list if isinstance(action, argparse._AppendAction)
+                                         else bool if action.nargs == 0
+                                         else action.type or str)
+        if want is float:
+            want = (int, float)
+        if not isinstance(value, want) or (isinstance(value, bool) and want is not bool):
+            parser.error(f"the config file {path}: {key} has the wrong type "
+                         f"({type(value).__name__})")
+    return {key.replace("-", "_"): value for key, value in config.items()}
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
+                        format="%(asctime)s %(name)s: %(message)s")
+    try:
+        ice = IceConfig(stun=tuple(args.stun), turn=tuple(args.turn),
+                        turn_secret=args.turn_secret, turn_ttl=args.turn_ttl,
+                        static=tuple(parse_ice_server(u) for u in args.ice_server))
+    except ValueError as exc:
+        raise SystemExit(f"mpyc-webrtc-server: {exc}") from None
+    base = args.public_url or f"http://{args.host}:{args.port}"
+    limits = {name: getattr(args, name) for name in DEFAULTS}
+    app = create_app(**limits, ice=ice, public_url=args.public_url or base,
+                     allow_origins=args.allow_origin,
+                     trust_forwarded_for=args.trust_forwarded_for)
+    lines = [f"mpyc-webrtc server on {base}",
+             f"Create a session in your browser: {base}/",
+             f"  or from a terminal: mpyc-webrtc-peer create {base} --parties 3 "
+             "--program average"]
+    if args.session:
+        from mpyc_webrtc.sealing import JoinSecret
+
+        program, _, parties = args.session.partition(":")
+        try:
+            secret = JoinSecret.create({"name": program, "args": []})
+            session = app[REGISTRY].create({"program": program, "parties": int(parties or 3),
+                                            "token_hash": secret.token_hash})
+        except (ValueError, KeyError, OSError, wire.SignalingError) as exc:
+            raise SystemExit(f"mpyc-webrtc-server: --session {args.session}: {exc}") from None
+        url = secret.link(f"{base}/join/{session.id}")
+        lines += [f"A session for {session.parties} parties running {program!r} is open. "
+                  "Each party opens this link in a browser, or runs",
+                  f"    mpyc-webrtc-peer join '{url}' --input YOUR_INPUT",
+                  url]
+
+    async def announce(app: web.Application) -> None:
+        print("\n".join(lines), flush=True)
+
+    app.on_startup.append(announce)
+    web.run_app(app, host=args.host, port=args.port, print=None)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,173 @@
+"""One party's signaling connection, as the server's core sees it."""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Callable
+from typing import Any
+
+from mpyc_webrtc.wire import (
+    CLIENT_MESSAGES,
+    RELAYED,
+    ErrorCode,
+    SignalingError,
+    decode_client_message,
+    error_message,
+)
+
+from .registry import Registry
+from .session import Send, Session
+
+log = logging.getLogger(__name__)
+
+
+class Endpoint:
+    """One party's signaling connection, as the core sees it.
+
+    ``send`` and ``close`` are the I/O layer's; neither may raise. The endpoint counts in
+    its registry's ``endpoints`` from creation until ``disconnected``.
+    """
+
+    def __init__(self, registry: Registry, send: Send, close: Callable[[], None]):
+        self.registry = registry
+        self.send = send
+        self._close = close
+        self.session: Session | None = None
+        self.pid: int | None = None
+        #: Set once the core asked the I/O layer to close; later frames are ignored.
+        self.closed = False
+        self.opened = registry.clock()
+        # Token bucket: ``_tokens`` messages may come now; refused messages add
+        # ``_strikes``, which drain at (flood_factor - 1) times the rate.
+        self._tokens = float(registry.message_burst)
+        self._strikes = 0.0
+        self._refilled = self.opened
+        registry.endpoints.add(self)
+        registry.unjoined[self] = None
+
+    def close(self) -> None:
+        """Ask the I/O layer to close this connection (once)."""
+        if not self.closed:
+            self.closed = True
+            self._close()
+
+    def receive(self, text: str | bytes) -> None:
+        """Handle one WebSocket frame; every failure becomes an ``error`` message."""
+        if self.closed or not self._allowed():
+            return
+        try:
+            try:
+                msg = decode_client_message(text)
+            except (RecursionError, UnicodeError):
+                # Nesting deeper than the JSON parser goes, or text that is not UTF-8.
+                raise SignalingError(ErrorCode.MALFORMED_JSON,
+                                     "The message is not valid JSON text.") from None
+            self._receive(msg)
+        except SignalingError as exc:
+            # The code only: the message may quote what the client sent.
+            log.info("session %s party %s: refused, %s", self._session_id(), self._party(),
+                     exc.code)
+            self.send(exc.to_message())
+        except Exception:
+            log.exception("session %s party %s: internal error handling a %s message",
+                          self._session_id(), self._party(), _type_of(text))
+            self.send(error_message(
+                ErrorCode.INTERNAL_ERROR,
+                "Something went wrong inside the signaling server; this connection is "
+                "closed. Join again, and tell the server's operator if it happens again.",
+            ))
+            self.close()
+
+    def _allowed(self) -> bool:
+        """Take a token from the bucket, or refuse (and close a flooding connection)."""
+        reg = self.registry
+        now = reg.clock()
+        elapsed = max(0.0, now - self._refilled)
+        self._refilled = now
+        self._tokens = min(float(reg.message_burst), self._tokens + elapsed * reg.message_rate)
+        excess = reg.flood_factor - 1.0
+        self._strikes = max(0.0, self._strikes - elapsed * reg.message_rate * excess)
+        if self._tokens >= 1.0:
+            self._tokens -= 1.0
+            return True
+        self._strikes += 1.0
+        if self._strikes > reg.message_burst * excess:
+            log.warning("session %s party %s: closing a connection that floods the server",
+                        self._session_id(), self._party())
+            self.send(error_message(
+                ErrorCode.RATE_LIMITED,
+                f"This connection sent far more than {reg.message_rate:g} messages per second, "
+                "so the server closed it.",
+            ))
+            self.close()
+        else:
+            self.send(error_message(
+                ErrorCode.RATE_LIMITED,
+                f"Too many messages: the server takes {reg.message_rate:g} per second (bursts "
+                f"of {reg.message_burst}) from one connection. This one was dropped; slow "
+                "down and send it again.",
+            ))
+        return False
+
+    def disconnected(self) -> None:
+        self.registry.endpoints.discard(self)
+        self.registry.unjoined.pop(self, None)
+        self.closed = True
+        if self.session is not None and self.pid is not None:
+            session, pid = self.session, self.pid
+            self.session = self.pid = None
+            if session.id in self.registry.sessions:
+                session.leave(pid, self.registry.clock())
+                log.info("session %s party %d: left", session.id, pid)
+
+    def _receive(self, msg: dict[str, Any]) -> None:
+        now = self.registry.clock()
+        if msg["type"] == "join":
+            if self.session is not None:
+                raise SignalingError(
+                    ErrorCode.ALREADY_JOINED,
+                    f"This connection already joined session {self.session.id} as party "
+                    f"{self.pid}.",
+                )
+            session = self.registry.get(msg["session"])
+            if not session.admits(msg["token"]):
+                raise SignalingError(
+                    ErrorCode.BAD_TOKEN,
+                    "This link is incomplete or wrong: a join link ends with a secret part "
+                    "after the # sign. Ask the person who created the session for the whole "
+                    "link.",
+                )
+            self.pid = session.join(self, msg.get("name", ""), now, msg.get("role"),
+                                    msg.get("ready", False))
+            self.session = session
+            self.registry.unjoined.pop(self, None)
+            log.info("session %s party %d: joined", session.id, self.pid)
+            return
+        if self.session is None or self.pid is None:
+            raise SignalingError(
+                ErrorCode.NOT_JOINED, "Send a 'join' message before anything else."
+            )
+        if msg["type"] in RELAYED:
+            self.session.relay(self.pid, msg, now)
+        elif msg["type"] == "status":
+            self.session.set_status(self.pid, msg["state"], now)
+        elif msg["type"] == "ready":
+            self.session.set_ready(self.pid, msg["ready"], msg.get("name"), now)
+        elif msg["type"] == "link":
+            self.session.set_link(self.pid, msg["peer"], msg["state"], msg.get("path"), now)
+
+    def _session_id(self) -> str:
+        return self.session.id if self.session else "-"
+
+    def _party(self) -> str:
+        return "-" if self.pid is None else str(self.pid)
+
+
+def _type_of(text: str | bytes) -> str:
+    """A frame's message type, for a log line (never its content)."""
+    try:
+        type_ = json.loads(text).get("type")
+    except Exception:
+        return "malformed"
+    return type_ if isinstance(type_, str) and type_ in CLIENT_MESSAGES else "unknown"

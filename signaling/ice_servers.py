@@ -1,0 +1,97 @@
+"""The STUN and TURN servers a signaling server hands each party, with short-lived TURN
+credentials.
+
+A TURN relay costs its operator bandwidth, so it must not be open to anyone. coturn's
+"TURN REST API" scheme (``use-auth-secret``) lets the signaling server mint credentials
+that the relay checks without any shared database: the username is
+``<unix expiry time>:<who>`` and the password base64(HMAC-SHA1(secret, username)). A
+credential that leaks stops working at its expiry; the secret itself never leaves the
+server.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+
+def check_server_url(url: str, schemes: tuple[str, ...]) -> str:
+    """``url`` if it is a credential-free ICE URL of one of ``schemes``, else ValueError."""
+    scheme, sep, rest = url.partition(":")
+    host = rest.split("?", 1)[0]
+    if not sep or scheme not in schemes or not host or "@" in rest or "/" in host:
+        raise ValueError(
+            f"{url!r} is not a {' or '.join(schemes)} URL; write it as "
+            f"{schemes[0]}:HOST:PORT" + ("[?transport=udp|tcp]" if "turn" in schemes else "")
+            + " (credentials come from --turn-secret).")
+    transport = parse_qs(urlsplit(f"x://h/?{url.partition('?')[2]}").query).get("transport")
+    if transport is not None and transport != ["udp"] and transport != ["tcp"]:
+        raise ValueError(f"{url!r}: transport must be udp or tcp.")
+    return url
+
+
+def turn_credentials(secret: str, who: str, expires: int) -> tuple[str, str]:
+    """The (username, password) coturn accepts until ``expires`` (Unix time)."""
+    username = f"{expires}:{who}"
+    digest = hmac.new(secret.encode(), username.encode(), hashlib.sha1).digest()
+    return username, base64.b64encode(digest).decode()
+
+
+@dataclass(frozen=True)
+class IceConfig:
+    """The STUN and TURN servers of a signaling server, and how it authorises the relay.
+
+    ``static`` are servers with fixed credentials (``--ice-server``); ``turn`` URLs get
+    fresh REST credentials per party from ``turn_secret``, valid for ``turn_ttl`` seconds
+    (long enough for a session's whole life: the relay checks them again at every
+    allocation refresh).
+    """
+
+    stun: tuple[str, ...] = ()
+    turn: tuple[str, ...] = ()
+    turn_secret: str | None = None
+    turn_ttl: float = 24 * 3600.0
+    static: tuple[dict[str, Any], ...] = field(default_factory=tuple)
+
+    def __post_init__(self) -> None:
+        for url in self.stun:
+            check_server_url(url, ("stun", "stuns"))
+        for url in self.turn:
+            check_server_url(url, ("turn", "turns"))
+        if self.turn and not self.turn_secret:
+            raise ValueError("TURN URLs need the relay's shared secret (--turn-secret), from "
+                             "which the server makes each party's credentials.")
+        if self.turn_secret is not None and not self.turn_secret:
+            raise ValueError("The TURN secret must not be empty.")
+        if self.turn_ttl <= 0:
+            raise ValueError("The TURN credential lifetime must be positive.")
+
+    @property
+    def has_relay(self) -> bool:
+        """Whether parties get a TURN relay (needed for relay-only sessions)."""
+        return bool(self.turn) or any(
+            str(url).startswith(("turn:", "turns:"))
+            for server in self.static for url in _urls(server))
+
+    def servers(self, who: str, now: float) -> list[dict[str, Any]]:
+        """The ``iceServers`` for one party; ``now`` is Unix time, ``who`` names the party
+        in the relay's logs (session and pid, never a person's name)."""
+        servers: list[dict[str, Any]] = [dict(s) for s in self.static]
+        if self.stun:
+            servers.append({"urls": list(self.stun)})
+        if self.turn:
+            assert self.turn_secret is not None
+            username, password = turn_credentials(self.turn_secret, who,
+                                                   int(now + self.turn_ttl))
+            servers.append({"urls": list(self.turn), "username": username,
+                            "credential": password})
+        return servers
+
+
+def _urls(server: dict[str, Any]) -> list[str]:
+    urls = server.get("urls", [])
+    return [urls] if isinstance(urls, str) else list(urls)

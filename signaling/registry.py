@@ -1,0 +1,213 @@
+"""All live sessions of one server, and the limits that keep it healthy.
+
+Limits (the ``Registry``'s arguments; see ``signaling.cli`` for the command-line options):
+total sessions, open sessions per client address, total connections, messages per second
+per connection (a token bucket on the registry's clock), how long a connection may stay
+without joining, and idle/absolute session age. Every refusal is an ``error`` message with a
+code and a sentence for a person.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import secrets
+import time
+from collections import Counter
+from collections.abc import Callable, Iterable
+from typing import TYPE_CHECKING, Any
+
+from mpyc_webrtc.wire import (
+    MAX_PARTIES,
+    MIN_PARTIES,
+    ErrorCode,
+    SignalingError,
+    error_message,
+    message,
+)
+
+from .ice_servers import IceConfig
+from .session import Session, invalid, labels_from_request, program_from_request
+
+if TYPE_CHECKING:
+    from .endpoint import Endpoint
+
+log = logging.getLogger(__name__)
+
+
+class Registry:
+    r"""All live sessions of one server, with the limits that keep it healthy.
+
+    - ``max_sessions`` open sessions in all (``server_busy``), and ``max_sessions_per_client``
+      open sessions created from one client address (``too_many_sessions``); a session
+      counts until it expires;
+    - ``idle_timeout``: a session nobody touched for this long closes (joined or not, unless
+      it is running with parties connected); ``max_age``: every session closes at this age;
+    - ``max_connections`` open connections (``Endpoint``\ s) in all (``server_busy``);
+      ``join_timeout``: a connection that has not joined a session this long after it
+      opened is closed (``sweep``);
+    - ``message_rate``/``message_burst``: each connection may send ``message_burst``
+      messages at once and ``message_rate`` per second sustained (a token bucket); more are
+      refused with ``rate_limited``, and a connection that sends ``flood_factor`` times
+      that (at once, or sustained) is closed.
+    """
+
+    def __init__(self, *, idle_timeout: float = 600.0, max_age: float = 24 * 3600.0,
+                 max_sessions: int = 1000, ice_servers: Iterable[dict[str, Any]] = (),
+                 ice: IceConfig | None = None,
+                 clock: Callable[[], float] = time.monotonic,
+                 wall_clock: Callable[[], float] = time.time,
+                 max_sessions_per_client: int = 20, max_connections: int = 5000,
+                 join_timeout: float = 60.0, message_rate: float = 50.0,
+                 message_burst: int = 200, flood_factor: float = 3.0):
+        self.idle_timeout = idle_timeout
+        self.max_age = max_age
+        self.max_sessions = max_sessions
+        self.max_sessions_per_client = max_sessions_per_client
+        self.max_connections = max_connections
+        self.join_timeout = join_timeout
+        self.message_rate = message_rate
+        self.message_burst = message_burst
+        self.flood_factor = max(1.0, flood_factor)
+        #: STUN/TURN for every session: ``ice``, or just the fixed ``ice_servers``.
+        self.ice = ice if ice is not None else IceConfig(static=tuple(ice_servers))
+        self.clock = clock
+        self.wall_clock = wall_clock
+        self.sessions: dict[str, Session] = {}
+        #: Open sessions per creating client address (only addresses with at least one).
+        self.sessions_by_client: Counter[str] = Counter()
+        #: Every open connection, and those not yet in a session (oldest first).
+        self.endpoints: set[Endpoint] = set()
+        self.unjoined: dict[Endpoint, None] = {}
+
+    def check_connection_capacity(self) -> None:
+        """Raise ``server_busy`` if another connection would be more than the server allows."""
+        if len(self.endpoints) >= self.max_connections:
+            raise SignalingError(
+                ErrorCode.SERVER_BUSY,
+                "The server has too many open connections right now; try again in a few "
+                "minutes.",
+            )
+
+    def _check_session_capacity(self, client: str | None) -> None:
+        if len(self.sessions) >= self.max_sessions:
+            raise SignalingError(
+                ErrorCode.SERVER_BUSY,
+                "The server has too many open sessions right now; try again in a few minutes.",
+            )
+        if client is not None and \
+                self.sessions_by_client[client] >= self.max_sessions_per_client:
+            raise SignalingError(
+                ErrorCode.TOO_MANY_SESSIONS,
+                f"You already have {self.max_sessions_per_client} open sessions on this "
+                "server, the most it allows from one address. Use one of them, or wait until "
+                "some expire.",
+            )
+
+    def create(self, request: Any, client: str | None = None) -> Session:
+        """Create a session from the JSON body of ``POST /api/sessions``.
+
+        ``client`` is the creator's address, counted against ``max_sessions_per_client``
+        (``None``: not counted, e.g. a session the operator opens at start-up).
+        """
+        if not isinstance(request, dict):
+            raise invalid("The request body must be a JSON object.")
+        parties = request.get("parties")
+        if isinstance(parties, bool) or not isinstance(parties, int) or not (
+            MIN_PARTIES <= parties <= MAX_PARTIES
+        ):
+            raise invalid(
+                f"'parties' must be a whole number from {MIN_PARTIES} to {MAX_PARTIES}, "
+                f"got {parties!r}."
+            )
+        program = program_from_request(request)
+        labels = labels_from_request(request, parties)
+        token_hash = request.get("token_hash")
+        if not isinstance(token_hash, str) or not re.fullmatch(r"[0-9a-f]{64}", token_hash):
+            raise invalid(
+                "'token_hash' must be the SHA-256 (64 lowercase hex digits) of the session's "
+                "join token. The create page and 'mpyc-webrtc-peer create' make it for you.")
+        relay_only = request.get("relay_only", False)
+        if not isinstance(relay_only, bool):
+            raise invalid(f"'relay_only' must be true or false, got {relay_only!r}.")
+        if relay_only and not self.ice.has_relay:
+            raise invalid(
+                "This server has no TURN relay, so it cannot hide the parties' addresses "
+                "from each other (relay only). Create the session without that option, or "
+                "ask the server's operator to set up TURN.")
+        self._check_session_capacity(client)
+        session_id = secrets.token_urlsafe(12)
+        session = Session(session_id, parties, program, self.clock(), self.ice, labels,
+                          token_hash, relay_only=relay_only, wall_clock=self.wall_clock)
+        session.client = client
+        self.sessions[session_id] = session
+        if client is not None:
+            self.sessions_by_client[client] += 1
+        log.info("session %s party -: created for %d parties, %s", session_id, parties,
+                 f"program {program.name}" if program.source is None else
+                 f"uploaded program ({len(program.source.encode())} bytes)")
+        return session
+
+    def _remove(self, session: Session) -> None:
+        del self.sessions[session.id]
+        client = session.client
+        if client is not None:
+            self.sessions_by_client[client] -= 1
+            if self.sessions_by_client[client] <= 0:
+                del self.sessions_by_client[client]
+
+    def get(self, session_id: str) -> Session:
+        session = self.sessions.get(session_id)
+        if session is None:
+            raise SignalingError(
+                ErrorCode.UNKNOWN_SESSION,
+                f"There is no session {session_id!r} on this server. It may have expired; "
+                "check the link or ask for a new one.",
+            )
+        return session
+
+    def expire(self) -> list[Session]:
+        """Close sessions that are idle, too old, or over and empty; return them."""
+        now = self.clock()
+        gone = []
+        for session in list(self.sessions.values()):
+            running = session.started and bool(session.connected_members())
+            idle = now - session.last_activity > self.idle_timeout and not running
+            over = session.started and not running
+            too_old = now - session.created > self.max_age
+            if idle or over or too_old:
+                gone.append(session)
+                self._remove(session)
+                why = ("it has been open longer than the server allows" if too_old
+                       else "it was idle for too long")
+                for member in session.connected_members():
+                    member.endpoint.send(message(
+                        "error", code=str(ErrorCode.SESSION_EXPIRED),
+                        message=f"This session was closed because {why}.",
+                    ))
+                    member.endpoint.close()
+                log.info("session %s party -: expired (%s)", session.id,
+                         "too old" if too_old else "over" if over else "idle")
+        return gone
+
+    def close_unjoined(self) -> int:
+        """Close connections that have not joined a session within ``join_timeout``."""
+        now = self.clock()
+        late = [e for e in self.unjoined if now - e.opened > self.join_timeout]
+        for endpoint in late:
+            del self.unjoined[endpoint]
+            endpoint.send(error_message(
+                ErrorCode.NOT_JOINED,
+                f"This connection did not join a session within {self.join_timeout:g} "
+                "seconds, so the server closed it. Open the join link again.",
+            ))
+            endpoint.close()
+            log.info("session - party -: connection closed, no join within %gs",
+                     self.join_timeout)
+        return len(late)
+
+    def sweep(self) -> list[Session]:
+        """What the server does every few seconds: ``expire`` and ``close_unjoined``."""
+        gone = self.expire()
+        self.close_unjoined()
+        return gone

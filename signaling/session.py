@@ -1,0 +1,367 @@
+"""A session: its program, its places and who holds them, the lobby, the relaying.
+
+The signaling server's core is sans-I/O: nothing here, in ``registry`` or in ``endpoint``
+touches a socket. An ``Endpoint`` stands for one party's WebSocket: the I/O layer
+(``signaling.app``) feeds it the text frames it receives and tells it when the socket
+closed; the core answers by calling the ``send``/``close`` callables it was given. That
+keeps the aiohttp handler thin and lets the tests drive every rule with plain strings.
+"""
+
+from __future__ import annotations
+
+import ast
+import hashlib
+import hmac
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from mpyc_webrtc import programs
+from mpyc_webrtc.launch import describe_program
+from mpyc_webrtc.wire import (
+    LINK_STATES,
+    SERVER_MESSAGES,
+    ErrorCode,
+    SignalingError,
+    message,
+)
+
+from .ice_servers import IceConfig
+
+if TYPE_CHECKING:
+    from .endpoint import Endpoint
+
+log = logging.getLogger(__name__)
+
+Send = Callable[[dict[str, Any]], None]
+
+#: Largest uploaded program source, in bytes.
+MAX_SOURCE_BYTES = 256 * 1024
+#: Longest party label ("hospital A"), in characters.
+MAX_LABEL_LENGTH = 40
+
+
+@dataclass
+class Program:
+    """What a session runs: a built-in program, or MPyC source uploaded by its creator."""
+
+    name: str
+    args: list[str] = field(default_factory=list)
+    source: str | None = None
+
+    def to_wire(self) -> dict[str, Any]:
+        doc: dict[str, Any] = {"name": self.name, "args": self.args, "builtin": self.source is None}
+        if self.source is not None:
+            doc["source"] = self.source
+        return doc
+
+
+@dataclass
+class Member:
+    pid: int
+    name: str
+    endpoint: Endpoint
+    connected: bool = True
+    state: str = "joined"
+    #: Before the first round: input confirmed. After a round: agrees to run again.
+    ready: bool = False
+    #: peer pid -> (state, path) as this party reports its connection to that peer.
+    links: dict[int, tuple[str, str | None]] = field(default_factory=dict)
+
+
+#: Pair states that are progress, in order; a pair shows the less advanced of its two ends.
+_PROGRESS = LINK_STATES[:-1]
+
+
+class Session:
+    def __init__(self, session_id: str, parties: int, program: Program, now: float,
+                 ice: IceConfig, labels: list[str] | None = None,
+                 token_hash: str = "", *, relay_only: bool = False,
+                 wall_clock: Callable[[], float] = time.time):
+        self.id = session_id
+        #: SHA-256 (hex) of the join token; the token itself is known only to the parties.
+        self.token_hash = token_hash
+        self.parties = parties
+        self.program = program
+        self.labels = list(labels or []) + [""] * (parties - len(labels or []))
+        self.ice = ice
+        #: Parties may only use relay candidates: they never learn each other's addresses.
+        self.relay_only = relay_only
+        self.wall_clock = wall_clock
+        self.created = now
+        self.last_activity = now
+        self.members: dict[int, Member] = {}
+        self.started = False
+        #: How many times the program was started; 0 while in the lobby.
+        self.round = 0
+        self.shown_program = describe_program(program.to_wire())
+        #: The address that created the session (for ``max_sessions_per_client``).
+        self.client: str | None = None
+
+    def describe(self) -> dict[str, Any]:
+        return {
+            "session": self.id,
+            "parties": self.parties,
+            "program": self.shown_program,
+            "labels": self.labels,
+            "joined": len(self.members),
+            "members": [
+                {"pid": m.pid, "name": m.name, "label": self.labels[m.pid], "ready": m.ready}
+                for m in self._by_pid() if m.connected
+            ],
+            "started": self.started,
+            "round": self.round,
+            "relay_only": self.relay_only,
+        }
+
+    def ice_servers(self, pid: int) -> list[dict[str, Any]]:
+        """Party ``pid``'s STUN/TURN servers, with TURN credentials made for it now."""
+        return self.ice.servers(f"{self.id}.{pid}", self.wall_clock())
+
+    def _by_pid(self) -> list[Member]:
+        return sorted(self.members.values(), key=lambda m: m.pid)
+
+    def connected_members(self) -> list[Member]:
+        return [m for m in self.members.values() if m.connected]
+
+    def roster(self) -> dict[str, Any]:
+        members = [
+            {"pid": m.pid, "name": m.name, "label": self.labels[m.pid],
+             "state": m.state if m.connected else "left", "ready": m.ready}
+            for m in self._by_pid()
+        ]
+        return message("roster", parties=self.parties, members=members, pairs=self.pairs(),
+                       started=self.started, round=self.round)
+
+    def pairs(self) -> list[dict[str, Any]]:
+        """Each pair's connection, as both ends report it (empty until the first start)."""
+        if not self.started:
+            return []
+        pairs = []
+        for a in range(self.parties):
+            for b in range(a + 1, self.parties):
+                ends = [self._link(a, b), self._link(b, a)]
+                states = [state for state, _ in ends]
+                if "failed" in states:
+                    state = "failed"
+                else:
+                    state = min(states, key=_PROGRESS.index)
+                paths = {path for _, path in ends}
+                path = ("relayed" if "relayed" in paths else "direct" if "direct" in paths
+                        else None)
+                pairs.append({"a": a, "b": b, "state": state, "path": path})
+        return pairs
+
+    def _link(self, pid: int, peer: int) -> tuple[str, str | None]:
+        member = self.members.get(pid)
+        if member is None:
+            return ("signaling", None)
+        return member.links.get(peer, ("signaling", None))
+
+    def broadcast(self, msg: dict[str, Any]) -> None:
+        for member in self.connected_members():
+            member.endpoint.send(msg)
+
+    def admits(self, token: str) -> bool:
+        """Whether ``token`` is the session's join token (compared in constant time)."""
+        digest = hashlib.sha256(token.encode(errors="replace")).hexdigest()
+        return hmac.compare_digest(digest, self.token_hash)
+
+    def join(self, endpoint: Endpoint, name: str, now: float, role: int | None = None,
+             ready: bool = False) -> int:
+        if self.started or len(self.members) >= self.parties:
+            raise SignalingError(
+                ErrorCode.SESSION_FULL,
+                f"This session already has all {self.parties} parties. "
+                "Ask the person who created it for a new link.",
+            )
+        if role is None:
+            pid = min(set(range(self.parties)) - set(self.members))
+        elif not 0 <= role < self.parties:
+            raise SignalingError(
+                ErrorCode.INVALID_MESSAGE,
+                f"There is no party {role} in this session; parties are numbered 0 to "
+                f"{self.parties - 1}.",
+            )
+        elif role in self.members:
+            label = f"{self.labels[role]!r} (party {role})" if self.labels[role] else \
+                f"party {role}"
+            raise SignalingError(
+                ErrorCode.ROLE_TAKEN,
+                f"Someone else already joined as {label}. Choose one of the free places.",
+            )
+        else:
+            pid = role
+        self.members[pid] = Member(pid, name or f"party {pid}", endpoint, ready=ready)
+        self.last_activity = now
+        endpoint.send(message(
+            "welcome", session=self.id, pid=pid, parties=self.parties,
+            program=self.program.to_wire(), labels=self.labels,
+            ice_servers=self.ice_servers(pid), relay_only=self.relay_only,
+        ))
+        self.broadcast(self.roster())
+        self._start_if_agreed()
+        return pid
+
+    def set_ready(self, pid: int, ready: bool, name: str | None, now: float) -> None:
+        member = self.members[pid]
+        self.last_activity = now
+        if self.started:
+            if member.state != "done":
+                raise SignalingError(
+                    ErrorCode.SESSION_STARTED,
+                    "The computation is running: your input can no longer be changed. "
+                    "Wait for it to finish.",
+                )
+            gone = sorted(p for p in range(self.parties)
+                          if p not in self.members or not self.members[p].connected)
+            if ready and gone:
+                raise SignalingError(
+                    ErrorCode.PARTY_LEFT,
+                    f"Party {gone[0]} has left the session, so it cannot run again. "
+                    "Create a new session to compute again.",
+                )
+        if name:
+            member.name = name
+        member.ready = ready
+        self.broadcast(self.roster())
+        self._start_if_agreed()
+
+    def _start_if_agreed(self) -> None:
+        members = self.connected_members()
+        if len(members) < self.parties or not all(m.ready for m in members):
+            return
+        if self.started and not all(m.state == "done" for m in members):
+            return
+        self.started = True
+        self.round += 1
+        for member in members:
+            member.ready = False
+            member.state = "joined"
+        log.info("session %s: all %d parties ready, starting round %d", self.id, self.parties,
+                 self.round)
+        self.broadcast(message("start", parties=self.parties, round=self.round))
+        self.broadcast(self.roster())
+
+    def set_link(self, pid: int, peer: int, state: str, path: str | None, now: float) -> None:
+        if peer == pid or not 0 <= peer < self.parties:
+            raise SignalingError(
+                ErrorCode.UNKNOWN_PID,
+                f"Party {peer} is {'yourself' if peer == pid else 'not in this session'}.",
+            )
+        self.last_activity = now
+        member = self.members[pid]
+        if member.links.get(peer) != (state, path):
+            member.links[peer] = (state, path)
+            self.broadcast(self.roster())
+
+    def leave(self, pid: int, now: float) -> None:
+        self.last_activity = now
+        if self.started:
+            self.members[pid].connected = False
+        else:
+            del self.members[pid]
+        self.broadcast(self.roster())
+
+    def relay(self, pid: int, msg: dict[str, Any], now: float) -> None:
+        to = msg["to"]
+        target = self.members.get(to)
+        if to == pid or target is None or not target.connected:
+            why = "yourself" if to == pid else "not in this session"
+            raise SignalingError(
+                ErrorCode.UNKNOWN_PID,
+                f"Party {to} is {why}; present parties are "
+                f"{sorted(m.pid for m in self.connected_members())}.",
+            )
+        self.last_activity = now
+        # Only what the schema relays: nothing else a client adds reaches the other party.
+        relayed = message(msg["type"], **{k: msg[k] for k in SERVER_MESSAGES[msg["type"]]
+                                          if k in msg and k != "from"})
+        relayed["from"] = pid
+        target.endpoint.send(relayed)
+
+    def set_status(self, pid: int, state: str, now: float) -> None:
+        self.last_activity = now
+        self.members[pid].state = state
+        self.broadcast(self.roster())
+        if state == "done":
+            self._start_if_agreed()  # the last to finish may find the others voted to go on
+
+
+def invalid(text: str) -> SignalingError:
+    return SignalingError(ErrorCode.INVALID_REQUEST, text)
+
+
+def is_text(text: str) -> bool:
+    """Whether ``text`` is encodable as UTF-8 (JSON may carry unpaired surrogates)."""
+    try:
+        text.encode()
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def labels_from_request(request: dict[str, Any], parties: int) -> list[str]:
+    labels = request.get("labels", [])
+    if not isinstance(labels, list) or not all(isinstance(x, str) for x in labels):
+        raise invalid("'labels' must be a list of texts, one per party, like "
+                       "[\"hospital A\", \"hospital B\"].")
+    if len(labels) > parties:
+        raise invalid(f"There are {len(labels)} labels for {parties} parties.")
+    if not all(is_text(x) for x in labels):
+        raise invalid("A label contains characters that are not valid text.")
+    labels = [" ".join(x.split()) for x in labels]
+    for label in labels:
+        if len(label) > MAX_LABEL_LENGTH:
+            raise invalid(f"The label {label[:20]!r}… is longer than {MAX_LABEL_LENGTH} "
+                           "characters.")
+    named = [x for x in labels if x]
+    if len(set(named)) < len(named):
+        twice = next(x for x in named if named.count(x) > 1)
+        raise invalid(f"Two parties have the label {twice!r}; each party needs its own.")
+    return labels
+
+
+def program_from_request(request: dict[str, Any]) -> Program:
+    name = request.get("program")
+    source = request.get("source")
+    args = request.get("args", [])
+    if not isinstance(args, list) or not all(isinstance(a, str) for a in args):
+        raise invalid("'args' must be a list of strings.")
+    try:
+        programs.check_args(args)
+    except ValueError as exc:
+        raise invalid(str(exc)) from None
+    if not all(is_text(a) for a in args):
+        raise invalid("A program argument contains characters that are not valid text.")
+    if source is None:
+        if not isinstance(name, str) or name not in programs.BUILTIN:
+            raise invalid(
+                f"Unknown program {name!r}. Choose one of {', '.join(sorted(programs.BUILTIN))}, "
+                "or upload MPyC source as 'source'."
+            )
+        return Program(name, args)
+    if not isinstance(source, str) or not source.strip():
+        raise invalid("'source' must be the text of an MPyC program.")
+    if not is_text(source):
+        raise invalid("The program contains characters that are not valid text "
+                       "(unpaired surrogates).")
+    if len(source.encode()) > MAX_SOURCE_BYTES:
+        raise invalid(f"The program is larger than {MAX_SOURCE_BYTES // 1024} KiB.")
+    if name is None:
+        name = "program.py"
+    if not isinstance(name, str) or not name or len(name) > 100 or not is_text(name):
+        raise invalid("'program' must be a short file name for the uploaded source.")
+    try:
+        # Top-level await is allowed: browsers and native peers run such scripts.
+        compile(source, name, "exec", dont_inherit=True, flags=ast.PyCF_ALLOW_TOP_LEVEL_AWAIT)
+    except SyntaxError as exc:
+        where = f" on line {exc.lineno}" if exc.lineno else ""
+        raise invalid(f"The program has a syntax error{where}: {exc.msg}.") from None
+    except ValueError as exc:  # e.g. a NUL byte in the source
+        raise invalid(f"The program is not valid Python source: {exc}.") from None
+    except (RecursionError, MemoryError):
+        raise invalid("The program is too deeply nested for Python to compile.") from None
+    return Program(name, args, source)
