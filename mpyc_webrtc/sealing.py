@@ -14,8 +14,8 @@ The construction is specified in the docstring of ``wire`` (``TOKEN_INFO``, ``KE
 
 Base64url is always without padding, and only the canonical encoding is accepted (the
 unused low bits of the last character must be zero), so a changed character never decodes
-to the same bytes. The wording of every ``TamperError`` and link error is defined here, as
-constants and format functions, so the browser can say exactly the same.
+to the same bytes. The wording of every ``TamperError`` and link error is in ``sentences``,
+which the browser's ``web/sealing.js`` says too.
 """
 
 from __future__ import annotations
@@ -36,6 +36,7 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 from . import launch, wire
+from .sentences import say
 
 #: Bytes in the link's secret, the sealing key and the join token's key material.
 SECRET_BYTES = 32
@@ -44,74 +45,9 @@ NONCE_BYTES = 12
 #: Bytes of the AES-GCM authentication tag at the end of each box.
 TAG_BYTES = 16
 
-# -- wording (the browser copies these sentences) ---------------------------------------------
-
-#: Every tampering message starts with this.
-TAMPER_PREFIX = "Tampering detected:"
-#: Every tampering message ends with this.
-TAMPER_STOP = "Stop, and do not take part in this session."
-#: Where a changed, forged or lost message can come from.
-TAMPER_WHO = ("Someone between you and party {party} (the signaling server or the network)")
-
-#: The link has no fragment, or one without ``k`` and ``p``.
-LINK_MISSING_SECRET = (
-    "The join link lacks its secret part (after the # sign). Ask the person who created "
-    "the session for the whole link, and copy all of it.")
-#: The fragment is there but unusable; ``{detail}`` says what is wrong.
-LINK_DAMAGED = (
-    "The join link's secret part (after the # sign) is damaged: {detail}. Ask the person "
-    "who created the session for the whole link, and copy all of it.")
-
-
-def tamper_failed_authentication(party: object) -> str:
-    """A box that does not open: changed, sealed with another key, or moved to other pids."""
-    who = TAMPER_WHO.format(party=party)
-    return (f"{TAMPER_PREFIX} a signaling message said to come from party {party} failed "
-            f"authentication. {who} changed it, or it was not sent by party {party}. "
-            f"{TAMPER_STOP}")
-
-
-def tamper_replayed(party: object, seq: int) -> str:
-    """An authentic message that was accepted before."""
-    who = TAMPER_WHO.format(party=party)
-    return (f"{TAMPER_PREFIX} signaling message {seq} from party {party} arrived again "
-            f"(replayed). {who} sent it twice. {TAMPER_STOP}")
-
-
-def tamper_out_of_order(party: object, seq: int, expected: int) -> str:
-    """An authentic message that is not the next one: earlier ones were held back or lost."""
-    who = TAMPER_WHO.format(party=party)
-    return (f"{TAMPER_PREFIX} signaling message {seq} from party {party} arrived out of "
-            f"order (number {seq}, expected {expected}). {who} held back, dropped or "
-            f"reordered messages. {TAMPER_STOP}")
-
-
-def tamper_bad_content(party: object, detail: str) -> str:
-    """An authentic box whose content is not a signal (only a link holder can seal one)."""
-    return (f"{TAMPER_PREFIX} a sealed signaling message from party {party} is not a valid "
-            f"offer, answer or ICE candidate ({detail}). Only someone with the join link "
-            f"can seal messages, so party {party} or someone else with the link sent it. "
-            f"{TAMPER_STOP}")
-
-
-def tamper_peer_program(party: object, theirs: str, ours: str) -> str:
-    """A peer's sealed offer or answer names another program than this party runs."""
-    return (f"{TAMPER_PREFIX} party {party} runs a different program than this party "
-            f"(fingerprint {launch.fingerprint(theirs)}; this party runs "
-            f"{launch.fingerprint(ours)}). The parties were given different programs. "
-            f"{TAMPER_STOP}")
-
-
-def tamper_server_program(ours: str, link: str) -> str:
-    """The server's program is not the one whose hash the link carries."""
-    return (f"{TAMPER_PREFIX} the server gave this party a different program than the one "
-            f"the session's creator chose (fingerprint {launch.fingerprint(ours)}; the link "
-            f"says {launch.fingerprint(link)}). {TAMPER_STOP}")
-
-
 class TamperError(Exception):
     """Someone changed, forged, replayed or reordered signaling; the message is for people
-    and starts with ``TAMPER_PREFIX``. The party must stop at once."""
+    and starts with "Tampering detected:". The party must stop at once."""
 
 
 # -- encoding ---------------------------------------------------------------------------------
@@ -214,7 +150,7 @@ class JoinSecret:
     @classmethod
     def from_fragment(cls, fragment: str) -> JoinSecret:
         """Parse a fragment (with or without its ``#``); ``ValueError`` with a sentence for
-        people (``LINK_MISSING_SECRET`` or ``LINK_DAMAGED``) if it is missing or damaged.
+        people (``link.missing_secret`` or ``link.damaged``) if it is missing or damaged.
         Parameters other than ``k`` and ``p`` are ignored; ``p`` may be upper case."""
         fragment = (fragment or "").strip().removeprefix("#")
         fields: dict[str, str] = {}
@@ -222,27 +158,28 @@ class JoinSecret:
             key, sep, value = part.partition("=")
             if sep and key in ("k", "p"):
                 if key in fields:
-                    raise ValueError(LINK_DAMAGED.format(detail=f"it has '{key}' twice"))
+                    raise ValueError(_damaged(say("link.twice", key=key)))
                 fields[key] = value
         if not fields:
-            raise ValueError(LINK_MISSING_SECRET)
+            raise ValueError(say("link.missing_secret"))
         if "k" not in fields:
-            raise ValueError(LINK_DAMAGED.format(detail="its secret (k=...) is missing"))
+            raise ValueError(_damaged(say("link.no_secret")))
         if "p" not in fields:
-            raise ValueError(LINK_DAMAGED.format(detail="the program's hash (p=...) is "
-                                                        "missing"))
+            raise ValueError(_damaged(say("link.no_hash")))
         try:
             secret = b64url_decode(fields["k"])
         except ValueError:
             secret = b""
         if len(secret) != SECRET_BYTES:
-            raise ValueError(LINK_DAMAGED.format(
-                detail=f"its secret (k=...) is not {SECRET_BYTES} bytes of base64url"))
+            raise ValueError(_damaged(say("link.bad_secret", bytes=SECRET_BYTES)))
         program = fields["p"].lower()
         if not _HASH.fullmatch(program):
-            raise ValueError(LINK_DAMAGED.format(
-                detail="the program's hash (p=...) is not 64 hexadecimal digits"))
+            raise ValueError(_damaged(say("link.bad_hash")))
         return cls(secret, program)
+
+
+def _damaged(detail: str) -> str:
+    return say("link.damaged", detail=detail)
 
 
 # -- sealed signals ---------------------------------------------------------------------------
@@ -278,7 +215,7 @@ class Sealer:
         and is a JSON object of a kind in ``wire.SIGNAL_KINDS`` with its fields."""
         if (isinstance(sender, bool) or not isinstance(sender, int)
                 or isinstance(seq, bool) or not isinstance(seq, int) or seq < 1):
-            raise TamperError(tamper_failed_authentication(sender))
+            raise TamperError(say("tamper.failed_authentication", party=sender))
         try:
             data = b64url_decode(box)
             if len(data) < NONCE_BYTES + TAG_BYTES:
@@ -286,30 +223,33 @@ class Sealer:
             aad = wire.signal_aad(self.session_id, sender, self.pid, seq)
             plain = self._aead.decrypt(data[:NONCE_BYTES], data[NONCE_BYTES:], aad)
         except (ValueError, InvalidTag):
-            raise TamperError(tamper_failed_authentication(sender)) from None
+            raise TamperError(say("tamper.failed_authentication", party=sender)) from None
         expected = self._accepted[sender] + 1
         if seq < expected:
-            raise TamperError(tamper_replayed(sender, seq))
+            raise TamperError(say("tamper.replayed", party=sender, seq=seq))
         if seq > expected:
-            raise TamperError(tamper_out_of_order(sender, seq, expected))
+            raise TamperError(say("tamper.out_of_order", party=sender, seq=seq,
+                                  expected=expected))
         payload = _check_payload(sender, plain)
         self._accepted[sender] = seq
         return payload
 
 
 def _check_payload(sender: int, plain: bytes) -> dict[str, Any]:
+    def bad(detail: str) -> TamperError:
+        return TamperError(say("tamper.bad_content", party=sender, detail=detail))
+
     try:
         payload = json.loads(plain.decode())
     except (UnicodeDecodeError, ValueError):
-        raise TamperError(tamper_bad_content(sender, "it is not JSON")) from None
+        raise bad(say("tamper.not_json")) from None
     if not isinstance(payload, dict):
-        raise TamperError(tamper_bad_content(sender, "it is not a JSON object"))
+        raise bad(say("tamper.not_object"))
     kind = payload.get("kind")
     fields = wire.SIGNAL_KINDS.get(kind) if isinstance(kind, str) else None
     if fields is None:
-        raise TamperError(tamper_bad_content(sender, f"unknown kind {kind!r}"))
+        raise bad(say("tamper.unknown_kind", kind=json.dumps(kind, ensure_ascii=False)))
     for name in fields:
         if not isinstance(payload.get(name), str):
-            raise TamperError(tamper_bad_content(
-                sender, f"its {kind} has no text field {name!r}"))
+            raise bad(say("tamper.missing_field", kind=kind, field=name))
     return payload

@@ -85,7 +85,7 @@ SENTENCES: dict[str, str] = {
 _FIELD = re.compile(r"\{(\w+)\}")
 
 
-def say(key: str, **fields: Any) -> str:
+def say(key: str, /, **fields: Any) -> str:
     """The sentence ``key`` with its ``{name}`` fields filled in (as ``web/sentences.js``
     does: every field named must be given)."""
     template = SENTENCES[key]

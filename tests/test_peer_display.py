@@ -23,7 +23,8 @@ from mpyc_webrtc.native.console import (
 from mpyc_webrtc.native.create import input_hint
 from mpyc_webrtc.native.errors import Failure
 from mpyc_webrtc.native.join import parse_join_url
-from mpyc_webrtc.sealing import LINK_MISSING_SECRET, JoinSecret
+from mpyc_webrtc.sealing import JoinSecret
+from mpyc_webrtc.sentences import say
 from netns import BIN, Namespace, Server, available
 
 WELCOME = {
@@ -252,7 +253,7 @@ def test_join_link_needs_its_fragment():
         "http://h:1/x", "ID", secret)
     with pytest.raises(Failure) as excinfo:
         parse_join_url("http://h:1/join/ID")
-    assert excinfo.value.code == 2 and str(excinfo.value) == LINK_MISSING_SECRET
+    assert excinfo.value.code == 2 and str(excinfo.value) == say("link.missing_secret")
     with pytest.raises(Failure) as excinfo:
         parse_join_url(f"http://h:1/join/ID#{secret.to_fragment()[:-3]}")
     assert excinfo.value.code == 2 and "is damaged" in str(excinfo.value)

@@ -15,12 +15,8 @@ from dataclasses import dataclass
 import pytest
 
 from mpyc_webrtc import launch
-from mpyc_webrtc.sealing import (
-    LINK_MISSING_SECRET,
-    JoinSecret,
-    TamperError,
-    tamper_server_program,
-)
+from mpyc_webrtc.sealing import JoinSecret, TamperError
+from mpyc_webrtc.sentences import say
 from netns import BIN, Namespace, Server, TamperProxy, available, start_peer
 
 pytestmark = pytest.mark.netns
@@ -146,7 +142,8 @@ def test_swapped_program_is_refused_before_connecting(mode):
     assert JoinSecret.from_fragment(url.split("#")[1]).program_hash == sum_hash
     for run in runs:
         assert run.code == 1 and run.out == "", report
-        assert run.last == ERROR + tamper_server_program(max_hash, sum_hash), report
+        assert run.last == ERROR + say("tamper.server_program", ours=launch.fingerprint(max_hash),
+                                         link=launch.fingerprint(sum_hash)), report
         assert "Link 0<->1" not in run.err, report
     assert run.last == (
         f"{ERROR}Tampering detected: the server gave this party a different program than "
@@ -184,11 +181,11 @@ def test_link_without_its_secret_is_refused_before_contacting_the_server():
         damaged = ns.run([str(BIN / "mpyc-webrtc-peer"), "join", url[:-10], "--input", "1"])
         joined = server.info(url)["joined"]
     assert done.returncode == 2 and done.stdout == ""
-    assert done.stderr.strip().splitlines()[-1] == ERROR + LINK_MISSING_SECRET
-    assert LINK_MISSING_SECRET.startswith("The join link lacks its secret part (after the # "
+    assert done.stderr.strip().splitlines()[-1] == ERROR + say("link.missing_secret")
+    assert say("link.missing_secret").startswith("The join link lacks its secret part (after the # "
                                           "sign).")
     assert nowhere.returncode == 2
-    assert nowhere.stderr.strip().splitlines()[-1] == ERROR + LINK_MISSING_SECRET
+    assert nowhere.stderr.strip().splitlines()[-1] == ERROR + say("link.missing_secret")
     assert damaged.returncode == 2
     assert damaged.stderr.strip().splitlines()[-1].startswith(
         ERROR + "The join link's secret part (after the # sign) is damaged: ")

@@ -10,9 +10,9 @@ import { PeerLink } from './peers.js';
 import { Protocol, ProtocolError } from './protocol.js';
 import { renderResult } from './result.js';
 import {
-  fingerprintOf, joinToken, parseFragment, peerProgramMessage, Sealer, serverProgramMessage,
-  TamperError,
+  fingerprintOf, joinToken, parseFragment, Sealer, TamperError,
 } from './sealing.js';
+import { Sentences } from './sentences.js';
 
 const ui = Object.fromEntries([
   'title', 'summary', 'status', 'progress-box', 'progress', 'progress-text', 'activity', 'error',
@@ -52,6 +52,7 @@ const params = new URLSearchParams(location.search);
 const page = {
   openedAt: performance.now(),
   sessionId: null,
+  sentences: null, // what to say (GET /api/sentences)
   wantedRole: params.has('role') ? Number(params.get('role')) : null,
   session: null, // GET /api/sessions/ID
   protocol: null,
@@ -153,14 +154,15 @@ async function init() {
   }
   page.sessionId = decodeURIComponent(match[1]);
   ui.sessionId.textContent = page.sessionId;
+  let session, assets, schema;
   try {
-    page.link = parseFragment(location.hash);
+    page.sentences = new Sentences(await fetchJson('/api/sentences'));
+    page.link = parseFragment(location.hash, page.sentences);
   } catch (error) {
     worker.terminate();
-    fail('Incomplete link', error.message);
+    fail(page.sentences ? 'Incomplete link' : 'Cannot load', error.message);
     return;
   }
-  let session, assets, schema;
   try {
     [session, assets, schema] = await Promise.all([
       fetchJson(`/api/sessions/${encodeURIComponent(page.sessionId)}`),
@@ -184,7 +186,9 @@ async function init() {
   if (session.program.hash !== page.link.programHash) {
     // The server already describes another program: do not even take a place.
     worker.terminate();
-    tampered(serverProgramMessage(session.program.hash, page.link.programHash));
+    tampered(page.sentences.say('tamper.server_program', {
+      ours: fingerprintOf(session.program.hash), link: fingerprintOf(page.link.programHash),
+    }));
     return;
   }
   if (assets.missing) {
@@ -323,7 +327,9 @@ const fromWorker = {
     } else {
       ui.fingerprintCheck.textContent = `✗ the code here has fingerprint ${fingerprintOf(hash)}`;
       ui.fingerprintCheck.classList.add('problem');
-      tampered(serverProgramMessage(hash, page.link.programHash));
+      tampered(page.sentences.say('tamper.server_program', {
+        ours: fingerprintOf(hash), link: fingerprintOf(page.link.programHash),
+      }));
     }
   },
   'input-checked'({ id, problem }) {
@@ -577,7 +583,7 @@ const fromServer = {
     page.welcome = message;
     // The session in the sealed data is the one in this page's link, not the server's word.
     page.sealer = Sealer.create(page.link.secret, page.sessionId, message.pid,
-      page.protocol.schema.sealing); // a promise: signals wait for it
+      page.protocol.schema.sealing, page.sentences); // a promise: signals wait for it
     page.phase = 'lobby';
     ui.me.hidden = false;
     ui.pid.textContent = partyName(message.pid, { you: false });
@@ -666,7 +672,9 @@ async function received(from, seq, box) {
   }
   if (payload.kind === 'offer' || payload.kind === 'answer') {
     if (payload.program !== page.link.programHash) {
-      tampered(peerProgramMessage(from, String(payload.program), page.link.programHash));
+      tampered(page.sentences.say('tamper.peer_program', {
+        party: from, theirs: fingerprintOf(String(payload.program)), ours: fingerprintOf(page.link.programHash),
+      }));
       return;
     }
     if (payload.kind === 'offer') linkTo(from)?.receiveOffer(payload.sdp);

@@ -4,7 +4,8 @@
 // The construction is specified once, in mpyc_webrtc/wire.py (module docstring), and its
 // constants come from the server's schema document (GET /api/protocol, "sealing"); the
 // native peer implements the same in mpyc_webrtc/sealing.py, and a test checks this file
-// against known-answer vectors made by the Python side.
+// against known-answer vectors made by the Python side. What it says when something is
+// wrong comes from the sentences (mpyc_webrtc/sentences.py, GET /api/sentences).
 
 const encoder = new TextEncoder();
 const decoder = new TextDecoder('utf-8', { fatal: true });
@@ -12,19 +13,7 @@ const { subtle } = globalThis.crypto;
 
 export class TamperError extends Error {}
 
-// The sentences of mpyc_webrtc/sealing.py, so that native and browser parties say the same.
-const TAMPER = 'Tampering detected:';
-const STOP = 'Stop, and do not take part in this session.';
-
-/** The sentence for a program that is not the link's (sealing.tamper_server_program). */
-export function serverProgramMessage(ours, link) {
-  return `${TAMPER} the server gave this party a different program than the one the session's creator chose (fingerprint ${fingerprintOf(ours)}; the link says ${fingerprintOf(link)}). ${STOP}`;
-}
-
-/** The sentence for a peer whose program differs (sealing.tamper_peer_program). */
-export function peerProgramMessage(party, theirs, ours) {
-  return `${TAMPER} party ${party} runs a different program than this party (fingerprint ${fingerprintOf(theirs)}; this party runs ${fingerprintOf(ours)}). The parties were given different programs. ${STOP}`;
-}
+/** @typedef {import('./sentences.js').Sentences} Sentences */
 
 export function toBase64Url(bytes) {
   let text = '';
@@ -60,28 +49,38 @@ export function toFragment(secret, programHash) {
   return `k=${toBase64Url(secret)}&p=${programHash}`;
 }
 
-const ASK_AGAIN = 'Ask the person who created the session for the whole link, and copy all of it.';
-
-/** The secret and program hash from ``location.hash``, or an Error saying what is wrong
- * (the same rules and sentences as sealing.JoinSecret.from_fragment). */
-export function parseFragment(hash) {
-  const params = new URLSearchParams(hash.replace(/^#/, ''));
-  const ks = params.getAll('k');
-  const ps = params.getAll('p');
-  if (!ks.length && !ps.length) {
-    throw new Error(`The join link lacks its secret part (after the # sign). ${ASK_AGAIN}`);
+/**
+ * The secret and program hash from ``location.hash``, or an Error whose message is the
+ * sentence for a person: the same rules and words as sealing.JoinSecret.from_fragment
+ * (only ``k`` and ``p`` count, nothing is percent-decoded, ``p`` may be upper case).
+ * @param {string} hash
+ * @param {Sentences} sentences
+ * @returns {{secret: Uint8Array, programHash: string}}
+ */
+export function parseFragment(hash, sentences) {
+  /** @type {Record<string, string>} */
+  const fields = {};
+  const damaged = (/** @type {string} */ detail) => new Error(sentences.say('link.damaged', { detail }));
+  for (const part of hash.trim().replace(/^#/, '').split('&')) {
+    const at = part.indexOf('=');
+    const key = at < 0 ? part : part.slice(0, at);
+    if (at >= 0 && (key === 'k' || key === 'p')) {
+      if (key in fields) throw damaged(sentences.say('link.twice', { key }));
+      fields[key] = part.slice(at + 1);
+    }
   }
-  const damaged = (detail) => new Error(`The join link's secret part (after the # sign) is damaged: ${detail}. ${ASK_AGAIN}`);
-  if (ks.length !== 1 || ps.length !== 1) throw damaged('it must have exactly one k and one p');
-  let secret = null;
+  if (!('k' in fields) && !('p' in fields)) throw new Error(sentences.say('link.missing_secret'));
+  if (!('k' in fields)) throw damaged(sentences.say('link.no_secret'));
+  if (!('p' in fields)) throw damaged(sentences.say('link.no_hash'));
+  let secret = new Uint8Array(0);
   try {
-    secret = fromBase64Url(ks[0]);
+    secret = fromBase64Url(fields.k);
   } catch {
-    throw damaged('k is not base64url');
+    // described below
   }
-  if (secret.length !== 32) throw damaged(`k has ${secret.length} bytes instead of 32`);
-  const programHash = ps[0].toLowerCase();
-  if (!/^[0-9a-f]{64}$/.test(programHash)) throw damaged('p is not 64 hex digits');
+  if (secret.length !== 32) throw damaged(sentences.say('link.bad_secret', { bytes: 32 }));
+  const programHash = fields.p.toLowerCase();
+  if (!/^[0-9a-f]{64}$/.test(programHash)) throw damaged(sentences.say('link.bad_hash'));
   return { secret, programHash };
 }
 
@@ -131,17 +130,32 @@ export function fingerprintOf(hash) {
 
 /** Seals and opens the ``signal`` boxes of one party in one session. */
 export class Sealer {
-  static async create(secret, session, pid, sealing) {
+  /**
+   * @param {Uint8Array} secret
+   * @param {string} session
+   * @param {number} pid
+   * @param {Record<string, any>} sealing the schema's "sealing" part (GET /api/protocol)
+   * @param {Sentences} sentences
+   */
+  static async create(secret, session, pid, sealing, sentences) {
     const raw = await hkdf(secret, sealing.key_info);
     const key = await subtle.importKey('raw', raw, 'AES-GCM', false, ['encrypt', 'decrypt']);
-    return new Sealer(key, session, pid, sealing);
+    return new Sealer(key, session, pid, sealing, sentences);
   }
 
-  constructor(key, session, pid, sealing) {
+  /**
+   * @param {CryptoKey} key
+   * @param {string} session
+   * @param {number} pid
+   * @param {Record<string, any>} sealing
+   * @param {Sentences} sentences
+   */
+  constructor(key, session, pid, sealing, sentences) {
     this.key = key;
     this.session = session;
     this.pid = pid;
     this.sealing = sealing;
+    this.sentences = sentences;
     this.sent = new Map(); // receiver -> last seq sent
     this.received = new Map(); // sender -> last seq accepted
   }
@@ -169,7 +183,7 @@ export class Sealer {
    * Authentication first, then the number, then the content (as sealing.Sealer.open); a
    * refused message does not advance the count. */
   async open(sender, seq, box) {
-    const who = `Someone between you and party ${sender} (the signaling server or the network)`;
+    const say = (/** @type {string} */ key, /** @type {Record<string, any>} */ fields) => new TamperError(this.sentences.say(key, { party: sender, ...fields }));
     let plain;
     try {
       if (!Number.isInteger(seq) || seq < 1) throw new Error('bad number');
@@ -179,35 +193,39 @@ export class Sealer {
         { name: 'AES-GCM', iv: bytes.slice(0, 12), additionalData: this.aad(sender, this.pid, seq) },
         this.key, bytes.slice(12));
     } catch {
-      throw new TamperError(`${TAMPER} a signaling message said to come from party ${sender} failed authentication. ${who} changed it, or it was not sent by party ${sender}. ${STOP}`);
+      throw say('tamper.failed_authentication', {});
     }
     const expected = (this.received.get(sender) ?? 0) + 1;
-    if (seq < expected) {
-      throw new TamperError(`${TAMPER} signaling message ${seq} from party ${sender} arrived again (replayed). ${who} sent it twice. ${STOP}`);
-    }
-    if (seq > expected) {
-      throw new TamperError(`${TAMPER} signaling message ${seq} from party ${sender} arrived out of order (number ${seq}, expected ${expected}). ${who} held back, dropped or reordered messages. ${STOP}`);
-    }
+    if (seq < expected) throw say('tamper.replayed', { seq });
+    if (seq > expected) throw say('tamper.out_of_order', { seq, expected });
+    const payload = this.checkPayload(plain);
+    if (typeof payload === 'string') throw say('tamper.bad_content', { detail: payload });
+    this.received.set(sender, seq);
+    return payload;
+  }
+
+  /**
+   * The payload of an authentic box, or what is wrong with it (as sealing._check_payload).
+   * @param {ArrayBuffer} plain
+   * @returns {Record<string, any> | string}
+   */
+  checkPayload(plain) {
+    const say = (/** @type {string} */ key, fields = {}) => this.sentences.say(key, fields);
     let payload;
-    let problem = null;
     try {
       payload = JSON.parse(decoder.decode(plain));
     } catch {
-      problem = 'not JSON';
+      return say('tamper.not_json');
     }
-    if (!problem) {
-      const needs = this.sealing.signal_kinds[payload?.kind];
-      if (!needs || typeof payload !== 'object' || Array.isArray(payload)) {
-        problem = `unknown kind ${JSON.stringify(payload?.kind ?? null)}`;
-      } else {
-        const missing = needs.find((field) => typeof payload[field] !== 'string');
-        if (missing) problem = `no text field '${missing}'`;
-      }
+    if (typeof payload !== 'object' || payload === null || Array.isArray(payload)) {
+      return say('tamper.not_object');
     }
-    if (problem) {
-      throw new TamperError(`${TAMPER} a sealed signaling message from party ${sender} is not a valid offer, answer or ICE candidate (${problem}). Only someone with the join link can seal messages, so party ${sender} or someone else with the link sent it. ${STOP}`);
-    }
-    this.received.set(sender, seq);
+    const { kind } = payload;
+    const needs = typeof kind === 'string' && Object.hasOwn(this.sealing.signal_kinds, kind)
+      ? this.sealing.signal_kinds[kind] : null;
+    if (!needs) return say('tamper.unknown_kind', { kind: JSON.stringify(kind ?? null) });
+    const missing = needs.find((/** @type {string} */ field) => typeof payload[field] !== 'string');
+    if (missing) return say('tamper.missing_field', { kind, field: missing });
     return payload;
   }
 }

@@ -24,12 +24,14 @@ from ..launch import (
     compile_program,
     error_message,
     exit_message,
+    fingerprint,
     main_module,
     program_argv,
     program_file,
     program_hash,
 )
-from ..sealing import JoinSecret, TamperError, tamper_server_program
+from ..sealing import JoinSecret, TamperError
+from ..sentences import say
 from .console import StatusDisplay
 from .create import session_info
 from .errors import Failure
@@ -64,7 +66,8 @@ def check_program(program: Any, secret: JoinSecret) -> str:
     except (KeyError, TypeError, AttributeError):
         ours = "0" * 64  # no usable program at all: certainly not the link's
     if ours != secret.program_hash:
-        raise Failure(tamper_server_program(ours, secret.program_hash))
+        raise Failure(say("tamper.server_program", ours=fingerprint(ours),
+                          link=fingerprint(secret.program_hash)))
     return ours
 
 

@@ -12,8 +12,10 @@ from aiortc import RTCDataChannel, RTCPeerConnection, RTCSessionDescription
 from aiortc.sdp import candidate_from_sdp
 
 from .. import wire
+from ..launch import fingerprint
 from ..mesh import MeshError
-from ..sealing import TamperError, tamper_peer_program
+from ..sealing import TamperError
+from ..sentences import say
 from .errors import PeerError
 from .ice import (
     ice_path,
@@ -208,8 +210,9 @@ class PeerLink:
             msg = await self.signaling.next_from(self.peer)
             if msg["kind"] == kind:
                 if msg["program"] != self.program_hash:
-                    error = TamperError(tamper_peer_program(self.peer, msg["program"],
-                                                            self.program_hash))
+                    error = TamperError(say("tamper.peer_program", party=self.peer,
+                                            theirs=fingerprint(msg["program"]),
+                                            ours=fingerprint(self.program_hash)))
                     self.signaling.tamper(error)
                     raise error
                 return msg

@@ -13,7 +13,8 @@ from urllib.parse import urlsplit, urlunsplit
 import aiohttp
 
 from .. import wire
-from ..sealing import Sealer, TamperError, tamper_failed_authentication
+from ..sealing import Sealer, TamperError
+from ..sentences import say
 from .errors import PeerError
 
 log = logging.getLogger(__name__)
@@ -192,7 +193,7 @@ class Signaling:
             sender = msg.get("from")
             try:
                 if self.sealer is None:
-                    raise TamperError(tamper_failed_authentication(sender))
+                    raise TamperError(say("tamper.failed_authentication", party=sender))
                 payload = self.sealer.open(sender, msg.get("seq"), msg.get("box"))
             except TamperError as exc:
                 self.tamper(exc)

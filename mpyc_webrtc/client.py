@@ -1,0 +1,362 @@
+"""A party's side of signaling, without I/O: what it does with each message.
+
+``SignalingClient`` is to a party's WebSocket what python-websockets' ``ClientProtocol`` is
+to its socket: it never sends, opens a connection or waits. Its I/O layer feeds it what
+happened (``connected``, ``receive`` for each server message, ``opened`` for each sealed
+signal it opened, ``local_description`` ...) and gets back a list of *events*, plain dicts
+``{"event": NAME, ...}``, saying what to do or what to show. Two I/O layers drive it: the
+native peer (``mpyc_webrtc.native.signaling``, aiohttp and aiortc) and, as its JavaScript
+twin with the same methods and events, the page (``web/client.js``). Both are checked
+against the same scenarios (``tests/client_scenarios.json``).
+
+The rules it holds:
+
+- joining: the ``join`` message (a native peer is ready at once, a page once its person
+  confirmed an input); an ``error`` before the ``welcome`` means joining failed;
+- the program: nothing connects before the program this party will run is known to be
+  the one whose hash the link carries (``check_program`` / ``program_checked``), and every
+  peer's offer or answer must name the same hash; anything else is tampering;
+- when to start: at the first ``start`` (round 1) one link per other party is made
+  (``connect``); later rounds run over the same links;
+- who offers: the lower pid, everywhere;
+- ICE candidates that come before the offer or answer they belong to wait for it;
+- a party that left after the start: whoever waits for it is told (``peer_left``), once;
+- links: each link's state goes to the server once per change; a path, once known, stays;
+  ``failed`` is final;
+- tampering (a box that does not open, another program): stop at once, tell the server,
+  and act on nothing more.
+
+Events (fields after the name):
+
+==================  =====================================================================
+``send``            message: a wire message for the server (``wire.CLIENT_MESSAGES``)
+``seal``            to, payload: seal ``payload`` (``wire.SIGNAL_KINDS``) for party ``to``
+                    and send it as a ``signal``
+``open``            from, seq, box: open this box, in arrival order, and call ``opened``
+                    with its payload (or ``tampered`` with the sealer's sentence)
+``welcome``         welcome: the server's ``welcome``; this party is ``welcome["pid"]``
+``join_failed``     code, message: the server refused to let this party in
+``check_program``   program: hash the program this party will run; call ``program_checked``
+``program_ok``      (none): the program is the link's
+``roster``          roster: the server's latest ``roster``
+``start``           round: everyone is here and ready: round ``round`` begins
+``connect``         peer, offer: make the link to ``peer``; if ``offer``, create an offer
+                    and call ``local_description`` with it
+``remote``          peer, kind, sdp: set the remote description; after an ``offer``, create
+                    an answer and call ``local_description`` with it
+``candidate``       peer, candidate, sdpMid, sdpMLineIndex: add the peer's ICE candidate
+``unexpected``      peer, kind, expected: the peer sent a ``kind`` where ``expected`` was
+                    due (ignored; worth a log line)
+``peer_left``       peer, message: after the start, ``peer`` left the session
+``server_error``    code, message: an ``error`` from the server after the ``welcome``
+``tampered``        message: someone interfered: stop at once, connect to nobody
+``closed``          welcomed, started: the connection to the server is gone
+==================  =====================================================================
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .launch import fingerprint
+from .sentences import say
+from .wire import message
+
+Event = dict[str, Any]
+
+#: Where the client stands: before ``connected``, joining, in the lobby, after the first
+#: ``start``, stopped (tampering), and after ``disconnected``.
+PHASES = ("new", "joining", "lobby", "started", "stopped", "closed")
+
+
+def member_state(member: dict[str, Any], started: bool) -> str:
+    """A roster member's state as a person reads it: a ``member.*`` key of the sentences
+    (``joined``, ``ready``, ``connecting``, ``computing``, ``done``, ``again``, ``failed``,
+    ``left``)."""
+    state = member.get("state")
+    if state in ("left", "failed"):
+        return state
+    if not started:
+        return "ready" if member.get("ready") else "joined"
+    if state == "done":
+        return "again" if member.get("ready") else "done"
+    if state == "connected":
+        return "computing"
+    return "connecting"
+
+
+class _Link:
+    """What the rules remember about the link to one party."""
+
+    def __init__(self, peer: int, offerer: bool):
+        self.peer = peer
+        self.offerer = offerer
+        #: The description due from the peer; None once it came.
+        self.expecting: str | None = "answer" if offerer else "offer"
+        #: Candidates that came before that description.
+        self.early: list[dict[str, Any]] = []
+
+
+class SignalingClient:
+    """One party's signaling rules in one session.
+
+    ``link_hash`` is the program hash the join link carries; ``token`` proves the link to the
+    server; ``ready`` whether the party is ready as it joins (a native peer, whose input
+    is on its command line); ``role`` the place it asks for, if any.
+    """
+
+    def __init__(self, session: str, link_hash: str, *, token: str, name: str = "",
+                 role: int | None = None, ready: bool = False):
+        self.session = session
+        self.link_hash = link_hash
+        self.token = token
+        self.name = name
+        self.role = role
+        self.ready = ready
+        self.phase = "new"
+        #: Whether the connection to the server closed (``disconnected``).
+        self.closed = False
+        self.welcome: dict[str, Any] | None = None
+        self.roster: dict[str, Any] | None = None
+        self.round = 0
+        #: Whether the program this party runs is the link's (``program_checked``).
+        self.program_ok = False
+        self.links: dict[int, _Link] = {}
+        #: Signals from parties without a link yet (before the start or the program check).
+        self._held: list[tuple[int, dict[str, Any]]] = []
+        self._gone: set[int] = set()
+        self._reported: dict[int, tuple[str, str | None]] = {}
+
+    @property
+    def pid(self) -> int | None:
+        return None if self.welcome is None else self.welcome["pid"]
+
+    @property
+    def parties(self) -> int | None:
+        return None if self.welcome is None else self.welcome["parties"]
+
+    @property
+    def stopped(self) -> bool:
+        return self.phase == "stopped"
+
+    # -- the connection to the server -----------------------------------------------------
+
+    def connected(self) -> list[Event]:
+        """The WebSocket is open: ask to join."""
+        if self.phase != "new":
+            return []
+        self.phase = "joining"
+        fields: dict[str, Any] = {"session": self.session, "token": self.token}
+        if self.name:
+            fields["name"] = self.name
+        if self.role is not None:
+            fields["role"] = self.role
+        fields["ready"] = self.ready
+        return [_send("join", **fields)]
+
+    def disconnected(self) -> list[Event]:
+        """The WebSocket closed, for whatever reason."""
+        if self.closed:
+            return []
+        self.closed = True
+        welcomed, started = self.welcome is not None, self.round > 0
+        if self.phase != "stopped":
+            self.phase = "closed"
+        return [{"event": "closed", "welcomed": welcomed, "started": started}]
+
+    def receive(self, message: dict[str, Any]) -> list[Event]:
+        """A message from the server (JSON, decoded)."""
+        if self.stopped:
+            return []  # nothing the server says counts any more
+        handler = getattr(self, f"_receive_{message.get('type')}", None)
+        return [] if handler is None else handler(message)
+
+    def _receive_welcome(self, message: dict[str, Any]) -> list[Event]:
+        if self.welcome is not None:
+            return []
+        self.welcome = message
+        self.phase = "lobby"
+        return [{"event": "welcome", "welcome": message},
+                {"event": "check_program", "program": message["program"]}]
+
+    def _receive_error(self, message: dict[str, Any]) -> list[Event]:
+        code = message.get("code")
+        text = message.get("message") or say("server.reported", code=code)
+        if self.welcome is None:
+            return [{"event": "join_failed", "code": code, "message": text}]
+        return [{"event": "server_error", "code": code, "message": text}]
+
+    def _receive_roster(self, message: dict[str, Any]) -> list[Event]:
+        self.roster = message
+        events: list[Event] = [{"event": "roster", "roster": message}]
+        if message.get("started"):
+            for member in message.get("members", []):
+                pid = member.get("pid")
+                if member.get("state") == "left" and pid != self.pid and pid not in self._gone:
+                    self._gone.add(pid)
+                    events.append({"event": "peer_left", "peer": pid,
+                                   "message": say("party.left", party=pid)})
+        return events
+
+    def _receive_start(self, message: dict[str, Any]) -> list[Event]:
+        if self.welcome is None:
+            return []
+        self.round = message.get("round", self.round + 1)
+        first = self.phase == "lobby"
+        self.phase = "started"
+        events: list[Event] = [{"event": "start", "round": self.round}]
+        if first and self.program_ok:
+            events += self._connect_all()
+        return events
+
+    def _receive_signal(self, message: dict[str, Any]) -> list[Event]:
+        sender = message.get("from")
+        if self.welcome is None:  # nothing to open it with: it cannot be authentic
+            return self._tamper(say("tamper.failed_authentication", party=sender))
+        return [{"event": "open", "from": sender, "seq": message.get("seq"),
+                 "box": message.get("box")}]
+
+    # -- this party's program -----------------------------------------------------------
+
+    def described(self, digest: str) -> list[Event]:
+        """The hash of the program the server describes before this party joins: if it is
+        not the link's, there is no use joining."""
+        if digest != self.link_hash:
+            return self._tamper(say("tamper.server_program", ours=fingerprint(digest),
+                                    link=fingerprint(self.link_hash)), tell=False)
+        return []
+
+    def program_checked(self, digest: str) -> list[Event]:
+        """The hash of the program this party will run (``check_program``)."""
+        if self.stopped or self.program_ok:
+            return []
+        if digest != self.link_hash:
+            return self._tamper(say("tamper.server_program", ours=fingerprint(digest),
+                                    link=fingerprint(self.link_hash)))
+        self.program_ok = True
+        events: list[Event] = [{"event": "program_ok"}]
+        if self.phase == "started":
+            events += self._connect_all()
+        return events
+
+    # -- sealed signals -------------------------------------------------------------------
+
+    def opened(self, sender: int, payload: dict[str, Any]) -> list[Event]:
+        """The payload of a sealed signal from ``sender``, opened and authentic."""
+        if self.stopped:
+            return []
+        link = self.links.get(sender)
+        if link is None:
+            if 0 <= sender < (self.parties or 0) and sender != self.pid:
+                self._held.append((sender, payload))
+            return []
+        kind = payload["kind"]
+        if kind == "candidate":
+            if link.expecting is not None:
+                link.early.append(payload)
+                return []
+            return _candidate(sender, payload)
+        if kind != link.expecting:
+            return [{"event": "unexpected", "peer": sender, "kind": kind,
+                     "expected": link.expecting}]
+        if payload.get("program") != self.link_hash:
+            return self._tamper(say("tamper.peer_program", party=sender,
+                                    theirs=fingerprint(str(payload.get("program"))),
+                                    ours=fingerprint(self.link_hash)))
+        link.expecting = None
+        events: list[Event] = [{"event": "remote", "peer": sender, "kind": kind,
+                                "sdp": payload["sdp"]}]
+        for candidate in link.early:
+            events += _candidate(sender, candidate)
+        link.early.clear()
+        return events
+
+    def tampered(self, message: str) -> list[Event]:
+        """The I/O layer found tampering (a box that did not open): ``message`` says how."""
+        return self._tamper(message)
+
+    def local_description(self, peer: int, kind: str, sdp: str) -> list[Event]:
+        """This party's offer or answer for ``peer`` is made."""
+        if self.stopped or peer not in self.links:
+            return []
+        return [{"event": "seal", "to": peer,
+                 "payload": {"kind": kind, "sdp": sdp, "program": self.link_hash}}]
+
+    def local_candidate(self, peer: int, candidate: dict[str, Any]) -> list[Event]:
+        """This party found an ICE candidate for the link to ``peer`` (trickle ICE)."""
+        if self.stopped or peer not in self.links or not candidate.get("candidate"):
+            return []
+        payload = {"kind": "candidate", "candidate": candidate["candidate"],
+                   "sdpMid": candidate.get("sdpMid"),
+                   "sdpMLineIndex": candidate.get("sdpMLineIndex")}
+        return [{"event": "seal", "to": peer, "payload": payload}]
+
+    # -- what this party tells the server -------------------------------------------------
+
+    def set_ready(self, ready: bool, name: str | None = None) -> list[Event]:
+        """This party confirmed its input (or takes that back; after a round, ``True``
+        votes to run again)."""
+        if self.stopped or self.welcome is None:
+            return []
+        self.ready = ready
+        return [_send("ready", ready=ready, **({"name": name} if name else {}))]
+
+    def link_state(self, peer: int, state: str, path: str | None = None) -> list[Event]:
+        """How the link to ``peer`` is doing (``wire.LINK_STATES``, ``wire.LINK_PATHS``)."""
+        before = self._reported.get(peer)
+        if path is None and before is not None:
+            path = before[1]  # a path, once known, stays (also once closed)
+        if before == (state, path) or (before is not None and before[0] == "failed"):
+            return []
+        self._reported[peer] = (state, path)
+        fields: dict[str, Any] = {"peer": peer, "state": state}
+        if path is not None:
+            fields["path"] = path
+        return [_send("link", **fields)]
+
+    def status(self, state: str, detail: str | None = None) -> list[Event]:
+        """How this party is doing (``connected``, ``done``, ``failed``), for everyone."""
+        if self.welcome is None:
+            return []
+        return [_send("status", state=state, **({"detail": detail[:500]} if detail else {}))]
+
+    # -- helpers ------------------------------------------------------------------------
+
+    def _connect_all(self) -> list[Event]:
+        pid, parties = self.pid, self.parties
+        assert pid is not None and parties is not None
+        events: list[Event] = []
+        for peer in range(parties):
+            if peer != pid and peer not in self.links:
+                # The lower pid offers, everywhere.
+                self.links[peer] = _Link(peer, offerer=pid < peer)
+                events.append({"event": "connect", "peer": peer, "offer": pid < peer})
+        held, self._held = self._held, []
+        for sender, payload in held:
+            events += self.opened(sender, payload)
+        return events
+
+    def _tamper(self, message: str, tell: bool = True) -> list[Event]:
+        if self.stopped:
+            return []
+        self.phase = "stopped"
+        events: list[Event] = []
+        if tell and self.welcome is not None:
+            events.append(_send("status", state="failed", detail=message[:500]))
+        events.append({"event": "tampered", "message": message})
+        return events
+
+
+def _send(type_: str, **fields: Any) -> Event:
+    return {"event": "send", "message": message(type_, **fields)}
+
+
+def _candidate(peer: int, payload: dict[str, Any]) -> list[Event]:
+    """The ``candidate`` event for a peer's candidate payload; none for end-of-candidates."""
+    if not payload.get("candidate"):
+        return []
+    mid, index = payload.get("sdpMid"), payload.get("sdpMLineIndex")
+    if mid is None and index is None:
+        index = 0  # a candidate must name its media section; there is only one
+    return [{"event": "candidate", "peer": peer, "candidate": payload["candidate"],
+             "sdpMid": mid, "sdpMLineIndex": index}]

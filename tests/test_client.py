@@ -1,0 +1,74 @@
+"""The signaling client's rules (``mpyc_webrtc.client``) and their browser twin
+(``web/client.js``), both driven by ``tests/client_scenarios.json``: the same calls must
+give the same events, with the same whole sentences."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from mpyc_webrtc import sentences, wire
+from mpyc_webrtc.client import SignalingClient, member_state
+from mpyc_webrtc.sealing import JoinSecret, b64url_encode
+
+HERE = Path(__file__).resolve().parent
+DOC = json.loads((HERE / "client_scenarios.json").read_text())
+
+
+@pytest.mark.parametrize("scenario", DOC["scenarios"], ids=lambda s: s["name"])
+def test_scenario(scenario):
+    client = SignalingClient(**scenario["client"])
+    for index, step in enumerate(scenario["steps"]):
+        got = getattr(client, step["call"])(*step.get("args", []))
+        # As JSON carries it (tuples become lists, and so on).
+        assert json.loads(json.dumps(got)) == step.get("expect", []), (
+            f"step {index}: {step['call']}")
+
+
+@pytest.mark.parametrize(("member", "started", "expected"), DOC["member_states"])
+def test_member_state(member, started, expected):
+    assert member_state(member, started) == expected
+    assert f"member.{expected}" in sentences.SENTENCES
+
+
+@pytest.mark.parametrize("link", DOC["links"], ids=lambda link: link["fragment"] or "empty")
+def test_link_fragment(link):
+    if "error" in link:
+        with pytest.raises(ValueError) as excinfo:
+            JoinSecret.from_fragment(link["fragment"])
+        assert str(excinfo.value) == link["error"]
+    else:
+        secret = JoinSecret.from_fragment(link["fragment"])
+        assert (b64url_encode(secret.secret), secret.program_hash) == (
+            link["secret"], link["program_hash"])
+
+
+def test_browser_twin_follows_the_same_scenarios(tmp_path):
+    node = shutil.which("node")
+    assert node is not None, "Node.js runs the page's modules here (./run.sh installs it)"
+    table = tmp_path / "sentences.json"
+    table.write_text(json.dumps(sentences.document()))
+    done = subprocess.run([node, str(HERE / "js" / "client_scenarios.mjs"),
+                           str(HERE / "client_scenarios.json"), str(table)],
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    report = json.loads(done.stdout)
+    assert report["failures"] == []
+    steps = sum(len(s["steps"]) for s in DOC["scenarios"])
+    assert report["checked"] == steps + len(DOC["member_states"]) + len(DOC["links"])
+
+
+def test_the_browser_twin_speaks_this_wire_version():
+    source = (HERE.parent / "web" / "client.js").read_text()
+    assert f"const VERSION = {wire.VERSION};" in source
+
+
+def test_every_sentence_fills_in_as_the_page_does():
+    # Only {name} fields: no format specs or escaped braces the page would not understand.
+    for key, template in sentences.SENTENCES.items():
+        stripped = sentences._FIELD.sub("", template)
+        assert "{" not in stripped and "}" not in stripped, key

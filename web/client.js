@@ -1,0 +1,391 @@
+// @ts-check
+// A party's side of signaling, without I/O: the twin of mpyc_webrtc/client.py.
+//
+// Same methods (in camelCase), same rules, same events: the Python module's docstring is
+// the specification and lists them. The page (lobby.js, links.js) feeds this what happened
+// and does what the returned events say; tests/client_scenarios.json drives both twins.
+
+import { fingerprintOf } from './sealing.js';
+
+/** @typedef {import('./sentences.js').Sentences} Sentences */
+/** @typedef {{event: string, [field: string]: any}} ClientEvent */
+/** @typedef {{pid: number, name?: string, label?: string, state?: string, ready?: boolean}} Member */
+
+const VERSION = 1; // wire.VERSION; a test checks they agree
+
+/**
+ * A roster member's state as a person reads it: a ``member.*`` key of the sentences
+ * (as client.member_state).
+ * @param {Member} member
+ * @param {boolean} started
+ */
+export function memberState(member, started) {
+  const { state } = member;
+  if (state === 'left' || state === 'failed') return state;
+  if (!started) return member.ready ? 'ready' : 'joined';
+  if (state === 'done') return member.ready ? 'again' : 'done';
+  if (state === 'connected') return 'computing';
+  return 'connecting';
+}
+
+/**
+ * @param {string} type
+ * @param {Record<string, any>} fields
+ * @returns {ClientEvent}
+ */
+function send(type, fields) {
+  return { event: 'send', message: { v: VERSION, type, ...fields } };
+}
+
+/**
+ * The ``candidate`` event for a peer's candidate payload; none for end-of-candidates.
+ * @param {number} peer
+ * @param {Record<string, any>} payload
+ * @returns {ClientEvent[]}
+ */
+function candidateEvents(peer, payload) {
+  if (!payload.candidate) return [];
+  const mid = payload.sdpMid ?? null;
+  let index = payload.sdpMLineIndex ?? null;
+  if (mid === null && index === null) index = 0; // there is only one media section
+  return [{ event: 'candidate', peer, candidate: payload.candidate, sdpMid: mid, sdpMLineIndex: index }];
+}
+
+/** What the rules remember about the link to one party. */
+class Link {
+  /** @param {number} peer @param {boolean} offerer */
+  constructor(peer, offerer) {
+    this.peer = peer;
+    this.offerer = offerer;
+    /** @type {string | null} the description due from the peer; null once it came */
+    this.expecting = offerer ? 'answer' : 'offer';
+    /** @type {Record<string, any>[]} candidates that came before it */
+    this.early = [];
+  }
+}
+
+export class SignalingClient {
+  /**
+   * @param {string} session
+   * @param {string} linkHash the program hash the join link carries
+   * @param {Sentences} sentences
+   * @param {{token: string, name?: string, role?: number | null, ready?: boolean}} options
+   */
+  constructor(session, linkHash, sentences, { token, name = '', role = null, ready = false }) {
+    this.session = session;
+    this.linkHash = linkHash;
+    this.sentences = sentences;
+    this.token = token;
+    this.name = name;
+    this.role = role;
+    this.ready = ready;
+    /** @type {'new' | 'joining' | 'lobby' | 'started' | 'stopped' | 'closed'} */
+    this.phase = 'new';
+    /** whether the connection to the server closed (disconnected) */
+    this.closed = false;
+    /** @type {Record<string, any> | null} */
+    this.welcome = null;
+    /** @type {Record<string, any> | null} */
+    this.roster = null;
+    this.round = 0;
+    this.programOk = false;
+    /** @type {Map<number, Link>} */
+    this.links = new Map();
+    /** @type {[number, Record<string, any>][]} signals from parties without a link yet */
+    this.held = [];
+    /** @type {Set<number>} */
+    this.gone = new Set();
+    /** @type {Map<number, [string, string | null]>} */
+    this.reported = new Map();
+  }
+
+  /** @returns {number | null} */
+  get pid() { return this.welcome ? this.welcome.pid : null; }
+
+  /** @returns {number | null} */
+  get parties() { return this.welcome ? this.welcome.parties : null; }
+
+  get stopped() { return this.phase === 'stopped'; }
+
+  // -- the connection to the server -------------------------------------------------------
+
+  /** @returns {ClientEvent[]} */
+  connected() {
+    if (this.phase !== 'new') return [];
+    this.phase = 'joining';
+    /** @type {Record<string, any>} */
+    const fields = { session: this.session, token: this.token };
+    if (this.name) fields.name = this.name;
+    if (this.role !== null && this.role !== undefined) fields.role = this.role;
+    fields.ready = this.ready;
+    return [send('join', fields)];
+  }
+
+  /** @returns {ClientEvent[]} */
+  disconnected() {
+    if (this.closed) return [];
+    this.closed = true;
+    const welcomed = this.welcome !== null;
+    const started = this.round > 0;
+    if (this.phase !== 'stopped') this.phase = 'closed';
+    return [{ event: 'closed', welcomed, started }];
+  }
+
+  /**
+   * A message from the server (JSON, decoded).
+   * @param {Record<string, any>} message
+   * @returns {ClientEvent[]}
+   */
+  receive(message) {
+    if (this.stopped) return []; // nothing the server says counts any more
+    switch (message.type) {
+      case 'welcome': return this.receiveWelcome(message);
+      case 'error': return this.receiveError(message);
+      case 'roster': return this.receiveRoster(message);
+      case 'start': return this.receiveStart(message);
+      case 'signal': return this.receiveSignal(message);
+      default: return [];
+    }
+  }
+
+  /** @param {Record<string, any>} message @returns {ClientEvent[]} */
+  receiveWelcome(message) {
+    if (this.welcome !== null) return [];
+    this.welcome = message;
+    this.phase = 'lobby';
+    return [{ event: 'welcome', welcome: message }, { event: 'check_program', program: message.program }];
+  }
+
+  /** @param {Record<string, any>} message @returns {ClientEvent[]} */
+  receiveError(message) {
+    const { code } = message;
+    const text = message.message || this.sentences.say('server.reported', { code });
+    return [{ event: this.welcome === null ? 'join_failed' : 'server_error', code, message: text }];
+  }
+
+  /** @param {Record<string, any>} message @returns {ClientEvent[]} */
+  receiveRoster(message) {
+    this.roster = message;
+    /** @type {ClientEvent[]} */
+    const events = [{ event: 'roster', roster: message }];
+    if (message.started) {
+      for (const member of message.members ?? []) {
+        const { pid } = member;
+        if (member.state === 'left' && pid !== this.pid && !this.gone.has(pid)) {
+          this.gone.add(pid);
+          events.push({ event: 'peer_left', peer: pid, message: this.sentences.say('party.left', { party: pid }) });
+        }
+      }
+    }
+    return events;
+  }
+
+  /** @param {Record<string, any>} message @returns {ClientEvent[]} */
+  receiveStart(message) {
+    if (this.welcome === null) return [];
+    this.round = message.round ?? this.round + 1;
+    const first = this.phase === 'lobby';
+    this.phase = 'started';
+    /** @type {ClientEvent[]} */
+    const events = [{ event: 'start', round: this.round }];
+    if (first && this.programOk) events.push(...this.connectAll());
+    return events;
+  }
+
+  /** @param {Record<string, any>} message @returns {ClientEvent[]} */
+  receiveSignal(message) {
+    const sender = message.from;
+    if (this.welcome === null) { // nothing to open it with: it cannot be authentic
+      return this.tamper(this.sentences.say('tamper.failed_authentication', { party: sender }));
+    }
+    return [{ event: 'open', from: sender, seq: message.seq, box: message.box }];
+  }
+
+  // -- this party's program ---------------------------------------------------------------
+
+  /**
+   * The hash of the program the server describes before this party joins.
+   * @param {string} digest
+   * @returns {ClientEvent[]}
+   */
+  described(digest) {
+    if (digest !== this.linkHash) {
+      return this.tamper(this.sentences.say('tamper.server_program', {
+        ours: fingerprintOf(digest), link: fingerprintOf(this.linkHash),
+      }), false);
+    }
+    return [];
+  }
+
+  /**
+   * The hash of the program this party will run (``check_program``).
+   * @param {string} digest
+   * @returns {ClientEvent[]}
+   */
+  programChecked(digest) {
+    if (this.stopped || this.programOk) return [];
+    if (digest !== this.linkHash) {
+      return this.tamper(this.sentences.say('tamper.server_program', {
+        ours: fingerprintOf(digest), link: fingerprintOf(this.linkHash),
+      }));
+    }
+    this.programOk = true;
+    /** @type {ClientEvent[]} */
+    const events = [{ event: 'program_ok' }];
+    if (this.phase === 'started') events.push(...this.connectAll());
+    return events;
+  }
+
+  // -- sealed signals ---------------------------------------------------------------------
+
+  /**
+   * The payload of a sealed signal from ``sender``, opened and authentic.
+   * @param {number} sender
+   * @param {Record<string, any>} payload
+   * @returns {ClientEvent[]}
+   */
+  opened(sender, payload) {
+    if (this.stopped) return [];
+    const link = this.links.get(sender);
+    if (!link) {
+      if (sender >= 0 && sender < (this.parties ?? 0) && sender !== this.pid) this.held.push([sender, payload]);
+      return [];
+    }
+    const { kind } = payload;
+    if (kind === 'candidate') {
+      if (link.expecting !== null) {
+        link.early.push(payload);
+        return [];
+      }
+      return candidateEvents(sender, payload);
+    }
+    if (kind !== link.expecting) {
+      return [{ event: 'unexpected', peer: sender, kind, expected: link.expecting }];
+    }
+    if (payload.program !== this.linkHash) {
+      return this.tamper(this.sentences.say('tamper.peer_program', {
+        party: sender, theirs: fingerprintOf(String(payload.program)), ours: fingerprintOf(this.linkHash),
+      }));
+    }
+    link.expecting = null;
+    /** @type {ClientEvent[]} */
+    const events = [{ event: 'remote', peer: sender, kind, sdp: payload.sdp }];
+    for (const early of link.early) events.push(...candidateEvents(sender, early));
+    link.early = [];
+    return events;
+  }
+
+  /**
+   * The I/O layer found tampering (a box that did not open).
+   * @param {string} message
+   */
+  tampered(message) {
+    return this.tamper(message);
+  }
+
+  /**
+   * This party's offer or answer for ``peer`` is made.
+   * @param {number} peer
+   * @param {string} kind
+   * @param {string} sdp
+   * @returns {ClientEvent[]}
+   */
+  localDescription(peer, kind, sdp) {
+    if (this.stopped || !this.links.has(peer)) return [];
+    return [{ event: 'seal', to: peer, payload: { kind, sdp, program: this.linkHash } }];
+  }
+
+  /**
+   * This party found an ICE candidate for the link to ``peer`` (trickle ICE).
+   * @param {number} peer
+   * @param {{candidate?: string, sdpMid?: string | null, sdpMLineIndex?: number | null}} candidate
+   * @returns {ClientEvent[]}
+   */
+  localCandidate(peer, candidate) {
+    if (this.stopped || !this.links.has(peer) || !candidate.candidate) return [];
+    const payload = {
+      kind: 'candidate',
+      candidate: candidate.candidate,
+      sdpMid: candidate.sdpMid ?? null,
+      sdpMLineIndex: candidate.sdpMLineIndex ?? null,
+    };
+    return [{ event: 'seal', to: peer, payload }];
+  }
+
+  // -- what this party tells the server ---------------------------------------------------
+
+  /**
+   * @param {boolean} ready
+   * @param {string | null} [name]
+   * @returns {ClientEvent[]}
+   */
+  setReady(ready, name = null) {
+    if (this.stopped || this.welcome === null) return [];
+    this.ready = ready;
+    return [send('ready', name ? { ready, name } : { ready })];
+  }
+
+  /**
+   * How the link to ``peer`` is doing; told to the server once per change.
+   * @param {number} peer
+   * @param {string} state
+   * @param {string | null} [path]
+   * @returns {ClientEvent[]}
+   */
+  linkState(peer, state, path = null) {
+    const before = this.reported.get(peer);
+    if (path === null && before !== undefined) [, path] = before; // a path, once known, stays
+    if (before !== undefined && ((before[0] === state && before[1] === path) || before[0] === 'failed')) {
+      return [];
+    }
+    this.reported.set(peer, [state, path]);
+    return [send('link', path !== null ? { peer, state, path } : { peer, state })];
+  }
+
+  /**
+   * @param {string} state
+   * @param {string | null} [detail]
+   * @returns {ClientEvent[]}
+   */
+  status(state, detail = null) {
+    if (this.welcome === null) return [];
+    return [send('status', detail ? { state, detail: [...detail].slice(0, 500).join('') } : { state })];
+  }
+
+  // -- helpers ----------------------------------------------------------------------------
+
+  /** @returns {ClientEvent[]} */
+  connectAll() {
+    const { pid, parties } = this;
+    if (pid === null || parties === null) return [];
+    /** @type {ClientEvent[]} */
+    const events = [];
+    for (let peer = 0; peer < parties; peer += 1) {
+      if (peer !== pid && !this.links.has(peer)) {
+        this.links.set(peer, new Link(peer, pid < peer)); // the lower pid offers, everywhere
+        events.push({ event: 'connect', peer, offer: pid < peer });
+      }
+    }
+    const held = this.held;
+    this.held = [];
+    for (const [sender, payload] of held) events.push(...this.opened(sender, payload));
+    return events;
+  }
+
+  /**
+   * @param {string} message
+   * @param {boolean} [tell]
+   * @returns {ClientEvent[]}
+   */
+  tamper(message, tell = true) {
+    if (this.stopped) return [];
+    this.phase = 'stopped';
+    /** @type {ClientEvent[]} */
+    const events = [];
+    if (tell && this.welcome !== null) {
+      events.push(send('status', { state: 'failed', detail: [...message].slice(0, 500).join('') }));
+    }
+    events.push({ event: 'tampered', message });
+    return events;
+  }
+}

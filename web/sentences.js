@@ -1,0 +1,28 @@
+// @ts-check
+// What a party tells its person: the table of mpyc_webrtc/sentences.py, which the server
+// serves at GET /api/sentences. Nothing is worded here; this only fills in the fields, as
+// sentences.say does in Python.
+
+/** @typedef {Record<string, string>} SentenceTable */
+
+export class Sentences {
+  /** @param {SentenceTable} table the server's /api/sentences */
+  constructor(table) {
+    this.table = table;
+  }
+
+  /**
+   * The sentence ``key`` with its ``{name}`` fields filled in.
+   * @param {string} key
+   * @param {Record<string, string | number>} [fields]
+   * @returns {string}
+   */
+  say(key, fields = {}) {
+    const template = this.table[key];
+    if (template === undefined) throw new Error(`no sentence '${key}'`);
+    return template.replace(/\{(\w+)\}/g, (_, name) => {
+      if (!(name in fields)) throw new Error(`the sentence '${key}' needs '${name}'`);
+      return String(fields[name]);
+    });
+  }
+}
