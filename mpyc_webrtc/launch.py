@@ -1,6 +1,10 @@
 """How a session's program is started: its file, its ``sys.argv``, its code, and what
-its end means, the same for the native peer (``peer.py``) and the browser
-(``py_worker/party.py``). Pure functions, no I/O beyond writing the uploaded source.
+its end means, the same for the native peer (``native/join.py``) and the browser
+(``py_worker/party.py``). No I/O beyond writing the uploaded source.
+
+The two run it the same way (``prepare``, ``import_runtime``, then ``run_as_main`` around
+the program) and differ only in how they wait: a native party's loop is not running while
+the program runs (``mpc.run`` runs it), a browser's always is (the program is awaited).
 """
 
 from __future__ import annotations
@@ -8,18 +12,35 @@ from __future__ import annotations
 import ast
 import builtins
 import hashlib
+import inspect
 import logging
 import re
+import sys
+import traceback
 import types
+from collections.abc import Callable, Coroutine, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 from . import programs
+from .mesh import MeshError
 from .wire import PROGRAM_HASH_CONTEXT
+
+log = logging.getLogger(__name__)
 
 
 class LaunchError(Exception):
     """The program cannot be started; the message is for the person at this party."""
+
+
+class ProgramFailed(Exception):
+    """The program could not run or did not end well: the message is for the person at
+    this party, ``code`` the exit status a command reports for it."""
+
+    def __init__(self, message: str, code: int = 1):
+        super().__init__(message)
+        self.code = code
 
 
 def is_builtin(program: dict[str, Any]) -> bool:
@@ -183,6 +204,98 @@ def main_module(path: Path) -> types.ModuleType:
     module.__file__ = str(path)
     module.__builtins__ = builtins  # type: ignore[attr-defined]
     return module
+
+
+def prepare(program: dict[str, Any], workdir: Path, parties: int, pid: int,
+            party_input: str | None) -> tuple[Path, types.CodeType]:
+    """Check the input, write the program's file if it was uploaded, compile it and set
+    ``sys.argv`` for it: (the file, its code). ``ProgramFailed`` says what is wrong (exit
+    status 2 for the input)."""
+    problem = check_input(program, party_input)
+    if problem is not None:
+        raise ProgramFailed(problem, 2)
+    try:
+        path = program_file(program, workdir)
+        code = compile_program(path)
+    except LaunchError as exc:
+        raise ProgramFailed(str(exc)) from None
+    except SyntaxError as exc:
+        raise ProgramFailed(error_message(program["name"], exc)) from None
+    sys.argv = program_argv(path, parties, pid, list(program["args"]), party_input)
+    return path, code
+
+
+def import_runtime(parties: int, pid: int, *, set_loop: Callable[[], None] | None = None,
+                   too_late: str) -> Any:
+    """``mpyc.runtime.mpc``, set up from ``sys.argv`` as ``prepare`` left it; ``set_loop``
+    runs between importing ``mpyc`` (which may install uvloop's policy, forgetting the
+    current loop) and ``mpyc.runtime`` (which caches the loop). ``too_late`` is the
+    sentence if MPyC had been set up for another party already."""
+    import mpyc  # noqa: F401  (reads MPyC's options from sys.argv)
+
+    if set_loop is not None:
+        set_loop()
+    import mpyc.runtime
+
+    mpc = mpyc.runtime.mpc
+    if mpc.pid != pid or len(mpc.parties) != parties:
+        raise ProgramFailed(too_late)
+    return mpc
+
+
+@contextmanager
+def run_as_main(path: Path, code: types.CodeType, name: str,
+                mesh_failure: Callable[[], BaseException | None]
+                ) -> Iterator[Coroutine[Any, Any, Any] | None]:
+    """Run ``code`` as ``__main__``, as ``python PATH`` would (``runpy.run_path``, but
+    allowing top-level ``await``): entering runs it and gives the coroutine to finish if it
+    awaits at the top level (the caller runs it on its loop, inside the ``with``), else None.
+
+    How it ended becomes ``ProgramFailed`` (or nothing, for a normal end or ``exit(0)``):
+    ``mesh_failure()`` is the mesh's failure, which explains whatever the program raised
+    after a link broke.
+    """
+    module = main_module(path)
+    saved_main = sys.modules.get("__main__")
+    sys.modules["__main__"] = module
+    sys.path.insert(0, str(path.parent))
+    try:
+        failed = None
+        pending = None
+        try:
+            result = eval(code, module.__dict__)
+            if inspect.iscoroutine(result):
+                pending = result
+        except (Exception, SystemExit) as exc:
+            failed = ending(name, exc, mesh_failure())
+        if failed is None:
+            try:
+                yield pending
+            except (Exception, SystemExit) as exc:
+                failed = ending(name, exc, mesh_failure())
+        if failed is not None:
+            raise failed from None
+    finally:
+        if str(path.parent) in sys.path:
+            sys.path.remove(str(path.parent))
+        if saved_main is not None:
+            sys.modules["__main__"] = saved_main
+
+
+def ending(name: str, exc: BaseException, mesh_failure: BaseException | None
+           ) -> ProgramFailed | None:
+    """What the program ending with ``exc`` means for the person at this party."""
+    if isinstance(exc, ProgramFailed):
+        return exc
+    if isinstance(exc, SystemExit):
+        message = exit_message(name, exc.code)
+        if message is None:
+            return None
+        return ProgramFailed(message, exc.code if isinstance(exc.code, int) else 1)
+    if isinstance(exc, MeshError) or mesh_failure is not None:
+        return ProgramFailed(str(mesh_failure or exc))
+    log.error("the program raised:\n%s", "".join(traceback.format_exception(exc)).rstrip())
+    return ProgramFailed(error_message(name, exc))
 
 
 class PartyContext(logging.Filter):

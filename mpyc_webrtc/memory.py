@@ -7,41 +7,28 @@ and handy to try an MPyC program in one process.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+
+from .transport import BufferedChannel
 
 
-class MemoryChannel:
+class MemoryChannel(BufferedChannel):
     """One end of an in-memory channel pair; delivery is asynchronous, like a network."""
 
     def __init__(self, loop: asyncio.AbstractEventLoop, name: str = ""):
+        super().__init__()
         self.loop = loop
         self.name = name
         self.remote: MemoryChannel | None = None
         self.sent: list[bytes] = []
         self.closed = False
         self.buffered_amount = 0
-        self._inbox: list[bytes] = []
-        self._on_message: Callable[[bytes], None] | None = None
-        self._on_close: Callable[[], None] | None = None
-        self._on_drain: Callable[[], None] | None = None
-        self._low_water = 0
-        self._close_pending = False
+
+    def __repr__(self) -> str:
+        return f"the in-memory channel {self.name!r}"
 
     @property
     def is_open(self) -> bool:
         return not self.closed
-
-    def attach(self, on_message, on_close, on_drain, low_water: int) -> None:
-        self._on_message, self._on_close, self._on_drain = on_message, on_close, on_drain
-        self._low_water = low_water
-        inbox, self._inbox = self._inbox, []
-        for data in inbox:
-            on_message(data)
-        if self._close_pending:
-            on_close()
-
-    def detach(self) -> None:
-        self._on_message = self._on_close = self._on_drain = None
 
     def send(self, data: bytes) -> None:
         if self.closed:
@@ -59,21 +46,15 @@ class MemoryChannel:
     def drain(self, amount: int = 0) -> None:
         """Simulate the network taking the buffer down to ``amount`` bytes."""
         self.buffered_amount = amount
-        if amount <= self._low_water and self._on_drain is not None:
-            self._on_drain()
+        if amount <= self.low_water:
+            self._drained()
 
     def _deliver(self, data: bytes) -> None:
-        if self._on_message is None:
-            self._inbox.append(data)
-        else:
-            self._on_message(data)
+        self._received(data)
 
     def _remote_closed(self) -> None:
         self.closed = True
-        if self._on_close is None:
-            self._close_pending = True
-        else:
-            self._on_close()
+        self._closed_remotely()
 
 
 def channel_pair(loop: asyncio.AbstractEventLoop) -> tuple[MemoryChannel, MemoryChannel]:

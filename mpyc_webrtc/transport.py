@@ -79,6 +79,69 @@ class MessageChannel(Protocol):
         """Keep what arrives from now on for the next ``attach`` (needed by ``keep_channel``)."""
 
 
+class BufferedChannel:
+    """What every ``MessageChannel`` adapter shares (aiortc's, the browser's, the in-memory
+    one): whatever arrives before a transport attaches, or after it detached, is held for
+    the next ``attach``, in order; a close that came meanwhile is told then too. And no
+    exception escapes into the channel's own event handlers (aiortc's would kill the link
+    silently, a browser's would only reach the console).
+
+    Subclasses call ``_received``, ``_closed_remotely`` and ``_drained`` from their
+    channel's events, and may override ``_set_low_water``.
+    """
+
+    def __init__(self) -> None:
+        self._held: list[bytes | str] = []
+        self._close_held = False
+        self._on_message: Callable[[bytes], None] | None = None
+        self._on_close: Callable[[], None] | None = None
+        self._on_drain: Callable[[], None] | None = None
+        self.low_water = 0
+
+    def attach(self, on_message: Callable[[bytes], None], on_close: Callable[[], None],
+               on_drain: Callable[[], None], low_water: int) -> None:
+        self.low_water = low_water
+        self._set_low_water(low_water)
+        self._on_message, self._on_close, self._on_drain = on_message, on_close, on_drain
+        held, self._held = self._held, []
+        for data in held:
+            on_message(data)  # type: ignore[arg-type]  # text: the transport refuses it
+        if self._close_held:
+            self._close_held = False
+            on_close()
+
+    def detach(self) -> None:
+        self._on_message = self._on_close = self._on_drain = None
+
+    def _set_low_water(self, low_water: int) -> None:
+        """Ask the channel for ``on_drain`` at ``low_water`` buffered bytes."""
+
+    def _received(self, data: bytes | str) -> None:
+        try:
+            if self._on_message is None:
+                self._held.append(data)
+            else:
+                self._on_message(data)  # type: ignore[arg-type]
+        except Exception:
+            log.exception("handling a message from %s failed", self)
+
+    def _closed_remotely(self) -> None:
+        try:
+            if self._on_close is None:
+                self._close_held = True
+            else:
+                self._on_close()
+        except Exception:
+            log.exception("handling the close of %s failed", self)
+
+    def _drained(self) -> None:
+        try:
+            if self._on_drain is not None:
+                self._on_drain()
+        except Exception:
+            log.exception("handling a drained %s failed", self)
+
+
 class ChannelTransport:
     """The transport a ``MessageExchanger`` writes to, backed by one message channel."""
 

@@ -18,6 +18,8 @@ from collections.abc import Callable
 from typing import Any
 
 from mpyc_webrtc.mesh import MeshError
+from mpyc_webrtc.sentences import say
+from mpyc_webrtc.transport import BufferedChannel
 
 try:
     from pyodide.ffi import create_proxy, to_js
@@ -44,20 +46,16 @@ def _parties(pids: list[int]) -> str:
     return "parties " + ", ".join(map(str, pids[:-1])) + f" and {pids[-1]}"
 
 
-class JsChannel:
-    """A JS ``RTCDataChannel`` as a ``transport.MessageChannel``; buffers until attached."""
+class JsChannel(BufferedChannel):
+    """A JS ``RTCDataChannel`` as a ``transport.MessageChannel``."""
 
     def __init__(self, dc: Any, peer: int, on_change: Callable[[], None] | None = None,
                  on_open: Callable[[int], None] | None = None):
+        super().__init__()
         self.dc = dc
         self.peer = peer
         self._on_change = on_change
         self._on_open = on_open
-        self._early: list[bytes | str] = []
-        self._closed_early = False
-        self._on_message: Callable[[bytes], None] | None = None
-        self._on_close: Callable[[], None] | None = None
-        self._on_drain: Callable[[], None] | None = None
         self.closed = asyncio.Event()
         dc.binaryType = "arraybuffer"
         self._handlers = {
@@ -65,12 +63,15 @@ class JsChannel:
             "onopen": create_proxy(self._open),
             "onclose": create_proxy(self._close),
             "onerror": create_proxy(self._error),
-            "onbufferedamountlow": create_proxy(self._drain),
+            "onbufferedamountlow": create_proxy(lambda event: self._drained()),
         }
         for name, handler in self._handlers.items():
             setattr(dc, name, handler)
         if dc.readyState == "closed":
             self._close(None)
+
+    def __repr__(self) -> str:
+        return f"the channel to party {self.peer}"
 
     @property
     def is_open(self) -> bool:
@@ -89,19 +90,8 @@ class JsChannel:
         if self.dc.readyState in ("connecting", "open"):
             self.dc.close()
 
-    def attach(self, on_message: Callable[[bytes], None], on_close: Callable[[], None],
-               on_drain: Callable[[], None], low_water: int) -> None:
+    def _set_low_water(self, low_water: int) -> None:
         self.dc.bufferedAmountLowThreshold = low_water
-        self._on_message, self._on_close, self._on_drain = on_message, on_close, on_drain
-        early, self._early = self._early, []
-        for data in early:
-            on_message(data)  # type: ignore[arg-type]  # text is refused by the transport
-        if self._closed_early:
-            on_close()
-
-    def detach(self) -> None:
-        """Keep what arrives for the next run's ``attach`` (the channel stays open)."""
-        self._on_message = self._on_close = self._on_drain = None
 
     def dispose(self) -> None:
         """Unhook from the JS channel and free the handlers (after it closed)."""
@@ -119,14 +109,9 @@ class JsChannel:
     def _message(self, event: Any) -> None:
         try:
             data = event.data
-            if not isinstance(data, str):
-                data = data.to_bytes()
-            if self._on_message is None:
-                self._early.append(data)
-            else:
-                self._on_message(data)
+            self._received(data if isinstance(data, str) else data.to_bytes())
         except Exception:
-            log.exception("handling a message from party %d failed", self.peer)
+            log.exception("reading a message from party %d failed", self.peer)
 
     def _open(self, event: Any) -> None:
         try:
@@ -138,15 +123,12 @@ class JsChannel:
             log.exception("handling the opening of party %d's channel failed", self.peer)
 
     def _close(self, event: Any) -> None:
+        self.closed.set()
         try:
-            self.closed.set()
             self._changed()
-            if self._on_close is None:
-                self._closed_early = True
-            else:
-                self._on_close()
         except Exception:
             log.exception("handling the close of party %d's channel failed", self.peer)
+        self._closed_remotely()
 
     def _error(self, event: Any) -> None:
         try:
@@ -155,13 +137,6 @@ class JsChannel:
                         getattr(error, "message", None) or error or "unknown")
         except Exception:
             log.exception("handling an error of party %d's channel failed", self.peer)
-
-    def _drain(self, event: Any) -> None:
-        try:
-            if self._on_drain is not None:
-                self._on_drain()
-        except Exception:
-            log.exception("handling a drained channel to party %d failed", self.peer)
 
     def _changed(self) -> None:
         if self._on_change is not None:
@@ -221,8 +196,7 @@ class JsChannelFactory:
         self._changed()
 
     def peer_left(self, peer: int) -> None:
-        self.failures.setdefault(
-            peer, f"Party {peer} left the session before the computation started.")
+        self.failures.setdefault(peer, say("party.left", party=peer))
         self._changed()
 
     # -- ChannelFactory -------------------------------------------------------------------

@@ -20,7 +20,6 @@ import logging
 import sys
 import tempfile
 import time
-import traceback
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -29,15 +28,13 @@ from mpyc_webrtc import programs
 from mpyc_webrtc.launch import (
     CONTEXT,
     LOG_FORMAT,
-    LaunchError,
+    ProgramFailed,
     check_input,
-    compile_program,
     error_message,
-    exit_message,
-    main_module,
-    program_argv,
-    program_file,
+    import_runtime,
+    run_as_main,
 )
+from mpyc_webrtc.launch import prepare as prepare_program
 from mpyc_webrtc.launch import program_hash as launch_program_hash
 from mpyc_webrtc.mesh import Mesh, MeshError, install_mesh, prepare_next_run
 
@@ -92,10 +89,6 @@ def input_problem(program: str, text: str) -> str | None:
 def program_hash(program: str) -> str:
     """The hash of the (JSON) program, computed here from the code that would run."""
     return launch_program_hash(json.loads(program))
-
-
-class ProgramFailed(Exception):
-    """The program cannot go on; the message is for the person at this party."""
 
 
 class Party:
@@ -174,7 +167,7 @@ class Party:
         try:
             with tempfile.TemporaryDirectory(prefix="mpyc-webrtc-") as workdir:
                 await self._run(Path(workdir))
-        except (LaunchError, ProgramFailed) as exc:
+        except ProgramFailed as exc:
             problem = str(exc)
         finally:
             traffic.cancel()
@@ -200,20 +193,13 @@ class Party:
         return None if self.mesh is None else self.mesh.failure
 
     async def _run(self, workdir: Path) -> None:
-        problem = check_input(self.program, self.input)
-        if problem is not None:
-            raise LaunchError(problem)
-        path = program_file(self.program, workdir)
-        sys.argv = program_argv(path, self.parties, self.pid, list(self.program["args"]),
-                                self.input)
+        path, code = prepare_program(self.program, workdir, self.parties, self.pid,
+                                     self.input)
         started = time.monotonic()
-        import mpyc  # noqa: F401  (reads MPyC's options from sys.argv)
-        import mpyc.runtime
-
+        mpc = import_runtime(self.parties, self.pid,
+                             too_late="MPyC was set up before this party joined; reload "
+                                      "the page.")
         log.info("MPyC set up in %.2f s", time.monotonic() - started)
-        mpc = mpyc.runtime.mpc
-        if mpc.pid != self.pid or len(mpc.parties) != self.parties:
-            raise LaunchError("MPyC was set up before this party joined; reload the page.")
         if self.runs > 1:
             prepare_next_run(mpc)
         self.mesh = install_mesh(mpc, self.factory, connect_timeout=CONNECT_TIMEOUT,
@@ -222,41 +208,9 @@ class Party:
         mpc.run = self._blocking_run
         self._watch_program_errors(mpc._loop)
         log.info("running %s as party %d of %d", self.name, self.pid, self.parties)
-        await self._execute(path)
-
-    async def _execute(self, path: Path) -> None:
-        """Run the file as ``__main__``, like ``runpy.run_path``, but allowing top-level
-        ``await``."""
-        try:
-            code = compile_program(path)
-        except SyntaxError as exc:
-            raise ProgramFailed(error_message(self.name, exc)) from None
-        module = main_module(path)
-        saved_main = sys.modules.get("__main__")
-        sys.modules["__main__"] = module
-        sys.path.insert(0, str(path.parent))
-        try:
-            result = eval(code, module.__dict__)
-            if inspect.iscoroutine(result):
-                await self._unless_failed(result)
-        except SystemExit as exc:
-            message = exit_message(self.name, exc.code)
-            if message is not None:
-                raise ProgramFailed(message) from None
-        except ProgramFailed:
-            raise
-        except MeshError as exc:
-            raise ProgramFailed(str(self._mesh_failure() or exc)) from None
-        except Exception as exc:
-            if self._mesh_failure() is not None:
-                raise ProgramFailed(str(self._mesh_failure())) from None
-            log.error("the program raised:\n%s", traceback.format_exc().rstrip())
-            raise ProgramFailed(error_message(self.name, exc)) from None
-        finally:
-            if str(path.parent) in sys.path:
-                sys.path.remove(str(path.parent))
-            if saved_main is not None:
-                sys.modules["__main__"] = saved_main
+        with run_as_main(path, code, self.name, self._mesh_failure) as pending:
+            if pending is not None:  # top-level await
+                await self._unless_failed(pending)
 
     # -- making mpc.run block, and failures end whatever the program waits for ---------------
 

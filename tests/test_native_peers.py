@@ -189,8 +189,9 @@ def test_status_display_shows_the_roster_and_direct_links(server):
             line for line in lines if line.startswith("Finished")))
         links = [line for line in lines if line.startswith("Link ")]
         for line in links:
-            assert re.fullmatch(r"Link \d<->\d: (signaling|connecting|(connected|ready|"
-                                r"closed) \(direct\))", line), line
+            # The pair states in the words both kinds of party use (sentences.py, pair.*).
+            assert re.fullmatch(r"Link \d<->\d: (exchanging connection details|connecting|"
+                                r"(connected|ready|closed) \(direct\))", line), line
         assert len(links) == len(set(links))  # once per change
         seen.update(lines)
         assert "\x1b[" not in party.err  # stderr is no terminal: plain text

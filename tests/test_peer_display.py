@@ -81,7 +81,7 @@ def test_party_names():
 def test_lobby_lines():
     assert roster_lines(LOBBY, me=1) == [
         'Party 0 (hospital A) "alice": ready',
-        "Party 1 (hospital B) (you): here, not ready yet",
+        "Party 1 (hospital B) (you): in the lobby, choosing an input",
         "Waiting for 1 more party (2 of 3 here, 1 ready).",
     ]
     assert roster_lines(FULL, me=1)[-1] == "All 3 parties are here and ready."
@@ -107,7 +107,8 @@ def test_started_lines_show_each_pair_and_its_path():
 
 def test_pair_line_leaves_out_unknown_paths():
     assert pair_line({"a": 0, "b": 1, "state": "ready", "path": None}) == "Link 0<->1: ready"
-    assert pair_line({"a": 2, "b": 3, "state": "failed", "path": None}) == "Link 2<->3: failed"
+    assert pair_line({"a": 2, "b": 3, "state": "failed", "path": None}) == (
+        "Link 2<->3: could not connect")
     assert pair_line({"a": 0, "b": 1, "state": "closed", "path": "relayed"}) == (
         "Link 0<->1: closed (relayed)")
 

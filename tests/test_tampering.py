@@ -8,14 +8,13 @@ server, the proxy and the parties inside, and removes it afterwards.
 
 from __future__ import annotations
 
-import asyncio
 import re
 from dataclasses import dataclass
 
 import pytest
 
 from mpyc_webrtc import launch
-from mpyc_webrtc.sealing import JoinSecret, TamperError
+from mpyc_webrtc.sealing import JoinSecret
 from mpyc_webrtc.sentences import say
 from netns import BIN, Namespace, Server, TamperProxy, available, start_peer
 
@@ -208,32 +207,33 @@ def test_wrong_secret_is_refused_by_the_server():
 
 def test_peer_offering_another_program_is_tampering():
     """A sealed offer that names another program than this party runs (no network: the
-    link's logic only, with a stand-in for the signaling connection)."""
-    from mpyc_webrtc.native.links import PeerLink
+    native signaling layer, with the rules of mpyc_webrtc.client, fed by hand)."""
+    from mpyc_webrtc.native.signaling import Signaling
 
-    class FakeSignaling:
-        tampered = None
+    program = {"name": "sum", "args": [], "builtin": True}
+    ours, theirs = launch.program_hash(program), "cd" * 32
 
-        def __init__(self, message):
-            self.message = message
+    def started() -> Signaling:
+        signaling = Signaling("http://127.0.0.1:9", "S", secret=bytes(32), token="t",
+                              link_hash=ours)
+        signaling.handle(signaling.client.receive({
+            "v": 1, "type": "welcome", "session": "S", "pid": 1, "parties": 2,
+            "program": program, "labels": ["", ""], "ice_servers": [], "relay_only": False}))
+        signaling.handle(signaling.client.receive(
+            {"v": 1, "type": "start", "parties": 2, "round": 1}))
+        return signaling
 
-        async def next_from(self, pid):
-            return self.message
-
-        def tamper(self, error):
-            self.tampered = error
-
-    ours, theirs = "ab" * 32, "cd" * 32
-    link = PeerLink.__new__(PeerLink)
-    link.peer, link.program_hash = 0, ours
-    link.signaling = FakeSignaling({"kind": "offer", "sdp": "v=0", "program": theirs})
-    with pytest.raises(TamperError) as excinfo:
-        asyncio.run(link._next("offer"))
-    assert link.signaling.tampered is excinfo.value
-    assert str(excinfo.value) == (
+    signaling = started()
+    signaling.handle(signaling.client.opened(0, {"kind": "offer", "sdp": "v=0",
+                                                 "program": theirs}))
+    assert signaling.stopped.is_set()
+    assert str(signaling.tampered) == (
         "Tampering detected: party 0 runs a different program than this party (fingerprint "
-        "cdcd cdcd cdcd cdcd cdcd; this party runs abab abab abab abab abab). The parties "
+        f"cdcd cdcd cdcd cdcd cdcd; this party runs {launch.fingerprint(ours)}). The parties "
         "were given different programs. Stop, and do not take part in this session.")
-    link.signaling = FakeSignaling({"kind": "offer", "sdp": "v=0", "program": ours})
-    assert asyncio.run(link._next("offer"))["sdp"] == "v=0"
-    assert link.signaling.tampered is None
+    signaling = started()
+    signaling.handle(signaling.client.opened(0, {"kind": "offer", "sdp": "v=0",
+                                                 "program": ours}))
+    assert signaling.tampered is None
+    assert {"event": "remote", "peer": 0, "kind": "offer", "sdp": "v=0"} in (
+        signaling._link_events)

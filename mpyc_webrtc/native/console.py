@@ -16,18 +16,8 @@ import time
 from typing import Any, TextIO
 
 from .. import programs
-
-#: A party's state in words, as the browser's roster says it (web/join.js STATE_LABELS).
-MEMBER_STATES = {
-    "joined": "here, not ready yet",
-    "ready": "ready",
-    "connecting": "connecting",
-    "computing": "computing",
-    "done": "finished",
-    "again": "finished, wants to run again",
-    "failed": "failed",
-    "left": "left the session",
-}
+from ..client import member_state
+from ..sentences import SENTENCES, say
 
 #: Seconds after which a plain display says the program is still running.
 PLAIN_PROGRESS_AT = (10, 30, 60)
@@ -76,24 +66,9 @@ def joined_line(welcome: dict[str, Any], fingerprint: str) -> str:
             f"fingerprint {fingerprint}")
 
 
-def member_state(member: dict[str, Any], started: bool) -> str:
-    """A roster member's state as a key of ``MEMBER_STATES`` (as the browser decides it)."""
-    state = member.get("state")
-    if state in ("left", "failed"):
-        return state
-    if not started:
-        return "ready" if member.get("ready") else "joined"
-    if state == "done":
-        return "again" if member.get("ready") else "done"
-    if state == "connected":
-        return "computing"
-    return "connecting"
-
-
 def member_line(member: dict[str, Any], started: bool, me: int | None) -> str:
     who = party_name(member["pid"], member.get("label", ""), member.get("name", ""), me)
-    state = member_state(member, started)
-    return f"{who[:1].upper()}{who[1:]}: {MEMBER_STATES.get(state, clean(state))}"
+    return f"{who[:1].upper()}{who[1:]}: {say('member.' + member_state(member, started))}"
 
 
 def summary_line(roster: dict[str, Any]) -> str:
@@ -118,7 +93,9 @@ def summary_line(roster: dict[str, Any]) -> str:
 
 def pair_line(pair: dict[str, Any]) -> str:
     """``Link 0<->2: ready (direct)``: one pair's connection, as both ends report it."""
-    text = f"Link {pair['a']}<->{pair['b']}: {clean(pair['state'])}"
+    state = pair["state"]
+    words = say(f"pair.{state}") if f"pair.{state}" in SENTENCES else clean(state)
+    text = f"Link {pair['a']}<->{pair['b']}: {words}"
     if pair.get("path") and pair["state"] not in ("signaling", "connecting"):
         text += f" ({clean(pair['path'])})"
     return text
@@ -366,8 +343,9 @@ def _rich_console(file: TextIO):
         base_style = "status."
         highlights = [
             r"(?P<good>\b(ready|finished|computing|connected|direct)\b)",
-            r"(?i)(?P<busy>\b(signaling|connecting|not ready yet|waiting for)\b)",
-            r"(?P<bad>\b(failed|left the session)\b)",
+            r"(?i)(?P<busy>\b(exchanging connection details|connecting|choosing an input|"
+            r"waiting for)\b)",
+            r"(?P<bad>\b(failed|could not connect|left the session)\b)",
             r"(?P<over>\bclosed\b)",
             r"(?P<relay>\brelayed\b)",
             r"(?P<you>\(you\))",

@@ -4,37 +4,21 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import inspect
 import logging
 import os
 import re
 import sys
 import tempfile
-import traceback
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from .. import wire
 from ..ice import parse_ice_server
-from ..launch import (
-    CONTEXT,
-    LaunchError,
-    check_input,
-    compile_program,
-    error_message,
-    exit_message,
-    fingerprint,
-    main_module,
-    program_argv,
-    program_file,
-    program_hash,
-)
+from ..launch import CONTEXT, ProgramFailed, check_input, import_runtime, prepare, run_as_main
 from ..sealing import JoinSecret, TamperError
-from ..sentences import say
 from .console import StatusDisplay
 from .create import session_info
-from .errors import Failure
+from .errors import Failure, PeerError
 
 log = logging.getLogger("mpyc_webrtc.peer")
 
@@ -57,23 +41,8 @@ def parse_join_url(url: str) -> tuple[str, str, JoinSecret]:
     return f"{parts.scheme}://{parts.netloc}{match.group(1)}", match.group(2), secret
 
 
-def check_program(program: Any, secret: JoinSecret) -> str:
-    """The hash of ``program`` (from the server) if it is the link's; else ``Failure``."""
-    try:
-        ours = program_hash(program)
-    except LaunchError as exc:
-        raise Failure(str(exc)) from None
-    except (KeyError, TypeError, AttributeError):
-        ours = "0" * 64  # no usable program at all: certainly not the link's
-    if ours != secret.program_hash:
-        raise Failure(say("tamper.server_program", ours=fingerprint(ours),
-                          link=fingerprint(secret.program_hash)))
-    return ours
-
-
 def join(args: argparse.Namespace) -> int:
-    from ..mesh import MeshError, install_mesh
-    from .errors import PeerError
+    from ..mesh import Mesh, MeshError, install_mesh
     from .ice import allow_loopback_candidates
     from .links import AiortcFactory
     from .signaling import Signaling
@@ -84,10 +53,23 @@ def join(args: argparse.Namespace) -> int:
         extra_ice = [parse_ice_server(u) for u in args.ice_server]
     except ValueError as exc:
         raise Failure(str(exc), 2) from None
-    # Check the input against the session's program before taking a place in it.
+    loop = new_event_loop()
+    asyncio.set_event_loop(loop)  # MPyC's runtime caches this loop when it is imported
+    signaling = Signaling(server, session_id, args.name or "", secret=secret.secret,
+                          token=secret.token, link_hash=secret.program_hash)
+
+    def tampered() -> Failure | None:
+        """The failure to report if signaling was tampered with: it outranks all else."""
+        return None if signaling.tampered is None else Failure(str(signaling.tampered))
+
+    # Before taking a place: the program must be the link's, and the input fit it.
     info = session_info(server, session_id)
     if info is not None:
-        check_program(info["program"], secret)
+        signaling.described(info["program"])
+        if (failure := tampered()) is not None:
+            raise failure
+        if signaling.program_problem is not None:
+            raise Failure(signaling.program_problem)
         try:
             problem = check_input(info["program"], args.input)
         except (KeyError, TypeError, AttributeError):
@@ -101,56 +83,40 @@ def join(args: argparse.Namespace) -> int:
     handler = getattr(args, "log_handler", None)
     if handler is not None and display.terminal:
         handler.setStream(display.guard(handler.stream))
-    loop = new_event_loop()
-    asyncio.set_event_loop(loop)  # MPyC's runtime caches this loop when it is imported
-    signaling = Signaling(server, session_id, args.name or "", secret=secret.secret,
-                          token=secret.token)
-    mesh = None
+    mesh: Mesh | None = None
 
     def stop_at_once(error: TamperError) -> None:
-        # Whoever waits for signaling (joining, waiting for the start, connecting) gets
-        # the TamperError from it; once the program computes nobody does, so it is ended
-        # as a broken link ends it. The tampering is reported below either way.
+        # Whoever waits for signaling (joining, waiting for the start, connecting) is woken
+        # by it; once the program computes nobody is, so it is ended as a broken link ends
+        # it. The tampering is reported below either way.
         if mesh is not None and mesh.transports and loop.is_running():
             loop.stop()
 
-    def tampered() -> Failure | None:
-        """The failure to report if signaling was tampered with: it outranks all else."""
-        if signaling.tampered is None:
-            return None
-        return Failure(str(signaling.tampered))
-
     signaling.on_tamper = stop_at_once
     try:
+        # The program is checked against the link before this returns.
         welcome = loop.run_until_complete(signaling.join())
     except PeerError as exc:
-        raise Failure(str(exc)) from None
+        loop.run_until_complete(signaling.close())
+        raise tampered() or Failure(str(exc)) from None
     pid, parties, program = welcome["pid"], welcome["parties"], welcome["program"]
     CONTEXT.party = str(pid)
     log.info("joined as party %d of %d; program %s", pid, parties, program["name"])
-    try:
-        # Before connecting to anyone: the program must be the one the link names.
-        own_hash = check_program(program, secret)
-    except Failure:
-        loop.run_until_complete(signaling.close())
-        raise
     display.joined(welcome, secret.fingerprint)
 
     def on_roster(roster: dict[str, Any]) -> None:
         display.roster(roster)
         if mesh is not None:
             mesh.set_names(roster["members"])
-            for member in roster["members"]:
-                if member["state"] == "left":
-                    mesh.peer_left(member["pid"])
 
     signaling.on_roster = on_roster
     if signaling.roster is not None:  # it came with the welcome
         display.roster(signaling.roster)
 
     factory = AiortcFactory(signaling, list(welcome["ice_servers"]) + extra_ice,
-                            program_hash=own_hash, join_timeout=args.join_timeout,
+                            join_timeout=args.join_timeout,
                             relay_only=bool(welcome.get("relay_only")))
+    factory.on_peer_left = lambda peer: mesh.peer_left(peer) if mesh is not None else None
     real_stdout = sys.stdout
     if real_stdout is not None and real_stdout.isatty():
         sys.stdout = display.guard(real_stdout)  # type: ignore[assignment]
@@ -160,18 +126,14 @@ def join(args: argparse.Namespace) -> int:
             if problem is not None:
                 raise Failure(_input_problem(problem, args.input), 2)
             try:
-                path = program_file(program, Path(workdir))
-                code = compile_program(path)
-            except (LaunchError, SyntaxError) as exc:
-                raise Failure(str(exc)) from None
-            sys.argv = program_argv(path, parties, pid, program["args"], args.input)
-            import mpyc  # reads MPyC's options from sys.argv, may install uvloop's policy
-
-            asyncio.set_event_loop(loop)  # a new policy forgets it; the runtime must get it
-            import mpyc.runtime
-
-            mpc = mpyc.runtime.mpc
-            if mpc.pid != pid or len(mpc.parties) != parties or mpc._loop is not loop:
+                path, code = prepare(program, Path(workdir), parties, pid, args.input)
+                mpc = import_runtime(
+                    parties, pid, set_loop=lambda: asyncio.set_event_loop(loop),
+                    too_late="mpyc.runtime was imported before the session was joined; it "
+                             "must be set up by mpyc-webrtc-peer.")
+            except ProgramFailed as exc:
+                raise Failure(str(exc), exc.code) from None
+            if mpc._loop is not loop:
                 raise Failure("mpyc.runtime was imported before the session was joined; "
                               "it must be set up by mpyc-webrtc-peer.")
             if (failure := tampered()) is not None:
@@ -179,7 +141,7 @@ def join(args: argparse.Namespace) -> int:
             running = True
 
             def stop_program(error: Exception) -> None:
-                # Ends the mpc.run(...) the program is blocked in; see the except below.
+                # Ends the mpc.run(...) the program is blocked in; run_as_main says why.
                 if running:
                     loop.stop()
 
@@ -187,29 +149,12 @@ def join(args: argparse.Namespace) -> int:
                                 on_failure=stop_program)
             if signaling.roster is not None:
                 mesh.set_names(signaling.roster["members"])
-            sys.path.insert(0, str(path.parent))
-            module = main_module(path)
-            sys.modules["__main__"] = module
             try:
-                result = eval(code, module.__dict__)
-                if inspect.iscoroutine(result):  # top-level await: run it on the loop
-                    loop.run_until_complete(result)
-            except SystemExit as exc:
-                if (failure := tampered()) is not None:
-                    raise failure from None
-                message = exit_message(program["name"], exc.code)
-                if message is not None:
-                    code = exc.code if isinstance(exc.code, int) else 1
-                    raise Failure(message, code) from None
-            except (MeshError, PeerError) as exc:
-                raise tampered() or Failure(str(mesh.failure or exc)) from None
-            except Exception as exc:
-                if (failure := tampered()) is not None:
-                    raise failure from None
-                if mesh.failure is not None:
-                    raise Failure(str(mesh.failure)) from None
-                log.error("the program raised:\n%s", traceback.format_exc().rstrip())
-                raise Failure(error_message(program["name"], exc)) from None
+                with run_as_main(path, code, program["name"], lambda: mesh.failure) as pending:
+                    if pending is not None:  # top-level await: run it on the loop
+                        loop.run_until_complete(pending)
+            except (ProgramFailed, MeshError) as exc:
+                raise tampered() or Failure(str(exc), getattr(exc, "code", 1)) from None
             finally:
                 running = False
             if (failure := tampered()) is not None:
@@ -254,10 +199,4 @@ async def _close(factory: Any, signaling: Any, graceful: bool) -> None:
         await factory.close(graceful=graceful, linger=10.0 if graceful else 0.0)
     except Exception:
         log.debug("closing peer connections failed", exc_info=True)
-    if signaling.tampered is not None:  # let the others see why this party stopped
-        try:
-            await signaling.send(wire.message("status", state="failed",
-                                              detail="Tampering detected; this party stopped."))
-        except Exception:
-            log.debug("could not report the failure")
     await signaling.close()

@@ -1,11 +1,18 @@
-"""The native party's WebSocket to the signaling server (aiohttp)."""
+"""The native party's WebSocket to the signaling server: aiohttp around ``SignalingClient``.
+
+What a message means and what to do about it is ``mpyc_webrtc.client``'s business; this
+module only carries messages (in order, through one writer), seals and opens the ``signal``
+boxes (``sealing.Sealer``), hashes the program it is asked to, and hands what concerns the
+peer connections (``connect``, ``remote``, ``candidate``, ``peer_left``) to whoever
+attached to it (``links.AiortcFactory``). The first sign of tampering stops all signaling:
+``tampered`` holds the ``TamperError``, ``stopped`` is set and ``on_tamper`` is called once.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import json
 import logging
-from collections import defaultdict
 from collections.abc import Callable
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
@@ -13,14 +20,17 @@ from urllib.parse import urlsplit, urlunsplit
 import aiohttp
 
 from .. import wire
+from ..client import Event, SignalingClient
+from ..launch import LaunchError, program_hash
 from ..sealing import Sealer, TamperError
-from ..sentences import say
 from .errors import PeerError
 
 log = logging.getLogger(__name__)
 
 #: How long closing the signaling connection may take.
 CLOSE_TIMEOUT = 3.0
+#: Events about the peer connections, for ``attach``'s handler.
+LINK_EVENTS = ("connect", "remote", "candidate", "unexpected", "peer_left")
 
 
 def websocket_url(server_url: str) -> str:
@@ -34,38 +44,41 @@ def websocket_url(server_url: str) -> str:
 class Signaling:
     """This party's WebSocket to the signaling server.
 
-    Everything a party tells another goes sealed (``sealing.Sealer``): ``send_sealed``
-    seals, and each relayed ``signal`` is opened before it is queued for ``next_from``. The
-    first one that does not open stops all signaling at once: ``tampered`` holds the
-    ``TamperError``, ``next_from`` raises it, and ``on_tamper`` is called once.
+    ``secret`` and ``link_hash`` come from the join link; a native party is ready the moment
+    it joins (its input is on its command line).
     """
 
     def __init__(self, server_url: str, session_id: str, name: str = "", *,
-                 secret: bytes, token: str):
+                 secret: bytes, token: str, link_hash: str):
         self.url = websocket_url(server_url)
         self.session_id = session_id
-        self.name = name
         self.secret = secret
-        self.token = token
+        self.client = SignalingClient(session_id, link_hash, token=token, name=name,
+                                      ready=True)
         self.sealer: Sealer | None = None
         self.welcome: dict[str, Any] | None = None
+        #: The latest ``roster`` message, and who to tell about each new one.
+        self.roster: dict[str, Any] | None = None
+        self.on_roster: Callable[[dict[str, Any]], None] | None = None
         self.started = asyncio.Event()
         self.closed = asyncio.Event()
         self.last_error: PeerError | None = None
+        #: Why the program cannot run here (``launch.LaunchError``), found at the welcome.
+        self.program_problem: str | None = None
         self.tampered: TamperError | None = None
         #: Set with ``tampered``: wakes whoever waits for the session to start.
         self.stopped = asyncio.Event()
         self.on_tamper: Callable[[TamperError], None] | None = None
-        #: The latest ``roster`` message, and who to tell about each new one.
-        self.roster: dict[str, Any] | None = None
-        self.on_roster: Callable[[dict[str, Any]], None] | None = None
-        self._inbox: dict[int, asyncio.Queue[dict[str, Any] | Exception]] = \
-            defaultdict(asyncio.Queue)
-        #: Parties the roster showed as gone after the start (told to ``next_from`` once).
-        self._gone: set[int] = set()
+        self._links: Callable[[Event], None] | None = None
+        self._link_events: list[Event] = []
+        self._welcomed: asyncio.Future[dict[str, Any]] | None = None
+        self._outbox: asyncio.Queue[str] = asyncio.Queue()
         self._http: aiohttp.ClientSession | None = None
         self._ws: aiohttp.ClientWebSocketResponse | None = None
         self._reader: asyncio.Task[None] | None = None
+        self._writer: asyncio.Task[None] | None = None
+
+    # -- what the rest of the party calls --------------------------------------------------
 
     async def join(self, timeout: float = 15.0) -> dict[str, Any]:
         """Connect and join; returns the ``welcome`` message."""
@@ -78,43 +91,43 @@ class Signaling:
             raise PeerError(
                 f"Could not reach the signaling server at {self.url} ({_reason(exc)})."
             ) from None
-        # A native peer's input is given on its command line: it is ready when it joins.
-        await self.send(wire.message("join", session=self.session_id, token=self.token,
-                                     name=self.name, ready=True))
-        welcome = asyncio.get_running_loop().create_future()
-        self._reader = asyncio.create_task(self._read(welcome))
+        self._welcomed = asyncio.get_running_loop().create_future()
+        self._writer = asyncio.ensure_future(self._write())
+        self._reader = asyncio.ensure_future(self._read())
+        self.handle(self.client.connected())
         try:
-            self.welcome = await asyncio.wait_for(welcome, timeout)
+            return await asyncio.wait_for(asyncio.shield(self._welcomed), timeout)
         except TimeoutError:
             await self.close()
             raise PeerError("The signaling server did not answer the join request.") from None
         except PeerError:
             await self.close()
             raise
-        return self.welcome
 
-    async def send(self, msg: dict[str, Any]) -> None:
-        if self._ws is None or self._ws.closed:
-            raise PeerError("The connection to the signaling server is closed.")
-        await self._ws.send_str(wire.encode(msg))
+    def described(self, program: Any) -> None:
+        """The program the server describes before this party joins (``GET
+        /api/sessions/ID``): if it is not the link's, this party stops here
+        (``tampered``), and if this version cannot run it, ``program_problem`` says why."""
+        digest = self._hash(program)
+        if digest is not None:
+            self.handle(self.client.described(digest))
 
-    async def send_sealed(self, to: int, payload: dict[str, Any]) -> None:
-        """Seal ``payload`` (see ``wire.SIGNAL_KINDS``) for party ``to`` and send it."""
-        if self.tampered is not None:
-            raise self.tampered
-        if self.sealer is None:
-            raise PeerError("Not joined: there is nothing to seal with yet.")
-        await self.send(wire.message("signal", **self.sealer.seal(to, payload)))
+    def attach(self, handler: Callable[[Event], None]) -> None:
+        """Who makes the peer connections: gets every ``LINK_EVENTS`` event, those that
+        came before it attached first."""
+        self._links = handler
+        early, self._link_events = self._link_events, []
+        for event in early:
+            handler(event)
 
-    async def next_from(self, pid: int) -> dict[str, Any]:
-        """The next opened offer/answer/candidate from party ``pid`` (a ``SIGNAL_KINDS``
-        payload); raises the ``TamperError`` once signaling was tampered with."""
-        if self.tampered is not None:
-            raise self.tampered
-        item = await self._inbox[pid].get()
-        if isinstance(item, Exception):
-            raise item
-        return item
+    def local_description(self, peer: int, kind: str, sdp: str) -> None:
+        self.handle(self.client.local_description(peer, kind, sdp))
+
+    def link_state(self, peer: int, state: str, path: str | None = None) -> None:
+        self.handle(self.client.link_state(peer, state, path))
+
+    def status(self, state: str, detail: str | None = None) -> None:
+        self.handle(self.client.status(state, detail))
 
     def tamper(self, error: TamperError) -> None:
         """Stop all signaling: the first ``TamperError`` wins and wakes every waiter."""
@@ -123,12 +136,20 @@ class Signaling:
         self.tampered = error
         self.stopped.set()
         log.error("%s", error)
-        for queue in self._inbox.values():
-            queue.put_nowait(error)
+        if self._welcomed is not None and not self._welcomed.done():
+            self._welcomed.set_exception(PeerError(str(error)))
+            self._welcomed.exception()  # whoever joins is told; no "never retrieved"
         if self.on_tamper is not None:
             self.on_tamper(error)
 
     async def close(self) -> None:
+        """Send what is queued (bounded), then close."""
+        if self._writer is not None and not self._writer.done():
+            try:
+                await asyncio.wait_for(self._outbox.join(), CLOSE_TIMEOUT)
+            except TimeoutError:
+                log.debug("the signaling server did not take our last messages")
+            self._writer.cancel()
         if self._ws is not None and not self._ws.closed:
             try:  # a server out of reach would keep us waiting for its closing frame
                 await asyncio.wait_for(self._ws.close(), CLOSE_TIMEOUT)
@@ -139,66 +160,128 @@ class Signaling:
         if self._http is not None:
             await self._http.close()
 
-    async def _read(self, welcome: asyncio.Future[dict[str, Any]]) -> None:
+    # -- the client's events ---------------------------------------------------------------
+
+    def handle(self, events: list[Event]) -> None:
+        for event in events:
+            getattr(self, f"_on_{event['event']}", self._to_links)(event)
+
+    def _to_links(self, event: Event) -> None:
+        if event["event"] not in LINK_EVENTS:
+            log.debug("ignoring the client event %s", event["event"])
+        elif self._links is None:
+            self._link_events.append(event)
+        else:
+            self._links(event)
+
+    def _on_send(self, event: Event) -> None:
+        if self._ws is None or self._ws.closed:
+            log.debug("not sent, the connection is closed: %s", event["message"]["type"])
+            return
+        self._outbox.put_nowait(wire.encode(event["message"]))
+
+    def _on_seal(self, event: Event) -> None:
+        assert self.sealer is not None  # there is nothing to seal before the welcome
+        self._on_send({"message": wire.message(
+            "signal", **self.sealer.seal(event["to"], event["payload"]))})
+
+    def _on_open(self, event: Event) -> None:
+        assert self.sealer is not None  # the client asks only after the welcome
+        try:
+            payload = self.sealer.open(event["from"], event["seq"], event["box"])
+        except TamperError as exc:
+            self.handle(self.client.tampered(str(exc)))
+            return
+        self.handle(self.client.opened(event["from"], payload))
+
+    def _on_welcome(self, event: Event) -> None:
+        welcome = self.welcome = event["welcome"]
+        self.sealer = Sealer(self.secret, self.session_id, int(welcome["pid"]))
+
+    def _on_check_program(self, event: Event) -> None:
+        digest = self._hash(event["program"])
+        if digest is None:  # this party cannot run it at all; join() says why
+            if self._welcomed is not None and not self._welcomed.done():
+                self._welcomed.set_exception(PeerError(str(self.program_problem)))
+            return
+        self.handle(self.client.program_checked(digest))
+
+    def _on_program_ok(self, event: Event) -> None:
+        if self._welcomed is not None and not self._welcomed.done():
+            self._welcomed.set_result(self.welcome)  # type: ignore[arg-type]
+
+    def _on_join_failed(self, event: Event) -> None:
+        error = PeerError(event["message"])
+        error.code = event["code"]  # type: ignore[attr-defined]
+        if self._welcomed is not None and not self._welcomed.done():
+            self._welcomed.set_exception(error)
+
+    def _on_server_error(self, event: Event) -> None:
+        log.warning("signaling server: %s", event["message"])
+        self.last_error = PeerError(event["message"])
+
+    def _on_roster(self, event: Event) -> None:
+        self.roster = event["roster"]
+        if self.on_roster is not None:
+            self.on_roster(self.roster)
+
+    def _on_start(self, event: Event) -> None:
+        self.started.set()
+
+    def _on_tampered(self, event: Event) -> None:
+        self.tamper(TamperError(event["message"]))
+
+    def _on_closed(self, event: Event) -> None:
+        self.closed.set()
+        if self._welcomed is not None and not self._welcomed.done():
+            self._welcomed.set_exception(PeerError(
+                "The signaling server closed the connection before welcoming us."))
+        log.debug("signaling connection closed")
+
+    def _hash(self, program: Any) -> str | None:
+        """The program's hash, computed here from the code that would run; None if this
+        version cannot run it (``program_problem`` says why)."""
+        try:
+            return program_hash(program)
+        except LaunchError as exc:  # a built-in this version does not have
+            self.program_problem = str(exc)
+            return None
+        except (KeyError, TypeError, AttributeError):
+            return "0" * 64  # no usable program at all: certainly not the link's
+
+    # -- I/O --------------------------------------------------------------------------------
+
+    async def _read(self) -> None:
         assert self._ws is not None
         try:
             async for frame in self._ws:
                 if frame.type != aiohttp.WSMsgType.TEXT:
                     continue
                 try:
-                    msg = json.loads(frame.data)
-                    self._dispatch(msg, welcome)
-                except (ValueError, KeyError, TypeError) as exc:
+                    message = json.loads(frame.data)
+                    if not isinstance(message, dict):
+                        raise ValueError("not a JSON object")
+                except ValueError as exc:
                     log.warning("ignoring a malformed message from the server: %s", exc)
+                    continue
+                self.handle(self.client.receive(message))
         except Exception as exc:  # the reader must end quietly, the owner decides
             log.debug("signaling reader stopped: %s", exc)
         finally:
-            if not welcome.done():
-                welcome.set_exception(PeerError(
-                    "The signaling server closed the connection before welcoming us."))
-            self.closed.set()
-            log.debug("signaling connection closed")
+            self.handle(self.client.disconnected())
 
-    def _dispatch(self, msg: dict[str, Any], welcome: asyncio.Future[dict[str, Any]]) -> None:
-        kind = msg.get("type")
-        if self.tampered is not None:
-            return  # nothing the server says counts any more
-        if kind == "welcome" and not welcome.done():
-            self.sealer = Sealer(self.secret, self.session_id, int(msg["pid"]))
-            welcome.set_result(msg)
-        elif kind == "error":
-            error = PeerError(msg.get("message") or f"The server reported {msg.get('code')}.")
-            error.code = msg.get("code")  # type: ignore[attr-defined]
-            if not welcome.done():
-                welcome.set_exception(error)
-            else:
-                log.warning("signaling server: %s", error)
-                self.last_error = error
-        elif kind == "roster":
-            self.roster = msg
-            if msg.get("started"):
-                for member in msg.get("members", []):
-                    pid = member.get("pid")
-                    if member.get("state") == "left" and pid not in self._gone:
-                        # Whoever still waits for its offer or answer need not wait longer.
-                        self._gone.add(pid)
-                        self._inbox[pid].put_nowait(PeerError(
-                            f"Party {pid} left the session before the computation "
-                            "finished."))
-            if self.on_roster is not None:
-                self.on_roster(msg)
-        elif kind == "start":
-            self.started.set()
-        elif kind == "signal":
-            sender = msg.get("from")
+    async def _write(self) -> None:
+        """One writer, so messages leave in the order the client made them."""
+        assert self._ws is not None
+        while True:
+            text = await self._outbox.get()
             try:
-                if self.sealer is None:
-                    raise TamperError(say("tamper.failed_authentication", party=sender))
-                payload = self.sealer.open(sender, msg.get("seq"), msg.get("box"))
-            except TamperError as exc:
-                self.tamper(exc)
-                return
-            self._inbox[sender].put_nowait(payload)
+                if not self._ws.closed:
+                    await self._ws.send_str(text)
+            except Exception as exc:
+                log.debug("could not send a message to the signaling server: %s", exc)
+            finally:
+                self._outbox.task_done()
 
 
 def _reason(exc: BaseException) -> str:

@@ -1,9 +1,18 @@
-// One RTCPeerConnection per other party, made on the main thread (workers cannot), with
-// its negotiated data channel handed to the worker in the task that created it.
+// @ts-check
+// One RTCPeerConnection per other party, made on the main thread (workers cannot), with its
+// negotiated data channel handed to the worker in the task that created it. What to do and
+// when (who offers, which description or candidate to apply) comes from the signaling
+// client's events (client.js: connect, remote, candidate); a PeerLink only does it, in the
+// order it is told, as mpyc_webrtc/native/links.py does with aiortc.
 
-/** How a connection's packets travel once connected: 'direct', 'relayed' or null. */
+/**
+ * How a connection's packets travel once connected: 'direct', 'relayed' or null.
+ * @param {RTCPeerConnection} pc
+ * @returns {Promise<string | null>}
+ */
 async function pathOf(pc) {
   const stats = await pc.getStats();
+  /** @type {any} */
   let pair = null;
   stats.forEach((report) => {
     if (report.type === 'transport' && report.selectedCandidatePairId) {
@@ -22,13 +31,28 @@ async function pathOf(pc) {
 }
 
 /**
- * The link to ``peer``. ``hooks``: ``signal(peer, payload)`` to seal and send a signaling
- * payload (see wire.SIGNAL_KINDS), ``transfer(peer,
- * channel)`` to hand the channel to the worker, ``changed(link)`` when its state changes,
- * ``log(text)``, ``failed(peer, reason)``.
+ * @typedef {object} LinkHooks
+ * @property {(peer: number, kind: string, sdp: string) => void} description this party's
+ *   offer or answer is made (to seal and send)
+ * @property {(peer: number, candidate: RTCIceCandidate) => void} candidate an ICE candidate
+ *   of this party's (trickle ICE)
+ * @property {(peer: number, channel: RTCDataChannel) => void} transfer hand the channel to
+ *   the worker (now: it must be in the task that made it)
+ * @property {(link: PeerLink) => void} changed its state or path changed
+ * @property {(peer: number, reason: string) => void} failed it gave up; ``reason`` ends with
+ *   a period
+ * @property {(text: string) => void} log
  */
+
 export class PeerLink {
-  constructor(peer, me, iceServers, hooks, { relayOnly = false } = {}) {
+  /**
+   * @param {number} peer
+   * @param {boolean} offer whether this party offers (the lower pid, as the client decides)
+   * @param {RTCIceServer[]} iceServers
+   * @param {LinkHooks} hooks
+   * @param {{relayOnly?: boolean}} [options]
+   */
+  constructor(peer, offer, iceServers, hooks, { relayOnly = false } = {}) {
     this.peer = peer;
     this.hooks = hooks;
     // Relay only: gather no host or server-reflexive candidates, so the other party never
@@ -39,21 +63,14 @@ export class PeerLink {
     const channel = this.pc.createDataChannel('mpyc', { negotiated: true, id: 0 });
     hooks.transfer(peer, channel);
     this.remoteSet = false;
-    this.pendingCandidates = [];
-    this.steps = Promise.resolve(); // signaling steps of this link, one after another
+    this.steps = Promise.resolve(); // this link's signaling steps, one after another
     this.failed = false;
     this.channelOpen = false; // told by the worker, which owns the channel
     this.closed = false;
+    /** @type {string | null} */
     this.path = null;
     this.pc.onicecandidate = ({ candidate }) => {
-      if (candidate && candidate.candidate) {
-        hooks.signal(peer, {
-          kind: 'candidate',
-          candidate: candidate.candidate,
-          sdpMid: candidate.sdpMid,
-          sdpMLineIndex: candidate.sdpMLineIndex,
-        });
-      }
+      if (candidate && candidate.candidate) hooks.candidate(peer, candidate);
     };
     this.pc.onconnectionstatechange = () => {
       hooks.log(`connection to party ${peer}: ${this.pc.connectionState}`);
@@ -67,58 +84,51 @@ export class PeerLink {
       hooks.changed(this);
     };
     this.pc.onsignalingstatechange = () => hooks.changed(this);
-    if (me < peer) this.step(() => this.offer()); // the lower pid offers
+    if (offer) {
+      this.step(async () => {
+        await this.pc.setLocalDescription(await this.pc.createOffer());
+        hooks.description(peer, 'offer', this.pc.localDescription?.sdp ?? '');
+      });
+    }
     hooks.changed(this);
   }
 
+  /** @param {() => Promise<void>} action */
   step(action) {
     this.steps = this.steps.then(action).catch((error) => {
       this.giveUp(`the connection could not be set up (${error.message || error}).`);
     });
   }
 
-  async offer() {
-    await this.pc.setLocalDescription(await this.pc.createOffer());
-    this.hooks.signal(this.peer, { kind: 'offer', sdp: this.pc.localDescription.sdp });
-  }
-
-  receiveOffer(sdp) {
+  /**
+   * The peer's offer or answer (client event ``remote``); after an offer, answer it.
+   * @param {'offer' | 'answer'} kind
+   * @param {string} sdp
+   */
+  remote(kind, sdp) {
     this.step(async () => {
-      await this.setRemote({ type: 'offer', sdp });
-      await this.pc.setLocalDescription(await this.pc.createAnswer());
-      this.hooks.signal(this.peer, { kind: 'answer', sdp: this.pc.localDescription.sdp });
+      await this.pc.setRemoteDescription({ type: kind, sdp });
+      this.remoteSet = true;
+      this.hooks.changed(this);
+      if (kind === 'offer') {
+        await this.pc.setLocalDescription(await this.pc.createAnswer());
+        this.hooks.description(this.peer, 'answer', this.pc.localDescription?.sdp ?? '');
+      }
     });
   }
 
-  receiveAnswer(sdp) {
-    this.step(() => this.setRemote({ type: 'answer', sdp }));
-  }
-
-  receiveCandidate({ candidate, sdpMid, sdpMLineIndex }) {
-    if (!candidate) return; // end of candidates
-    const init = { candidate, sdpMid: sdpMid ?? null, sdpMLineIndex: sdpMLineIndex ?? null };
-    if (init.sdpMid === null && init.sdpMLineIndex === null) init.sdpMLineIndex = 0;
-    if (!this.remoteSet) {
-      this.pendingCandidates.push(init);
-      return;
-    }
-    this.addCandidate(init);
-  }
-
-  async setRemote(description) {
-    await this.pc.setRemoteDescription(description);
-    this.remoteSet = true;
-    this.hooks.changed(this);
-    const pending = this.pendingCandidates.splice(0);
-    for (const init of pending) await this.addCandidate(init);
-  }
-
-  async addCandidate(init) {
-    try {
-      await this.pc.addIceCandidate(init);
-    } catch (error) {
-      this.hooks.log(`ignoring an unusable connection candidate from party ${this.peer}: ${error.message}`);
-    }
+  /**
+   * The peer's ICE candidate (client event ``candidate``), after its description.
+   * @param {RTCIceCandidateInit} init
+   */
+  candidate(init) {
+    this.step(async () => {
+      try {
+        await this.pc.addIceCandidate(init);
+      } catch (error) {
+        this.hooks.log(`ignoring an unusable connection candidate from party ${this.peer}: ${error instanceof Error ? error.message : error}`);
+      }
+    });
   }
 
   opened() {
@@ -126,6 +136,7 @@ export class PeerLink {
     this.hooks.changed(this);
   }
 
+  /** @param {string} reason */
   giveUp(reason) {
     if (this.failed) return;
     this.failed = true;

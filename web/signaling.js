@@ -1,0 +1,193 @@
+// @ts-check
+// The page's WebSocket to the signaling server: the I/O around SignalingClient (client.js),
+// as mpyc_webrtc/native/signaling.py is for the native peer. What a message means and what
+// to do about it is the client's business; this carries messages, seals and opens the
+// `signal` boxes (sealing.js, in order: receivers check the numbers) and hands every other
+// event to the page's handlers.
+
+import { SignalingClient } from './client.js';
+import { ProtocolError } from './protocol.js';
+import { Sealer, TamperError } from './sealing.js';
+
+/** @typedef {import('./client.js').ClientEvent} ClientEvent */
+/** @typedef {import('./protocol.js').Protocol} Protocol */
+/** @typedef {import('./sentences.js').Sentences} Sentences */
+/** @typedef {Record<string, (event: ClientEvent) => void>} Handlers */
+
+export class PageSignaling {
+  /**
+   * @param {object} options
+   * @param {string} options.session the session's id, from this page's address
+   * @param {{secret: Uint8Array, programHash: string}} options.link the link's fragment
+   * @param {string} options.token the join token
+   * @param {Protocol} options.protocol the wire schema (GET /api/protocol)
+   * @param {Sentences} options.sentences
+   * @param {Handlers} options.handlers what the page does with each client event
+   * @param {(text: string) => void} options.log
+   */
+  constructor({ session, link, token, protocol, sentences, handlers, log }) {
+    this.session = session;
+    this.link = link;
+    this.protocol = protocol;
+    this.sentences = sentences;
+    this.handlers = handlers;
+    this.log = log;
+    this.client = new SignalingClient(session, link.programHash, sentences, { token });
+    /** @type {WebSocket | null} */
+    this.ws = null;
+    /** @type {Promise<Sealer> | null} from the welcome on */
+    this.sealer = null;
+    this.outgoing = Promise.resolve(); // sealed signals leave one after another
+    this.incoming = Promise.resolve(); // and are opened one after another
+  }
+
+  /**
+   * Open the WebSocket and join, as ``name`` (may be ''), at place ``role`` if one was chosen.
+   * @param {string} name
+   * @param {number | null} role
+   */
+  join(name, role) {
+    // A fresh client for each attempt (after "this place is taken", the person joins again).
+    if (this.client.phase !== 'new') {
+      this.client = new SignalingClient(this.session, this.link.programHash, this.sentences,
+        { token: this.client.token });
+    }
+    this.client.name = name;
+    this.client.role = role;
+    const scheme = location.protocol === 'https:' ? 'wss:' : 'ws:';
+    const ws = new WebSocket(`${scheme}//${location.host}/ws`);
+    this.ws = ws;
+    // Only the current socket speaks: a closed attempt's late events change nothing.
+    ws.onopen = () => {
+      if (this.ws === ws) this.handle(this.client.connected());
+    };
+    ws.onmessage = (event) => {
+      if (this.ws !== ws) return;
+      let message;
+      try {
+        message = this.protocol.decode(event.data);
+      } catch (error) {
+        this.log(`ignoring a message from the server: ${describe(error)}`);
+        return;
+      }
+      this.handle(this.client.receive(message));
+    };
+    ws.onclose = () => {
+      if (this.ws === ws) this.handle(this.client.disconnected());
+    };
+    ws.onerror = () => this.log('the connection to the session server reported an error');
+  }
+
+  /** Whether the WebSocket can take a message now. */
+  get open() {
+    return this.ws !== null && this.ws.readyState === WebSocket.OPEN;
+  }
+
+  /**
+   * Close the WebSocket, after ``delay`` ms for the last messages to go out.
+   * @param {number} [delay]
+   */
+  close(delay = 0) {
+    const { ws } = this;
+    if (ws) setTimeout(() => ws.close(), delay);
+  }
+
+  // -- the client's inputs, for the page ------------------------------------------------------
+
+  /** @param {string} digest */
+  described(digest) { this.handle(this.client.described(digest)); }
+
+  /** @param {string} digest */
+  programChecked(digest) { this.handle(this.client.programChecked(digest)); }
+
+  /**
+   * @param {boolean} ready
+   * @param {string | null} [name]
+   * @returns {boolean} whether it could be said (the WebSocket is open)
+   */
+  setReady(ready, name = null) {
+    if (!this.open) return false;
+    this.handle(this.client.setReady(ready, name));
+    return true;
+  }
+
+  /** @param {number} peer @param {string} kind @param {string} sdp */
+  localDescription(peer, kind, sdp) { this.handle(this.client.localDescription(peer, kind, sdp)); }
+
+  /** @param {number} peer @param {{candidate?: string, sdpMid?: string | null, sdpMLineIndex?: number | null}} candidate */
+  localCandidate(peer, candidate) { this.handle(this.client.localCandidate(peer, candidate)); }
+
+  /** @param {number} peer @param {string} state @param {string | null} path */
+  linkState(peer, state, path) { this.handle(this.client.linkState(peer, state, path)); }
+
+  /** @param {string} state @param {string | null} [detail] */
+  status(state, detail = null) { this.handle(this.client.status(state, detail)); }
+
+  /** @param {string} message */
+  tampered(message) { this.handle(this.client.tampered(message)); }
+
+  // -- the client's events --------------------------------------------------------------------
+
+  /** @param {ClientEvent[]} events */
+  handle(events) {
+    for (const event of events) {
+      switch (event.event) {
+        case 'send': this.send(event.message); break;
+        case 'seal': this.seal(event.to, event.payload); break;
+        case 'open': this.openBox(event.from, event.seq, event.box); break;
+        case 'welcome':
+          // The session in the sealed data is the one in this page's link, not the server's word.
+          this.sealer = Sealer.create(this.link.secret, this.session, event.welcome.pid,
+            this.protocol.schema.sealing, this.sentences);
+          this.handlers.welcome?.(event);
+          break;
+        default: this.handlers[event.event]?.(event);
+      }
+    }
+  }
+
+  /** @param {Record<string, any>} message */
+  send(message) {
+    const { type, v, ...fields } = message;
+    let text;
+    try {
+      text = this.protocol.encode(type, fields);
+    } catch (error) {
+      if (!(error instanceof ProtocolError)) throw error;
+      this.log(`could not send a '${type}' message: ${error.message}`);
+      return;
+    }
+    if (this.ws && this.ws.readyState === WebSocket.OPEN) this.ws.send(text);
+  }
+
+  /** @param {number} peer @param {Record<string, any>} payload */
+  seal(peer, payload) {
+    const { sealer } = this;
+    if (!sealer) return;
+    this.outgoing = this.outgoing.then(async () => {
+      this.send({ type: 'signal', ...await (await sealer).seal(peer, payload) });
+    }).catch((error) => this.log(`could not send a signaling message to party ${peer}: ${describe(error)}`));
+  }
+
+  /** @param {number} sender @param {number} seq @param {string} box */
+  openBox(sender, seq, box) {
+    const { sealer } = this;
+    if (!sealer) return;
+    this.incoming = this.incoming.then(async () => {
+      let payload;
+      try {
+        payload = await (await sealer).open(sender, seq, box);
+      } catch (error) {
+        if (error instanceof TamperError) this.handle(this.client.tampered(error.message));
+        else this.handlers.unreadable?.({ event: 'unreadable', message: describe(error) });
+        return;
+      }
+      this.handle(this.client.opened(sender, payload));
+    });
+  }
+}
+
+/** @param {unknown} error */
+function describe(error) {
+  return error instanceof Error ? error.message : String(error);
+}
