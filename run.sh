@@ -36,11 +36,13 @@ apt_install() {
 browser_assets() {
     # Pyodide, the code editor and the syntax highlighter come from the npm registry,
     # pinned in package.json/package-lock.json, and are served by our own server:
-    # browsers never fetch anything from a CDN.
+    # browsers never fetch anything from a CDN. The dev dependencies (TypeScript, for
+    # tests/test_web_types.py) are installed too, for serve as well: npm ci installs both.
     apt_install npm:npm
     local stale
     stale=$(node -e '
-        const deps = require("./package.json").dependencies;
+        const { dependencies, devDependencies } = require("./package.json");
+        const deps = { ...dependencies, ...devDependencies };
         for (const [name, pinned] of Object.entries(deps)) {
             let have = null;
             try { have = require(`./node_modules/${name}/package.json`).version; } catch {}

@@ -1,13 +1,35 @@
+// @ts-check
 // Small helpers shared by the pages (create.html and join.html).
 
-/** The element with this data-testid (the pages' stable hooks, see web/README.md). */
-export const byTestId = (id, root = document) => root.querySelector(`[data-testid="${id}"]`);
+/** @typedef {Error & {code?: string}} ServerError an Error from the session server, with its
+ * machine-readable ``code`` if it gave one */
 
+/**
+ * The element with this data-testid (the pages' stable hooks, see web/README.md). The pages
+ * look up only hooks their HTML has, so it is typed as found; a caller that needs a particular
+ * kind of element says so with a JSDoc type cast.
+ * @param {string} id
+ * @param {ParentNode} [root]
+ * @returns {HTMLElement}
+ */
+export const byTestId = (id, root = document) => /** @type {HTMLElement} */ (
+  root.querySelector(`[data-testid="${id}"]`));
+
+/**
+ * @param {number} n
+ * @param {string} one
+ * @param {string} many
+ */
 export function plural(n, one, many) {
   return `${n} ${n === 1 ? one : many}`;
 }
 
-/** JSON from the session server, or an Error whose message is for a person. */
+/**
+ * JSON from the session server, or a ServerError whose message is for a person.
+ * @param {string} path
+ * @param {RequestInit & {headers?: Record<string, string>}} [options]
+ * @returns {Promise<any>}
+ */
 export async function fetchJson(path, options = {}) {
   let response;
   try {
@@ -22,29 +44,50 @@ export async function fetchJson(path, options = {}) {
     // an answer that is not JSON: described below
   }
   if (!response.ok) {
-    const error = new Error(body?.message
-      || `The session server answered ${response.status} ${response.statusText}; try again in a moment.`);
+    const error = /** @type {ServerError} */ (new Error(body?.message
+      || `The session server answered ${response.status} ${response.statusText}; try again in a moment.`));
     error.code = body?.code;
     throw error;
   }
   return body;
 }
 
-/** Python source as highlighted HTML (Prism, served from /vendor/, loaded by the page). */
+/**
+ * @typedef {object} Prism the part of Prism used here (the page loads it from /vendor/prismjs/
+ * as a global)
+ * @property {Record<string, object | undefined>} languages
+ * @property {(text: string, grammar: object, language: string) => string} highlight
+ */
+
+/**
+ * Python source as highlighted HTML (Prism, served from /vendor/, loaded by the page).
+ * @param {string} source
+ * @returns {string}
+ */
 export function highlightPython(source) {
-  const prism = globalThis.Prism;
+  /** @type {Prism | undefined} */
+  const prism = /** @type {any} */ (globalThis).Prism;
   if (prism?.languages?.python) return prism.highlight(source, prism.languages.python, 'python');
   const escaped = document.createElement('span');
   escaped.textContent = source;
   return escaped.innerHTML;
 }
 
-/** Show ``source`` read-only, highlighted, in a <pre><code> element. */
+/**
+ * Show ``source`` read-only, highlighted, in a <pre><code> element.
+ * @param {Element} codeElement
+ * @param {string} source
+ */
 export function showCode(codeElement, source) {
   codeElement.innerHTML = highlightPython(source);
 }
 
-/** Copy text to the clipboard; falls back to selecting it in ``input`` for Ctrl+C. */
+/**
+ * Copy text to the clipboard; falls back to selecting it in ``input`` for Ctrl+C.
+ * @param {string} text
+ * @param {HTMLInputElement | HTMLTextAreaElement | null} [input]
+ * @returns {Promise<boolean>}
+ */
 export async function copyText(text, input) {
   try {
     await navigator.clipboard.writeText(text);

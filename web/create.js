@@ -1,3 +1,4 @@
+// @ts-check
 // The create page: choose a program (or write one), the parties and their labels, create
 // the session with POST /api/sessions, and go to its lobby (join.html) as the chosen party.
 
@@ -7,6 +8,26 @@ import {
   joinToken, newSecret, programHash, toFragment,
 } from './sealing.js';
 
+/** @typedef {import('./sealing.js').SealingRules} SealingRules */
+/**
+ * @typedef {object} Choice one entry of the program library as the page lists it
+ * @property {string} name
+ * @property {string} title
+ * @property {string} summary
+ * @property {{kind: string, label: string}} [input] what each party enters (more fields:
+ * InputSpec.to_json in mpyc_webrtc/programs)
+ */
+/** @typedef {Choice & {group: string, source: string}} Program a built-in program (GET /api/programs) */
+/**
+ * @typedef {object} SessionRequest the body of POST /api/sessions, without the token's hash
+ * @property {number | null} parties
+ * @property {string[]} args
+ * @property {string | null} [program] a built-in program's name, or "program.py" with ``source``
+ * @property {string} [source]
+ * @property {string[]} [labels]
+ * @property {boolean} [relay_only]
+ */
+
 const ui = {
   form: el('create-form'),
   list: el('program-list'),
@@ -14,14 +35,14 @@ const ui = {
   previewBox: el('program-preview-box'),
   editorBox: el('editor-box'),
   editor: el('source-editor'),
-  count: el('parties-count'),
+  count: /** @type {HTMLInputElement} */ (el('parties-count')),
   countHelp: el('parties-help'),
   labels: el('labels'),
-  role: el('my-role'),
-  args: el('program-args'),
-  relayOnly: el('relay-only'),
+  role: /** @type {HTMLSelectElement} */ (el('my-role')),
+  args: /** @type {HTMLInputElement} */ (el('program-args')),
+  relayOnly: /** @type {HTMLInputElement} */ (el('relay-only')),
   relayHelp: el('relay-only-help'),
-  create: el('create'),
+  create: /** @type {HTMLButtonElement} */ (el('create')),
   error: el('create-error'),
 };
 
@@ -42,22 +63,35 @@ print('The sum of all inputs is', total)
 mpc.run(mpc.shutdown())
 `;
 
-const state = { library: [], min: 2, max: 32, jar: null, sealing: null };
+const state = {
+  /** @type {Program[]} */
+  library: [],
+  min: 2,
+  max: 32,
+  /** @type {ReturnType<typeof CodeJar> | null} */
+  jar: null,
+  /** @type {SealingRules | null} the schema's "sealing" part, once loaded */
+  sealing: null,
+};
 
+/** @returns {string | null} */
 function chosen() {
-  return ui.list.querySelector('input[name="program"]:checked')?.value ?? null;
+  return /** @type {HTMLInputElement | null} */ (
+    ui.list.querySelector('input[name="program"]:checked'))?.value ?? null;
 }
 
+/** @param {string} text */
 function showError(text) {
   ui.error.textContent = text;
   ui.error.hidden = !text;
 }
 
 function renderLibrary() {
+  /** @type {Map<string, Choice[]>} */
   const groups = new Map();
   for (const program of state.library) {
     if (!groups.has(program.group)) groups.set(program.group, []);
-    groups.get(program.group).push(program);
+    /** @type {Choice[]} */ (groups.get(program.group)).push(program);
   }
   groups.set('Your own', [{
     name: OWN, title: 'Your own MPyC program', summary: 'Write or paste MPyC code; every party runs exactly this code.',
@@ -121,7 +155,10 @@ function programChanged() {
   update();
 }
 
-/** Number of parties typed, or null with the reason shown. */
+/**
+ * Number of parties typed, or null with the reason shown.
+ * @returns {number | null}
+ */
 function partyCount() {
   const text = ui.count.value.trim();
   const n = Number(text);
@@ -159,6 +196,7 @@ function renderPlaces() {
   renderRoles();
 }
 
+/** @returns {string[]} */
 function labels() {
   return [...ui.labels.querySelectorAll('input')].map((input) => input.value.trim());
 }
@@ -179,8 +217,10 @@ function update() {
   ui.create.disabled = !(chosen() && partyCount() !== null);
 }
 
+/** @returns {SessionRequest} */
 function request() {
   const name = chosen();
+  /** @type {SessionRequest} */
   const body = { parties: partyCount(), args: ui.args.value.trim().split(/\s+/).filter(Boolean) };
   if (name === OWN) {
     body.source = state.jar ? state.jar.toString() : '';
@@ -213,9 +253,12 @@ ui.form.addEventListener('submit', async (event) => {
     // browsers never send to the server; the server gets the hash of a token made from it.
     const body = request();
     const secret = newSecret();
-    const { tokenHash } = await joinToken(secret, state.sealing);
-    const source = body.source ?? state.library.find((p) => p.name === body.program).source;
-    const hash = await programHash(source, body.args, state.sealing);
+    // A program can be chosen only once init() has loaded the library and the sealing rules.
+    const sealing = /** @type {SealingRules} */ (state.sealing);
+    const { tokenHash } = await joinToken(secret, sealing);
+    const source = body.source
+      ?? /** @type {Program} */ (state.library.find((p) => p.name === body.program)).source;
+    const hash = await programHash(source, body.args, sealing);
     const session = await fetchJson('/api/sessions', {
       method: 'POST',
       headers: { 'Content-Type': 'application/json' },
@@ -224,7 +267,7 @@ ui.form.addEventListener('submit', async (event) => {
     const role = ui.role.value || '0';
     location.assign(`/join/${encodeURIComponent(session.session)}?role=${role}#${toFragment(secret, hash)}`);
   } catch (error) {
-    showError(error.message);
+    showError(/** @type {Error} */ (error).message);
     ui.create.textContent = 'Create the session';
     update();
   }
@@ -247,7 +290,7 @@ async function init() {
     ui.count.max = String(state.max);
   } catch (error) {
     ui.list.replaceChildren();
-    showError(`${error.message} Reload the page to try again.`);
+    showError(`${/** @type {Error} */ (error).message} Reload the page to try again.`);
     return;
   }
   renderLibrary();

@@ -1,12 +1,30 @@
+// @ts-check
 // A program's Result (mpyc_webrtc/programs: Result.to_json) as a headline, facts and a table.
 
+/**
+ * @typedef {object} Result a program's result, as Result.to_json gives it
+ * @property {string} title
+ * @property {string} headline the answer in one sentence
+ * @property {[string, string][]} [rows] (label, value) facts
+ * @property {{columns: string[], rows: string[][]} | null} [table]
+ * @property {boolean} [private] whether each party got a different answer
+ */
+
+/**
+ * @param {string} tag
+ * @param {string} text
+ */
 function cell(tag, text) {
   const element = document.createElement(tag);
   element.textContent = text;
   return element;
 }
 
-/** Replace ``box``'s content with ``result``; ``labels[pid]`` names parties if set. */
+/**
+ * Replace ``box``'s content with ``result`` and show it.
+ * @param {HTMLElement} box
+ * @param {Result} result
+ */
 export function renderResult(box, result) {
   const parts = [];
   const headline = cell('p', result.headline);

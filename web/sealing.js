@@ -1,3 +1,4 @@
+// @ts-check
 // Sealed signaling in the browser (WebCrypto): the join link's secret, the join token,
 // and AES-GCM boxes for everything parties tell each other through the server.
 //
@@ -14,7 +15,23 @@ const { subtle } = globalThis.crypto;
 export class TamperError extends Error {}
 
 /** @typedef {import('./sentences.js').Sentences} Sentences */
+/**
+ * @typedef {object} SealingRules the schema's "sealing" part (GET /api/protocol, from
+ * mpyc_webrtc/wire.py)
+ * @property {string} token_info HKDF info of the join token
+ * @property {string} key_info HKDF info of the sealing key
+ * @property {string} program_hash_context the first part of what a program hash hashes
+ * @property {string} aad a box's associated data, with ``{session}``, ``{from}``, ``{to}``
+ * and ``{seq}`` to fill in
+ * @property {Record<string, string[]>} signal_kinds payload kind -> the fields it must have
+ */
+/** @typedef {{to: number, seq: number, box: string}} SignalFields */
+/** @typedef {Uint8Array<ArrayBuffer>} Bytes bytes in an ArrayBuffer of their own, as WebCrypto takes them */
 
+/**
+ * @param {Uint8Array} bytes
+ * @returns {string}
+ */
 export function toBase64Url(bytes) {
   let text = '';
   for (const byte of bytes) text += String.fromCharCode(byte);
@@ -22,7 +39,10 @@ export function toBase64Url(bytes) {
 }
 
 /** Strict: the URL-safe alphabet, no padding, and only the canonical encoding (as
- * sealing.b64url_decode), so no two texts decode to the same bytes. */
+ * sealing.b64url_decode), so no two texts decode to the same bytes.
+ * @param {string} text
+ * @returns {Bytes}
+ */
 export function fromBase64Url(text) {
   if (typeof text !== 'string' || !/^[A-Za-z0-9_-]*$/.test(text)) throw new Error('not base64url');
   const padded = text.replace(/-/g, '+').replace(/_/g, '/') + '='.repeat((4 - (text.length % 4)) % 4);
@@ -31,20 +51,36 @@ export function fromBase64Url(text) {
   return bytes;
 }
 
+/**
+ * @param {ArrayBuffer | Uint8Array} bytes
+ * @returns {string}
+ */
 export function toHex(bytes) {
   return [...new Uint8Array(bytes)].map((b) => b.toString(16).padStart(2, '0')).join('');
 }
 
+/**
+ * @param {BufferSource} bytes
+ * @returns {Promise<string>}
+ */
 export async function sha256Hex(bytes) {
   return toHex(await subtle.digest('SHA-256', bytes));
 }
 
-/** 32 fresh random bytes: the session's secret, drawn by whoever creates it. */
+/**
+ * 32 fresh random bytes: the session's secret, drawn by whoever creates it.
+ * @returns {Bytes}
+ */
 export function newSecret() {
   return crypto.getRandomValues(new Uint8Array(32));
 }
 
-/** The fragment of a join link: ``k=<secret>&p=<program hash>``. */
+/**
+ * The fragment of a join link: ``k=<secret>&p=<program hash>``.
+ * @param {Uint8Array} secret
+ * @param {string} programHash
+ * @returns {string}
+ */
 export function toFragment(secret, programHash) {
   return `k=${toBase64Url(secret)}&p=${programHash}`;
 }
@@ -55,7 +91,7 @@ export function toFragment(secret, programHash) {
  * (only ``k`` and ``p`` count, nothing is percent-decoded, ``p`` may be upper case).
  * @param {string} hash
  * @param {Sentences} sentences
- * @returns {{secret: Uint8Array, programHash: string}}
+ * @returns {{secret: Bytes, programHash: string}}
  */
 export function parseFragment(hash, sentences) {
   /** @type {Record<string, string>} */
@@ -84,6 +120,12 @@ export function parseFragment(hash, sentences) {
   return { secret, programHash };
 }
 
+/**
+ * @param {Bytes} secret
+ * @param {string} info
+ * @param {number} [length] in bytes
+ * @returns {Promise<Bytes>}
+ */
 async function hkdf(secret, info, length = 32) {
   const key = await subtle.importKey('raw', secret, 'HKDF', false, ['deriveBits']);
   const bits = await subtle.deriveBits(
@@ -92,21 +134,32 @@ async function hkdf(secret, info, length = 32) {
   return new Uint8Array(bits);
 }
 
-/** The join token the server checks (it keeps only its SHA-256), and that hash. */
+/**
+ * The join token the server checks (it keeps only its SHA-256), and that hash.
+ * @param {Bytes} secret
+ * @param {SealingRules} sealing
+ * @returns {Promise<{token: string, tokenHash: string}>}
+ */
 export async function joinToken(secret, sealing) {
   const token = toBase64Url(await hkdf(secret, sealing.token_info));
   return { token, tokenHash: await sha256Hex(encoder.encode(token)) };
 }
 
-/** SHA-256 (hex) of a program as launch.program_hash builds it. */
+/**
+ * SHA-256 (hex) of a program as launch.program_hash builds it.
+ * @param {string} source
+ * @param {string[]} args
+ * @param {SealingRules} sealing
+ * @returns {Promise<string>}
+ */
 export async function programHash(source, args, sealing) {
   const parts = [encoder.encode(sealing.program_hash_context)];
-  const lengthOf = (n) => {
+  const lengthOf = (/** @type {number} */ n) => {
     const bytes = new Uint8Array(4);
     new DataView(bytes.buffer).setUint32(0, n);
     return bytes;
   };
-  const add = (text) => {
+  const add = (/** @type {string} */ text) => {
     const bytes = encoder.encode(text);
     parts.push(lengthOf(bytes.length), bytes);
   };
@@ -123,19 +176,24 @@ export async function programHash(source, args, sealing) {
   return sha256Hex(all);
 }
 
-/** Five groups of four hex digits, as launch.fingerprint shows a program hash. */
+/**
+ * Five groups of four hex digits, as launch.fingerprint shows a program hash.
+ * @param {string} hash
+ * @returns {string}
+ */
 export function fingerprintOf(hash) {
-  return hash.slice(0, 20).match(/.{4}/g).join(' ');
+  return /** @type {RegExpMatchArray} */ (hash.slice(0, 20).match(/.{4}/g)).join(' ');
 }
 
 /** Seals and opens the ``signal`` boxes of one party in one session. */
 export class Sealer {
   /**
-   * @param {Uint8Array} secret
+   * @param {Bytes} secret
    * @param {string} session
    * @param {number} pid
-   * @param {Record<string, any>} sealing the schema's "sealing" part (GET /api/protocol)
+   * @param {SealingRules} sealing the schema's "sealing" part (GET /api/protocol)
    * @param {Sentences} sentences
+   * @returns {Promise<Sealer>}
    */
   static async create(secret, session, pid, sealing, sentences) {
     const raw = await hkdf(secret, sealing.key_info);
@@ -147,7 +205,7 @@ export class Sealer {
    * @param {CryptoKey} key
    * @param {string} session
    * @param {number} pid
-   * @param {Record<string, any>} sealing
+   * @param {SealingRules} sealing
    * @param {Sentences} sentences
    */
   constructor(key, session, pid, sealing, sentences) {
@@ -156,17 +214,31 @@ export class Sealer {
     this.pid = pid;
     this.sealing = sealing;
     this.sentences = sentences;
+    /** @type {Map<number, number>} */
     this.sent = new Map(); // receiver -> last seq sent
+    /** @type {Map<number, number>} */
     this.received = new Map(); // sender -> last seq accepted
   }
 
+  /**
+   * @param {number} sender
+   * @param {number} receiver
+   * @param {number} seq
+   * @returns {Bytes}
+   */
   aad(sender, receiver, seq) {
     return encoder.encode(this.sealing.aad.replace('{session}', this.session)
       .replace('{from}', String(sender)).replace('{to}', String(receiver))
       .replace('{seq}', String(seq)));
   }
 
-  /** The fields of a ``signal`` message to ``to`` carrying ``payload``. */
+  /**
+   * The fields of a ``signal`` message to ``to`` carrying ``payload``.
+   * @param {number} to
+   * @param {Record<string, unknown>} payload
+   * @param {Bytes} [nonce] 12 bytes, fresh for every box (tests pass known ones)
+   * @returns {Promise<SignalFields>}
+   */
   async seal(to, payload, nonce = crypto.getRandomValues(new Uint8Array(12))) {
     const seq = (this.sent.get(to) ?? 0) + 1;
     this.sent.set(to, seq);
@@ -181,7 +253,12 @@ export class Sealer {
 
   /** The payload of a ``signal`` from ``sender``, or a TamperError saying what is wrong.
    * Authentication first, then the number, then the content (as sealing.Sealer.open); a
-   * refused message does not advance the count. */
+   * refused message does not advance the count.
+   * @param {number} sender
+   * @param {number} seq checked all the same: it comes from the network
+   * @param {string} box
+   * @returns {Promise<Record<string, any>>}
+   */
   async open(sender, seq, box) {
     const say = (/** @type {string} */ key, /** @type {Record<string, any>} */ fields) => new TamperError(this.sentences.say(key, { party: sender, ...fields }));
     let plain;

@@ -1,23 +1,56 @@
+// @ts-check
 // The browser party's Python: Pyodide, MPyC and py_worker in a module worker.
 //
 // The page (join.js) talks to this worker with messages; see web/README.md for the list.
 // Everything Python does is in py_worker/ (served in the server's Python archive); this
 // file only loads it and passes messages and data channels through.
 
+/**
+ * @typedef {any} PyProxy a Python object seen from JavaScript (Pyodide's PyProxy): what its
+ * attributes are and what calling them takes is Python's business, unchecked here
+ */
+/**
+ * @typedef {object} Pyodide the part of Pyodide's API this worker uses (from the served
+ * pyodide.mjs; all of it is typed in node_modules/pyodide/pyodide.d.ts)
+ * @property {(options: {batched: (text: string) => void}) => void} setStdout
+ * @property {(options: {batched: (text: string) => void}) => void} setStderr
+ * @property {(code: string) => any} runPython
+ * @property {(code: string, options?: {globals?: PyProxy}) => Promise<any>} runPythonAsync
+ * @property {(buffer: ArrayBuffer, format: string, options?: {extractDir?: string}) => void} unpackArchive
+ * @property {(name: string) => PyProxy} pyimport
+ * @property {PyProxy} globals
+ */
+/** @typedef {{loadPyodide: (options: {indexURL: string}) => Promise<Pyodide>}} PyodideModule */
+/** @typedef {{type: string, [field: string]: any}} Message between the page and this worker (web/README.md lists them) */
+/** @typedef {{pyodide: string, python: string}} Assets the URLs of GET /api/assets */
+
 /** The big files Pyodide fetches while it boots; their bytes make the download progress. */
 const COUNTED_FILES = ['pyodide.asm.wasm', 'python_stdlib.zip'];
 
+/** @type {Pyodide | null} */
 let pyodide = null;
+/** @type {PyProxy} */
 let partyModule = null; // py_worker.party
+/** @type {PyProxy} */
 let party = null; // py_worker.party.Party of the current run
+/** @type {string | null} */
 let names = null; // the roster's names and places (JSON), for the next party
 
+/**
+ * @param {Message} message to the page
+ * @param {Transferable[]} [transfer]
+ */
 const post = (message, transfer) => self.postMessage(message, transfer || []);
 
 let stageStarted = performance.now();
 let lastPercent = -1;
 
-/** Tell the page how far loading got, and log how long the previous stage took. */
+/**
+ * Tell the page how far loading got, and log how long the previous stage took.
+ * @param {number} percent
+ * @param {string} text
+ * @param {string} [previous] the stage that just ended
+ */
 function progress(percent, text, previous) {
   const now = performance.now();
   if (previous) {
@@ -29,7 +62,11 @@ function progress(percent, text, previous) {
   post({ type: 'progress', percent: lastPercent, text });
 }
 
-/** A plain-words sentence for an error thrown while loading or by Pyodide. */
+/**
+ * A plain-words sentence for an error thrown while loading or by Pyodide.
+ * @param {any} error whatever was thrown
+ * @returns {string}
+ */
 function describe(error) {
   const text = String((error && error.message) || error);
   // A Python exception reaching JS carries the whole traceback: keep its last line.
@@ -40,10 +77,15 @@ function describe(error) {
 /**
  * Make fetch() report the bytes received of COUNTED_FILES to onProgress(fraction), by
  * passing their bodies through a counter: Pyodide downloads them once, as usual.
+ * @param {string} base the URL of Pyodide's folder
+ * @param {(fraction: number) => void} onProgress
+ * @returns {() => void} puts the original fetch() back
  */
 function countDownloads(base, onProgress) {
   const fetchFromNetwork = self.fetch.bind(self);
+  /** @type {Map<string, number>} */
   const totals = new Map(); // url -> Content-Length
+  /** @type {Map<string, number>} */
   const received = new Map(); // url -> bytes so far
   const report = () => {
     const total = [...totals.values()].reduce((a, b) => a + b, 0);
@@ -62,7 +104,7 @@ function countDownloads(base, onProgress) {
     received.set(url, 0);
     const counter = new TransformStream({
       transform(chunk, controller) {
-        received.set(url, received.get(url) + chunk.byteLength);
+        received.set(url, /** @type {number} */ (received.get(url)) + chunk.byteLength);
         report();
         controller.enqueue(chunk);
       },
@@ -74,12 +116,13 @@ function countDownloads(base, onProgress) {
   return () => { self.fetch = fetchFromNetwork; };
 }
 
+/** @param {{assets: Assets}} message */
 async function load({ assets }) {
   const started = performance.now();
   stageStarted = started;
   const base = new URL(assets.pyodide, self.location.origin).href;
   progress(0, 'Downloading Python');
-  const { loadPyodide } = await import(base + 'pyodide.mjs');
+  const { loadPyodide } = /** @type {PyodideModule} */ (await import(base + 'pyodide.mjs'));
   let downloaded = false;
   const downloadDone = () => {
     if (!downloaded) progress(70, 'Starting Python', 'downloading Pyodide');
@@ -117,35 +160,46 @@ async function load({ assets }) {
   post({ type: 'ready', jspi, seconds: (performance.now() - started) / 1000 });
 }
 
+/** @param {{program: object}} message the program as the server describes it */
 function fingerprint({ program }) {
   post({ type: 'fingerprint', hash: partyModule.program_hash(JSON.stringify(program)) });
 }
 
+/** @param {{id: number, program: object, text: string}} message */
 function checkInput({ id, program, text }) {
   const problem = partyModule.input_problem(JSON.stringify(program), text);
   post({ type: 'input-checked', id, problem: problem === undefined ? null : problem });
 }
 
+/**
+ * @param {{config: {session: string, pid: number, parties: number, program: object,
+ *   input: string | null}}} message
+ */
 async function run({ config }) {
-  const report = (kind, detail) => post({ type: 'report', kind, detail });
+  const report = (/** @type {string} */ kind, /** @type {unknown} */ detail) => (
+    post({ type: 'report', kind, detail }));
   party = partyModule.Party(JSON.stringify(config), report);
   if (names) party.set_names(names);
   await runParty();
 }
 
-/** The next round over the same channels, once every party agreed to run again. */
+/**
+ * The next round over the same channels, once every party agreed to run again.
+ * @param {{input: string | null}} message
+ */
 async function again({ input }) {
   party.again(input);
   await runParty();
 }
 
 async function runParty() {
-  const scope = pyodide.globals.get('dict')();
+  const python = /** @type {Pyodide} */ (pyodide); // loaded: a party is made only after that
+  const scope = python.globals.get('dict')();
   scope.set('party', party);
   let problem;
   try {
     // runPythonAsync enters Python with JSPI enabled: mpc.run(...) can block in run_sync.
-    problem = await pyodide.runPythonAsync('await party.run()', { globals: scope });
+    problem = await python.runPythonAsync('await party.run()', { globals: scope });
   } finally {
     scope.destroy();
   }
@@ -154,6 +208,7 @@ async function runParty() {
 
 // Messages that hand something to the running party: handled synchronously, so that a
 // data channel gets its event handlers in the very task it arrived in.
+/** @type {Record<string, (message: Message) => void>} */
 const toParty = {
   channel: ({ peer, channel }) => {
     if (party) party.add_channel(peer, channel);
@@ -166,9 +221,11 @@ const toParty = {
   'signaling-ended': ({ reason }) => party && party.signaling_ended(reason),
 };
 
+/** @type {Record<string, (message: any) => unknown>} */
 const tasks = { load, run, again, fingerprint, 'check-input': checkInput };
 
 self.onmessage = (event) => {
+  /** @type {Message} */
   const message = event.data;
   try {
     if (message.type in toParty) {
@@ -183,12 +240,16 @@ self.onmessage = (event) => {
   }
 };
 
+/**
+ * @param {string} during the request that failed
+ * @param {unknown} error
+ */
 function fail(during, error) {
   console.error(error);
-  const what = {
+  const what = /** @type {Record<string, string | undefined>} */ ({
     load: 'Python could not be loaded in this browser',
     run: 'The program could not be run',
     again: 'The program could not be run again',
-  }[during] || 'Something went wrong in the Python worker';
+  })[during] || 'Something went wrong in the Python worker';
   post({ type: 'failed', during, message: `${what}: ${describe(error)}` });
 }
