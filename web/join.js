@@ -21,15 +21,15 @@ import { PageSignaling } from './signaling.js';
 
 /** @typedef {import('./client.js').ClientEvent} ClientEvent */
 
-/** The page's elements by their data-testid, named in camelCase. @type {Record<string, any>} */
-const ui = Object.fromEntries([
+/** The page's elements by their data-testid, named in camelCase. */
+const ui = /** @type {any} */ (Object.fromEntries([
   'title', 'summary', 'status', 'progress-box', 'progress', 'progress-text', 'activity', 'error',
   'invite', 'invite-link', 'copy-link', 'copy-result', 'invite-qr', 'places', 'place-buttons',
   'me', 'pid', 'session-id', 'parties', 'input-form', 'your-name', 'input-area', 'input-label',
   'party-input', 'input-choices', 'input-help', 'ready', 'unready', 'result-card', 'result',
   'output', 'output-box', 'elapsed', 'run-again', 'again-help', 'roster-summary', 'roster', 'pairs-box',
   'pairs', 'relay-note', 'program', 'fingerprint', 'fingerprint-check', 'program-source', 'log',
-].map((id) => [id.replace(/-(\w)/g, (_, c) => c.toUpperCase()), byTestId(id)]));
+].map((id) => [id.replace(/-(\w)/g, (_, c) => c.toUpperCase()), byTestId(id)])));
 
 const NAME_KEY = 'mpyc-webrtc-name';
 const params = new URLSearchParams(location.search);
@@ -46,7 +46,7 @@ const page = {
   session: null,
   /** @type {Sentences | null} what to say (GET /api/sentences) */
   sentences: null,
-  /** @type {{secret: Uint8Array, programHash: string} | null} the link's fragment */
+  /** @type {{secret: import('./sealing.js').Bytes, programHash: string} | null} the link's fragment */
   link: null,
   /** @type {PageSignaling | null} */
   signaling: null,
@@ -133,7 +133,7 @@ function rosterFacts() {
   return {
     me: welcome?.pid ?? null,
     labels: welcome?.labels ?? page.session?.labels ?? [],
-    roster: client()?.roster ?? null,
+    roster: /** @type {import('./roster-view.js').RosterFacts['roster']} */ (client()?.roster ?? null),
     parties: welcome?.parties ?? page.session?.parties ?? 0,
     joinedSoFar: page.session?.joined ?? 0,
     myState: lobby.myState,

@@ -18,7 +18,8 @@ export class PageSignaling {
   /**
    * @param {object} options
    * @param {string} options.session the session's id, from this page's address
-   * @param {{secret: Uint8Array, programHash: string}} options.link the link's fragment
+   * @param {{secret: import('./sealing.js').Bytes, programHash: string}} options.link the
+   *   link's fragment
    * @param {string} options.token the join token
    * @param {Protocol} options.protocol the wire schema (GET /api/protocol)
    * @param {Sentences} options.sentences
