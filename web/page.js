@@ -1,0 +1,201 @@
+// @ts-check
+// What the parts of the lobby page share: its elements, its state, where the party stands
+// (lobby.js), the worker, and the few things every part does (log, say the status, stop
+// for good, draw the roster, time the round). join.js runs the page; session-view.js shows
+// the session and its places; worker-events.js hears the worker.
+
+import { byTestId } from './common.js';
+import { Lobby } from './lobby.js';
+import { RosterView } from './roster-view.js';
+
+/** @typedef {import('./input-view.js').InputView} InputView */
+/** @typedef {import('./links.js').PeerLink} PeerLink */
+/** @typedef {import('./sentences.js').Sentences} Sentences */
+/** @typedef {import('./signaling.js').PageSignaling} PageSignaling */
+
+/** The page's elements by their data-testid, named in camelCase. */
+export const ui = /** @type {any} */ (Object.fromEntries([
+  'title', 'summary', 'status', 'progress-box', 'progress', 'progress-text', 'activity', 'error',
+  'invite', 'invite-link', 'copy-link', 'copy-result', 'invite-qr', 'places', 'place-buttons',
+  'me', 'pid', 'session-id', 'parties', 'input-form', 'your-name', 'input-area', 'input-label',
+  'party-input', 'input-choices', 'input-help', 'ready', 'unready', 'result-card', 'result',
+  'output', 'output-box', 'elapsed', 'run-again', 'again-help', 'roster-summary', 'roster', 'pairs-box',
+  'pairs', 'relay-note', 'program', 'fingerprint', 'fingerprint-check', 'program-source', 'log',
+].map((id) => [id.replace(/-(\w)/g, (_, c) => c.toUpperCase()), byTestId(id)])));
+
+export const NAME_KEY = 'mpyc-webrtc-name';
+export const lobby = new Lobby();
+const params = new URLSearchParams(location.search);
+
+export const page = {
+  openedAt: performance.now(),
+  /** @type {string | null} */
+  sessionId: null,
+  wantedRole: params.has('role') ? Number(params.get('role')) : null,
+  /** @type {number | null} the place asked for in the last join */
+  askedRole: null,
+  /** @type {Record<string, any> | null} GET /api/sessions/ID */
+  session: null,
+  /** @type {Sentences | null} what to say (GET /api/sentences) */
+  sentences: null,
+  /** @type {{secret: import('./sealing.js').Bytes, programHash: string} | null} the link's fragment */
+  link: null,
+  /** @type {PageSignaling | null} */
+  signaling: null,
+  /** @type {InputView | null} */
+  input: null,
+  /** @type {RosterView | null} */
+  rosterView: null,
+  workerReady: false,
+  jspi: true,
+  /** @type {string | null} why the input cannot be used, as Python said */
+  inputProblem: 'not checked yet',
+  inputCheck: 0,
+  /** @type {Map<number, PeerLink>} */
+  links: new Map(),
+  roundStarted: 0,
+  /** @type {ReturnType<typeof setInterval> | undefined} */
+  timer: undefined,
+  /** @type {{messages: number, bytes: number} | null} */
+  traffic: null,
+};
+
+export const worker = new Worker('/web/worker.js', { type: 'module' });
+
+// -- small helpers ------------------------------------------------------------------------
+
+/** What the signaling client knows: the welcome and the latest roster. */
+export function client() {
+  return page.signaling?.client ?? null;
+}
+
+/** @param {string} text */
+export function log(text) {
+  const welcome = client()?.welcome;
+  const who = welcome ? `[session ${page.sessionId} party ${welcome.pid}]`
+    : `[session ${page.sessionId ?? '-'}]`;
+  const line = `${new Date().toTimeString().slice(0, 8)} ${who} page: ${text}`;
+  console.log(line);
+  appendLog(line);
+}
+
+/** @param {string} line */
+export function appendLog(line) {
+  ui.log.textContent += `${line}\n`;
+}
+
+/** @param {string} text @param {string} [tone] */
+export function setStatus(text, tone = 'busy') {
+  ui.status.textContent = text;
+  ui.status.dataset.tone = tone;
+}
+
+/** @param {string} text */
+export function showError(text) {
+  ui.error.textContent = text;
+  ui.error.hidden = !text;
+}
+
+/**
+ * Stop for good with a message; the page can only be reloaded after this.
+ * @param {string} status
+ * @param {string} message
+ */
+export function fail(status, message) {
+  const wasRunning = lobby.running;
+  if (!lobby.go('fail')) return;
+  setStatus(status, 'error');
+  showError(message);
+  log(`stopped: ${message}`);
+  for (const control of [ui.partyInput, ui.yourName, ui.ready, ui.unready, ui.runAgain]) {
+    control.disabled = true;
+  }
+  for (const radio of ui.inputChoices.querySelectorAll('input')) radio.disabled = true;
+  ui.unready.hidden = true;
+  ui.runAgain.hidden = true;
+  ui.places.hidden = true;
+  ui.progressBox.hidden = true;
+  stopTimer(wasRunning ? 'Stopped after' : null);
+  renderRoster();
+}
+
+/** The facts the roster view shows. @returns {import('./roster-view.js').RosterFacts} */
+export function rosterFacts() {
+  const welcome = client()?.welcome;
+  return {
+    me: welcome?.pid ?? null,
+    labels: welcome?.labels ?? page.session?.labels ?? [],
+    roster: /** @type {import('./roster-view.js').RosterFacts['roster']} */ (client()?.roster ?? null),
+    parties: welcome?.parties ?? page.session?.parties ?? 0,
+    joinedSoFar: page.session?.joined ?? 0,
+    myState: lobby.myState,
+  };
+}
+
+/** @param {number} pid @param {{you?: boolean}} [options] */
+export function partyName(pid, options) {
+  return RosterView.partyName(rosterFacts(), pid, options);
+}
+
+export function renderRoster() {
+  page.rosterView?.render(rosterFacts());
+}
+
+// -- the round's clock --------------------------------------------------------------------
+
+export function startTimer() {
+  page.roundStarted = performance.now();
+  clearInterval(page.timer);
+  page.timer = setInterval(showActivity, 500);
+  showActivity();
+}
+
+/** @param {string | null} prefix */
+export function stopTimer(prefix) {
+  clearInterval(page.timer);
+  page.timer = undefined;
+  if (prefix && page.roundStarted) {
+    const seconds = (performance.now() - page.roundStarted) / 1000;
+    ui.elapsed.textContent = `${prefix} ${seconds.toFixed(1)} s${trafficText()}.`;
+  }
+  ui.activity.hidden = true;
+}
+
+export function trafficText() {
+  const t = page.traffic;
+  if (!t) return '';
+  const kb = (t.bytes / 1024).toFixed(t.bytes < 10240 ? 1 : 0);
+  return `, ${t.messages.toLocaleString('en')} messages (${kb} KiB) exchanged`;
+}
+
+export function showActivity() {
+  if (!lobby.running) return;
+  const seconds = ((performance.now() - page.roundStarted) / 1000).toFixed(1);
+  ui.activity.hidden = false;
+  ui.activity.textContent = `${lobby.phase === 'computing' ? 'Computing' : 'Connecting'}: ${seconds} s${trafficText()}`;
+}
+
+/** Close the connections and the signaling socket: this party is finished for good. */
+export function closeEverything() {
+  for (const link of page.links.values()) link.close();
+  page.signaling?.close(200); // let the last messages go out
+}
+
+/** @param {unknown} error */
+export function describe(error) {
+  return error instanceof Error ? error.message : String(error);
+}
+
+/** The input's controls and buttons, as where the party stands allows. */
+export function updateButtons() {
+  const editable = page.workerReady && lobby.editable;
+  ui.ready.disabled = !editable || page.inputProblem === 'not checked yet';
+  const loading = !page.workerReady && lobby.in('lobby', 'joining');
+  page.input?.setEditable(editable, { typingAllowed: loading }); // typing may start meanwhile
+  ui.yourName.disabled = !editable;
+  ui.ready.textContent = loading ? 'Loading Python…'
+    : lobby.phase === 'again' ? 'I\'m ready to run again' : 'I\'m ready';
+  ui.unready.hidden = !(lobby.ready && lobby.phase === 'lobby');
+  // While a round runs and after it, the result is what matters; "Run again" brings it back.
+  ui.ready.hidden = lobby.in('connecting', 'computing', 'done');
+}

@@ -1,0 +1,88 @@
+// @ts-check
+// What the lobby shows of the session before anyone computes: the program, its code and
+// fingerprint, the invite link and its QR code, and the named places to choose from.
+
+import { qrcode } from '/vendor/qrcode-generator/dist/qrcode.mjs';
+import { copyText, fetchJson, showCode } from './common.js';
+import { InputView } from './input-view.js';
+import { describe, fail, lobby, NAME_KEY, page, renderRoster, setStatus, ui } from './page.js';
+import { fingerprintOf } from './sealing.js';
+import { inputChanged } from './worker-events.js';
+
+export function showSession() {
+  const session = /** @type {Record<string, any>} */ (page.session);
+  const { program } = session;
+  ui.title.textContent = program.title;
+  ui.summary.textContent = program.builtin ? program.summary
+    : 'A program written by the person who created this session. Read it below before you take part.';
+  let text = program.builtin ? `${program.title} (built-in program "${program.name}")`
+    : `${program.name}, an MPyC program uploaded by the session's creator`;
+  if (program.args.length) text += `, with arguments ${program.args.join(' ')}`;
+  ui.program.textContent = text;
+  ui.fingerprint.textContent = fingerprintOf(page.link?.programHash ?? '');
+  ui.fingerprintCheck.textContent = '(from the link; checking the code…)';
+  showCode(ui.programSource, program.source);
+  ui.parties.textContent = String(session.parties);
+  ui.invite.hidden = false;
+  // The secret stays in the fragment, which browsers never send to the server.
+  ui.inviteLink.value = `${session.join_url}${location.hash}`;
+  ui.inviteQr.src = qrCode(ui.inviteLink.value);
+  ui.yourName.value = localStorage.getItem(NAME_KEY) ?? '';
+  page.input = new InputView(ui, program.input, inputChanged);
+  renderRoster();
+}
+
+/**
+ * The invite link as a QR code image (made here: the server never sees the secret).
+ * @param {string} text
+ */
+function qrCode(text) {
+  const code = qrcode(0, 'M');
+  code.addData(text);
+  code.make();
+  return code.createDataURL(6, 2);
+}
+
+ui.copyLink.addEventListener('click', async () => {
+  const copied = await copyText(ui.inviteLink.value, ui.inviteLink);
+  ui.copyResult.textContent = copied ? 'Copied. Paste it into a message to the others.'
+    : 'Selected: press Ctrl+C (or ⌘C) to copy it.';
+});
+
+/**
+ * Ask "Which party are you?" with one button per named place; taken places are disabled,
+ * and the server is asked every 2 seconds which are still free.
+ * @param {(pid: number) => void} join
+ */
+export async function choosePlace(join) {
+  lobby.go('choose');
+  setStatus('Choose your place', 'ok');
+  ui.places.hidden = false;
+  const session = /** @type {Record<string, any>} */ (page.session);
+  while (lobby.phase === 'choosing') {
+    const taken = new Set(session.members.map((/** @type {{pid: number}} */ m) => m.pid));
+    const buttons = session.labels.map((/** @type {string} */ label, /** @type {number} */ pid) => {
+      const button = document.createElement('button');
+      button.type = 'button';
+      button.dataset.testid = `place-${pid}`;
+      button.textContent = label || `Party ${pid}`;
+      button.disabled = taken.has(pid);
+      if (taken.has(pid)) button.title = 'Someone already took this place';
+      button.addEventListener('click', () => {
+        ui.places.hidden = true;
+        join(pid);
+      });
+      return button;
+    });
+    ui.placeButtons.replaceChildren(...buttons);
+    renderRoster();
+    await new Promise((resolve) => { setTimeout(resolve, 2000); });
+    if (lobby.phase !== 'choosing') break;
+    try {
+      Object.assign(session, await fetchJson(`/api/sessions/${encodeURIComponent(page.sessionId ?? '')}`));
+    } catch (error) {
+      if (/** @type {any} */ (error).code === 'unknown_session') fail('No such session', describe(error));
+    }
+    if (session.started) fail('Session full', 'All parties joined this session before you, so you cannot join it any more. Ask the person who created it for a new link.');
+  }
+}

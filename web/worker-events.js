@@ -1,0 +1,129 @@
+// @ts-check
+// What the worker (worker.js, Python in Pyodide) tells the page: loading progress, Python
+// ready, the program's fingerprint, the input checked, the program's output, progress and
+// result, and how the run ended.
+
+import { renderResult } from './result.js';
+import {
+  appendLog, client, closeEverything, fail, lobby, log, page, renderRoster, setStatus,
+  showActivity, stopTimer, ui, updateButtons, worker,
+} from './page.js';
+import { fingerprintOf } from './sealing.js';
+
+worker.onmessage = (event) => {
+  const message = event.data;
+  const handler = fromWorker[message.type];
+  if (handler) handler(message);
+  else log(`unexpected message from the worker: ${message.type}`);
+};
+
+worker.onerror = (event) => {
+  event.preventDefault();
+  fail('Failed', `The Python worker stopped: ${event.message || 'it could not be started in this browser'}.`);
+};
+
+/** @type {Record<string, (message: any) => void>} */
+const fromWorker = {
+  progress({ percent, text }) {
+    if (page.workerReady) return;
+    ui.progress.value = percent;
+    ui.progressText.textContent = `Loading Python: ${text.toLowerCase()}… ${percent}%`;
+  },
+  ready({ jspi, seconds }) {
+    page.workerReady = true;
+    page.jspi = jspi;
+    const ms = performance.now() - page.openedAt;
+    log(`Python and MPyC ready ${(ms / 1000).toFixed(2)} s after the page opened (worker: ${seconds.toFixed(2)} s)`);
+    /** @type {any} */ (window).mpycTimings = { readyMs: ms };
+    ui.progress.value = 100;
+    ui.progressBox.hidden = true;
+    checkFingerprint();
+    if (!jspi && page.session?.program.builtin) {
+      fail('Cannot run here', 'This browser cannot run this session\'s program: it lacks JavaScript Promise Integration (JSPI), which the program needs. Please open the link in a recent Chrome or Edge, or take part with the mpyc-webrtc-peer command.');
+      return;
+    }
+    checkInput();
+    updateButtons();
+  },
+  fingerprint({ hash }) {
+    // Python hashed the program this party is about to run; the link says what the
+    // creator chose. Nothing connects before they agree (the client sees to that).
+    if (hash !== page.link?.programHash) {
+      ui.fingerprintCheck.textContent = `✗ the code here has fingerprint ${fingerprintOf(hash)}`;
+      ui.fingerprintCheck.classList.add('problem');
+    }
+    page.signaling?.programChecked(hash);
+  },
+  'input-checked'({ id, problem }) {
+    if (id !== page.inputCheck) return; // an answer about older text
+    page.inputProblem = problem;
+    page.input?.checked(problem);
+    updateButtons();
+  },
+  stdout({ text }) {
+    ui.output.textContent += `${text}\n`;
+  },
+  log({ text }) {
+    appendLog(text);
+  },
+  report({ kind, detail }) {
+    if (kind === 'connected') {
+      log(`data channels to all parties are open (${detail} s after the start)`);
+      if (lobby.go('connected')) setStatus('Computing');
+      page.signaling?.status('connected');
+      renderRoster();
+    } else if (kind === 'channel') {
+      page.links.get(Number(detail))?.opened();
+    } else if (kind === 'traffic') {
+      page.traffic = JSON.parse(detail);
+      showActivity();
+    } else if (kind === 'result') {
+      renderResult(ui.result, JSON.parse(detail));
+      ui.outputBox.open = false; // the same, as plain text
+    }
+  },
+  exit({ problem }) {
+    if (problem) {
+      page.signaling?.status('failed', problem);
+      fail('Failed', problem);
+      closeEverything();
+    } else if (lobby.go('finished')) {
+      setStatus('Done', 'ok');
+      page.signaling?.status('done');
+      stopTimer('Finished in');
+      ui.runAgain.hidden = false;
+      ui.runAgain.disabled = false;
+      updateButtons();
+      renderRoster();
+    }
+  },
+  failed({ during, message }) {
+    if (during === 'check-input' || during === 'fingerprint') {
+      log(message);
+      return;
+    }
+    fail(during === 'load' ? 'Cannot load Python' : 'Failed', message);
+    closeEverything();
+  },
+};
+
+/** Have Python fingerprint the program this party will run (the welcome's). */
+export function checkFingerprint() {
+  const welcome = client()?.welcome;
+  if (!page.workerReady || !welcome) return;
+  worker.postMessage({ type: 'fingerprint', program: welcome.program });
+}
+
+function checkInput() {
+  if (!page.workerReady || !page.input) return;
+  page.inputCheck += 1;
+  worker.postMessage({
+    type: 'check-input', id: page.inputCheck, program: page.session?.program, text: page.input.value,
+  });
+}
+
+export function inputChanged() {
+  page.inputProblem = 'not checked yet';
+  updateButtons();
+  checkInput();
+}
