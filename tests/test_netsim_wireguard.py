@@ -22,7 +22,8 @@ from collections.abc import Iterator
 import pytest
 
 from e2e.netsim import Internet, Mesh
-from e2e.netsim.internet import STATE_ROOT, _alive
+from e2e.netsim.internet import STATE_ROOT
+from e2e.netsim.processes import alive
 from e2e.netsim.wireguard import (
     SOCKET_DIR,
     interface_name,
@@ -165,7 +166,7 @@ def test_mesh_down_and_up_again(net: Internet) -> None:
     first = net.wireguard_mesh()
     pids = [p.pid for p in first.processes]
     first.down()
-    assert not any(_alive(pid) for pid in pids)
+    assert not any(alive(pid) for pid in pids)
     assert _our_sockets(net.name) == []
     assert set(net.existing_namespaces()) == set(net.namespaces)
     second = Mesh(net).up()
@@ -253,7 +254,7 @@ def test_down_leaves_nothing() -> None:
         others = set(os.listdir(SOCKET_DIR)) - set(sockets)
     finally:
         net.down()
-    assert not any(_alive(pid) for pid in pids)
+    assert not any(alive(pid) for pid in pids)
     assert _our_sockets(name) == []
     assert others <= set(os.listdir(SOCKET_DIR))  # nobody else's socket was touched
     assert net.existing_namespaces() == []
