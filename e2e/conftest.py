@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 from playwright.sync_api import sync_playwright
 
-import chromium
-from netns import Namespace, Server, available
+from testbed import chromium
+from testbed.netns import Namespace, Server, available
 
 
 def pytest_collection_modifyitems(items):

@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from mpyc_webrtc.sealing import JoinSecret
-from netns import BIN, Namespace, Server, available, session_id, start_peer
+from testbed.netns import BIN, Namespace, Server, available, session_id, start_peer
 
 pytestmark = pytest.mark.netns
 if (why := available()) is not None:

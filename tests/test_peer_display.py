@@ -25,7 +25,7 @@ from mpyc_webrtc.native.errors import Failure
 from mpyc_webrtc.native.join import parse_join_url
 from mpyc_webrtc.sealing import JoinSecret
 from mpyc_webrtc.sentences import say
-from netns import BIN, Namespace, Server, available
+from testbed.netns import BIN, Namespace, Server, available
 
 WELCOME = {
     "v": 1, "type": "welcome", "session": "s3ss10n", "pid": 1, "parties": 3,

@@ -17,7 +17,7 @@ import pytest
 from mpyc_webrtc import launch
 from mpyc_webrtc.sealing import JoinSecret, TamperError
 from mpyc_webrtc.sentences import say
-from netns import BIN, Namespace, Server, TamperProxy, available, start_peer
+from testbed.netns import BIN, Namespace, Server, TamperProxy, available, start_peer
 
 pytestmark = pytest.mark.netns
 if (why := available()) is not None:

@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 
 from mpyc_webrtc.native.patches.dispatch_tuning import run_eagerly
-from netns import Namespace, available
+from testbed.netns import Namespace, available
 
 PAIR = Path(__file__).parent / "aiortc_pair.py"
 ALL = ["order", "rounds", "lossy", "lossy_rounds", "suspend", "drain", "close"]

@@ -122,13 +122,13 @@ class Server:
 
 
 class TamperProxy:
-    """``tests/tamper_proxy.py`` in a namespace, in front of ``upstream`` (a ``Server``)."""
+    """``testbed/tamper_proxy.py`` in a namespace, in front of ``upstream`` (a ``Server``)."""
 
     def __init__(self, ns: Namespace, upstream: Server, mode: str, port: int = 8081):
         self.ns = ns
         self.url = f"http://127.0.0.1:{port}"
         self.upstream = upstream
-        self.proc = ns.popen([sys.executable, str(REPO / "tests" / "tamper_proxy.py"),
+        self.proc = ns.popen([sys.executable, "-m", "testbed.tamper_proxy",
                               "--listen", f"127.0.0.1:{port}", "--upstream", upstream.url,
                               "--mode", mode],
                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
