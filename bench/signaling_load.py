@@ -2,7 +2,7 @@
 
     .venv/bin/python -m bench.signaling_load [--sessions 100] [--parties 3]
 
-Everything runs on 127.0.0.1. The server is ``python -m signaling.app`` in a subprocess
+Everything runs on 127.0.0.1. The server is ``python -m signaling.cli`` in a subprocess
 on a free port (or, with ``--in-process``, in this process), with its session and
 connection limits raised to fit the load (the message rate limit keeps its default).
 Every session is created with a ``token_hash``; each of its parties opens a WebSocket,
@@ -288,7 +288,7 @@ async def run(sessions: int, opts: Options | None = None, *, in_process: bool = 
     else:
         with tempfile.TemporaryFile() as logfile:
             proc = subprocess.Popen(
-                [sys.executable, "-m", "signaling.app", "--host", "127.0.0.1", "--port",
+                [sys.executable, "-m", "signaling.cli", "--host", "127.0.0.1", "--port",
                  str(port), *SERVER_OPTIONS], cwd=REPO, stdout=logfile, stderr=logfile)
             try:
                 await wait_ready(base, proc)
