@@ -1,26 +1,23 @@
 """Browser parties in the benchmark: page-open → ready time, and the workloads in Chromium.
 
-Uses the join page exactly as a person would (through e2e/helpers.py's BrowserParty,
+Uses the join page exactly as a person would (through testbed/browser.py's BrowserParty,
 which drives it by its data-testid hooks); Chromium lives in the benchmark's network
-namespace (tests/chromium.py).
+namespace (testbed/chromium.py).
 """
 
 from __future__ import annotations
 
 import json
-import sys
 import time
 from pathlib import Path
 
+from playwright.sync_api import expect
+
+from testbed import chromium
+from testbed.browser import BrowserParty
+from testbed.netns import Namespace, Server
+
 REPO = Path(__file__).resolve().parent.parent
-sys.path[:0] = [str(REPO / "tests"), str(REPO / "e2e")]
-
-from helpers import BrowserParty  # noqa: E402
-from playwright.sync_api import expect  # noqa: E402
-
-import chromium  # noqa: E402
-from netns import Namespace, Server  # noqa: E402
-
 WORKLOAD = REPO / "bench" / "workload.py"
 
 

@@ -1,7 +1,7 @@
 """What does each way of connecting MPyC parties cost? One reproducible run, as root:
 
-    .venv/bin/python bench/evaluate.py            # the full evaluation (about half an hour)
-    .venv/bin/python bench/evaluate.py --quick    # one tiny workload per transport (a smoke test)
+    .venv/bin/python -m bench.evaluate            # the full evaluation (about half an hour)
+    .venv/bin/python -m bench.evaluate --quick    # one tiny workload per transport (a smoke test)
 
 It also runs sessions of m = 2, 3, 5, 8, 12 native parties (and 5 with two browsers among
 them): time to a full mesh and cost per round, as m(m-1)/2 links grow.
@@ -40,11 +40,9 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from e2e.netsim import Internet
+
 REPO = Path(__file__).resolve().parent.parent
-sys.path[:0] = [str(REPO), str(REPO / "tests"), str(REPO / "e2e")]
-
-from e2e.netsim import Internet  # noqa: E402
-
 BIN = Path(sys.executable).parent
 WORKLOAD = REPO / "bench" / "workload.py"
 TRANSPORTS = ("tcp", "wireguard", "webrtc", "turn", "browser")
@@ -236,7 +234,7 @@ class BrowserParties:
     """One Chromium per party namespace (each party is a person on its own network)."""
 
     def __init__(self, playwright, net: Internet, parties: int, workdir: Path):
-        import chromium
+        from testbed import chromium
 
         self.net = net
         self.browsers = [chromium.launch(playwright, net.parties[i].ns, workdir,
@@ -251,9 +249,8 @@ class BrowserParties:
             ) -> tuple[dict | None, float]:
         """Tabs for ``m`` parties (with ``complete``, all of them); party 0's result line
         if one of the tabs is party 0."""
-        from helpers import BrowserParty
-
-        import chromium
+        from testbed import chromium
+        from testbed.browser import BrowserParty
 
         contexts = [chromium.new_context(self.browsers[i], self.net.server_url)
                     for i in range(m)]
@@ -506,7 +503,8 @@ def plot(data: dict, path: Path) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m bench.evaluate",
+                                     description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true",
                         help="one tiny workload per transport on plain links")
     parser.add_argument("--repeat", "-r", type=int, default=3, metavar="R")
@@ -533,9 +531,9 @@ def main(argv: list[str] | None = None) -> int:
     try:
         data = evaluate(args)
     except EvalError as exc:
-        print(f"bench/evaluate.py: FAILED: {exc}", file=sys.stderr)
+        print(f"bench.evaluate: FAILED: {exc}", file=sys.stderr)
         return 1
-    command = "python bench/evaluate.py" + (" --quick" if args.quick else "")
+    command = "python -m bench.evaluate" + (" --quick" if args.quick else "")
     args.output.mkdir(parents=True, exist_ok=True)
     (args.output / "evaluation.md").write_text(markdown(data, command))
     plot(data, args.output / "evaluation.png")

@@ -1,12 +1,12 @@
 """CPU work per MPyC round, counted in instructions: TCP vs WebRTC, one party.
 
-    .venv/bin/python bench/instructions.py [-w mul] [--sizes 300 600] [--transport webrtc]
+    .venv/bin/python -m bench.instructions [-w mul] [--sizes 300 600] [--transport webrtc]
                                           (as root; needs valgrind)
 
 Wall-clock times on a shared 2-core machine move by 10-20% from run to run; the number
 of instructions a party executes does not (within ~1%), so this is the measure to
 compare changes to the packet path with. For each size, three parties run the workload
-of ``bench/workload.py`` in a throw-away loopback-only namespace (as ``bench/run.py``
+of ``bench/workload.py`` in a throw-away loopback-only namespace (as ``bench.run``
 does) with party 0 under ``valgrind --tool=callgrind``, counting only from when its
 links are up (MPyC's ``start()`` for TCP; the data channels open for WebRTC) until
 ``shutdown()``. The difference between two sizes, divided by the difference in size,
@@ -15,7 +15,7 @@ is the work per round (for ``mul``: per secure multiplication), without start-up
 Party 0 runs about 50 times slower under callgrind, so its timers fire relatively more
 often than in real runs (delayed SACKs, retransmission timers): the WebRTC figures are a
 little too high, the same way for every variant. The environment is passed on, so
-``MPYC_WEBRTC_SCTP_FASTPATH=0 bench/instructions.py`` measures that variant.
+``MPYC_WEBRTC_SCTP_FASTPATH=0 python -m bench.instructions`` measures that variant.
 """
 
 from __future__ import annotations
@@ -28,11 +28,9 @@ import sys
 import tempfile
 from pathlib import Path
 
+from testbed.netns import Namespace, Server, available
+
 REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO / "tests"))
-
-from netns import Namespace, Server, available  # noqa: E402
-
 WORKLOAD = REPO / "bench" / "workload.py"
 PARTIES = 3
 
@@ -117,13 +115,14 @@ def _collected(procs: list[subprocess.Popen], what: str) -> int:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m bench.instructions",
+                                     description=__doc__.split("\n\n")[0])
     parser.add_argument("--workload", "-w", default="mul", choices=("mul", "sort", "inner"))
     parser.add_argument("--sizes", type=int, nargs=2, default=(300, 600), metavar="N")
     parser.add_argument("--transport", choices=("both", "tcp", "webrtc"), default="both")
     args = parser.parse_args()
     if (why := available()) is not None or shutil.which("valgrind") is None:
-        print(f"bench/instructions.py: cannot run: {why or 'valgrind is not installed'}",
+        print(f"bench.instructions: cannot run: {why or 'valgrind is not installed'}",
               file=sys.stderr)
         return 2
     small, large = sorted(args.sizes)

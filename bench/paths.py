@@ -1,6 +1,6 @@
 """The bench workloads over a direct path and over the TURN relay, side by side.
 
-    .venv/bin/python bench/paths.py [--repeat R] [--quick] [--delay-ms D]      (as root)
+    .venv/bin/python -m bench.paths [--repeat R] [--quick] [--delay-ms D]      (as root)
 
 Three native parties behind port-restricted cone NATs on the simulated internet
 (``e2e.netsim``): they connect directly (srflx) in an ordinary session, and through
@@ -19,11 +19,9 @@ import sys
 import time
 from pathlib import Path
 
+from e2e.netsim import Internet
+
 REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO))
-
-from e2e.netsim import Internet  # noqa: E402
-
 BIN = Path(sys.executable).parent
 WORKLOAD = REPO / "bench" / "workload.py"
 WORKLOADS = ("mul", "sort", "inner")
@@ -62,7 +60,8 @@ def run_session(net: Internet, workload: str, size: int, relay_only: bool,
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m bench.paths",
+                                     description=__doc__.split("\n\n")[0])
     parser.add_argument("--repeat", "-r", type=int, default=3, metavar="R")
     parser.add_argument("--quick", action="store_true", help="tiny sizes, one repetition")
     parser.add_argument("--delay-ms", type=float, default=0.0,

@@ -1,6 +1,6 @@
 """Compare MPyC over its own TCP links with MPyC over WebRTC data channels.
 
-    .venv/bin/python bench/run.py [--repeat R] [--quick]      (as root)
+    .venv/bin/python -m bench.run [--repeat R] [--quick]      (as root, from the repository root)
 
 For m=3 parties, each workload of ``bench/workload.py`` runs once over TCP and
 once over WebRTC per repetition, alternately, all inside one throw-away
@@ -20,14 +20,10 @@ import tempfile
 import time
 from pathlib import Path
 
+from testbed import chromium
+from testbed.netns import BIN, Namespace, Server, available
+
 REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO))
-
-sys.path.insert(0, str(REPO / "tests"))
-
-import chromium  # noqa: E402
-from netns import BIN, Namespace, Server, available  # noqa: E402
-
 WORKLOAD = REPO / "bench" / "workload.py"
 PARTIES = 3
 WORKLOADS = ("mul", "sort", "inner")
@@ -136,6 +132,7 @@ def run_webrtc(ns: Namespace, server: Server, workload: str, size: int, workdir:
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
+        prog="python -m bench.run",
         description="MPyC over TCP vs over WebRTC data channels, 3 parties (run as root).")
     parser.add_argument("--repeat", "-r", type=int, default=None, metavar="R",
                         help="repetitions per workload and transport (default 3; 1 with "
@@ -203,10 +200,10 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     reason = available()
     if reason is not None:
-        print(f"bench/run.py: cannot run: {reason} (run it as root).", file=sys.stderr)
+        print(f"bench.run: cannot run: {reason} (run it as root).", file=sys.stderr)
         return 2
     if args.browser and (why := chromium.missing()) is not None:
-        print(f"bench/run.py: cannot run the browser parties: {why} "
+        print(f"bench.run: cannot run the browser parties: {why} "
               "(or pass --no-browser).", file=sys.stderr)
         return 2
     tcp: dict[str, list[float]] = {w: [] for w in args.workloads}
@@ -250,7 +247,7 @@ def main(argv: list[str] | None = None) -> int:
                         line += f", browsers {b:.3f} s"
                     print(line, file=sys.stderr, flush=True)
     except BenchError as exc:
-        print(f"bench/run.py: FAILED: {exc}", file=sys.stderr)
+        print(f"bench.run: FAILED: {exc}", file=sys.stderr)
         return 1
     print_table(args, tcp, webrtc, opens, browser, ready)
     return 0

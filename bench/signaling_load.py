@@ -1,8 +1,8 @@
 """Load on the signaling server: many sessions doing the whole signaling exchange at once.
 
-    .venv/bin/python bench/signaling_load.py [--sessions 100] [--parties 3]
+    .venv/bin/python -m bench.signaling_load [--sessions 100] [--parties 3]
 
-Everything runs on 127.0.0.1. The server is ``python -m signaling.app`` in a subprocess
+Everything runs on 127.0.0.1. The server is ``python -m signaling.cli`` in a subprocess
 on a free port (or, with ``--in-process``, in this process), with its session and
 connection limits raised to fit the load (the message rate limit keeps its default).
 Every session is created with a ``token_hash``; each of its parties opens a WebSocket,
@@ -45,7 +45,6 @@ from typing import Any
 import aiohttp
 
 REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO))
 
 #: Limits raised for the load (everything else stays at the server's defaults).
 SERVER_OPTIONS = ["--max-sessions", "100000", "--max-sessions-per-client", "100000",
@@ -289,7 +288,7 @@ async def run(sessions: int, opts: Options | None = None, *, in_process: bool = 
     else:
         with tempfile.TemporaryFile() as logfile:
             proc = subprocess.Popen(
-                [sys.executable, "-m", "signaling.app", "--host", "127.0.0.1", "--port",
+                [sys.executable, "-m", "signaling.cli", "--host", "127.0.0.1", "--port",
                  str(port), *SERVER_OPTIONS], cwd=REPO, stdout=logfile, stderr=logfile)
             try:
                 await wait_ready(base, proc)
@@ -310,7 +309,8 @@ async def run(sessions: int, opts: Options | None = None, *, in_process: bool = 
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m bench.signaling_load",
+                                     description=__doc__.split("\n\n")[0])
     parser.add_argument("--sessions", type=int, default=100, help="concurrent sessions")
     parser.add_argument("--parties", type=int, default=3, help="parties per session")
     parser.add_argument("--candidates", type=int, default=10,

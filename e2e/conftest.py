@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 from playwright.sync_api import sync_playwright
 
-import chromium
-from netns import Namespace, Server, available
+from testbed import chromium
+from testbed.netns import Namespace, Server
 
 
 def pytest_collection_modifyitems(items):
@@ -24,8 +24,6 @@ def pytest_collection_modifyitems(items):
 
 @pytest.fixture(scope="module")
 def namespace():
-    if (why := available()) is not None:
-        pytest.fail(f"the browser tests need network namespaces, but {why}")
     if (why := chromium.missing()) is not None:
         pytest.fail(why)
     with Namespace("mwe") as ns:

@@ -10,10 +10,10 @@ from __future__ import annotations
 import subprocess
 from pathlib import Path
 
-from helpers import BrowserParty, fill_session, open_parties
 from playwright.sync_api import expect
 
-from netns import start_peer
+from testbed.browser import BrowserParty, fill_session, open_parties
+from testbed.netns import start_peer
 
 PROGRAMS = Path(__file__).parent / "programs"
 NATIVE_TIMEOUT = 120

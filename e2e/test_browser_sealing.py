@@ -8,14 +8,14 @@ import re
 from pathlib import Path
 
 import pytest
-from helpers import BrowserParty
 from playwright.sync_api import expect
 
-import chromium
 from mpyc_webrtc import programs
 from mpyc_webrtc.launch import program_hash
 from mpyc_webrtc.sentences import say
-from netns import TamperProxy
+from testbed import chromium
+from testbed.browser import BrowserParty
+from testbed.netns import TamperProxy
 
 VECTORS = Path(__file__).parent.parent / "tests" / "sealing_vectors.json"
 PROXY_PORT = 8090

@@ -330,7 +330,7 @@ def chromium_in(tmp_path):
     """Chromium started inside a given namespace (a party's LAN), closed after the test."""
     from playwright.sync_api import sync_playwright
 
-    import chromium
+    from testbed import chromium
 
     if (why := chromium.missing()) is not None:
         pytest.fail(why)
@@ -356,8 +356,9 @@ def chromium_in(tmp_path):
 def test_browser_party_with_a_native_party(internet, chromium_in, native_nat, relay_only):
     """Across a symmetric NAT the pair needs the relay; between two cone NATs it would go
     direct, unless the session is relay-only."""
-    from helpers import BrowserParty
     from playwright.sync_api import expect
+
+    from testbed.browser import BrowserParty
 
     net = internet(["cone", native_nat])
     session = Session(net)
@@ -391,8 +392,9 @@ def test_browser_party_with_a_native_party(internet, chromium_in, native_nat, re
 
 @pytest.mark.slow
 def test_browser_is_told_which_party_died(internet, chromium_in):
-    from helpers import BrowserParty
     from playwright.sync_api import expect
+
+    from testbed.browser import BrowserParty
 
     net = internet(["cone", "cone", "symmetric"])
     session = Session(net)

@@ -11,10 +11,10 @@ import re
 from pathlib import Path
 
 import pytest
-from helpers import BrowserParty, by_id, open_parties
 from playwright.sync_api import Page, expect
 
-from netns import start_peer
+from testbed.browser import BrowserParty, by_id, open_parties
+from testbed.netns import start_peer
 
 DESKTOP = {"width": 1280, "height": 800}
 PHONE = {"width": 390, "height": 844}

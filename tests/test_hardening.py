@@ -14,7 +14,6 @@ import contextlib
 import json
 import logging
 import os
-import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -26,13 +25,13 @@ from aiohttp.test_utils import TestClient, TestServer
 
 from mpyc_webrtc import wire
 from mpyc_webrtc.wire import ErrorCode
-from sans_io import TOKEN, TOKEN_HASH, Clock, Party
 from signaling import app as server
 from signaling.app import REGISTRY, create_app
 from signaling.cli import parse_args
 from signaling.connection import Connection
 from signaling.registry import Registry
 from signaling.session import Session
+from testbed.sans_io import TOKEN, TOKEN_HASH, Clock, Party
 
 REPO = Path(__file__).resolve().parent.parent
 BODY = {"parties": 2, "program": "sum", "token_hash": TOKEN_HASH}
@@ -621,11 +620,8 @@ def test_every_limit_has_a_cli_option_with_its_default():
 # --- the load benchmark ------------------------------------------------------------------------
 
 async def test_signaling_load_benchmark_smoke():
-    sys.path.insert(0, str(REPO / "bench"))
-    try:
-        import signaling_load
-    finally:
-        sys.path.remove(str(REPO / "bench"))
+    from bench import signaling_load
+
     text = await signaling_load.run(2, signaling_load.Options(parties=3, candidates=2),
                                     in_process=True, timeout=60)
     rows = {line[:24].strip(): line[24:].split() for line in text.splitlines()}

@@ -12,10 +12,10 @@ import pytest
 
 from mpyc_webrtc.ice import url_transport
 from mpyc_webrtc.wire import ErrorCode, SignalingError
-from sans_io import TOKEN_HASH, Clock, Party
 from signaling.cli import parse_args
 from signaling.ice_servers import IceConfig, turn_credentials
 from signaling.registry import Registry
+from testbed.sans_io import TOKEN_HASH, Clock, Party
 
 TURN = ("turn:100.64.0.2:3478?transport=udp", "turn:100.64.0.2:3478?transport=tcp")
 STUN = ("stun:100.64.0.2:3478",)

@@ -19,14 +19,13 @@ from pathlib import Path
 import pytest
 
 from e2e.netsim import Internet, pids_in_namespaces
-from e2e.netsim.internet import STATE_ROOT, _proc_stat
+from e2e.netsim.internet import STATE_ROOT
+from e2e.netsim.processes import proc_stat
 
 pytestmark = pytest.mark.netns
 
 
 def _missing() -> str | None:
-    if os.geteuid() != 0:
-        return "root is needed for network namespaces"
     for tool in ("ip", "iptables-restore", "turnserver"):
         if shutil.which(tool) is None:
             return f"{tool} is not installed"
@@ -35,8 +34,13 @@ def _missing() -> str | None:
     return None
 
 
-if (why := _missing()) is not None:
-    pytest.fail(f"the netsim tests need {why}", pytrace=False)
+@pytest.fixture(scope="module", autouse=True)
+def _tools() -> None:
+    """Root is the rule in conftest.py (skip, or fail under CI=true); the tools are
+    installed by ./run.sh test, so a missing one fails."""
+    if (why := _missing()) is not None:
+        pytest.fail(f"the netsim tests need {why}", pytrace=False)
+
 
 REPO = Path(__file__).resolve().parent.parent
 PY = sys.executable
@@ -439,7 +443,7 @@ def test_up_down_idempotent_and_crash_safe():
     second.up()
     assert sleeper.wait(5) is not None
     for pid in old_pids:
-        assert _proc_stat(pid) is None or _proc_stat(pid)[0] == "Z"
+        assert proc_stat(pid) is None or proc_stat(pid)[0] == "Z"
     new = second.status()
     assert set(roles(new)) == {"coturn", "wire"}
     new_pids = {p["pid"] for p in new["processes"]}
@@ -453,7 +457,7 @@ def test_up_down_idempotent_and_crash_safe():
     fresh.down()
     assert namespaces_named("msimi") == []
     for pid in new_pids:
-        assert _proc_stat(pid) is None or _proc_stat(pid)[0] == "Z"
+        assert proc_stat(pid) is None or proc_stat(pid)[0] == "Z"
     fresh.down()  # twice is fine
     second.down()
     assert root_links() == links  # nothing ever appeared in the root namespace
@@ -469,7 +473,7 @@ def test_down_spares_a_recycled_pid():
     """A recorded PID that now runs something else is not ours any more."""
     bystander = subprocess.Popen(["sleep", "30"])
     try:
-        stat = _proc_stat(bystander.pid)
+        stat = proc_stat(bystander.pid)
         assert stat is not None
         STATE_ROOT.mkdir(parents=True, exist_ok=True)
         (STATE_ROOT / "msimr.json").write_text(json.dumps({"processes": [
@@ -519,7 +523,7 @@ def test_cli_up_status_down():
     assert down.returncode == 0, down.stderr
     assert namespaces_named("msimc") == []
     time.sleep(0.05)
-    assert all(_proc_stat(pid) is None or _proc_stat(pid)[0] == "Z" for pid in pids)
+    assert all(proc_stat(pid) is None or proc_stat(pid)[0] == "Z" for pid in pids)
     status = cli("status", "--name", "msimc")
     assert status.returncode == 1 and "not running" in status.stdout
 

@@ -22,7 +22,8 @@ from collections.abc import Iterator
 import pytest
 
 from e2e.netsim import Internet, Mesh
-from e2e.netsim.internet import STATE_ROOT, _alive
+from e2e.netsim.internet import STATE_ROOT
+from e2e.netsim.processes import alive
 from e2e.netsim.wireguard import (
     SOCKET_DIR,
     interface_name,
@@ -38,8 +39,6 @@ NAME = f"mwg{os.getpid()}"
 
 
 def _missing() -> str | None:
-    if os.geteuid() != 0:
-        return "root is needed for network namespaces"
     for tool in ("ip", "iptables-restore", "turnserver", "wireguard-go", "wg"):
         if shutil.which(tool) is None:
             return f"{tool} is not installed"
@@ -48,8 +47,12 @@ def _missing() -> str | None:
     return None
 
 
-if (why := _missing()) is not None:
-    pytest.fail(f"the WireGuard netsim tests need {why}", pytrace=False)
+@pytest.fixture(scope="module", autouse=True)
+def _tools() -> None:
+    """Root is the rule in conftest.py (skip, or fail under CI=true); the tools are
+    installed by ./run.sh test, so a missing one fails."""
+    if (why := _missing()) is not None:
+        pytest.fail(f"the WireGuard netsim tests need {why}", pytrace=False)
 
 
 @pytest.fixture(scope="module")
@@ -165,7 +168,7 @@ def test_mesh_down_and_up_again(net: Internet) -> None:
     first = net.wireguard_mesh()
     pids = [p.pid for p in first.processes]
     first.down()
-    assert not any(_alive(pid) for pid in pids)
+    assert not any(alive(pid) for pid in pids)
     assert _our_sockets(net.name) == []
     assert set(net.existing_namespaces()) == set(net.namespaces)
     second = Mesh(net).up()
@@ -253,7 +256,7 @@ def test_down_leaves_nothing() -> None:
         others = set(os.listdir(SOCKET_DIR)) - set(sockets)
     finally:
         net.down()
-    assert not any(_alive(pid) for pid in pids)
+    assert not any(alive(pid) for pid in pids)
     assert _our_sockets(name) == []
     assert others <= set(os.listdir(SOCKET_DIR))  # nobody else's socket was touched
     assert net.existing_namespaces() == []

@@ -12,9 +12,9 @@ import pytest
 
 from mpyc_webrtc import launch, programs
 from mpyc_webrtc.wire import SERVER_MESSAGES, ErrorCode, SignalingError
-from sans_io import MISSING, TOKEN, TOKEN_HASH, Clock, Party
 from signaling.registry import Registry
 from signaling.session import MAX_SOURCE_BYTES, Session
+from testbed.sans_io import MISSING, TOKEN, TOKEN_HASH, Clock, Party
 
 STUN = {"urls": "stun:127.0.0.1:3478"}
 #: The session's join token (base64url of 32 bytes is 43 characters) and what the server keeps.

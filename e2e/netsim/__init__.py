@@ -14,11 +14,10 @@ from .internet import (
     TURN_IP,
     TURN_PORT,
     Internet,
-    NetsimError,
     Party,
-    pids_in_namespaces,
     rest_credentials,
 )
+from .processes import NetsimError, pids_in_namespaces
 from .wireguard import Mesh
 
 __all__ = ["NAT_TYPES", "SERVER_IP", "TURN_IP", "TURN_PORT", "Internet", "Mesh", "NetsimError",

@@ -8,7 +8,7 @@ the topology and the reasons behind each rule.
 The state file (``/run/mpyc-netsim/{name}.json``) lets ``down`` work from another
 process or after a crash: namespaces are found by name, processes by PID, and a
 recorded PID is signalled only while its /proc cmdline and start time still match
-what was recorded, so a recycled PID is never hit.
+what was recorded, so a recycled PID is never hit (``processes.py``).
 """
 
 from __future__ import annotations
@@ -23,19 +23,31 @@ import re
 import selectors
 import shlex
 import shutil
-import signal
 import socket
 import struct
 import subprocess
 import sys
 import time
 from collections.abc import Iterable, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-if TYPE_CHECKING:
-    from .wireguard import Mesh
+from .processes import (
+    NETNS_DIR,
+    NetsimError,
+    ParallelJobs,
+    ProcessRecord,
+    alive,
+    matches,
+    pids_in_namespaces,
+    proc_cmdline,
+    proc_stat,
+    run_command,
+    run_parallel,
+    terminate,
+)
+from .wireguard import Mesh, remove_sockets
 
 log = logging.getLogger(__name__)
 
@@ -43,7 +55,6 @@ REPO = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
 WIRE = Path(__file__).with_name("wire.py")
 STATE_ROOT = Path(os.environ.get("MPYC_NETSIM_STATE", "/run/mpyc-netsim"))
-NETNS_DIR = Path("/run/netns")
 
 NAT_TYPES = ("public", "cone", "symmetric")
 MAX_PARTIES = 200
@@ -61,14 +72,8 @@ REALM = "mpyc-netsim"
 VOID_GATEWAY = "10.255.255.1"
 VOID_ADDRESS = "10.255.255.2"
 CUT_CHAIN = "netsim-cut"
-TERM_GRACE = 3.0
-KILL_GRACE = 2.0
 
 _NAME_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.]{0,30}$")
-
-
-class NetsimError(RuntimeError):
-    """Building or tearing down the simulation failed."""
 
 
 def wan_address(i: int) -> str:
@@ -96,103 +101,6 @@ class Party:
     gateway: str
     """The router's address on the access link (the LAN host's default route)."""
     block_udp: bool
-
-
-@dataclass
-class _Proc:
-    role: str
-    ns: str
-    pid: int
-    argv: list[str]
-    """What was started: ``ip netns exec NS CMD...``."""
-    cmd: list[str]
-    """What ``ip`` execs: the cmdline we expect in /proc once it has."""
-    start: int
-    """/proc/PID/stat start time: with the cmdline, it tells a recycled PID apart."""
-    popen: subprocess.Popen | None = field(default=None, repr=False, compare=False)
-
-    def record(self) -> dict[str, Any]:
-        return {"role": self.role, "ns": self.ns, "pid": self.pid, "argv": self.argv,
-                "cmd": self.cmd, "start": self.start}
-
-
-def _proc_cmdline(pid: int) -> list[str] | None:
-    try:
-        raw = Path(f"/proc/{pid}/cmdline").read_bytes()
-    except OSError:
-        return None
-    return raw.decode(errors="replace").split("\0")[:-1] if raw else []
-
-
-def _proc_stat(pid: int) -> tuple[str, int] | None:
-    """(state letter, start time in clock ticks), or None when there is no such process."""
-    try:
-        raw = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return None
-    fields = raw[raw.rfind(")") + 2:].split()
-    return fields[0], int(fields[19])
-
-
-def _alive(pid: int) -> bool:
-    stat = _proc_stat(pid)
-    return stat is not None and stat[0] not in ("Z", "X")
-
-
-def _matches(rec: _Proc) -> bool:
-    """Whether rec.pid is still the process we started (not a recycled PID)."""
-    stat = _proc_stat(rec.pid)
-    if stat is None or stat[0] in ("Z", "X") or stat[1] != rec.start:
-        return False
-    actual = _proc_cmdline(rec.pid)
-    if not actual:
-        return False
-    # Before ip has exec'd the command, the cmdline is ip's own; after, it is the
-    # command's, with the interpreter in front for a script with a shebang line.
-    return actual == rec.argv or actual[-len(rec.cmd):] == rec.cmd
-
-
-def _ns_inode(ns: str) -> tuple[int, int] | None:
-    try:
-        st = os.stat(NETNS_DIR / ns)
-    except OSError:
-        return None
-    return st.st_dev, st.st_ino
-
-
-def pids_in_namespaces(namespaces: Iterable[str]) -> dict[int, str]:
-    """Live processes whose network namespace is one of these: {pid: namespace}.
-
-    The same as ``ip netns pids NS`` for each, without a fork per namespace.
-    """
-    wanted = {ino: ns for ns in namespaces if (ino := _ns_inode(ns)) is not None}
-    found: dict[int, str] = {}
-    if not wanted:
-        return found
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            st = os.stat(f"/proc/{entry}/ns/net")
-        except OSError:
-            continue
-        ns = wanted.get((st.st_dev, st.st_ino))
-        if ns is not None and _alive(int(entry)):
-            found[int(entry)] = ns
-    return found
-
-
-def _run(argv: list[str], stdin: str | None = None, timeout: float = 30) -> str:
-    done = subprocess.run(argv, input=stdin, capture_output=True, text=True, timeout=timeout)
-    if done.returncode != 0:
-        raise NetsimError(f"{shlex.join(argv)} failed ({done.returncode}): "
-                          f"{done.stderr.strip()}" + (f"\ninput:\n{stdin}" if stdin else ""))
-    return done.stdout
-
-
-def _run_parallel(jobs: Sequence[tuple[list[str], str]], timeout: float = 30) -> None:
-    """Run independent commands at once: bring-up is mostly fork/exec latency."""
-    _ParallelJobs(jobs).wait(timeout)
 
 
 def _hex_address(ip: str, port: int) -> str:
@@ -308,7 +216,7 @@ class Internet:
                                       host, gateway, i in blocked))
         self.state_dir = STATE_ROOT / name
         self.state_file = STATE_ROOT / f"{name}.json"
-        self._procs: list[_Proc] = []
+        self._procs: list[ProcessRecord] = []
         self._wireguard: Mesh | None = None
         self.up_seconds: float | None = None
         self.down_seconds: float | None = None
@@ -353,8 +261,8 @@ class Internet:
     def _start(self, role: str, ns: str, cmd: list[str], **kwargs: Any) -> subprocess.Popen:
         argv = self.exec_args(ns, cmd)
         proc = subprocess.Popen(argv, **kwargs)
-        stat = _proc_stat(proc.pid)
-        rec = _Proc(role, ns, proc.pid, argv, cmd, stat[1] if stat else 0, proc)
+        stat = proc_stat(proc.pid)
+        rec = ProcessRecord(role, ns, proc.pid, argv, cmd, stat[1] if stat else 0, proc)
         self._procs.append(rec)
         self._save()
         log.debug("started %s in %s: pid %d", role, ns, proc.pid)
@@ -387,7 +295,7 @@ class Internet:
         tmp.write_text(json.dumps(state, indent=1))
         tmp.replace(self.state_file)
 
-    def _recorded(self) -> list[_Proc]:
+    def _recorded(self) -> list[ProcessRecord]:
         """Processes recorded here and in the state file (another process's, maybe)."""
         procs = list(self._procs)
         seen = {(p.pid, p.start) for p in procs}
@@ -397,7 +305,7 @@ class Internet:
             return procs
         for data in state.get("processes", []):
             try:
-                rec = _Proc(data["role"], data["ns"], int(data["pid"]), list(data["argv"]),
+                rec = ProcessRecord(data["role"], data["ns"], int(data["pid"]), list(data["argv"]),
                             list(data["cmd"]), int(data["start"]))
             except (KeyError, TypeError, ValueError):
                 continue
@@ -456,18 +364,18 @@ class Internet:
             if not self.use_wire:
                 root.append(f"link add lan netns {p.router} type veth peer name eth0 "
                             f"netns {p.ns}")
-        _run(["ip", "-batch", "-"], "\n".join(root) + "\n")
+        run_command(["ip", "-batch", "-"], "\n".join(root) + "\n")
 
         # 2. Firewalls and NAT (slowest step: iptables) run while the rest is built.
         firewall = [(self.exec_args(p.router, ["sh", "-c", "echo 1 > /proc/sys/net/ipv4/"
                                                "ip_forward && exec iptables-restore"]),
                      self._router_rules(p)) for p in self.parties]
-        fw_procs = _ParallelJobs(firewall)
+        fw_procs = ParallelJobs(firewall)
 
         wire = self._start_wire() if self.use_wire else None
 
         # 3. The public namespace, then coturn on it (it binds TURN_IP at once).
-        _run(["ip", "-n", self.public, "-batch", "-"], self._public_batch())
+        run_command(["ip", "-n", self.public, "-batch", "-"], self._public_batch())
         turn = self._start_coturn()
 
         # 4. Routers, LANs and the void.
@@ -480,11 +388,11 @@ class Internet:
             for p in self.parties:
                 moves.append(f"link set t{p.index}r netns {p.router}")
                 moves.append(f"link set t{p.index}l netns {p.ns}")
-            _run(["ip", "-n", self.void, "-batch", "-"], "\n".join(moves) + "\n")
+            run_command(["ip", "-n", self.void, "-batch", "-"], "\n".join(moves) + "\n")
         for p in self.parties:
             jobs.append((["ip", "-n", p.router, "-batch", "-"], self._router_batch(p)))
             jobs.append((["ip", "-n", p.ns, "-batch", "-"], self._lan_batch(p)))
-        _run_parallel(jobs)
+        run_parallel(jobs)
         fw_procs.wait()
 
         # 5. Daemons ready.
@@ -645,8 +553,6 @@ class Internet:
         """A WireGuard full mesh between the parties (``e2e/netsim/wireguard.py``),
         the data path of VPN-mesh products, as a baseline. Returns the running mesh
         if there is one (kwargs are then ignored); ``down()`` ends it."""
-        from .wireguard import Mesh
-
         if self._wireguard is not None and self._wireguard.is_up:
             return self._wireguard
         return Mesh(self, **kwargs).up()
@@ -666,7 +572,7 @@ class Internet:
         script = f"iptables -w -F {CUT_CHAIN}"
         if rule:
             script += " && iptables -w " + shlex.join(rule)
-        _run(self.exec_args(self.parties[i].router, ["sh", "-c", script]))
+        run_command(self.exec_args(self.parties[i].router, ["sh", "-c", script]))
 
     # -- down --------------------------------------------------------------------
 
@@ -681,17 +587,15 @@ class Internet:
         recorded = self._recorded()
         victims: dict[int, str] = {}
         for rec in recorded:
-            if _matches(rec):
+            if matches(rec):
                 victims[rec.pid] = rec.role
-            elif _alive(rec.pid):
+            elif alive(rec.pid):
                 log.warning("pid %d (%s) no longer runs what was recorded: left alone",
                             rec.pid, rec.role)
         for pid, ns in pids_in_namespaces(namespaces).items():
             victims.setdefault(pid, f"in {ns}")
         victims.pop(os.getpid(), None)
-        _terminate(victims)
-        from .wireguard import remove_sockets
-
+        terminate(victims)
         # A killed wireguard-go leaves its socket in the one directory all namespaces
         # share; the names are derived from ours, so only our sockets go.
         remove_sockets(self.name)
@@ -705,7 +609,7 @@ class Internet:
                 except subprocess.TimeoutExpired:
                     pass
         if namespaces:
-            _run(["ip", "-force", "-batch", "-"],
+            run_command(["ip", "-force", "-batch", "-"],
                  "".join(f"netns del {ns}\n" for ns in namespaces))
         left = self.existing_namespaces()
         self._procs.clear()
@@ -727,7 +631,7 @@ class Internet:
         procs = []
         known = set()
         for rec in self._recorded():
-            alive = _matches(rec)
+            alive = matches(rec)
             if alive:
                 known.add(rec.pid)
             procs.append({"pid": rec.pid, "role": rec.role, "ns": rec.ns, "alive": alive,
@@ -735,7 +639,7 @@ class Internet:
         for pid, ns in sorted(pids_in_namespaces(namespaces).items()):
             if pid not in known:
                 procs.append({"pid": pid, "role": "other", "ns": ns, "alive": True,
-                              "cmd": shlex.join(_proc_cmdline(pid) or [])})
+                              "cmd": shlex.join(proc_cmdline(pid) or [])})
         return {"name": self.name, "namespaces": namespaces,
                 "state_file": str(self.state_file) if self.state_file.exists() else None,
                 "processes": procs}
@@ -780,50 +684,6 @@ class Internet:
                   f"  python -m e2e.netsim cut 0 --name {self.name}   # party 0 goes offline",
                   f"  python -m e2e.netsim down --name {self.name}"]
         return "\n".join(lines)
-
-
-class _ParallelJobs:
-    """_run_parallel, split into start and wait so other work happens meanwhile."""
-
-    def __init__(self, jobs: Sequence[tuple[list[str], str]]) -> None:
-        self.started: list[tuple[list[str], str, subprocess.Popen]] = []
-        for argv, stdin in jobs:
-            proc = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL,
-                                    stderr=subprocess.PIPE, text=True)
-            assert proc.stdin is not None
-            proc.stdin.write(stdin)  # small: fits in the pipe buffer, never blocks
-            proc.stdin.close()
-            self.started.append((argv, stdin, proc))
-
-    def wait(self, timeout: float = 30) -> None:
-        errors = []
-        for argv, stdin, proc in self.started:
-            assert proc.stderr is not None
-            err = proc.stderr.read()  # small; reading first cannot deadlock
-            proc.stderr.close()
-            if proc.wait(timeout) != 0:
-                errors.append(f"{shlex.join(argv)} failed: {err.strip()}\ninput:\n{stdin}")
-        if errors:
-            raise NetsimError("\n".join(errors))
-
-
-def _terminate(victims: dict[int, str]) -> None:
-    """SIGTERM, then SIGKILL whatever is still alive after TERM_GRACE seconds."""
-    for sig, grace in ((signal.SIGTERM, TERM_GRACE), (signal.SIGKILL, KILL_GRACE)):
-        pending = [pid for pid in victims if _alive(pid)]
-        if not pending:
-            return
-        if sig == signal.SIGKILL:
-            log.warning("killing %s: still alive %.0f s after SIGTERM",
-                        ", ".join(f"{pid} ({victims[pid]})" for pid in pending), TERM_GRACE)
-        for pid in pending:
-            try:
-                os.kill(pid, sig)
-            except ProcessLookupError:
-                pass
-        deadline = time.monotonic() + grace
-        while any(_alive(pid) for pid in pending) and time.monotonic() < deadline:
-            time.sleep(0.01)
 
 
 def _subnet(ip: str) -> str:

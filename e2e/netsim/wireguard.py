@@ -41,7 +41,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from .internet import NETNS_DIR, NetsimError, _matches, _run, _run_parallel, _terminate
+from .processes import NETNS_DIR, NetsimError, matches, run_command, run_parallel, terminate
 
 if TYPE_CHECKING:
     from .internet import Internet, Party
@@ -240,8 +240,8 @@ class Mesh:
         """End this simulation's wireguard-go processes and delete their sockets."""
         net = self.net
         victims = {rec.pid: rec.role for rec in net._recorded()
-                   if rec.role == ROLE and _matches(rec)}
-        _terminate(victims)
+                   if rec.role == ROLE and matches(rec)}
+        terminate(victims)
         for rec in net._procs:
             if rec.role == ROLE and rec.popen is not None:
                 try:
@@ -270,12 +270,12 @@ class Mesh:
             yield
             return
         for p in self.net.parties:
-            _run(["ip", "-n", p.ns, "link", "set", self.interface(p.index), "down"])
+            run_command(["ip", "-n", p.ns, "link", "set", self.interface(p.index), "down"])
         try:
             yield
         finally:
             for p in self.net.parties:
-                _run(["ip", "-n", p.ns, "link", "set", self.interface(p.index), "up"])
+                run_command(["ip", "-n", p.ns, "link", "set", self.interface(p.index), "up"])
             self._probe()
 
     def _build(self) -> None:
@@ -343,7 +343,7 @@ class Mesh:
             if args:
                 keepalive.append((net.exec_args(p.ns, ["wg", "set", self.interface(p.index),
                                                        *args]), ""))
-        _run_parallel(keepalive)
+        run_parallel(keepalive)
 
     def _configure_script(self, p: Party) -> str:
         """``wg set`` with every peer, then address, MTU and link up, for party p."""
@@ -444,8 +444,8 @@ class Mesh:
 
         The bytes that really went through the tunnel, as wireguard-go counts them.
         """
-        out = _run(self.net.exec_args(self.net.parties[i].ns,
-                                      ["wg", "show", self.interface(i), "transfer"]))
+        out = run_command(self.net.exec_args(self.net.parties[i].ns,
+                                             ["wg", "show", self.interface(i), "transfer"]))
         by_key = {k.public: j for j, k in enumerate(self.keys)}
         counters = {}
         for line in out.splitlines():

@@ -1,9 +1,9 @@
 """A man in the middle for tests: forwards everything to the signaling server, and can
 change what the server says, as a malicious server (or network) would.
 
-Run it inside a test's network namespace::
+Run it inside a test's network namespace, from the repository root::
 
-    python tests/tamper_proxy.py --listen 127.0.0.1:8081 --upstream http://127.0.0.1:8080 \\
+    python -m testbed.tamper_proxy --listen 127.0.0.1:8081 --upstream http://127.0.0.1:8080 \\
         --mode flip-box
 
 It prints ``tamper proxy on http://127.0.0.1:8081`` once listening. Every HTTP request
@@ -32,13 +32,11 @@ import asyncio
 import json
 import re
 import sys
-from pathlib import Path
 from typing import Any
 
 from aiohttp import ClientSession, ClientTimeout, WSMsgType, web
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from mpyc_webrtc import launch, programs  # noqa: E402
+from mpyc_webrtc import launch, programs
 
 MODES = ("none", "flip-box", "replay", "swap-from", "swap-program", "swap-welcome")
 #: Headers that belong to one hop, never forwarded.
@@ -183,7 +181,8 @@ class Proxy:
 
 
 async def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m testbed.tamper_proxy",
+                                     description=__doc__.splitlines()[0])
     parser.add_argument("--listen", required=True, metavar="HOST:PORT")
     parser.add_argument("--upstream", required=True, metavar="URL")
     parser.add_argument("--mode", choices=MODES, default="none")

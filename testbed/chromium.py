@@ -12,7 +12,7 @@ import os
 import stat
 from pathlib import Path
 
-from netns import Namespace
+from .netns import Namespace
 
 CHROMIUM = os.environ.get("MPYC_WEBRTC_CHROMIUM", "/usr/bin/chromium")
 FLAGS = [

@@ -19,6 +19,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Mapping
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
@@ -26,13 +27,41 @@ BIN = Path(sys.executable).parent
 _counter = itertools.count()
 
 
+NEEDS_ROOT = "creating network namespaces needs root"
+
+
 def available() -> str | None:
     """Why namespaces cannot be used here, or None when they can."""
     if shutil.which("ip") is None:
         return "the 'ip' command (iproute2) is not installed"
     if os.geteuid() != 0:
-        return "creating network namespaces needs root"
+        return NEEDS_ROOT
     return None
+
+
+def in_ci(environ: Mapping[str, str] = os.environ) -> bool:
+    """Whether the environment says this is a CI run: ``CI=true`` (or ``1``), as CI
+    services set it."""
+    return environ.get("CI", "").strip().lower() in ("true", "1")
+
+
+def rule_for_tests(*, root: bool | None = None, ci: bool | None = None
+                   ) -> tuple[str, str] | None:
+    """The one rule for tests that need network namespaces (pytest marker ``netns``;
+    the repository's conftest.py applies it before each such test).
+
+    None when they can run. Otherwise ``("skip", reason)`` without root, so the rest of
+    the suite runs for anyone; ``("fail", reason)`` without root under ``CI=true``, so a
+    CI machine that cannot run them is never green, and as root without iproute2
+    (``./run.sh test`` installs it). ``root`` and ``ci`` default to this process's.
+    """
+    root = os.geteuid() == 0 if root is None else root
+    ci = in_ci() if ci is None else ci
+    if not root:
+        if ci:
+            return "fail", f"{NEEDS_ROOT}, and CI=true: a CI run must not skip this test"
+        return "skip", f"{NEEDS_ROOT} (run the tests as root to include it)"
+    return None if (why := available()) is None else ("fail", why)
 
 
 class Namespace:
@@ -122,13 +151,13 @@ class Server:
 
 
 class TamperProxy:
-    """``tests/tamper_proxy.py`` in a namespace, in front of ``upstream`` (a ``Server``)."""
+    """``testbed/tamper_proxy.py`` in a namespace, in front of ``upstream`` (a ``Server``)."""
 
     def __init__(self, ns: Namespace, upstream: Server, mode: str, port: int = 8081):
         self.ns = ns
         self.url = f"http://127.0.0.1:{port}"
         self.upstream = upstream
-        self.proc = ns.popen([sys.executable, str(REPO / "tests" / "tamper_proxy.py"),
+        self.proc = ns.popen([sys.executable, "-m", "testbed.tamper_proxy",
                               "--listen", f"127.0.0.1:{port}", "--upstream", upstream.url,
                               "--mode", mode],
                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)

@@ -1,0 +1,31 @@
+"""For every test under tests/ and e2e/: the one rule for tests that need root.
+
+A test marked ``netns`` (it creates network namespaces) is skipped, with the reason,
+when the suite runs without root, and fails instead under ``CI=true``; see
+``testbed.netns.rule_for_tests``.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from testbed import netns
+
+
+@pytest.hookimpl(trylast=True)  # after e2e/conftest.py has marked its tests
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    verdict = netns.rule_for_tests()
+    if verdict is not None and verdict[0] == "skip":
+        for item in items:
+            if item.get_closest_marker("netns") is not None:
+                # A mark, not pytest.skip(): the report names each test, not this file.
+                item.add_marker(pytest.mark.skip(reason=verdict[1]))
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    if item.get_closest_marker("netns") is None:
+        return
+    verdict = netns.rule_for_tests()
+    if verdict is not None and verdict[0] == "fail":
+        pytest.fail(verdict[1], pytrace=False)
