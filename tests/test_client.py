@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from mpyc_webrtc import sentences, wire
+from mpyc_webrtc import launch, sentences, wire
 from mpyc_webrtc.client import SignalingClient, member_state
 from mpyc_webrtc.sealing import JoinSecret, b64url_encode
 
@@ -72,3 +72,37 @@ def test_every_sentence_fills_in_as_the_page_does():
     for key, template in sentences.SENTENCES.items():
         stripped = sentences._FIELD.sub("", template)
         assert "{" not in stripped and "}" not in stripped, key
+
+
+def test_native_signaling_stops_at_a_peer_offering_another_program():
+    """A sealed offer that names another program than this party runs (no network: the
+    native signaling layer, with the rules of mpyc_webrtc.client, fed by hand)."""
+    from mpyc_webrtc.native.signaling import Signaling
+
+    program = {"name": "sum", "args": [], "builtin": True}
+    ours, theirs = launch.program_hash(program), "cd" * 32
+
+    def started() -> Signaling:
+        signaling = Signaling("http://127.0.0.1:9", "S", secret=bytes(32), token="t",
+                              link_hash=ours)
+        signaling.handle(signaling.client.receive({
+            "v": 1, "type": "welcome", "session": "S", "pid": 1, "parties": 2,
+            "program": program, "labels": ["", ""], "ice_servers": [], "relay_only": False}))
+        signaling.handle(signaling.client.receive(
+            {"v": 1, "type": "start", "parties": 2, "round": 1}))
+        return signaling
+
+    signaling = started()
+    signaling.handle(signaling.client.opened(0, {"kind": "offer", "sdp": "v=0",
+                                                 "program": theirs}))
+    assert signaling.stopped.is_set()
+    assert str(signaling.tampered) == (
+        "Tampering detected: party 0 runs a different program than this party (fingerprint "
+        f"cdcd cdcd cdcd cdcd cdcd; this party runs {launch.fingerprint(ours)}). The parties "
+        "were given different programs. Stop, and do not take part in this session.")
+    signaling = started()
+    signaling.handle(signaling.client.opened(0, {"kind": "offer", "sdp": "v=0",
+                                                 "program": ours}))
+    assert signaling.tampered is None
+    assert {"event": "remote", "peer": 0, "kind": "offer", "sdp": "v=0"} in (
+        signaling._link_events)

@@ -1,6 +1,6 @@
 """Headless peers in a loopback-only network namespace: real aiortc links, real MPyC.
 
-Every test makes its own namespace (tests/netns.py) with the signaling server and
+Every test makes its own namespace (testbed/netns.py) with the signaling server and
 all parties inside it, and removes it afterwards; no packet leaves loopback.
 """
 
