@@ -77,6 +77,24 @@ SENTENCES: dict[str, str] = {
     "pair.ready": "ready",
     "pair.closed": "closed",
     "pair.failed": "could not connect",
+    # -- connecting to the other parties (said by Python on both kinds of party) -------------
+    "connect.never_answered": (
+        "Could not connect to {who} within {seconds} s: {they} never answered. A party may "
+        "have closed its page, lost its network or stopped."),
+    "connect.not_through_relay": (
+        "Could not connect to {who} within {seconds} s, not even through the TURN relay. The "
+        "relay may be unreachable from one of you, or refuse the credentials (its secret "
+        "must match the server's --turn-secret)."),
+    "connect.no_path": (
+        "Could not connect to {who} within {seconds} s: no direct path between you was "
+        "found. {hint}"),
+    "connect.timeout": "Could not connect to {who} within {seconds} s. {hint}",
+    "connect.failed": "Could not connect to {who}: {reason} {hint}",
+    "connect.closed_early": "the connection closed before it was ready.",
+    "connect.hint": (
+        "A firewall or a strict (symmetric) NAT is in the way; the signaling server's "
+        "operator can add a TURN relay (mpyc-webrtc-server --turn URL --turn-secret SECRET), "
+        "which gets through."),
     # -- the session ----------------------------------------------------------------------
     "party.left": "Party {party} left the session before the computation finished.",
     "server.reported": "The server reported {code}.",

@@ -32,12 +32,6 @@ except ImportError:  # outside Pyodide, e.g. unit tests with a stand-in for the 
 
 log = logging.getLogger(__name__)
 
-#: Advice for a connection that cannot be made, for the person at this party.
-NO_CONNECTION_HINT = (
-    "A firewall or NAT may block direct connections between you; the operator of the "
-    "session server can add a TURN server to relay them."
-)
-
 
 def _parties(pids: list[int]) -> str:
     pids = sorted(pids)
@@ -192,7 +186,8 @@ class JsChannelFactory:
     def peer_failed(self, peer: int, reason: str) -> None:
         """The page gave up on the connection to ``peer``; ``reason`` ends with a period."""
         self.failures.setdefault(
-            peer, f"Could not connect to party {peer}: {reason} {NO_CONNECTION_HINT}")
+            peer, say("connect.failed", who=f"party {peer}", reason=reason,
+                      hint=say("connect.hint")))
         self._changed()
 
     def peer_left(self, peer: int) -> None:
@@ -224,8 +219,8 @@ class JsChannelFactory:
             raise MeshError(broken[min(broken)])
         missing = [p for p in peers if not self._is_open(p)]
         if missing:
-            raise MeshError(f"Could not connect to {_parties(missing)} within {timeout:.0f} "
-                            f"seconds. {NO_CONNECTION_HINT}")
+            raise MeshError(say("connect.timeout", who=_parties(missing),
+                                seconds=f"{timeout:.0f}", hint=say("connect.hint")))
         assert self.started_at is not None
         self.connect_seconds = time.monotonic() - self.started_at
         log.info("data channels to all %d other parties are open %.3f s after the last "
@@ -264,8 +259,8 @@ class JsChannelFactory:
         for p in peers:
             channel = self.channels.get(p)
             if p not in broken and channel is not None and channel.closed.is_set():
-                broken[p] = (f"Could not connect to party {p}: the connection closed before "
-                             f"it was ready. {NO_CONNECTION_HINT}")
+                broken[p] = say("connect.failed", who=f"party {p}",
+                                reason=say("connect.closed_early"), hint=say("connect.hint"))
         return broken
 
     def _changed(self) -> None:

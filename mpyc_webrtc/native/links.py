@@ -19,6 +19,7 @@ from aiortc.sdp import candidate_from_sdp
 
 from ..client import Event
 from ..mesh import MeshError
+from ..sentences import say
 from ..transport import BufferedChannel
 from .errors import PeerError
 from .ice import (
@@ -373,16 +374,10 @@ class AiortcFactory:
 def connect_failure(failed: list[str], timeout: float, ice_servers: list[dict[str, Any]],
                     unanswered: bool = False) -> str:
     """Why connecting failed, and what would help, for a person."""
-    who = ", ".join(failed)
+    who, seconds = ", ".join(failed), f"{timeout:.0f}"
     if unanswered:
-        return (f"Could not connect to {who} within {timeout:.0f} s: "
-                f"{'it' if len(failed) == 1 else 'they'} never answered. A party may have "
-                "closed its page, lost its network or stopped.")
+        return say("connect.never_answered", who=who, seconds=seconds,
+                   they="it" if len(failed) == 1 else "they")
     if any(str(s.get("urls", "")).startswith(("turn:", "turns:")) for s in ice_servers):
-        return (f"Could not connect to {who} within {timeout:.0f} s, not even through the "
-                "TURN relay. The relay may be unreachable from one of you, or refuse the "
-                "credentials (its secret must match the server's --turn-secret).")
-    return (f"Could not connect to {who} within {timeout:.0f} s: no direct path between "
-            "you was found. A firewall or a strict (symmetric) NAT is in the way; the "
-            "signaling server's operator can add a TURN relay (mpyc-webrtc-server --turn "
-            "URL --turn-secret SECRET), which gets through.")
+        return say("connect.not_through_relay", who=who, seconds=seconds)
+    return say("connect.no_path", who=who, seconds=seconds, hint=say("connect.hint"))
