@@ -262,7 +262,10 @@ class AiortcFactory:
             self.links[peer] = PeerLink(self.signaling, peer, event["offer"], self._plan,
                                         relay_only=self.relay_only)
         elif kind == "peer_left":
-            if link is not None:
+            # Whoever still waits for its offer or answer need not wait longer. Once they
+            # were exchanged, the link's own time-out says better why it never opened
+            # (the party may have left because it could not reach this one either).
+            if link is not None and not link.remote_set:
                 link.fail(PeerError(event["message"]))
             if self.on_peer_left is not None:
                 self.on_peer_left(peer)
