@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from mpyc_webrtc.native.patches.dispatch_tuning import run_eagerly
+from mpyc_webrtc.native.patches.eager import run_eagerly
 from netns import Namespace, available
 
 PAIR = Path(__file__).parent / "aiortc_pair.py"
