@@ -111,8 +111,8 @@ async def test_a_peer_connection_is_made_of_the_patched_classes(monkeypatch):
         assert isinstance(pc.sctp.transport, composed["RTCDtlsTransport"])
         assert isinstance(pc.sctp.transport.transport.iceGatherer._connection,
                           composed["Connection"])
-        # The short path's delivery straight to "message" handlers is on for it.
-        assert pc.sctp._mw_own_receive and pc.sctp._mw_bundles_sacks
+        # Its short path bundles SACKs with DATA.
+        assert pc.sctp._mw_delays_sacks
     finally:
         await pc.close()
 

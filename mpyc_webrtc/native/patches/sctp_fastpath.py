@@ -85,7 +85,8 @@ _ORDERED_WHOLE_MASK = _WHOLE | SCTP_DATA_UNORDERED
 _ZEROS = b"\x00\x00\x00\x00"
 #: aioice's send on a nominated pair: ``self.transport.sendto(data, addr)``.
 _STUN_SEND_DATA = StunProtocol.send_data
-_OWN_RECEIVE = (RTCSctpTransport._receive, RTCSctpTransport._data_channel_receive)
+_AIORTC_RECEIVE = RTCSctpTransport._receive
+_AIORTC_CHANNEL_RECEIVE = RTCSctpTransport._data_channel_receive
 
 
 class _Running:
@@ -104,16 +105,13 @@ class ShortPathSctpTransport(RTCSctpTransport):
     _mw_t3_deadline = 0.0
     _mw_t3_timer: Any = None
     _mw_sending: Any = None  # a send that had to wait: no short path until it is done
-    #: Whether the class delivers through aiortc's own ``_receive`` and
-    #: ``_data_channel_receive``, and whether it bundles SACKs with DATA (``sctp_tuning``'s
-    #: ``_bundle_sack``): set per subclass.
-    _mw_own_receive = True
-    _mw_bundles_sacks = False
+    #: Whether it delays SACKs and bundles them with DATA (``sctp_tuning``'s class is in
+    #: it): set per subclass.
+    _mw_delays_sacks = False
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
-        cls._mw_own_receive = (cls._receive, cls._data_channel_receive) == _OWN_RECEIVE
-        cls._mw_bundles_sacks = hasattr(cls, "_bundle_sack")
+        cls._mw_delays_sacks = hasattr(cls, "_bundle_sack") and hasattr(cls, "_sack_may_wait")
 
     # -- sending ----------------------------------------------------------------------
 
@@ -137,7 +135,7 @@ class ShortPathSctpTransport(RTCSctpTransport):
             and self._mw_sending is None
             and _stream_id(channel) is not None
             and (size <= self._remote_max_message_size or not self._remote_max_message_size)
-            and self.transport._state is _CONNECTED
+            and self._RTCSctpTransport__transport._state is _CONNECTED
             and not (self._sent_queue and any(chunk._retransmit for chunk in self._sent_queue))
         )
 
@@ -166,7 +164,7 @@ class ShortPathSctpTransport(RTCSctpTransport):
         self._flight_size += size
         chunk._sent_count = 1
         chunk._sent_time = time.time()
-        packet = self._bundle_sack(chunk) if self._mw_bundles_sacks else None
+        packet = self._bundle_sack(chunk) if self._mw_delays_sacks else None
         if packet is None:
             packet = serialize_packet(self._local_port, self._remote_port,
                                       self._remote_verification_tag, chunk)
@@ -187,7 +185,7 @@ class ShortPathSctpTransport(RTCSctpTransport):
 
     def _mw_send_packet(self, packet: bytes) -> None:
         """What ``RTCDtlsTransport._send_data(packet)`` does, started at once."""
-        dtls = self.transport
+        dtls = self._RTCSctpTransport__transport  # (the transport properties' attributes)
         if dtls._state is not _CONNECTED:
             raise ConnectionError("Cannot send encrypted data, not connected")
         encrypt = getattr(dtls, "_mw_encrypt", None)  # dtls_tuning's
@@ -201,7 +199,7 @@ class ShortPathSctpTransport(RTCSctpTransport):
                 record = b""
         if not record:
             return
-        ice = dtls.transport
+        ice = dtls._transport
         connection = getattr(ice, "_connection", None)
         if isinstance(connection, Connection):
             pair = connection._nominated.get(1)
@@ -232,7 +230,7 @@ class ShortPathSctpTransport(RTCSctpTransport):
         # its SackChunk object and its chain of coroutines.
         if (self._association_state is not _ESTABLISHED or self._sack_misordered
                 or self._sack_duplicates or self._mw_sending is not None
-                or self.transport._state is not _CONNECTED):
+                or self._RTCSctpTransport__transport._state is not _CONNECTED):
             await super()._send_sack()
             return
         header = pack("!HHL", self._local_port, self._remote_port,
@@ -257,9 +255,10 @@ class ShortPathSctpTransport(RTCSctpTransport):
                     continue
                 pp_id = unpack_from("!L", body, 8)[0]
                 channel = self._data_channels.get(stream_id)
-                if (pp_id == WEBRTC_BINARY and channel is not None and self._mw_own_receive
-                        and "_receive" not in self.__dict__
-                        and "_data_channel_receive" not in self.__dict__):
+                if (pp_id == WEBRTC_BINARY and channel is not None
+                        and getattr(self._receive, "__func__", None) is _AIORTC_RECEIVE
+                        and getattr(self._data_channel_receive, "__func__", None)
+                        is _AIORTC_CHANNEL_RECEIVE):
                     # As _data_channel_receive: channel.emit("message", ...), minus two
                     # layers of pyee's emit around the handler calls.
                     handlers = channel._events.get("message")
@@ -276,7 +275,10 @@ class ShortPathSctpTransport(RTCSctpTransport):
                 elif flush:  # as _receive_sack_chunk ends
                     await self._data_channel_flush()
                     await self._transmit()
-        if self._sack_needed:
+        # sctp_tuning's _send_sack would decide whether the SACK may wait: the same
+        # decision, without a coroutine per packet (it changes nothing when it says no).
+        if self._sack_needed and not (self._mw_delays_sacks and not self._sack_at_once
+                                      and self._sack_may_wait()):
             await self._send_sack()
 
     def _mw_scan(self, data: bytes) -> list[tuple[int, int, bytes]] | None:
@@ -420,7 +422,7 @@ class ShortPathSctpTransport(RTCSctpTransport):
 def _stream_id(channel: Any) -> int | None:
     """The channel's stream if it is reliable and ordered, else None (both are fixed once
     the channel has its id, so they are looked up once)."""
-    stream_id = channel.__dict__.get("_mw_stream_id", -1)
+    stream_id = getattr(channel, "_mw_stream_id", -1)
     if stream_id == -1:
         stream_id = channel.id
         if stream_id is None:

@@ -50,8 +50,7 @@ class DelayedSackSctpTransport(RTCSctpTransport):
     #: When the pending SACK must go out at the latest (event-loop time).
     _sack_due = 0.0
     _sack_timer: asyncio.TimerHandle | None = None
-    #: The next SACK goes out at once (set by a chunk other than DATA and SACK, and by
-    #: the delay timer).
+    #: The next SACK goes out at once (set by a chunk other than DATA and SACK).
     _sack_at_once = False
 
     async def _receive_chunk(self, chunk: Chunk) -> None:
@@ -132,8 +131,8 @@ class DelayedSackSctpTransport(RTCSctpTransport):
     async def _send_delayed_sack(self) -> None:
         if not self._sack_needed or self._association_state is _CLOSED:
             return  # it went out meanwhile
-        self._sack_at_once = True
+        self._sack_unacked = 0
         try:
-            await self._send_sack()
+            await super()._send_sack()  # its time is up: no more deciding
         except ConnectionError:
             pass  # the link is gone: there is nobody left to acknowledge
