@@ -62,7 +62,9 @@ def aiortc_tests(version: str) -> Path:
         wanted = [m for m in tar.getmembers() if m.isfile() and m.name.startswith(prefix)
                   and (m.name[len(prefix):] in TEST_FILES
                        or SUPPORT.fullmatch(m.name[len(prefix):]))]
-        tar.extractall(CACHE, members=wanted, filter="data")
+        # (the "data" filter exists from Python 3.11.4 on; the members are checked above)
+        safe = {"filter": "data"} if hasattr(tarfile, "data_filter") else {}
+        tar.extractall(CACHE, members=wanted, **safe)
     # Its own (empty) pytest configuration, rather than ours from the directories above.
     (root / "pytest.ini").write_text("[pytest]\nasyncio_default_fixture_loop_scope = function\n")
     return root
