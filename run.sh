@@ -13,8 +13,11 @@ install() {
         exit 1
     fi
     [ -x .venv/bin/python ] || "$python" -m venv .venv
-    .venv/bin/python -m pip install --quiet --upgrade pip
-    .venv/bin/python -m pip install --quiet -e ".$1"
+    # Exactly the versions in requirements.lock (see its header): pip first (it must know
+    # --build-constraint), then the project, its dependencies and its build backend.
+    .venv/bin/python -m pip install --quiet -c requirements.lock --upgrade pip
+    .venv/bin/python -m pip install --quiet -c requirements.lock \
+        --build-constraint requirements.lock -e ".$1"
 }
 
 apt_install() {

@@ -2,10 +2,12 @@
 
     python tests/aiortc_pair.py SCENARIO [SCENARIO ...]
 
-Run it inside a loopback-only network namespace (tests/netns.py): it offers loopback
+Run it inside a loopback-only network namespace (testbed/netns.py): it offers loopback
 ICE candidates. The aiortc patches are installed first, as the
 peer's ``main`` installs them; the MPYC_WEBRTC_*_TUNING / _FASTPATH environment variables
-switch them off. For each scenario it prints one JSON line: {"scenario", "ok", ...}.
+switch them off. For each scenario it prints one JSON line: {"scenario", "ok", ...}, with
+what the connections were really made of ("tunings") and ``install()``'s report
+("active").
 
 Scenarios (each on a fresh pair of connections):
 - ``order``: both sides send a mix of small and large (fragmented) binary messages and
@@ -42,26 +44,41 @@ from aiortc import rtcsctptransport as sctp  # noqa: E402
 from mpyc_webrtc.native import ice as native  # noqa: E402
 from mpyc_webrtc.native import patches  # noqa: E402
 from mpyc_webrtc.native.join import new_event_loop  # noqa: E402
-from mpyc_webrtc.native.patches import dispatch_tuning, sctp_fastpath  # noqa: E402
+from mpyc_webrtc.native.patches import (  # noqa: E402
+    dispatch_tuning,
+    dtls_tuning,
+    sctp_fastpath,
+)
 
-patches.install()
+ACTIVE = patches.install()
 
-#: How often each tuned path ran (counted by wrapping its functions).
+#: How often each tuned path ran (counted by wrapping its methods): messages sent on the
+#: short path, datagrams handled where they arrived.
 COUNTS = {"fast_send": 0, "pushed": 0}
+#: What the last pair of connections was really made of.
+TUNINGS = {"dtls": False, "dispatch": False, "fastpath": False}
 
 
-def _count(module, name, key):
-    original = getattr(module, name)
+def _count(cls, name, key, taken=lambda result: True):
+    original = getattr(cls, name)
 
     def counted(*args, **kwargs):
-        COUNTS[key] += 1
-        return original(*args, **kwargs)
+        result = original(*args, **kwargs)
+        if taken(result):
+            COUNTS[key] += 1
+        return result
 
-    setattr(module, name, counted)
+    setattr(cls, name, counted)
 
 
-_count(sctp_fastpath, "_send_now", "fast_send")
-_count(dispatch_tuning, "_push", "pushed")
+_count(sctp_fastpath.ShortPathSctpTransport, "_mw_send_now", "fast_send")
+_count(dispatch_tuning.DirectDtlsTransport, "_mw_push", "pushed",
+       taken=lambda result: result is not False)
+
+
+def sctp_class():
+    """The SCTP transport class RTCPeerConnection creates (patched or aiortc's)."""
+    return patches.installed().get("RTCSctpTransport", sctp.RTCSctpTransport)
 
 
 async def connected_pair():
@@ -80,6 +97,12 @@ async def connected_pair():
     await b.setLocalDescription(await b.createAnswer())
     await a.setRemoteDescription(b.localDescription)
     await asyncio.wait_for(asyncio.gather(*(e.wait() for e in opened)), 20)
+    dtls = a.sctp.transport
+    TUNINGS.update(
+        dtls=isinstance(dtls, dtls_tuning.CheaperRecordsDtlsTransport),
+        dispatch=isinstance(dtls, dispatch_tuning.DirectDtlsTransport) and isinstance(
+            dtls.transport._connection, dispatch_tuning.DirectReceiveConnection),
+        fastpath=isinstance(a.sctp, sctp_fastpath.ShortPathSctpTransport))
     return a, b, da, db
 
 
@@ -236,8 +259,11 @@ async def scenario_lossy():
 
 
 async def scenario_suspend():
-    cls = sctp.RTCSctpTransport
-    handle_data, flush = cls._handle_data, cls._data_channel_flush
+    # The receive path as the DTLS transport calls it (the outermost _handle_data), and
+    # aiortc's own flush (which the eager flush runs).
+    cls, base = sctp_class(), sctp.RTCSctpTransport
+    own_handle_data = "_handle_data" in cls.__dict__
+    handle_data, flush = cls._handle_data, base._data_channel_flush
     rng = random.Random(3)
     waits = {"receive": 0, "flush": 0}
 
@@ -253,7 +279,7 @@ async def scenario_suspend():
             await asyncio.sleep(0.002)
         await flush(self)
 
-    cls._handle_data, cls._data_channel_flush = waiting_handle_data, waiting_flush
+    cls._handle_data, base._data_channel_flush = waiting_handle_data, waiting_flush
     try:
         a, b, da, db = await connected_pair()
         try:
@@ -264,7 +290,11 @@ async def scenario_suspend():
             await a.close()
             await b.close()
     finally:
-        cls._handle_data, cls._data_channel_flush = handle_data, flush
+        base._data_channel_flush = flush
+        if own_handle_data:
+            cls._handle_data = handle_data
+        else:
+            del cls._handle_data
 
 
 async def scenario_drain():
@@ -316,16 +346,10 @@ async def scenario_close():
 async def main(names):
     for name in names:
         COUNTS.update(fast_send=0, pushed=0)
+        TUNINGS.update(dtls=False, dispatch=False, fastpath=False)
         result = await globals()[f"scenario_{name}"]()
-        tunings = {
-            "dtls": getattr(sys.modules["aiortc.rtcdtlstransport"].RTCDtlsTransport,
-                            "_mpyc_webrtc_dtls_tuned", False),
-            "dispatch": getattr(sys.modules["aiortc.rtcdtlstransport"].RTCDtlsTransport,
-                                "_mpyc_webrtc_dispatch_tuned", False),
-            "fastpath": getattr(sctp.RTCSctpTransport, "_mpyc_webrtc_fastpath", False),
-        }
-        print(json.dumps({"scenario": name, **result, **COUNTS, "tunings": tunings}),
-              flush=True)
+        print(json.dumps({"scenario": name, **result, **COUNTS, "tunings": TUNINGS,
+                          "active": ACTIVE}), flush=True)
 
 
 if __name__ == "__main__":

@@ -12,7 +12,9 @@ from mpyc_webrtc.native.patches import ice_tuning
 
 
 class Agent:
-    """Stands in for an aioice Connection: the wrapper keeps its state on it."""
+    """Stands in for ice_tuning's aioice Connection: the wrapper keeps its state on it."""
+
+    bounded_gathering = True
 
 
 def protocol_of(agent: Agent, host: str) -> SimpleNamespace:
@@ -95,9 +97,23 @@ async def test_agents_do_not_share_answers(grace):
     assert await wrapped(protocol_of(second, "slow"), ("stun", 3478)) == "srflx of slow"
 
 
+async def test_other_agents_queries_go_through_unchanged(grace):
+    # An aioice Connection that is not ice_tuning's (or anything else): aioice's own
+    # gathering, with no bound.
+    asked: list[str] = []
+    wrapped = ice_tuning.bounded_server_reflexive(
+        scripted_query({"fast": 0.0, "slow": 0.2}, asked))
+    plain = object()
+    fast, slow = (wrapped(protocol_of(plain, host), ("stun", 3478)) for host in ("fast", "slow"))
+    assert await asyncio.gather(fast, slow) == ["srflx of fast", "srflx of slow"]
+
+
 def test_installed_on_aioice():
     from aioice import ice
 
-    assert ice_tuning.install()
+    from mpyc_webrtc.native import patches
+
+    assert patches.install()["ice_tuning"]
     assert ice.server_reflexive_candidate.__qualname__.startswith(
         "bounded_server_reflexive")
+    assert issubclass(patches.installed()["Connection"], ice_tuning.RelayGraceConnection)

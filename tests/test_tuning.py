@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from mpyc_webrtc.native.patches.dispatch_tuning import run_eagerly
+from mpyc_webrtc.native.patches.eager import run_eagerly
 from testbed.netns import Namespace
 
 PAIR = Path(__file__).parent / "aiortc_pair.py"
@@ -47,6 +47,7 @@ def test_all_tunings_deliver_everything_in_order_and_take_their_paths():
     for result in results.values():
         assert result["ok"], result
         assert result["tunings"] == {"dtls": True, "dispatch": True, "fastpath": True}
+        assert all(result["active"].values()), result["active"]
     # Request-response traffic is what the short paths are for: most messages take them.
     assert results["rounds"]["fast_send"] > 400, results["rounds"]
     assert results["rounds"]["pushed"] > 800, results["rounds"]
@@ -62,6 +63,9 @@ def test_each_tuning_can_be_switched_off(off):
     for result in results.values():
         assert result["ok"], result
     tunings = results["order"]["tunings"]
+    active = results["order"]["active"]
+    assert {f"MPYC_WEBRTC_{name.upper()}" for name, on in active.items() if not on} \
+        == {name for name, value in switches.items() if value == "0"}
     assert tunings["dtls"] is (switches.get("MPYC_WEBRTC_DTLS_TUNING") != "0")
     assert tunings["dispatch"] is (switches.get("MPYC_WEBRTC_DISPATCH_TUNING") != "0")
     assert tunings["fastpath"] is (switches.get("MPYC_WEBRTC_SCTP_FASTPATH") != "0")

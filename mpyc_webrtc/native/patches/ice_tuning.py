@@ -23,9 +23,13 @@ on the answering side. Once one address got its answer, the others get
 ``GATHER_GRACE`` more seconds (a slower route to the same server is not worth waiting
 for); an address that gets no answer keeps its host candidate.
 
-It replaces ``aioice.ice.Connection.check_start`` and ``aioice.ice.
-server_reflexive_candidate`` and uses aioice's private state, so it only applies to the
-aioice version it was written against.
+``RelayGraceConnection`` is a subclass of aioice's ``Connection`` (aiortc creates it
+where it looks up ``Connection`` in ``aiortc.rtcicetransport``). aioice calls the STUN
+query for gathering as a module function (``aioice.ice.server_reflexive_candidate``),
+with no method to override: ``install()`` wraps that function, and the wrapper bounds
+only the queries of a ``RelayGraceConnection`` (any other agent's go through unchanged).
+Both use aioice's private state (check list, nomination sets), hence the aioice version
+they are written for (see ``patches.PATCHES``).
 """
 
 from __future__ import annotations
@@ -35,13 +39,11 @@ import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-import aioice
 from aioice import ice, stun
 from aioice.ice import CandidatePair, Connection
 
 log = logging.getLogger(__name__)
 
-SUPPORTED_AIOICE = "0.13.0"
 #: How long a succeeded relay pair waits for a direct pair that is still being checked.
 #: Hole punching through two cone NATs takes one STUN retransmission (0.5 s); a direct
 #: pair that cannot work (a symmetric NAT) is given up on after this.
@@ -57,77 +59,74 @@ def is_relay_pair(pair: CandidatePair) -> bool:
     return "relay" in (pair.local_candidate.type, pair.remote_candidate.type)
 
 
-def install() -> bool:
-    """Patch aioice once; returns whether the tuning is active."""
-    if getattr(Connection, "_mpyc_webrtc_tuned", False):
-        return True
-    if aioice.__version__ != SUPPORTED_AIOICE:
-        log.warning("ICE tuning is written for aioice %s, not %s: left off",
-                    SUPPORTED_AIOICE, aioice.__version__)
-        return False
-    original = Connection.check_start
-
-    async def check_start(self: Connection, pair: CandidatePair) -> None:
-        if not (self.ice_controlling and not self.remote_is_lite and is_relay_pair(pair)):
-            return await original(self, pair)
-        await _check_relay_pair(self, pair)
-
-    Connection.check_start = check_start  # type: ignore[method-assign]
-    ice.server_reflexive_candidate = bounded_server_reflexive(ice.server_reflexive_candidate)
-    Connection._mpyc_webrtc_tuned = True  # type: ignore[attr-defined]
-    return True
-
-
 def _direct_pending(connection: Connection, component: int) -> bool:
     return any(p.component == component and not is_relay_pair(p) and p.state in _PENDING
                for p in connection._check_list)
 
 
-async def _check_relay_pair(self: Connection, pair: CandidatePair) -> None:
-    # As aioice's check_start (RFC 8445 7.2.5), but with regular nomination after a grace.
-    assert self.remote_password is not None
-    self.check_state(pair, CandidatePair.State.IN_PROGRESS)
-    key = self.remote_password.encode("utf8")
-    try:
-        _, addr = await pair.protocol.request(self.build_request(pair, nominate=False),
-                                              pair.remote_addr, integrity_key=key)
-    except stun.TransactionError as exc:
-        if exc.response and exc.response.error_code == 487:  # role conflict
-            self.switch_role(ice_controlling=not self.ice_controlling)
-            return await self.check_start(pair)
-        self.check_state(pair, CandidatePair.State.FAILED)
-        self.check_complete(pair)
-        return
-    if addr != pair.remote_addr:
-        self.check_state(pair, CandidatePair.State.FAILED)
-        self.check_complete(pair)
-        return
-    if pair.remote_nominated:
-        pair.nominated = True
-    elif self.ice_controlling:
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + RELAY_GRACE
-        while loop.time() < deadline and pair.component not in self._nominated \
-                and _direct_pending(self, pair.component):
-            await asyncio.sleep(0.05)
-        if pair.component in self._nominated or pair.component in self._nominating:
-            # A direct pair won (or another relay pair is being nominated): keep this one
-            # as a valid, unused pair.
-            self.check_state(pair, CandidatePair.State.SUCCEEDED)
-            self.check_complete(pair)
-            return
-        self._nominating.add(pair.component)
+class RelayGraceConnection(Connection):
+    """aioice's ICE connection, giving direct pairs ``RELAY_GRACE`` seconds over relay
+    pairs, and ``GATHER_GRACE`` for STUN answers once one address got its own."""
+
+    #: Its server-reflexive queries are bounded (see ``bounded_server_reflexive``).
+    bounded_gathering = True
+
+    async def check_start(self, pair: CandidatePair) -> None:
+        if not (self.ice_controlling and not self.remote_is_lite and is_relay_pair(pair)):
+            await super().check_start(pair)
+        else:
+            await self._check_relay_pair(pair)
+
+    async def _check_relay_pair(self, pair: CandidatePair) -> None:
+        """aioice's ``check_start`` (RFC 8445 7.2.5) with regular nomination after a grace.
+
+        aioice decides between aggressive and regular nomination inside ``check_start``,
+        before the check, and nominates at once after a successful one: there is no hook
+        to hold back one pair's nomination, so these are its steps, with the wait added.
+        """
+        assert self.remote_password is not None
+        self.check_state(pair, CandidatePair.State.IN_PROGRESS)
+        key = self.remote_password.encode("utf8")
         try:
-            await pair.protocol.request(self.build_request(pair, nominate=True),
-                                        pair.remote_addr, integrity_key=key)
-        except stun.TransactionError:
-            self._nominating.discard(pair.component)
+            _, addr = await pair.protocol.request(self.build_request(pair, nominate=False),
+                                                  pair.remote_addr, integrity_key=key)
+        except stun.TransactionError as exc:
+            if exc.response and exc.response.error_code == 487:  # role conflict
+                self.switch_role(ice_controlling=not self.ice_controlling)
+                return await self.check_start(pair)
             self.check_state(pair, CandidatePair.State.FAILED)
             self.check_complete(pair)
             return
-        pair.nominated = True
-    self.check_state(pair, CandidatePair.State.SUCCEEDED)
-    self.check_complete(pair)
+        if addr != pair.remote_addr:
+            self.check_state(pair, CandidatePair.State.FAILED)
+            self.check_complete(pair)
+            return
+        if pair.remote_nominated:
+            pair.nominated = True
+        elif self.ice_controlling:
+            loop = asyncio.get_running_loop()
+            deadline = loop.time() + RELAY_GRACE
+            while loop.time() < deadline and pair.component not in self._nominated \
+                    and _direct_pending(self, pair.component):
+                await asyncio.sleep(0.05)
+            if pair.component in self._nominated or pair.component in self._nominating:
+                # A direct pair won (or another relay pair is being nominated): keep this one
+                # as a valid, unused pair.
+                self.check_state(pair, CandidatePair.State.SUCCEEDED)
+                self.check_complete(pair)
+                return
+            self._nominating.add(pair.component)
+            try:
+                await pair.protocol.request(self.build_request(pair, nominate=True),
+                                            pair.remote_addr, integrity_key=key)
+            except stun.TransactionError:
+                self._nominating.discard(pair.component)
+                self.check_state(pair, CandidatePair.State.FAILED)
+                self.check_complete(pair)
+                return
+            pair.nominated = True
+        self.check_state(pair, CandidatePair.State.SUCCEEDED)
+        self.check_complete(pair)
 
 
 class _Gathering:
@@ -144,6 +143,8 @@ def bounded_server_reflexive(
 
     async def server_reflexive_candidate(protocol: Any, stun_server: tuple[str, int]) -> Any:
         connection = protocol.receiver
+        if not getattr(connection, "bounded_gathering", False):
+            return await query(protocol, stun_server)  # not one of ours: as aioice does
         gathering = connection.__dict__.get("_mw_gathering")
         if gathering is None:
             gathering = connection._mw_gathering = _Gathering()
@@ -166,4 +167,12 @@ def bounded_server_reflexive(
             if not asking.done():
                 asking.cancel()
 
+    server_reflexive_candidate.bounds = query  # type: ignore[attr-defined]
     return server_reflexive_candidate
+
+
+def install() -> None:
+    """Bound the STUN queries of ``RelayGraceConnection`` agents (once)."""
+    if not hasattr(ice.server_reflexive_candidate, "bounds"):
+        ice.server_reflexive_candidate = bounded_server_reflexive(
+            ice.server_reflexive_candidate)
