@@ -22,6 +22,10 @@ from .errors import Failure, PeerError
 
 log = logging.getLogger("mpyc_webrtc.peer")
 
+#: When MPyC was set up before this command could give it the session's parties and loop.
+TOO_LATE = ("mpyc.runtime was imported before the session was joined; it must be set up by "
+            "mpyc-webrtc-peer.")
+
 
 def parse_join_url(url: str) -> tuple[str, str, JoinSecret]:
     """``http://host:port/join/ID#k=...&p=...`` -> (``http://host:port``, ``ID``, secret).
@@ -127,15 +131,12 @@ def join(args: argparse.Namespace) -> int:
                 raise Failure(_input_problem(problem, args.input), 2)
             try:
                 path, code = prepare(program, Path(workdir), parties, pid, args.input)
-                mpc = import_runtime(
-                    parties, pid, set_loop=lambda: asyncio.set_event_loop(loop),
-                    too_late="mpyc.runtime was imported before the session was joined; it "
-                             "must be set up by mpyc-webrtc-peer.")
+                mpc = import_runtime(parties, pid, set_loop=lambda: asyncio.set_event_loop(loop),
+                                     too_late=TOO_LATE)
             except ProgramFailed as exc:
                 raise Failure(str(exc), exc.code) from None
             if mpc._loop is not loop:
-                raise Failure("mpyc.runtime was imported before the session was joined; "
-                              "it must be set up by mpyc-webrtc-peer.")
+                raise Failure(TOO_LATE)
             if (failure := tampered()) is not None:
                 raise failure
             running = True
