@@ -26,7 +26,6 @@ def sealing_module(page, server_url: str) -> None:
     page.evaluate("""async () => {
         window.sealing = await import('/web/sealing.js');
         const { Sentences } = await import('/web/sentences.js');
-        window.schema = JSON.parse(document.body.innerText).sealing;
         window.sentences = new Sentences(await (await fetch('/api/sentences')).json());
     }""")
 
@@ -40,11 +39,11 @@ def test_browser_sealing_matches_the_python_vectors(server, new_page):
             const hex = (h) => Uint8Array.from(h.match(/../g), (b) => parseInt(b, 16));
             const secret = hex(v.secret_hex);
             const link = sealing.parseFragment('#' + v.fragment, sentences);
-            const {token, tokenHash} = await sealing.joinToken(secret, schema);
-            const me = await sealing.Sealer.create(secret, v.session, v.from, schema, sentences);
+            const {token, tokenHash} = await sealing.joinToken(secret);
+            const me = await sealing.Sealer.create(secret, v.session, v.from, 32, sentences);
             me.sent.set(v.to, v.seq - 1);
             const sealed = await me.seal(v.to, v.payload, hex(v.nonce_hex));
-            const them = await sealing.Sealer.create(secret, v.session, v.to, schema, sentences);
+            const them = await sealing.Sealer.create(secret, v.session, v.to, 32, sentences);
             them.received.set(v.from, v.seq - 1);
             const opened = await them.open(v.from, v.seq, v.box);
             return {token, tokenHash, sealed, opened, hash: link.programHash,
@@ -55,11 +54,23 @@ def test_browser_sealing_matches_the_python_vectors(server, new_page):
         assert got["sealed"] == {"to": vector["to"], "seq": vector["seq"], "box": vector["box"]}
         assert got["opened"] == vector["payload"]
         assert got["hash"] == vector["program_hash"] and got["same"]
+    descriptor = vectors["descriptor"]
+    got = page.evaluate("""async (v) => {
+        const hex = (h) => Uint8Array.from(h.match(/../g), (b) => parseInt(b, 16));
+        const secret = hex(v.secret_hex);
+        return {
+            sealed: await sealing.sealDescriptor(secret, v.descriptor, hex(v.nonce_hex)),
+            opened: await sealing.openDescriptor(secret, v.box),
+            refused: await Promise.all(v.refused.map((b) => sealing.openDescriptor(secret, b))),
+        };
+    }""", descriptor)
+    assert got == {"sealed": descriptor["box"], "opened": descriptor["descriptor"],
+                   "refused": [None] * len(descriptor["refused"])}
     refused = vectors["open"]
     outcomes = page.evaluate("""async (v) => {
         const hex = (h) => Uint8Array.from(h.match(/../g), (b) => parseInt(b, 16));
-        const me = await sealing.Sealer.create(hex(v.secret_hex), v.session, v.receiver, schema,
-                                               sentences);
+        const me = await sealing.Sealer.create(hex(v.secret_hex), v.session, v.receiver,
+                                               v.parties, sentences);
         const outcomes = [];
         for (const m of v.messages) {
             try {
@@ -84,7 +95,7 @@ def test_browser_program_hash_matches_python_for_every_builtin(server, new_page)
     sealing_module(page, server.url)
     for name in programs.CATALOG:
         for args in ([], ["--no-log", "-L 64", "é€😀"]):
-            got = page.evaluate("(a) => sealing.programHash(a[0], a[1], schema)",
+            got = page.evaluate("(a) => sealing.programHash(a[0], a[1])",
                                 [programs.source(name), args])
             assert got == program_hash({"name": name, "args": args, "builtin": True})
 

@@ -144,8 +144,10 @@ def main(argv: list[str] | None = None) -> None:
         program, _, parties = args.session.partition(":")
         try:
             secret = JoinSecret.create({"name": program, "args": []})
-            session = app[REGISTRY].create({"program": program, "parties": int(parties or 3),
-                                            "token_hash": secret.token_hash})
+            count = int(parties or 3)
+            session = app[REGISTRY].create({"program": program, "parties": count,
+                                            "token_hash": secret.token_hash,
+                                            "descriptor": secret.descriptor(count, [])})
         except (ValueError, KeyError, OSError, wire.SignalingError) as exc:
             raise SystemExit(f"mpyc-webrtc-server: --session {args.session}: {exc}") from None
         url = secret.link(f"{base}/join/{session.id}")

@@ -34,6 +34,9 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
+#: Longest sealed session description: 32 labels of 40 characters and the arguments fit.
+MAX_DESCRIPTOR_LENGTH = 16 * 1024
+
 
 class Registry:
     r"""All live sessions of one server, with the limits that keep it healthy.
@@ -127,6 +130,16 @@ class Registry:
             raise invalid(
                 "'token_hash' must be the SHA-256 (64 lowercase hex digits) of the session's "
                 "join token. The create page and 'mpyc-webrtc-peer create' make it for you.")
+        descriptor = request.get("descriptor")
+        if descriptor is not None and (
+                not isinstance(descriptor, str) or len(descriptor) > MAX_DESCRIPTOR_LENGTH
+                or not re.fullmatch(r"[A-Za-z0-9_-]+", descriptor)):
+            raise invalid("'descriptor' must be the sealed description of the session "
+                          f"(base64url, at most {MAX_DESCRIPTOR_LENGTH} characters). The "
+                          "create page and 'mpyc-webrtc-peer create' make it for you.")
+        no_privacy = request.get("no_privacy", False)
+        if not isinstance(no_privacy, bool):
+            raise invalid(f"'no_privacy' must be true or false, got {no_privacy!r}.")
         relay_only = request.get("relay_only", False)
         if not isinstance(relay_only, bool):
             raise invalid(f"'relay_only' must be true or false, got {relay_only!r}.")
@@ -138,7 +151,8 @@ class Registry:
         self._check_session_capacity(client)
         session_id = secrets.token_urlsafe(12)
         session = Session(session_id, parties, program, self.clock(), self.ice, labels,
-                          token_hash, relay_only=relay_only, wall_clock=self.wall_clock)
+                          token_hash, relay_only=relay_only, descriptor=descriptor,
+                          wall_clock=self.wall_clock)
         session.client = client
         self.sessions[session_id] = session
         if client is not None:

@@ -79,6 +79,7 @@ class Session:
     def __init__(self, session_id: str, parties: int, program: Program, now: float,
                  ice: IceConfig, labels: list[str] | None = None,
                  token_hash: str = "", *, relay_only: bool = False,
+                 descriptor: str | None = None,
                  wall_clock: Callable[[], float] = time.time):
         self.id = session_id
         #: SHA-256 (hex) of the join token; the token itself is known only to the parties.
@@ -89,6 +90,9 @@ class Session:
         self.ice = ice
         #: Parties may only use relay candidates: they never learn each other's addresses.
         self.relay_only = relay_only
+        #: What the creator chose, sealed with the link's secret (opaque here): every party
+        #: checks the server's word (parties, places, relay only, arguments) against it.
+        self.descriptor = descriptor
         self.wall_clock = wall_clock
         self.created = now
         self.last_activity = now
@@ -114,6 +118,7 @@ class Session:
             "started": self.started,
             "round": self.round,
             "relay_only": self.relay_only,
+            "descriptor": self.descriptor,
         }
 
     def ice_servers(self, pid: int) -> list[dict[str, Any]]:
@@ -200,6 +205,7 @@ class Session:
             "welcome", session=self.id, pid=pid, parties=self.parties,
             program=self.program.to_wire(), labels=self.labels,
             ice_servers=self.ice_servers(pid), relay_only=self.relay_only,
+            descriptor=self.descriptor,
         ))
         self.broadcast(self.roster())
         self._start_if_agreed()

@@ -87,7 +87,7 @@ async def test_create_session():
         assert body == {
             "session": sid, "parties": 3, "labels": ["", "", ""], "members": [],
             "joined": 0, "started": False, "round": 0, "relay_only": False,
-            "join_url": f"http://127.0.0.1:{client.port}/join/{sid}",
+            "descriptor": None, "join_url": f"http://127.0.0.1:{client.port}/join/{sid}",
         }
         assert (program["name"], program["args"], program["builtin"]) == (
             "sum", ["--no-log"], True)
@@ -425,7 +425,7 @@ async def test_ws_three_party_flow_and_relay():
             "v": 1, "type": "welcome", "session": sid, "pid": 0, "parties": 3,
             "program": {"name": "sum", "args": [], "builtin": True},
             "labels": ["", "", ""], "ice_servers": [{"urls": "stun:127.0.0.1:3478"}],
-            "relay_only": False,
+            "relay_only": False, "descriptor": None,
         }
         roster = await recv(a)
         assert roster["members"] == [

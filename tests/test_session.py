@@ -135,6 +135,7 @@ def test_create_valid_builtin(registry, clock):
     assert description == {
         "session": session.id, "parties": 3, "labels": ["", "", ""],
         "joined": 0, "members": [], "started": False, "round": 0, "relay_only": False,
+        "descriptor": None,
     }
     assert program == {
         "name": "max", "args": ["--no-log", "-L64"], "builtin": True,
@@ -457,6 +458,7 @@ def test_welcome_contents(registry):
         "v": 1, "type": "welcome", "session": session.id, "pid": 0, "parties": 3,
         "program": {"name": "sort", "args": ["--no-log"], "builtin": True},
         "labels": ["", "", ""], "ice_servers": [STUN], "relay_only": False,
+        "descriptor": None,
     }
     assert set(welcome) == {"v", "type", *SERVER_MESSAGES["welcome"]}
 
@@ -1079,3 +1081,18 @@ def test_no_run_again_after_a_party_left(registry):
     assert error["code"] == "party_left"
     assert error["message"] == ("Party 2 has left the session, so it cannot run again. "
                                 "Create a new session to compute again.")
+
+
+def test_the_sealed_descriptor_is_kept_and_handed_to_every_party(registry):
+    """The server cannot read the creator's sealed description of the session; it keeps it
+    as it came and gives it to each party (which checks the server's word against it)."""
+    box = "AbC_-" * 20
+    session = registry.create({**AUTH, "parties": 3, "program": "sum", "descriptor": box})
+    assert session.describe()["descriptor"] == box
+    party = Party(registry)
+    party.join(session)
+    (welcome,) = [m for m in party.take() if m["type"] == "welcome"]
+    assert welcome["descriptor"] == box
+    for bad in (7, "not base64url!", "x" * (16 * 1024 + 1), ""):
+        invalid(registry, {**AUTH, "parties": 3, "program": "sum", "descriptor": bad})
+

@@ -15,7 +15,8 @@ from urllib.parse import urlsplit
 
 from ..ice import parse_ice_server
 from ..launch import CONTEXT, ProgramFailed, check_input, import_runtime, prepare, run_as_main
-from ..sealing import JoinSecret, TamperError
+from ..sealing import JoinSecret, TamperError, open_descriptor
+from .consent import check_privacy, consent_to_program
 from .console import StatusDisplay
 from .create import session_info
 from .errors import Failure, PeerError
@@ -80,6 +81,12 @@ def join(args: argparse.Namespace) -> int:
             problem = None  # the welcome's program is checked again below
         if problem is not None:
             raise Failure(_input_problem(problem, args.input), 2)
+        # The creator's own word (sealed) on the parties and arguments, if the server
+        # passes it on; the welcome's is checked against it in any case.
+        chosen = open_descriptor(secret.secret, info.get("descriptor"))
+        if chosen is not None:
+            check_privacy(chosen["parties"], chosen["args"], args.accept_no_privacy)
+        consent_to_program(info["program"], session_id, trusted=args.trust_program)
     if args.allow_loopback:
         allow_loopback_candidates()
 
@@ -106,7 +113,14 @@ def join(args: argparse.Namespace) -> int:
     pid, parties, program = welcome["pid"], welcome["parties"], welcome["program"]
     CONTEXT.party = str(pid)
     log.info("joined as party %d of %d; program %s", pid, parties, program["name"])
-    display.joined(welcome, secret.fingerprint)
+    try:
+        # What was verified now (the link's program, the creator's session): before any link.
+        privacy_line = check_privacy(parties, program["args"], args.accept_no_privacy)
+        consent_to_program(program, session_id, trusted=args.trust_program)
+    except Failure:
+        loop.run_until_complete(signaling.close())
+        raise
+    display.joined(welcome, secret.fingerprint, privacy_line)
 
     def on_roster(roster: dict[str, Any]) -> None:
         display.roster(roster)
