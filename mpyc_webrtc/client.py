@@ -64,11 +64,9 @@ Events (fields after the name):
 
 from __future__ import annotations
 
-import json
-import re
 from typing import Any
 
-from . import wire
+from . import shape
 from .launch import fingerprint
 from .sentences import say
 from .wire import message
@@ -274,23 +272,17 @@ class SignalingClient:
             return []
         if descriptor is None:
             return self._tamper(say("tamper.no_descriptor"))
-        welcome = self.welcome
-        said = {"parties": welcome.get("parties"), "relay_only": welcome.get("relay_only"),
-                "labels": welcome.get("labels"), "program": self.link_hash,
-                "args": (welcome.get("program") or {}).get("args")}
-        for name in wire.DESCRIPTOR_FIELDS:
-            chosen, told = descriptor.get(name), said[name]
-            if name == "labels":
-                chosen, told = (_labels(chosen, descriptor.get("parties")),
-                                _labels(told, descriptor.get("parties")))
-            if json.dumps(chosen) != json.dumps(told):  # exactly, as client.js compares
-                return self._tamper(say("tamper.shape", what=say(f"shape.{name}"),
-                                        chosen=_shown(chosen), said=_shown(told)))
+        changed = shape.difference(descriptor, shape.said_by(self.welcome, self.link_hash))
+        if changed is not None:
+            name, chosen, told = changed
+            return self._tamper(say("tamper.shape", what=say(f"shape.{name}"),
+                                    chosen=chosen, said=told))
         self.session_ok = True
         events: list[Event] = [{"event": "session_ok"}]
         if self.phase == "started":
             events += self._connect_all()
         return events
+
     # -- sealed signals -------------------------------------------------------------------
 
     def opened(self, sender: int, payload: dict[str, Any]) -> list[Event]:
@@ -400,10 +392,9 @@ class SignalingClient:
         """Note the DTLS certificate ``party`` (None: this party) shows in ``sdp``; the
         tampering events if it is this party's own or another peer's: then there are fewer
         distinct parties than the session has."""
-        found = _FINGERPRINT.search(sdp)
-        if found is None:
+        certificate = shape.certificate(sdp)
+        if certificate is None:
             return None  # no DTLS: nothing could connect with it anyway
-        certificate = f"{found.group(1).lower()} {found.group(2).upper()}"
         if party is None:
             self._own_certificates.add(certificate)
             peer = next((p for p, c in self._certificates.items() if c == certificate), None)
@@ -442,23 +433,3 @@ def _candidate(peer: int, payload: dict[str, Any]) -> list[Event]:
         index = 0  # a candidate must name its media section; there is only one
     return [{"event": "candidate", "peer": peer, "candidate": payload["candidate"],
              "sdpMid": mid, "sdpMLineIndex": index}]
-
-
-_FINGERPRINT = re.compile(r"^a=fingerprint:(\S+) (\S+)", re.M)
-
-
-def _labels(labels: Any, parties: Any) -> Any:
-    """Places' names as the server keeps them: one per party, white space collapsed."""
-    if not isinstance(labels, list) or not isinstance(parties, int):
-        return labels
-    names = [" ".join(str(x).split()) for x in labels]
-    return names + [""] * (parties - len(names))
-
-
-def _shown(value: Any) -> str:
-    """A descriptor's value for a person (as client.js shows it)."""
-    if isinstance(value, bool):
-        return "yes" if value else "no"
-    if isinstance(value, list):
-        return ", ".join(json.dumps(x, ensure_ascii=False) for x in value) or "none"
-    return json.dumps(value, ensure_ascii=False)

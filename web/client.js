@@ -5,7 +5,8 @@
 // the specification and lists them. The page (lobby.js, links.js) feeds this what happened
 // and does what the returned events say; tests/client_scenarios.json drives both twins.
 
-import { fingerprintOf, SEALING } from './sealing.js';
+import { fingerprintOf } from './sealing.js';
+import { certificate as certificateOf, difference, saidBy } from './shape.js';
 
 /** @typedef {import('./sentences.js').Sentences} Sentences */
 /** @typedef {{event: string, [field: string]: any}} ClientEvent */
@@ -271,27 +272,12 @@ export class SignalingClient {
   descriptorOpened(descriptor) {
     if (this.stopped || this.sessionOk || this.welcome === null) return [];
     if (descriptor === null) return this.tamper(this.sentences.say('tamper.no_descriptor'));
-    const { welcome } = this;
-    /** @type {Record<string, unknown>} */
-    const said = {
-      parties: welcome.parties,
-      relay_only: welcome.relay_only,
-      labels: welcome.labels,
-      program: this.linkHash,
-      args: welcome.program?.args,
-    };
-    for (const name of SEALING.descriptor_fields) {
-      let chosen = descriptor[name];
-      let told = said[name];
-      if (name === 'labels') {
-        chosen = normalLabels(chosen, descriptor.parties);
-        told = normalLabels(told, descriptor.parties);
-      }
-      if (JSON.stringify(chosen) !== JSON.stringify(told)) {
-        return this.tamper(this.sentences.say('tamper.shape', {
-          what: this.sentences.say(`shape.${name}`), chosen: shown(chosen), said: shown(told),
-        }));
-      }
+    const changed = difference(descriptor, saidBy(this.welcome, this.linkHash));
+    if (changed) {
+      const [name, chosen, told] = changed;
+      return this.tamper(this.sentences.say('tamper.shape', {
+        what: this.sentences.say(`shape.${name}`), chosen, said: told,
+      }));
     }
     this.sessionOk = true;
     /** @type {ClientEvent[]} */
@@ -431,9 +417,8 @@ export class SignalingClient {
    * @returns {ClientEvent[] | null}
    */
   certificate(party, sdp) {
-    const found = /^a=fingerprint:(\S+) (\S+)/m.exec(sdp);
-    if (!found) return null; // no DTLS: nothing could connect with it anyway
-    const certificate = `${found[1].toLowerCase()} ${found[2].toUpperCase()}`;
+    const certificate = certificateOf(sdp);
+    if (!certificate) return null; // no DTLS: nothing could connect with it anyway
     const holder = (/** @type {(p: number) => boolean} */ other) => {
       for (const [p, c] of this.certificates) if (c === certificate && other(p)) return p;
       return null;
@@ -490,26 +475,4 @@ export class SignalingClient {
     events.push({ event: 'tampered', message });
     return events;
   }
-}
-
-/**
- * Places' names as the server keeps them: one per party, white space collapsed.
- * @param {unknown} labels
- * @param {unknown} parties
- */
-function normalLabels(labels, parties) {
-  if (!Array.isArray(labels) || !Number.isInteger(parties)) return labels;
-  const names = labels.map((x) => String(x).split(/\s+/).filter(Boolean).join(' '));
-  while (names.length < /** @type {number} */ (parties)) names.push('');
-  return names;
-}
-
-/**
- * A descriptor's value for a person (as client._shown shows it).
- * @param {unknown} value
- */
-function shown(value) {
-  if (typeof value === 'boolean') return value ? 'yes' : 'no';
-  if (Array.isArray(value)) return value.map((x) => JSON.stringify(x)).join(', ') || 'none';
-  return JSON.stringify(value) ?? 'null';
 }
