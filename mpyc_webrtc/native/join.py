@@ -68,6 +68,7 @@ def join(args: argparse.Namespace) -> int:
         return None if signaling.tampered is None else Failure(str(signaling.tampered))
 
     # Before taking a place: the program must be the link's, and the input fit it.
+    consented = False
     info = session_info(server, session_id)
     if info is not None:
         signaling.described(info["program"])
@@ -86,7 +87,10 @@ def join(args: argparse.Namespace) -> int:
         chosen = open_descriptor(secret.secret, info.get("descriptor"))
         if chosen is not None:
             check_privacy(chosen["parties"], chosen["args"], args.accept_no_privacy)
-        consent_to_program(info["program"], session_id, trusted=args.trust_program)
+        # The same code as the welcome's (both are checked against the link's hash): the
+        # person is asked once.
+        consented = consent_to_program(info["program"], session_id,
+                                       trusted=args.trust_program) is not None
     if args.allow_loopback:
         allow_loopback_candidates()
 
@@ -116,7 +120,7 @@ def join(args: argparse.Namespace) -> int:
     try:
         # What was verified now (the link's program, the creator's session): before any link.
         privacy_line = check_privacy(parties, program["args"], args.accept_no_privacy)
-        consent_to_program(program, session_id, trusted=args.trust_program)
+        consent_to_program(program, session_id, trusted=args.trust_program or consented)
     except Failure:
         loop.run_until_complete(signaling.close())
         raise
