@@ -99,7 +99,7 @@ def test_honest_proxy_changes_nothing():
     ("swap-from", 3, "failed authentication"),
     # The same box again, its sender a string ("0", not 0): not a sender at all.
     ("replay-typed", 3, "failed authentication"),
-])
+], ids=["flip-box", "replay", "swap-from", "replay-typed"])
 def test_tampered_signal_stops_its_receiver(mode, parties, says):
     ns, _server, proxy, url = proxied(mode, parties, "--program", "sum")
     try:
