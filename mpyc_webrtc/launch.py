@@ -249,10 +249,12 @@ def main_module(path: Path) -> types.ModuleType:
 
 
 def prepare(program: dict[str, Any], workdir: Path, parties: int, pid: int,
-            party_input: str | None) -> tuple[Path, types.CodeType]:
+            party_input: str | None, *, mpyc_set_up: bool = False
+            ) -> tuple[Path, types.CodeType]:
     """Check the input, write the program's file if it was uploaded, compile it and set
     ``sys.argv`` for it: (the file, its code). ``ProgramFailed`` says what is wrong (exit
-    status 2 for the input)."""
+    status 2 for the input). ``mpyc_set_up``: MPyC was imported for an earlier run (run
+    again), so the program gets ``sys.argv`` as MPyC leaves it, without MPyC's options."""
     problem = check_input(program, party_input)
     if problem is not None:
         raise ProgramFailed(problem, 2)
@@ -263,8 +265,18 @@ def prepare(program: dict[str, Any], workdir: Path, parties: int, pid: int,
         raise ProgramFailed(str(exc)) from None
     except SyntaxError as exc:
         raise ProgramFailed(error_message(program["name"], exc)) from None
-    sys.argv = program_argv(path, parties, pid, list(program["args"]), party_input)
+    argv = program_argv(path, parties, pid, list(program["args"]), party_input)
+    sys.argv = without_mpyc_options(argv) if mpyc_set_up else argv
     return path, code
+
+
+def without_mpyc_options(argv: list[str]) -> list[str]:
+    """``argv`` as MPyC's set-up leaves ``sys.argv`` for the program: its own options
+    taken out (a script's ``argparse.parse_args`` would refuse them)."""
+    import mpyc
+
+    _, rest = mpyc._get_arg_parser().parse_known_args(argv[1:])
+    return [argv[0], *rest]
 
 
 def import_runtime(parties: int, pid: int, *, set_loop: Callable[[], None] | None = None,

@@ -203,7 +203,7 @@ class Party:
 
     async def _run(self, workdir: Path) -> None:
         path, code = prepare_program(self.program, workdir, self.parties, self.pid,
-                                     self.input)
+                                     self.input, mpyc_set_up=self.runs > 1)
         started = time.monotonic()
         mpc = import_runtime(self.parties, self.pid,
                              too_late="MPyC was set up before this party joined; reload "

@@ -610,10 +610,6 @@ def test_on_a_terminal_answering_y_runs_the_program(server):
     assert [out.strip() for out in outs] == ["total = 42"] * 3
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "product bug: mpyc_webrtc/native/join.py calls consent_to_program again after the "
-    "welcome, so a person on a terminal is shown the code and asked a second time, while "
-    "this party holds a place and its event loop is blocked in readline"))
 def test_on_a_terminal_the_person_is_asked_only_once(server):
     _url, proc, terminal = ask(server)
     try:

@@ -199,8 +199,9 @@ export function describe(error) {
 /** The input's controls and buttons, as where the party stands allows. */
 export function updateButtons() {
   const editable = page.workerReady && lobby.editable;
-  // Less than full privacy: nobody commits an input without saying they know.
-  const unaccepted = page.privacy !== null && !page.privacy.full && !ui.acceptNoPrivacy.checked;
+  // Nobody commits an input before knowing how private it stays (Python says so with the
+  // program's fingerprint), nor, with less than full privacy, without saying they know.
+  const unaccepted = page.privacy === null || (!page.privacy.full && !ui.acceptNoPrivacy.checked);
   ui.ready.disabled = !editable || page.inputProblem === 'not checked yet' || unaccepted;
   ui.acceptNoPrivacy.disabled = !editable;
   const loading = !page.workerReady && lobby.in('lobby', 'joining');

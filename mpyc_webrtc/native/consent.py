@@ -46,18 +46,19 @@ def check_privacy(parties: int, args: list[str], accepted: bool) -> str:
 
 
 def consent_to_program(program: dict[str, Any], session: str, *, trusted: bool,
-                       stdin: TextIO | None = None, out: TextIO | None = None) -> Path | None:
-    """Whether this person lets the session's program run here: a built-in always; an
-    uploaded one if ``trusted``, or if they say so on a terminal after seeing its code. Its
-    code is saved first (the path is returned); ``Failure`` (exit status 2) otherwise."""
+                       stdin: TextIO | None = None, out: TextIO | None = None) -> bool:
+    """Whether this person lets the session's program run here: a built-in always (False:
+    nothing to agree to); an uploaded one if ``trusted``, or if they say so on a terminal
+    after seeing its code, which is saved first (True); ``Failure`` (exit status 2)
+    otherwise, with the code saved where it can be read."""
     if is_builtin(program):
-        return None
+        return False
+    if trusted:
+        return True
     stdin = sys.stdin if stdin is None else stdin
     out = sys.stderr if out is None else out
     source = program_source(program)
     path = saved_copy(program, source, session)
-    if trusted:
-        return path
     shown = fingerprint(program)
     if not (_is_terminal(stdin) and _is_terminal(out)):
         raise Failure(CONSENT_NEEDED.format(path=path, fingerprint=shown), 2)
@@ -68,7 +69,7 @@ def consent_to_program(program: dict[str, Any], session: str, *, trusted: bool,
     answer = stdin.readline().strip().lower()
     if answer not in ("y", "yes"):
         raise Failure(REFUSED.format(path=path), 2)
-    return path
+    return True
 
 
 def saved_copy(program: dict[str, Any], source: str, session: str) -> Path:

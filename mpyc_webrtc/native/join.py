@@ -90,7 +90,7 @@ def join(args: argparse.Namespace) -> int:
         # The same code as the welcome's (both are checked against the link's hash): the
         # person is asked once.
         consented = consent_to_program(info["program"], session_id,
-                                       trusted=args.trust_program) is not None
+                                       trusted=args.trust_program)
     if args.allow_loopback:
         allow_loopback_candidates()
 
@@ -161,7 +161,7 @@ def join(args: argparse.Namespace) -> int:
 
             def stop_program(error: Exception) -> None:
                 # Ends the mpc.run(...) the program is blocked in; run_as_main says why.
-                if running:
+                if running and loop.is_running():
                     loop.stop()
 
             mesh = install_mesh(mpc, factory, connect_timeout=args.connect_timeout,
@@ -191,7 +191,7 @@ def join(args: argparse.Namespace) -> int:
         # program that never called mpc.shutdown() has nobody closing them.
         graceful = (mesh is not None and mesh.failure is None and mesh.closing
                     and signaling.tampered is None)
-        loop.run_until_complete(_close(factory, signaling, graceful))
+        run_to_the_end(loop, _close(factory, signaling, graceful))
         display.close()
         sys.stdout = real_stdout
 
@@ -211,6 +211,21 @@ def new_event_loop() -> asyncio.AbstractEventLoop:
         else:
             return uvloop.new_event_loop()
     return asyncio.new_event_loop()
+
+
+def run_to_the_end(loop: asyncio.AbstractEventLoop, coro: Any) -> None:
+    """``loop.run_until_complete(coro)``, even if a failure asked the loop to stop (to end the
+    ``mpc.run`` the program was blocked in) just as that run was ending anyway: the stop
+    then ends this run early, and it goes on."""
+    task = loop.create_task(coro)
+    while not task.done():
+        try:
+            loop.run_until_complete(task)
+        except RuntimeError:
+            if task.done():
+                raise
+            log.debug("the loop was asked to stop before closing; closing goes on")
+    task.result()
 
 
 async def _close(factory: Any, signaling: Any, graceful: bool) -> None:
