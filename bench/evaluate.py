@@ -483,7 +483,8 @@ SETUP_EFFORT = [
     "coordination server; install the client; log in / exchange keys; then as TCP over the "
     "mesh addresses | a WireGuard client (kernel module or wireguard-go, admin rights), "
     "Python, MPyC | a coordination server; UDP out (or a relay such as DERP) |",
-    "| mpyc-webrtc, native | `pip install mpyc-webrtc`; `mpyc-webrtc-peer join LINK` (an uploaded program: after reading it, or `--trust-program`) | Python, "
+    "| mpyc-webrtc, native | `pip install mpyc-webrtc`; `mpyc-webrtc-peer join LINK` (an "
+    "uploaded program: after reading it, or `--trust-program`) | Python, "
     "MPyC, mpyc-webrtc | outbound UDP or TCP to the STUN/TURN server; no open ports |",
     "| mpyc-webrtc, browser | open the link | nothing (a browser) | as native |",
 ]
