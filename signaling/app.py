@@ -60,6 +60,28 @@ LIMITS = web.AppKey("limits", dict)
 WS_FRAME_LIMIT = 4 * wire.MAX_MESSAGE_BYTES
 MAX_REQUEST_BYTES = 512 * 1024
 
+#: What a browser may do with what this server sends (every response carries it, so the pages,
+#: the worker script and what the worker loads all have it): run only the server's own scripts
+#: (no inline script, no eval), compile WebAssembly (Pyodide, in the worker), talk only to this
+#: server (fetch and the WebSocket), show images of its own or ``data:`` (the invite's QR
+#: code, drawn in the page), and never be framed by another page.
+CONTENT_SECURITY_POLICY = "; ".join([
+    "default-src 'self'",
+    "script-src 'self' 'wasm-unsafe-eval'",
+    "connect-src 'self'",
+    "img-src 'self' data:",
+    "object-src 'none'",
+    "base-uri 'none'",
+    "form-action 'self'",
+    "frame-ancestors 'none'",
+])
+#: Headers on every response.
+SECURITY_HEADERS = {
+    "Content-Security-Policy": CONTENT_SECURITY_POLICY,
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "no-referrer",
+}
+
 #: Every limit's default (``create_app``'s keyword arguments, ``--option-name`` on the CLI).
 DEFAULTS: dict[str, Any] = {
     "idle_timeout": 600.0,
@@ -138,7 +160,14 @@ def create_app(*, idle_timeout: float = DEFAULTS["idle_timeout"],
             await task
 
     app.cleanup_ctx.append(sweeper)
+    app.on_response_prepare.append(security_headers)
     return app
+
+
+async def security_headers(request: web.Request, response: web.StreamResponse) -> None:
+    """``SECURITY_HEADERS`` on every response, and no ``Server`` header naming versions."""
+    response.headers.popall(hdrs.SERVER, None)
+    response.headers.update(SECURITY_HEADERS)
 
 
 #: HTTP status of each error code the HTTP API returns; anything else is 400.
