@@ -13,6 +13,7 @@ import ast
 import hashlib
 import hmac
 import logging
+import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -21,10 +22,12 @@ from typing import TYPE_CHECKING, Any
 from mpyc_webrtc import programs
 from mpyc_webrtc.launch import describe_program
 from mpyc_webrtc.wire import (
+    LINK_PATHS,
     LINK_STATES,
     SERVER_MESSAGES,
     ErrorCode,
     SignalingError,
+    encode,
     message,
 )
 
@@ -35,7 +38,25 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-Send = Callable[[dict[str, Any]], None]
+
+
+@dataclass(frozen=True)
+class Encoded:
+    """A server message encoded once, so that a broadcast sends the same text to everyone."""
+
+    type: str
+    text: str
+
+    @classmethod
+    def of(cls, msg: dict[str, Any]) -> Encoded:
+        return cls(msg["type"], encode(msg))
+
+
+#: What the core hands the I/O layer to send: a message, or one already encoded.
+Outgoing = dict[str, Any] | Encoded
+Send = Callable[[Outgoing], None]
+#: The I/O layer's timer: call the function after this many seconds (``loop.call_later``).
+Schedule = Callable[[float, Callable[[], None]], object]
 
 #: Largest uploaded program source, in bytes.
 MAX_SOURCE_BYTES = 256 * 1024
@@ -73,6 +94,26 @@ class Member:
 
 #: Pair states that are progress, in order; a pair shows the less advanced of its two ends.
 _PROGRESS = LINK_STATES[:-1]
+#: What a link report may say about the path, least to most: unknown, direct, relayed.
+_PATHS = (None, *LINK_PATHS)
+#: What an end that has not reported counts as.
+_NO_REPORT: tuple[str, str | None] = ("signaling", None)
+
+
+def advances(before: tuple[str, str | None], state: str, path: str | None) -> bool:
+    """Whether a link report tells more than ``before`` (the end's last accepted report).
+
+    A link only moves forward: ``signaling``, ``connecting``, ``connected``, ``ready``,
+    ``closed`` in that order; ``failed`` may come at any point and is final. At the same
+    state, only a path that becomes known (or turns out ``relayed``) is news. So each end of
+    a pair has at most a handful of reports that change the roster, whatever it sends.
+    """
+    if before[0] == "failed":
+        return False
+    if state == "failed":
+        return True
+    rank, was = _PROGRESS.index(state), _PROGRESS.index(before[0])
+    return rank > was or (rank == was and _PATHS.index(path) > _PATHS.index(before[1]))
 
 
 class Session:
@@ -99,6 +140,21 @@ class Session:
         self.shown_program = describe_program(program.to_wire())
         #: The address that created the session (for ``max_sessions_per_client``).
         self.client: str | None = None
+        # Set by the registry (``Registry.create``) from its limits:
+        #: Unix time the session closes at the latest (``max_age``): TURN credentials end then.
+        self.ends = math.inf
+        #: How many messages its parties may send together, and how many they sent.
+        self.message_budget = math.inf
+        self.messages = 0
+        #: The I/O layer's timer; without one, every roster change is sent at once.
+        self.schedule: Schedule | None = None
+        #: Rosters go out at most once per this many seconds (``schedule``'s clock).
+        self.roster_interval = 0.0
+        self.clock: Callable[[], float] = time.monotonic
+        self._roster_sent = -math.inf
+        self._roster_due = False
+        #: Whether the registry closed the session (nothing more is sent).
+        self.closed = False
 
     def describe(self) -> dict[str, Any]:
         return {
@@ -117,8 +173,9 @@ class Session:
         }
 
     def ice_servers(self, pid: int) -> list[dict[str, Any]]:
-        """Party ``pid``'s STUN/TURN servers, with TURN credentials made for it now."""
-        return self.ice.servers(f"{self.id}.{pid}", self.wall_clock())
+        """Party ``pid``'s STUN/TURN servers, with TURN credentials made for it now that
+        expire with the session."""
+        return self.ice.servers(f"{self.id}.{pid}", self.wall_clock(), until=self.ends)
 
     def _by_pid(self) -> list[Member]:
         return sorted(self.members.values(), key=lambda m: m.pid)
@@ -161,8 +218,42 @@ class Session:
         return member.links.get(peer, ("signaling", None))
 
     def broadcast(self, msg: dict[str, Any]) -> None:
+        """Send ``msg`` to every connected party, encoded once."""
+        encoded = Encoded.of(msg)
         for member in self.connected_members():
-            member.endpoint.send(msg)
+            member.endpoint.send(encoded)
+
+    def roster_changed(self) -> None:
+        """The roster changed: everyone gets it now, or (if one went out less than
+        ``roster_interval`` ago) once when the interval is over, with every change made
+        meanwhile. So the roster, which grows with the square of the parties, is built and
+        encoded at most once per interval, however many messages change it."""
+        if self.schedule is None:
+            self._send_roster()
+            return
+        if self._roster_due:
+            return
+        wait = self._roster_sent + self.roster_interval - self.clock()
+        if wait <= 0:
+            self._send_roster()
+        else:
+            self._roster_due = True
+            self.schedule(wait, self._send_due_roster)
+
+    def _send_due_roster(self) -> None:
+        if not self._roster_due:
+            return  # sent already (before a start)
+        self._roster_due = False
+        try:
+            self._send_roster()
+        except Exception:  # a bug here must not reach the I/O layer's timer
+            log.exception("session %s party -: sending the roster failed", self.id)
+
+    def _send_roster(self) -> None:
+        if self.closed:
+            return
+        self._roster_sent = self.clock()
+        self.broadcast(self.roster())
 
     def admits(self, token: str) -> bool:
         """Whether ``token`` is the session's join token (compared in constant time)."""
@@ -201,7 +292,7 @@ class Session:
             program=self.program.to_wire(), labels=self.labels,
             ice_servers=self.ice_servers(pid), relay_only=self.relay_only,
         ))
-        self.broadcast(self.roster())
+        self.roster_changed()
         self._start_if_agreed()
         return pid
 
@@ -223,10 +314,12 @@ class Session:
                     f"Party {gone[0]} has left the session, so it cannot run again. "
                     "Create a new session to compute again.",
                 )
+        if (name or member.name) == member.name and ready == member.ready:
+            return  # nothing new: no roster, and no start that the last change did not make
         if name:
             member.name = name
         member.ready = ready
-        self.broadcast(self.roster())
+        self.roster_changed()
         self._start_if_agreed()
 
     def _start_if_agreed(self) -> None:
@@ -235,6 +328,9 @@ class Session:
             return
         if self.started and not all(m.state == "done" for m in members):
             return
+        if self._roster_due:  # everyone sees the roster that agreed before the start
+            self._roster_due = False
+            self._send_roster()
         self.started = True
         self.round += 1
         for member in members:
@@ -243,7 +339,7 @@ class Session:
         log.info("session %s: all %d parties ready, starting round %d", self.id, self.parties,
                  self.round)
         self.broadcast(message("start", parties=self.parties, round=self.round))
-        self.broadcast(self.roster())
+        self.roster_changed()
 
     def set_link(self, pid: int, peer: int, state: str, path: str | None, now: float) -> None:
         if peer == pid or not 0 <= peer < self.parties:
@@ -251,11 +347,18 @@ class Session:
                 ErrorCode.UNKNOWN_PID,
                 f"Party {peer} is {'yourself' if peer == pid else 'not in this session'}.",
             )
+        if not self.started:
+            raise SignalingError(
+                ErrorCode.INVALID_MESSAGE,
+                "There are no connections to report before the session starts.")
         self.last_activity = now
         member = self.members[pid]
-        if member.links.get(peer) != (state, path):
+        before = member.links.get(peer, _NO_REPORT)
+        if advances(before, state, path):  # else: nothing new, nothing to send
+            if path is None or _PATHS.index(path) < _PATHS.index(before[1]):
+                path = before[1]  # a path, once known, stays; relayed stays relayed
             member.links[peer] = (state, path)
-            self.broadcast(self.roster())
+            self.roster_changed()
 
     def leave(self, pid: int, now: float) -> None:
         self.last_activity = now
@@ -263,7 +366,7 @@ class Session:
             self.members[pid].connected = False
         else:
             del self.members[pid]
-        self.broadcast(self.roster())
+        self.roster_changed()
 
     def relay(self, pid: int, msg: dict[str, Any], now: float) -> None:
         to = msg["to"]
@@ -284,8 +387,11 @@ class Session:
 
     def set_status(self, pid: int, state: str, now: float) -> None:
         self.last_activity = now
-        self.members[pid].state = state
-        self.broadcast(self.roster())
+        member = self.members[pid]
+        if member.state == state:
+            return  # nothing new
+        member.state = state
+        self.roster_changed()
         if state == "done":
             self._start_if_agreed()  # the last to finish may find the others voted to go on
 

@@ -31,6 +31,7 @@ from mpyc_webrtc.wire import CLIENT_MESSAGES, SERVER_MESSAGES, ErrorCode
 from signaling.app import REGISTRY, create_app
 from signaling.endpoint import Endpoint
 from signaling.registry import Registry
+from testbed.sans_io import decoded
 
 TOKEN = "f" * 43
 TOKEN_HASH = hashlib.sha256(TOKEN.encode()).hexdigest()
@@ -194,7 +195,8 @@ class World:
 
     def connect(self) -> None:
         inbox: list[dict[str, Any]] = []
-        self.conns.append((Endpoint(self.registry, inbox.append, lambda: None), inbox))
+        self.conns.append((Endpoint(self.registry, lambda m: inbox.append(decoded(m)),
+                                    lambda: None), inbox))
 
     def check(self) -> None:
         reg = self.registry
