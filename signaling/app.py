@@ -371,7 +371,10 @@ async def websocket(request: web.Request) -> web.StreamResponse:
     limits = request.app[LIMITS]
     ws = web.WebSocketResponse(heartbeat=limits["heartbeat"] or None,  # 0: no heartbeat
                                max_msg_size=WS_FRAME_LIMIT)
-    await ws.prepare(request)
+    try:
+        await ws.prepare(request)
+    except ConnectionResetError:  # the client left during the handshake
+        return ws
     conn = Connection(ws, request, limits["max_outbox"], limits["max_outbox_bytes"])
     client = client_address(request)
     try:

@@ -493,3 +493,26 @@ def test_the_new_codes_are_in_the_protocol_documents_error_table():
 def test_encoded_is_the_wire_text():
     msg = wire.message("start", parties=3, round=1)
     assert Encoded.of(msg) == Encoded("start", '{"v":1,"type":"start","parties":3,"round":1}')
+
+
+# --- the benchmark ---------------------------------------------------------------------------
+
+async def test_signaling_cpu_benchmark_smoke():
+    """bench/signaling_cpu.py runs, against this tree and a git revision, and prints every
+    figure (a smoke run: tiny numbers, no time bound)."""
+    from bench import signaling_cpu
+
+    text = await signaling_cpu.run("HEAD", (3,), per_party=3, attack_per_party=2,
+                                   sustain=0.5)
+    lines = text.splitlines()
+    header = next(line for line in lines if line.startswith("type"))
+    assert header.split() == ["type", "m", "at", "HEAD", "now", "ratio"]
+    for kind in signaling_cpu.TYPES:
+        (row,) = [line.split() for line in lines if line.startswith(f"{kind} ")]
+        assert row[1] == "3" and float(row[2]) > 0 and float(row[3]) > 0, row
+        assert row[4].endswith("x")
+    rows = {line[:22].strip(): line[22:].split() for line in lines}
+    assert rows["messages"] == ["64", "64", rows["messages"][2]]
+    assert int(rows["messages"][2]) > 64  # the sustained phase, this tree only
+    assert len(rows["bystander p99 ms"]) == 3
+    assert all(float(x) >= 0 for x in rows["server CPU s"])
