@@ -41,8 +41,14 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-#: How often (at most) a session's roster goes out while it keeps changing, in seconds.
+#: A session's rosters: ``ROSTER_BURST`` // m² of them (at least one) go out at once, then
+#: one per ``ROSTER_INTERVAL`` seconds, each with every change since the last. A roster's
+#: cost grows with m² (its pairs), so the allowance is the same work for every m: a small
+#: session's whole life (m = 3: 66 rosters, for joins, readies, a few link reports per
+#: pair and statuses) stays within it, so its parties see every change; a 32-party one
+#: gets one at once; any that keeps changing its roster gets ten per second.
 ROSTER_INTERVAL = 0.1
+ROSTER_BURST = 600
 
 
 def client_key(address: str) -> str:
@@ -81,11 +87,13 @@ class Registry:
     - ``session_messages``: the parties of an m-party session may send
       ``session_messages`` x m² messages together; the one beyond closes the session
       (``too_many_messages``). An honest session sends far fewer: see ``docs/protocol.md``;
-    - rosters: each change of a session's roster reaches its parties, but the roster (its
-      pairs grow with m²) is built and encoded at most once per ``roster_interval`` seconds
-      per session, with ``schedule`` (the I/O layer's ``loop.call_later``) to send the
-      last change when the interval is over. Without ``schedule``, every change is sent at
-      once (the core's tests).
+    - rosters: each change of a session's roster reaches its parties, at once while the
+      session has some of its allowance (``roster_burst`` // m² rosters, at least one,
+      refilled by one every ``roster_interval`` seconds), else with the next roster due,
+      which holds every change since the last; so the roster (its pairs grow with m²) is
+      built and encoded about once per interval at most, however many messages change it.
+      ``schedule`` (the I/O layer's ``loop.call_later``) sends the due roster. Without
+      ``schedule``, every change is sent at once (the core's tests).
     """
 
     def __init__(self, *, idle_timeout: float = 600.0, max_age: float = 8 * 3600.0,
@@ -97,7 +105,8 @@ class Registry:
                  join_timeout: float = 60.0, message_rate: float = 50.0,
                  message_burst: int = 200, flood_factor: float = 3.0,
                  max_connections_per_client: int = 64, session_messages: int = 250,
-                 roster_interval: float = ROSTER_INTERVAL, schedule: Schedule | None = None):
+                 roster_interval: float = ROSTER_INTERVAL, roster_burst: int = ROSTER_BURST,
+                 schedule: Schedule | None = None):
         self.idle_timeout = idle_timeout
         self.max_age = max_age
         self.max_sessions = max_sessions
@@ -110,6 +119,7 @@ class Registry:
         self.max_connections_per_client = max_connections_per_client
         self.session_messages = session_messages
         self.roster_interval = roster_interval
+        self.roster_burst = max(1, roster_burst)
         self.schedule = schedule
         #: STUN/TURN for every session: ``ice``, or just the fixed ``ice_servers``.
         self.ice = ice if ice is not None else IceConfig(static=tuple(ice_servers))
@@ -214,6 +224,7 @@ class Registry:
         session.message_budget = self.session_messages * parties ** 2
         session.schedule, session.clock = self.schedule, self.clock
         session.roster_interval = self.roster_interval
+        session.roster_burst = max(1, self.roster_burst // parties ** 2)
         self.sessions[session_id] = session
         if client is not None:
             self.sessions_by_client[client] += 1

@@ -39,7 +39,6 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 
-
 @dataclass(frozen=True)
 class Encoded:
     """A server message encoded once, so that a broadcast sends the same text to everyone."""
@@ -148,10 +147,14 @@ class Session:
         self.messages = 0
         #: The I/O layer's timer; without one, every roster change is sent at once.
         self.schedule: Schedule | None = None
-        #: Rosters go out at most once per this many seconds (``schedule``'s clock).
+        #: Rosters go out at once while the session has some of its allowance left (a
+        #: bucket of ``roster_burst``, refilled by one every ``roster_interval`` seconds on
+        #: ``clock``); after that at most once per interval, with every change since.
         self.roster_interval = 0.0
+        self.roster_burst = 1
         self.clock: Callable[[], float] = time.monotonic
-        self._roster_sent = -math.inf
+        self._roster_tokens = 1.0
+        self._roster_refilled = -math.inf
         self._roster_due = False
         #: Whether the registry closed the session (nothing more is sent).
         self.closed = False
@@ -224,21 +227,33 @@ class Session:
             member.endpoint.send(encoded)
 
     def roster_changed(self) -> None:
-        """The roster changed: everyone gets it now, or (if one went out less than
-        ``roster_interval`` ago) once when the interval is over, with every change made
-        meanwhile. So the roster, which grows with the square of the parties, is built and
-        encoded at most once per interval, however many messages change it."""
+        """The roster changed: everyone gets it now while the session's allowance lasts
+        (``roster_burst`` rosters at once, one more every ``roster_interval``), else once the
+        next one is due, with every change made meanwhile. So however many messages change
+        it, the roster, which grows with the square of the parties, is built and encoded
+        about once per interval; a session that changes little sees every change."""
         if self.schedule is None:
             self._send_roster()
             return
         if self._roster_due:
             return
-        wait = self._roster_sent + self.roster_interval - self.clock()
-        if wait <= 0:
+        self._refill_rosters()
+        if self._roster_tokens >= 1.0:
             self._send_roster()
         else:
             self._roster_due = True
-            self.schedule(wait, self._send_due_roster)
+            self.schedule((1.0 - self._roster_tokens) * self.roster_interval,
+                          self._send_due_roster)
+
+    def _refill_rosters(self) -> None:
+        now = self.clock()
+        if self.roster_interval > 0:
+            elapsed = max(0.0, now - self._roster_refilled)
+            self._roster_tokens = min(float(self.roster_burst),
+                                      self._roster_tokens + elapsed / self.roster_interval)
+        else:
+            self._roster_tokens = float(self.roster_burst)
+        self._roster_refilled = now
 
     def _send_due_roster(self) -> None:
         if not self._roster_due:
@@ -252,7 +267,9 @@ class Session:
     def _send_roster(self) -> None:
         if self.closed:
             return
-        self._roster_sent = self.clock()
+        if self.schedule is not None:
+            self._refill_rosters()
+            self._roster_tokens -= 1.0  # may go below zero: the next one waits longer
         self.broadcast(self.roster())
 
     def admits(self, token: str) -> bool:

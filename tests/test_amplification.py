@@ -75,7 +75,7 @@ def last_roster(party: Party) -> dict[str, Any]:
 def test_a_burst_of_changes_builds_the_roster_twice_and_everyone_gets_the_last(clock,
                                                                                  monkeypatch):
     later = Later(clock)
-    registry = Registry(clock=clock, schedule=later, roster_interval=0.1)
+    registry = Registry(clock=clock, schedule=later, roster_interval=0.1, roster_burst=1)
     session, parties = started(registry, 32)
     clock.now += 1.0
     later.run()  # the roster after the start
@@ -101,7 +101,7 @@ def test_a_burst_of_changes_builds_the_roster_twice_and_everyone_gets_the_last(c
 def test_rosters_go_out_at_most_once_per_interval_while_changes_keep_coming(clock,
                                                                              monkeypatch):
     later = Later(clock)
-    registry = Registry(clock=clock, schedule=later, roster_interval=0.1)
+    registry = Registry(clock=clock, schedule=later, roster_interval=0.1, roster_burst=1)
     session, parties = started(registry, 8)
     later.run()
     built = count_rosters(monkeypatch)
@@ -118,7 +118,7 @@ def test_rosters_go_out_at_most_once_per_interval_while_changes_keep_coming(cloc
 
 def test_an_isolated_change_goes_out_at_once(clock):
     later = Later(clock)
-    registry = Registry(clock=clock, schedule=later, roster_interval=0.1)
+    registry = Registry(clock=clock, schedule=later, roster_interval=0.1, roster_burst=1)
     session, (a, b, c) = started(registry, 3)
     clock.now += 5.0
     later.run()  # the roster after the start
@@ -131,7 +131,7 @@ def test_an_isolated_change_goes_out_at_once(clock):
 
 def test_the_roster_before_a_start_is_sent_before_the_start(clock):
     later = Later(clock)
-    registry = Registry(clock=clock, schedule=later, roster_interval=0.1)
+    registry = Registry(clock=clock, schedule=later, roster_interval=0.1, roster_burst=1)
     session = registry.create({"parties": 3, "program": "sum", "token_hash": TOKEN_HASH})
     a, b, c = (Party(registry) for _ in range(3))
     a.join(session)
@@ -146,9 +146,40 @@ def test_the_roster_before_a_start_is_sent_before_the_start(clock):
     assert roster["type"] == "roster" and roster["started"] is True
 
 
+def test_a_session_that_changes_little_sees_every_change(clock, monkeypatch):
+    """Within its allowance (600 // m² rosters at once, then 10 a second) a session gets a
+    roster for every change, as a small honest session's whole life does; beyond it, one
+    per interval."""
+    later = Later(clock)
+    registry = Registry(clock=clock, schedule=later)  # the defaults: 600 // 9 = 66, 0.1 s
+    session, (a, b, c) = started(registry, 3)  # 3 joins and the start: 4 rosters
+    assert session.roster_burst == 66
+    built = count_rosters(monkeypatch)
+    b.take()
+    for i in range(62):
+        a.send("status", state=f"s{i}")
+    assert len(built) == 62 and [m["type"] for m in b.take()] == ["roster"] * 62
+    for i in range(100):
+        a.send("status", state=f"t{i}")
+    assert len(built) == 62  # the allowance is spent: the rest waits
+    clock.now += 0.1
+    later.run()
+    assert len(built) == 63
+    assert last_roster(b)["members"][0]["state"] == "t99"
+    clock.now += 60  # refilled, up to 66
+    for i in range(80):
+        a.send("status", state=f"u{i}")
+    assert len(built) == 63 + 66
+    assert registry.create({"parties": 32, "program": "sum",
+                            "token_hash": TOKEN_HASH}).roster_burst == 1
+    assert registry.create({"parties": 8, "program": "sum",
+                            "token_hash": TOKEN_HASH}).roster_burst == 9
+
+
 def test_a_closed_session_sends_no_late_roster(clock):
     later = Later(clock)
-    registry = Registry(clock=clock, schedule=later, roster_interval=0.1, idle_timeout=1)
+    registry = Registry(clock=clock, schedule=later, roster_interval=0.1, roster_burst=1,
+                        idle_timeout=1)
     session, (a, b) = started(registry, 2)
     a.send("status", state="x")
     a.endpoint.disconnected()
