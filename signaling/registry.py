@@ -28,6 +28,8 @@ from mpyc_webrtc.wire import (
 
 from .ice_servers import IceConfig
 from .session import (
+    ROSTER_BURST,
+    ROSTER_INTERVAL,
     Encoded,
     Schedule,
     Session,
@@ -40,31 +42,6 @@ if TYPE_CHECKING:
     from .endpoint import Endpoint
 
 log = logging.getLogger(__name__)
-
-#: A session's rosters: ``ROSTER_BURST`` // m² of them (at least one) go out at once, then
-#: one per ``ROSTER_INTERVAL`` seconds, each with every change since the last. A roster's
-#: cost grows with m² (its pairs), so the allowance is the same work for every m: a small
-#: session's whole life (m = 3: 66 rosters, for joins, readies, a few link reports per
-#: pair and statuses) stays within it, so its parties see every change; a 32-party one
-#: gets one at once; any that keeps changing its roster gets ten per second.
-ROSTER_INTERVAL = 0.1
-ROSTER_BURST = 600
-
-
-def client_key(address: str) -> str:
-    """What a client address counts as: an IPv4 address as it is (also when written as
-    IPv4-mapped IPv6), an IPv6 address as its /64 (one home or host gets a whole /64, so
-    counting single addresses would let it open as many as it likes), anything else as it is.
-    """
-    try:
-        ip = ipaddress.ip_address(address.strip().removeprefix("[").removesuffix("]"))
-    except ValueError:
-        return address
-    if isinstance(ip, ipaddress.IPv6Address):
-        if ip.ipv4_mapped is not None:
-            return str(ip.ipv4_mapped)
-        return str(ipaddress.IPv6Network((ip, 64), strict=False))
-    return str(ip)
 
 
 class Registry:
@@ -316,3 +293,19 @@ class Registry:
         gone = self.expire()
         self.close_unjoined()
         return gone
+
+
+def client_key(address: str) -> str:
+    """What a client address counts as: an IPv4 address as it is (also when written as
+    IPv4-mapped IPv6), an IPv6 address as its /64 (one home or host gets a whole /64, so
+    counting single addresses would let it open as many as it likes), anything else as it is.
+    """
+    try:
+        ip = ipaddress.ip_address(address.strip().removeprefix("[").removesuffix("]"))
+    except ValueError:
+        return address
+    if isinstance(ip, ipaddress.IPv6Address):
+        if ip.ipv4_mapped is not None:
+            return str(ip.ipv4_mapped)
+        return str(ipaddress.IPv6Network((ip, 64), strict=False))
+    return str(ip)

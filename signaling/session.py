@@ -62,6 +62,15 @@ MAX_SOURCE_BYTES = 256 * 1024
 #: Longest party label ("hospital A"), in characters.
 MAX_LABEL_LENGTH = 40
 
+#: A session's rosters: ``ROSTER_BURST`` // m² of them (at least one) go out at once, then
+#: one per ``ROSTER_INTERVAL`` seconds, each with every change since the last. A roster's
+#: cost grows with m² (its pairs), so the allowance is the same work for every m: a small
+#: session's whole life (m = 3: 66 rosters, for joins, readies, a few link reports per
+#: pair and statuses) stays within it, so its parties see every change; a 32-party one
+#: gets one at once; any that keeps changing its roster gets ten per second.
+ROSTER_INTERVAL = 0.1
+ROSTER_BURST = 600
+
 
 @dataclass
 class Program:
