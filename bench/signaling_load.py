@@ -48,7 +48,7 @@ REPO = Path(__file__).resolve().parent.parent
 
 #: Limits raised for the load (everything else stays at the server's defaults).
 SERVER_OPTIONS = ["--max-sessions", "100000", "--max-sessions-per-client", "100000",
-                  "--max-connections", "100000"]
+                  "--max-connections", "100000", "--max-connections-per-client", "100000"]
 
 
 def free_port() -> int:
@@ -204,7 +204,8 @@ async def in_process_server(port: int):
     from signaling.app import create_app
 
     runner = web.AppRunner(create_app(max_sessions=100000, max_sessions_per_client=100000,
-                                      max_connections=100000), access_log=None)
+                                      max_connections=100000,
+                                      max_connections_per_client=100000), access_log=None)
     await runner.setup()
     site = web.TCPSite(runner, "127.0.0.1", port)
     await site.start()

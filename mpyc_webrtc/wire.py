@@ -100,6 +100,8 @@ class ErrorCode(StrEnum):
     ROLE_TAKEN = "role_taken"
     SESSION_STARTED = "session_started"
     PARTY_LEFT = "party_left"
+    TOO_MANY_CONNECTIONS = "too_many_connections"
+    TOO_MANY_MESSAGES = "too_many_messages"
 
 
 class SignalingError(Exception):

@@ -12,7 +12,7 @@ from typing import Any
 from mpyc_webrtc.wire import SERVER_MESSAGES, ErrorCode
 from signaling.endpoint import Endpoint
 from signaling.registry import Registry
-from signaling.session import Session
+from signaling.session import Encoded, Outgoing, Session
 
 TOKEN = "t" * 43
 TOKEN_HASH = hashlib.sha256(TOKEN.encode()).hexdigest()
@@ -28,13 +28,44 @@ class Clock:
         return self.now
 
 
+def decoded(msg: Outgoing) -> dict[str, Any]:
+    """A message the core sends, as the client gets it."""
+    return json.loads(msg.text) if isinstance(msg, Encoded) else msg
+
+
+class Later:
+    """The I/O layer's timer for the core (``Registry``'s ``schedule``), on a fake clock:
+    ``run()`` calls what is due by ``clock()``, in order."""
+
+    def __init__(self, clock: Clock):
+        self.clock = clock
+        self.pending: list[tuple[float, int, Any]] = []
+        self._count = 0
+
+    def __call__(self, delay: float, callback: Any) -> None:
+        self._count += 1
+        self.pending.append((self.clock() + delay, self._count, callback))
+
+    def run(self) -> int:
+        """Call every callback due by now (also those they schedule); how many ran."""
+        ran = 0
+        while due := sorted(p for p in self.pending if p[0] <= self.clock()):
+            self.pending.remove(due[0])
+            due[0][2]()
+            ran += 1
+        return ran
+
+
 class Party:
     """One party's connection as the core sees it: records what it is sent and closes."""
 
-    def __init__(self, registry: Registry):
+    def __init__(self, registry: Registry, client: str | None = None):
         self.sent: list[dict[str, Any]] = []
         self.closed = 0
-        self.endpoint = Endpoint(registry, self.sent.append, self._close)
+        self.endpoint = Endpoint(registry, self._receive, self._close, client)
+
+    def _receive(self, msg: Outgoing) -> None:
+        self.sent.append(decoded(msg))
 
     def _close(self) -> None:
         self.closed += 1

@@ -14,6 +14,7 @@ import contextlib
 import json
 import logging
 import os
+import re
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -601,6 +602,74 @@ async def test_request_body_with_a_strange_charset_or_deep_nesting_is_400():
             resp = await client.post("/api/sessions", data=data, headers={"Content-Type": ctype})
             assert resp.status == 400
             assert (await resp.json())["code"] == code
+
+
+# --- HTTP headers and odd paths ---------------------------------------------------------------
+
+#: Every kind of thing the server answers: pages, the worker script, what the worker loads
+#: (Pyodide, the Python archive), vendored code, the API, errors, the WebSocket upgrade.
+async def _every_kind_of_response(client: TestClient) -> list[aiohttp.ClientResponse]:
+    sid = await new_session(client)
+    assets = await (await client.get("/api/assets")).json()
+    answers = [await client.get(path, headers=headers) for path, headers in [
+        ("/", {}), (f"/join/{sid}", {"Accept": "text/html"}), (f"/join/{sid}", {}),
+        ("/web/join.js", {}), ("/web/worker.js", {}), ("/web/style.css", {}),
+        ("/vendor/prismjs/prism.js", {}), (assets["python"], {}),
+        (f"{assets['pyodide']}pyodide.mjs", {}), (f"{assets['pyodide']}pyodide.asm.js", {}),
+        ("/api/protocol", {}), (f"/api/sessions/{sid}", {}), ("/api/nothing", {}),
+        ("/web/no-such-file.js", {}), ("/no/such/page", {})]]
+    answers.append(await client.post("/api/sessions", data=b"{"))
+    answers.append(await client.get("/ws", headers=upgrade_headers()))
+    return answers
+
+
+async def test_every_response_has_the_security_headers_and_no_server_version():
+    async with serve() as client:
+        answers = await _every_kind_of_response(client)
+        assert {r.status for r in answers} == {101, 200, 400, 404}, [
+            (r.url.path, r.status) for r in answers]
+        for resp in answers:
+            where = f"{resp.url.path} ({resp.status})"
+            assert "Server" not in resp.headers, where
+            assert resp.headers["X-Content-Type-Options"] == "nosniff", where
+            assert resp.headers["Referrer-Policy"] == "no-referrer", where
+            assert resp.headers["Content-Security-Policy"] == server.CONTENT_SECURITY_POLICY, where
+
+
+def test_the_content_security_policy_allows_no_inline_script_and_no_other_origin():
+    directives = {d.split()[0]: d.split()[1:]
+                  for d in server.CONTENT_SECURITY_POLICY.split("; ")}
+    assert directives["default-src"] == ["'self'"]
+    # Pages and the worker run only the server's own scripts; Pyodide compiles WebAssembly.
+    assert directives["script-src"] == ["'self'", "'wasm-unsafe-eval'"]
+    assert directives["connect-src"] == ["'self'"]
+    assert directives["frame-ancestors"] == ["'none'"]
+    assert directives["object-src"] == ["'none'"] and directives["base-uri"] == ["'none'"]
+    for values in directives.values():
+        assert "'unsafe-eval'" not in values and "*" not in values
+    assert "'unsafe-inline'" not in directives["script-src"]
+
+
+def test_the_pages_have_no_inline_script():
+    for page in (REPO / "web").glob("*.html"):
+        for tag in re.findall(r"<script\b[^>]*>", page.read_text()):
+            assert re.search(r"\bsrc=", tag), f"{page.name}: inline {tag}"
+        assert not re.search(r"\son[a-z]+\s*=", page.read_text()), page.name
+
+
+@pytest.mark.parametrize("path", [
+    "/web/%00", "/web/a%00b.js", "/vendor/prismjs/%00", "/pyodide/{version}/%00",
+    "/web/" + "a" * 5000, "/web/" + "a/" * 3000 + "x", "/vendor/prismjs/" + "b" * 5000,
+    "/pyodide/{version}/" + "c" * 5000, "/web/..%2f..%2fpyproject.toml",
+    "/vendor/prismjs/..%2f..%2fpackage.json"])
+async def test_odd_file_paths_are_404_without_a_traceback(path, caplog):
+    caplog.set_level(logging.DEBUG)
+    async with serve() as client:
+        version = (await (await client.get("/api/assets")).json())["pyodide"].split("/")[2]
+        resp = await client.get(path.format(version=version))
+        assert resp.status == 404, await resp.text()
+        assert "Traceback" not in await resp.text()
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR or r.exc_info]
 
 
 # --- the CLI -----------------------------------------------------------------------------------
