@@ -18,6 +18,12 @@ from collections import Counter
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
+from mpyc_webrtc.launch import (
+    BUILTIN_NEEDS_PARTIES,
+    MIN_BUILTIN_PARTIES,
+    privacy,
+    privacy_sentence,
+)
 from mpyc_webrtc.wire import (
     MAX_PARTIES,
     MIN_PARTIES,
@@ -197,6 +203,7 @@ class Registry:
         no_privacy = request.get("no_privacy", False)
         if not isinstance(no_privacy, bool):
             raise invalid(f"'no_privacy' must be true or false, got {no_privacy!r}.")
+        check_privacy(program.source is None, parties, program.args, no_privacy)
         relay_only = request.get("relay_only", False)
         if not isinstance(relay_only, bool):
             raise invalid(f"'relay_only' must be true or false, got {relay_only!r}.")
@@ -323,3 +330,19 @@ def client_key(address: str) -> str:
             return str(ip.ipv4_mapped)
         return str(ipaddress.IPv6Network((ip, 64), strict=False))
     return str(ip)
+
+
+def check_privacy(builtin: bool, parties: int, args: list[str], allowed: bool) -> None:
+    """Refuse a session that keeps inputs less private than it could (``launch.privacy``)
+    unless its creator allowed that (``no_privacy``); a built-in program never runs with
+    fewer than ``launch.MIN_BUILTIN_PARTIES``. The parties check it again themselves: this
+    only keeps anyone from getting such a session by mistake."""
+    if builtin and parties < MIN_BUILTIN_PARTIES:
+        raise invalid(BUILTIN_NEEDS_PARTIES)
+    found = privacy(parties, args)
+    if not found["full"] and not allowed:
+        raise invalid(
+            f"{privacy_sentence(found)} If every party knows and accepts that, create the "
+            "session with 'no_privacy' (the create page: \"Allow a session that keeps inputs "
+            "less private than it could\" under Advanced; mpyc-webrtc-peer create "
+            "--no-privacy).")
