@@ -56,6 +56,8 @@ from pathlib import Path
 
 import aiohttp
 
+from testbed.sans_io import create_request
+
 REPO = Path(__file__).resolve().parent.parent
 TYPES = ("link", "status", "ready", "signal")
 TOKEN = secrets.token_urlsafe(32)
@@ -161,8 +163,9 @@ class Server:
 
 
 async def new_session(http: aiohttp.ClientSession, base: str, parties: int) -> str:
-    async with http.post(f"{base}/api/sessions", json={
-            "parties": parties, "program": "sum", "token_hash": TOKEN_HASH}) as resp:
+    # "sum"; with 2 parties an uploaded program and no_privacy (the built-ins need 3).
+    async with http.post(f"{base}/api/sessions",
+                         json=create_request(parties, TOKEN_HASH)) as resp:
         body = await resp.json()
         if resp.status != 201:
             raise RuntimeError(f"create failed: {resp.status} {body}")
@@ -411,7 +414,8 @@ def main(argv: list[str] | None = None) -> int:
                                      description=__doc__.split("\n\n")[0])
     parser.add_argument("--before", metavar="REV",
                         help="also measure the server as it was at this git revision")
-    parser.add_argument("--parties", type=int, nargs="+", default=[3, 8, 32])
+    parser.add_argument("--parties", type=int, nargs="+", default=[3, 8, 32],
+                        help="party counts m (with 2: an uploaded program, no_privacy)")
     parser.add_argument("--per-party", type=int, default=20,
                         help="messages each party sends per measurement")
     parser.add_argument("--attack-per-party", type=int, default=20,

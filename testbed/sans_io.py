@@ -1,6 +1,7 @@
-"""A party's connection to the sans-I/O signaling core, for the core's tests.
+"""A party's connection to the sans-I/O signaling core, for the core's tests, and the create
+requests they (and the signaling benchmarks) use.
 
-Shared by tests/test_session.py and tests/test_hardening.py.
+Shared by tests/test_session.py, tests/test_hardening.py and the other server tests.
 """
 
 from __future__ import annotations
@@ -18,6 +19,20 @@ TOKEN = "t" * 43
 TOKEN_HASH = hashlib.sha256(TOKEN.encode()).hexdigest()
 #: Leave the field out of the message altogether.
 MISSING: Any = object()
+
+#: A tiny valid program to upload.
+TINY_SOURCE = "x = 1\n"
+#: What a create request needs for a 2-party session: the built-in programs need at least
+#: ``launch.MIN_BUILTIN_PARTIES`` (3), so an uploaded program; and with 2 parties MPyC's
+#: threshold is 0 (no privacy, ``launch.privacy``), so the creator's explicit ``no_privacy``.
+TWO_PARTIES: dict[str, Any] = {"parties": 2, "source": TINY_SOURCE, "no_privacy": True}
+
+
+def create_request(parties: int, token_hash: str = TOKEN_HASH, **fields: Any) -> dict[str, Any]:
+    """A valid ``POST /api/sessions`` body for ``parties`` parties: the built-in "sum" from 3
+    parties on, ``TWO_PARTIES``' uploaded program with 2; ``fields`` are added (or replace)."""
+    base = dict(TWO_PARTIES) if parties == 2 else {"parties": parties, "program": "sum"}
+    return {**base, "token_hash": token_hash, **fields}
 
 
 class Clock:

@@ -30,7 +30,7 @@ from signaling.app import REGISTRY, create_app
 from signaling.endpoint import Endpoint
 from signaling.registry import Registry, client_key
 from signaling.session import Encoded, Session
-from testbed.sans_io import TOKEN, TOKEN_HASH, Clock, Later, Party
+from testbed.sans_io import TOKEN, TOKEN_HASH, Clock, Later, Party, create_request
 
 PATIENCE = 10.0
 
@@ -41,9 +41,9 @@ def clock() -> Clock:
 
 
 def started(registry: Registry, m: int, **body: Any) -> tuple[Session, list[Party]]:
-    """An m-party session whose parties all joined ready: round 1 has started."""
-    session = registry.create({"parties": m, "program": "sum", "token_hash": TOKEN_HASH,
-                               **body})
+    """An m-party session whose parties all joined ready: round 1 has started. (With m = 2,
+    an uploaded program and the creator's no_privacy: see ``create_request``.)"""
+    session = registry.create(create_request(m, **body))
     parties = [Party(registry) for _ in range(m)]
     for party in parties:
         party.join(session)
@@ -180,16 +180,18 @@ def test_a_closed_session_sends_no_late_roster(clock):
     later = Later(clock)
     registry = Registry(clock=clock, schedule=later, roster_interval=0.1, roster_burst=1,
                         idle_timeout=1)
-    session, (a, b) = started(registry, 2)
+    session, (a, b, c) = started(registry, 3)
     a.send("status", state="x")
-    a.endpoint.disconnected()
-    b.endpoint.disconnected()
+    assert later.pending  # the roster waits: the allowance went on the joins and the start
+    for party in (a, b, c):
+        party.endpoint.disconnected()
     registry.sweep()
     assert session.id not in registry.sessions
     b.take()
+    c.take()
     clock.now += 1.0
     later.run()
-    assert b.take() == []
+    assert b.take() == c.take() == []
 
 
 async def test_a_broadcast_is_encoded_once_for_all_parties(monkeypatch):
@@ -258,7 +260,7 @@ HONEST_SEQUENCES = {
 @pytest.mark.parametrize("name", HONEST_SEQUENCES)
 def test_what_honest_clients_report_is_never_refused(clock, name):
     registry = Registry(clock=clock)
-    session, (a, b) = started(registry, 2)
+    session, (a, b, c) = started(registry, 3)
     client = SignalingClient(session.id, "0" * 64, token=TOKEN)
     b.take()
     for state, path in HONEST_SEQUENCES[name]:
@@ -297,7 +299,7 @@ def test_a_report_that_tells_nothing_new_sends_nothing(clock):
 
 def test_each_end_of_a_pair_changes_the_roster_a_bounded_number_of_times(clock):
     registry = Registry(clock=clock, session_messages=10**6)
-    session, (a, b) = started(registry, 2)
+    session, (a, b, c) = started(registry, 3)
     reports = [(s, p) for s in LINK_STATES for p in (None, *LINK_PATHS)]
     rng = random.Random(13)
     a.take()
@@ -379,7 +381,7 @@ def honest_session(registry: Registry, m: int, rounds: int, candidates: int) -> 
     per pair an offer and an answer, ``candidates`` trickled candidates each way, every
     link state with its path (and a drop back to connecting), a status at the start and
     end of each round, and a vote to run again, ``rounds`` times; then everyone leaves."""
-    session = registry.create({"parties": m, "program": "sum", "token_hash": TOKEN_HASH})
+    session = registry.create(create_request(m))  # with m = 2, an uploaded program
     clock, later = registry.clock, registry.schedule
     assert isinstance(clock, Clock) and isinstance(later, Later)
     refused: list[dict[str, Any]] = []

@@ -31,7 +31,7 @@ from mpyc_webrtc.wire import CLIENT_MESSAGES, SERVER_MESSAGES, ErrorCode, Signal
 from signaling.app import REGISTRY, create_app
 from signaling.endpoint import Endpoint
 from signaling.registry import Registry
-from testbed.sans_io import Later, decoded
+from testbed.sans_io import TWO_PARTIES, Later, create_request, decoded
 
 TOKEN = "f" * 43
 TOKEN_HASH = hashlib.sha256(TOKEN.encode()).hexdigest()
@@ -185,8 +185,8 @@ class World:
                                  message_burst=burst, message_rate=5.0, join_timeout=30,
                                  max_sessions_per_client=3, max_connections_per_client=4,
                                  session_messages=8, schedule=self.later)
-        self.sessions = [self.registry.create({"parties": n, "program": "sum",
-                                               "token_hash": TOKEN_HASH}, f"10.0.0.{i % 2}")
+        # "sum", or with 2 parties an uploaded program and no_privacy (create_request).
+        self.sessions = [self.registry.create(create_request(n, TOKEN_HASH), f"10.0.0.{i % 2}")
                          for i, n in enumerate(parties)]
         self.conns: list[tuple[Endpoint, list[dict[str, Any]]]] = []
         for _ in range(3):
@@ -300,7 +300,7 @@ def test_endpoint_receive_survives_anything(setup, script):
 
 
 def test_relayed_signal_keeps_only_the_schema_fields():
-    world = World(200, [2])
+    world = World(200, [3])
     (a, _), (b, inbox) = world.conns[:2]
     for endpoint in (a, b):
         endpoint.receive(json.dumps({"v": 1, "type": "join", "session": world.sessions[0].id,
@@ -336,7 +336,7 @@ SENTINEL = json.dumps({"v": 1, "type": "no-such-type"})
 
 async def ws_case(client: TestClient, case: list[str | bytes]) -> None:
     registry = client.app[REGISTRY]
-    sids = [registry.create({"parties": 2, "program": "sum", "token_hash": TOKEN_HASH}).id
+    sids = [registry.create({"parties": 3, "program": "sum", "token_hash": TOKEN_HASH}).id
             for _ in PLACEHOLDERS]
     async with client.ws_connect("/ws") as ws:
         for frame in case:
@@ -390,18 +390,22 @@ BODY_FIELDS = {
     "args": st.one_of(st.lists(odd_text, max_size=4), st.just(["--no-log"]), any_value),
     "labels": st.one_of(st.lists(odd_text, max_size=4), any_value),
     "source": SOURCES,
+    "no_privacy": st.one_of(st.booleans(), any_value),
 }
 bodies = st.one_of(
     st.fixed_dictionaries({}, optional=BODY_FIELDS).map(json.dumps),
     st.fixed_dictionaries({"parties": st.integers(2, 4), "program": st.just("sum"),
                            "token_hash": st.just(TOKEN_HASH)},
-                          optional={k: BODY_FIELDS[k] for k in ("args", "labels", "source")}
+                          optional={k: BODY_FIELDS[k]
+                                    for k in ("args", "labels", "source", "no_privacy")}
                           ).map(json.dumps),
     json_values.map(json.dumps),
     st.binary(max_size=100),
     odd_text,
     st.sampled_from(["[" * 100_000, "{" * 10, "", "null", "NaN", "1e99999",
-                     '{"parties":2,"program":"sum","token_hash":"' + TOKEN_HASH + '"}',
+                     '{"parties":3,"program":"sum","token_hash":"' + TOKEN_HASH + '"}',
+                     json.dumps(create_request(2, TOKEN_HASH)),
+                     json.dumps({**TWO_PARTIES, "token_hash": TOKEN_HASH, "no_privacy": False}),
                      '{"parties": 2, "program": "sum", "x": "' + "y" * 600_000 + '"}']),
 )
 
@@ -435,14 +439,14 @@ def test_after_the_fuzzing_a_normal_create_and_join_work(live):
     loop, client = live
 
     async def normal() -> None:
-        resp = await client.post("/api/sessions", json={"parties": 2, "program": "sum",
+        resp = await client.post("/api/sessions", json={"parties": 3, "program": "sum",
                                                         "token_hash": TOKEN_HASH},
                                  headers={"X-Test": "normal"})
         assert resp.status in (201, 429), await resp.text()
         if resp.status == 429:  # (c) used up this address's sessions: make room
             client.app[REGISTRY].sessions_by_client.clear()
             resp = await client.post("/api/sessions", json={
-                "parties": 2, "program": "sum", "token_hash": TOKEN_HASH})
+                "parties": 3, "program": "sum", "token_hash": TOKEN_HASH})
         sid = (await resp.json())["session"]
         async with client.ws_connect("/ws") as ws:
             await ws.send_str(json.dumps({"v": 1, "type": "join", "session": sid,

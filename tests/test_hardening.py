@@ -35,7 +35,7 @@ from signaling.session import Session
 from testbed.sans_io import TOKEN, TOKEN_HASH, Clock, Party
 
 REPO = Path(__file__).resolve().parent.parent
-BODY = {"parties": 2, "program": "sum", "token_hash": TOKEN_HASH}
+BODY = {"parties": 3, "program": "sum", "token_hash": TOKEN_HASH}
 #: Upper bound for anything the server should do soon; only turns a hang into a failure.
 PATIENCE = 10.0
 
@@ -165,11 +165,14 @@ def test_invalid_requests_do_not_count(clock):
 def test_session_expiry_frees_the_address_count_even_when_over(clock):
     registry = make(clock, max_sessions_per_client=1)
     session = registry.create(BODY, "10.0.0.1")
-    a, b = Party(registry), Party(registry)
+    a, b, c = Party(registry), Party(registry), Party(registry)
     a.join(session)
-    b.join(session)  # both ready: started
+    b.join(session)
+    c.join(session)  # all ready: started
+    assert session.started
     a.endpoint.disconnected()
     b.endpoint.disconnected()
+    c.endpoint.disconnected()
     assert registry.expire() == [session]  # over and empty
     registry.create(BODY, "10.0.0.1")
 
@@ -260,9 +263,10 @@ def test_text_with_an_unpaired_surrogate_is_malformed(clock):
 def test_a_bug_in_the_core_becomes_internal_error_and_closes(clock, monkeypatch, caplog):
     registry = make(clock)
     session = registry.create(BODY)
-    a, b = Party(registry), Party(registry)
-    a.join(session)
-    b.join(session)
+    a, b, c = Party(registry), Party(registry), Party(registry)
+    for party in (a, b, c):
+        party.join(session)
+    assert session.started
     a.take()
 
     def broken(*args: Any) -> None:
@@ -494,16 +498,17 @@ async def test_a_client_that_does_not_read_is_dropped_not_buffered(caplog):
         sid = await new_session(client)
         sender = await join(client, sid)
         stuck = await join(client, sid)  # reads nothing from here on
+        bystander = await join(client, sid)  # gets only rosters
         box = "b" * 60_000
-        # Both ready: started. Relay to ``stuck`` until the server drops it; the kernel's
+        # All ready: started. Relay to ``stuck`` until the server drops it; the kernel's
         # socket buffers take a few MB first, then at most 20 messages may wait.
         seq = 0
-        while len(registry.sessions[sid].connected_members()) == 2:
+        while len(registry.sessions[sid].connected_members()) == 3:
             seq += 1
             assert seq < 2000, "the stuck client was never dropped"
             await send(sender, "signal", to=1, seq=seq, box=box)
             await asyncio.sleep(0)
-        assert len(registry.endpoints) == 1
+        assert len(registry.endpoints) == 2 and not bystander.closed
         assert any(r.getMessage().startswith(f"session {sid} party 1: dropping the connection: "
                                               "it does not read its messages (20 messages")
                    for r in caplog.records), [r.getMessage() for r in caplog.records]
@@ -517,6 +522,7 @@ async def test_a_client_that_does_not_read_is_dropped_not_buffered(caplog):
         await expect_error(sender, "unknown_pid")
         await sender.close()
         await stuck.close()
+        await bystander.close()
         other = await new_session(client)
         ws = await join(client, other)
         await ws.close()
@@ -567,6 +573,7 @@ async def test_a_bug_behind_a_websocket_closes_only_that_socket(monkeypatch):
         sid = await new_session(client)
         a = await join(client, sid)
         await join(client, sid)
+        await join(client, sid)  # all three ready: started
         monkeypatch.setattr(Session, "relay", broken)
         await send(a, "signal", to=1, seq=1, box="x")
         while (msg := await recv(a))["type"] != "error":
