@@ -228,6 +228,28 @@ def test_own_program_written_on_the_create_page(server, new_page):
     assert [first.wait_done().strip(), second.wait_done().strip()] == ["total 42"] * 2
 
 
+def test_create_page_says_why_a_session_without_privacy_is_refused(server, new_page):
+    """The server's privacy rule, as the person on the create page meets it: a built-in
+    program for 2 parties is refused, and so is an own program for 2 until the creator ticks
+    the box that allows less privacy."""
+    page = new_page()
+    page.goto(f"{server.url}/")
+    page.get_by_test_id("program-choice-sum").check()
+    page.get_by_test_id("parties-count").fill("2")
+    page.get_by_test_id("create").click()
+    expect(page.get_by_test_id("create-error")).to_have_text(launch.BUILTIN_NEEDS_PARTIES)
+    page.get_by_test_id("program-choice-own").check()
+    page.get_by_test_id("create").click()
+    error = page.get_by_test_id("create-error")
+    expect(error).to_contain_text(launch.privacy_sentence(launch.privacy(2, [])))
+    expect(error).not_to_have_text(launch.BUILTIN_NEEDS_PARTIES)
+    expect(page.get_by_test_id("invite-link")).to_be_hidden()
+    page.get_by_text("Advanced: program arguments").click()
+    page.get_by_test_id("no-privacy").check()
+    page.get_by_test_id("create").click()
+    expect(page.get_by_test_id("invite-link")).to_have_value(re.compile(r"/join/"))
+
+
 @pytest.mark.parametrize("count", ["1", "33", "", "2.5"])
 def test_create_page_refuses_bad_party_counts(server, new_page, count):
     page = new_page()
