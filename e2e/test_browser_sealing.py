@@ -349,8 +349,9 @@ SLOW_CHECK = """
 
 @pytest.mark.parametrize("mode", ["none", "swap-welcome"])
 def test_the_worker_runs_the_program_only_once_it_is_checked(server, browser, proxy, mode):
-    """The round starts while the page's check of the program is still out: the page posts
-    ``run`` to its worker only after the check; a program the server swapped never runs."""
+    """While the page's check of the program is still out, the person cannot say "I'm ready"
+    (the check also tells how private the session is), so no round can start and nothing is
+    posted to the worker but the check; a program the server swapped never runs."""
     relay = proxy(mode)
     url = server.create(3, "--program-file", str(ANNOUNCE))
     context = chromium.new_context(browser, relay.url)
@@ -359,12 +360,18 @@ def test_the_worker_runs_the_program_only_once_it_is_checked(server, browser, pr
         natives, party = natives_then_browser(server, url, context.new_page(),
                                               relay.link(url), "--trust-program")
         expect(party["fingerprint-check"]).to_contain_text("checking the code")
-        party.confirm("39")
-        expect(party["status"]).to_have_text("Connecting to the other parties")
+        party.wait_python()
+        party.enter("39")
+        # The natives are ready and waiting; this page cannot join them before its check.
+        expect(party["ready"]).to_be_disabled()
+        party.page.wait_for_timeout(2000)
+        expect(party["ready"]).to_be_disabled()
+        expect(party["status"]).not_to_have_text("Connecting to the other parties")
         posted = party.page.evaluate("window.postedToWorker")
         assert "fingerprint" in posted and not {"run", "start", "channel"} & set(posted), posted
         party.page.evaluate("window.releaseFingerprint()")
         if mode == "none":
+            party.confirm("39")
             assert party.wait_done() == "this program is running\ntotal = 42\n"
             assert "run" in party.page.evaluate("window.postedToWorker")
             for code, out, err in finished(natives):
@@ -383,7 +390,12 @@ def test_the_worker_runs_the_program_only_once_it_is_checked(server, browser, pr
         assert "run" not in party.page.evaluate("window.postedToWorker")
         nothing_computed(party)
         assert "this program is running" not in party["log"].text_content()
-        for code, out, _err in finished(natives):
-            assert code != 0 and out == "this program is running\n"  # theirs, not the page's
+        # No round ever started: the natives still wait in the lobby, their program (theirs,
+        # not the page's) stopped at mpc.start() and computed nothing.
+        for native in natives:
+            assert native.poll() is None
+            native.terminate()  # the peers this test started
+        for _code, out, _err in finished(natives):
+            assert out == "this program is running\n"
     finally:
         context.close()

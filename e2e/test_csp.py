@@ -1,5 +1,5 @@
 """The server's Content-Security-Policy, in Chromium: the create page, the lobby with its QR
-code and highlighted code, the worker with Pyodide, and a whole two-party computation run
+code and highlighted code, the worker with Pyodide, and a whole three-party computation run
 under it without a single violation. In firefox-esr (./run.sh test installs it; where it
 is missing the test skips, and fails under CI=true), the lobby joins and its worker starts
 Python, without a violation either.
@@ -103,7 +103,7 @@ def reporting(namespace):
 
 
 def test_pages_worker_and_a_computation_violate_nothing(reporting, browser):
-    contexts = [chromium.new_context(browser, reporting.url) for _ in range(3)]
+    contexts = [chromium.new_context(browser, reporting.url) for _ in range(4)]
     try:
         create = contexts[0].new_page()
         create.goto(f"{reporting.url}/")
@@ -114,13 +114,13 @@ def test_pages_worker_and_a_computation_violate_nothing(reporting, browser):
         expect(create.get_by_test_id("source-editor")).to_be_visible()
         create.get_by_test_id("source-editor").press("End")
         create.get_by_test_id("source-editor").type("\nprint(1)\n")
-        url = reporting.create(2, "--program", "sum")
+        url = reporting.create(3, "--program", "sum")
         parties = [BrowserParty(context.new_page(), url) for context in contexts[1:]]
         # The lobby draws the invite's QR code as a data: image.
         expect(parties[0]["invite-qr"]).to_have_attribute("src", re.compile(r"^data:image/"))
-        for pid, (party, value) in enumerate(zip(parties, ["20", "22"], strict=True)):
+        for pid, (party, value) in enumerate(zip(parties, ["10", "12", "20"], strict=True)):
             assert party.confirm(value) == pid
-        assert [p.wait_done().strip() for p in parties] == ["sum = 42"] * 2
+        assert [p.wait_done().strip() for p in parties] == ["sum = 42"] * 3
         time.sleep(1.0)  # reports are sent asynchronously
         assert list(reporting.reports) == [], list(reporting.reports)
         # A deliberate violation: the policy forbids inline script; its report comes here.
@@ -148,7 +148,7 @@ def test_without_wasm_unsafe_eval_the_worker_cannot_start_python(namespace, brow
     server = ReportingServer(namespace, PORT + 1, "'wasm-unsafe-eval'")
     context = chromium.new_context(browser, server.url)
     try:
-        party = BrowserParty(context.new_page(), server.create(2, "--program", "sum"))
+        party = BrowserParty(context.new_page(), server.create(3, "--program", "sum"))
         deadline = time.monotonic() + 60
         while not server.reports and time.monotonic() < deadline:
             time.sleep(0.2)
@@ -170,7 +170,7 @@ def test_firefox_lobby_and_worker_violate_nothing(reporting, tmp_path):
         if os.environ.get("CI", "").lower() in ("1", "true"):
             pytest.fail("firefox-esr is not installed (./run.sh test installs it)")
         pytest.skip("firefox-esr is not installed (apt-get install firefox-esr)")
-    url = reporting.create(2, "--program", "sum")
+    url = reporting.create(3, "--program", "sum")
     session = url.split("/join/")[1].split("#")[0]
     profile = tmp_path / "profile"
     profile.mkdir()
