@@ -4,7 +4,10 @@
     .venv/bin/python -m bench.evaluate --quick    # one tiny workload per transport (a smoke test)
 
 It also runs sessions of m = 2, 3, 5, 8, 12 native parties (and 5 with two browsers among
-them): time to a full mesh and cost per round, as m(m-1)/2 links grow.
+them): time to a full mesh and cost per round, as m(m-1)/2 links grow. The workload is an
+uploaded program (``bench/workload.py``), so every peer joins with ``--trust-program``; the
+2-party session keeps nothing private (MPyC's threshold is 0) and is a measure of transport
+cost only, so it is created with ``--no-privacy`` and joined with ``--accept-no-privacy``.
 
 The same MPyC workloads (``bench/workload.py``) run over
 
@@ -41,6 +44,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from e2e.netsim import Internet
+from mpyc_webrtc import launch
 
 REPO = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
@@ -100,6 +104,17 @@ QUICK = (Workload("rounds", "mul", 3, {"plain": 20}, "sequential multiplications
 
 class EvalError(Exception):
     pass
+
+
+def weak(m: int, args: list[str]) -> bool:
+    """Whether a session of ``m`` parties running the workload keeps inputs less than fully
+    private (2 parties): measured on purpose, with every opt-in."""
+    return not launch.privacy(m, ["--no-log", *args])["full"]
+
+
+def consent(m: int, args: list[str]) -> list[str]:
+    """What a native peer says to run the uploaded workload in such a session."""
+    return ["--trust-program", *(["--accept-no-privacy"] if weak(m, args) else [])]
 
 
 @dataclass
@@ -191,28 +206,32 @@ class Runner:
         done = subprocess.run(self.net.exec_args(self.net.parties[0].ns, [
             str(BIN / "mpyc-webrtc-peer"), "create", self.net.server_url, "--parties", str(m),
             "--no-qr", "--program-file", str(WORKLOAD),
-            *(["--relay-only"] if relay_only else []), "--args", "--no-log", *args]),
+            *(["--relay-only"] if relay_only else []),
+            *(["--no-privacy"] if weak(m, args) else []), "--args", "--no-log", *args]),
             capture_output=True, text=True, timeout=60, cwd=REPO)
         if done.returncode != 0:
             raise EvalError(f"creating a session failed: {done.stderr[-500:]}")
         return done.stdout.strip().splitlines()[-1]
 
+    def _join(self, i: int, url: str, m: int, args: list[str]) -> subprocess.Popen:
+        """Party ``i``'s native peer, with the consent the workload's session needs."""
+        return self.net.popen(self.net.parties[i].ns, [
+            str(BIN / "mpyc-webrtc-peer"), "join", url, *consent(m, args)],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=REPO)
+
     def _webrtc(self, relay_only: bool, m: int, args: list[str], what: str):
         url = self._create(m, args, relay_only)
         launched = time.time()
-        procs = [self.net.popen(self.net.parties[i].ns, [
-            str(BIN / "mpyc-webrtc-peer"), "join", url], stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE, text=True, cwd=REPO) for i in range(m)]
+        procs = [self._join(i, url, m, args) for i in range(m)]
         return result_of(wait(procs, self.timeout, what), what), launched
 
     def scale(self, m: int, rounds: int, browsers: int = 0) -> tuple[float, float]:
         """(mesh seconds after the last join, seconds per round) for m parties, of which
         the first ``browsers`` are browser tabs and the rest native peers."""
         what = f"scale run with {m} parties"
-        url = self._create(m, ["--workload", "mul", "--size", str(rounds)], False)
-        procs = [self.net.popen(self.net.parties[i].ns, [
-            str(BIN / "mpyc-webrtc-peer"), "join", url], stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE, text=True, cwd=REPO) for i in range(browsers, m)]
+        args = ["--workload", "mul", "--size", str(rounds)]
+        url = self._create(m, args, False)
+        procs = [self._join(i, url, m, args) for i in range(browsers, m)]
         tabs_result = None
         if browsers:
             assert self.browsers is not None
@@ -258,7 +277,7 @@ class BrowserParties:
             tabs = [BrowserParty(c.new_page(), url) for c in contexts]
             for tab in tabs:
                 tab.wait_python()
-            for tab in tabs:
+            for tab in tabs:  # weak sessions (m = 2) are for native peers only
                 tab.confirm()
             launched = time.time()
             outputs = [tab.wait_done() for tab in tabs]
@@ -464,7 +483,8 @@ SETUP_EFFORT = [
     "coordination server; install the client; log in / exchange keys; then as TCP over the "
     "mesh addresses | a WireGuard client (kernel module or wireguard-go, admin rights), "
     "Python, MPyC | a coordination server; UDP out (or a relay such as DERP) |",
-    "| mpyc-webrtc, native | `pip install mpyc-webrtc`; `mpyc-webrtc-peer join LINK` | Python, "
+    "| mpyc-webrtc, native | `pip install mpyc-webrtc`; `mpyc-webrtc-peer join LINK` (an "
+    "uploaded program: after reading it, or `--trust-program`) | Python, "
     "MPyC, mpyc-webrtc | outbound UDP or TCP to the STUN/TURN server; no open ports |",
     "| mpyc-webrtc, browser | open the link | nothing (a browser) | as native |",
 ]

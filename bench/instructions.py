@@ -97,7 +97,8 @@ def count_webrtc(ns: Namespace, server: Server, workload: str, size: int,
                         "--args", "--workload", workload, "--size", str(size))
     procs = []
     for i in range(PARTIES):
-        cmd = [sys.executable, "-c", WEBRTC_PARTY, "join", url, "--allow-loopback"]
+        cmd = [sys.executable, "-c", WEBRTC_PARTY, "join", url, "--allow-loopback",
+               "--trust-program"]
         procs.append(ns.popen((callgrind(workdir) if i == 0 else []) + cmd,
                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
     return _collected(procs, f"WebRTC {workload} {size}")

@@ -42,7 +42,8 @@ def run_session(net: Internet, workload: str, size: int, relay_only: bool,
     if done.returncode != 0:
         raise SystemExit(f"creating a session failed: {done.stderr}")
     url = done.stdout.strip().splitlines()[-1]
-    procs = [net.popen(net.parties[i].ns, [str(BIN / "mpyc-webrtc-peer"), "join", url],
+    procs = [net.popen(net.parties[i].ns, [str(BIN / "mpyc-webrtc-peer"), "join", url,
+                                           "--trust-program"],
                        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=REPO)
              for i in range(PARTIES)]
     outputs = [proc.communicate(timeout=timeout) for proc in procs]

@@ -113,9 +113,11 @@ def run_webrtc(ns: Namespace, server: Server, workload: str, size: int, workdir:
     for i in range(PARTIES):
         out, err = workdir / f"webrtc-{i}.out", workdir / f"webrtc-{i}.err"
         with open(out, "w") as fo, open(err, "w") as fe:
-            # What tests.netns.start_peer runs, with output to files instead of pipes.
+            # What tests.netns.start_peer runs, with output to files instead of pipes; the
+            # workload is an uploaded program, so each peer says it trusts it.
             procs.append(ns.popen([str(BIN / "mpyc-webrtc-peer"), "join", url,
-                                   "--allow-loopback"], stdout=fo, stderr=fe))
+                                   "--allow-loopback", "--trust-program"], stdout=fo,
+                                  stderr=fe))
         outs.append(out)
         errs.append(err)
     wait_all(procs, timeout, what, errs)

@@ -44,11 +44,13 @@ from typing import Any
 
 import aiohttp
 
+from testbed.sans_io import create_request
+
 REPO = Path(__file__).resolve().parent.parent
 
 #: Limits raised for the load (everything else stays at the server's defaults).
 SERVER_OPTIONS = ["--max-sessions", "100000", "--max-sessions-per-client", "100000",
-                  "--max-connections", "100000"]
+                  "--max-connections", "100000", "--max-connections-per-client", "100000"]
 
 
 def free_port() -> int:
@@ -153,8 +155,9 @@ async def one_session(http: aiohttp.ClientSession, base: str, opts: Options,
                       stats: Stats) -> None:
     token = secrets.token_urlsafe(32)
     token_hash = hashlib.sha256(token.encode()).hexdigest()
-    async with http.post(f"{base}/api/sessions", json={
-            "parties": opts.parties, "program": "sum", "token_hash": token_hash}) as resp:
+    # "sum"; with 2 parties an uploaded program and no_privacy (the built-ins need 3).
+    async with http.post(f"{base}/api/sessions",
+                         json=create_request(opts.parties, token_hash)) as resp:
         body = await resp.json()
         if resp.status != 201:
             raise RuntimeError(f"create failed: {resp.status} {body}")
@@ -204,7 +207,8 @@ async def in_process_server(port: int):
     from signaling.app import create_app
 
     runner = web.AppRunner(create_app(max_sessions=100000, max_sessions_per_client=100000,
-                                      max_connections=100000), access_log=None)
+                                      max_connections=100000,
+                                      max_connections_per_client=100000), access_log=None)
     await runner.setup()
     site = web.TCPSite(runner, "127.0.0.1", port)
     await site.start()
@@ -312,7 +316,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.signaling_load",
                                      description=__doc__.split("\n\n")[0])
     parser.add_argument("--sessions", type=int, default=100, help="concurrent sessions")
-    parser.add_argument("--parties", type=int, default=3, help="parties per session")
+    parser.add_argument("--parties", type=int, default=3,
+                        help="parties per session (with 2: an uploaded program, no_privacy)")
     parser.add_argument("--candidates", type=int, default=10,
                         help="ICE candidates per pair and direction")
     parser.add_argument("--box-bytes", type=int, default=4096,

@@ -2,7 +2,8 @@
 
 Chromium and every native peer run in the module's loopback-only network namespace
 (see conftest.py). Pids follow join order, so each party waits until the previous one
-has its pid before it joins.
+has its pid before it joins. Native peers run the programs these tests upload with
+--trust-program.
 """
 
 from __future__ import annotations
@@ -64,11 +65,11 @@ def test_two_browsers_and_a_native_peer(server, new_page):
 
 def test_browser_and_two_native_peers_run_an_uploaded_mpc_run_script(server, new_page):
     url = server.create(3, "--program-file", str(PROGRAMS / "above_average.py"))
-    first = start_peer(server.ns, url, "--input", "12")
+    first = start_peer(server.ns, url, "--input", "12", "--trust-program")
     server.wait_joined(url, 1)
     browser = BrowserParty(new_page(), url)
     assert browser.confirm("30") == 1  # between the natives: answers party 0, offers to 2
-    last = start_peer(server.ns, url, "--input", "3")
+    last = start_peer(server.ns, url, "--input", "3", "--trust-program")
     values = [12, 30, 3]
     total = sum(values)
     above = sum(len(values) * v > total for v in values)
@@ -79,23 +80,26 @@ def test_browser_and_two_native_peers_run_an_uploaded_mpc_run_script(server, new
 
 
 def test_uploaded_script_with_top_level_await(server, new_page):
-    """Browser (party 0) and native peer (party 1) both run a top-level-await script."""
-    url = server.create(2, "--program-file", str(PROGRAMS / "second_price_async.py"))
+    """Browser (party 0) and native peers (parties 1 and 2) all run a top-level-await
+    script. (Three parties, so that nobody's bid is the other's to see.)"""
+    url = server.create(3, "--program-file", str(PROGRAMS / "second_price_async.py"))
     browser = BrowserParty(new_page(), url)
     assert browser.confirm("40") == 0
-    native = start_peer(server.ns, url, "--input", "75")
+    natives = [start_peer(server.ns, url, "--input", "75", "--trust-program")]
+    server.wait_joined(url, 2)  # the highest bid is party 1's
+    natives.append(start_peer(server.ns, url, "--input", "10", "--trust-program"))
     expected = "winner = party 1\nprice = 40"
     assert browser.wait_done().strip() == expected
-    assert native_output(native) == expected
+    assert [native_output(native) for native in natives] == [expected] * 2
 
 
 def test_joining_a_full_session_shows_why(server, new_page):
-    url = server.create(2, "--program", "sum")
-    fill_session(new_page(), server.url, url, 2)
+    url = server.create(3, "--program", "sum")
+    fill_session(new_page(), server.url, url, 3)
     late = BrowserParty(new_page(), url, wait_joined=False)  # opened after it filled up
     expect(late["status"]).to_have_text("Session full")
     expect(late["error"]).to_have_text(
-        "This session already has all 2 parties, so nobody else can join it. "
+        "This session already has all 3 parties, so nobody else can join it. "
         "Ask the person who created it for a new link.")
     expect(late["me"]).to_be_hidden()
 

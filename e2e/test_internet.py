@@ -5,6 +5,11 @@ Every scenario runs real ``mpyc-webrtc-peer`` processes (and, in one, Chromium) 
 LAN namespaces behind the home routers, with the signaling server and coturn in the
 "public internet" namespace, and asserts the MPC result and how each pair connected:
 "direct" or "relayed", as the peers themselves report it.
+
+The peers run ``e2e/programs/rounds.py``, which these tests upload, with
+``--trust-program``. Most NAT scenarios are about the path between two parties: those
+sessions of two parties keep nothing private (MPyC's threshold is 0), so they are created
+with ``--no-privacy`` and joined with ``--accept-no-privacy``.
 """
 
 from __future__ import annotations
@@ -23,6 +28,7 @@ from pathlib import Path
 import pytest
 
 from e2e.netsim import Internet
+from mpyc_webrtc import launch
 
 REPO = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
@@ -142,9 +148,15 @@ class Session:
     def run_rounds(self, inputs: list[int], rounds: int, *create_args: str,
                    party_of: list[int] | None = None,
                    join_args: tuple[str, ...] = ()) -> list[Peer]:
+        """rounds.py, uploaded, with one peer per input; every opt-in a session of this
+        size needs (two parties: no privacy, on purpose)."""
+        args = [f"--rounds={rounds}"]
+        weak = not launch.privacy(len(inputs), args)["full"]
         url = self.create(len(inputs), "--program-file", ROUNDS, *create_args,
-                          "--args", f"--rounds={rounds}")
-        return [self.join(url, party_of[i] if party_of else i, "--input", str(x), *join_args)
+                          *(["--no-privacy"] if weak else []), "--args", *args)
+        consent = ("--trust-program", *(["--accept-no-privacy"] if weak else []))
+        return [self.join(url, party_of[i] if party_of else i, "--input", str(x), *consent,
+                          *join_args)
                 for i, x in enumerate(inputs)]
 
 
@@ -353,40 +365,44 @@ def chromium_in(tmp_path):
 @pytest.mark.slow
 @pytest.mark.parametrize("native_nat, relay_only", [("symmetric", False), ("cone", True)],
                          ids=["symmetric-nat", "relay-only"])
-def test_browser_party_with_a_native_party(internet, chromium_in, native_nat, relay_only):
-    """Across a symmetric NAT the pair needs the relay; between two cone NATs it would go
-    direct, unless the session is relay-only."""
+def test_browser_party_with_native_parties(internet, chromium_in, native_nat, relay_only):
+    """Across a symmetric NAT a pair needs the relay; between two cone NATs it would go
+    direct, unless the session is relay-only. (Three parties, as the built-in programs
+    need: two natives, each behind its own NAT of that kind.)"""
     from playwright.sync_api import expect
 
     from testbed.browser import BrowserParty
 
-    net = internet(["cone", native_nat])
+    net = internet(["cone", native_nat, native_nat])
     session = Session(net)
     page = chromium_in(net.parties[0].ns, net.server_url)
     if relay_only:  # as a person would: on the create page, with the box checked
         page.goto(f"{net.server_url}/")
         page.get_by_test_id("program-choice-sum").check()
-        page.get_by_test_id("parties-count").fill("2")
+        page.get_by_test_id("parties-count").fill("3")
         expect(page.get_by_test_id("relay-only-help")).to_contain_text("no party learns")
         page.get_by_test_id("relay-only").check()
         page.get_by_test_id("create").click()
         expect(page.get_by_test_id("invite-link")).to_have_value(re.compile(r"#k="))
         url = page.get_by_test_id("invite-link").input_value()
     else:
-        url = session.create(2, "--program", "sum")
-    native = session.join(url, 1, "--input", "30")
-    browser = BrowserParty(page, page.url if relay_only else url)
+        url = session.create(3, "--program", "sum")
+    browser = BrowserParty(page, page.url if relay_only else url)  # party 0
+    natives = [session.join(url, i, "--input", x) for i, x in ((1, "20"), (2, "10"))]
     browser.confirm("12")
     browser.wait_done()
     assert browser.headline() == "sum = 42"
-    assert native.finish() == 0, native.text()
-    assert any("sum = 42" in line for line in native.out), native.text()
-    # Both ends say how they are connected: through the relay.
-    path, ours, theirs = native.paths()[browser.pid]
-    assert path == "relayed"
-    assert browser["pair-0-1"].get_attribute("data-path") == "relayed"
-    if relay_only:  # the browser offered nothing but the relay's address, nor did we
-        assert ours == theirs == "relay", (ours, theirs)
+    for native in natives:
+        assert native.finish() == 0, native.text()
+        assert any("sum = 42" in line for line in native.out), native.text()
+        # Both ends say how they are connected: through the relay.
+        path, ours, theirs = native.paths()[browser.pid]
+        assert path == "relayed"
+        pair = "pair-{}-{}".format(*sorted((browser.pid, native.party())))
+        assert browser[pair].get_attribute("data-path") == "relayed"
+        if relay_only:  # the browser offered nothing but the relay's address, nor did we
+            assert ours == theirs == "relay", (ours, theirs)
+    if relay_only:
         expect(browser["relay-note"]).to_be_visible()
 
 
@@ -399,7 +415,7 @@ def test_browser_is_told_which_party_died(internet, chromium_in):
     net = internet(["cone", "cone", "symmetric"])
     session = Session(net)
     url = session.create(3, "--program-file", ROUNDS, "--args", "--rounds=100000")
-    natives = [session.join(url, i, "--input", "1") for i in (1, 2)]
+    natives = [session.join(url, i, "--input", "1", "--trust-program") for i in (1, 2)]
     page = chromium_in(net.parties[0].ns, net.server_url)
     browser = BrowserParty(page, url)
     browser.confirm(None)

@@ -13,12 +13,17 @@ from pathlib import Path
 import pytest
 from playwright.sync_api import Page, expect
 
+from mpyc_webrtc import launch
+from mpyc_webrtc.sentences import say
 from testbed.browser import BrowserParty, by_id, open_parties
 from testbed.netns import start_peer
 
 DESKTOP = {"width": 1280, "height": 800}
 PHONE = {"width": 390, "height": 844}
 SHOTS = os.environ.get("MPYC_WEBRTC_SCREENSHOTS")
+PROGRAMS = Path(__file__).parent / "programs"
+#: An uploaded program for any number of parties: the total of their inputs.
+TOTAL = Path(__file__).parent.parent / "tests" / "programs" / "total.py"
 
 
 def look(page: Page, name: str) -> None:
@@ -43,13 +48,12 @@ def create(page: Page, server_url: str, program: str, parties: int,
         page.get_by_test_id(f"label-{pid}").fill(label)
     page.get_by_test_id("my-role").select_option(str(role))
     page.get_by_test_id("create").click()
-    expect(page).to_have_url(
-        re.compile(r"/join/[A-Za-z0-9_-]+\?role=\d+#k=[\w-]{43}&p=[0-9a-f]{64}$"))
     link = page.get_by_test_id("invite-link")
-    # The secret travels only in the fragment, and the invite link carries it.
+    # The secret travels only in the fragment, and the invite link carries it; once read,
+    # it leaves the address bar (this tab keeps it for a reload).
     expect(link).to_have_value(re.compile(
         r"^http://127\.0\.0\.1:\d+/join/[A-Za-z0-9_-]+#k=[\w-]{43}&p=[0-9a-f]{64}$"))
-    assert link.input_value().split("#")[1] == page.url.split("#")[1]
+    expect(page).to_have_url(re.compile(r"/join/[A-Za-z0-9_-]+\?role=\d+$"))
     return link.input_value()
 
 
@@ -82,6 +86,12 @@ def test_average_salary_from_the_create_page(server, new_page):
         "document.querySelector('[data-testid=invite-qr]').naturalWidth > 100")
     expect(creator["fingerprint-check"]).to_contain_text("matches the link",
                                                          timeout=90_000)
+    # How private it is, before anyone commits an input: 3 parties, MPyC's threshold 1.
+    expect(creator["privacy"]).to_have_text(launch.privacy_sentence(launch.privacy(3, [])))
+    expect(creator["privacy"]).to_have_text(
+        "Private unless 2 parties collude: nobody sees your input, not even the server, "
+        "unless 2 of the 3 parties work together.")
+    expect(creator["no-privacy-box"]).to_be_hidden()
     look(creator_page, "lobby-waiting")
 
     others = open_parties(new_page, invite, 2)
@@ -113,7 +123,7 @@ def test_average_salary_from_the_create_page(server, new_page):
 
 
 def test_bad_input_shows_the_programs_message_and_sends_nothing(server, new_page):
-    url = server.create(2, "--program", "average")
+    url = server.create(3, "--program", "average")
     party = BrowserParty(new_page(), url).wait_python()
     party.enter("lots")
     expect(party["input-help"]).to_have_text(
@@ -161,22 +171,23 @@ def test_named_places_a_vote_and_a_native_peer(server, new_page):
 
 
 def test_run_again_over_the_same_connections(server, new_page):
-    url = server.create(2, "--program", "median")
+    """Two browsers (run again is for browsers), so an uploaded program in a session
+    created and joined with every opt-in: the built-in programs need three parties."""
+    url = server.create(2, "--program-file", str(TOTAL), "--no-privacy")
     parties = open_parties(new_page, url, 2)
-    parties[0].confirm("5,1")
-    parties[1].confirm("3")
+    parties[0].confirm("5", accept_no_privacy=True)
+    parties[1].confirm("3", accept_no_privacy=True)
     for party in parties:
-        party.wait_done()
-        assert party.headline() == "The median is 3."
+        assert party.wait_done().strip() == "total = 8"
     parties[0]["run-again"].click()
     expect(parties[0]["ready"]).to_have_text("I'm ready to run again")
-    parties[0].confirm("10,20,30")
+    parties[0].confirm("10")
     expect(parties[1]["peer-0"]).to_have_attribute("data-state", "again")
     parties[1]["run-again"].click()
     parties[1].confirm("40")
     for party in parties:
         expect(party["status"]).to_have_text("Done", timeout=120_000)
-        expect(party["result-headline"]).to_have_text("The median is 25.")
+        expect(party["output"]).to_have_text("total = 50\n")
         expect(party["roster-summary"]).to_have_text("Round 2.")
         expect(party["pair-0-1"]).to_have_attribute("data-state", "ready")
     log = parties[0]["log"].text_content()
@@ -190,6 +201,9 @@ def test_own_program_written_on_the_create_page(server, new_page):
     editor = page.get_by_test_id("source-editor")
     expect(editor).to_contain_text("from mpyc.runtime import mpc")
     page.get_by_test_id("parties-count").fill("2")
+    # Two parties keep nothing private: the creator says that is what they want.
+    page.get_by_text("Advanced: program arguments").click()
+    page.get_by_test_id("no-privacy").check()
     paste(editor, "from mpyc.runtime import mpc\nprint('oops'\n")
     page.get_by_test_id("create").click()
     expect(page.get_by_test_id("create-error")).to_have_text(
@@ -208,9 +222,32 @@ def test_own_program_written_on_the_create_page(server, new_page):
     first = BrowserParty(page, page.url)
     second = BrowserParty(new_page(), invite.input_value())
     expect(second["program-source"]).to_contain_text("print('total', total)")
-    first.confirm("20")
-    second.confirm("22")
+    first.confirm("20", accept_no_privacy=True)
+    second.confirm("22", accept_no_privacy=True)
+    expect(second["privacy"]).to_have_text(say("privacy.none"))
     assert [first.wait_done().strip(), second.wait_done().strip()] == ["total 42"] * 2
+
+
+def test_create_page_says_why_a_session_without_privacy_is_refused(server, new_page):
+    """The server's privacy rule, as the person on the create page meets it: a built-in
+    program for 2 parties is refused, and so is an own program for 2 until the creator ticks
+    the box that allows less privacy."""
+    page = new_page()
+    page.goto(f"{server.url}/")
+    page.get_by_test_id("program-choice-sum").check()
+    page.get_by_test_id("parties-count").fill("2")
+    page.get_by_test_id("create").click()
+    expect(page.get_by_test_id("create-error")).to_have_text(launch.BUILTIN_NEEDS_PARTIES)
+    page.get_by_test_id("program-choice-own").check()
+    page.get_by_test_id("create").click()
+    error = page.get_by_test_id("create-error")
+    expect(error).to_contain_text(launch.privacy_sentence(launch.privacy(2, [])))
+    expect(error).not_to_have_text(launch.BUILTIN_NEEDS_PARTIES)
+    expect(page.get_by_test_id("invite-link")).to_be_hidden()
+    page.get_by_text("Advanced: program arguments").click()
+    page.get_by_test_id("no-privacy").check()
+    page.get_by_test_id("create").click()
+    expect(page.get_by_test_id("invite-link")).to_have_value(re.compile(r"/join/"))
 
 
 @pytest.mark.parametrize("count", ["1", "33", "", "2.5"])
@@ -233,3 +270,56 @@ def test_create_page_offers_relay_only_only_with_a_relay(server, new_page):
         "This server has no relay, so your computers connect directly and can see each "
         "other's network addresses. Your inputs stay secret either way.")
     expect(page.get_by_test_id("relay-only")).to_be_disabled()
+
+
+def test_the_secret_leaves_the_address_bar_and_a_reload_keeps_the_place(server, new_page):
+    url = server.create(3, "--program", "sum")
+    secret = url.split("#k=", 1)[1].split("&", 1)[0]
+    page = new_page()
+    party = BrowserParty(page, url)
+    assert party.pid == 0
+    # Read once, then gone from the address bar and from every history entry.
+    expect(page).to_have_url(f"{url.split('#')[0]}?role=0")
+    history = page.context.new_cdp_session(page).send("Page.getNavigationHistory")
+    urls = [entry["url"] for entry in history["entries"]]
+    assert urls[history["currentIndex"]] == page.url
+    assert not [u for u in urls if "#" in u or secret in u], urls
+    expect(party["invite-link"]).to_have_value(url)  # the page still has the whole link
+    # Another tab, even of the same browser, has no secret: it stays with this tab.
+    other = page.context.new_page()
+    other.goto(page.url)
+    expect(other.get_by_test_id("status")).to_have_text("Incomplete link")
+    other.close()
+    # A reload in the same tab joins the same place again, with the same link.
+    page.reload()
+    assert party.wait_joined() == 0
+    expect(page).to_have_url(f"{url.split('#')[0]}?role=0")
+    expect(party["invite-link"]).to_have_value(url)
+    expect(party["fingerprint-check"]).to_contain_text("matches the link", timeout=90_000)
+    expect(party["roster-summary"]).to_contain_text("1 of 3 here")
+    assert [m["pid"] for m in server.info(url)["members"]] == [0]
+
+
+def test_a_weak_session_says_so_and_ready_waits_for_the_persons_word(server, new_page):
+    """Two parties (an uploaded program, created with --no-privacy): MPyC's threshold is 0,
+    so the page says there is no privacy and "I'm ready" waits for the accept box."""
+    url = server.create(2, "--program-file", str(PROGRAMS / "second_price_async.py"),
+                        "--no-privacy")
+    party = BrowserParty(new_page(), url).wait_python()
+    party.enter("40")
+    expect(party["privacy"]).to_have_text(say("privacy.none"), timeout=30_000)
+    expect(party["privacy"]).to_have_text(
+        "No privacy: with these settings MPyC keeps no input secret from the other parties "
+        "(its threshold is 0, as with 2 parties or -T0). Every other party can learn what "
+        "you enter.")
+    expect(party["privacy"]).to_have_class(re.compile(r"\bproblem\b"))
+    expect(party["no-privacy-box"]).to_be_visible()
+    expect(party["ready"]).to_be_disabled()
+    party["accept-no-privacy"].check()
+    expect(party["ready"]).to_be_enabled()
+    party["accept-no-privacy"].uncheck()
+    expect(party["ready"]).to_be_disabled()
+    assert server.info(url)["members"][0]["ready"] is False
+    party.confirm("40", accept_no_privacy=True)
+    expect(party["peer-0"]).to_have_attribute("data-state", "ready")
+    assert server.info(url)["members"][0]["ready"] is True

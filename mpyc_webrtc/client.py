@@ -16,8 +16,13 @@ The rules it holds:
 - the program: nothing connects before the program this party will run is known to be
   the one whose hash the link carries (``check_program`` / ``program_checked``), and every
   peer's offer or answer must name the same hash; anything else is tampering;
-- when to start: at the first ``start`` (round 1) one link per other party is made
-  (``connect``); later rounds run over the same links;
+- the session's shape: nothing connects before what the server says (the number of
+  parties, relay only, the places' names, the program's arguments) is what the creator
+  sealed in the session's descriptor (``open_descriptor`` / ``descriptor_opened``), and the
+  peers are as many distinct parties as that says (no two show the same DTLS certificate);
+- when to start: only a round this party said it is ready for (a ``start`` it did not
+  agree to is the server's lie: tampering); at the first ``start`` (round 1) one link per
+  other party is made (``connect``); later rounds run over the same links;
 - who offers: the lower pid, everywhere;
 - ICE candidates that come before the offer or answer they belong to wait for it;
 - a party that left after the start: whoever waits for it is told (``peer_left``), once;
@@ -36,8 +41,11 @@ Events (fields after the name):
                     with its payload (or ``tampered`` with the sealer's sentence)
 ``welcome``         welcome: the server's ``welcome``; this party is ``welcome["pid"]``
 ``join_failed``     code, message: the server refused to let this party in
+``open_descriptor`` descriptor: open the session's sealed descriptor (the welcome's; may be
+                    null); call ``descriptor_opened`` with what it holds, or None
 ``check_program``   program: hash the program this party will run; call ``program_checked``
 ``program_ok``      (none): the program is the link's
+``session_ok``      (none): the server's word about the session is the creator's
 ``roster``          roster: the server's latest ``roster``
 ``start``           round: everyone is here and ready: round ``round`` begins
 ``connect``         peer, offer: make the link to ``peer``; if ``offer``, create an offer
@@ -58,6 +66,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from . import shape
 from .launch import fingerprint
 from .sentences import say
 from .wire import message
@@ -112,15 +121,23 @@ class SignalingClient:
         self.token = token
         self.name = name
         self.role = role
+        #: Whether this party said it is ready for the next round (and did not take it back).
         self.ready = ready
+        #: It took it back, and the server may have started the round before it heard so.
+        self._retracting = False
         self.phase = "new"
         #: Whether the connection to the server closed (``disconnected``).
         self.closed = False
         self.welcome: dict[str, Any] | None = None
         self.roster: dict[str, Any] | None = None
         self.round = 0
-        #: Whether the program this party runs is the link's (``program_checked``).
+        #: Whether the program this party runs is the link's (``program_checked``), and
+        #: the session what its creator chose (``descriptor_opened``).
         self.program_ok = False
+        self.session_ok = False
+        #: The DTLS certificate fingerprints this party and each peer show in their SDP.
+        self._own_certificates: set[str] = set()
+        self._certificates: dict[int, str] = {}
         self.links: dict[int, _Link] = {}
         #: Signals from parties without a link yet (before the start or the program check).
         self._held: list[tuple[int, dict[str, Any]]] = []
@@ -177,6 +194,7 @@ class SignalingClient:
         self.welcome = message
         self.phase = "lobby"
         return [{"event": "welcome", "welcome": message},
+                {"event": "open_descriptor", "descriptor": message.get("descriptor")},
                 {"event": "check_program", "program": message["program"]}]
 
     def _receive_error(self, message: dict[str, Any]) -> list[Event]:
@@ -188,6 +206,10 @@ class SignalingClient:
 
     def _receive_roster(self, message: dict[str, Any]) -> list[Event]:
         self.roster = message
+        if self._retracting and not message.get("started") and any(
+                m.get("pid") == self.pid and not m.get("ready")
+                for m in message.get("members", [])):
+            self._retracting = False  # the server heard it: no round can start on it now
         events: list[Event] = [{"event": "roster", "roster": message}]
         if message.get("started"):
             for member in message.get("members", []):
@@ -201,11 +223,15 @@ class SignalingClient:
     def _receive_start(self, message: dict[str, Any]) -> list[Event]:
         if self.welcome is None:
             return []
-        self.round = message.get("round", self.round + 1)
+        round_ = message.get("round", self.round + 1)
+        if not (self.ready or self._retracting):
+            return self._tamper(say("tamper.unprompted_start", round=round_))
+        self.ready = self._retracting = False  # the next round needs its own "ready"
+        self.round = round_
         first = self.phase == "lobby"
         self.phase = "started"
         events: list[Event] = [{"event": "start", "round": self.round}]
-        if first and self.program_ok:
+        if first:
             events += self._connect_all()
         return events
 
@@ -239,6 +265,24 @@ class SignalingClient:
             events += self._connect_all()
         return events
 
+    def descriptor_opened(self, descriptor: dict[str, Any] | None) -> list[Event]:
+        """What the welcome's sealed descriptor holds (``open_descriptor``), or None if it
+        was missing or did not open with the link's secret."""
+        if self.stopped or self.session_ok or self.welcome is None:
+            return []
+        if descriptor is None:
+            return self._tamper(say("tamper.no_descriptor"))
+        changed = shape.difference(descriptor, shape.said_by(self.welcome, self.link_hash))
+        if changed is not None:
+            name, chosen, told = changed
+            return self._tamper(say("tamper.shape", what=say(f"shape.{name}"),
+                                    chosen=chosen, said=told))
+        self.session_ok = True
+        events: list[Event] = [{"event": "session_ok"}]
+        if self.phase == "started":
+            events += self._connect_all()
+        return events
+
     # -- sealed signals -------------------------------------------------------------------
 
     def opened(self, sender: int, payload: dict[str, Any]) -> list[Event]:
@@ -263,6 +307,8 @@ class SignalingClient:
             return self._tamper(say("tamper.peer_program", party=sender,
                                     theirs=fingerprint(str(payload.get("program"))),
                                     ours=fingerprint(self.link_hash)))
+        if (same := self._certificate(sender, payload["sdp"])) is not None:
+            return same
         link.expecting = None
         events: list[Event] = [{"event": "remote", "peer": sender, "kind": kind,
                                 "sdp": payload["sdp"]}]
@@ -279,6 +325,8 @@ class SignalingClient:
         """This party's offer or answer for ``peer`` is made."""
         if self.stopped or peer not in self.links:
             return []
+        if (same := self._certificate(None, sdp)) is not None:
+            return same
         return [{"event": "seal", "to": peer,
                  "payload": {"kind": kind, "sdp": sdp, "program": self.link_hash}}]
 
@@ -298,6 +346,7 @@ class SignalingClient:
         votes to run again)."""
         if self.stopped or self.welcome is None:
             return []
+        self._retracting = self.ready and not ready
         self.ready = ready
         return [_send("ready", ready=ready, **({"name": name} if name else {}))]
 
@@ -323,6 +372,9 @@ class SignalingClient:
     # -- helpers ------------------------------------------------------------------------
 
     def _connect_all(self) -> list[Event]:
+        """The links, once the round started and the program and the session are checked."""
+        if not (self.program_ok and self.session_ok):
+            return []
         pid, parties = self.pid, self.parties
         assert pid is not None and parties is not None
         events: list[Event] = []
@@ -335,6 +387,27 @@ class SignalingClient:
         for sender, payload in held:
             events += self.opened(sender, payload)
         return events
+
+    def _certificate(self, party: int | None, sdp: str) -> list[Event] | None:
+        """Note the DTLS certificate ``party`` (None: this party) shows in ``sdp``; the
+        tampering events if it is this party's own or another peer's: then there are fewer
+        distinct parties than the session has."""
+        certificate = shape.certificate(sdp)
+        if certificate is None:
+            return None  # no DTLS: nothing could connect with it anyway
+        if party is None:
+            self._own_certificates.add(certificate)
+            peer = next((p for p, c in self._certificates.items() if c == certificate), None)
+            return None if peer is None else self._tamper(
+                say("tamper.own_certificate", party=peer))
+        if certificate in self._own_certificates:
+            return self._tamper(say("tamper.own_certificate", party=party))
+        other = next((p for p, c in self._certificates.items()
+                      if c == certificate and p != party), None)
+        if other is not None:
+            return self._tamper(say("tamper.same_peer", party=party, other=other))
+        self._certificates[party] = certificate
+        return None
 
     def _tamper(self, message: str, tell: bool = True) -> list[Event]:
         if self.stopped:

@@ -103,6 +103,48 @@ def fingerprint(program: dict[str, Any] | str) -> str:
     return " ".join(digest[i:i + 4] for i in range(0, 20, 4))
 
 
+#: The built-in programs are written for sessions with a privacy threshold of 1 or more.
+MIN_BUILTIN_PARTIES = 3
+BUILTIN_NEEDS_PARTIES = (
+    "The built-in programs need at least 3 parties: with 2, MPyC's threshold is 0 and "
+    "neither party's input stays secret from the other.")
+
+
+def privacy(parties: int, args: list[str]) -> dict[str, Any]:
+    """How private the parties' inputs are with ``parties`` parties and these arguments:
+    MPyC keeps an input secret from any ``threshold`` parties working together (``-T``,
+    by default ``(parties - 1) // 2``), not from ``colluders`` = threshold + 1. With a
+    threshold of 0 (two parties, or ``-T0``) a party's shares are its input: no privacy;
+    below the default the inputs are less private than MPyC could keep them (``full``
+    False in both cases: the session's creator must opt in, every party must accept).
+    A program can still change its threshold in its code: read uploaded code."""
+    import argparse
+
+    best = (parties - 1) // 2
+    options = argparse.ArgumentParser(add_help=False, exit_on_error=False)
+    options.add_argument("-T", "--threshold", type=int)  # as MPyC reads it
+    try:
+        threshold = options.parse_known_args(list(args))[0].threshold
+    except argparse.ArgumentError:  # not a number: MPyC itself would refuse to start
+        threshold = None
+    if threshold is None:
+        threshold = best
+    return {"parties": parties, "threshold": threshold, "best": best,
+            "colluders": threshold + 1, "full": 0 < threshold and threshold >= best}
+
+
+def privacy_sentence(privacy: dict[str, Any]) -> str:
+    """``privacy``'s meaning in one sentence, for the person about to commit an input."""
+    from .sentences import say
+
+    if privacy["threshold"] <= 0:
+        return say("privacy.none")
+    if not privacy["full"]:
+        return say("privacy.reduced", colluders=privacy["colluders"],
+                   parties=privacy["parties"], best=privacy["best"] + 1)
+    return say("privacy.full", colluders=privacy["colluders"], parties=privacy["parties"])
+
+
 #: What an uploaded script gets: free text, passed on as ``--input=VALUE`` if given.
 UPLOADED_INPUT = {
     "kind": "text",
@@ -207,10 +249,12 @@ def main_module(path: Path) -> types.ModuleType:
 
 
 def prepare(program: dict[str, Any], workdir: Path, parties: int, pid: int,
-            party_input: str | None) -> tuple[Path, types.CodeType]:
+            party_input: str | None, *, mpyc_set_up: bool = False
+            ) -> tuple[Path, types.CodeType]:
     """Check the input, write the program's file if it was uploaded, compile it and set
     ``sys.argv`` for it: (the file, its code). ``ProgramFailed`` says what is wrong (exit
-    status 2 for the input)."""
+    status 2 for the input). ``mpyc_set_up``: MPyC was imported for an earlier run (run
+    again), so the program gets ``sys.argv`` as MPyC leaves it, without MPyC's options."""
     problem = check_input(program, party_input)
     if problem is not None:
         raise ProgramFailed(problem, 2)
@@ -221,8 +265,18 @@ def prepare(program: dict[str, Any], workdir: Path, parties: int, pid: int,
         raise ProgramFailed(str(exc)) from None
     except SyntaxError as exc:
         raise ProgramFailed(error_message(program["name"], exc)) from None
-    sys.argv = program_argv(path, parties, pid, list(program["args"]), party_input)
+    argv = program_argv(path, parties, pid, list(program["args"]), party_input)
+    sys.argv = without_mpyc_options(argv) if mpyc_set_up else argv
     return path, code
+
+
+def without_mpyc_options(argv: list[str]) -> list[str]:
+    """``argv`` as MPyC's set-up leaves ``sys.argv`` for the program: its own options
+    taken out (a script's ``argparse.parse_args`` would refuse them)."""
+    import mpyc
+
+    _, rest = mpyc._get_arg_parser().parse_known_args(argv[1:])
+    return [argv[0], *rest]
 
 
 def import_runtime(parties: int, pid: int, *, set_loop: Callable[[], None] | None = None,

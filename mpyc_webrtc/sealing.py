@@ -108,6 +108,39 @@ def seal_key(secret: bytes) -> bytes:
     return _hkdf(secret, wire.KEY_INFO)
 
 
+def descriptor_key(secret: bytes) -> bytes:
+    """The AES-256-GCM key for the session's descriptor: HKDF(secret, DESCRIPTOR_INFO)."""
+    return _hkdf(secret, wire.DESCRIPTOR_INFO)
+
+
+def seal_descriptor(secret: bytes, descriptor: dict[str, Any], *,
+                    nonce: bytes | None = None) -> str:
+    """The sealed description of a session (``wire.DESCRIPTOR_FIELDS`` of ``descriptor``),
+    for ``POST /api/sessions``: the server keeps it and hands it to every party, and cannot
+    make up another. ``nonce`` is for known-answer tests only."""
+    doc = {name: descriptor[name] for name in wire.DESCRIPTOR_FIELDS}
+    nonce = secrets.token_bytes(NONCE_BYTES) if nonce is None else nonce
+    sealed = AESGCM(descriptor_key(secret)).encrypt(nonce, compact_json(doc), wire.DESCRIPTOR_AAD)
+    return b64url_encode(nonce + sealed)
+
+
+def open_descriptor(secret: bytes, box: Any) -> dict[str, Any] | None:
+    """What the session's creator chose, or None if ``box`` is missing, does not open with
+    this secret or is not a descriptor."""
+    try:
+        data = b64url_decode(box)
+        if len(data) < NONCE_BYTES + TAG_BYTES:
+            return None
+        plain = AESGCM(descriptor_key(secret)).decrypt(data[:NONCE_BYTES], data[NONCE_BYTES:],
+                                                       wire.DESCRIPTOR_AAD)
+        doc = json.loads(plain.decode())
+    except (ValueError, TypeError, InvalidTag, UnicodeDecodeError):
+        return None
+    if not isinstance(doc, dict) or set(doc) != set(wire.DESCRIPTOR_FIELDS):
+        return None
+    return doc
+
+
 # -- the join link ----------------------------------------------------------------------------
 
 _HASH = re.compile(r"[0-9a-f]{64}")
@@ -138,6 +171,14 @@ class JoinSecret:
     @property
     def fingerprint(self) -> str:
         return launch.fingerprint(self.program_hash)
+
+    def descriptor(self, parties: int, args: list[str], *, relay_only: bool = False,
+                   labels: list[str] | None = None) -> str:
+        """The sealed description of the session this secret is for (``seal_descriptor``)."""
+        return seal_descriptor(self.secret, {
+            "parties": parties, "relay_only": relay_only,
+            "labels": list(labels or []) + [""] * (parties - len(labels or [])),
+            "program": self.program_hash, "args": list(args)})
 
     def to_fragment(self) -> str:
         """``k=<secret, base64url>&p=<program hash, hex>`` (no ``#``)."""
@@ -185,11 +226,17 @@ def _damaged(detail: str) -> str:
 # -- sealed signals ---------------------------------------------------------------------------
 
 class Sealer:
-    """Seals this party's signals to each other party and opens theirs, in order."""
+    """Seals this party's signals to each other party and opens theirs, in order.
 
-    def __init__(self, secret: bytes, session_id: str, pid: int):
+    ``parties`` is the session's number of parties: a sender is one of the others, 0 to
+    ``parties - 1`` (without it, any pid the protocol allows).
+    """
+
+    def __init__(self, secret: bytes, session_id: str, pid: int,
+                 parties: int = wire.MAX_PARTIES):
         self.session_id = session_id
         self.pid = pid
+        self.parties = parties
         self._aead = AESGCM(seal_key(secret))
         #: Receiver -> the last number sealed for it; sender -> the last number accepted.
         self._sent: dict[int, int] = defaultdict(int)
@@ -214,6 +261,7 @@ class Sealer:
         authenticates for this session and these pids, is the next number from ``sender``,
         and is a JSON object of a kind in ``wire.SIGNAL_KINDS`` with its fields."""
         if (isinstance(sender, bool) or not isinstance(sender, int)
+                or not 0 <= sender < self.parties or sender == self.pid
                 or isinstance(seq, bool) or not isinstance(seq, int) or seq < 1):
             raise TamperError(say("tamper.failed_authentication", party=sender))
         try:

@@ -60,7 +60,31 @@ SENTENCES: dict[str, str] = {
     "tamper.server_program": (
         f"{_TAMPER} the server gave this party a different program than the one the "
         "session's creator chose (fingerprint {ours}; the link says {link}). " + _STOP),
-    "tamper.stopped": "Tampering detected; this party stopped.",
+    "tamper.no_descriptor": (
+        f"{_TAMPER} the server did not hand over the session's sealed description, or it "
+        "does not open with this link's secret, so nothing the server says about the "
+        "session can be checked. " + _STOP),
+    "tamper.shape": (
+        f"{_TAMPER} the server changed {{what}}: the session's creator chose {{chosen}}, the "
+        "server says {said}. " + _STOP),
+    "shape.parties": "the number of parties",
+    "shape.relay_only": "whether all traffic goes through the relay",
+    "shape.labels": "the names of the places",
+    "shape.program": "the program",
+    "shape.args": "the program's arguments",
+    "tamper.same_peer": (
+        f"{_TAMPER} party {{party}} and party {{other}} are the same party (they show the "
+        "same DTLS certificate), so this session has fewer distinct parties than its "
+        "creator chose. " + _STOP),
+    "tamper.own_certificate": (
+        f"{_TAMPER} party {{party}} shows this party's own DTLS certificate: someone is "
+        "passing this party's messages back to it. " + _STOP),
+    "tamper.unprompted_start": (
+        f"{_TAMPER} the server started round {{round}}, which this party did not agree to "
+        "(it had not said it was ready). " + _STOP),
+    "tamper.protocol": (
+        f"{_TAMPER} the server describes the sealing differently from this page ({{what}} "
+        "differs), which could give it the session's keys. " + _STOP),
     # -- the lobby: a party's state, a pair's connection (wire.LINK_STATES) ----------------
     "member.waiting": "not here yet",
     "member.joined": "in the lobby, choosing an input",
@@ -77,6 +101,17 @@ SENTENCES: dict[str, str] = {
     "pair.ready": "ready",
     "pair.closed": "closed",
     "pair.failed": "could not connect",
+    # -- privacy: how many parties must collude to learn an input (launch.privacy) ---------
+    "privacy.full": (
+        "Private unless {colluders} parties collude: nobody sees your input, not even the "
+        "server, unless {colluders} of the {parties} parties work together."),
+    "privacy.reduced": (
+        "Less private than it could be: your input stays secret only unless {colluders} "
+        "parties collude, where with {parties} parties it could take {best}."),
+    "privacy.none": (
+        "No privacy: with these settings MPyC keeps no input secret from the other parties "
+        "(its threshold is 0, as with 2 parties or -T0). Every other party can learn what "
+        "you enter."),
     # -- connecting to the other parties (said by Python on both kinds of party) -------------
     "connect.never_answered": (
         "Could not connect to {who} within {seconds} s: {they} never answered. A party may "

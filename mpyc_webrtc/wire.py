@@ -20,10 +20,12 @@ Client → server (a party's WebSocket at ``/ws``):
 
 Server → client:
 
-``welcome``    {session, pid, parties, program, labels, ice_servers, relay_only}
+``welcome``    {session, pid, parties, program, labels, ice_servers, relay_only, descriptor}
                                             ``ice_servers`` carry TURN credentials made for
                                             this party; ``relay_only``: use only relay
-                                            candidates (``iceTransportPolicy: "relay"``)
+                                            candidates (``iceTransportPolicy: "relay"``);
+                                            ``descriptor``: what the creator chose, sealed
+                                            (below), or null
 ``roster``     {parties, members: [{pid, name, label, state, ready}],
                 pairs: [{a, b, state, path}], started, round}
 ``start``      {parties, round}             everyone is here and ready: connect and compute
@@ -43,6 +45,13 @@ Browsers never send the fragment to the server. From S (HKDF-SHA256, empty salt)
   data ``signal_aad(session, from, to, seq)``. ``seq`` counts 1, 2, 3... per sender and
   receiver; a receiver accepts only the next number, so a replayed, dropped or reordered
   message, a message moved to other pids, or any changed byte stops the receiver.
+
+The session's descriptor: whoever creates a session seals what it chose (``DESCRIPTOR_FIELDS``:
+the number of parties, relay only, the places' names, the program hash and its arguments) as
+base64url(nonce || AES-256-GCM) of compact JSON under HKDF(S, info=``DESCRIPTOR_INFO``), with
+associated data ``DESCRIPTOR_AAD``, and sends it with the session. The server hands it back
+in ``welcome``; every party opens it and compares it with what the server says before it
+connects: a server that lies about the session's shape cannot make up a descriptor.
 
 The program hash (``launch.program_hash``) covers the source and arguments; every party
 compares it with the link's ``p`` before it connects to anyone, and sends it inside its
@@ -91,6 +100,8 @@ class ErrorCode(StrEnum):
     ROLE_TAKEN = "role_taken"
     SESSION_STARTED = "session_started"
     PARTY_LEFT = "party_left"
+    TOO_MANY_CONNECTIONS = "too_many_connections"
+    TOO_MANY_MESSAGES = "too_many_messages"
 
 
 class SignalingError(Exception):
@@ -126,6 +137,10 @@ PROGRAM_HASH_CONTEXT = b"mpyc-webrtc program v1\x00"
 #: HKDF ``info`` strings: one secret, two independent keys.
 TOKEN_INFO = b"mpyc-webrtc v1 join token"
 KEY_INFO = b"mpyc-webrtc v1 seal key"
+#: The session descriptor's key and associated data, and what it holds.
+DESCRIPTOR_INFO = b"mpyc-webrtc v1 descriptor key"
+DESCRIPTOR_AAD = b"mpyc-webrtc v1 session descriptor"
+DESCRIPTOR_FIELDS = ("parties", "relay_only", "labels", "program", "args")
 #: What a sealed ``signal`` may carry, by ``kind``, with the fields each needs.
 SIGNAL_KINDS = {"offer": ("sdp", "program"), "answer": ("sdp", "program"),
                 "candidate": ("candidate",)}
@@ -158,7 +173,7 @@ RELAYED = frozenset({"signal"})
 #: Messages the server sends; documented here, checked by the tests.
 SERVER_MESSAGES: dict[str, tuple[str, ...]] = {
     "welcome": ("session", "pid", "parties", "program", "labels", "ice_servers",
-                "relay_only"),
+                "relay_only", "descriptor"),
     "roster": ("parties", "members", "pairs", "started", "round"),
     "start": ("parties", "round"),
     "signal": ("from", "seq", "box"),
@@ -283,7 +298,10 @@ def schema_document() -> dict[str, Any]:
                     "program_hash_context": PROGRAM_HASH_CONTEXT.decode(),
                     "aad": signal_aad("{session}", 0, 1, 2).decode().replace(
                         "|0|1|2", "|{from}|{to}|{seq}"),
-                    "signal_kinds": {k: list(v) for k, v in SIGNAL_KINDS.items()}},
+                    "signal_kinds": {k: list(v) for k, v in SIGNAL_KINDS.items()},
+                    "descriptor_info": DESCRIPTOR_INFO.decode(),
+                    "descriptor_aad": DESCRIPTOR_AAD.decode(),
+                    "descriptor_fields": list(DESCRIPTOR_FIELDS)},
         "link_states": list(LINK_STATES),
         "link_paths": list(LINK_PATHS),
     }

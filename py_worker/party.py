@@ -32,9 +32,11 @@ from mpyc_webrtc.launch import (
     check_input,
     error_message,
     import_runtime,
+    privacy_sentence,
     run_as_main,
 )
 from mpyc_webrtc.launch import prepare as prepare_program
+from mpyc_webrtc.launch import privacy as launch_privacy
 from mpyc_webrtc.launch import program_hash as launch_program_hash
 from mpyc_webrtc.mesh import Mesh, MeshError, install_mesh, prepare_next_run
 
@@ -89,6 +91,13 @@ def input_problem(program: str, text: str) -> str | None:
 def program_hash(program: str) -> str:
     """The hash of the (JSON) program, computed here from the code that would run."""
     return launch_program_hash(json.loads(program))
+
+
+def privacy(program: str, parties: int) -> str:
+    """How private the inputs are in this session (JSON: ``launch.privacy`` and its
+    sentence), for the lobby to say before the person commits an input."""
+    found = launch_privacy(parties, list(json.loads(program)["args"]))
+    return json.dumps({**found, "sentence": privacy_sentence(found)})
 
 
 class Party:
@@ -194,7 +203,7 @@ class Party:
 
     async def _run(self, workdir: Path) -> None:
         path, code = prepare_program(self.program, workdir, self.parties, self.pid,
-                                     self.input)
+                                     self.input, mpyc_set_up=self.runs > 1)
         started = time.monotonic()
         mpc = import_runtime(self.parties, self.pid,
                              too_late="MPyC was set up before this party joined; reload "

@@ -14,12 +14,16 @@ Abuse limits (``create_app`` arguments and ``mpyc-webrtc-server`` options, defau
   ``too_many_sessions``). The client address is the TCP peer's: behind a reverse proxy
   that is the proxy, so all clients share one count, unless ``trust_forwarded_for`` takes
   the last address of ``X-Forwarded-For`` (enable it only behind a proxy that sets it);
-- connections: ``max_connections`` (5000) WebSockets, more are closed with ``server_busy``;
+  an IPv6 address counts as its /64;
+- a session's parties may send ``session_messages`` (250) x m² messages in all (m
+  parties); past that the session is closed with ``too_many_messages``;
+- connections: ``max_connections`` (5000) WebSockets, more are closed with ``server_busy``,
+  and ``max_connections_per_client`` (64) per client address (``too_many_connections``);
   a WebSocket that has not joined after ``join_timeout`` (60 s) is closed; ``heartbeat``
   (30 s) pings drop dead connections; a client that does not read its messages is
   dropped once ``max_outbox`` (1000) messages or ``max_outbox_bytes`` (4 MiB) wait for it;
 - sessions expire after ``idle_timeout`` (600 s) without activity, joined or not, and at
-  ``max_age`` (24 h);
+  ``max_age`` (8 h), when their parties' TURN credentials expire too;
 - a WebSocket whose ``Origin`` header is not this server's own origin (the request's
   scheme://host, or ``public_url``'s) nor one of ``allow_origins`` is refused with HTTP 403
   ``forbidden_origin``; clients without an ``Origin`` (native peers) are let in;
@@ -48,7 +52,7 @@ from .assets import load as load_assets
 from .connection import Connection
 from .endpoint import Endpoint
 from .ice_servers import IceConfig
-from .registry import Registry
+from .registry import Registry, client_key
 from .session import Session
 
 log = logging.getLogger("signaling")
@@ -60,13 +64,37 @@ LIMITS = web.AppKey("limits", dict)
 WS_FRAME_LIMIT = 4 * wire.MAX_MESSAGE_BYTES
 MAX_REQUEST_BYTES = 512 * 1024
 
+#: What a browser may do with what this server sends (every response carries it, so the pages,
+#: the worker script and what the worker loads all have it): run only the server's own scripts
+#: (no inline script, no eval), compile WebAssembly (Pyodide, in the worker), talk only to this
+#: server (fetch and the WebSocket), show images of its own or ``data:`` (the invite's QR
+#: code, drawn in the page), and never be framed by another page.
+CONTENT_SECURITY_POLICY = "; ".join([
+    "default-src 'self'",
+    "script-src 'self' 'wasm-unsafe-eval'",
+    "connect-src 'self'",
+    "img-src 'self' data:",
+    "object-src 'none'",
+    "base-uri 'none'",
+    "form-action 'self'",
+    "frame-ancestors 'none'",
+])
+#: Headers on every response.
+SECURITY_HEADERS = {
+    "Content-Security-Policy": CONTENT_SECURITY_POLICY,
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "no-referrer",
+}
+
 #: Every limit's default (``create_app``'s keyword arguments, ``--option-name`` on the CLI).
 DEFAULTS: dict[str, Any] = {
     "idle_timeout": 600.0,
-    "max_age": 24 * 3600.0,
+    "max_age": 8 * 3600.0,
     "max_sessions": 1000,
     "max_sessions_per_client": 20,
     "max_connections": 5000,
+    "max_connections_per_client": 64,
+    "session_messages": 250,
     "join_timeout": 60.0,
     "message_rate": 50.0,
     "message_burst": 200,
@@ -81,6 +109,8 @@ def create_app(*, idle_timeout: float = DEFAULTS["idle_timeout"],
                max_sessions: int = DEFAULTS["max_sessions"],
                max_sessions_per_client: int = DEFAULTS["max_sessions_per_client"],
                max_connections: int = DEFAULTS["max_connections"],
+               max_connections_per_client: int = DEFAULTS["max_connections_per_client"],
+               session_messages: int = DEFAULTS["session_messages"],
                join_timeout: float = DEFAULTS["join_timeout"],
                message_rate: float = DEFAULTS["message_rate"],
                message_burst: int = DEFAULTS["message_burst"],
@@ -102,7 +132,9 @@ def create_app(*, idle_timeout: float = DEFAULTS["idle_timeout"],
                              max_sessions_per_client=max_sessions_per_client,
                              max_connections=max_connections, join_timeout=join_timeout,
                              message_rate=message_rate, message_burst=message_burst,
-                             ice_servers=ice_servers or [], ice=ice)
+                             max_connections_per_client=max_connections_per_client,
+                             session_messages=session_messages,
+                             schedule=call_later, ice_servers=ice_servers or [], ice=ice)
     app[PUBLIC_URL] = public_url or ""
     origins = {normalize_origin(o) for o in allow_origins}
     if public_url:
@@ -138,7 +170,19 @@ def create_app(*, idle_timeout: float = DEFAULTS["idle_timeout"],
             await task
 
     app.cleanup_ctx.append(sweeper)
+    app.on_response_prepare.append(security_headers)
     return app
+
+
+async def security_headers(request: web.Request, response: web.StreamResponse) -> None:
+    """``SECURITY_HEADERS`` on every response, and no ``Server`` header naming versions."""
+    response.headers.popall(hdrs.SERVER, None)
+    response.headers.update(SECURITY_HEADERS)
+
+
+def call_later(delay: float, callback: Any) -> asyncio.TimerHandle:
+    """The core's timer (``Registry``'s ``schedule``): ``callback()`` in ``delay`` seconds."""
+    return asyncio.get_running_loop().call_later(delay, callback)
 
 
 #: HTTP status of each error code the HTTP API returns; anything else is 400.
@@ -147,6 +191,7 @@ HTTP_STATUS = {
     wire.ErrorCode.SERVER_BUSY: 503,
     wire.ErrorCode.MESSAGE_TOO_LARGE: 413,
     wire.ErrorCode.TOO_MANY_SESSIONS: 429,
+    wire.ErrorCode.TOO_MANY_CONNECTIONS: 429,
     wire.ErrorCode.RATE_LIMITED: 429,
     wire.ErrorCode.FORBIDDEN_ORIGIN: 403,
 }
@@ -215,13 +260,14 @@ def origin_allowed(request: web.Request) -> bool:
 
 
 def client_address(request: web.Request) -> str:
-    """The address sessions are counted against (see the module's docstring)."""
+    """The address sessions and connections are counted against (see the module's
+    docstring), an IPv6 address as its /64 (``registry.client_key``)."""
     if request.app[LIMITS]["trust_forwarded_for"]:
         forwarded = [a.strip() for a in request.headers.get("X-Forwarded-For", "").split(",")]
         forwarded = [a for a in forwarded if a]
         if forwarded:
-            return forwarded[-1][:100]
-    return request.remote or "unknown"
+            return client_key(forwarded[-1][:100])
+    return client_key(request.remote or "unknown")
 
 
 def join_url(request: web.Request, session: Session) -> str:
@@ -325,16 +371,20 @@ async def websocket(request: web.Request) -> web.StreamResponse:
     limits = request.app[LIMITS]
     ws = web.WebSocketResponse(heartbeat=limits["heartbeat"] or None,  # 0: no heartbeat
                                max_msg_size=WS_FRAME_LIMIT)
-    await ws.prepare(request)
-    conn = Connection(ws, request, limits["max_outbox"], limits["max_outbox_bytes"])
     try:
-        registry.check_connection_capacity()
+        await ws.prepare(request)
+    except ConnectionResetError:  # the client left during the handshake
+        return ws
+    conn = Connection(ws, request, limits["max_outbox"], limits["max_outbox_bytes"])
+    client = client_address(request)
+    try:
+        registry.check_connection_capacity(client)
     except wire.SignalingError as exc:
         log.warning("session - party -: refused a WebSocket, %s", exc.code)
         conn.send(exc.to_message())
         await conn.finish()
         return ws
-    endpoint = conn.endpoint = Endpoint(registry, conn.send, conn.close)
+    endpoint = conn.endpoint = Endpoint(registry, conn.send, conn.close, client)
     try:
         async for frame in ws:
             if frame.type in (WSMsgType.TEXT, WSMsgType.BINARY):

@@ -131,8 +131,12 @@ def load(web_dir: Path | None = None, pyodide_dir: Path | None = None) -> Assets
 
 
 def _file(root: Path, relative: str, cache: str) -> web.StreamResponse:
-    path = (root / relative).resolve()
-    if not path.is_relative_to(root.resolve()) or not path.is_file():
+    try:
+        path = (root / relative).resolve()
+        found = path.is_relative_to(root.resolve()) and path.is_file()
+    except (ValueError, OSError):  # a NUL byte in the name, a name too long, ...
+        found = False
+    if not found:
         raise web.HTTPNotFound(text="No such file.\n")
     return web.FileResponse(path, headers={"Cache-Control": cache})
 

@@ -40,7 +40,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                           "static-auth-secret); better put in --config than on the "
                           "command line, where other users of the machine can see it")
     ice.add_argument("--turn-ttl", type=float, default=24 * 3600.0, metavar="SECONDS",
-                     help="how long each party's TURN credentials stay valid")
+                     help="the longest each party's TURN credentials stay valid; they "
+                          "expire with its session (--max-age) if that is sooner")
     ice.add_argument("--ice-server", action="append", default=[], metavar="URL",
                      help="STUN/TURN server with fixed credentials handed to every party "
                           "(stun:HOST:PORT or turn:USER:PASSWORD@HOST:PORT); repeatable")
@@ -62,6 +63,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help="open sessions created from one client address")
     limits.add_argument("--max-connections", type=int, default=d["max_connections"],
                         metavar="N", help="open WebSocket connections in all")
+    limits.add_argument("--max-connections-per-client", type=int,
+                        default=d["max_connections_per_client"], metavar="N",
+                        help="open WebSocket connections from one client address (an IPv6 "
+                             "address counts as its /64)")
+    limits.add_argument("--session-messages", type=int, default=d["session_messages"],
+                        metavar="N",
+                        help="the parties of an m-party session may send N x m x m messages "
+                             "in all; then the session is closed")
     limits.add_argument("--join-timeout", type=float, default=d["join_timeout"],
                         metavar="SECONDS",
                         help="close a WebSocket that has not joined a session after this long")
@@ -144,8 +153,10 @@ def main(argv: list[str] | None = None) -> None:
         program, _, parties = args.session.partition(":")
         try:
             secret = JoinSecret.create({"name": program, "args": []})
-            session = app[REGISTRY].create({"program": program, "parties": int(parties or 3),
-                                            "token_hash": secret.token_hash})
+            count = int(parties or 3)
+            session = app[REGISTRY].create({"program": program, "parties": count,
+                                            "token_hash": secret.token_hash,
+                                            "descriptor": secret.descriptor(count, [])})
         except (ValueError, KeyError, OSError, wire.SignalingError) as exc:
             raise SystemExit(f"mpyc-webrtc-server: --session {args.session}: {exc}") from None
         url = secret.link(f"{base}/join/{session.id}")

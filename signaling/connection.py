@@ -5,11 +5,13 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import deque
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from aiohttp import web
 
 from mpyc_webrtc import wire
+
+from .session import Encoded, Outgoing
 
 if TYPE_CHECKING:
     from .endpoint import Endpoint
@@ -23,8 +25,9 @@ CLOSE_GRACE = 5.0
 class Connection:
     """One WebSocket's outbox and writer: the ``send``/``close`` the core is given.
 
-    Messages are encoded when queued (so their size is known) and written in order by one
-    task. Consecutive rosters waiting to be written collapse into the newest, which says
+    Messages are encoded when queued (so their size is known; a broadcast comes
+    already encoded, once for all its receivers) and written in order by one task.
+    Consecutive rosters waiting to be written collapse into the newest, which says
     everything the older ones said. A client that lets more than ``max_messages`` messages
     or ``max_bytes`` bytes pile up (it does not read) is dropped at once: its queue is
     freed and its TCP connection aborted, rather than growing the server's memory.
@@ -50,11 +53,14 @@ class Connection:
             return "session - party -"
         return f"session {e.session.id} party {e.pid}"
 
-    def send(self, msg: dict[str, Any]) -> None:
+    def send(self, msg: Outgoing) -> None:
         if self.closing or self.aborted:
             return
-        type_ = msg.get("type", "")
-        text = wire.encode(msg)  # ASCII (json.dumps escapes the rest): len() is bytes
+        if isinstance(msg, Encoded):
+            type_, text = msg.type, msg.text
+        else:
+            type_ = msg.get("type", "")
+            text = wire.encode(msg)  # ASCII (json.dumps escapes the rest): len() is bytes
         if type_ == "roster" and self.queue and self.queue[-1][0] == "roster":
             self.queued_bytes -= len(self.queue.pop()[1])
         if len(self.queue) >= self.max_messages or \

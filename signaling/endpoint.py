@@ -29,8 +29,11 @@ class Endpoint:
     its registry's ``endpoints`` from creation until ``disconnected``.
     """
 
-    def __init__(self, registry: Registry, send: Send, close: Callable[[], None]):
+    def __init__(self, registry: Registry, send: Send, close: Callable[[], None],
+                 client: str | None = None):
         self.registry = registry
+        #: The client address it counts against (``registry.client_key``), if any.
+        self.client = client
         self.send = send
         self._close = close
         self.session: Session | None = None
@@ -43,8 +46,7 @@ class Endpoint:
         self._tokens = float(registry.message_burst)
         self._strikes = 0.0
         self._refilled = self.opened
-        registry.endpoints.add(self)
-        registry.unjoined[self] = None
+        registry.connection_opened(self)
 
     def close(self) -> None:
         """Ask the I/O layer to close this connection (once)."""
@@ -56,6 +58,8 @@ class Endpoint:
         """Handle one WebSocket frame; every failure becomes an ``error`` message."""
         if self.closed or not self._allowed():
             return
+        if self.session is not None and not self.registry.count_message(self.session):
+            return  # over the session's budget: it is closed, this connection too
         try:
             try:
                 msg = decode_client_message(text)
@@ -111,8 +115,7 @@ class Endpoint:
         return False
 
     def disconnected(self) -> None:
-        self.registry.endpoints.discard(self)
-        self.registry.unjoined.pop(self, None)
+        self.registry.connection_closed(self)
         self.closed = True
         if self.session is not None and self.pid is not None:
             session, pid = self.session, self.pid

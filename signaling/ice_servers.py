@@ -14,6 +14,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
+import math
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
@@ -46,9 +47,12 @@ class IceConfig:
     """The STUN and TURN servers of a signaling server, and how it authorises the relay.
 
     ``static`` are servers with fixed credentials (``--ice-server``); ``turn`` URLs get
-    fresh REST credentials per party from ``turn_secret``, valid for ``turn_ttl`` seconds
-    (long enough for a session's whole life: the relay checks them again at every
-    allocation refresh).
+    fresh REST credentials per party from ``turn_secret``. They expire when the party's
+    session closes at the latest (``servers``' ``until``: its absolute end, ``max_age`` after
+    it was created), so a session nobody uses any more does not leave a relay open to
+    whoever joined it; and never more than ``turn_ttl`` seconds after they were made. A
+    running session's parties keep theirs until its end: the relay checks them again at
+    every allocation refresh, so they cannot end earlier than the session may run.
     """
 
     stun: tuple[str, ...] = ()
@@ -77,16 +81,17 @@ class IceConfig:
             str(url).startswith(("turn:", "turns:"))
             for server in self.static for url in _urls(server))
 
-    def servers(self, who: str, now: float) -> list[dict[str, Any]]:
+    def servers(self, who: str, now: float, until: float = math.inf) -> list[dict[str, Any]]:
         """The ``iceServers`` for one party; ``now`` is Unix time, ``who`` names the party
-        in the relay's logs (session and pid, never a person's name)."""
+        in the relay's logs (session and pid, never a person's name); TURN credentials
+        expire at ``until`` (Unix time), or ``turn_ttl`` after ``now`` if that is sooner."""
         servers: list[dict[str, Any]] = [dict(s) for s in self.static]
         if self.stun:
             servers.append({"urls": list(self.stun)})
         if self.turn:
             assert self.turn_secret is not None
-            username, password = turn_credentials(self.turn_secret, who,
-                                                   int(now + self.turn_ttl))
+            expires = math.floor(min(now + self.turn_ttl, until))
+            username, password = turn_credentials(self.turn_secret, who, expires)
             servers.append({"urls": list(self.turn), "username": username,
                             "credential": password})
         return servers

@@ -9,6 +9,7 @@ code and a sentence for a person.
 
 from __future__ import annotations
 
+import ipaddress
 import logging
 import re
 import secrets
@@ -17,22 +18,39 @@ from collections import Counter
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
+from mpyc_webrtc.launch import (
+    BUILTIN_NEEDS_PARTIES,
+    MIN_BUILTIN_PARTIES,
+    privacy,
+    privacy_sentence,
+)
 from mpyc_webrtc.wire import (
     MAX_PARTIES,
     MIN_PARTIES,
     ErrorCode,
     SignalingError,
     error_message,
-    message,
 )
 
 from .ice_servers import IceConfig
-from .session import Session, invalid, labels_from_request, program_from_request
+from .session import (
+    ROSTER_BURST,
+    ROSTER_INTERVAL,
+    Encoded,
+    Schedule,
+    Session,
+    invalid,
+    labels_from_request,
+    program_from_request,
+)
 
 if TYPE_CHECKING:
     from .endpoint import Endpoint
 
 log = logging.getLogger(__name__)
+
+#: Longest sealed session description: 32 labels of 40 characters and the arguments fit.
+MAX_DESCRIPTOR_LENGTH = 16 * 1024
 
 
 class Registry:
@@ -43,23 +61,38 @@ class Registry:
       counts until it expires;
     - ``idle_timeout``: a session nobody touched for this long closes (joined or not, unless
       it is running with parties connected); ``max_age``: every session closes at this age;
-    - ``max_connections`` open connections (``Endpoint``\ s) in all (``server_busy``);
+    - ``max_connections`` open connections (``Endpoint``\ s) in all (``server_busy``), and
+      ``max_connections_per_client`` from one client address (``too_many_connections``;
+      an IPv6 address counts as its /64, see ``client_key``);
       ``join_timeout``: a connection that has not joined a session this long after it
       opened is closed (``sweep``);
     - ``message_rate``/``message_burst``: each connection may send ``message_burst``
       messages at once and ``message_rate`` per second sustained (a token bucket); more are
       refused with ``rate_limited``, and a connection that sends ``flood_factor`` times
-      that (at once, or sustained) is closed.
+      that (at once, or sustained) is closed;
+    - ``session_messages``: the parties of an m-party session may send
+      ``session_messages`` x m² messages together; the one beyond closes the session
+      (``too_many_messages``). An honest session sends far fewer: see ``docs/protocol.md``;
+    - rosters: each change of a session's roster reaches its parties, at once while the
+      session has some of its allowance (``roster_burst`` // m² rosters, at least one,
+      refilled by one every ``roster_interval`` seconds), else with the next roster due,
+      which holds every change since the last; so the roster (its pairs grow with m²) is
+      built and encoded about once per interval at most, however many messages change it.
+      ``schedule`` (the I/O layer's ``loop.call_later``) sends the due roster. Without
+      ``schedule``, every change is sent at once (the core's tests).
     """
 
-    def __init__(self, *, idle_timeout: float = 600.0, max_age: float = 24 * 3600.0,
+    def __init__(self, *, idle_timeout: float = 600.0, max_age: float = 8 * 3600.0,
                  max_sessions: int = 1000, ice_servers: Iterable[dict[str, Any]] = (),
                  ice: IceConfig | None = None,
                  clock: Callable[[], float] = time.monotonic,
                  wall_clock: Callable[[], float] = time.time,
                  max_sessions_per_client: int = 20, max_connections: int = 5000,
                  join_timeout: float = 60.0, message_rate: float = 50.0,
-                 message_burst: int = 200, flood_factor: float = 3.0):
+                 message_burst: int = 200, flood_factor: float = 3.0,
+                 max_connections_per_client: int = 64, session_messages: int = 250,
+                 roster_interval: float = ROSTER_INTERVAL, roster_burst: int = ROSTER_BURST,
+                 schedule: Schedule | None = None):
         self.idle_timeout = idle_timeout
         self.max_age = max_age
         self.max_sessions = max_sessions
@@ -69,6 +102,11 @@ class Registry:
         self.message_rate = message_rate
         self.message_burst = message_burst
         self.flood_factor = max(1.0, flood_factor)
+        self.max_connections_per_client = max_connections_per_client
+        self.session_messages = session_messages
+        self.roster_interval = roster_interval
+        self.roster_burst = max(1, roster_burst)
+        self.schedule = schedule
         #: STUN/TURN for every session: ``ice``, or just the fixed ``ice_servers``.
         self.ice = ice if ice is not None else IceConfig(static=tuple(ice_servers))
         self.clock = clock
@@ -79,15 +117,43 @@ class Registry:
         #: Every open connection, and those not yet in a session (oldest first).
         self.endpoints: set[Endpoint] = set()
         self.unjoined: dict[Endpoint, None] = {}
+        #: Open connections per client address (``client_key``; only those with one or more).
+        self.connections_by_client: Counter[str] = Counter()
 
-    def check_connection_capacity(self) -> None:
-        """Raise ``server_busy`` if another connection would be more than the server allows."""
+    def check_connection_capacity(self, client: str | None = None) -> None:
+        """Raise ``server_busy`` if another connection would be more than the server allows,
+        or ``too_many_connections`` if ``client`` (``client_key``) has as many as it may."""
         if len(self.endpoints) >= self.max_connections:
             raise SignalingError(
                 ErrorCode.SERVER_BUSY,
                 "The server has too many open connections right now; try again in a few "
                 "minutes.",
             )
+        if client is not None and \
+                self.connections_by_client[client] >= self.max_connections_per_client:
+            raise SignalingError(
+                ErrorCode.TOO_MANY_CONNECTIONS,
+                f"There are already {self.max_connections_per_client} connections to this "
+                "server from your address, the most it allows. Close some tabs or parties, "
+                "or wait until their sessions end.",
+            )
+
+    def connection_opened(self, endpoint: Endpoint) -> None:
+        self.endpoints.add(endpoint)
+        self.unjoined[endpoint] = None
+        if endpoint.client is not None:
+            self.connections_by_client[endpoint.client] += 1
+
+    def connection_closed(self, endpoint: Endpoint) -> None:
+        if endpoint not in self.endpoints:
+            return
+        self.endpoints.discard(endpoint)
+        self.unjoined.pop(endpoint, None)
+        client = endpoint.client
+        if client is not None:
+            self.connections_by_client[client] -= 1
+            if self.connections_by_client[client] <= 0:
+                del self.connections_by_client[client]
 
     def _check_session_capacity(self, client: str | None) -> None:
         if len(self.sessions) >= self.max_sessions:
@@ -127,6 +193,17 @@ class Registry:
             raise invalid(
                 "'token_hash' must be the SHA-256 (64 lowercase hex digits) of the session's "
                 "join token. The create page and 'mpyc-webrtc-peer create' make it for you.")
+        descriptor = request.get("descriptor")
+        if descriptor is not None and (
+                not isinstance(descriptor, str) or len(descriptor) > MAX_DESCRIPTOR_LENGTH
+                or not re.fullmatch(r"[A-Za-z0-9_-]+", descriptor)):
+            raise invalid("'descriptor' must be the sealed description of the session "
+                          f"(base64url, at most {MAX_DESCRIPTOR_LENGTH} characters). The "
+                          "create page and 'mpyc-webrtc-peer create' make it for you.")
+        no_privacy = request.get("no_privacy", False)
+        if not isinstance(no_privacy, bool):
+            raise invalid(f"'no_privacy' must be true or false, got {no_privacy!r}.")
+        check_privacy(program.source is None, parties, program.args, no_privacy)
         relay_only = request.get("relay_only", False)
         if not isinstance(relay_only, bool):
             raise invalid(f"'relay_only' must be true or false, got {relay_only!r}.")
@@ -138,8 +215,14 @@ class Registry:
         self._check_session_capacity(client)
         session_id = secrets.token_urlsafe(12)
         session = Session(session_id, parties, program, self.clock(), self.ice, labels,
-                          token_hash, relay_only=relay_only, wall_clock=self.wall_clock)
+                          token_hash, relay_only=relay_only, descriptor=descriptor,
+                          wall_clock=self.wall_clock)
         session.client = client
+        session.ends = self.wall_clock() + self.max_age
+        session.message_budget = self.session_messages * parties ** 2
+        session.schedule, session.clock = self.schedule, self.clock
+        session.roster_interval = self.roster_interval
+        session.roster_burst = max(1, self.roster_burst // parties ** 2)
         self.sessions[session_id] = session
         if client is not None:
             self.sessions_by_client[client] += 1
@@ -150,6 +233,7 @@ class Registry:
 
     def _remove(self, session: Session) -> None:
         del self.sessions[session.id]
+        session.closed = True
         client = session.client
         if client is not None:
             self.sessions_by_client[client] -= 1
@@ -177,18 +261,37 @@ class Registry:
             too_old = now - session.created > self.max_age
             if idle or over or too_old:
                 gone.append(session)
-                self._remove(session)
                 why = ("it has been open longer than the server allows" if too_old
                        else "it was idle for too long")
-                for member in session.connected_members():
-                    member.endpoint.send(message(
-                        "error", code=str(ErrorCode.SESSION_EXPIRED),
-                        message=f"This session was closed because {why}.",
-                    ))
-                    member.endpoint.close()
+                self.close(session, ErrorCode.SESSION_EXPIRED,
+                           f"This session was closed because {why}.")
                 log.info("session %s party -: expired (%s)", session.id,
                          "too old" if too_old else "over" if over else "idle")
         return gone
+
+    def close(self, session: Session, code: ErrorCode, text: str) -> None:
+        """Close ``session`` now: its parties get the error ``code`` and are disconnected."""
+        if session.closed:
+            return
+        self._remove(session)
+        encoded = Encoded.of(error_message(code, text))
+        for member in session.connected_members():
+            member.endpoint.send(encoded)
+            member.endpoint.close()
+
+    def count_message(self, session: Session) -> bool:
+        """Count a message from one of ``session``'s parties against its budget; past the
+        budget, close the session and say so (False)."""
+        session.messages += 1
+        if session.messages <= session.message_budget:
+            return True
+        log.warning("session %s party -: closed, its parties sent more than %d messages",
+                    session.id, session.message_budget)
+        self.close(session, ErrorCode.TOO_MANY_MESSAGES,
+                   f"The parties of this session sent the server more than "
+                   f"{session.message_budget:g} messages, far more than a computation needs, "
+                   "so the server closed the session. Create a new session.")
+        return False
 
     def close_unjoined(self) -> int:
         """Close connections that have not joined a session within ``join_timeout``."""
@@ -211,3 +314,35 @@ class Registry:
         gone = self.expire()
         self.close_unjoined()
         return gone
+
+
+def client_key(address: str) -> str:
+    """What a client address counts as: an IPv4 address as it is (also when written as
+    IPv4-mapped IPv6), an IPv6 address as its /64 (one home or host gets a whole /64, so
+    counting single addresses would let it open as many as it likes), anything else as it is.
+    """
+    try:
+        ip = ipaddress.ip_address(address.strip().removeprefix("[").removesuffix("]"))
+    except ValueError:
+        return address
+    if isinstance(ip, ipaddress.IPv6Address):
+        if ip.ipv4_mapped is not None:
+            return str(ip.ipv4_mapped)
+        return str(ipaddress.IPv6Network((ip, 64), strict=False))
+    return str(ip)
+
+
+def check_privacy(builtin: bool, parties: int, args: list[str], allowed: bool) -> None:
+    """Refuse a session that keeps inputs less private than it could (``launch.privacy``)
+    unless its creator allowed that (``no_privacy``); a built-in program never runs with
+    fewer than ``launch.MIN_BUILTIN_PARTIES``. The parties check it again themselves: this
+    only keeps anyone from getting such a session by mistake."""
+    if builtin and parties < MIN_BUILTIN_PARTIES:
+        raise invalid(BUILTIN_NEEDS_PARTIES)
+    found = privacy(parties, args)
+    if not found["full"] and not allowed:
+        raise invalid(
+            f"{privacy_sentence(found)} If every party knows and accepts that, create the "
+            "session with 'no_privacy' (the create page: \"Allow a session that keeps inputs "
+            "less private than it could\" under Advanced; mpyc-webrtc-peer create "
+            "--no-privacy).")

@@ -13,6 +13,7 @@ import ast
 import hashlib
 import hmac
 import logging
+import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -21,10 +22,12 @@ from typing import TYPE_CHECKING, Any
 from mpyc_webrtc import programs
 from mpyc_webrtc.launch import describe_program
 from mpyc_webrtc.wire import (
+    LINK_PATHS,
     LINK_STATES,
     SERVER_MESSAGES,
     ErrorCode,
     SignalingError,
+    encode,
     message,
 )
 
@@ -35,12 +38,38 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-Send = Callable[[dict[str, Any]], None]
+
+@dataclass(frozen=True)
+class Encoded:
+    """A server message encoded once, so that a broadcast sends the same text to everyone."""
+
+    type: str
+    text: str
+
+    @classmethod
+    def of(cls, msg: dict[str, Any]) -> Encoded:
+        return cls(msg["type"], encode(msg))
+
+
+#: What the core hands the I/O layer to send: a message, or one already encoded.
+Outgoing = dict[str, Any] | Encoded
+Send = Callable[[Outgoing], None]
+#: The I/O layer's timer: call the function after this many seconds (``loop.call_later``).
+Schedule = Callable[[float, Callable[[], None]], object]
 
 #: Largest uploaded program source, in bytes.
 MAX_SOURCE_BYTES = 256 * 1024
 #: Longest party label ("hospital A"), in characters.
 MAX_LABEL_LENGTH = 40
+
+#: A session's rosters: ``ROSTER_BURST`` // m² of them (at least one) go out at once, then
+#: one per ``ROSTER_INTERVAL`` seconds, each with every change since the last. A roster's
+#: cost grows with m² (its pairs), so the allowance is the same work for every m: a small
+#: session's whole life (m = 3: 66 rosters, for joins, readies, a few link reports per
+#: pair and statuses) stays within it, so its parties see every change; a 32-party one
+#: gets one at once; any that keeps changing its roster gets ten per second.
+ROSTER_INTERVAL = 0.1
+ROSTER_BURST = 600
 
 
 @dataclass
@@ -73,12 +102,33 @@ class Member:
 
 #: Pair states that are progress, in order; a pair shows the less advanced of its two ends.
 _PROGRESS = LINK_STATES[:-1]
+#: What a link report may say about the path, least to most: unknown, direct, relayed.
+_PATHS = (None, *LINK_PATHS)
+#: What an end that has not reported counts as.
+_NO_REPORT: tuple[str, str | None] = ("signaling", None)
+
+
+def advances(before: tuple[str, str | None], state: str, path: str | None) -> bool:
+    """Whether a link report tells more than ``before`` (the end's last accepted report).
+
+    A link only moves forward: ``signaling``, ``connecting``, ``connected``, ``ready``,
+    ``closed`` in that order; ``failed`` may come at any point and is final. At the same
+    state, only a path that becomes known (or turns out ``relayed``) is news. So each end of
+    a pair has at most a handful of reports that change the roster, whatever it sends.
+    """
+    if before[0] == "failed":
+        return False
+    if state == "failed":
+        return True
+    rank, was = _PROGRESS.index(state), _PROGRESS.index(before[0])
+    return rank > was or (rank == was and _PATHS.index(path) > _PATHS.index(before[1]))
 
 
 class Session:
     def __init__(self, session_id: str, parties: int, program: Program, now: float,
                  ice: IceConfig, labels: list[str] | None = None,
                  token_hash: str = "", *, relay_only: bool = False,
+                 descriptor: str | None = None,
                  wall_clock: Callable[[], float] = time.time):
         self.id = session_id
         #: SHA-256 (hex) of the join token; the token itself is known only to the parties.
@@ -89,6 +139,9 @@ class Session:
         self.ice = ice
         #: Parties may only use relay candidates: they never learn each other's addresses.
         self.relay_only = relay_only
+        #: What the creator chose, sealed with the link's secret (opaque here): every party
+        #: checks the server's word (parties, places, relay only, arguments) against it.
+        self.descriptor = descriptor
         self.wall_clock = wall_clock
         self.created = now
         self.last_activity = now
@@ -99,6 +152,25 @@ class Session:
         self.shown_program = describe_program(program.to_wire())
         #: The address that created the session (for ``max_sessions_per_client``).
         self.client: str | None = None
+        # Set by the registry (``Registry.create``) from its limits:
+        #: Unix time the session closes at the latest (``max_age``): TURN credentials end then.
+        self.ends = math.inf
+        #: How many messages its parties may send together, and how many they sent.
+        self.message_budget = math.inf
+        self.messages = 0
+        #: The I/O layer's timer; without one, every roster change is sent at once.
+        self.schedule: Schedule | None = None
+        #: Rosters go out at once while the session has some of its allowance left (a
+        #: bucket of ``roster_burst``, refilled by one every ``roster_interval`` seconds on
+        #: ``clock``); after that at most once per interval, with every change since.
+        self.roster_interval = 0.0
+        self.roster_burst = 1
+        self.clock: Callable[[], float] = time.monotonic
+        self._roster_tokens = 1.0
+        self._roster_refilled = -math.inf
+        self._roster_due = False
+        #: Whether the registry closed the session (nothing more is sent).
+        self.closed = False
 
     def describe(self) -> dict[str, Any]:
         return {
@@ -114,11 +186,13 @@ class Session:
             "started": self.started,
             "round": self.round,
             "relay_only": self.relay_only,
+            "descriptor": self.descriptor,
         }
 
     def ice_servers(self, pid: int) -> list[dict[str, Any]]:
-        """Party ``pid``'s STUN/TURN servers, with TURN credentials made for it now."""
-        return self.ice.servers(f"{self.id}.{pid}", self.wall_clock())
+        """Party ``pid``'s STUN/TURN servers, with TURN credentials made for it now that
+        expire with the session."""
+        return self.ice.servers(f"{self.id}.{pid}", self.wall_clock(), until=self.ends)
 
     def _by_pid(self) -> list[Member]:
         return sorted(self.members.values(), key=lambda m: m.pid)
@@ -161,8 +235,56 @@ class Session:
         return member.links.get(peer, ("signaling", None))
 
     def broadcast(self, msg: dict[str, Any]) -> None:
+        """Send ``msg`` to every connected party, encoded once."""
+        encoded = Encoded.of(msg)
         for member in self.connected_members():
-            member.endpoint.send(msg)
+            member.endpoint.send(encoded)
+
+    def roster_changed(self) -> None:
+        """The roster changed: everyone gets it now while the session's allowance lasts
+        (``roster_burst`` rosters at once, one more every ``roster_interval``), else once the
+        next one is due, with every change made meanwhile. So however many messages change
+        it, the roster, which grows with the square of the parties, is built and encoded
+        about once per interval; a session that changes little sees every change."""
+        if self.schedule is None:
+            self._send_roster()
+            return
+        if self._roster_due:
+            return
+        self._refill_rosters()
+        if self._roster_tokens >= 1.0:
+            self._send_roster()
+        else:
+            self._roster_due = True
+            self.schedule((1.0 - self._roster_tokens) * self.roster_interval,
+                          self._send_due_roster)
+
+    def _refill_rosters(self) -> None:
+        now = self.clock()
+        if self.roster_interval > 0:
+            elapsed = max(0.0, now - self._roster_refilled)
+            self._roster_tokens = min(float(self.roster_burst),
+                                      self._roster_tokens + elapsed / self.roster_interval)
+        else:
+            self._roster_tokens = float(self.roster_burst)
+        self._roster_refilled = now
+
+    def _send_due_roster(self) -> None:
+        if not self._roster_due:
+            return  # sent already (before a start)
+        self._roster_due = False
+        try:
+            self._send_roster()
+        except Exception:  # a bug here must not reach the I/O layer's timer
+            log.exception("session %s party -: sending the roster failed", self.id)
+
+    def _send_roster(self) -> None:
+        if self.closed:
+            return
+        if self.schedule is not None:
+            self._refill_rosters()
+            self._roster_tokens -= 1.0  # may go below zero: the next one waits longer
+        self.broadcast(self.roster())
 
     def admits(self, token: str) -> bool:
         """Whether ``token`` is the session's join token (compared in constant time)."""
@@ -200,8 +322,9 @@ class Session:
             "welcome", session=self.id, pid=pid, parties=self.parties,
             program=self.program.to_wire(), labels=self.labels,
             ice_servers=self.ice_servers(pid), relay_only=self.relay_only,
+            descriptor=self.descriptor,
         ))
-        self.broadcast(self.roster())
+        self.roster_changed()
         self._start_if_agreed()
         return pid
 
@@ -223,10 +346,12 @@ class Session:
                     f"Party {gone[0]} has left the session, so it cannot run again. "
                     "Create a new session to compute again.",
                 )
+        if (name or member.name) == member.name and ready == member.ready:
+            return  # nothing new: no roster, and no start that the last change did not make
         if name:
             member.name = name
         member.ready = ready
-        self.broadcast(self.roster())
+        self.roster_changed()
         self._start_if_agreed()
 
     def _start_if_agreed(self) -> None:
@@ -235,6 +360,9 @@ class Session:
             return
         if self.started and not all(m.state == "done" for m in members):
             return
+        if self._roster_due:  # everyone sees the roster that agreed before the start
+            self._roster_due = False
+            self._send_roster()
         self.started = True
         self.round += 1
         for member in members:
@@ -243,7 +371,7 @@ class Session:
         log.info("session %s: all %d parties ready, starting round %d", self.id, self.parties,
                  self.round)
         self.broadcast(message("start", parties=self.parties, round=self.round))
-        self.broadcast(self.roster())
+        self.roster_changed()
 
     def set_link(self, pid: int, peer: int, state: str, path: str | None, now: float) -> None:
         if peer == pid or not 0 <= peer < self.parties:
@@ -251,11 +379,18 @@ class Session:
                 ErrorCode.UNKNOWN_PID,
                 f"Party {peer} is {'yourself' if peer == pid else 'not in this session'}.",
             )
+        if not self.started:
+            raise SignalingError(
+                ErrorCode.INVALID_MESSAGE,
+                "There are no connections to report before the session starts.")
         self.last_activity = now
         member = self.members[pid]
-        if member.links.get(peer) != (state, path):
+        before = member.links.get(peer, _NO_REPORT)
+        if advances(before, state, path):  # else: nothing new, nothing to send
+            if path is None or _PATHS.index(path) < _PATHS.index(before[1]):
+                path = before[1]  # a path, once known, stays; relayed stays relayed
             member.links[peer] = (state, path)
-            self.broadcast(self.roster())
+            self.roster_changed()
 
     def leave(self, pid: int, now: float) -> None:
         self.last_activity = now
@@ -263,7 +398,7 @@ class Session:
             self.members[pid].connected = False
         else:
             del self.members[pid]
-        self.broadcast(self.roster())
+        self.roster_changed()
 
     def relay(self, pid: int, msg: dict[str, Any], now: float) -> None:
         to = msg["to"]
@@ -284,8 +419,11 @@ class Session:
 
     def set_status(self, pid: int, state: str, now: float) -> None:
         self.last_activity = now
-        self.members[pid].state = state
-        self.broadcast(self.roster())
+        member = self.members[pid]
+        if member.state == state:
+            return  # nothing new
+        member.state = state
+        self.roster_changed()
         if state == "done":
             self._start_if_agreed()  # the last to finish may find the others voted to go on
 

@@ -70,11 +70,20 @@ class BrowserParty:
         else:
             self["party-input"].fill(value)
 
-    def confirm(self, value: str | None = None) -> int:
-        """Enter the input and press "I'm ready"; returns the party number."""
+    def confirm(self, value: str | None = None, *, accept_no_privacy: bool = False) -> int:
+        """Enter the input and press "I'm ready"; returns the party number.
+
+        ``accept_no_privacy``: the test set up a session that keeps inputs less than fully
+        private on purpose; the page must say so, and this person checks that they
+        understand (without it, "I'm ready" stays disabled).
+        """
         pid = self.pid if self.pid is not None else self.wait_joined()
         self.wait_python()
         self.enter(value)
+        if accept_no_privacy:
+            expect(self["privacy"]).to_be_visible(timeout=30_000)
+            expect(self["no-privacy-box"]).to_be_visible()
+            self["accept-no-privacy"].check()
         expect(self["ready"]).to_be_enabled(timeout=30_000)
         self["ready"].click()
         expect(self[f"peer-{pid}"]).to_have_attribute(
@@ -86,7 +95,7 @@ class BrowserParty:
         status = self["status"]
         try:
             expect(status).to_have_text(
-                re.compile(r"^(Done|Failed|Could not .*|Disconnected|Program mismatch)$"),
+                re.compile(r"^(Done|Failed|Could not .*|Disconnected|Tampering detected)$"),
                 timeout=RESULT_TIMEOUT_MS)
         except AssertionError:
             raise AssertionError(self.describe("did not finish")) from None

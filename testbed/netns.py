@@ -124,7 +124,11 @@ class Server:
 
     def create(self, parties: int, *program: str) -> str:
         """Create a session with the peer CLI; returns the join URL (with its secret
-        fragment ``#k=...&p=...``)."""
+        fragment ``#k=...&p=...``). ``program``: ``create``'s options (``--program NAME``
+        or ``--program-file FILE``, ``--no-privacy``, ...; ``--args ...`` last). Built-in
+        programs need at least 3 parties; less than full privacy needs ``--no-privacy``
+        here and ``--accept-no-privacy`` from each peer, an uploaded program
+        ``--trust-program``."""
         done = self.ns.run([str(BIN / "mpyc-webrtc-peer"), "create", self.url,
                             "--parties", str(parties), *program])
         if done.returncode != 0:

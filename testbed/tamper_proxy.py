@@ -23,6 +23,26 @@ what it changed to stderr):
   source gets a comment appended.
 - ``swap-welcome``: as ``swap-program``, but only in ``welcome`` (the session's page and
   ``GET /api/sessions/ID`` stay honest).
+- ``halve-parties``: say the session has half as many parties as it has (rounded down), in
+  ``welcome``, ``roster``, ``start`` and ``GET /api/sessions/ID``, consistently: the places'
+  names, members and pairs beyond that are left out.
+- ``drop-relay-only``: say the session is not relay only (``relay_only: false``) in
+  ``welcome`` and ``GET /api/sessions/ID``, although its creator chose relay only.
+- ``rename-places``: give the places each other's names (the list reversed; places without
+  names become "place 0", "place 1", ...), in ``welcome``, ``roster`` and ``GET
+  /api/sessions/ID``.
+- ``unprompted-start``: send a ``start`` for a round the party has not said it is ready
+  for: right after its ``welcome`` if it joined without being ready (a page), else right
+  after the first real ``start`` (a native peer joins ready, for round 1 only), for the next
+  round. The proxy follows what the party said (``join``'s and ``ready``'s ``ready``).
+- ``edit-protocol``: serve ``GET /api/protocol`` with the sealing's ``token_info`` replaced
+  by its ``key_info``, so that a page that took the constants from there would show the
+  server the sealing key as its join token.
+- ``replay-typed``: deliver the first relayed ``signal`` to its receiver, then again with
+  ``from`` as a string (``"0"`` instead of ``0``), as if it were another sender whose
+  message numbers count apart.
+- ``drop-descriptor``: hand out no sealed description of the session (``descriptor:
+  null``) in ``welcome`` and ``GET /api/sessions/ID``.
 """
 
 from __future__ import annotations
@@ -38,7 +58,11 @@ from aiohttp import ClientSession, ClientTimeout, WSMsgType, web
 
 from mpyc_webrtc import launch, programs
 
-MODES = ("none", "flip-box", "replay", "swap-from", "swap-program", "swap-welcome")
+MODES = ("none", "flip-box", "replay", "swap-from", "swap-program", "swap-welcome",
+         "halve-parties", "drop-relay-only", "rename-places", "unprompted-start",
+         "edit-protocol", "replay-typed", "drop-descriptor")
+#: Modes that change the first relayed ``signal``, once.
+SIGNAL_MODES = ("flip-box", "replay", "swap-from", "replay-typed")
 #: Headers that belong to one hop, never forwarded.
 HOP_BY_HOP = {"connection", "keep-alive", "proxy-authenticate", "proxy-authorization", "te",
               "trailer", "trailers", "transfer-encoding", "upgrade", "host", "content-length",
@@ -71,6 +95,52 @@ class Proxy:
         log(f"program {program.get('name')!r}: a comment appended to its source")
         return {**program, "source": program["source"] + "\n# changed by the tamper proxy\n"}
 
+    def half(self, parties: Any) -> Any:
+        return max(1, parties // 2) if isinstance(parties, int) else parties
+
+    def renamed(self, labels: list[str]) -> list[str]:
+        new = list(reversed(labels))
+        if new == labels:
+            new = [f"place {i}" for i in range(len(labels))]
+        return new
+
+    def reshape(self, doc: dict[str, Any], where: str,
+                state: dict[str, Any] | None = None) -> dict[str, Any]:
+        """The session's shape as the shape-lying modes tell it (a ``welcome``, ``roster``,
+        ``start`` or ``GET /api/sessions/ID``; ``state``: the party's connection)."""
+        doc = dict(doc)
+        parties = doc.get("parties")
+        if self.mode == "halve-parties" and isinstance(parties, int):
+            half = self.half(parties)
+            doc["parties"] = half
+            if isinstance(doc.get("labels"), list):
+                doc["labels"] = doc["labels"][:half]
+            if isinstance(doc.get("members"), list):
+                doc["members"] = [m for m in doc["members"] if m.get("pid", 0) < half]
+            if isinstance(doc.get("pairs"), list):
+                doc["pairs"] = [p for p in doc["pairs"] if p.get("b", 0) < half]
+            log(f"halve-parties: {where} says {half} parties instead of {parties}")
+        elif self.mode == "drop-relay-only" and "relay_only" in doc:
+            log(f"drop-relay-only: {where} says relay_only false (was {doc['relay_only']})")
+            doc["relay_only"] = False
+        elif self.mode == "rename-places":
+            labels = doc.get("labels")
+            if isinstance(labels, list):  # a welcome, GET /api/sessions/ID
+                doc["labels"] = names = self.renamed(labels)
+                log(f"rename-places: {where} names the places {names} instead of {labels}")
+                if state is not None:
+                    state["labels"] = names
+            else:  # a roster: its members' labels, as this party's welcome renamed them
+                names = (state or {}).get("labels")
+            if names is not None and isinstance(doc.get("members"), list):
+                doc["members"] = [{**m, "label": names[m["pid"]]}
+                                  if isinstance(m.get("pid"), int) and 0 <= m["pid"] < len(names)
+                                  else m for m in doc["members"]]
+        elif self.mode == "drop-descriptor" and "descriptor" in doc:
+            log(f"drop-descriptor: {where} hands out no descriptor")
+            doc["descriptor"] = None
+        return doc
+
     def to_client(self, msg: dict[str, Any], state: dict[str, Any]) -> list[dict[str, Any]]:
         """The messages to deliver instead of ``msg`` (server -> client)."""
         kind = msg.get("type")
@@ -78,9 +148,26 @@ class Proxy:
             state["pid"], state["parties"] = msg.get("pid"), msg.get("parties")
             if self.mode in ("swap-program", "swap-welcome"):
                 return [{**msg, "program": self.other_program(msg["program"])}]
-            return [msg]
-        if kind != "signal" or self.done or self.mode not in ("flip-box", "replay",
-                                                              "swap-from"):
+            out = [self.reshape(msg, f"the welcome of party {msg.get('pid')}", state)]
+            if self.mode == "unprompted-start" and not state["ready"] and not state["started"]:
+                state["started"] = True
+                log(f"unprompted-start: round 1 started for party {msg.get('pid')}, which "
+                    "has not said it is ready")
+                out.append({"v": msg.get("v", 1), "type": "start",
+                            "parties": msg.get("parties"), "round": 1})
+            return out
+        if kind in ("roster", "start"):
+            out = [self.reshape(msg, f"a {kind} to party {state['pid']}", state)]
+            if kind == "start":
+                state["ready"] = False  # the next round needs its own "ready"
+                if self.mode == "unprompted-start" and not state["started"]:
+                    state["started"] = True
+                    later = msg.get("round", 1) + 1
+                    log(f"unprompted-start: round {later} started for party {state['pid']}, "
+                        "which has not said it is ready for it")
+                    out.append({**msg, "round": later})
+            return out
+        if kind != "signal" or self.done or self.mode not in SIGNAL_MODES:
             return [msg]
         self.done = True
         where = f"signal {msg.get('seq')} from party {msg.get('from')} to party {state['pid']}"
@@ -93,17 +180,26 @@ class Proxy:
         if self.mode == "replay":
             log(f"replay: {where} delivered twice")
             return [msg, msg]
+        if self.mode == "replay-typed":
+            log(f"replay-typed: {where} delivered again, from {str(msg['from'])!r}")
+            return [msg, {**msg, "from": str(msg["from"])}]
         sender, me, parties = msg["from"], state["pid"], state.get("parties") or 2
         others = [p for p in range(parties) if p not in (sender, me)]
         fake = others[0] if others else me
         log(f"swap-from: {where} now says it is from party {fake}")
         return [{**msg, "from": fake}]
 
+    def from_client(self, msg: dict[str, Any], state: dict[str, Any]) -> None:
+        """Follow what the party says (client -> server; forwarded unchanged)."""
+        if msg.get("type") in ("join", "ready"):
+            state["ready"] = msg.get("ready") is True
+
     def rewrite_body(self, path: str, body: bytes, content_type: str) -> bytes:
         if not (content_type.startswith("text/") or "json" in content_type):
             return body
         text = body.decode("utf-8", "replace")
-        if self.mode == "swap-program" and re.fullmatch(r"/api/sessions/[^/]+", path):
+        session = re.fullmatch(r"/api/sessions/[^/]+", path)
+        if self.mode == "swap-program" and session:
             try:
                 info = json.loads(text)
                 program = {k: info["program"][k] for k in ("name", "args", "builtin")}
@@ -113,6 +209,24 @@ class Proxy:
                 text = json.dumps(info)
             except (ValueError, KeyError, TypeError) as exc:
                 log(f"could not swap the program in {path}: {exc}")
+        elif session and self.mode in ("halve-parties", "drop-relay-only", "rename-places",
+                                       "drop-descriptor"):
+            try:
+                info = json.loads(text)
+                if "parties" in info:  # not an error
+                    text = json.dumps(self.reshape(info, path))
+            except (ValueError, KeyError, TypeError, AttributeError) as exc:
+                log(f"could not change {path}: {exc}")
+        elif self.mode == "edit-protocol" and path == "/api/protocol":
+            try:
+                schema = json.loads(text)
+                sealing = schema["sealing"]
+                log(f"edit-protocol: token_info {sealing['token_info']!r} replaced by "
+                    f"key_info {sealing['key_info']!r}")
+                sealing["token_info"] = sealing["key_info"]
+                text = json.dumps(schema)
+            except (ValueError, KeyError, TypeError) as exc:
+                log(f"could not edit {path}: {exc}")
         return text.replace(self.upstream, self.public).encode()
 
     # -- plumbing ----------------------------------------------------------------------
@@ -142,12 +256,19 @@ class Proxy:
         # The server checks Origin; a relay in the middle simply claims the server's own.
         headers = {k: v.replace(self.public, self.upstream) for k, v in request.headers.items()
                    if k.lower() in ("origin", "user-agent", "cookie")}
-        state: dict[str, Any] = {"pid": None, "parties": None}
+        state: dict[str, Any] = {"pid": None, "parties": None, "ready": False,
+                                 "started": False}
         async with self.http.ws_connect(self.upstream.replace("http", "ws", 1) + "/ws",
                                         headers=headers, max_msg_size=MAX_FRAME) as server:
             async def up() -> None:
                 async for frame in client:
                     if frame.type == WSMsgType.TEXT:
+                        try:
+                            said = json.loads(frame.data)
+                        except ValueError:
+                            said = None
+                        if isinstance(said, dict):
+                            self.from_client(said, state)
                         await server.send_str(frame.data)
                     elif frame.type == WSMsgType.BINARY:
                         await server.send_bytes(frame.data)

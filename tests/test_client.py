@@ -87,7 +87,8 @@ def test_native_signaling_stops_at_a_peer_offering_another_program():
                               link_hash=ours)
         signaling.handle(signaling.client.receive({
             "v": 1, "type": "welcome", "session": "S", "pid": 1, "parties": 2,
-            "program": program, "labels": ["", ""], "ice_servers": [], "relay_only": False}))
+            "program": program, "labels": ["", ""], "ice_servers": [], "relay_only": False,
+            "descriptor": JoinSecret(bytes(32), ours).descriptor(2, [])}))
         signaling.handle(signaling.client.receive(
             {"v": 1, "type": "start", "parties": 2, "round": 1}))
         return signaling
@@ -106,3 +107,21 @@ def test_native_signaling_stops_at_a_peer_offering_another_program():
     assert signaling.tampered is None
     assert {"event": "remote", "peer": 0, "kind": "offer", "sdp": "v=0"} in (
         signaling._link_events)
+
+
+def test_the_page_seals_with_its_own_constants_which_are_wire_py_s():
+    """The page never takes the sealing's constants from the server (which could serve the
+    key's label as the token's); its own must be wire.py's."""
+    node = shutil.which("node")
+    assert node is not None
+    done = subprocess.run(
+        [node, "--input-type=module", "-e",
+         "import { SEALING, differingRules } from './web/sealing.js';"
+         "console.log(JSON.stringify({ SEALING, same: differingRules(SEALING),"
+         " swapped: differingRules({ ...SEALING, token_info: SEALING.key_info }),"
+         " none: differingRules(undefined) }));"],
+        capture_output=True, text=True, timeout=60, cwd=HERE.parent)
+    assert done.returncode == 0, done.stderr
+    got = json.loads(done.stdout)
+    assert got["SEALING"] == wire.schema_document()["sealing"]
+    assert (got["same"], got["swapped"], got["none"]) == (None, "token_info", "token_info")

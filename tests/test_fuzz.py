@@ -27,10 +27,11 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from mpyc_webrtc import programs, wire
-from mpyc_webrtc.wire import CLIENT_MESSAGES, SERVER_MESSAGES, ErrorCode
+from mpyc_webrtc.wire import CLIENT_MESSAGES, SERVER_MESSAGES, ErrorCode, SignalingError
 from signaling.app import REGISTRY, create_app
 from signaling.endpoint import Endpoint
 from signaling.registry import Registry
+from testbed.sans_io import TWO_PARTIES, Later, create_request, decoded
 
 TOKEN = "f" * 43
 TOKEN_HASH = hashlib.sha256(TOKEN.encode()).hexdigest()
@@ -175,13 +176,17 @@ class Clock:
 class World:
     """A registry with a few sessions and connections, and the consistency checks."""
 
-    def __init__(self, burst: int, parties: list[int], joined: int = 0, ready: bool = True):
+    def __init__(self, burst: int, parties: list[int], joined: int = 0, ready: bool = True,
+                 coalesce: bool = False):
         self.clock = Clock()
+        #: The I/O layer's timer (rosters at most every 0.1 s), or none (every change at once).
+        self.later = Later(self.clock) if coalesce else None
         self.registry = Registry(clock=self.clock, idle_timeout=60, max_age=600,
                                  message_burst=burst, message_rate=5.0, join_timeout=30,
-                                 max_sessions_per_client=3)
-        self.sessions = [self.registry.create({"parties": n, "program": "sum",
-                                               "token_hash": TOKEN_HASH}, f"10.0.0.{i % 2}")
+                                 max_sessions_per_client=3, max_connections_per_client=4,
+                                 session_messages=8, schedule=self.later)
+        # "sum", or with 2 parties an uploaded program and no_privacy (create_request).
+        self.sessions = [self.registry.create(create_request(n, TOKEN_HASH), f"10.0.0.{i % 2}")
                          for i, n in enumerate(parties)]
         self.conns: list[tuple[Endpoint, list[dict[str, Any]]]] = []
         for _ in range(3):
@@ -194,7 +199,18 @@ class World:
 
     def connect(self) -> None:
         inbox: list[dict[str, Any]] = []
-        self.conns.append((Endpoint(self.registry, inbox.append, lambda: None), inbox))
+        client: str | None = f"10.0.0.{len(self.conns) % 2}"
+        try:
+            self.registry.check_connection_capacity(client)
+        except SignalingError:  # too many from this address: here, one not counted
+            client = None
+        self.conns.append((Endpoint(self.registry, lambda m: inbox.append(decoded(m)),
+                                    lambda: None, client), inbox))
+
+    def tick(self, seconds: float) -> None:
+        self.clock.now += seconds
+        if self.later is not None:
+            self.later.run()
 
     def check(self) -> None:
         reg = self.registry
@@ -215,6 +231,11 @@ class World:
                     assert member.endpoint not in reg.unjoined
         counts = Counter(s.client for s in reg.sessions.values() if s.client is not None)
         assert reg.sessions_by_client == counts
+        assert reg.connections_by_client == Counter(
+            e.client for e in reg.endpoints if e.client is not None)
+        assert max(reg.connections_by_client.values(), default=0) <= 4
+        for session in reg.sessions.values():
+            assert not session.closed and session.messages <= session.message_budget
         for endpoint, _ in self.conns:
             if endpoint.session is not None:
                 assert endpoint.session.members[endpoint.pid].endpoint is endpoint
@@ -250,9 +271,9 @@ control_action = st.sampled_from(
 actions = st.one_of(
     st.tuples(st.just("frame"), st.sampled_from(WHO), FRAMES, st.just(1)),
     good_action, good_action, good_action, burst_action, control_action, control_action)
-SETUPS = [(burst, parties, joined, ready) for burst in (3, 200)
+SETUPS = [(burst, parties, joined, ready, coalesce) for burst in (3, 200)
           for parties in ([2], [3], [2, 3], [3, 2]) for joined in (0, 1, 2, 3)
-          for ready in (True, False)]
+          for ready in (True, False) for coalesce in (False, True)]
 
 
 @settings(max_examples=10_000, deadline=None, database=None,
@@ -268,7 +289,7 @@ def test_endpoint_receive_survives_anything(setup, script):
             for _ in range(times):
                 endpoint.receive(frame)
         elif kind == "tick":
-            world.clock.now += who
+            world.tick(who)
         elif kind == "sweep":
             world.registry.sweep()
         elif kind == "disconnect":
@@ -279,7 +300,7 @@ def test_endpoint_receive_survives_anything(setup, script):
 
 
 def test_relayed_signal_keeps_only_the_schema_fields():
-    world = World(200, [2])
+    world = World(200, [3])
     (a, _), (b, inbox) = world.conns[:2]
     for endpoint in (a, b):
         endpoint.receive(json.dumps({"v": 1, "type": "join", "session": world.sessions[0].id,
@@ -315,7 +336,7 @@ SENTINEL = json.dumps({"v": 1, "type": "no-such-type"})
 
 async def ws_case(client: TestClient, case: list[str | bytes]) -> None:
     registry = client.app[REGISTRY]
-    sids = [registry.create({"parties": 2, "program": "sum", "token_hash": TOKEN_HASH}).id
+    sids = [registry.create({"parties": 3, "program": "sum", "token_hash": TOKEN_HASH}).id
             for _ in PLACEHOLDERS]
     async with client.ws_connect("/ws") as ws:
         for frame in case:
@@ -369,18 +390,22 @@ BODY_FIELDS = {
     "args": st.one_of(st.lists(odd_text, max_size=4), st.just(["--no-log"]), any_value),
     "labels": st.one_of(st.lists(odd_text, max_size=4), any_value),
     "source": SOURCES,
+    "no_privacy": st.one_of(st.booleans(), any_value),
 }
 bodies = st.one_of(
     st.fixed_dictionaries({}, optional=BODY_FIELDS).map(json.dumps),
     st.fixed_dictionaries({"parties": st.integers(2, 4), "program": st.just("sum"),
                            "token_hash": st.just(TOKEN_HASH)},
-                          optional={k: BODY_FIELDS[k] for k in ("args", "labels", "source")}
+                          optional={k: BODY_FIELDS[k]
+                                    for k in ("args", "labels", "source", "no_privacy")}
                           ).map(json.dumps),
     json_values.map(json.dumps),
     st.binary(max_size=100),
     odd_text,
     st.sampled_from(["[" * 100_000, "{" * 10, "", "null", "NaN", "1e99999",
-                     '{"parties":2,"program":"sum","token_hash":"' + TOKEN_HASH + '"}',
+                     '{"parties":3,"program":"sum","token_hash":"' + TOKEN_HASH + '"}',
+                     json.dumps(create_request(2, TOKEN_HASH)),
+                     json.dumps({**TWO_PARTIES, "token_hash": TOKEN_HASH, "no_privacy": False}),
                      '{"parties": 2, "program": "sum", "x": "' + "y" * 600_000 + '"}']),
 )
 
@@ -414,14 +439,14 @@ def test_after_the_fuzzing_a_normal_create_and_join_work(live):
     loop, client = live
 
     async def normal() -> None:
-        resp = await client.post("/api/sessions", json={"parties": 2, "program": "sum",
+        resp = await client.post("/api/sessions", json={"parties": 3, "program": "sum",
                                                         "token_hash": TOKEN_HASH},
                                  headers={"X-Test": "normal"})
         assert resp.status in (201, 429), await resp.text()
         if resp.status == 429:  # (c) used up this address's sessions: make room
             client.app[REGISTRY].sessions_by_client.clear()
             resp = await client.post("/api/sessions", json={
-                "parties": 2, "program": "sum", "token_hash": TOKEN_HASH})
+                "parties": 3, "program": "sum", "token_hash": TOKEN_HASH})
         sid = (await resp.json())["session"]
         async with client.ws_connect("/ws") as ws:
             await ws.send_str(json.dumps({"v": 1, "type": "join", "session": sid,

@@ -14,6 +14,7 @@ import contextlib
 import json
 import logging
 import os
+import re
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -34,7 +35,7 @@ from signaling.session import Session
 from testbed.sans_io import TOKEN, TOKEN_HASH, Clock, Party
 
 REPO = Path(__file__).resolve().parent.parent
-BODY = {"parties": 2, "program": "sum", "token_hash": TOKEN_HASH}
+BODY = {"parties": 3, "program": "sum", "token_hash": TOKEN_HASH}
 #: Upper bound for anything the server should do soon; only turns a hang into a failure.
 PATIENCE = 10.0
 
@@ -164,11 +165,14 @@ def test_invalid_requests_do_not_count(clock):
 def test_session_expiry_frees_the_address_count_even_when_over(clock):
     registry = make(clock, max_sessions_per_client=1)
     session = registry.create(BODY, "10.0.0.1")
-    a, b = Party(registry), Party(registry)
+    a, b, c = Party(registry), Party(registry), Party(registry)
     a.join(session)
-    b.join(session)  # both ready: started
+    b.join(session)
+    c.join(session)  # all ready: started
+    assert session.started
     a.endpoint.disconnected()
     b.endpoint.disconnected()
+    c.endpoint.disconnected()
     assert registry.expire() == [session]  # over and empty
     registry.create(BODY, "10.0.0.1")
 
@@ -259,9 +263,10 @@ def test_text_with_an_unpaired_surrogate_is_malformed(clock):
 def test_a_bug_in_the_core_becomes_internal_error_and_closes(clock, monkeypatch, caplog):
     registry = make(clock)
     session = registry.create(BODY)
-    a, b = Party(registry), Party(registry)
-    a.join(session)
-    b.join(session)
+    a, b, c = Party(registry), Party(registry), Party(registry)
+    for party in (a, b, c):
+        party.join(session)
+    assert session.started
     a.take()
 
     def broken(*args: Any) -> None:
@@ -493,16 +498,17 @@ async def test_a_client_that_does_not_read_is_dropped_not_buffered(caplog):
         sid = await new_session(client)
         sender = await join(client, sid)
         stuck = await join(client, sid)  # reads nothing from here on
+        bystander = await join(client, sid)  # gets only rosters
         box = "b" * 60_000
-        # Both ready: started. Relay to ``stuck`` until the server drops it; the kernel's
+        # All ready: started. Relay to ``stuck`` until the server drops it; the kernel's
         # socket buffers take a few MB first, then at most 20 messages may wait.
         seq = 0
-        while len(registry.sessions[sid].connected_members()) == 2:
+        while len(registry.sessions[sid].connected_members()) == 3:
             seq += 1
             assert seq < 2000, "the stuck client was never dropped"
             await send(sender, "signal", to=1, seq=seq, box=box)
             await asyncio.sleep(0)
-        assert len(registry.endpoints) == 1
+        assert len(registry.endpoints) == 2 and not bystander.closed
         assert any(r.getMessage().startswith(f"session {sid} party 1: dropping the connection: "
                                               "it does not read its messages (20 messages")
                    for r in caplog.records), [r.getMessage() for r in caplog.records]
@@ -516,6 +522,7 @@ async def test_a_client_that_does_not_read_is_dropped_not_buffered(caplog):
         await expect_error(sender, "unknown_pid")
         await sender.close()
         await stuck.close()
+        await bystander.close()
         other = await new_session(client)
         ws = await join(client, other)
         await ws.close()
@@ -566,6 +573,7 @@ async def test_a_bug_behind_a_websocket_closes_only_that_socket(monkeypatch):
         sid = await new_session(client)
         a = await join(client, sid)
         await join(client, sid)
+        await join(client, sid)  # all three ready: started
         monkeypatch.setattr(Session, "relay", broken)
         await send(a, "signal", to=1, seq=1, box="x")
         while (msg := await recv(a))["type"] != "error":
@@ -601,6 +609,74 @@ async def test_request_body_with_a_strange_charset_or_deep_nesting_is_400():
             resp = await client.post("/api/sessions", data=data, headers={"Content-Type": ctype})
             assert resp.status == 400
             assert (await resp.json())["code"] == code
+
+
+# --- HTTP headers and odd paths ---------------------------------------------------------------
+
+#: Every kind of thing the server answers: pages, the worker script, what the worker loads
+#: (Pyodide, the Python archive), vendored code, the API, errors, the WebSocket upgrade.
+async def _every_kind_of_response(client: TestClient) -> list[aiohttp.ClientResponse]:
+    sid = await new_session(client)
+    assets = await (await client.get("/api/assets")).json()
+    answers = [await client.get(path, headers=headers) for path, headers in [
+        ("/", {}), (f"/join/{sid}", {"Accept": "text/html"}), (f"/join/{sid}", {}),
+        ("/web/join.js", {}), ("/web/worker.js", {}), ("/web/style.css", {}),
+        ("/vendor/prismjs/prism.js", {}), (assets["python"], {}),
+        (f"{assets['pyodide']}pyodide.mjs", {}), (f"{assets['pyodide']}pyodide.asm.js", {}),
+        ("/api/protocol", {}), (f"/api/sessions/{sid}", {}), ("/api/nothing", {}),
+        ("/web/no-such-file.js", {}), ("/no/such/page", {})]]
+    answers.append(await client.post("/api/sessions", data=b"{"))
+    answers.append(await client.get("/ws", headers=upgrade_headers()))
+    return answers
+
+
+async def test_every_response_has_the_security_headers_and_no_server_version():
+    async with serve() as client:
+        answers = await _every_kind_of_response(client)
+        assert {r.status for r in answers} == {101, 200, 400, 404}, [
+            (r.url.path, r.status) for r in answers]
+        for resp in answers:
+            where = f"{resp.url.path} ({resp.status})"
+            assert "Server" not in resp.headers, where
+            assert resp.headers["X-Content-Type-Options"] == "nosniff", where
+            assert resp.headers["Referrer-Policy"] == "no-referrer", where
+            assert resp.headers["Content-Security-Policy"] == server.CONTENT_SECURITY_POLICY, where
+
+
+def test_the_content_security_policy_allows_no_inline_script_and_no_other_origin():
+    directives = {d.split()[0]: d.split()[1:]
+                  for d in server.CONTENT_SECURITY_POLICY.split("; ")}
+    assert directives["default-src"] == ["'self'"]
+    # Pages and the worker run only the server's own scripts; Pyodide compiles WebAssembly.
+    assert directives["script-src"] == ["'self'", "'wasm-unsafe-eval'"]
+    assert directives["connect-src"] == ["'self'"]
+    assert directives["frame-ancestors"] == ["'none'"]
+    assert directives["object-src"] == ["'none'"] and directives["base-uri"] == ["'none'"]
+    for values in directives.values():
+        assert "'unsafe-eval'" not in values and "*" not in values
+    assert "'unsafe-inline'" not in directives["script-src"]
+
+
+def test_the_pages_have_no_inline_script():
+    for page in (REPO / "web").glob("*.html"):
+        for tag in re.findall(r"<script\b[^>]*>", page.read_text()):
+            assert re.search(r"\bsrc=", tag), f"{page.name}: inline {tag}"
+        assert not re.search(r"\son[a-z]+\s*=", page.read_text()), page.name
+
+
+@pytest.mark.parametrize("path", [
+    "/web/%00", "/web/a%00b.js", "/vendor/prismjs/%00", "/pyodide/{version}/%00",
+    "/web/" + "a" * 5000, "/web/" + "a/" * 3000 + "x", "/vendor/prismjs/" + "b" * 5000,
+    "/pyodide/{version}/" + "c" * 5000, "/web/..%2f..%2fpyproject.toml",
+    "/vendor/prismjs/..%2f..%2fpackage.json"])
+async def test_odd_file_paths_are_404_without_a_traceback(path, caplog):
+    caplog.set_level(logging.DEBUG)
+    async with serve() as client:
+        version = (await (await client.get("/api/assets")).json())["pyodide"].split("/")[2]
+        resp = await client.get(path.format(version=version))
+        assert resp.status == 404, await resp.text()
+        assert "Traceback" not in await resp.text()
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR or r.exc_info]
 
 
 # --- the CLI -----------------------------------------------------------------------------------

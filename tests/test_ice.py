@@ -65,7 +65,7 @@ def test_welcome_carries_fresh_credentials_and_relay_only():
     clock = Clock()
     ice = IceConfig(stun=STUN, turn=TURN, turn_secret="s3cret", turn_ttl=3600)
     registry = Registry(clock=clock, ice=ice, wall_clock=lambda: 5000.0)
-    session = registry.create({"parties": 2, "program": "sum", "token_hash": TOKEN_HASH,
+    session = registry.create({"parties": 3, "program": "sum", "token_hash": TOKEN_HASH,
                                "relay_only": True})
     assert session.describe()["relay_only"] is True
     a, b = Party(registry), Party(registry)
@@ -80,15 +80,59 @@ def test_welcome_carries_fresh_credentials_and_relay_only():
         "s3cret", f"{session.id}.0", 8600)
 
 
+class WallClock:
+    def __init__(self, now: float):
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_turn_credentials_expire_with_the_session():
+    """A party's credentials end when its session closes at the latest (created + max_age),
+    however late it joined; a party that joins an old session gets only what is left."""
+    clock, wall = Clock(), WallClock(1_800_000_000.0)
+    ice = IceConfig(turn=TURN, turn_secret="s3cret")  # turn_ttl: a day by default
+    registry = Registry(clock=clock, ice=ice, wall_clock=wall, max_age=3600, idle_timeout=600)
+    session = registry.create({"parties": 3, "program": "sum", "token_hash": TOKEN_HASH})
+    end = 1_800_000_000 + 3600
+    a, b, c = Party(registry), Party(registry), Party(registry)
+    a.join(session)
+    clock.now += 3000
+    wall.now += 3000
+    b.join(session)
+    c.join(session)
+    assert session.started
+    for party, pid in ((a, 0), (b, 1), (c, 2)):
+        (turn,) = party.take()[0]["ice_servers"]
+        assert turn["username"] == f"{end}:{session.id}.{pid}"
+        assert turn["credential"] == turn_credentials("s3cret", f"{session.id}.{pid}", end)[1]
+    # The session indeed ends then (it runs: only its age closes it).
+    clock.now += 599
+    assert registry.expire() == []
+    clock.now += 2
+    assert registry.expire() == [session]
+
+
+def test_turn_ttl_still_caps_the_credentials():
+    wall = WallClock(1_800_000_000.0)
+    ice = IceConfig(turn=TURN, turn_secret="s3cret", turn_ttl=600)
+    registry = Registry(clock=Clock(), ice=ice, wall_clock=wall, max_age=8 * 3600)
+    session = registry.create({"parties": 3, "program": "sum", "token_hash": TOKEN_HASH})
+    a = Party(registry)
+    a.join(session)
+    assert a.take()[0]["ice_servers"][0]["username"] == f"{1_800_000_600}:{session.id}.0"
+
+
 def test_relay_only_needs_a_relay():
     registry = Registry(clock=Clock(), ice=IceConfig(stun=STUN))
     with pytest.raises(SignalingError) as info:
-        registry.create({"parties": 2, "program": "sum", "token_hash": TOKEN_HASH,
+        registry.create({"parties": 3, "program": "sum", "token_hash": TOKEN_HASH,
                          "relay_only": True})
     assert info.value.code == ErrorCode.INVALID_REQUEST
     assert "This server has no TURN relay" in info.value.message
     with pytest.raises(SignalingError) as info:
-        registry.create({"parties": 2, "program": "sum", "token_hash": TOKEN_HASH,
+        registry.create({"parties": 3, "program": "sum", "token_hash": TOKEN_HASH,
                          "relay_only": "yes"})
     assert "'relay_only' must be true or false" in info.value.message
 

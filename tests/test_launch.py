@@ -42,3 +42,26 @@ def test_description_of_a_builtin_and_of_an_upload():
     assert (mine["title"], mine["source"], mine["input"]) == (
         "mine.py", SOURCE, input_spec(uploaded()))
     assert mine["input"]["kind"] == "text"
+
+
+def test_a_later_run_gets_sys_argv_as_mpyc_leaves_it(tmp_path, monkeypatch):
+    """Run again: MPyC is set up already and would not take its options out of sys.argv a
+    second time, so a script's argparse.parse_args must not see them."""
+    import argparse
+    import sys
+
+    from mpyc_webrtc.launch import prepare
+
+    monkeypatch.setattr(sys, "argv", sys.argv[:])
+    program = {"name": "p.py", "args": ["--rounds", "3"], "builtin": False,
+               "source": "x = 1\n"}
+    path, _ = prepare(program, tmp_path, 3, 1, "42")
+    assert sys.argv == [str(path), "-M", "3", "-I", "1", "--mix32-64bit", "--rounds", "3",
+                        "--input=42"]
+    prepare(program, tmp_path, 3, 1, "7", mpyc_set_up=True)
+    assert sys.argv == [str(path), "--rounds", "3", "--input=7"]
+    script = argparse.ArgumentParser()
+    script.add_argument("--rounds", type=int)
+    script.add_argument("--input")
+    assert vars(script.parse_args(sys.argv[1:])) == {"rounds": 3, "input": "7"}
+

@@ -2,21 +2,41 @@
 
 Every test makes its own namespace (testbed/netns.py) with the signaling server and
 all parties inside it, and removes it afterwards; no packet leaves loopback.
+
+Built-in programs run with at least 3 parties. Where a test needs 2 parties it uploads a
+program and gives every opt-in (``create --no-privacy``; ``join --accept-no-privacy``); peers
+pass ``--trust-program`` for the programs these tests wrote. The tests under "What a person
+agrees to" show those gates refusing.
 """
 
 from __future__ import annotations
 
+import os
+import pty
 import re
 import statistics
 import subprocess
 import sys
+import tempfile
+import threading
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from decimal import ROUND_HALF_UP, Decimal
 from pathlib import Path
 
 import pytest
 
+from mpyc_webrtc import launch
+from mpyc_webrtc.native.consent import (
+    ACCEPT_HINT,
+    CONSENT_NEEDED,
+    QUESTION,
+    REFUSED,
+    UPLOADED,
+)
 from mpyc_webrtc.sealing import JoinSecret
+from mpyc_webrtc.sentences import say
 from testbed.netns import BIN, Namespace, Server, session_id, start_peer
 
 pytestmark = pytest.mark.netns
@@ -66,8 +86,10 @@ def test_max_of_three_parties(server):
     assert [out.strip() for out in outs] == ["max = -2"] * 3
 
 
-@pytest.mark.parametrize("m", [2, 5])
-def test_sum_with_other_party_counts(server, m):
+def test_sum_of_five_parties(server):
+    """(Two parties compute only with everyone's word that nothing stays private: see
+    test_two_parties_compute_once_everyone_accepts_no_privacy.)"""
+    m = 5
     lists = [[i * 11 + 1] for i in range(m)]
     url = server.create(m, "--program", "sum")
     outs = run_session(server, url, inputs_for(lists))
@@ -201,7 +223,7 @@ def test_status_display_shows_the_roster_and_direct_links(server):
 
 def test_unmodified_script_with_mpc_run_calls(server):
     url = server.create(3, "--program-file", str(PROGRAMS / "dot_sync.py"))
-    outs = run_session(server, url, [[], [], []])
+    outs = run_session(server, url, [["--trust-program"]] * 3)
     vectors = [[(pid + 1) * (i + 1) - 3 for i in range(4)] for pid in range(3)]
     summed = [sum(v[i] for v in vectors) for i in range(4)]
     dot = sum(s * w for s, w in zip(summed, [1, 2, 3, 4], strict=True))
@@ -212,7 +234,7 @@ def test_unmodified_script_with_mpc_run_calls(server):
 
 def test_unmodified_script_with_async_with_and_args(server):
     url = server.create(3, "--program-file", str(PROGRAMS / "stats_async.py"), "--args", "2")
-    outs = run_session(server, url, [[], [], []])
+    outs = run_session(server, url, [["--trust-program"]] * 3)
     values = [pid + 0.5 + k for pid in range(3) for k in range(2)]
     for out in outs:
         lines = dict(line.split(" = ") for line in out.strip().splitlines())
@@ -238,8 +260,9 @@ def test_fourth_party_gets_the_full_error(server):
 
 
 def test_peer_that_never_connects_times_out_with_a_clear_error(server):
-    """Party 1 joins over signaling but never answers the WebRTC offer."""
-    url = server.create(2, "--program", "sum")
+    """Party 1 joins over signaling but never answers the WebRTC offer. (Two parties: an
+    uploaded program with every opt-in; party 0 is a bare WebSocket that checks nothing.)"""
+    url = server.create(2, "--program-file", str(PROGRAMS / "dot_sync.py"), "--no-privacy")
     session = session_id(url)
     token = JoinSecret.from_fragment(url.split("#", 1)[1]).token
     silent = server.ns.popen([sys.executable, "-c", f"""
@@ -253,8 +276,9 @@ async def main():
 asyncio.run(main())
 """])
     server.wait_joined(url, 1)
-    done = server.ns.run([str(BIN / "mpyc-webrtc-peer"), "join", url, "--input", "1",
-                          "--allow-loopback", "--connect-timeout", "3"], timeout=TIMEOUT)
+    done = server.ns.run([str(BIN / "mpyc-webrtc-peer"), "join", url, "--trust-program",
+                          "--accept-no-privacy", "--allow-loopback", "--connect-timeout", "3"],
+                         timeout=TIMEOUT)
     silent.kill()
     assert done.returncode == 1
     assert done.stderr.splitlines()[-1] == (
@@ -267,8 +291,9 @@ def test_program_error_is_reported_in_one_line(server, tmp_path):
     script = tmp_path / "broken.py"
     script.write_text("from mpyc.runtime import mpc\nmpc.run(mpc.start())\n"
                       "raise ValueError('no data today')\n")
-    url = server.create(2, "--program-file", str(script))
-    procs = [start_peer(server.ns, url) for _ in range(2)]
+    url = server.create(2, "--program-file", str(script), "--no-privacy")
+    procs = [start_peer(server.ns, url, "--trust-program", "--accept-no-privacy")
+             for _ in range(2)]
     for p in procs:
         out, err = p.communicate(timeout=TIMEOUT)
         assert p.returncode == 1
@@ -278,7 +303,7 @@ def test_program_error_is_reported_in_one_line(server, tmp_path):
 
 
 def test_builtin_without_input_is_refused_before_joining(server):
-    url = server.create(2, "--program", "sum")
+    url = server.create(3, "--program", "sum")
     done = server.ns.run([str(BIN / "mpyc-webrtc-peer"), "join", url], timeout=TIMEOUT)
     assert done.returncode == 2
     assert done.stderr.strip().splitlines()[-1].startswith(
@@ -288,7 +313,7 @@ def test_builtin_without_input_is_refused_before_joining(server):
 
 
 def test_bad_input_is_refused_before_joining(server):
-    url = server.create(2, "--program", "sum")
+    url = server.create(3, "--program", "sum")
     done = server.ns.run([str(BIN / "mpyc-webrtc-peer"), "join", url, "--input", "3,x"])
     assert done.returncode == 2
     assert "whole numbers separated by commas" in done.stderr
@@ -296,7 +321,7 @@ def test_bad_input_is_refused_before_joining(server):
 
 
 def test_input_is_checked_by_the_sessions_program(server):
-    url = server.create(2, "--program", "vote")
+    url = server.create(3, "--program", "vote")
     done = server.ns.run([str(BIN / "mpyc-webrtc-peer"), "join", url, "--input", "maybe"])
     assert done.returncode == 2
     assert done.stderr.strip().splitlines()[-1] == (
@@ -335,7 +360,7 @@ def test_unknown_session(server):
 
 def test_party_vanishing_mid_computation_stops_the_others(server):
     url = server.create(3, "--program-file", str(PROGRAMS / "vanish.py"))
-    procs = [start_peer(server.ns, url) for _ in range(3)]
+    procs = [start_peer(server.ns, url, "--trust-program") for _ in range(3)]
     results = [p.communicate(timeout=TIMEOUT) + (p.returncode,) for p in procs]
     codes = sorted(code for _, _, code in results)
     assert codes == [1, 1, 3]
@@ -364,7 +389,7 @@ def test_sacks_ride_on_data_packets(server):
         before = udp_datagrams_sent(server.ns)
         procs = [server.ns.popen(["env", f"MPYC_WEBRTC_SCTP_TUNING={tuning}",
                                   str(BIN / "mpyc-webrtc-peer"), "join", url,
-                                  "--allow-loopback", "-q"],
+                                  "--allow-loopback", "--trust-program", "-q"],
                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
                  for _ in range(3)]
         outs = [p.communicate(timeout=TIMEOUT)[0] for p in procs]
@@ -380,18 +405,220 @@ def test_waiting_party_is_told_when_the_session_expires():
         # Long enough for the peer to start and join even on a busy machine (it must join
         # before the session expires to be told so), short enough to keep the test short.
         server = Server(ns, 8080, "--idle-timeout", "3")
-        url = server.create(2, "--program", "sum")
+        url = server.create(3, "--program", "sum")
         done = ns.run([str(BIN / "mpyc-webrtc-peer"), "join", url, "--input", "1"])
     assert done.returncode == 1
     assert done.stderr.strip().splitlines()[-1] == (
-        "mpyc-webrtc-peer: error: The signaling server ended the session before all 2 "
+        "mpyc-webrtc-peer: error: The signaling server ended the session before all 3 "
         "parties joined: This session was closed because it was idle for too long.")
 
 
 def test_join_timeout(server):
-    url = server.create(2, "--program", "sum")
+    url = server.create(3, "--program", "sum")
     done = server.ns.run([str(BIN / "mpyc-webrtc-peer"), "join", url, "--input", "1",
                           "--join-timeout", "1"])
     assert done.returncode == 1
     assert done.stderr.strip().splitlines()[-1] == (
-        "mpyc-webrtc-peer: error: Not all 2 parties joined within 1 s.")
+        "mpyc-webrtc-peer: error: Not all 3 parties joined within 1 s.")
+
+
+# -- What a person agrees to: how private the session is, and an uploaded program --------------
+
+ERROR = "mpyc-webrtc-peer: error: "
+
+
+def create_output(server: Server, parties: int, *options: str) -> tuple[str, str]:
+    """``create`` as a person runs it: (all it printed, the join link)."""
+    done = server.ns.run([str(BIN / "mpyc-webrtc-peer"), "create", server.url, "--parties",
+                          str(parties), "--no-qr", *options])
+    assert done.returncode == 0, done.stderr
+    return done.stdout, done.stdout.strip().splitlines()[-1]
+
+
+def last_line(text: str) -> str:
+    return text.strip().splitlines()[-1]
+
+
+def test_create_says_how_private_the_session_is(server):
+    out, _ = create_output(server, 3, "--program", "sum")
+    assert launch.privacy_sentence(launch.privacy(3, [])) in out.splitlines()
+    assert ("Private unless 2 parties collude: nobody sees your input, not even the server, "
+            "unless 2 of the 3 parties work together.") in out.splitlines()
+    out, _ = create_output(server, 2, "--program-file", str(PROGRAMS / "total.py"),
+                           "--no-privacy")
+    assert say("privacy.none") in out.splitlines()
+
+
+@pytest.mark.parametrize("parties, program, args", [
+    (2, ("--program-file", str(PROGRAMS / "total.py")), []),  # two parties: threshold 0
+    (3, ("--program", "sum"), ["-T0"]),
+    (5, ("--program", "sum"), ["-T1"]),  # below MPyC's default of 2
+], ids=["two-parties", "T0", "T-below-default"])
+def test_joining_a_weak_session_needs_the_persons_word(server, parties, program, args):
+    # The creator opted in (without --no-privacy, create refuses: tests/test_consent.py).
+    _, url = create_output(server, parties, *program, "--no-privacy",
+                           *(["--args", *args] if args else []))
+    done = server.ns.run([str(BIN / "mpyc-webrtc-peer"), "join", url, "--input", "1",
+                          "--trust-program", "--allow-loopback"], timeout=TIMEOUT)
+    sentence = launch.privacy_sentence(launch.privacy(parties, args))
+    assert (done.returncode, done.stdout) == (2, "")
+    assert last_line(done.stderr) == f"{ERROR}{sentence} {ACCEPT_HINT}"
+    assert server.info(url)["joined"] == 0  # refused before it took a place
+    if parties == 5:
+        assert sentence == ("Less private than it could be: your input stays secret only "
+                            "unless 2 parties collude, where with 5 parties it could take 3.")
+    else:
+        assert sentence == say("privacy.none")
+
+
+def test_two_parties_compute_once_everyone_accepts_no_privacy(server):
+    _, url = create_output(server, 2, "--program-file", str(PROGRAMS / "total.py"),
+                           "--no-privacy")
+    procs = [start_peer(server.ns, url, "--input", x, "--trust-program", "--accept-no-privacy")
+             for x in ("20", "22")]
+    for proc in procs:
+        out, err = proc.communicate(timeout=TIMEOUT)
+        assert proc.returncode == 0, err[-3000:]
+        assert out.strip() == "total = 42"
+        # Told right after joining, before anything was computed.
+        lines = err.splitlines()
+        joined = next(i for i, line in enumerate(lines) if line.startswith("Joined session "))
+        assert lines[joined + 1] == say("privacy.none")
+
+
+def saved_program(url: str, name: str) -> Path:
+    """Where a native peer saves the uploaded program it was asked to run."""
+    return Path(tempfile.gettempdir()) / f"mpyc-webrtc-{session_id(url)}-{name}"
+
+
+def test_uploaded_program_runs_only_with_trust_program_without_a_terminal(server):
+    url = server.create(3, "--program-file", str(PROGRAMS / "total.py"))
+    done = server.ns.run([str(BIN / "mpyc-webrtc-peer"), "join", url, "--input", "1",
+                          "--allow-loopback"], timeout=TIMEOUT, stdin=subprocess.DEVNULL)
+    path = saved_program(url, "total.py")
+    program = {"name": "total.py", "args": [], "builtin": False,
+               "source": (PROGRAMS / "total.py").read_text()}
+    assert (done.returncode, done.stdout) == (2, "")
+    assert last_line(done.stderr) == ERROR + CONSENT_NEEDED.format(
+        path=path, fingerprint=launch.fingerprint(program))
+    assert last_line(done.stderr) == (
+        f"{ERROR}This session runs a program uploaded by the session's creator (fingerprint "
+        f"{launch.fingerprint(program)}), which would run on this computer with your rights. "
+        f"It is saved in {path}: read it, and if you trust it, join again with "
+        "--trust-program.")
+    assert path.read_text() == program["source"]  # to be read first
+    assert server.info(url)["joined"] == 0  # before it took a place
+
+
+class Terminal:
+    """The other end of a pseudo-terminal a peer's stdin and stderr are attached to: what
+    it shows the person, and what they type."""
+
+    def __init__(self, fd: int):
+        self.fd = fd
+        self.shown = b""
+        self._changed = threading.Condition()
+        threading.Thread(target=self._read, daemon=True).start()
+
+    def _read(self) -> None:
+        while True:
+            try:
+                chunk = os.read(self.fd, 4096)
+            except OSError:  # EIO: the peer closed its end
+                chunk = b""
+            with self._changed:
+                self.shown += chunk
+                self._changed.notify_all()
+            if not chunk:
+                return
+
+    def wait_until(self, shown: Callable[[str], bool], what: str,
+                   timeout: float = TIMEOUT) -> str:
+        with self._changed:
+            if not self._changed.wait_for(lambda: shown(self.text()), timeout):
+                raise AssertionError(f"the terminal never showed {what}:\n{self.text()}")
+        return self.text()
+
+    def wait_for(self, text: str, timeout: float = TIMEOUT) -> str:
+        return self.wait_until(lambda shown: text in shown, repr(text), timeout)
+
+    def type(self, text: str) -> None:
+        os.write(self.fd, text.encode())
+
+    def text(self) -> str:
+        return self.shown.decode(errors="replace").replace("\r\n", "\n")
+
+
+def join_on_a_terminal(server: Server, url: str, *args: str) -> tuple[subprocess.Popen, Terminal]:
+    """``join`` with a terminal as its stdin and stderr (stdout, the result, is a pipe)."""
+    ours, theirs = pty.openpty()
+    proc = server.ns.popen([str(BIN / "mpyc-webrtc-peer"), "join", url, "--allow-loopback",
+                            *args], stdin=theirs, stdout=subprocess.PIPE, stderr=theirs,
+                           text=True)
+    os.close(theirs)
+    return proc, Terminal(ours)
+
+
+def ask(server: Server) -> tuple[str, subprocess.Popen, Terminal]:
+    """A session of an uploaded program, and a peer on a terminal that was just asked
+    whether to run it (checked: before it joined, it showed what the person must see)."""
+    url = server.create(3, "--program-file", str(PROGRAMS / "total.py"))
+    source = (PROGRAMS / "total.py").read_text()
+    shown = launch.fingerprint({"name": "total.py", "args": [], "builtin": False,
+                                "source": source})
+    path = saved_program(url, "total.py")
+    proc, terminal = join_on_a_terminal(server, url, "--input", "5")
+    asked = terminal.wait_for("[y/N]")
+    # Its code, where it is saved, its fingerprint and the question, before it joins.
+    assert UPLOADED.format(path=path, fingerprint=shown) in asked
+    assert f"----- {path.name} -----\n{source.rstrip()}\n----- end of {path.name} -----" in asked
+    assert asked.rstrip().endswith(QUESTION.format(fingerprint=shown))
+    assert server.info(url)["joined"] == 0
+    return url, proc, terminal
+
+
+def test_on_a_terminal_answering_n_runs_nothing(server):
+    url, proc, terminal = ask(server)
+    terminal.type("n\n")
+    out, _ = proc.communicate(timeout=TIMEOUT)
+    assert (proc.returncode, out) == (2, "")
+    said = terminal.wait_for("nothing was run")
+    assert said.rstrip().endswith(ERROR + REFUSED.format(path=saved_program(url, "total.py")))
+    assert server.info(url)["joined"] == 0
+
+
+def test_on_a_terminal_answering_y_runs_the_program(server):
+    url, proc, terminal = ask(server)
+    terminal.type("y\n")
+    others = [start_peer(server.ns, url, "--input", x, "--trust-program") for x in ("10", "27")]
+    try:
+        # join.py asks once more after the welcome (test_on_a_terminal_the_person_is_asked_
+        # only_once): the person gives the same answer.
+        answered = 1
+        while proc.poll() is None:
+            if terminal.text().count("[y/N]") > answered:
+                terminal.type("y\n")
+                answered += 1
+            time.sleep(0.1)
+        outs = [p.communicate(timeout=TIMEOUT)[0] for p in [proc, *others]]
+    finally:
+        for p in [proc, *others]:
+            if p.poll() is None:
+                p.kill()
+                p.wait()
+    assert [p.returncode for p in [proc, *others]] == [0, 0, 0], terminal.text()
+    assert [out.strip() for out in outs] == ["total = 42"] * 3
+
+
+def test_on_a_terminal_the_person_is_asked_only_once(server):
+    _url, proc, terminal = ask(server)
+    try:
+        terminal.type("y\n")
+        # Joined (the session's panel: "You are party 0 of 3 ..."), or asked again.
+        shown = terminal.wait_until(
+            lambda text: "You are " in text or text.count("[y/N]") > 1,
+            "the session's panel or a second question")
+    finally:
+        proc.kill()
+        proc.wait()
+    assert shown.count("[y/N]") == 1, shown[-2000:]

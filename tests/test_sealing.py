@@ -28,6 +28,8 @@ from mpyc_webrtc.sealing import (
     b64url_encode,
     compact_json,
     join_token,
+    open_descriptor,
+    seal_descriptor,
     seal_key,
     token_hash,
 )
@@ -377,7 +379,7 @@ def build_vectors() -> dict:
         return doc if sentence is None else doc | {"message": sentence}
 
     opening = {
-        "secret_hex": SECRET.hex(), "session": SESSION, "receiver": 1,
+        "secret_hex": SECRET.hex(), "session": SESSION, "receiver": 1, "parties": 3,
         "note": "Feed the messages in order to one fresh receiver; expect is ok (with "
                 "payload), or authentication, replayed, out_of_order or content (with the "
                 "whole sentence as message).",
@@ -386,6 +388,11 @@ def build_vectors() -> dict:
             message(0, 1, first["box"][:-1] + ("B" if first["box"][-1] == "A" else "A"),
                     "authentication"),
             message(2, 1, first["box"], "authentication"),
+            # A sender that is not a number (its replays would count apart), oneself, or
+            # not a party of the session: refused before anything else.
+            message("0", 1, first["box"], "authentication"),
+            message(1, 1, first["box"], "authentication"),
+            message(3, 1, first["box"], "authentication"),
             message(0, 2, first["box"], "authentication"),
             message(0, 2, second["box"], "out_of_order", expected=1),
             message(0, 1, first["box"] + "=", "authentication"),
@@ -411,7 +418,18 @@ def build_vectors() -> dict:
         "token_info": wire.TOKEN_INFO.decode(), "key_info": wire.KEY_INFO.decode(),
         "seal": seal,
         "open": opening,
+        "descriptor": _descriptor_vector(program),
     }
+
+
+def _descriptor_vector(program: str) -> dict:
+    chosen = {"parties": 4, "relay_only": True, "labels": ["hospital A", "", "ünï ✓", ""],
+              "program": program, "args": ["--no-log", "-L64"]}
+    box = seal_descriptor(SECRET, chosen, nonce=bytes(range(12)))
+    flipped = flip(box)
+    return {"secret_hex": SECRET.hex(), "descriptor": chosen, "nonce_hex": bytes(range(12)).hex(),
+            "box": box, "refused": [flipped, box[:20], "", "!!", seal_descriptor(
+                bytes(32), chosen, nonce=bytes(12))]}
 
 
 def test_vector_file_is_current():
@@ -432,7 +450,13 @@ def test_vectors_seal_and_open():
         assert AESGCM(bytes.fromhex(v["key_hex"])).decrypt(
             data[:12], data[12:], v["aad"].encode()) == v["plaintext"].encode()
     spec = vectors["open"]
-    receiver = Sealer(bytes.fromhex(spec["secret_hex"]), spec["session"], spec["receiver"])
+    receiver = Sealer(bytes.fromhex(spec["secret_hex"]), spec["session"], spec["receiver"],
+                      spec["parties"])
+    descriptor = vectors["descriptor"]
+    secret = bytes.fromhex(descriptor["secret_hex"])
+    assert open_descriptor(secret, descriptor["box"]) == descriptor["descriptor"]
+    for box in descriptor["refused"]:
+        assert open_descriptor(secret, box) is None
     for m in spec["messages"]:
         if m["expect"] == "ok":
             assert receiver.open(m["from"], m["seq"], m["box"]) == m["payload"]

@@ -13,8 +13,9 @@ import aiohttp
 from aiohttp import WSMsgType
 from aiohttp.test_utils import TestClient, TestServer
 
-from mpyc_webrtc import programs, wire
-from signaling.app import MAX_REQUEST_BYTES, WS_FRAME_LIMIT, create_app
+from mpyc_webrtc import launch, programs, wire
+from signaling.app import MAX_REQUEST_BYTES, REGISTRY, WS_FRAME_LIMIT, create_app
+from testbed.sans_io import TINY_SOURCE, create_request
 
 TIMEOUT = 5.0
 #: The session's join token (as in the link's #k=...) and the hash the server keeps.
@@ -30,8 +31,8 @@ async def serve(**options: Any) -> AsyncIterator[TestClient]:
 
 
 async def new_session(client: TestClient, parties: int = 3, **body: Any) -> str:
-    resp = await client.post("/api/sessions", json={"parties": parties, "program": "sum",
-                                                     **AUTH, **body})
+    """Create a session of "sum" (with 2 parties, an uploaded program and no_privacy)."""
+    resp = await client.post("/api/sessions", json=create_request(parties, TOKEN_HASH, **body))
     assert resp.status == 201, await resp.text()
     return (await resp.json())["session"]
 
@@ -87,7 +88,7 @@ async def test_create_session():
         assert body == {
             "session": sid, "parties": 3, "labels": ["", "", ""], "members": [],
             "joined": 0, "started": False, "round": 0, "relay_only": False,
-            "join_url": f"http://127.0.0.1:{client.port}/join/{sid}",
+            "descriptor": None, "join_url": f"http://127.0.0.1:{client.port}/join/{sid}",
         }
         assert (program["name"], program["args"], program["builtin"]) == (
             "sum", ["--no-log"], True)
@@ -99,7 +100,7 @@ async def test_create_session_with_uploaded_source():
     source = "from mpyc.runtime import mpc\nmpc.run(mpc.start())\nmpc.run(mpc.shutdown())\n"
     async with serve() as client:
         resp = await client.post("/api/sessions",
-                                 json={**AUTH, "parties": 2, "program": "mine.py",
+                                 json={**AUTH, "parties": 3, "program": "mine.py",
                                        "source": source})
         assert resp.status == 201
         body = await resp.json()
@@ -113,7 +114,7 @@ async def test_create_session_with_uploaded_source():
 
 async def test_join_url_uses_public_url():
     async with serve(public_url="https://mpc.example.org/") as client:
-        resp = await client.post("/api/sessions", json={**AUTH, "parties": 2, "program": "max"})
+        resp = await client.post("/api/sessions", json={**AUTH, "parties": 3, "program": "max"})
         body = await resp.json()
         assert body["join_url"] == f"https://mpc.example.org/join/{body['session']}"
 
@@ -154,9 +155,9 @@ async def test_create_session_bad_bodies_are_invalid_request():
 
 async def test_create_session_without_token_hash_is_400():
     async with serve() as client:
-        for body in [{"parties": 2, "program": "sum"},
-                     {"parties": 2, "program": "sum", "token_hash": TOKEN_HASH[:40]},
-                     {"parties": 2, "program": "sum", "token_hash": 5}]:
+        for body in [{"parties": 3, "program": "sum"},
+                     {"parties": 3, "program": "sum", "token_hash": TOKEN_HASH[:40]},
+                     {"parties": 3, "program": "sum", "token_hash": 5}]:
             resp = await client.post("/api/sessions", json=body)
             assert resp.status == 400, body
             assert resp.content_type == "application/json"
@@ -166,15 +167,49 @@ async def test_create_session_without_token_hash_is_400():
                            "session's join token. The create page and 'mpyc-webrtc-peer "
                            "create' make it for you."}
         # Nothing was created, and the hash is never given back.
-        resp = await client.post("/api/sessions", json={**AUTH, "parties": 2, "program": "sum"})
+        resp = await client.post("/api/sessions", json={**AUTH, "parties": 3, "program": "sum"})
         assert resp.status == 201
         assert TOKEN_HASH not in await resp.text()
+
+
+async def test_create_session_with_less_privacy_needs_no_privacy():
+    """A built-in program needs 3 parties; a session that keeps inputs less private than it
+    could (here threshold 0) is a 400 unless its creator allowed that with no_privacy."""
+    no_privacy = launch.privacy_sentence(launch.privacy(2, []))
+    assert no_privacy == launch.privacy_sentence(launch.privacy(3, ["-T0"]))
+    async with serve() as client:
+        for body in [{**AUTH, "parties": 2, "source": TINY_SOURCE},
+                     {**AUTH, "parties": 2, "source": TINY_SOURCE, "no_privacy": False},
+                     {**AUTH, "parties": 3, "program": "sum", "args": ["-T0"]}]:
+            resp = await client.post("/api/sessions", json=body)
+            assert resp.status == 400, body
+            assert resp.content_type == "application/json"
+            doc = await resp.json()
+            assert (doc["v"], doc["type"], doc["code"]) == (1, "error", "invalid_request")
+            assert doc["message"].startswith(no_privacy + " "), doc
+            assert "'no_privacy'" in doc["message"], doc
+        for no_privacy_field in ({}, {"no_privacy": True}):
+            resp = await client.post("/api/sessions", json={
+                **AUTH, "parties": 2, "program": "sum", **no_privacy_field})
+            assert resp.status == 400
+            assert await resp.json() == {"v": 1, "type": "error", "code": "invalid_request",
+                                         "message": launch.BUILTIN_NEEDS_PARTIES}
+        assert client.app[REGISTRY].sessions == {}
+        for body in [{**AUTH, "parties": 2, "source": TINY_SOURCE, "no_privacy": True},
+                     {**AUTH, "parties": 3, "program": "sum", "args": ["-T0"],
+                      "no_privacy": True}]:
+            resp = await client.post("/api/sessions", json=body)
+            assert resp.status == 201, await resp.text()
+            sid = (await resp.json())["session"]
+            info = await (await client.get(f"/api/sessions/{sid}")).json()
+            assert info["parties"] == body["parties"]
+        assert len(client.app[REGISTRY].sessions) == 2
 
 
 async def test_create_session_syntax_error_names_the_line():
     async with serve() as client:
         resp = await client.post("/api/sessions",
-                                 json={**AUTH, "parties": 2,
+                                 json={**AUTH, "parties": 3,
                                        "source": "x = 1\ndef f(:\n  pass\n"})
         assert resp.status == 400
         assert "line 2" in (await resp.json())["message"]
@@ -183,7 +218,7 @@ async def test_create_session_syntax_error_names_the_line():
 async def test_create_session_non_string_program_name_with_source_is_400():
     async with serve() as client:
         resp = await client.post("/api/sessions",
-                                 json={**AUTH, "parties": 2, "source": "x = 1\n",
+                                 json={**AUTH, "parties": 3, "source": "x = 1\n",
                                        "program": 5})
         assert resp.status == 400
         assert (await resp.json())["code"] == "invalid_request"
@@ -202,7 +237,7 @@ async def test_create_session_non_json_body_is_malformed_json():
 
 
 async def test_create_session_oversize_body_is_message_too_large():
-    body = json.dumps({**AUTH, "parties": 2, "source": "#" * (MAX_REQUEST_BYTES + 10)})
+    body = json.dumps({**AUTH, "parties": 3, "source": "#" * (MAX_REQUEST_BYTES + 10)})
     async with serve() as client:
         resp = await client.post("/api/sessions", data=body,
                                  headers={"Content-Type": "application/json"})
@@ -213,14 +248,14 @@ async def test_create_session_oversize_body_is_message_too_large():
 async def test_create_session_server_busy():
     async with serve(max_sessions=1) as client:
         await new_session(client)
-        resp = await client.post("/api/sessions", json={**AUTH, "parties": 2, "program": "sum"})
+        resp = await client.post("/api/sessions", json={**AUTH, "parties": 3, "program": "sum"})
         assert resp.status == 503
         assert (await resp.json())["code"] == "server_busy"
 
 
 async def test_get_session():
     async with serve() as client:
-        sid = await new_session(client, parties=2)
+        sid = await new_session(client, parties=3)
         resp = await client.get(f"/api/sessions/{sid}")
         assert resp.status == 200
         body = await resp.json()
@@ -297,7 +332,7 @@ async def test_ws_wire_errors_keep_the_socket_open():
         ('{"v":1,"type":"status","state":"ok"}', "not_joined"),
     ]
     async with serve() as client:
-        sid = await new_session(client, parties=2)
+        sid = await new_session(client, parties=3)
         async with client.ws_connect("/ws") as ws:
             for text, code in cases:
                 await ws.send_str(text)
@@ -310,7 +345,7 @@ async def test_ws_wire_errors_keep_the_socket_open():
 async def test_ws_message_too_large_gets_a_json_answer():
     assert WS_FRAME_LIMIT > wire.MAX_MESSAGE_BYTES + 100
     async with serve() as client:
-        sid = await new_session(client, parties=2)
+        sid = await new_session(client, parties=3)
         async with client.ws_connect("/ws") as ws:
             big = json.dumps({"v": 1, "type": "join", "session": sid, "token": TOKEN,
                               "name": "x" * wire.MAX_MESSAGE_BYTES})
@@ -324,7 +359,7 @@ async def test_ws_message_too_large_gets_a_json_answer():
 
 async def test_ws_frame_over_the_aiohttp_limit_closes_only_that_socket():
     async with serve() as client:
-        sid = await new_session(client, parties=2)
+        sid = await new_session(client, parties=3)
         ws = await client.ws_connect("/ws")
         await ws.send_str("x" * (WS_FRAME_LIMIT + 1))
         await assert_closed(ws)
@@ -335,7 +370,7 @@ async def test_ws_frame_over_the_aiohttp_limit_closes_only_that_socket():
 
 async def test_ws_binary_frame_with_invalid_utf8_is_malformed_json():
     async with serve() as client:
-        sid = await new_session(client, parties=2)
+        sid = await new_session(client, parties=3)
         async with client.ws_connect("/ws") as ws:
             await ws.send_bytes(b'{"v":1,"type":"join","session":"\xff\xfe"}')
             await expect_error(ws, "malformed_json")
@@ -349,7 +384,7 @@ async def test_ws_binary_frame_with_invalid_utf8_is_malformed_json():
 
 async def test_ws_join_with_a_wrong_token_is_bad_token():
     async with serve() as client:
-        sid = await new_session(client, parties=2)
+        sid = await new_session(client, parties=3)
         a, _ = await join(client, sid)
         assert (await recv(a))["type"] == "roster"
         async with client.ws_connect("/ws") as ws:
@@ -390,29 +425,32 @@ async def test_ws_already_joined():
 
 async def test_ws_session_full():
     async with serve() as client:
-        sid = await new_session(client, parties=2)
+        sid = await new_session(client, parties=3)
         a, _ = await join(client, sid)
         b, _ = await join(client, sid)
-        async with client.ws_connect("/ws") as c:
-            await send(c, "join", session=sid, token=TOKEN)
-            await expect_error(c, "session_full")
-        await a.close()
-        await b.close()
+        c, _ = await join(client, sid)
+        async with client.ws_connect("/ws") as d:
+            await send(d, "join", session=sid, token=TOKEN)
+            await expect_error(d, "session_full")
+        for ws in (a, b, c):
+            await ws.close()
 
 
 async def test_ws_unknown_pid():
     async with serve() as client:
-        sid = await new_session(client, parties=2)
+        sid = await new_session(client, parties=3)
         a, _ = await join(client, sid)
         b, _ = await join(client, sid)
-        await recv_types(a, 4)  # roster, roster, start, roster
-        await recv_types(b, 3)  # roster, start, roster
+        c, _ = await join(client, sid)
+        await recv_types(a, 5)  # roster, roster, roster, start, roster
+        await recv_types(b, 4)  # roster, roster, start, roster
+        await recv_types(c, 3)  # roster, start, roster
         await send(a, "signal", to=5, seq=1, box="x")
         await expect_error(a, "unknown_pid")
         await send(a, "signal", to=0, seq=1, box="x")
         await expect_error(a, "unknown_pid")
-        await a.close()
-        await b.close()
+        for ws in (a, b, c):
+            await ws.close()
 
 
 # --- WebSocket: sessions -----------------------------------------------------------------------
@@ -425,7 +463,7 @@ async def test_ws_three_party_flow_and_relay():
             "v": 1, "type": "welcome", "session": sid, "pid": 0, "parties": 3,
             "program": {"name": "sum", "args": [], "builtin": True},
             "labels": ["", "", ""], "ice_servers": [{"urls": "stun:127.0.0.1:3478"}],
-            "relay_only": False,
+            "relay_only": False, "descriptor": None,
         }
         roster = await recv(a)
         assert roster["members"] == [
@@ -477,6 +515,7 @@ async def test_ws_three_party_flow_and_relay():
 
 
 async def test_ws_signal_relayed_between_two_clients():
+    # A 2-party session: an uploaded program, created with no_privacy (see new_session).
     async with serve() as client:
         sid = await new_session(client, parties=2)
         a, _ = await join(client, sid)
@@ -561,14 +600,16 @@ async def test_create_page_and_vendored_code_are_served():
 async def test_session_with_labels_via_http():
     async with serve() as client:
         resp = await client.post("/api/sessions", json={
-            **AUTH, "parties": 2, "program": "vote", "labels": ["hospital A", "hospital B"]})
+            **AUTH, "parties": 3, "program": "vote",
+            "labels": ["hospital A", "hospital B", "hospital C"]})
         assert resp.status == 201
         body = await resp.json()
-        assert body["labels"] == ["hospital A", "hospital B"]
+        assert body["labels"] == ["hospital A", "hospital B", "hospital C"]
         bad = await client.post("/api/sessions", json={
-            **AUTH, "parties": 2, "program": "vote", "labels": ["x", "x"]})
+            **AUTH, "parties": 3, "program": "vote", "labels": ["x", "x"]})
         assert bad.status == 400
-        assert (await bad.json())["code"] == "invalid_request"
+        doc = await bad.json()
+        assert doc["code"] == "invalid_request" and "'x'" in doc["message"]
 
 
 async def test_config_says_whether_relay_only_sessions_are_possible():
@@ -577,7 +618,7 @@ async def test_config_says_whether_relay_only_sessions_are_possible():
     async with serve() as client:
         assert await (await client.get("/api/config")).json() == {"relay": False,
                                                                   "stun": False}
-        resp = await client.post("/api/sessions", json={**AUTH, "parties": 2, "program": "sum",
+        resp = await client.post("/api/sessions", json={**AUTH, "parties": 3, "program": "sum",
                                                         "relay_only": True})
         assert resp.status == 400
         body = await resp.json()
@@ -586,7 +627,7 @@ async def test_config_says_whether_relay_only_sessions_are_possible():
     ice = IceConfig(stun=("stun:h:3478",), turn=("turn:h:3478",), turn_secret="s")
     async with serve(ice=ice) as client:
         assert await (await client.get("/api/config")).json() == {"relay": True, "stun": True}
-        sid = await new_session(client, parties=2, relay_only=True)
+        sid = await new_session(client, parties=3, relay_only=True)
         ws, welcome = await join(client, sid)
         assert welcome["relay_only"] is True
         turn = welcome["ice_servers"][1]

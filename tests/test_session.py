@@ -14,7 +14,16 @@ from mpyc_webrtc import launch, programs
 from mpyc_webrtc.wire import SERVER_MESSAGES, ErrorCode, SignalingError
 from signaling.registry import Registry
 from signaling.session import MAX_SOURCE_BYTES, Session
-from testbed.sans_io import MISSING, TOKEN, TOKEN_HASH, Clock, Party
+from testbed.sans_io import (
+    MISSING,
+    TINY_SOURCE,
+    TOKEN,
+    TOKEN_HASH,
+    TWO_PARTIES,
+    Clock,
+    Party,
+    create_request,
+)
 
 STUN = {"urls": "stun:127.0.0.1:3478"}
 #: The session's join token (base64url of 32 bytes is 43 characters) and what the server keeps.
@@ -76,7 +85,8 @@ def test_create_rejects_non_object_bodies(registry, body):
 
 @pytest.mark.parametrize("parties", [2, 3, 32])
 def test_create_accepts_party_counts_in_range(registry, parties):
-    session = registry.create({**AUTH, "parties": parties, "program": "sum"})
+    # With 2 parties, an uploaded program and the creator's no_privacy (see create_request).
+    session = registry.create(create_request(parties))
     assert session.parties == parties
     assert registry.sessions == {session.id: session}
 
@@ -135,6 +145,7 @@ def test_create_valid_builtin(registry, clock):
     assert description == {
         "session": session.id, "parties": 3, "labels": ["", "", ""],
         "joined": 0, "members": [], "started": False, "round": 0, "relay_only": False,
+        "descriptor": None,
     }
     assert program == {
         "name": "max", "args": ["--no-log", "-L64"], "builtin": True,
@@ -151,7 +162,7 @@ def test_create_valid_builtin(registry, clock):
 
 
 def test_create_gives_distinct_url_safe_ids(registry):
-    ids = {registry.create({**AUTH, "parties": 2, "program": "sum"}).id for _ in range(50)}
+    ids = {registry.create({**AUTH, "parties": 3, "program": "sum"}).id for _ in range(50)}
     assert len(ids) == 50
     for sid in ids:
         assert sid and all(c.isalnum() or c in "-_" for c in sid)
@@ -162,7 +173,7 @@ SOURCE = "from mpyc.runtime import mpc\n\nmpc.run(mpc.start())\nmpc.run(mpc.shut
 
 
 def test_create_valid_source(registry):
-    session = registry.create({**AUTH, "parties": 2, "source": SOURCE, "program": "mine.py",
+    session = registry.create({**AUTH, "parties": 3, "source": SOURCE, "program": "mine.py",
                                "args": ["--no-log"]})
     assert session.program.name == "mine.py"
     assert session.program.source == SOURCE
@@ -175,82 +186,172 @@ def test_create_valid_source(registry):
 
 
 def test_create_source_without_name_is_program_py(registry):
-    session = registry.create({**AUTH, "parties": 2, "source": SOURCE})
+    session = registry.create({**AUTH, "parties": 3, "source": SOURCE})
     assert session.program.name == "program.py"
 
 
 def test_create_source_may_shadow_a_builtin_name(registry):
-    session = registry.create({**AUTH, "parties": 2, "source": SOURCE, "program": "sum"})
+    session = registry.create({**AUTH, "parties": 3, "source": SOURCE, "program": "sum"})
     assert session.program.source == SOURCE
     assert session.program.to_wire()["builtin"] is False
 
 
 def test_create_source_with_syntax_error_names_the_line(registry):
-    text = invalid(registry, {**AUTH, "parties": 2, "source": "x = 1\ny = 2\ndef f(:\n    pass\n"})
+    text = invalid(registry, {**AUTH, "parties": 3, "source": "x = 1\ny = 2\ndef f(:\n    pass\n"})
     assert "syntax error" in text
     assert "line 3" in text
 
 
 @pytest.mark.parametrize("source", ["", "   \n\t", 5, ["x = 1"]], ids=repr)
 def test_create_rejects_empty_or_non_text_source(registry, source):
-    assert "'source'" in invalid(registry, {**AUTH, "parties": 2, "source": source})
+    assert "'source'" in invalid(registry, {**AUTH, "parties": 3, "source": source})
 
 
 def test_create_source_at_the_size_limit_is_accepted(registry):
     source = "#" * MAX_SOURCE_BYTES
-    assert registry.create({**AUTH, "parties": 2, "source": source}).program.source == source
+    assert registry.create({**AUTH, "parties": 3, "source": source}).program.source == source
 
 
 def test_create_source_too_large(registry):
-    text = invalid(registry, {**AUTH, "parties": 2, "source": "#" * (MAX_SOURCE_BYTES + 1)})
+    text = invalid(registry, {**AUTH, "parties": 3, "source": "#" * (MAX_SOURCE_BYTES + 1)})
     assert f"{MAX_SOURCE_BYTES // 1024} KiB" in text
 
 
 def test_create_source_size_is_counted_in_bytes(registry):
     source = "#" + "é" * (MAX_SOURCE_BYTES // 2)
     assert len(source) < MAX_SOURCE_BYTES < len(source.encode())
-    invalid(registry, {**AUTH, "parties": 2, "source": source})
+    invalid(registry, {**AUTH, "parties": 3, "source": source})
 
 
 @pytest.mark.parametrize("name", ["", "x" * 101, []], ids=repr)
 def test_create_source_rejects_bad_program_names(registry, name):
-    assert "'program'" in invalid(registry, {**AUTH, "parties": 2, "source": SOURCE,
+    assert "'program'" in invalid(registry, {**AUTH, "parties": 3, "source": SOURCE,
                                              "program": name})
 
 
 @pytest.mark.parametrize("name", [5, True, {"a": 1}], ids=repr)
 def test_create_source_with_non_string_program_name_is_invalid_request(registry, name):
     # Must be a clean invalid_request (HTTP 400), not a TypeError from compile() (HTTP 500).
-    invalid(registry, {**AUTH, "parties": 2, "source": SOURCE, "program": name})
+    invalid(registry, {**AUTH, "parties": 3, "source": SOURCE, "program": name})
 
 
 def test_create_source_args_are_checked_too(registry):
-    invalid(registry, {**AUTH, "parties": 2, "source": SOURCE, "args": ["-I1"]})
+    invalid(registry, {**AUTH, "parties": 3, "source": SOURCE, "args": ["-I1"]})
 
 
 def test_max_sessions_gives_server_busy(clock):
     registry = Registry(clock=clock, max_sessions=2)
-    registry.create({**AUTH, "parties": 2, "program": "sum"})
-    registry.create({**AUTH, "parties": 2, "program": "sum"})
+    registry.create({**AUTH, "parties": 3, "program": "sum"})
+    registry.create({**AUTH, "parties": 3, "program": "sum"})
     with pytest.raises(SignalingError) as info:
-        registry.create({**AUTH, "parties": 2, "program": "sum"})
+        registry.create({**AUTH, "parties": 3, "program": "sum"})
     assert info.value.code == ErrorCode.SERVER_BUSY
     assert len(registry.sessions) == 2
 
 
 def test_server_busy_clears_once_sessions_expire(clock):
     registry = Registry(clock=clock, max_sessions=1, idle_timeout=10)
-    registry.create({**AUTH, "parties": 2, "program": "sum"})
+    registry.create({**AUTH, "parties": 3, "program": "sum"})
     with pytest.raises(SignalingError):
-        registry.create({**AUTH, "parties": 2, "program": "sum"})
+        registry.create({**AUTH, "parties": 3, "program": "sum"})
     clock.now += 11
     assert len(registry.expire()) == 1
-    assert registry.create({**AUTH, "parties": 2, "program": "sum"}).id in registry.sessions
+    assert registry.create({**AUTH, "parties": 3, "program": "sum"}).id in registry.sessions
 
 
 def test_invalid_request_is_reported_before_server_busy(clock):
     registry = Registry(clock=clock, max_sessions=0)
     invalid(registry, {**AUTH, "parties": 1, "program": "sum"})
+
+
+# --- privacy: built-ins need 3 parties, less privacy needs the creator's no_privacy ----------
+
+@pytest.mark.parametrize("no_privacy", [MISSING, False, True], ids=["absent", "false", "true"])
+@pytest.mark.parametrize("name", sorted(programs.BUILTIN))
+def test_a_builtin_program_with_two_parties_is_refused(registry, name, no_privacy):
+    """Not even the creator's opt-in makes a 2-party built-in session: the built-ins need
+    ``launch.MIN_BUILTIN_PARTIES``."""
+    assert launch.MIN_BUILTIN_PARTIES == 3
+    request = {**AUTH, "parties": 2, "program": name}
+    if no_privacy is not MISSING:
+        request["no_privacy"] = no_privacy
+    assert invalid(registry, request) == launch.BUILTIN_NEEDS_PARTIES
+    assert invalid(registry, {**request, "args": ["-T0"]}) == launch.BUILTIN_NEEDS_PARTIES
+    assert registry.sessions == {}
+
+
+#: Sessions whose inputs are less private than they could be: (parties, program, args).
+LESS_PRIVATE = [
+    (2, {"source": TINY_SOURCE}, []),
+    (2, {"source": TINY_SOURCE, "program": "sum"}, []),  # an upload named like a built-in
+    (3, {"program": "sum"}, ["-T0"]),
+    (3, {"source": TINY_SOURCE}, ["--no-log", "-T0"]),
+    (3, {"program": "max"}, ["--threshold=0"]),
+    (5, {"program": "sum"}, ["-T1"]),
+    (5, {"source": TINY_SOURCE}, ["-T", "1"]),
+    (4, {"program": "average"}, ["-T0"]),
+]
+LESS_PRIVATE_IDS = ["2 uploaded", "2 uploaded named sum", "3 sum -T0", "3 uploaded -T0",
+                    "3 max --threshold=0", "5 sum -T1", "5 uploaded -T 1", "4 average -T0"]
+
+
+@pytest.mark.parametrize("parties, program, args", LESS_PRIVATE, ids=LESS_PRIVATE_IDS)
+def test_less_privacy_needs_the_creators_no_privacy(registry, parties, program, args):
+    request = {**AUTH, "parties": parties, **program, "args": args}
+    found = launch.privacy(parties, args)
+    assert not found["full"]
+    sentence = launch.privacy_sentence(found)
+    for refused in (request, {**request, "no_privacy": False}):
+        text = invalid(registry, refused)
+        assert text.startswith(sentence + " "), text
+        assert "'no_privacy'" in text and "--no-privacy" in text, text
+        assert text != launch.BUILTIN_NEEDS_PARTIES
+    assert registry.sessions == {}
+    session = registry.create({**request, "no_privacy": True})
+    assert (session.parties, session.program.args) == (parties, args)
+    assert registry.sessions == {session.id: session}
+
+
+def test_the_refusal_says_how_private_the_inputs_would_be(registry):
+    no_privacy = launch.privacy_sentence(launch.privacy(3, ["-T0"]))
+    reduced = launch.privacy_sentence(launch.privacy(5, ["-T1"]))
+    assert no_privacy != reduced  # none at all, and less than 5 parties could keep
+    text = invalid(registry, {**AUTH, "parties": 3, "program": "sum", "args": ["-T0"]})
+    assert text.startswith(no_privacy + " ")
+    text = invalid(registry, {**AUTH, "parties": 5, "program": "sum", "args": ["-T1"]})
+    assert text.startswith(reduced + " ")
+    text = invalid(registry, {**AUTH, **TWO_PARTIES, "no_privacy": False})
+    assert text.startswith(no_privacy + " ")  # threshold 0 either way
+
+
+@pytest.mark.parametrize("parties, program, args", [
+    (3, {"program": "sum"}, []),
+    (3, {"program": "sum"}, ["--no-log", "-L64"]),
+    (3, {"program": "sum"}, ["-T1"]),
+    (3, {"source": TINY_SOURCE}, []),
+    (5, {"program": "sum"}, ["-T2"]),
+    (5, {"source": TINY_SOURCE}, ["--threshold=2"]),
+    (5, {"program": "sum"}, []),
+    (32, {"program": "max"}, []),
+], ids=["3 sum", "3 sum -L64", "3 sum -T1", "3 uploaded", "5 sum -T2", "5 uploaded -T2",
+        "5 sum", "32 max"])
+def test_full_privacy_needs_nothing(registry, parties, program, args):
+    request = {**AUTH, "parties": parties, **program, "args": args}
+    assert launch.privacy(parties, args)["full"]
+    session = registry.create(request)
+    assert (session.parties, session.program.args) == (parties, args)
+    # The opt-in does no harm where it is not needed.
+    assert registry.create({**request, "no_privacy": True}).id in registry.sessions
+    assert registry.create({**request, "no_privacy": False}).id in registry.sessions
+
+
+@pytest.mark.parametrize("value", ["true", "yes", 1, 0, None, [], {}, [True]], ids=repr)
+def test_no_privacy_must_be_a_boolean(registry, value):
+    for request in ({**AUTH, "parties": 3, "program": "sum"}, {**AUTH, **TWO_PARTIES},
+                    {**AUTH, "parties": 2, "program": "sum"}):
+        text = invalid(registry, {**request, "no_privacy": value})
+        assert text == f"'no_privacy' must be true or false, got {value!r}."
+    assert registry.sessions == {}
 
 
 # --- token_hash and invalid text --------------------------------------------------------------
@@ -276,11 +377,11 @@ def test_create_requires_a_well_formed_token_hash(registry, token_hash):
 
 
 def test_create_with_uploaded_source_requires_a_token_hash_too(registry):
-    assert invalid(registry, {"parties": 2, "source": SOURCE}) == TOKEN_HASH_MESSAGE
+    assert invalid(registry, {"parties": 3, "source": SOURCE}) == TOKEN_HASH_MESSAGE
 
 
 def test_create_keeps_the_token_hash_but_never_shows_it(registry):
-    session = registry.create({**AUTH, "parties": 2, "program": "sum"})
+    session = registry.create({**AUTH, "parties": 3, "program": "sum"})
     assert session.token_hash == TOKEN_HASH
     assert TOKEN_HASH not in json.dumps(session.describe())
     assert TOKEN_HASH not in json.dumps(session.roster())
@@ -291,8 +392,8 @@ def test_create_keeps_the_token_hash_but_never_shows_it(registry):
 
 def test_sessions_have_their_own_tokens(registry):
     other_token = "o" * 43
-    mine = registry.create({**AUTH, "parties": 2, "program": "sum"})
-    theirs = registry.create({"parties": 2, "program": "sum",
+    mine = registry.create({**AUTH, "parties": 3, "program": "sum"})
+    theirs = registry.create({"parties": 3, "program": "sum",
                               "token_hash": hashlib.sha256(other_token.encode()).hexdigest()})
     a = Party(registry)
     a.join(theirs)  # with TOKEN, which is mine's
@@ -309,7 +410,7 @@ def test_sessions_have_their_own_tokens(registry):
                                     SOURCE + "\udbff"], ids=repr)
 def test_source_with_an_unpaired_surrogate_is_invalid_request(registry, source):
     # JSON may carry "\ud800"; it must be a clean 400, not a UnicodeEncodeError (a 500).
-    text = invalid(registry, {**AUTH, "parties": 2, "source": source})
+    text = invalid(registry, {**AUTH, "parties": 3, "source": source})
     assert text == ("The program contains characters that are not valid text "
                     "(unpaired surrogates).")
     assert registry.sessions == {}
@@ -319,14 +420,14 @@ def test_source_with_an_unpaired_surrogate_is_invalid_request(registry, source):
                                   ["-L64", "x\ud83d"]], ids=repr)
 def test_argument_with_an_unpaired_surrogate_is_invalid_request(registry, args):
     message = "A program argument contains characters that are not valid text."
-    assert invalid(registry, {**AUTH, "parties": 2, "program": "sum", "args": args}) == message
-    assert invalid(registry, {**AUTH, "parties": 2, "source": SOURCE, "args": args}) == message
+    assert invalid(registry, {**AUTH, "parties": 3, "program": "sum", "args": args}) == message
+    assert invalid(registry, {**AUTH, "parties": 3, "source": SOURCE, "args": args}) == message
     assert registry.sessions == {}
 
 
 def test_surrogate_pairs_are_fine(registry):
     # A properly paired surrogate is just a character outside the BMP, as JSON spells it.
-    request = json.loads('{"parties": 2, "program": "sum", "args": ["--x=\\ud83d\\ude00"]}')
+    request = json.loads('{"parties": 3, "program": "sum", "args": ["--x=\\ud83d\\ude00"]}')
     session = registry.create({**AUTH, **request})
     assert session.program.args == ["--x=\U0001f600"]
     assert session.describe()["program"]["hash"] == launch.program_hash(
@@ -363,7 +464,7 @@ def test_join_with_a_wrong_token_is_bad_token(registry, token):
 
 
 def test_join_without_a_token_is_invalid_message(registry):
-    session = registry.create({**AUTH, "parties": 2, "program": "sum"})
+    session = registry.create({**AUTH, "parties": 3, "program": "sum"})
     (a,) = joined(registry, session, 1)
     x = Party(registry)
     x.join(session, token=MISSING)
@@ -378,7 +479,7 @@ def test_join_without_a_token_is_invalid_message(registry):
                          ids=["65 characters", "1000 characters", "null", "number", "true",
                               "list"])
 def test_join_with_a_malformed_token_is_invalid_message(registry, token):
-    session = registry.create({**AUTH, "parties": 2, "program": "sum"})
+    session = registry.create({**AUTH, "parties": 3, "program": "sum"})
     (a,) = joined(registry, session, 1)
     x = Party(registry)
     x.join(session, token=token)
@@ -388,7 +489,7 @@ def test_join_with_a_malformed_token_is_invalid_message(registry, token):
 
 
 def test_the_right_token_after_a_wrong_one_joins(registry):
-    session = registry.create({**AUTH, "parties": 2, "program": "sum"})
+    session = registry.create({**AUTH, "parties": 3, "program": "sum"})
     (a,) = joined(registry, session, 1)
     b = Party(registry)
     b.join(session, token="wrong")
@@ -400,7 +501,11 @@ def test_the_right_token_after_a_wrong_one_joins(registry):
     assert a.sent == []
     b.join(session)
     assert b.endpoint.pid == 1 and b.endpoint.session is session
-    assert b.types() == ["welcome", "roster", "start", "roster"]
+    assert b.types() == ["welcome", "roster"]
+    assert a.types() == ["roster"]
+    c = Party(registry)
+    c.join(session)
+    assert b.types() == ["roster", "start", "roster"]
     assert a.types() == ["roster", "start", "roster"]
 
 
@@ -416,8 +521,8 @@ def test_a_wrong_token_does_not_take_a_chosen_role(registry):
 
 def test_a_wrong_token_is_checked_before_session_full(registry):
     # Without the token nobody learns anything about the session's members.
-    session = registry.create({**AUTH, "parties": 2, "program": "sum"})
-    joined(registry, session, 2)
+    session = registry.create({**AUTH, "parties": 3, "program": "sum"})
+    joined(registry, session, 3)
     x = Party(registry)
     x.join(session, token="wrong")
     assert x.error() == ErrorCode.BAD_TOKEN
@@ -426,7 +531,7 @@ def test_a_wrong_token_is_checked_before_session_full(registry):
 
 
 def test_session_admits_only_its_token(registry):
-    session = registry.create({**AUTH, "parties": 2, "program": "sum"})
+    session = registry.create({**AUTH, "parties": 3, "program": "sum"})
     assert session.admits(TOKEN)
     assert not session.admits("")
     assert not session.admits(TOKEN_HASH)
@@ -457,12 +562,13 @@ def test_welcome_contents(registry):
         "v": 1, "type": "welcome", "session": session.id, "pid": 0, "parties": 3,
         "program": {"name": "sort", "args": ["--no-log"], "builtin": True},
         "labels": ["", "", ""], "ice_servers": [STUN], "relay_only": False,
+        "descriptor": None,
     }
     assert set(welcome) == {"v", "type", *SERVER_MESSAGES["welcome"]}
 
 
 def test_welcome_carries_uploaded_source(registry):
-    session = registry.create({**AUTH, "parties": 2, "source": SOURCE, "program": "mine.py"})
+    session = registry.create({**AUTH, "parties": 3, "source": SOURCE, "program": "mine.py"})
     a = Party(registry)
     a.join(session)
     assert a.sent[0]["program"] == {"name": "mine.py", "args": [], "builtin": False,
@@ -515,7 +621,7 @@ def test_start_is_broadcast_exactly_once_when_the_last_party_joins(registry):
 
 
 def test_two_party_session_starts_on_second_join(registry):
-    session = registry.create({**AUTH, "parties": 2, "program": "sum"})
+    session = registry.create({**AUTH, **TWO_PARTIES})
     a, b = Party(registry), Party(registry)
     a.join(session)
     assert a.types() == ["welcome", "roster"]
@@ -534,7 +640,7 @@ def test_fourth_party_gets_session_full(registry):
     assert sorted(session.members) == [0, 1, 2]
     assert a.sent == b.sent == c.sent == []
     # The refused connection is not stuck: it can still join another session.
-    other = registry.create({**AUTH, "parties": 2, "program": "sum"})
+    other = registry.create({**AUTH, "parties": 3, "program": "sum"})
     d.join(other)
     assert d.types() == ["welcome", "roster"]
     assert d.endpoint.pid == 0
@@ -588,8 +694,8 @@ def test_signals_are_relayed_to_the_addressed_pid(registry):
 
 
 def test_relayed_signal_matches_the_server_schema(registry):
-    session = registry.create({**AUTH, "parties": 2, "program": "sum"})
-    a, b = joined(registry, session, 2)
+    session = registry.create({**AUTH, "parties": 3, "program": "sum"})
+    a, b, c = joined(registry, session, 3)
     a.send("signal", to=1, seq=3, box=BOX)
     (relayed,) = b.take()
     assert set(relayed) == {"v", "type", *SERVER_MESSAGES["signal"]}
@@ -597,12 +703,13 @@ def test_relayed_signal_matches_the_server_schema(registry):
 
 def test_box_and_seq_pass_through_unchanged(registry):
     # The server never looks inside a box, nor checks the numbering: the receiver does.
-    session = registry.create({**AUTH, "parties": 2, "program": "sum"})
-    a, b = joined(registry, session, 2)
+    session = registry.create({**AUTH, "parties": 3, "program": "sum"})
+    a, b, c = joined(registry, session, 3)
     for seq, box in [(5, BOX), (5, BOX), (2, "not even base64 {}\u00e9\n"), (-1, "x"),
                      (2**53, "y")]:
         a.send("signal", to=1, seq=seq, box=box)
         assert b.take() == [{"v": 1, "type": "signal", "seq": seq, "box": box, "from": 0}]
+    assert a.sent == c.sent == []
 
 
 def test_relay_works_before_start(registry):
@@ -613,8 +720,8 @@ def test_relay_works_before_start(registry):
 
 
 def test_relayed_message_overrides_a_forged_from(registry):
-    session = registry.create({**AUTH, "parties": 2, "program": "sum"})
-    a, b = joined(registry, session, 2)
+    session = registry.create({**AUTH, "parties": 3, "program": "sum"})
+    a, b, c = joined(registry, session, 3)
     a.endpoint.receive(json.dumps({"v": 1, "type": "signal", "to": 1, "seq": 1, "box": "x",
                                    "from": 7}))
     (relayed,) = b.take()
@@ -624,6 +731,9 @@ def test_relayed_message_overrides_a_forged_from(registry):
     # "from" naming the receiver itself, or the sender's own pid, changes nothing either.
     a.send("signal", to=1, seq=2, box="y", **{"from": 1})
     assert b.take() == [{"v": 1, "type": "signal", "seq": 2, "box": "y", "from": 0}]
+    a.send("signal", to=1, seq=3, box="z", **{"from": 2})
+    assert b.take() == [{"v": 1, "type": "signal", "seq": 3, "box": "z", "from": 0}]
+    assert a.sent == c.sent == []
 
 
 @pytest.mark.parametrize("to", [3, 99, -1])
@@ -643,13 +753,13 @@ def test_addressing_a_free_pid_before_start_is_unknown_pid(registry):
 
 
 def test_addressing_yourself_is_unknown_pid(registry):
-    session = registry.create({**AUTH, "parties": 2, "program": "sum"})
-    a, b = joined(registry, session, 2)
+    session = registry.create({**AUTH, "parties": 3, "program": "sum"})
+    a, b, c = joined(registry, session, 3)
     b.send("signal", to=1, seq=1, box="c")
     (err,) = b.take()
     assert err["code"] == ErrorCode.UNKNOWN_PID
     assert "yourself" in err["message"]
-    assert a.sent == []
+    assert a.sent == c.sent == []
 
 
 def test_addressing_a_party_that_left_is_unknown_pid(registry):
@@ -671,7 +781,7 @@ def test_addressing_a_party_that_left_is_unknown_pid(registry):
     ("link", {"peer": 0, "state": "connecting"}),
 ])
 def test_sending_before_join_is_not_joined(registry, type_, fields):
-    session = registry.create({**AUTH, "parties": 2, "program": "sum"})
+    session = registry.create({**AUTH, "parties": 3, "program": "sum"})
     (a,) = joined(registry, session, 1)
     stranger = Party(registry)
     stranger.send(type_, **fields)
@@ -690,7 +800,7 @@ def test_sending_before_join_is_not_joined(registry, type_, fields):
     (b"\xff\xfe\xfd", ErrorCode.MALFORMED_JSON),
 ])
 def test_wire_errors_become_error_messages(registry, text, code):
-    session = registry.create({**AUTH, "parties": 2, "program": "sum"})
+    session = registry.create({**AUTH, "parties": 3, "program": "sum"})
     (a,) = joined(registry, session, 1)
     a.endpoint.receive(text)
     assert a.error() == code
@@ -753,7 +863,7 @@ def test_leaving_after_start_shows_state_left(registry):
 
 
 def test_disconnect_without_join_is_harmless(registry):
-    session = registry.create({**AUTH, "parties": 2, "program": "sum"})
+    session = registry.create({**AUTH, "parties": 3, "program": "sum"})
     (a,) = joined(registry, session, 1)
     stranger = Party(registry)
     stranger.endpoint.disconnected()
@@ -807,7 +917,7 @@ def test_idle_lobby_session_expires(registry, clock):
 
 
 def test_empty_lobby_session_expires(registry, clock):
-    session = registry.create({**AUTH, "parties": 2, "program": "sum"})
+    session = registry.create({**AUTH, "parties": 3, "program": "sum"})
     clock.now += 61
     assert registry.expire() == [session]
     assert registry.sessions == {}
@@ -853,22 +963,23 @@ def test_started_session_with_connected_members_does_not_expire_when_idle(regist
 
 
 def test_started_session_whose_members_all_left_is_removed(registry, clock):
-    session = registry.create({**AUTH, "parties": 2, "program": "sum"})
-    a, b = joined(registry, session, 2)
+    session = registry.create({**AUTH, "parties": 3, "program": "sum"})
+    a, b, c = joined(registry, session, 3)
     a.endpoint.disconnected()
-    assert registry.expire() == []
     b.endpoint.disconnected()
+    assert registry.expire() == []
+    c.endpoint.disconnected()
     # No idle time needed: the session is over.
     assert registry.expire() == [session]
     assert registry.sessions == {}
-    assert a.closed == b.closed == 0
+    assert a.closed == b.closed == c.closed == 0
     assert registry.expire() == []
 
 
 def test_max_age_expires_even_a_busy_session(clock):
     registry = Registry(clock=clock, idle_timeout=60, max_age=3600)
-    session = registry.create({**AUTH, "parties": 2, "program": "sum"})
-    a, b = joined(registry, session, 2)
+    session = registry.create({**AUTH, "parties": 3, "program": "sum"})
+    a, b, c = joined(registry, session, 3)
     while clock.now + 50 - session.created <= 3600:
         clock.now += 50
         a.send("status", state="busy")
@@ -876,14 +987,14 @@ def test_max_age_expires_even_a_busy_session(clock):
     clock.now += 50
     assert registry.expire() == [session]
     assert registry.sessions == {}
-    assert b.take()[-1]["code"] == ErrorCode.SESSION_EXPIRED
-    assert a.closed == b.closed == 1
+    assert b.take()[-1]["code"] == c.take()[-1]["code"] == ErrorCode.SESSION_EXPIRED
+    assert a.closed == b.closed == c.closed == 1
 
 
 def test_expire_only_removes_the_expired_sessions(registry, clock):
-    old = registry.create({**AUTH, "parties": 2, "program": "sum"})
+    old = registry.create({**AUTH, "parties": 3, "program": "sum"})
     clock.now += 30
-    new = registry.create({**AUTH, "parties": 2, "program": "sum"})
+    new = registry.create({**AUTH, "parties": 3, "program": "sum"})
     clock.now += 31
     assert registry.expire() == [old]
     assert list(registry.sessions) == [new.id]
@@ -930,21 +1041,23 @@ def test_session_waits_until_everyone_is_ready(registry):
 
 
 def test_ready_can_be_taken_back_before_the_start(registry):
-    session = registry.create({**AUTH, "parties": 2, "program": "average"})
-    a, b = Party(registry), Party(registry)
+    session = registry.create({**AUTH, "parties": 3, "program": "average"})
+    a, b, c = Party(registry), Party(registry), Party(registry)
     a.join(session, ready=True)
     b.join(session, ready=False)
+    c.join(session, ready=True)
     a.send("ready", ready=False)
     b.send("ready", ready=True)
     assert not session.started
     roster = [m for m in a.take() if m["type"] == "roster"][-1]
-    assert [(m["pid"], m["ready"]) for m in roster["members"]] == [(0, False), (1, True)]
+    assert [(m["pid"], m["ready"]) for m in roster["members"]] == [
+        (0, False), (1, True), (2, True)]
     a.send("ready", ready=True)
     assert session.started
 
 
 def test_ready_carries_the_name(registry):
-    session = registry.create({**AUTH, "parties": 2, "program": "average"})
+    session = registry.create({**AUTH, "parties": 3, "program": "average"})
     a, b = Party(registry), Party(registry)
     a.join(session, ready=False)
     b.join(session, ready=False)
@@ -1019,18 +1132,18 @@ def test_pairs_show_the_less_advanced_end(registry):
 
 
 def test_an_unchanged_link_report_sends_nothing(registry):
-    session = registry.create({**AUTH, "parties": 2, "program": "sum"})
-    a, b = joined(registry, session, 2)
+    session = registry.create({**AUTH, "parties": 3, "program": "sum"})
+    a, b, c = joined(registry, session, 3)
     a.send("link", peer=1, state="connecting")
-    assert b.types() == ["roster"]
+    assert b.types() == c.types() == ["roster"]
     a.send("link", peer=1, state="connecting")
-    assert b.types() == []
+    assert b.types() == c.types() == []
 
 
-@pytest.mark.parametrize("peer", [0, 2, -1])
+@pytest.mark.parametrize("peer", [0, 3, -1])
 def test_link_to_self_or_nobody_is_unknown_pid(registry, peer):
-    session = registry.create({**AUTH, "parties": 2, "program": "sum"})
-    a, _ = joined(registry, session, 2)
+    session = registry.create({**AUTH, "parties": 3, "program": "sum"})
+    a, _, _ = joined(registry, session, 3)
     a.send("link", peer=peer, state="connecting")
     assert a.error() == "unknown_pid"
 
@@ -1038,12 +1151,15 @@ def test_link_to_self_or_nobody_is_unknown_pid(registry, peer):
 # --- running again ---------------------------------------------------------------------------
 
 def test_run_again_when_everyone_agrees(registry):
-    session = registry.create({**AUTH, "parties": 2, "program": "sum"})
-    a, b = joined(registry, session, 2)
+    session = registry.create({**AUTH, "parties": 3, "program": "sum"})
+    a, b, c = joined(registry, session, 3)
     a.send("ready", ready=True)
     assert a.error() == "session_started"  # still running: no vote yet
     a.send("status", state="done")
     a.send("ready", ready=True)
+    assert session.round == 1
+    c.send("status", state="done")
+    c.send("ready", ready=True)
     assert session.round == 1
     b.send("status", state="done")
     assert session.round == 1
@@ -1053,14 +1169,16 @@ def test_run_again_when_everyone_agrees(registry):
     types = b.types()
     assert types == ["roster", "start", "roster"]
     assert [(m["state"], m["ready"]) for m in session.roster()["members"]] == [
-        ("joined", False), ("joined", False)]
+        ("joined", False), ("joined", False), ("joined", False)]
 
 
 def test_last_to_finish_starts_the_next_round_if_the_others_agreed(registry):
-    session = registry.create({**AUTH, "parties": 2, "program": "sum"})
-    a, b = joined(registry, session, 2)
+    session = registry.create({**AUTH, "parties": 3, "program": "sum"})
+    a, b, c = joined(registry, session, 3)
     a.send("status", state="done")
     a.send("ready", ready=True)
+    c.send("status", state="done")
+    c.send("ready", ready=True)
     b.send("status", state="done")
     assert session.round == 1  # b has not agreed yet
     b.send("ready", ready=True)
@@ -1079,3 +1197,18 @@ def test_no_run_again_after_a_party_left(registry):
     assert error["code"] == "party_left"
     assert error["message"] == ("Party 2 has left the session, so it cannot run again. "
                                 "Create a new session to compute again.")
+
+
+def test_the_sealed_descriptor_is_kept_and_handed_to_every_party(registry):
+    """The server cannot read the creator's sealed description of the session; it keeps it
+    as it came and gives it to each party (which checks the server's word against it)."""
+    box = "AbC_-" * 20
+    session = registry.create({**AUTH, "parties": 3, "program": "sum", "descriptor": box})
+    assert session.describe()["descriptor"] == box
+    party = Party(registry)
+    party.join(session)
+    (welcome,) = [m for m in party.take() if m["type"] == "welcome"]
+    assert welcome["descriptor"] == box
+    for bad in (7, "not base64url!", "x" * (16 * 1024 + 1), ""):
+        invalid(registry, {**AUTH, "parties": 3, "program": "sum", "descriptor": bad})
+

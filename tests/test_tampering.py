@@ -3,7 +3,9 @@
 "Tampering detected: ..." instead of connecting or computing.
 
 Every test that runs peers makes its own network namespace (testbed/netns.py) with the
-server, the proxy and the parties inside, and removes it afterwards.
+server, the proxy and the parties inside, and removes it afterwards. Sessions have 3
+parties (the built-in programs need at least 3); the tests of the session's shape create
+what they need (4 parties to halve, relay only, named places).
 """
 
 from __future__ import annotations
@@ -55,13 +57,18 @@ def run_peers(ns: Namespace, url: str, inputs: list[str]) -> list[Run]:
     return runs
 
 
-def proxied(mode: str, parties: int, *program: str):
+#: A server that offers a TURN relay, so that relay-only sessions can be created. Nothing
+#: listens there: the tests that use it stop every party before it gathers a candidate.
+FAKE_TURN = ("--turn", "turn:127.0.0.1:3478", "--turn-secret", "no-relay-here")
+
+
+def proxied(mode: str, parties: int, *program: str, server_args: tuple[str, ...] = ()):
     """A namespace with a server and a proxy in ``mode``; the session's link leads to the
     proxy (created through it)."""
     ns = Namespace()
     ns.__enter__()
     try:
-        server = Server(ns)
+        server = Server(ns, 8080, *server_args)
         proxy = TamperProxy(ns, server, mode)
         url = create(ns, proxy.url, parties, *program)
         assert url.startswith(proxy.url + "/join/"), url
@@ -87,10 +94,12 @@ def test_honest_proxy_changes_nothing():
 
 
 @pytest.mark.parametrize("mode, parties, says", [
-    ("flip-box", 2, "failed authentication"),
-    ("replay", 2, "arrived again (replayed)"),
+    ("flip-box", 3, "failed authentication"),
+    ("replay", 3, "arrived again (replayed)"),
     ("swap-from", 3, "failed authentication"),
-])
+    # The same box again, its sender a string ("0", not 0): not a sender at all.
+    ("replay-typed", 3, "failed authentication"),
+], ids=["flip-box", "replay", "swap-from", "replay-typed"])
 def test_tampered_signal_stops_its_receiver(mode, parties, says):
     ns, _server, proxy, url = proxied(mode, parties, "--program", "sum")
     try:
@@ -119,6 +128,9 @@ def test_tampered_signal_stops_its_receiver(mode, parties, says):
     if mode == "swap-from":
         fake = re.search(r"now says it is from party (\d+)", changed).group(1)
         assert f"said to come from party {fake} failed" in victim.last, report
+    elif mode == "replay-typed":
+        assert f"delivered again, from '{sender}'" in changed, report
+        assert victim.last == ERROR + say("tamper.failed_authentication", party=sender), report
     else:
         assert f"party {sender}" in victim.last, report
     # It never got as far as computing: no data channel was opened.
@@ -127,9 +139,9 @@ def test_tampered_signal_stops_its_receiver(mode, parties, says):
 
 @pytest.mark.parametrize("mode", ["swap-program", "swap-welcome"])
 def test_swapped_program_is_refused_before_connecting(mode):
-    ns, server, proxy, url = proxied(mode, 2, "--program", "sum")
+    ns, server, proxy, url = proxied(mode, 3, "--program", "sum")
     try:
-        runs = run_peers(ns, url, ["1", "2"])
+        runs = run_peers(ns, url, ["1", "2", "3"])
         joined = server.info(url)["joined"]
     finally:
         ns.close()
@@ -141,7 +153,7 @@ def test_swapped_program_is_refused_before_connecting(mode):
         assert run.code == 1 and run.out == "", report
         assert run.last == ERROR + say("tamper.server_program", ours=launch.fingerprint(max_hash),
                                          link=launch.fingerprint(sum_hash)), report
-        assert "Link 0<->1" not in run.err, report
+        assert "Link " not in run.err, report
     assert run.last == (
         f"{ERROR}Tampering detected: the server gave this party a different program than "
         f"the one the session's creator chose (fingerprint {launch.fingerprint(max_hash)}; "
@@ -153,23 +165,26 @@ def test_swapped_program_is_refused_before_connecting(mode):
 
 def test_swapped_uploaded_source_is_refused(tmp_path):
     script = tmp_path / "hello.py"
-    script.write_text("from mpyc.runtime import mpc\nmpc.run(mpc.start())\nprint('hi')\n"
-                      "mpc.run(mpc.shutdown())\n")
-    ns, _server, proxy, url = proxied("swap-welcome", 2, "--program-file", str(script))
+    script.write_text("print('the program ran')\nfrom mpyc.runtime import mpc\n"
+                      "mpc.run(mpc.start())\nmpc.run(mpc.shutdown())\n")
+    ns, _server, proxy, url = proxied("swap-welcome", 3, "--program-file", str(script))
     try:
+        # They trust the program this test wrote (and GET /api/sessions/ID shows it), not
+        # the welcome's other one, which is refused before anything runs.
         runs = [Run(p.wait(TIMEOUT), p.stdout.read(), p.stderr.read())
-                for p in [start_peer(ns, url, *CONNECT) for _ in range(2)]]
+                for p in [start_peer(ns, url, "--trust-program", *CONNECT) for _ in range(3)]]
     finally:
         ns.close()
     for run in runs:
         assert run.code == 1 and run.last.startswith(TAMPERED), describe(runs, proxy)
         assert "a different program than the one the session's creator chose" in run.last
+        assert run.out == "" and "the program ran" not in run.err and "Link " not in run.err
 
 
 def test_link_without_its_secret_is_refused_before_contacting_the_server():
     with Namespace() as ns:
         server = Server(ns)
-        url = server.create(2, "--program", "sum")
+        url = server.create(3, "--program", "sum")
         bare = url.split("#", 1)[0]
         done = ns.run([str(BIN / "mpyc-webrtc-peer"), "join", bare, "--input", "1"])
         # Nothing listens here: contacting a server would fail differently (exit 1).
@@ -192,7 +207,7 @@ def test_link_without_its_secret_is_refused_before_contacting_the_server():
 def test_wrong_secret_is_refused_by_the_server():
     with Namespace() as ns:
         server = Server(ns)
-        url = server.create(2, "--program", "sum")
+        url = server.create(3, "--program", "sum")
         real = JoinSecret.from_fragment(url.split("#", 1)[1])
         wrong = JoinSecret(bytes(32), real.program_hash).link(url)
         done = ns.run([str(BIN / "mpyc-webrtc-peer"), "join", wrong, "--input", "1"])
@@ -201,3 +216,67 @@ def test_wrong_secret_is_refused_by_the_server():
     assert done.stderr.strip().splitlines()[-1].startswith(
         ERROR + "This link is incomplete or wrong")
     assert joined == 0
+
+
+# -- the session's shape: what the creator chose is sealed, and every party checks it ---------
+
+LABELS = ("hospital A", "hospital B", "hospital C")
+
+
+def shape(what: str, chosen: str, said: str) -> str:
+    return say("tamper.shape", what=say(f"shape.{what}"), chosen=chosen, said=said)
+
+
+#: mode: (parties, create options, server options, peers that join, what each says)
+SHAPE_LIES = {
+    # Two parties of a session created for four: each would compute as "party N of 2".
+    "halve-parties": (4, ("--program", "sum"), (), 2, shape("parties", "4", "2")),
+    "drop-relay-only": (3, ("--program", "sum", "--relay-only"), FAKE_TURN, 3,
+                        shape("relay_only", "yes", "no")),
+    "rename-places": (3, ("--program", "sum", "--labels", *LABELS), (), 3,
+                      shape("labels", '"hospital A", "hospital B", "hospital C"',
+                            '"hospital C", "hospital B", "hospital A"')),
+    "drop-descriptor": (3, ("--program", "sum"), (), 3, say("tamper.no_descriptor")),
+}
+
+
+@pytest.mark.parametrize("mode", list(SHAPE_LIES))
+def test_a_lie_about_the_sessions_shape_stops_every_party_before_it_connects(mode):
+    parties, options, server_args, peers, says = SHAPE_LIES[mode]
+    ns, _server, proxy, url = proxied(mode, parties, *options, server_args=server_args)
+    try:
+        runs = run_peers(ns, url, [str(i) for i in range(peers)])
+    finally:
+        ns.close()
+    report = describe(runs, proxy)
+    assert any(f"tamper proxy: {mode}: " in line for line in proxy.log), report
+    for run in runs:
+        assert (run.code, run.out) == (1, ""), report
+        assert run.last == ERROR + says, report
+        # Stopped at the welcome: before showing the session, linking to anyone or computing.
+        assert "Joined session" not in run.err and "Link " not in run.err, report
+        assert "Traceback" not in run.err, report
+    if mode == "halve-parties":
+        assert runs[0].last == (
+            f"{ERROR}Tampering detected: the server changed the number of parties: the "
+            "session's creator chose 4, the server says 2. Stop, and do not take part in this "
+            "session.")
+
+
+def test_a_start_the_party_did_not_agree_to_stops_it():
+    """A native peer is ready for round 1 only (it joins ready, and runs once): a server
+    that starts round 2 right after round 1 has started is caught."""
+    ns, _server, proxy, url = proxied("unprompted-start", 3, "--program", "sum")
+    try:
+        runs = run_peers(ns, url, ["1", "2", "3"])
+    finally:
+        ns.close()
+    report = describe(runs, proxy)
+    assert sum("unprompted-start: round 2 started" in line for line in proxy.log) == 3, report
+    for run in runs:
+        assert (run.code, run.out) == (1, ""), report
+        assert run.last == ERROR + say("tamper.unprompted_start", round=2), report
+        assert not re.search(r"^Link \d<->\d: ready", run.err, re.M), report
+    assert runs[0].last == (
+        f"{ERROR}Tampering detected: the server started round 2, which this party did not "
+        "agree to (it had not said it was ready). Stop, and do not take part in this session.")

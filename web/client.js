@@ -6,6 +6,7 @@
 // and does what the returned events say; tests/client_scenarios.json drives both twins.
 
 import { fingerprintOf } from './sealing.js';
+import { certificate as certificateOf, difference, saidBy } from './shape.js';
 
 /** @typedef {import('./sentences.js').Sentences} Sentences */
 /** @typedef {{event: string, [field: string]: any}} ClientEvent */
@@ -78,7 +79,10 @@ export class SignalingClient {
     this.token = token;
     this.name = name;
     this.role = role;
+    /** whether this party said it is ready for the next round (and did not take it back) */
     this.ready = ready;
+    /** it took it back, and the server may have started the round before it heard so */
+    this.retracting = false;
     /** @type {'new' | 'joining' | 'lobby' | 'started' | 'stopped' | 'closed'} */
     this.phase = 'new';
     /** whether the connection to the server closed (disconnected) */
@@ -89,6 +93,11 @@ export class SignalingClient {
     this.roster = null;
     this.round = 0;
     this.programOk = false;
+    this.sessionOk = false;
+    /** @type {Set<string>} the DTLS certificate fingerprints this party shows */
+    this.ownCertificates = new Set();
+    /** @type {Map<number, string>} and each peer */
+    this.certificates = new Map();
     /** @type {Map<number, Link>} */
     this.links = new Map();
     /** @type {[number, Record<string, any>][]} signals from parties without a link yet */
@@ -106,6 +115,9 @@ export class SignalingClient {
   get parties() { return this.welcome ? this.welcome.parties : null; }
 
   get stopped() { return this.phase === 'stopped'; }
+
+  /** Whether the program and the session are known to be what the link's creator chose. */
+  get checked() { return this.programOk && this.sessionOk; }
 
   // -- the connection to the server -------------------------------------------------------
 
@@ -153,7 +165,11 @@ export class SignalingClient {
     if (this.welcome !== null) return [];
     this.welcome = message;
     this.phase = 'lobby';
-    return [{ event: 'welcome', welcome: message }, { event: 'check_program', program: message.program }];
+    return [
+      { event: 'welcome', welcome: message },
+      { event: 'open_descriptor', descriptor: message.descriptor ?? null },
+      { event: 'check_program', program: message.program },
+    ];
   }
 
   /** @param {Record<string, any>} message @returns {ClientEvent[]} */
@@ -166,6 +182,11 @@ export class SignalingClient {
   /** @param {Record<string, any>} message @returns {ClientEvent[]} */
   receiveRoster(message) {
     this.roster = message;
+    if (this.retracting && !message.started && (message.members ?? []).some(
+      (/** @type {Member} */ m) => m.pid === this.pid && !m.ready,
+    )) {
+      this.retracting = false; // the server heard it: no round can start on it now
+    }
     /** @type {ClientEvent[]} */
     const events = [{ event: 'roster', roster: message }];
     if (message.started) {
@@ -183,12 +204,18 @@ export class SignalingClient {
   /** @param {Record<string, any>} message @returns {ClientEvent[]} */
   receiveStart(message) {
     if (this.welcome === null) return [];
-    this.round = message.round ?? this.round + 1;
+    const round = message.round ?? this.round + 1;
+    if (!(this.ready || this.retracting)) {
+      return this.tamper(this.sentences.say('tamper.unprompted_start', { round }));
+    }
+    this.ready = false; // the next round needs its own "ready"
+    this.retracting = false;
+    this.round = round;
     const first = this.phase === 'lobby';
     this.phase = 'started';
     /** @type {ClientEvent[]} */
     const events = [{ event: 'start', round: this.round }];
-    if (first && this.programOk) events.push(...this.connectAll());
+    if (first) events.push(...this.connectAll());
     return events;
   }
 
@@ -236,6 +263,29 @@ export class SignalingClient {
     return events;
   }
 
+  /**
+   * What the welcome's sealed descriptor holds (``open_descriptor``), or null if it was
+   * missing or did not open with the link's secret.
+   * @param {Record<string, any> | null} descriptor
+   * @returns {ClientEvent[]}
+   */
+  descriptorOpened(descriptor) {
+    if (this.stopped || this.sessionOk || this.welcome === null) return [];
+    if (descriptor === null) return this.tamper(this.sentences.say('tamper.no_descriptor'));
+    const changed = difference(descriptor, saidBy(this.welcome, this.linkHash));
+    if (changed) {
+      const [name, chosen, told] = changed;
+      return this.tamper(this.sentences.say('tamper.shape', {
+        what: this.sentences.say(`shape.${name}`), chosen, said: told,
+      }));
+    }
+    this.sessionOk = true;
+    /** @type {ClientEvent[]} */
+    const events = [{ event: 'session_ok' }];
+    if (this.phase === 'started') events.push(...this.connectAll());
+    return events;
+  }
+
   // -- sealed signals ---------------------------------------------------------------------
 
   /**
@@ -267,6 +317,8 @@ export class SignalingClient {
         party: sender, theirs: fingerprintOf(String(payload.program)), ours: fingerprintOf(this.linkHash),
       }));
     }
+    const same = this.certificate(sender, payload.sdp);
+    if (same) return same;
     link.expecting = null;
     /** @type {ClientEvent[]} */
     const events = [{ event: 'remote', peer: sender, kind, sdp: payload.sdp }];
@@ -292,6 +344,8 @@ export class SignalingClient {
    */
   localDescription(peer, kind, sdp) {
     if (this.stopped || !this.links.has(peer)) return [];
+    const same = this.certificate(null, sdp);
+    if (same) return same;
     return [{ event: 'seal', to: peer, payload: { kind, sdp, program: this.linkHash } }];
   }
 
@@ -321,6 +375,7 @@ export class SignalingClient {
    */
   setReady(ready, name = null) {
     if (this.stopped || this.welcome === null) return [];
+    this.retracting = this.ready && !ready;
     this.ready = ready;
     return [send('ready', name ? { ready, name } : { ready })];
   }
@@ -354,8 +409,40 @@ export class SignalingClient {
 
   // -- helpers ----------------------------------------------------------------------------
 
-  /** @returns {ClientEvent[]} */
+  /**
+   * Note the DTLS certificate ``party`` (null: this party) shows in ``sdp``; the tampering
+   * events if it is this party's own or another peer's.
+   * @param {number | null} party
+   * @param {string} sdp
+   * @returns {ClientEvent[] | null}
+   */
+  certificate(party, sdp) {
+    const certificate = certificateOf(sdp);
+    if (!certificate) return null; // no DTLS: nothing could connect with it anyway
+    const holder = (/** @type {(p: number) => boolean} */ other) => {
+      for (const [p, c] of this.certificates) if (c === certificate && other(p)) return p;
+      return null;
+    };
+    if (party === null) {
+      this.ownCertificates.add(certificate);
+      const peer = holder(() => true);
+      return peer === null ? null : this.tamper(this.sentences.say('tamper.own_certificate', { party: peer }));
+    }
+    if (this.ownCertificates.has(certificate)) {
+      return this.tamper(this.sentences.say('tamper.own_certificate', { party }));
+    }
+    const other = holder((p) => p !== party);
+    if (other !== null) return this.tamper(this.sentences.say('tamper.same_peer', { party, other }));
+    this.certificates.set(party, certificate);
+    return null;
+  }
+
+  /**
+   * The links, once the round started and the program and the session are checked.
+   * @returns {ClientEvent[]}
+   */
   connectAll() {
+    if (!(this.programOk && this.sessionOk)) return [];
     const { pid, parties } = this;
     if (pid === null || parties === null) return [];
     /** @type {ClientEvent[]} */

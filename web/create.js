@@ -5,10 +5,9 @@
 import { CodeJar } from '/vendor/codejar/dist/codejar.js';
 import { byTestId as el, fetchJson, highlightPython, showCode } from './common.js';
 import {
-  joinToken, newSecret, programHash, toFragment,
+  joinToken, newSecret, programHash, sealDescriptor, toFragment,
 } from './sealing.js';
 
-/** @typedef {import('./sealing.js').SealingRules} SealingRules */
 /**
  * @typedef {object} Choice one entry of the program library as the page lists it
  * @property {string} name
@@ -26,6 +25,7 @@ import {
  * @property {string} [source]
  * @property {string[]} [labels]
  * @property {boolean} [relay_only]
+ * @property {boolean} [no_privacy] the creator allows less than full privacy
  */
 
 const ui = {
@@ -41,6 +41,7 @@ const ui = {
   role: /** @type {HTMLSelectElement} */ (el('my-role')),
   args: /** @type {HTMLInputElement} */ (el('program-args')),
   relayOnly: /** @type {HTMLInputElement} */ (el('relay-only')),
+  noPrivacy: /** @type {HTMLInputElement} */ (el('no-privacy')),
   relayHelp: el('relay-only-help'),
   create: /** @type {HTMLButtonElement} */ (el('create')),
   error: el('create-error'),
@@ -70,8 +71,6 @@ const state = {
   max: 32,
   /** @type {ReturnType<typeof CodeJar> | null} */
   jar: null,
-  /** @type {SealingRules | null} the schema's "sealing" part, once loaded */
-  sealing: null,
 };
 
 /** @returns {string | null} */
@@ -231,6 +230,7 @@ function request() {
   const named = labels();
   if (named.some(Boolean)) body.labels = named;
   if (ui.relayOnly.checked) body.relay_only = true;
+  if (ui.noPrivacy.checked) body.no_privacy = true;
   return body;
 }
 
@@ -253,16 +253,19 @@ ui.form.addEventListener('submit', async (event) => {
     // browsers never send to the server; the server gets the hash of a token made from it.
     const body = request();
     const secret = newSecret();
-    // A program can be chosen only once init() has loaded the library and the sealing rules.
-    const sealing = /** @type {SealingRules} */ (state.sealing);
-    const { tokenHash } = await joinToken(secret, sealing);
+    const { tokenHash } = await joinToken(secret);
     const source = body.source
       ?? /** @type {Program} */ (state.library.find((p) => p.name === body.program)).source;
-    const hash = await programHash(source, body.args, sealing);
+    const hash = await programHash(source, body.args);
+    // What is chosen here, sealed: every party checks the server's word against it.
+    const descriptor = await sealDescriptor(secret, {
+      parties: body.parties, relay_only: Boolean(body.relay_only), labels: body.labels ?? [],
+      program: hash, args: body.args,
+    });
     const session = await fetchJson('/api/sessions', {
       method: 'POST',
       headers: { 'Content-Type': 'application/json' },
-      body: JSON.stringify({ ...body, token_hash: tokenHash }),
+      body: JSON.stringify({ ...body, token_hash: tokenHash, descriptor }),
     });
     const role = ui.role.value || '0';
     location.assign(`/join/${encodeURIComponent(session.session)}?role=${role}#${toFragment(secret, hash)}`);
@@ -283,7 +286,6 @@ async function init() {
       ? 'All traffic then goes through the server\'s relay: slower, but no party learns where the others are. Your inputs stay secret either way.'
       : 'This server has no relay, so your computers connect directly and can see each other\'s network addresses. Your inputs stay secret either way.';
     state.library = library;
-    state.sealing = protocol.sealing;
     state.min = protocol.parties.min;
     state.max = protocol.parties.max;
     ui.count.min = String(state.min);

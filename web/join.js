@@ -17,7 +17,7 @@ import {
 } from './page.js';
 import { Protocol } from './protocol.js';
 import { RosterView } from './roster-view.js';
-import { joinToken, parseFragment } from './sealing.js';
+import { differingRules, joinToken, parseFragment } from './sealing.js';
 import { Sentences } from './sentences.js';
 import { choosePlace, showSession } from './session-view.js';
 import { PageSignaling } from './signaling.js';
@@ -44,14 +44,21 @@ async function init() {
     fail('Cannot load', describe(error));
     return;
   }
+  // The secret is read once, then leaves the address bar and the history; this tab keeps it
+  // for a reload (sessionStorage: this tab only, gone when it closes).
+  const kept = `mpyc-webrtc-link:${sessionId}`;
+  const fragment = location.hash || sessionStorage.getItem(kept) || '';
   let link;
   try {
-    link = page.link = parseFragment(location.hash, sentences);
+    link = page.link = parseFragment(fragment, sentences);
   } catch (error) {
     worker.terminate();
     fail('Incomplete link', describe(error));
     return;
   }
+  page.fragment = fragment.replace(/^#?/, '#');
+  sessionStorage.setItem(kept, page.fragment);
+  history.replaceState(null, '', `${location.pathname}${location.search}`);
   let session, assets, schema;
   try {
     [session, assets, schema] = await Promise.all([
@@ -65,12 +72,18 @@ async function init() {
     return;
   }
   page.session = session;
+  const differs = differingRules(schema.sealing); // the sealing's constants are this page's own
+  if (differs) {
+    worker.terminate();
+    fail('Tampering detected', sentences.say('tamper.protocol', { what: differs }));
+    return;
+  }
   if (!globalThis.crypto?.subtle) {
     worker.terminate();
     fail('Cannot run here', 'This page must be opened over https:// (or on this computer, as http://127.0.0.1): browsers allow the encryption it needs only there.');
     return;
   }
-  const { token } = await joinToken(link.secret, schema.sealing);
+  const { token } = await joinToken(link.secret);
   const signaling = page.signaling = new PageSignaling({
     session: sessionId, link, token, protocol: new Protocol(schema), sentences, handlers: fromClient, log,
   });
@@ -118,7 +131,7 @@ const fromClient = {
     ui.pid.textContent = partyName(welcome.pid, { you: false });
     ui.relayNote.hidden = !welcome.relay_only;
     log(`joined as party ${welcome.pid} of ${welcome.parties}`);
-    history.replaceState(null, '', `${location.pathname}?role=${welcome.pid}${location.hash}`);
+    history.replaceState(null, '', `${location.pathname}?role=${welcome.pid}`); // a reload: the same place
     updateButtons();
     renderRoster();
   },
@@ -142,6 +155,11 @@ const fromClient = {
   program_ok() {
     ui.fingerprintCheck.textContent = '✓ the code your browser will run matches the link';
     ui.fingerprintCheck.classList.remove('problem');
+    if (lobby.running) runInWorker(); // the round started while the code was being checked
+  },
+  session_ok() {
+    log('the session is as its creator chose it (the sealed description matches)');
+    if (lobby.running) runInWorker();
   },
   roster({ roster }) {
     const me = client()?.welcome?.pid;
@@ -254,10 +272,13 @@ ui.inputForm.addEventListener('submit', (/** @type {Event} */ event) => {
   const name = ui.yourName.value.trim();
   localStorage.setItem(NAME_KEY, name);
   if (!page.signaling?.setReady(true, name || null)) return;
+  page.confirmedInput = page.input?.value || null; // what the round runs with
   lobby.ready = true;
   updateButtons();
   renderRoster();
 });
+
+ui.acceptNoPrivacy.addEventListener('change', updateButtons);
 
 ui.unready.addEventListener('click', () => {
   if (lobby.phase !== 'lobby' || !page.signaling?.setReady(false)) return;
@@ -291,25 +312,32 @@ function beginRound(round) {
   showError('');
   setStatus(round === 1 ? 'Connecting to the other parties' : 'Running again');
   startTimer();
-  const input = page.input?.value || null;
-  const welcome = client()?.welcome;
-  if (round === 1 && welcome) {
-    worker.postMessage({
-      type: 'run',
-      config: {
-        session: welcome.session,
-        pid: welcome.pid,
-        parties: welcome.parties,
-        program: welcome.program,
-        input,
-      },
-    });
-    worker.postMessage({ type: 'start' });
-    // The links come with the client's `connect` events, once the program is checked.
+  if (round === 1) {
+    // Nothing runs before the code is known to be the link's; the links come with the
+    // client's `connect` events, which wait for that too.
+    if (client()?.checked) runInWorker();
   } else {
-    worker.postMessage({ type: 'again', input });
+    worker.postMessage({ type: 'again', input: page.confirmedInput });
   }
   renderRoster();
+}
+
+/** The first round: the worker sets up MPyC and runs the checked program. */
+function runInWorker() {
+  const welcome = client()?.welcome;
+  if (page.running || !welcome || !client()?.checked) return;
+  page.running = true;
+  worker.postMessage({
+    type: 'run',
+    config: {
+      session: welcome.session,
+      pid: welcome.pid,
+      parties: welcome.parties,
+      program: welcome.program,
+      input: page.confirmedInput,
+    },
+  });
+  worker.postMessage({ type: 'start' });
 }
 
 // -- peer connections ---------------------------------------------------------------------

@@ -21,6 +21,7 @@ export const ui = /** @type {any} */ (Object.fromEntries([
   'party-input', 'input-choices', 'input-help', 'ready', 'unready', 'result-card', 'result',
   'output', 'output-box', 'elapsed', 'run-again', 'again-help', 'roster-summary', 'roster', 'pairs-box',
   'pairs', 'relay-note', 'program', 'fingerprint', 'fingerprint-check', 'program-source', 'log',
+  'privacy', 'no-privacy-box', 'accept-no-privacy',
 ].map((id) => [id.replace(/-(\w)/g, (_, c) => c.toUpperCase()), byTestId(id)])));
 
 export const NAME_KEY = 'mpyc-webrtc-name';
@@ -40,6 +41,14 @@ export const page = {
   sentences: null,
   /** @type {{secret: import('./sealing.js').Bytes, programHash: string} | null} the link's fragment */
   link: null,
+  /** the link's fragment as read (#k=...&p=...), for the invite link */
+  fragment: '',
+  /** @type {string | null} the input this party confirmed with "I'm ready" */
+  confirmedInput: null,
+  /** whether the worker was told to run (round 1) */
+  running: false,
+  /** @type {{full: boolean, sentence: string} | null} how private the inputs are (Python says) */
+  privacy: null,
   /** @type {PageSignaling | null} */
   signaling: null,
   /** @type {InputView | null} */
@@ -107,7 +116,8 @@ export function fail(status, message) {
   setStatus(status, 'error');
   showError(message);
   log(`stopped: ${message}`);
-  for (const control of [ui.partyInput, ui.yourName, ui.ready, ui.unready, ui.runAgain]) {
+  for (const control of [ui.partyInput, ui.yourName, ui.ready, ui.unready, ui.runAgain,
+    ui.acceptNoPrivacy]) {
     control.disabled = true;
   }
   for (const radio of ui.inputChoices.querySelectorAll('input')) radio.disabled = true;
@@ -189,7 +199,11 @@ export function describe(error) {
 /** The input's controls and buttons, as where the party stands allows. */
 export function updateButtons() {
   const editable = page.workerReady && lobby.editable;
-  ui.ready.disabled = !editable || page.inputProblem === 'not checked yet';
+  // Nobody commits an input before knowing how private it stays (Python says so with the
+  // program's fingerprint), nor, with less than full privacy, without saying they know.
+  const unaccepted = page.privacy === null || (!page.privacy.full && !ui.acceptNoPrivacy.checked);
+  ui.ready.disabled = !editable || page.inputProblem === 'not checked yet' || unaccepted;
+  ui.acceptNoPrivacy.disabled = !editable;
   const loading = !page.workerReady && lobby.in('lobby', 'joining');
   page.input?.setEditable(editable, { typingAllowed: loading }); // typing may start meanwhile
   ui.yourName.disabled = !editable;

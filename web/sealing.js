@@ -2,11 +2,13 @@
 // Sealed signaling in the browser (WebCrypto): the join link's secret, the join token,
 // and AES-GCM boxes for everything parties tell each other through the server.
 //
-// The construction is specified once, in mpyc_webrtc/wire.py (module docstring), and its
-// constants come from the server's schema document (GET /api/protocol, "sealing"); the
-// native peer implements the same in mpyc_webrtc/sealing.py, and a test checks this file
-// against known-answer vectors made by the Python side. What it says when something is
-// wrong comes from the sentences (mpyc_webrtc/sentences.py, GET /api/sentences).
+// The construction is specified once, in mpyc_webrtc/wire.py (module docstring). Its
+// constants are this page's own (SEALING), never the server's word: a server that served
+// other ones (say, the key's label as the token's, to be shown the sealing key as a join
+// token) is refused (differingRules). tests/test_client.py checks SEALING against wire.py;
+// the native peer implements the same in mpyc_webrtc/sealing.py, and known-answer vectors
+// made by the Python side check this file. What it says when something is wrong comes from
+// the sentences (mpyc_webrtc/sentences.py, GET /api/sentences).
 
 const encoder = new TextEncoder();
 const decoder = new TextDecoder('utf-8', { fatal: true });
@@ -16,16 +18,46 @@ export class TamperError extends Error {}
 
 /** @typedef {import('./sentences.js').Sentences} Sentences */
 /**
- * @typedef {object} SealingRules the schema's "sealing" part (GET /api/protocol, from
- * mpyc_webrtc/wire.py)
+ * @typedef {object} SealingRules the constants of the sealing (as the "sealing" part of the
+ * schema document, mpyc_webrtc/wire.py schema_document)
  * @property {string} token_info HKDF info of the join token
  * @property {string} key_info HKDF info of the sealing key
  * @property {string} program_hash_context the first part of what a program hash hashes
  * @property {string} aad a box's associated data, with ``{session}``, ``{from}``, ``{to}``
  * and ``{seq}`` to fill in
- * @property {Record<string, string[]>} signal_kinds payload kind -> the fields it must have
+ * @property {Record<string, readonly string[]>} signal_kinds payload kind -> the fields it must have
+ * @property {string} descriptor_info HKDF info of the session descriptor's key
+ * @property {string} descriptor_aad the descriptor's associated data
+ * @property {readonly string[]} descriptor_fields what a descriptor holds
  */
 /** @typedef {{to: number, seq: number, box: string}} SignalFields */
+
+/** The sealing's constants (wire.py: TOKEN_INFO, KEY_INFO, PROGRAM_HASH_CONTEXT,
+ * signal_aad, SIGNAL_KINDS). @type {Readonly<SealingRules>} */
+export const SEALING = Object.freeze({
+  token_info: 'mpyc-webrtc v1 join token',
+  key_info: 'mpyc-webrtc v1 seal key',
+  program_hash_context: 'mpyc-webrtc program v1\u0000',
+  aad: 'mpyc-webrtc v1 signal|{session}|{from}|{to}|{seq}',
+  signal_kinds: Object.freeze({ offer: ['sdp', 'program'], answer: ['sdp', 'program'], candidate: ['candidate'] }),
+  descriptor_info: 'mpyc-webrtc v1 descriptor key',
+  descriptor_aad: 'mpyc-webrtc v1 session descriptor',
+  descriptor_fields: Object.freeze(['parties', 'relay_only', 'labels', 'program', 'args']),
+});
+
+/**
+ * The first of the server's sealing constants (GET /api/protocol, "sealing") that is not
+ * this page's own, or null if they all agree.
+ * @param {unknown} served
+ * @returns {string | null}
+ */
+export function differingRules(served) {
+  const theirs = /** @type {Record<string, unknown>} */ (served ?? {});
+  for (const [name, ours] of Object.entries(SEALING)) {
+    if (JSON.stringify(theirs[name]) !== JSON.stringify(ours)) return name;
+  }
+  return null;
+}
 /** @typedef {Uint8Array<ArrayBuffer>} Bytes bytes in an ArrayBuffer of their own, as WebCrypto takes them */
 
 /**
@@ -137,11 +169,10 @@ async function hkdf(secret, info, length = 32) {
 /**
  * The join token the server checks (it keeps only its SHA-256), and that hash.
  * @param {Bytes} secret
- * @param {SealingRules} sealing
  * @returns {Promise<{token: string, tokenHash: string}>}
  */
-export async function joinToken(secret, sealing) {
-  const token = toBase64Url(await hkdf(secret, sealing.token_info));
+export async function joinToken(secret) {
+  const token = toBase64Url(await hkdf(secret, SEALING.token_info));
   return { token, tokenHash: await sha256Hex(encoder.encode(token)) };
 }
 
@@ -149,11 +180,10 @@ export async function joinToken(secret, sealing) {
  * SHA-256 (hex) of a program as launch.program_hash builds it.
  * @param {string} source
  * @param {string[]} args
- * @param {SealingRules} sealing
  * @returns {Promise<string>}
  */
-export async function programHash(source, args, sealing) {
-  const parts = [encoder.encode(sealing.program_hash_context)];
+export async function programHash(source, args) {
+  const parts = [encoder.encode(SEALING.program_hash_context)];
   const lengthOf = (/** @type {number} */ n) => {
     const bytes = new Uint8Array(4);
     new DataView(bytes.buffer).setUint32(0, n);
@@ -185,34 +215,85 @@ export function fingerprintOf(hash) {
   return /** @type {RegExpMatchArray} */ (hash.slice(0, 20).match(/.{4}/g)).join(' ');
 }
 
+/**
+ * The sealed description of a session (SEALING.descriptor_fields of ``descriptor``), for
+ * POST /api/sessions, as sealing.seal_descriptor makes it.
+ * @param {Bytes} secret
+ * @param {Record<string, unknown>} descriptor
+ * @param {Bytes} [nonce] 12 bytes, fresh for every box (tests pass known ones)
+ * @returns {Promise<string>}
+ */
+export async function sealDescriptor(secret, descriptor, nonce = crypto.getRandomValues(new Uint8Array(12))) {
+  /** @type {Record<string, unknown>} */
+  const doc = {};
+  for (const name of SEALING.descriptor_fields) doc[name] = descriptor[name];
+  const key = await descriptorKey(secret);
+  const sealed = await subtle.encrypt(
+    { name: 'AES-GCM', iv: nonce, additionalData: encoder.encode(SEALING.descriptor_aad) },
+    key, encoder.encode(JSON.stringify(doc)));
+  const box = new Uint8Array(12 + sealed.byteLength);
+  box.set(nonce);
+  box.set(new Uint8Array(sealed), 12);
+  return toBase64Url(box);
+}
+
+/**
+ * What the session's creator chose, or null if ``box`` is missing, does not open with this
+ * secret or is not a descriptor (as sealing.open_descriptor).
+ * @param {Bytes} secret
+ * @param {unknown} box
+ * @returns {Promise<Record<string, any> | null>}
+ */
+export async function openDescriptor(secret, box) {
+  try {
+    const bytes = fromBase64Url(/** @type {string} */ (box));
+    if (bytes.length < 12 + 16) return null;
+    const plain = await subtle.decrypt(
+      { name: 'AES-GCM', iv: bytes.slice(0, 12), additionalData: encoder.encode(SEALING.descriptor_aad) },
+      await descriptorKey(secret), bytes.slice(12));
+    const doc = JSON.parse(decoder.decode(plain));
+    if (typeof doc !== 'object' || doc === null || Array.isArray(doc)) return null;
+    const names = Object.keys(doc).sort();
+    return JSON.stringify(names) === JSON.stringify([...SEALING.descriptor_fields].sort()) ? doc : null;
+  } catch {
+    return null;
+  }
+}
+
+/** @param {Bytes} secret */
+async function descriptorKey(secret) {
+  const raw = await hkdf(secret, SEALING.descriptor_info);
+  return subtle.importKey('raw', raw, 'AES-GCM', false, ['encrypt', 'decrypt']);
+}
+
 /** Seals and opens the ``signal`` boxes of one party in one session. */
 export class Sealer {
   /**
    * @param {Bytes} secret
    * @param {string} session
-   * @param {number} pid
-   * @param {SealingRules} sealing the schema's "sealing" part (GET /api/protocol)
+   * @param {number} pid this party
+   * @param {number} parties how many parties the session has: senders are 0 to parties - 1
    * @param {Sentences} sentences
    * @returns {Promise<Sealer>}
    */
-  static async create(secret, session, pid, sealing, sentences) {
-    const raw = await hkdf(secret, sealing.key_info);
+  static async create(secret, session, pid, parties, sentences) {
+    const raw = await hkdf(secret, SEALING.key_info);
     const key = await subtle.importKey('raw', raw, 'AES-GCM', false, ['encrypt', 'decrypt']);
-    return new Sealer(key, session, pid, sealing, sentences);
+    return new Sealer(key, session, pid, parties, sentences);
   }
 
   /**
    * @param {CryptoKey} key
    * @param {string} session
    * @param {number} pid
-   * @param {SealingRules} sealing
+   * @param {number} parties
    * @param {Sentences} sentences
    */
-  constructor(key, session, pid, sealing, sentences) {
+  constructor(key, session, pid, parties, sentences) {
     this.key = key;
     this.session = session;
     this.pid = pid;
-    this.sealing = sealing;
+    this.parties = parties;
     this.sentences = sentences;
     /** @type {Map<number, number>} */
     this.sent = new Map(); // receiver -> last seq sent
@@ -227,7 +308,7 @@ export class Sealer {
    * @returns {Bytes}
    */
   aad(sender, receiver, seq) {
-    return encoder.encode(this.sealing.aad.replace('{session}', this.session)
+    return encoder.encode(SEALING.aad.replace('{session}', this.session)
       .replace('{from}', String(sender)).replace('{to}', String(receiver))
       .replace('{seq}', String(seq)));
   }
@@ -263,7 +344,10 @@ export class Sealer {
     const say = (/** @type {string} */ key, /** @type {Record<string, any>} */ fields) => new TamperError(this.sentences.say(key, { party: sender, ...fields }));
     let plain;
     try {
-      if (!Number.isInteger(seq) || seq < 1) throw new Error('bad number');
+      // Numbers only, as sealing.Sealer.open: a sender '0' would count apart from 0 below,
+      // and its replays would pass as new.
+      if (!Number.isInteger(sender) || sender < 0 || sender >= this.parties || sender === this.pid
+          || !Number.isInteger(seq) || seq < 1) throw new Error('bad numbers');
       const bytes = fromBase64Url(box);
       if (bytes.length < 12 + 16) throw new Error('too short');
       plain = await subtle.decrypt(
@@ -298,8 +382,9 @@ export class Sealer {
       return say('tamper.not_object');
     }
     const { kind } = payload;
-    const needs = typeof kind === 'string' && Object.hasOwn(this.sealing.signal_kinds, kind)
-      ? this.sealing.signal_kinds[kind] : null;
+    /** @type {Record<string, readonly string[]>} */
+    const kinds = SEALING.signal_kinds;
+    const needs = typeof kind === 'string' && Object.hasOwn(kinds, kind) ? kinds[kind] : null;
     if (!needs) return say('tamper.unknown_kind', { kind: JSON.stringify(kind ?? null) });
     const missing = needs.find((/** @type {string} */ field) => typeof payload[field] !== 'string');
     if (missing) return say('tamper.missing_field', { kind, field: missing });

@@ -25,7 +25,7 @@ export function showSession() {
   ui.parties.textContent = String(session.parties);
   ui.invite.hidden = false;
   // The secret stays in the fragment, which browsers never send to the server.
-  ui.inviteLink.value = `${session.join_url}${location.hash}`;
+  ui.inviteLink.value = `${session.join_url}${page.fragment}`;
   ui.inviteQr.src = qrCode(ui.inviteLink.value);
   ui.yourName.value = localStorage.getItem(NAME_KEY) ?? '';
   page.input = new InputView(ui, program.input, inputChanged);

@@ -7,7 +7,7 @@
 
 import { SignalingClient } from './client.js';
 import { ProtocolError } from './protocol.js';
-import { Sealer, TamperError } from './sealing.js';
+import { openDescriptor, Sealer, TamperError } from './sealing.js';
 
 /** @typedef {import('./client.js').ClientEvent} ClientEvent */
 /** @typedef {import('./protocol.js').Protocol} Protocol */
@@ -136,10 +136,16 @@ export class PageSignaling {
         case 'send': this.send(event.message); break;
         case 'seal': this.seal(event.to, event.payload); break;
         case 'open': this.openBox(event.from, event.seq, event.box); break;
+        case 'open_descriptor': {
+          const { client } = this;
+          openDescriptor(this.link.secret, event.descriptor)
+            .then((descriptor) => this.handle(client.descriptorOpened(descriptor)));
+          break;
+        }
         case 'welcome':
           // The session in the sealed data is the one in this page's link, not the server's word.
           this.sealer = Sealer.create(this.link.secret, this.session, event.welcome.pid,
-            this.protocol.schema.sealing, this.sentences);
+            event.welcome.parties, this.sentences);
           this.handlers.welcome?.(event);
           break;
         default: this.handlers[event.event]?.(event);

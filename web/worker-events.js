@@ -45,7 +45,15 @@ const fromWorker = {
     checkInput();
     updateButtons();
   },
-  fingerprint({ hash }) {
+  fingerprint({ hash, privacy }) {
+    // How private this session is, before anyone commits an input (Python computes it
+    // from the verified number of parties and the program's arguments).
+    page.privacy = privacy;
+    ui.privacy.textContent = privacy.sentence;
+    ui.privacy.hidden = false;
+    ui.privacy.classList.toggle('problem', !privacy.full);
+    ui.noPrivacyBox.hidden = privacy.full;
+    updateButtons();
     // Python hashed the program this party is about to run; the link says what the
     // creator chose. Nothing connects before they agree (the client sees to that).
     if (hash !== page.link?.programHash) {
@@ -111,7 +119,7 @@ const fromWorker = {
 export function checkFingerprint() {
   const welcome = client()?.welcome;
   if (!page.workerReady || !welcome) return;
-  worker.postMessage({ type: 'fingerprint', program: welcome.program });
+  worker.postMessage({ type: 'fingerprint', program: welcome.program, parties: welcome.parties });
 }
 
 function checkInput() {

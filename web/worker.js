@@ -160,9 +160,14 @@ async function load({ assets }) {
   post({ type: 'ready', jspi, seconds: (performance.now() - started) / 1000 });
 }
 
-/** @param {{program: object}} message the program as the server describes it */
-function fingerprint({ program }) {
-  post({ type: 'fingerprint', hash: partyModule.program_hash(JSON.stringify(program)) });
+/** @param {{program: object, parties: number}} message the program and the number of parties as the welcome says them */
+function fingerprint({ program, parties }) {
+  const json = JSON.stringify(program);
+  post({
+    type: 'fingerprint',
+    hash: partyModule.program_hash(json),
+    privacy: JSON.parse(partyModule.privacy(json, parties)),
+  });
 }
 
 /** @param {{id: number, program: object, text: string}} message */

@@ -72,6 +72,32 @@ REALM = "mpyc-netsim"
 VOID_GATEWAY = "10.255.255.1"
 VOID_ADDRESS = "10.255.255.2"
 CUT_CHAIN = "netsim-cut"
+#: The simulated public address space (100.64.0.0/10, RFC 6598) as coturn writes a range.
+SIMULATED_PUBLIC = "100.64.0.0-100.127.255.255"
+
+#: coturn options of the README's recipe (section "Across networks"), as turnserver.conf
+#: lines: coturn relays to no private, loopback, link-local or carrier-grade-NAT address, no
+#: multicast, and has allocation quotas. The simulation runs coturn with exactly these (as
+#: ``--option``), and allows its own public space back with ``allowed-peer-ip``, which wins
+#: over ``denied-peer-ip`` in coturn: the simulated internet lives in 100.64.0.0/10, which
+#: the recipe denies because on the real internet it is a carrier's private space.
+#: tests/test_turn_recipe.py checks that the README shows exactly these lines.
+COTURN_RECIPE = (
+    "no-multicast-peers",
+    "denied-peer-ip=0.0.0.0-0.255.255.255",
+    "denied-peer-ip=10.0.0.0-10.255.255.255",
+    "denied-peer-ip=100.64.0.0-100.127.255.255",
+    "denied-peer-ip=127.0.0.0-127.255.255.255",
+    "denied-peer-ip=169.254.0.0-169.254.255.255",
+    "denied-peer-ip=172.16.0.0-172.31.255.255",
+    "denied-peer-ip=192.168.0.0-192.168.255.255",
+    "denied-peer-ip=::1",
+    "denied-peer-ip=::ffff:0.0.0.0-::ffff:255.255.255.255",
+    "denied-peer-ip=fc00::-fdff:ffff:ffff:ffff:ffff:ffff:ffff:ffff",
+    "denied-peer-ip=fe80::-febf:ffff:ffff:ffff:ffff:ffff:ffff:ffff",
+    "user-quota=64",
+    "total-quota=2000",
+)
 
 _NAME_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.]{0,30}$")
 
@@ -175,7 +201,8 @@ class Internet:
                  block_udp: Iterable[int] = (), delay_ms: float = 0.0, loss: float = 0.0,
                  turn_secret: str = "s3cret", name: str = "msim", server: bool = False,
                  *, wire: bool | None = None, seed: int | None = None,
-                 server_port: int = SERVER_PORT) -> None:
+                 server_port: int = SERVER_PORT, turn_recipe: bool = True,
+                 turn_allowed_peers: Sequence[str] = (SIMULATED_PUBLIC,)) -> None:
         if not _NAME_RE.match(name):
             raise ValueError(f"name {name!r}: want letters, digits, '_' or '.', at most 31")
         nats = list(nats)
@@ -197,6 +224,10 @@ class Internet:
         self.use_wire = bool(delay_ms or loss) if wire is None else wire
         self.seed = seed
         self.turn_secret = turn_secret
+        #: coturn runs with the README's recipe (``COTURN_RECIPE``), and relays to
+        #: ``turn_allowed_peers`` anyway (coturn ranges: ``A``, or ``A-B``).
+        self.turn_recipe = turn_recipe
+        self.turn_allowed_peers = tuple(turn_allowed_peers)
         self.server = server
         self.public = f"{name}-inet"
         self.void = f"{name}-void"
@@ -274,7 +305,8 @@ class Internet:
         return {"name": self.name, "nats": self.nats, "block_udp": list(self.block_udp),
                 "delay_ms": self.delay_ms, "loss": self.loss, "wire": self.use_wire,
                 "seed": self.seed, "turn_secret": self.turn_secret, "server": self.server,
-                "server_port": self.server_port}
+                "server_port": self.server_port, "turn_recipe": self.turn_recipe,
+                "turn_allowed_peers": list(self.turn_allowed_peers)}
 
     def _save(self) -> None:
         state = {
@@ -322,7 +354,9 @@ class Internet:
         cfg = state["config"]
         net = cls(cfg["nats"], cfg["block_udp"], cfg["delay_ms"], cfg["loss"],
                   cfg["turn_secret"], cfg["name"], cfg["server"], wire=cfg["wire"],
-                  seed=cfg["seed"], server_port=cfg["server_port"])
+                  seed=cfg["seed"], server_port=cfg["server_port"],
+                  turn_recipe=cfg.get("turn_recipe", True),
+                  turn_allowed_peers=cfg.get("turn_allowed_peers", (SIMULATED_PUBLIC,)))
         net._procs = net._recorded()
         return net
 
@@ -491,9 +525,10 @@ class Internet:
                f"--realm={self.realm}", "--fingerprint",
                f"--listening-ip={self.turn_ip}", f"--listening-port={self.turn_port}",
                f"--relay-ip={self.turn_ip}",
-               # coturn denies only loopback and multicast peers by default; be explicit
-               # that the simulated public space is fair game.
-               "--allowed-peer-ip=100.64.0.0-100.127.255.255",
+               # The README's recipe, and the simulated public space (or what the caller
+               # says) allowed back: see COTURN_RECIPE.
+               *(f"--{line}" for line in (COTURN_RECIPE if self.turn_recipe else ())),
+               *(f"--allowed-peer-ip={peers}" for peers in self.turn_allowed_peers),
                f"--userdb={d / 'turndb'}", f"--pidfile={d / 'turnserver.pid'}",
                f"--log-file={d / 'turnserver.log'}", "--simple-log", "--no-stdout-log"]
         with open(d / "turnserver.out", "ab") as out:

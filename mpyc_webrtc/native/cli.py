@@ -67,6 +67,9 @@ def parser() -> argparse.ArgumentParser:
     c.add_argument("--relay-only", action="store_true",
                    help="send all traffic through the server's TURN relay, so that the "
                         "parties never learn each other's network addresses")
+    c.add_argument("--no-privacy", action="store_true",
+                   help="create the session even though its inputs are not (fully) private: "
+                        "2 parties, or -T below MPyC's default; everyone who joins is told")
     c.add_argument("--no-qr", action="store_true",
                    help="do not print the join link as a QR code (on stderr)")
     c.set_defaults(run=create)
@@ -84,6 +87,12 @@ def parser() -> argparse.ArgumentParser:
                    help="give up if the peers are not connected this long after all joined")
     j.add_argument("--join-timeout", type=float, default=600.0, metavar="SECONDS",
                    help="give up if not all parties joined within this time")
+    j.add_argument("--trust-program", action="store_true",
+                   help="run the session's program even if its creator uploaded it, without "
+                        "asking (it runs with your rights: read it first)")
+    j.add_argument("--accept-no-privacy", action="store_true",
+                   help="take part even if the session keeps inputs less than fully private "
+                        "(2 parties, or -T below MPyC's default)")
     j.add_argument("--allow-loopback", action="store_true",
                    help="for tests only: offer 127.0.0.1 as an ICE candidate")
     j.add_argument("-v", "--verbose", action="count", default=0,

@@ -172,12 +172,15 @@ class StatusDisplay:
 
     # -- events --------------------------------------------------------------------------
 
-    def joined(self, welcome: dict[str, Any], fingerprint: str) -> None:
+    def joined(self, welcome: dict[str, Any], fingerprint: str, privacy: str = "") -> None:
+        """Joined: who this party is, the program, and (``privacy``) how private it is."""
         self.me = welcome["pid"]
         if not self.enabled:
             return
         if self.console is None:
             self._say(joined_line(welcome, fingerprint))
+            if privacy:
+                self._say(privacy)
             return
         from rich.panel import Panel
         from rich.text import Text
@@ -200,6 +203,9 @@ class StatusDisplay:
         body.append("\nFingerprint: ")
         body.append(fingerprint, style="bold cyan")
         body.append("  (the join link's; every party checks it)", style="dim")
+        if privacy:
+            full = privacy.startswith("Private unless")
+            body.append(f"\n{privacy}", style="green" if full else "bold red")
         self._clear_status()
         self.console.print(Panel(body, title="mpyc-webrtc", title_align="left",
                                  border_style="cyan", expand=False), soft_wrap=False)

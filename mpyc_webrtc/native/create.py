@@ -13,12 +13,23 @@ from pathlib import Path
 from typing import Any
 
 from .. import programs
-from ..launch import LaunchError, fingerprint
+from ..launch import (
+    BUILTIN_NEEDS_PARTIES,
+    MIN_BUILTIN_PARTIES,
+    LaunchError,
+    fingerprint,
+    privacy,
+    privacy_sentence,
+)
 from ..sealing import JoinSecret
 from .console import clean
 from .errors import Failure
 
 log = logging.getLogger("mpyc_webrtc.peer")
+
+#: After a privacy sentence that is not "Private unless ...".
+NO_PRIVACY_HINT = ("To create it anyway, add --no-privacy: everyone who joins is told and must "
+                   "accept it.")
 
 
 def create(args: argparse.Namespace) -> int:
@@ -32,6 +43,14 @@ def create(args: argparse.Namespace) -> int:
         body["program"] = path.name
     else:
         body["program"] = args.program
+    if "source" not in body and args.parties < MIN_BUILTIN_PARTIES:
+        raise Failure(BUILTIN_NEEDS_PARTIES, 2)
+    found = privacy(args.parties, body["args"])
+    privacy_line = privacy_sentence(found)
+    if not found["full"]:
+        if not args.no_privacy:
+            raise Failure(f"{privacy_line} {NO_PRIVACY_HINT}", 2)
+        body["no_privacy"] = True
     if args.labels:
         body["labels"] = args.labels
     if args.relay_only:
@@ -45,6 +64,10 @@ def create(args: argparse.Namespace) -> int:
     except LaunchError as exc:
         raise Failure(str(exc)) from None
     body["token_hash"] = secret.token_hash
+    # What is chosen here, sealed: every party checks the server's word against it.
+    body["descriptor"] = secret.descriptor(args.parties, body["args"],
+                                           relay_only=bool(args.relay_only),
+                                           labels=args.labels or [])
     url = args.server.rstrip("/") + "/api/sessions"
     reply = _post_json(url, body)
     program = reply["program"]
@@ -58,6 +81,7 @@ def create(args: argparse.Namespace) -> int:
     shown = f"{title!r}" if title == program["name"] else f"{title!r} ({program['name']})"
     print(f"Session {reply['session']} for {reply['parties']} parties running {shown}, "
           f"fingerprint {ours}.")
+    print(privacy_line)
     for pid, label in enumerate(reply.get("labels") or []):
         if label:
             print(f"    party {pid}: {clean(label)}")

@@ -15,7 +15,8 @@ from urllib.parse import urlsplit
 
 from ..ice import parse_ice_server
 from ..launch import CONTEXT, ProgramFailed, check_input, import_runtime, prepare, run_as_main
-from ..sealing import JoinSecret, TamperError
+from ..sealing import JoinSecret, TamperError, open_descriptor
+from .consent import check_privacy, consent_to_program
 from .console import StatusDisplay
 from .create import session_info
 from .errors import Failure, PeerError
@@ -67,6 +68,7 @@ def join(args: argparse.Namespace) -> int:
         return None if signaling.tampered is None else Failure(str(signaling.tampered))
 
     # Before taking a place: the program must be the link's, and the input fit it.
+    consented = False
     info = session_info(server, session_id)
     if info is not None:
         signaling.described(info["program"])
@@ -80,6 +82,15 @@ def join(args: argparse.Namespace) -> int:
             problem = None  # the welcome's program is checked again below
         if problem is not None:
             raise Failure(_input_problem(problem, args.input), 2)
+        # The creator's own word (sealed) on the parties and arguments, if the server
+        # passes it on; the welcome's is checked against it in any case.
+        chosen = open_descriptor(secret.secret, info.get("descriptor"))
+        if chosen is not None:
+            check_privacy(chosen["parties"], chosen["args"], args.accept_no_privacy)
+        # The same code as the welcome's (both are checked against the link's hash): the
+        # person is asked once.
+        consented = consent_to_program(info["program"], session_id,
+                                       trusted=args.trust_program)
     if args.allow_loopback:
         allow_loopback_candidates()
 
@@ -106,7 +117,14 @@ def join(args: argparse.Namespace) -> int:
     pid, parties, program = welcome["pid"], welcome["parties"], welcome["program"]
     CONTEXT.party = str(pid)
     log.info("joined as party %d of %d; program %s", pid, parties, program["name"])
-    display.joined(welcome, secret.fingerprint)
+    try:
+        # What was verified now (the link's program, the creator's session): before any link.
+        privacy_line = check_privacy(parties, program["args"], args.accept_no_privacy)
+        consent_to_program(program, session_id, trusted=args.trust_program or consented)
+    except Failure:
+        loop.run_until_complete(signaling.close())
+        raise
+    display.joined(welcome, secret.fingerprint, privacy_line)
 
     def on_roster(roster: dict[str, Any]) -> None:
         display.roster(roster)
@@ -143,7 +161,7 @@ def join(args: argparse.Namespace) -> int:
 
             def stop_program(error: Exception) -> None:
                 # Ends the mpc.run(...) the program is blocked in; run_as_main says why.
-                if running:
+                if running and loop.is_running():
                     loop.stop()
 
             mesh = install_mesh(mpc, factory, connect_timeout=args.connect_timeout,
@@ -173,7 +191,7 @@ def join(args: argparse.Namespace) -> int:
         # program that never called mpc.shutdown() has nobody closing them.
         graceful = (mesh is not None and mesh.failure is None and mesh.closing
                     and signaling.tampered is None)
-        loop.run_until_complete(_close(factory, signaling, graceful))
+        run_to_the_end(loop, _close(factory, signaling, graceful))
         display.close()
         sys.stdout = real_stdout
 
@@ -193,6 +211,21 @@ def new_event_loop() -> asyncio.AbstractEventLoop:
         else:
             return uvloop.new_event_loop()
     return asyncio.new_event_loop()
+
+
+def run_to_the_end(loop: asyncio.AbstractEventLoop, coro: Any) -> None:
+    """``loop.run_until_complete(coro)``, even if a failure asked the loop to stop (to end the
+    ``mpc.run`` the program was blocked in) just as that run was ending anyway: the stop
+    then ends this run early, and it goes on."""
+    task = loop.create_task(coro)
+    while not task.done():
+        try:
+            loop.run_until_complete(task)
+        except RuntimeError:
+            if task.done():
+                raise
+            log.debug("the loop was asked to stop before closing; closing goes on")
+    task.result()
 
 
 async def _close(factory: Any, signaling: Any, graceful: bool) -> None:

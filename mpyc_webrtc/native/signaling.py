@@ -22,7 +22,7 @@ import aiohttp
 from .. import wire
 from ..client import Event, SignalingClient
 from ..launch import LaunchError, program_hash
-from ..sealing import Sealer, TamperError
+from ..sealing import Sealer, TamperError, open_descriptor
 from .errors import PeerError
 
 log = logging.getLogger(__name__)
@@ -196,7 +196,12 @@ class Signaling:
 
     def _on_welcome(self, event: Event) -> None:
         welcome = self.welcome = event["welcome"]
-        self.sealer = Sealer(self.secret, self.session_id, int(welcome["pid"]))
+        self.sealer = Sealer(self.secret, self.session_id, int(welcome["pid"]),
+                             int(welcome["parties"]))
+
+    def _on_open_descriptor(self, event: Event) -> None:
+        self.handle(self.client.descriptor_opened(
+            open_descriptor(self.secret, event["descriptor"])))
 
     def _on_check_program(self, event: Event) -> None:
         digest = self._hash(event["program"])
