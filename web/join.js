@@ -16,6 +16,8 @@ import {
   renderRoster, setStatus, showError, startTimer, ui, updateButtons, worker,
 } from './page.js';
 import { Protocol } from './protocol.js';
+import { ChannelRelay } from './relay.js';
+import { RingWriter } from './ring.js';
 import { RosterView } from './roster-view.js';
 import { differingRules, joinToken, parseFragment } from './sealing.js';
 import { Sentences } from './sentences.js';
@@ -104,7 +106,13 @@ async function init() {
     fail('Session full', `This session already has all ${session.parties} parties, so nobody else can join it. Ask the person who created it for a new link.`);
     return;
   }
-  worker.postMessage({ type: 'load', assets });
+  if (typeof SharedArrayBuffer === 'undefined' || !self.crossOriginIsolated) {
+    worker.terminate();
+    fail('Cannot run here', 'This browser cannot share memory with the page\'s Python worker (the page is not cross-origin isolated), which taking part needs. Open the link in a current Chrome, Edge, Firefox or Safari, or take part with the mpyc-webrtc-peer command.');
+    return;
+  }
+  page.relay = new ChannelRelay(RingWriter.create());
+  worker.postMessage({ type: 'load', assets, inbox: page.relay.ring.buffer });
   const named = session.labels.some(Boolean);
   if (named && (page.wantedRole === null || !Number.isInteger(page.wantedRole))) {
     choosePlace(join);
@@ -165,7 +173,7 @@ const fromClient = {
     const me = client()?.welcome?.pid;
     if (me !== undefined) ui.pid.textContent = partyName(me, { you: false });
     // So that an error about a party can say who that is.
-    worker.postMessage({
+    page.relay?.tell({
       type: 'names',
       members: roster.members.map((/** @type {Record<string, any>} */ { pid, name, label }) => ({ pid, name, label })),
     });
@@ -196,12 +204,12 @@ const fromClient = {
     log(`party ${peer} sent an ${kind} while ${expected ? `an ${expected}` : 'nothing more'} was due; ignored`);
   },
   peer_left({ peer }) {
-    if (lobby.running) worker.postMessage({ type: 'peer-left', peer });
+    if (lobby.running) page.relay?.tell({ type: 'peer-left', peer });
   },
   server_error({ code, message }) {
     log(`the server reports ${code}: ${message}`);
     if (code === 'session_expired') {
-      worker.postMessage({ type: 'signaling-ended', reason: message });
+      page.relay?.tell({ type: 'signaling-ended', reason: message });
       if (lobby.in('lobby', 'joining')) fail('Session closed', message);
     } else if (code === 'party_left') {
       lobby.ready = false;
@@ -212,9 +220,9 @@ const fromClient = {
   },
   tampered({ message }) {
     // Someone interfered: stop at once, connect to nobody, and say so.
-    worker.postMessage({ type: 'signaling-ended', reason: message });
+    page.relay?.tell({ type: 'signaling-ended', reason: message });
     for (const pid of page.links.keys()) {
-      worker.postMessage({ type: 'peer-failed', peer: pid, reason: message });
+      page.relay?.tell({ type: 'peer-failed', peer: pid, reason: message });
     }
     fail('Tampering detected', message);
     closeEverything();
@@ -226,7 +234,7 @@ const fromClient = {
     if (lobby.phase === 'joining') {
       fail('Could not join', 'The connection to the session server closed before you could join. Reload the page to try again.');
     } else if (lobby.phase === 'lobby') {
-      worker.postMessage({ type: 'signaling-ended', reason: 'The connection to the session server was lost.' });
+      page.relay?.tell({ type: 'signaling-ended', reason: 'The connection to the session server was lost.' });
       fail('Disconnected', 'The connection to the session server was lost before the computation started. Reload the page to join again.');
     } else if (lobby.running) {
       log('the connection to the session server closed; the computation goes on directly between the parties');
@@ -337,7 +345,7 @@ function runInWorker() {
       input: page.confirmedInput,
     },
   });
-  worker.postMessage({ type: 'start' });
+  page.relay?.tell({ type: 'start' });
 }
 
 // -- peer connections ---------------------------------------------------------------------
@@ -354,8 +362,8 @@ function linkTo(peer, offer) {
   const link = new PeerLink(peer, offer, welcome.ice_servers, {
     description: (pid, kind, sdp) => signaling.localDescription(pid, kind, sdp),
     candidate: (pid, { candidate, sdpMid, sdpMLineIndex }) => signaling.localCandidate(pid, { candidate, sdpMid, sdpMLineIndex }),
-    transfer: (pid, channel) => worker.postMessage({ type: 'channel', peer: pid, channel }, [channel]),
-    failed: (pid, reason) => worker.postMessage({ type: 'peer-failed', peer: pid, reason }),
+    channel: (pid, channel, opened) => page.relay?.add(pid, channel, opened),
+    failed: (pid, reason) => page.relay?.tell({ type: 'peer-failed', peer: pid, reason }),
     changed: linkChanged,
     log,
   }, { relayOnly: Boolean(welcome.relay_only) });

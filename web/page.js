@@ -56,7 +56,8 @@ export const page = {
   /** @type {RosterView | null} */
   rosterView: null,
   workerReady: false,
-  jspi: true,
+  /** @type {import('./relay.js').ChannelRelay | null} the data channels, relayed to the worker */
+  relay: null,
   /** @type {string | null} why the input cannot be used, as Python said */
   inputProblem: 'not checked yet',
   inputCheck: 0,
