@@ -152,7 +152,8 @@ UPLOADED_INPUT = {
     "label": "Your private input (optional)",
     "help": "If the program reads one, e.g. 42 or 3,1,2: it gets it as --input=VALUE. "
             "Leave it empty otherwise.",
-    "placeholder": "e.g. 42 or 3,1,2",
+    # An example only: the page puts "e.g." before it, as before every program's.
+    "placeholder": "42 or 3,1,2",
     "minimum": None, "maximum": None, "max_count": None, "choices": [],
 }
 

@@ -9,6 +9,8 @@
 // input-view.js; what the worker says: worker-events.js. This module runs the page: it
 // starts it, joins, acts on the signaling client's events and runs each round.
 
+import { isolationWithheld } from './capabilities.js';
+import { lacksWords } from './client.js';
 import { fetchJson, plural } from './common.js';
 import { PeerLink } from './links.js';
 import {
@@ -46,6 +48,7 @@ async function init() {
     fail('Cannot load', describe(error));
     return;
   }
+  if (page.lacks.length) cannotTakePart(); // said at once; the page still joins to tell the others
   // The secret is read once, then leaves the address bar and the history; this tab keeps it
   // for a reload (sessionStorage: this tab only, gone when it closes).
   const kept = `mpyc-webrtc-link:${sessionId}`;
@@ -88,6 +91,7 @@ async function init() {
   const { token } = await joinToken(link.secret);
   const signaling = page.signaling = new PageSignaling({
     session: sessionId, link, token, protocol: new Protocol(schema), sentences, handlers: fromClient, log,
+    lacks: page.lacks,
   });
   page.rosterView = new RosterView(ui, sentences);
   showSession();
@@ -106,13 +110,10 @@ async function init() {
     fail('Session full', `This session already has all ${session.parties} parties, so nobody else can join it. Ask the person who created it for a new link.`);
     return;
   }
-  if (typeof SharedArrayBuffer === 'undefined' || !self.crossOriginIsolated) {
-    worker.terminate();
-    fail('Cannot run here', 'This browser cannot share memory with the page\'s Python worker (the page is not cross-origin isolated), which taking part needs. Open the link in a current Chrome, Edge, Firefox or Safari, or take part with the mpyc-webrtc-peer command.');
-    return;
+  if (!page.lacks.length) {
+    page.relay = new ChannelRelay(RingWriter.create());
+    worker.postMessage({ type: 'load', assets, inbox: page.relay.ring.buffer });
   }
-  page.relay = new ChannelRelay(RingWriter.create());
-  worker.postMessage({ type: 'load', assets, inbox: page.relay.ring.buffer });
   const named = session.labels.some(Boolean);
   if (named && (page.wantedRole === null || !Number.isInteger(page.wantedRole))) {
     choosePlace(join);
@@ -121,10 +122,26 @@ async function init() {
   }
 }
 
+/**
+ * Say that this browser cannot take part, what it lacks and what would work, before
+ * "I'm ready" (which stays disabled) and before any Python is loaded. The page still joins:
+ * so it holds the person's place, and the others see why the session cannot start yet.
+ */
+function cannotTakePart() {
+  const sentences = /** @type {Sentences} */ (page.sentences);
+  setStatus('Cannot take part here', 'error');
+  showError(isolationWithheld(page.lacks) ? sentences.say('browser.not_isolated')
+    : sentences.say('browser.unsupported', { lacks: lacksWords(page.lacks, sentences) }));
+  ui.progressBox.hidden = true;
+  log(`this browser lacks ${page.lacks.join(', ')}: it joins only to tell the others, and loads no Python`);
+  updateButtons();
+}
+
 /** @param {number | null} role the place asked for, if any */
 function join(role) {
   if (!lobby.go('join')) return;
-  setStatus('Joining the session…');
+  if (page.lacks.length) cannotTakePart(); // again, after choosing a place
+  else setStatus('Joining the session…');
   page.askedRole = Number.isInteger(role) ? role : null;
   page.signaling?.join(ui.yourName.value.trim(), page.askedRole);
 }
@@ -233,6 +250,8 @@ const fromClient = {
   closed() {
     if (lobby.phase === 'joining') {
       fail('Could not join', 'The connection to the session server closed before you could join. Reload the page to try again.');
+    } else if (lobby.phase === 'lobby' && page.lacks.length) {
+      log('the connection to the session server closed; this page no longer holds a place');
     } else if (lobby.phase === 'lobby') {
       page.relay?.tell({ type: 'signaling-ended', reason: 'The connection to the session server was lost.' });
       fail('Disconnected', 'The connection to the session server was lost before the computation started. Reload the page to join again.');
@@ -254,12 +273,16 @@ function cannotRunAgain(text) {
 
 function refreshLobbyStatus() {
   const roster = client()?.roster;
-  if (!roster || !lobby.in('lobby', 'again')) return;
+  if (!roster || !lobby.in('lobby', 'again') || page.lacks.length) return;
   const me = client()?.welcome?.pid;
   const present = roster.members.filter((/** @type {{state: string}} */ m) => m.state !== 'left');
   const missing = roster.parties - present.length;
   const waiting = present.filter((/** @type {{ready: boolean, pid: number}} */ m) => !m.ready && m.pid !== me).length;
-  if (missing > 0 && lobby.phase === 'lobby') {
+  // A party whose browser cannot take part holds its place: no start until it is replaced.
+  const stuck = present.find((/** @type {{state: string}} */ m) => m.state === 'unsupported');
+  if (stuck && lobby.phase === 'lobby') {
+    setStatus(`Waiting for ${partyName(stuck.pid, { you: false })} to take part from another browser (its own cannot)`);
+  } else if (missing > 0 && lobby.phase === 'lobby') {
     setStatus(`Waiting for ${plural(missing, 'more party', 'more parties')} to join`);
   } else if (!lobby.ready) {
     setStatus(lobby.phase === 'again' ? 'Run again?' : 'Everyone is here: enter your input and press "I\'m ready"', 'ok');
