@@ -175,6 +175,8 @@ async function load({ assets, inbox }) {
   partyModule = pyodide.pyimport('py_worker.party');
   partyModule.prepare();
   partyModule.open_inbox(inbox, outbox, () => post({ type: 'ring-space' }));
+  // Not needed (py_worker/loop.py); said for whoever compares browsers.
+  post({ type: 'log', text: `worker: JSPI ${'Suspending' in WebAssembly ? 'present' : 'absent'} (not needed); cross-origin isolated: ${self.crossOriginIsolated}` });
   progress(100, 'Ready', 'compiling MPyC');
   post({ type: 'ready', seconds: (performance.now() - started) / 1000 });
 }
