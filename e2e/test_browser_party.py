@@ -63,6 +63,21 @@ def test_two_browsers_and_a_native_peer(server, new_page):
     assert native_output(native) == "max = 5"
 
 
+def test_a_script_that_starts_mpyc_twice_in_browsers_and_a_native_peer(server, new_page):
+    """Two ``async with mpc:`` blocks (as several of MPyC's demos have), in a session of two
+    browsers and a native peer: the channels stay open from one block to the next."""
+    url = server.create(3, "--program-file", str(PROGRAMS / "two_blocks.py"))
+    first = BrowserParty(new_page(), url)
+    assert first.confirm("2") == 0
+    native = start_peer(server.ns, url, "--input", "3", "--trust-program")
+    server.wait_joined(url, 2)
+    last = BrowserParty(new_page(), url)
+    assert last.confirm("4") == 2
+    expected = "sum = 9\nproduct = 24"
+    assert [first.wait_done().strip(), last.wait_done().strip()] == [expected] * 2
+    assert native_output(native) == expected
+
+
 def test_browser_and_two_native_peers_run_an_uploaded_mpc_run_script(server, new_page):
     url = server.create(3, "--program-file", str(PROGRAMS / "above_average.py"))
     first = start_peer(server.ns, url, "--input", "12", "--trust-program")

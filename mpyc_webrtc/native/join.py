@@ -172,8 +172,11 @@ def join(args: argparse.Namespace) -> int:
                 if running and loop.is_running():
                     loop.stop()
 
+            # Channels stay open from one mpc.shutdown() to the next mpc.start(): a script
+            # may start MPyC more than once (two `async with mpc:` blocks); they are closed
+            # when the program ends.
             mesh = install_mesh(mpc, factory, connect_timeout=args.connect_timeout,
-                                on_failure=stop_program)
+                                on_failure=stop_program, keep_channels=True)
             if signaling.roster is not None:
                 mesh.set_names(signaling.roster["members"])
             try:
