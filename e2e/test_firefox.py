@@ -2,8 +2,9 @@
 program, a second round over the same connections, a party that dies, and without JSPI.
 
 Firefox, Chromium and the native peers run in the module's loopback-only network namespace
-(see conftest.py and testbed/firefox.py). Pids follow join order, so each party waits until
-the previous one has its pid before it joins. Built-in programs need three parties.
+(see conftest.py and testbed/firefox.py). Pids follow join order, so where it matters which
+party is which, each party waits until the previous one has its pid before it joins. Built-in
+programs need three parties.
 """
 
 from __future__ import annotations
