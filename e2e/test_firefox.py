@@ -20,11 +20,13 @@ import pytest
 from playwright.sync_api import expect
 
 from mpyc_webrtc.programs import CATALOG
-from testbed import firefox
-from testbed.browser import LOAD_TIMEOUT_MS, BrowserParty
+from signaling.app import SECURITY_HEADERS
+from testbed import chromium, firefox
+from testbed.browser import BrowserParty
 from testbed.netns import start_peer
 
 PROGRAMS = Path(__file__).parent / "programs"
+REPO = Path(__file__).resolve().parent.parent
 NATIVE_TIMEOUT = 120
 
 
@@ -192,42 +194,48 @@ def test_firefox_is_told_when_a_chromium_page_closes(server, new_firefox_page, n
     assert native.returncode == 1
 
 
-# The worker's "ready" message says whether Python can block (JSPI); the page keeps no copy
-# a test can read, so this init script keeps the message as the worker sent it.
-KEEP_READY = """
-const PageWorker = window.Worker;
-window.Worker = class extends PageWorker {
-  constructor(...args) {
-    super(...args);
-    this.addEventListener('message', (event) => {
-      if (event.data?.type === 'ready') window.workerReady = event.data;
-    });
-  }
-};
-"""
+# -- browsers without JSPI (as Safari and Chrome on Android are) ---------------------------
+
+#: Chromium has no switch for JSPI: the worker loses it before Pyodide loads.
+NO_JSPI_WORKER = "delete WebAssembly.Suspending; delete WebAssembly.promising;\n"
 
 
-def worker_ready(browser, server, url: str) -> dict:
-    context = firefox.new_context(browser, server.url)
+def chromium_without_jspi(context) -> None:
+    """Serve this context's pages a worker script that first takes JSPI away, with the
+    server's headers (its isolation among them). Read from the checkout: Playwright's own
+    requests come from outside the namespace the server is in."""
+    body = NO_JSPI_WORKER + (REPO / "web" / "worker.js").read_text()
+    headers = {**SECURITY_HEADERS, "Content-Type": "text/javascript; charset=utf-8"}
+    context.route(re.compile(r"/web/worker\.js$"),
+                  lambda route: route.fulfill(body=body, headers=headers))
+
+
+def test_without_jspi_firefox_chromium_and_a_native_peer_run_a_classic_mpc_run_script(
+        playwright, namespace, server, browser, tmp_path):
+    """An unmodified script in the classic style (``mpc.run(...)`` throughout) in Firefox
+    with JSPI switched off, Chromium without JSPI and a native peer: Python in the workers
+    blocks on the page's inbox instead, and every party gets the plain computation's
+    result."""
+    url = server.create(3, "--program-file", str(PROGRAMS / "above_average.py"))
+    fox_browser = firefox.launch(playwright, namespace, tmp_path, jspi=False)
+    chrome_context = chromium.new_context(browser, server.url)
+    chromium_without_jspi(chrome_context)
     try:
-        context.add_init_script(KEEP_READY)
-        page = context.new_page()
-        page.goto(url)
-        page.wait_for_function("() => window.workerReady", timeout=LOAD_TIMEOUT_MS)
-        return page.evaluate("() => window.workerReady")
+        fox = BrowserParty(firefox.new_context(fox_browser, server.url).new_page(), url)
+        assert fox.confirm("12") == 0
+        chrome = BrowserParty(chrome_context.new_page(), url)
+        assert chrome.confirm("30") == 1
+        native = start_peer(server.ns, url, "--input", "3", "--trust-program")
+        values = [12, 30, 3]
+        total = sum(values)
+        above = sum(len(values) * v > total for v in values)
+        expected = f"total = {total}\nmax = {max(values)}\nabove average = {above}"
+        assert fox.wait_done().strip() == expected
+        assert chrome.wait_done().strip() == expected
+        assert native_output(native) == expected
+        for party in (fox, chrome):  # what the workers said when Python was ready
+            expect(party["log"]).to_contain_text("worker: JSPI absent (not needed); "
+                                                 "cross-origin isolated: true")
     finally:
-        context.close()
-
-
-def test_firefox_without_jspi_says_so_when_python_is_ready(
-        playwright, namespace, server, firefox_browser, tmp_path):
-    """The launch option that stands in for browsers without JSPI (Safari, Chrome on
-    Android): the worker's Python then finds it cannot block (can_run_sync() is False).
-    Firefox as shipped can."""
-    url = server.create(3, "--program", "sum")
-    assert worker_ready(firefox_browser, server, url)["jspi"] is True
-    without = firefox.launch(playwright, namespace, tmp_path, jspi=False)
-    try:
-        assert worker_ready(without, server, url)["jspi"] is False
-    finally:
-        without.close()
+        chrome_context.close()
+        fox_browser.close()
