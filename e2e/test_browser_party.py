@@ -8,6 +8,7 @@ has its pid before it joins. Native peers run the programs these tests upload wi
 
 from __future__ import annotations
 
+import json
 import subprocess
 from pathlib import Path
 
@@ -76,6 +77,24 @@ def test_a_script_that_starts_mpyc_twice_in_browsers_and_a_native_peer(server, n
     expected = "sum = 9\nproduct = 24"
     assert [first.wait_done().strip(), last.wait_done().strip()] == [expected] * 2
     assert native_output(native) == expected
+
+
+def test_bulk_traffic_through_the_pages_inbox_in_both_directions(server, new_page):
+    """Megabytes each way between a browser and two native peers (inner product of vectors
+    of 60,000: every party shares 120,000 inputs with each other party at once), more than
+    the channels' high-water mark: Python waits for the page to report its channels drained,
+    and the right answer comes out."""
+    workload = Path(__file__).resolve().parent.parent / "bench" / "workload.py"
+    url = server.create(3, "--program-file", str(workload), "--no-qr", "--args",
+                        "--workload", "inner", "--size", "60000")
+    browser = BrowserParty(new_page(), url)
+    assert browser.confirm() == 0  # party 0 checks the result against plain Python
+    natives = [start_peer(server.ns, url, "--trust-program") for _ in range(2)]
+    line = next(line for line in browser.wait_done().splitlines() if line.startswith("{"))
+    result = json.loads(line)
+    assert result["workload"] == "inner" and result["ok"] is True, result
+    for native in natives:
+        native_output(native)  # exits 0
 
 
 def test_browser_and_two_native_peers_run_an_uploaded_mpc_run_script(server, new_page):
