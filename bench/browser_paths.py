@@ -10,7 +10,9 @@ Per browser and tree, in one network namespace on loopback, with the server of t
 ``git archive``, the same ``node_modules``): a page's time from navigation to Python ready,
 cold (a fresh profile) and warm (a reload), and three browser parties computing
 ``bench/workload.py --workload mul --size ROUNDS`` (ROUNDS sequential secure
-multiplications: one round trip each, latency bound) and ``inner`` (bulk). The runs of the
+multiplications: one round trip each, latency bound) and ``inner`` (bulk), once with every
+party a browser and once with one browser (party 0) and native peers (one person's browser
+among others: on two shared cores, three browsers measure the cores too). The runs of the
 two trees alternate, pair by pair, and the report gives medians and this tree's time over
 the older one's. Firefox runs only this tree (the older path could not run there: Firefox
 refuses to transfer a data channel that was used).
@@ -35,7 +37,7 @@ from playwright.sync_api import expect, sync_playwright
 
 from testbed import chromium
 from testbed.browser import BrowserParty
-from testbed.netns import BIN, Namespace, Server
+from testbed.netns import BIN, Namespace, Server, start_peer
 
 REPO = Path(__file__).resolve().parent.parent
 WORKLOAD = REPO / "bench" / "workload.py"
@@ -108,16 +110,26 @@ class Browsers:
         finally:
             context.close()
 
-    def compute(self, server: Server, url: str, parties: int) -> float:
-        contexts = [self.context(server.url) for _ in range(parties)]
+    def compute(self, server: Server, url: str, parties: int, natives: int = 0) -> float:
+        """Seconds party 0 (a browser) took; the last ``natives`` parties are native peers."""
+        contexts = [self.context(server.url) for _ in range(parties - natives)]
+        peers = []
         try:
             tabs = [BrowserParty(c.new_page(), url) for c in contexts]
             for tab in tabs:
                 tab.confirm()
+            peers = [start_peer(server.ns, url, "--trust-program") for _ in range(natives)]
             outputs = [tab.wait_done() for tab in tabs]
+            for peer in peers:
+                _, err = peer.communicate(timeout=300)
+                if peer.returncode != 0:
+                    raise RuntimeError(f"a native peer failed: {err[-2000:]}")
         finally:
             for context in contexts:
                 context.close()
+            for peer in peers:
+                if peer.poll() is None:
+                    peer.kill()  # a peer this benchmark started
         line = next(line for line in outputs[0].splitlines() if line.startswith("{"))
         result = json.loads(line)
         if not result.get("ok"):
@@ -165,9 +177,12 @@ def measure(engine: str, before: str | None, rounds: int, inner: int, repeat: in
                     tree.ready_cold.append(cold)
                     tree.ready_warm.append(warm)
                     for workload, size in workloads.items():
-                        url = create(tree.server, parties, workload, size)
-                        tree.seconds.setdefault(f"{workload} {size}", []).append(
-                            browsers.compute(tree.server, url, parties))
+                        for natives in (0, parties - 1):
+                            url = create(tree.server, parties, workload, size)
+                            what = (f"{workload} {size}, {parties - natives} browser"
+                                    f"{'s' if parties - natives > 1 else ''}")
+                            tree.seconds.setdefault(what, []).append(
+                                browsers.compute(tree.server, url, parties, natives))
         finally:
             browsers.close()
     return made
@@ -180,12 +195,12 @@ def report(engine: str, made: list[Tree]) -> str:
     rows = [("page open to ready, cold s", [t.ready_cold for t in made]),
             ("page open to ready, warm s", [t.ready_warm for t in made])]
     for key in made[-1].seconds:
-        rows.append((f"{key} (3 browsers) s", [t.seconds.get(key, []) for t in made]))
+        rows.append((f"{key} s", [t.seconds.get(key, []) for t in made]))
     head = f"{engine}: " + " | ".join(t.name for t in made)
-    lines = [head, f"{'':34}" + "".join(f"{t.name:>18}" for t in made)
+    lines = [head, f"{'':38}" + "".join(f"{t.name:>18}" for t in made)
              + ("           ratio" if len(made) == 2 else "")]
     for label, values in rows:
-        line = f"{label:34}" + "".join(f"{med(v):>18}" for v in values)
+        line = f"{label:38}" + "".join(f"{med(v):>18}" for v in values)
         if len(made) == 2 and all(values):
             line += f"{statistics.median(values[1]) / statistics.median(values[0]):>16.2f}"
         lines.append(line)

@@ -37,14 +37,24 @@ class Inbox:
         for message in held:
             on_control(message)
 
+    def wait(self, timeout: float | None) -> None:
+        """The loop's idle wait: until the page writes a record, or ``timeout`` seconds."""
+        if timeout == 0:
+            return  # the loop has work: it looks for records right after (``deliver``)
+        write = self.memory.load(ring.WRITE)
+        if write == self.reader.read:
+            self.memory.wait_while(ring.WRITE, write, timeout)
+
     def deliver(self) -> None:
+        taken = False
         for record in self.reader.take():
+            taken = True
             try:
                 self._handle(record)
             except Exception:
                 log.exception("handling the page's record %d about party %d failed",
                               record.kind, record.peer)
-        if self.memory.load(ring.PAGE_WAITING):
+        if taken and self.memory.load(ring.PAGE_WAITING):
             self.memory.store(ring.PAGE_WAITING, 0)
             self.room()
 

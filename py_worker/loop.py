@@ -98,11 +98,9 @@ class JsMemory:
     def read(self, start: int, end: int) -> bytes:
         return self.data.subarray(start, end).to_bytes()
 
-    def wait(self, timeout: float | None) -> None:
-        """Sleep until the page writes a record, or ``timeout`` seconds."""
-        write = self.load(ring.WRITE)
-        if write != self.load(ring.READ) or timeout == 0:
-            return
-        signed = write - (1 << 32) if write >= 1 << 31 else write
+    def wait_while(self, index: int, value: int, timeout: float | None) -> None:
+        """Sleep while header word ``index`` is ``value``, at most ``timeout`` seconds
+        (None: no limit), or until the page notifies."""
+        signed = value - (1 << 32) if value >= 1 << 31 else value
         ms = math.inf if timeout is None else max(0.0, timeout * 1000.0)
-        self.atomics.wait(self.header, ring.WRITE, signed, ms)
+        self.atomics.wait(self.header, index, signed, ms)

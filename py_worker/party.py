@@ -105,7 +105,7 @@ def open_inbox(buffer: Any, outbox: Outbox, room: Callable[[], None]) -> None:
     global _inbox, _loop
     memory = JsMemory(buffer)
     _inbox = Inbox(memory, outbox, room)
-    _loop = RingLoop(memory.wait, _inbox.deliver)
+    _loop = RingLoop(_inbox.wait, _inbox.deliver)
 
 
 class Party:

@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import json
 import struct
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -74,7 +75,7 @@ def layout() -> dict[str, Any]:
 
 
 class Memory(Protocol):
-    """The shared buffer as the reader needs it: the JS one (``ringloop.JsMemory``) or a
+    """The shared buffer as the reader needs it: the JS one (``loop.JsMemory``) or a
     bytearray in the tests."""
 
     def load(self, index: int) -> int:
@@ -84,6 +85,10 @@ class Memory(Protocol):
 
     def read(self, start: int, end: int) -> bytes:
         """Bytes ``start:end`` of the ring (offsets into the data, not wrapped)."""
+
+    def wait_while(self, index: int, value: int, timeout: float | None) -> None:
+        """Sleep while header word ``index`` is ``value`` (``Atomics.wait``), at most
+        ``timeout`` seconds."""
 
 
 @dataclass(frozen=True)
@@ -102,30 +107,39 @@ class Record:
 
 
 class RingReader:
-    """Takes the records the page wrote since the last call, and frees their space."""
+    """Takes the records the page wrote since the last call, and frees their space.
+
+    It is the only one that moves ``READ``, so it keeps that position itself: checking for
+    news costs one read of ``WRITE``, and taking them one copy of the bytes (calls into
+    JavaScript cost microseconds each in Pyodide, and the loop checks at every turn).
+    """
 
     def __init__(self, memory: Memory, size: int = DATA_SIZE):
         if size & (size - 1):
             raise ValueError("the ring's size must be a power of two")
         self.memory = memory
         self.size = size
+        self.read = memory.load(READ)
 
     def pending(self) -> bool:
-        return self.memory.load(WRITE) != self.memory.load(READ)
+        return self.memory.load(WRITE) != self.read
 
     def take(self) -> Iterator[Record]:
         """Every complete record written so far, in order."""
-        memory = self.memory
-        write = memory.load(WRITE)
-        read = memory.load(READ)
-        while read != write:
-            kind, peer, channel, length = RECORD.unpack(self._read(read, RECORD.size))
-            payload = self._read((read + RECORD.size) & 0xFFFFFFFF, length)
-            total = RECORD.size + length
-            total += -total % ALIGN
-            read = (read + total) & 0xFFFFFFFF
-            memory.store(READ, read)
-            yield Record(kind, peer, channel, payload)
+        write = self.memory.load(WRITE)
+        length = (write - self.read) & 0xFFFFFFFF
+        if not length:
+            return
+        blob = self._read(self.read, length)
+        self.read = write
+        self.memory.store(READ, write)  # copied out: the page may reuse the space now
+        offset = 0
+        while offset < length:
+            kind, peer, channel, size = RECORD.unpack_from(blob, offset)
+            start = offset + RECORD.size
+            yield Record(kind, peer, channel, blob[start:start + size])
+            total = RECORD.size + size
+            offset += total + (-total % ALIGN)
 
     def _read(self, index: int, length: int) -> bytes:
         if not length:
@@ -152,6 +166,11 @@ class BytesMemory:
 
     def read(self, start: int, end: int) -> bytes:
         return bytes(self.data[start:end])
+
+    def wait_while(self, index: int, value: int, timeout: float | None) -> None:
+        """Nobody else writes here: sleep a little (at most ``timeout``), as a wait would."""
+        if self.load(index) == value:
+            time.sleep(min(0.001, timeout if timeout is not None else 0.001))
 
     def write_record(self, kind: int, peer: int = 0, channel: int = 0,
                      payload: bytes = b"") -> bool:
