@@ -14,8 +14,7 @@ multiplications: one round trip each, latency bound) and ``inner`` (bulk), once 
 party a browser and once with one browser (party 0) and native peers (one person's browser
 among others: on two shared cores, three browsers measure the cores too). The runs of the
 two trees alternate, pair by pair, and the report gives medians and this tree's time over
-the older one's. Firefox runs only this tree (the older path could not run there: Firefox
-refuses to transfer a data channel that was used).
+the older one's, in each browser asked for.
 """
 
 from __future__ import annotations
@@ -167,7 +166,7 @@ def measure(engine: str, before: str | None, rounds: int, inner: int, repeat: in
     workloads = {"mul": rounds, "inner": inner}
     with Namespace() as ns, tempfile.TemporaryDirectory() as tmp, \
             sync_playwright() as playwright, \
-            trees(ns, before if engine == "chromium" else None, Path(tmp)) as made:
+            trees(ns, before, Path(tmp)) as made:
         browsers = Browsers(playwright, ns, Path(tmp), engine)
         try:
             for _ in range(repeat):
