@@ -27,14 +27,13 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from playwright.sync_api import expect, sync_playwright
+from playwright.sync_api import sync_playwright
 
-from testbed import chromium
+from bench.browser import ENGINES, ready_times
 from testbed.browser import BrowserParty
 from testbed.netns import BIN, Namespace, Server, start_peer
 
@@ -85,29 +84,12 @@ class Browsers:
 
     def __init__(self, playwright, ns: Namespace, workdir: Path, engine: str):
         self.engine = engine
-        if engine == "chromium":
-            self.browser = chromium.launch(playwright, ns, workdir)
-            self.context = lambda origin: chromium.new_context(self.browser, origin)
-        else:
-            from testbed import firefox  # the second engine of the e2e tests
-
-            self.browser = firefox.launch(playwright, ns, workdir)
-            self.context = lambda origin: firefox.new_context(self.browser, origin)
+        module = ENGINES[engine]
+        self.browser = module.launch(playwright, ns, workdir)
+        self.context = lambda origin: module.new_context(self.browser, origin)
 
     def ready_times(self, server: Server, url: str) -> tuple[float, float]:
-        context = self.context(server.url)
-        try:
-            page = context.new_page()
-            started = time.monotonic()
-            BrowserParty(page, url).wait_python()
-            cold = time.monotonic() - started
-            started = time.monotonic()
-            page.reload()
-            expect(page.get_by_test_id("ready")).not_to_have_text("Loading Python…",
-                                                                 timeout=90_000)
-            return cold, time.monotonic() - started
-        finally:
-            context.close()
+        return ready_times(self.context(server.url), url)
 
     def compute(self, server: Server, url: str, parties: int, natives: int = 0) -> float:
         """Seconds party 0 (a browser) took; the last ``natives`` parties are native peers."""

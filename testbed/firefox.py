@@ -15,6 +15,7 @@ import shlex
 import stat
 import sys
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from .netns import Namespace, ensure_default_route
 
@@ -43,13 +44,31 @@ def missing() -> str | None:
     return None
 
 
-def launch(playwright, ns: Namespace | str, workdir: Path, *, jspi: bool = True):
+def secure_origin_prefs(origin: str) -> dict[str, bool | int | str]:
+    """Prefs that make Firefox treat ``origin`` (http://HOST[:PORT]) as a secure context.
+
+    ``dom.securecontext.allowlist`` is Firefox's counterpart of Chromium's
+    ``--unsafely-treat-insecure-origin-as-secure``, but it lists host names without
+    scheme or port: every http:// origin on that host counts as potentially trustworthy.
+    A secure context is what cross-origin isolation needs too: the server's COOP/COEP
+    headers then make ``crossOriginIsolated`` true (SharedArrayBuffer).
+    """
+    host = urlsplit(origin).hostname
+    if not host:
+        raise ValueError(f"not an origin: {origin!r}")
+    return {"dom.securecontext.allowlist": host}
+
+
+def launch(playwright, ns: Namespace | str, workdir: Path, *, jspi: bool = True,
+           secure_origin: str | None = None):
     """Firefox in namespace ``ns`` (a ``Namespace`` or a namespace's name).
 
     The namespace gets a default route over ``lo`` if it has none (Firefox needs one to
     gather ICE candidates). ``workdir`` holds the launch wrapper and Firefox's HOME: Firefox
     refuses to start in a HOME that another user owns (as /root may be to a CI runner's
     user), so it gets one of its own. ``jspi=False``: a Firefox without JSPI.
+    ``secure_origin``: an http:// origin to treat as secure, as a test stand-in for https
+    (as ``testbed.chromium.launch``'s; Firefox applies it to the origin's whole host).
     """
     name = ns if isinstance(ns, str) else ns.name
     ensure_default_route(name)
@@ -62,7 +81,8 @@ def launch(playwright, ns: Namespace | str, workdir: Path, *, jspi: bool = True)
     return playwright.firefox.launch(
         channel="moz-firefox", executable_path=str(wrapper), headless=True,
         env={**os.environ, "HOME": str(home)},
-        firefox_user_prefs=PREFS | ({} if jspi else NO_JSPI))
+        firefox_user_prefs=PREFS | ({} if jspi else NO_JSPI)
+        | (secure_origin_prefs(secure_origin) if secure_origin else {}))
 
 
 def new_context(browser, origin: str):
