@@ -66,7 +66,9 @@ case "${1:-}" in
         # Network namespaces (iproute2) for every WebRTC test; Chromium for the browser tests;
         # NAT routers (iptables) and a TURN relay (coturn) for the simulated internet.
         apt_install ip:iproute2 chromium:chromium iptables:iptables turnserver:coturn
-        # Firefox too, for the content security policy's test (e2e/test_csp.py).
+        # Firefox ESR, the e2e tests' second browser engine (e2e/test_firefox.py, and
+        # e2e/test_csp.py). Playwright drives both Debian browsers as they are installed
+        # (testbed/chromium.py, testbed/firefox.py): it downloads none of its own.
         APT_LEAN=1 apt_install firefox-esr:firefox-esr
         # A WireGuard mesh, the VPN baseline of the evaluation (bench/evaluate.py); without
         # its Recommends, which would pull in a kernel image.

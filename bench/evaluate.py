@@ -17,7 +17,8 @@ The same MPyC workloads (``bench/workload.py``) run over
   the VPN meshes (Tailscale, Headscale, NetBird);
 - ``webrtc``: our native peers, direct;
 - ``turn``: our native peers in a relay-only session (everything through coturn);
-- ``browser``: our browser parties (headless Chromium, Pyodide), direct;
+- ``browser``: our browser parties in headless Chromium (Pyodide), direct;
+- ``firefox``: our browser parties in headless Firefox (Pyodide), direct;
 
 on the simulated internet of ``e2e.netsim`` (one network namespace per party, "public"
 addresses so that plain TCP works too), under each network condition: plain links, 10 ms
@@ -25,6 +26,8 @@ and 50 ms round-trip time between parties, and 1% loss. Per cell: the median tim
 (after every link is up, to before shutdown), the ratio to TCP in the same run, the bytes
 all parties put on the wire (their access links' counters: protocol overhead included), and
 the time to connect (process start, or the last "I'm ready" for browsers, to all links up).
+Per browser and condition it also times a party's page from opening the link to Python ready
+(ready to compute): cold (a fresh profile) and warm (a reload).
 
 It writes ``docs/evaluation.md`` (tables, setup effort) and ``docs/evaluation.png``.
 """
@@ -49,9 +52,11 @@ from mpyc_webrtc import launch
 REPO = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
 WORKLOAD = REPO / "bench" / "workload.py"
-TRANSPORTS = ("tcp", "wireguard", "webrtc", "turn", "browser")
+TRANSPORTS = ("tcp", "wireguard", "webrtc", "turn", "browser", "firefox")
 LABELS = {"tcp": "TCP", "wireguard": "WireGuard mesh", "webrtc": "WebRTC native",
-          "turn": "WebRTC via TURN", "browser": "WebRTC browsers"}
+          "turn": "WebRTC via TURN", "browser": "WebRTC Chromium", "firefox": "WebRTC Firefox"}
+#: The browser engine of each browser transport (``bench.browser.ENGINES``).
+BROWSER_ENGINES = {"browser": "chromium", "firefox": "firefox"}
 
 
 @dataclass(frozen=True)
@@ -166,7 +171,7 @@ class Runner:
     """Runs one workload over one transport on a built ``Internet``."""
 
     def __init__(self, net: Internet, timeout: float, wg_addresses: list[str] | None,
-                 browsers: BrowserParties | None):
+                 browsers: dict[str, BrowserParties]):
         self.net = net
         self.timeout = timeout
         self.wg = wg_addresses
@@ -183,9 +188,8 @@ class Runner:
         elif transport in ("webrtc", "turn"):
             result, launched = self._webrtc(transport == "turn", w.parties, args, what)
         else:
-            assert self.browsers is not None
-            result, launched = self.browsers.run(self._create(w.parties, args, False),
-                                                 w.parties, what)
+            result, launched = self.browsers[transport].run(
+                self._create(w.parties, args, False), w.parties, what)
         sent = tx_bytes(self.net, w.parties) - before
         return result["seconds"], result["connected_at"] - launched, sent
 
@@ -219,6 +223,14 @@ class Runner:
             str(BIN / "mpyc-webrtc-peer"), "join", url, *consent(m, args)],
             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=REPO)
 
+    def ready(self, transport: str) -> tuple[float, float]:
+        """A browser party's page open to Python ready, (cold, warm), in a session of 3."""
+        url = self._create(3, ["--workload", "mul", "--size", "1"], False)
+        try:
+            return self.browsers[transport].ready_times(url)
+        except AssertionError as exc:
+            raise EvalError(f"{transport} page open to ready: {str(exc)[:1500]}") from None
+
     def _webrtc(self, relay_only: bool, m: int, args: list[str], what: str):
         url = self._create(m, args, relay_only)
         launched = time.time()
@@ -234,8 +246,8 @@ class Runner:
         procs = [self._join(i, url, m, args) for i in range(browsers, m)]
         tabs_result = None
         if browsers:
-            assert self.browsers is not None
-            tabs_result, _ = self.browsers.run(url, browsers, what, complete=False)
+            tabs_result, _ = self.browsers["browser"].run(url, browsers, what,
+                                                          complete=False)
         outputs = [(proc, *proc.communicate(timeout=self.timeout)) for proc in procs]
         for proc, _, err in outputs:
             if proc.returncode != 0:
@@ -250,14 +262,19 @@ class Runner:
 
 
 class BrowserParties:
-    """One Chromium per party namespace (each party is a person on its own network)."""
+    """One browser per party namespace (each party is a person on its own network), of one
+    engine ("chromium" or "firefox"). The pages come from the server's plain http://
+    "public" address, which each browser is told to treat as secure (WebCrypto and, with
+    the server's COOP/COEP headers, cross-origin isolation need a secure context)."""
 
-    def __init__(self, playwright, net: Internet, parties: int, workdir: Path):
-        from testbed import chromium
+    def __init__(self, playwright, net: Internet, parties: int, workdir: Path,
+                 engine: str = "chromium"):
+        from bench.browser import ENGINES
 
         self.net = net
-        self.browsers = [chromium.launch(playwright, net.parties[i].ns, workdir,
-                                         secure_origin=net.server_url)
+        self.engine = ENGINES[engine]
+        self.browsers = [self.engine.launch(playwright, net.parties[i].ns, workdir,
+                                            secure_origin=net.server_url)
                          for i in range(parties)]
 
     def close(self) -> None:
@@ -268,10 +285,9 @@ class BrowserParties:
             ) -> tuple[dict | None, float]:
         """Tabs for ``m`` parties (with ``complete``, all of them); party 0's result line
         if one of the tabs is party 0."""
-        from testbed import chromium
         from testbed.browser import BrowserParty
 
-        contexts = [chromium.new_context(self.browsers[i], self.net.server_url)
+        contexts = [self.engine.new_context(self.browsers[i], self.net.server_url)
                     for i in range(m)]
         try:
             tabs = [BrowserParty(c.new_page(), url) for c in contexts]
@@ -290,6 +306,13 @@ class BrowserParties:
                                     for line in out.splitlines()):
             return None, launched
         return result_of(outputs, what), launched
+
+    def ready_times(self, url: str) -> tuple[float, float]:
+        """Party 0's page: open to Python ready, (cold, warm) (``bench.browser``)."""
+        from bench.browser import ready_times
+
+        return ready_times(self.engine.new_context(self.browsers[0], self.net.server_url),
+                           url)
 
 
 def run_once_more_on_failure(runner: Runner, transport: str, w: Workload, size: int,
@@ -316,6 +339,8 @@ def evaluate(args: argparse.Namespace) -> dict:
     m = max(w.parties for w in workloads)
     cells: dict[tuple[str, str, str], Cell] = {}
     setup: dict[str, float] = {}
+    #: (condition, browser transport) -> (cold seconds, warm seconds), one per repetition
+    ready: dict[tuple[str, str], tuple[list[float], list[float]]] = {}
     retried: list[str] = []
     for condition in conditions:
         with contextlib.ExitStack() as stack:
@@ -327,21 +352,38 @@ def evaluate(args: argparse.Namespace) -> dict:
                 mesh = net.wireguard_mesh()
                 wg = [mesh.address(i) for i in range(m)]
                 setup.setdefault("wireguard mesh bring-up", mesh.seconds)
-            browsers = None
-            if "browser" in transports:
+            browsers = {}
+            if any(t in BROWSER_ENGINES for t in transports):
                 from playwright.sync_api import sync_playwright
 
                 playwright = stack.enter_context(sync_playwright())
                 workdir = Path(stack.enter_context(tempfile.TemporaryDirectory()))
-                browsers = BrowserParties(playwright, net, 3, workdir)
-                stack.callback(browsers.close)
+                for t in transports:
+                    if t in BROWSER_ENGINES:
+                        browsers[t] = BrowserParties(playwright, net, 3, workdir,
+                                                     BROWSER_ENGINES[t])
+                        stack.callback(browsers[t].close)
             runner = Runner(net, args.timeout, wg, browsers)
             for rep in range(repeat):
+                for t in browsers:
+                    try:
+                        cold, warm = runner.ready(t)
+                    except EvalError as exc:  # as a failed run: once more, and reported
+                        retried.append(f"{t} page open to ready: "
+                                       f"{str(exc).strip().splitlines()[0]}")
+                        print(f"FAILED, trying once more: {exc}", file=sys.stderr,
+                              flush=True)
+                        cold, warm = runner.ready(t)
+                    colds, warms = ready.setdefault((condition.name, t), ([], []))
+                    colds.append(cold)
+                    warms.append(warm)
+                    print(f"[{condition.name} {rep + 1}/{repeat}] {t} page open to ready: "
+                          f"cold {cold:.2f} s, warm {warm:.2f} s", file=sys.stderr, flush=True)
                 for w in workloads:
                     size = w.size(condition.name)
                     for transport in transports:
-                        if transport == "browser" and w.parties > 3:
-                            continue  # five Chromiums on two cores measure the cores
+                        if transport in BROWSER_ENGINES and w.parties > 3:
+                            continue  # five browsers on two cores measure the cores
                         # Only the WireGuard runs see the tunnel: WebRTC gathers every
                         # interface and would otherwise pick direct pairs through it.
                         hide = mesh.hidden() if mesh is not None and \
@@ -364,14 +406,14 @@ def evaluate(args: argparse.Namespace) -> dict:
             net = stack.enter_context(Internet(
                 nats=["public"] * max(sizes), name="mwsc", turn_secret="evaluate",
                 server=True))
-            browsers = None
+            browsers = {}
             if mixed:
                 from playwright.sync_api import sync_playwright
 
                 playwright = stack.enter_context(sync_playwright())
                 workdir = Path(stack.enter_context(tempfile.TemporaryDirectory()))
-                browsers = BrowserParties(playwright, net, 2, workdir)
-                stack.callback(browsers.close)
+                browsers["browser"] = BrowserParties(playwright, net, 2, workdir)
+                stack.callback(browsers["browser"].close)
             runner = Runner(net, args.timeout, None, browsers)
             runs = [(f"{m} native", m, 0) for m in sizes]
             if mixed:
@@ -386,7 +428,7 @@ def evaluate(args: argparse.Namespace) -> dict:
                           "per round", file=sys.stderr, flush=True)
     return {"cells": cells, "conditions": conditions, "workloads": workloads,
             "transports": transports, "repeat": repeat, "setup": setup, "scale": scale,
-            "retried": retried,
+            "ready": ready, "retried": retried,
             "scale_rounds": args.scale_rounds}
 
 
@@ -467,6 +509,26 @@ def markdown(data: dict, command: str) -> str:
     if data["setup"]:
         lines += ["", "Measured in this run: " + ", ".join(
             f"{k} {v:.2f} s" for k, v in data["setup"].items()) + "."]
+    if data.get("ready"):
+        lines += ["", "### A browser party's page: open to ready to compute", "",
+                  "From opening the join link to Python loaded in the page's worker (the "
+                  "button stops saying \"Loading Python…\"), party 0's page in its own "
+                  "browser on its own network; **cold**: a fresh profile (empty HTTP cache) "
+                  "in the running browser, **warm**: a reload of that page. Median "
+                  f"(min–max) of {data['repeat']} run(s) per cell.", "",
+                  "| browser | condition | cold | warm |", "|---|---|---|---|"]
+        titles = {c.name: c.title for c in data["conditions"]}
+
+        def spread(values: list[float]) -> str:
+            return (f"{median(values):.2f} s ({min(values):.2f}–{max(values):.2f})"
+                    if len(values) > 1 else f"{values[0]:.2f} s")
+
+        for t in (t for t in transports if t in BROWSER_ENGINES):
+            for (condition, t_), (colds, warms) in data["ready"].items():
+                if t_ == t:
+                    lines.append(f"| {LABELS[t].removeprefix('WebRTC ')} | "
+                                 f"{titles[condition]} | {spread(colds)} | "
+                                 f"{spread(warms)} |")
     lines += ["", "![time per workload and transport, relative to TCP](evaluation.png)", ""]
     return "\n".join(lines)
 
@@ -544,6 +606,13 @@ def main(argv: list[str] | None = None) -> int:
     args.conditions = args.conditions or (["plain"] if args.quick else
                                           [c.name for c in CONDITIONS])
     args.transports = args.transports or list(TRANSPORTS)
+    for t in args.transports:
+        if t in BROWSER_ENGINES:
+            from bench.browser import ENGINES
+
+            if (why := ENGINES[BROWSER_ENGINES[t]].missing()) is not None:
+                print(f"bench.evaluate: cannot run transport {t}: {why}", file=sys.stderr)
+                return 2
     if args.scale is None:
         args.scale = [2] if args.quick else [2, 3, 5, 8, 12]
     if args.scale_rounds is None:

@@ -1,8 +1,11 @@
-"""Playwright + Debian Chromium inside a throw-away loopback-only network namespace.
+"""Playwright + Debian Chromium (and Firefox ESR) inside a throw-away loopback-only network
+namespace.
 
 The test process stays in the host namespace; Chromium is started through a small
 wrapper that execs it with ``ip netns exec``, and Playwright drives it over the pipe
-it was started with, so every packet Chromium sends stays in the namespace.
+it was started with, so every packet Chromium sends stays in the namespace. Firefox is
+driven over a WebSocket instead, relayed out of the namespace (``testbed.firefox``).
+One Playwright per module drives both, so a test can mix the two engines in one session.
 """
 
 from __future__ import annotations
@@ -12,8 +15,8 @@ from pathlib import Path
 import pytest
 from playwright.sync_api import sync_playwright
 
-from testbed import chromium
-from testbed.netns import Namespace, Server
+from testbed import chromium, firefox
+from testbed.netns import Namespace, Server, in_ci
 
 
 def pytest_collection_modifyitems(items):
@@ -36,11 +39,34 @@ def server(namespace):
 
 
 @pytest.fixture(scope="module")
-def browser(namespace, tmp_path_factory):
+def playwright():
     with sync_playwright() as playwright:
-        browser = chromium.launch(playwright, namespace, tmp_path_factory.mktemp("chromium"))
-        yield browser
-        browser.close()
+        yield playwright
+
+
+@pytest.fixture(scope="module")
+def browser(playwright, namespace, tmp_path_factory):
+    browser = chromium.launch(playwright, namespace, tmp_path_factory.mktemp("chromium"))
+    yield browser
+    browser.close()
+
+
+def need_firefox() -> None:
+    """Firefox or the reason: ``./run.sh test`` installs it, so under CI=true a missing one
+    fails the test (a CI machine without it is never green); elsewhere the test skips."""
+    if (why := firefox.missing()) is not None:
+        if in_ci():
+            pytest.fail(f"{why}; CI=true: a CI run must not skip this test")
+        pytest.skip(why)
+
+
+@pytest.fixture(scope="module")
+def firefox_browser(playwright, namespace, tmp_path_factory):
+    """Firefox ESR in the module's namespace (with JSPI, as shipped)."""
+    need_firefox()
+    browser = firefox.launch(playwright, namespace, tmp_path_factory.mktemp("firefox"))
+    yield browser
+    browser.close()
 
 
 @pytest.fixture
@@ -50,6 +76,21 @@ def new_page(browser, server):
 
     def make():
         context = chromium.new_context(browser, server.url)
+        contexts.append(context)
+        return context.new_page()
+
+    yield make
+    for context in contexts:
+        context.close()
+
+
+@pytest.fixture
+def new_firefox_page(firefox_browser, server):
+    """Like ``new_page``, in Firefox."""
+    contexts = []
+
+    def make():
+        context = firefox.new_context(firefox_browser, server.url)
         contexts.append(context)
         return context.new_page()
 

@@ -8,6 +8,7 @@ has its pid before it joins. Native peers run the programs these tests upload wi
 
 from __future__ import annotations
 
+import json
 import subprocess
 from pathlib import Path
 
@@ -61,6 +62,39 @@ def test_two_browsers_and_a_native_peer(server, new_page):
     assert last.confirm("4") == 2
     assert [first.wait_done().strip(), last.wait_done().strip()] == ["max = 5"] * 2
     assert native_output(native) == "max = 5"
+
+
+def test_a_script_that_starts_mpyc_twice_in_browsers_and_a_native_peer(server, new_page):
+    """Two ``async with mpc:`` blocks (as several of MPyC's demos have), in a session of two
+    browsers and a native peer: the channels stay open from one block to the next."""
+    url = server.create(3, "--program-file", str(PROGRAMS / "two_blocks.py"))
+    first = BrowserParty(new_page(), url)
+    assert first.confirm("2") == 0
+    native = start_peer(server.ns, url, "--input", "3", "--trust-program")
+    server.wait_joined(url, 2)
+    last = BrowserParty(new_page(), url)
+    assert last.confirm("4") == 2
+    expected = "sum = 9\nproduct = 24"
+    assert [first.wait_done().strip(), last.wait_done().strip()] == [expected] * 2
+    assert native_output(native) == expected
+
+
+def test_bulk_traffic_through_the_pages_inbox_in_both_directions(server, new_page):
+    """Megabytes each way between a browser and two native peers (inner product of vectors
+    of 60,000: every party shares 120,000 inputs with each other party at once), more than
+    the channels' high-water mark: Python waits for the page to report its channels drained,
+    and the right answer comes out."""
+    workload = Path(__file__).resolve().parent.parent / "bench" / "workload.py"
+    url = server.create(3, "--program-file", str(workload), "--no-qr", "--args",
+                        "--workload", "inner", "--size", "60000")
+    browser = BrowserParty(new_page(), url)
+    assert browser.confirm() == 0  # party 0 checks the result against plain Python
+    natives = [start_peer(server.ns, url, "--trust-program") for _ in range(2)]
+    line = next(line for line in browser.wait_done().splitlines() if line.startswith("{"))
+    result = json.loads(line)
+    assert result["workload"] == "inner" and result["ok"] is True, result
+    for native in natives:
+        native_output(native)  # exits 0
 
 
 def test_browser_and_two_native_peers_run_an_uploaded_mpc_run_script(server, new_page):

@@ -1,8 +1,8 @@
 """The server's Content-Security-Policy, in Chromium: the create page, the lobby with its QR
 code and highlighted code, the worker with Pyodide, and a whole three-party computation run
 under it without a single violation. In firefox-esr (./run.sh test installs it; where it
-is missing the test skips, and fails under CI=true), the lobby joins and its worker starts
-Python, without a violation either.
+is missing the test skips, and fails under CI=true), the lobby, the worker and a computation
+with two Chromium parties run without a violation either.
 
 The server here is the real app with one addition for the test: its policy also says
 ``report-uri /csp-report``, where every violation (of a page or of the worker) arrives and
@@ -13,9 +13,7 @@ from __future__ import annotations
 
 import collections
 import json
-import os
 import re
-import shutil
 import subprocess
 import sys
 import threading
@@ -24,7 +22,7 @@ import time
 import pytest
 from playwright.sync_api import expect
 
-from testbed import chromium
+from testbed import chromium, firefox
 from testbed.browser import BrowserParty
 from testbed.netns import BIN
 
@@ -161,41 +159,39 @@ def test_without_wasm_unsafe_eval_the_worker_cannot_start_python(namespace, brow
         server.stop()
 
 
-def test_firefox_lobby_and_worker_violate_nothing(reporting, tmp_path):
-    """Headless firefox-esr on a join link: the page joins over the WebSocket and the worker
-    boots Pyodide (it asks for the Python archive only once that worked), all under the
-    policy, with no report. No Playwright here (the pinned one cannot drive Firefox 153)."""
-    firefox = shutil.which("firefox-esr")
-    if firefox is None:  # ./run.sh test installs it; in CI a missing one is a failure
-        if os.environ.get("CI", "").lower() in ("1", "true"):
-            pytest.fail("firefox-esr is not installed (./run.sh test installs it)")
-        pytest.skip("firefox-esr is not installed (apt-get install firefox-esr)")
+def test_firefox_lobby_worker_and_a_computation_violate_nothing(reporting, firefox_browser,
+                                                                 browser):
+    """Firefox (party 0) under the same policy: its lobby joins over the WebSocket, its worker
+    boots Pyodide and computes with two Chromium parties over WebRTC, with no report from
+    either engine."""
     url = reporting.create(3, "--program", "sum")
-    session = url.split("/join/")[1].split("#")[0]
-    profile = tmp_path / "profile"
-    profile.mkdir()
     reporting.reports.clear()
     reporting.paths.clear()
-    browser = reporting.ns.popen([firefox, "--headless", "--no-remote", "--profile",
-                                  str(profile), url], env=dict(os.environ, HOME=str(tmp_path)),
-                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    contexts = [firefox.new_context(firefox_browser, reporting.url),
+                *(chromium.new_context(browser, reporting.url) for _ in range(2))]
     try:
-        deadline = time.monotonic() + 120
-        while not any(p.startswith("/assets/python-") for p in list(reporting.paths)):
-            assert time.monotonic() < deadline, sorted(set(reporting.paths))
-            assert browser.poll() is None, "firefox-esr exited"
-            time.sleep(0.5)
-        time.sleep(2.0)  # what the worker does next (the program's fingerprint), and reports
-        joined = json.loads(reporting.ns.run([sys.executable, "-c", (
-            "import sys, urllib.request; print(urllib.request.urlopen(sys.argv[1]).read()"
-            ".decode())"), f"{reporting.url}/api/sessions/{session}"]).stdout)["joined"]
-        assert joined == 1
+        parties = [BrowserParty(context.new_page(), url) for context in contexts]
+        parties[0].wait_python()
+        assert any(p.startswith("/assets/python-") for p in reporting.paths)
         assert "/pyodide/" in " ".join(reporting.paths)
+        for pid, (party, value) in enumerate(zip(parties, ["10", "12", "20"], strict=True)):
+            assert party.confirm(value) == pid
+        assert [p.wait_done().strip() for p in parties] == ["sum = 42"] * 3
+        time.sleep(1.0)  # reports are sent asynchronously
         assert list(reporting.reports) == [], list(reporting.reports)
+        # Firefox does report: a deliberate violation's report arrives.
+        assert parties[0].page.evaluate("""() => {
+            const script = document.createElement('script');
+            script.textContent = 'window.inlineRan = true;';
+            document.head.append(script);
+            return window.inlineRan === true;
+        }""") is False
+        deadline = time.monotonic() + 10
+        while not reporting.reports and time.monotonic() < deadline:
+            time.sleep(0.1)
+        (report,) = reporting.reports
+        assert report["effective-directive"] in ("script-src", "script-src-elem"), report
+        assert report["blocked-uri"] == "inline", report
     finally:
-        browser.terminate()  # the browser this test started, by its pid
-        try:
-            browser.wait(10)
-        except subprocess.TimeoutExpired:
-            browser.kill()
-            browser.wait()
+        for context in contexts:
+            context.close()

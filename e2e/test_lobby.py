@@ -222,6 +222,7 @@ def test_own_program_written_on_the_create_page(server, new_page):
     first = BrowserParty(page, page.url)
     second = BrowserParty(new_page(), invite.input_value())
     expect(second["program-source"]).to_contain_text("print('total', total)")
+    expect(second["party-input"]).to_have_attribute("placeholder", "e.g. 42 or 3,1,2")
     first.confirm("20", accept_no_privacy=True)
     second.confirm("22", accept_no_privacy=True)
     expect(second["privacy"]).to_have_text(say("privacy.none"))

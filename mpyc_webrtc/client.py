@@ -29,7 +29,10 @@ The rules it holds:
 - links: each link's state goes to the server once per change; a path, once known, stays;
   ``failed`` is final;
 - tampering (a box that does not open, another program): stop at once, tell the server,
-  and act on nothing more.
+  and act on nothing more;
+- a browser that lacks what taking part needs (``lacks``, some of ``wire.CAPABILITIES``)
+  still joins, to hold its place and tell the others why (``status unsupported``), but
+  never gets ready, checks nothing and connects to nobody; closing it frees the place.
 
 Events (fields after the name):
 
@@ -68,8 +71,8 @@ from typing import Any
 
 from . import shape
 from .launch import fingerprint
-from .sentences import say
-from .wire import message
+from .sentences import SENTENCES, say
+from .wire import UNSUPPORTED, message
 
 Event = dict[str, Any]
 
@@ -81,9 +84,9 @@ PHASES = ("new", "joining", "lobby", "started", "stopped", "closed")
 def member_state(member: dict[str, Any], started: bool) -> str:
     """A roster member's state as a person reads it: a ``member.*`` key of the sentences
     (``joined``, ``ready``, ``connecting``, ``computing``, ``done``, ``again``, ``failed``,
-    ``left``)."""
+    ``left``, ``unsupported``)."""
     state = member.get("state")
-    if state in ("left", "failed"):
+    if state in ("left", "failed", UNSUPPORTED):
         return state
     if not started:
         return "ready" if member.get("ready") else "joined"
@@ -92,6 +95,30 @@ def member_state(member: dict[str, Any], started: bool) -> str:
     if state == "connected":
         return "computing"
     return "connecting"
+
+
+def lacks_words(lacks: list[str]) -> str:
+    """What a browser lacks, in words: ``WebRTC data channels and WebAssembly`` (names the
+    sentences do not know are left out: they come from the server, which may lie)."""
+    words = [say(f"capability.{name}") for name in lacks
+             if isinstance(name, str) and f"capability.{name}" in SENTENCES]
+    if not words:
+        return say("capability.unknown")
+    return words[0] if len(words) == 1 else ", ".join(words[:-1]) + " and " + words[-1]
+
+
+def state_words(state: str, lacks: list[str] | None = None) -> str:
+    """A ``member.*`` state (``member_state``) as a sentence; ``unsupported`` says what the
+    party's browser lacks."""
+    if state == UNSUPPORTED:
+        return say("member.unsupported", lacks=lacks_words(lacks or []))
+    return say(f"member.{state}")
+
+
+def member_words(member: dict[str, Any], started: bool) -> str:
+    """How a roster member is doing, as the roster says it to a person."""
+    lacks = member.get("lacks")
+    return state_words(member_state(member, started), lacks if isinstance(lacks, list) else [])
 
 
 class _Link:
@@ -111,18 +138,20 @@ class SignalingClient:
 
     ``link_hash`` is the program hash the join link carries; ``token`` proves the link to the
     server; ``ready`` whether the party is ready as it joins (a native peer, whose input
-    is on its command line); ``role`` the place it asks for, if any.
+    is on its command line); ``role`` the place it asks for, if any; ``lacks`` what this
+    party's browser lacks of ``wire.CAPABILITIES`` (then it only holds its place and says why).
     """
 
     def __init__(self, session: str, link_hash: str, *, token: str, name: str = "",
-                 role: int | None = None, ready: bool = False):
+                 role: int | None = None, ready: bool = False, lacks: list[str] | None = None):
         self.session = session
         self.link_hash = link_hash
         self.token = token
         self.name = name
         self.role = role
+        self.lacks = list(lacks or [])
         #: Whether this party said it is ready for the next round (and did not take it back).
-        self.ready = ready
+        self.ready = ready and not self.lacks
         #: It took it back, and the server may have started the round before it heard so.
         self._retracting = False
         self.phase = "new"
@@ -193,6 +222,9 @@ class SignalingClient:
             return []
         self.welcome = message
         self.phase = "lobby"
+        if self.lacks:  # nothing to check: this party will run nothing
+            return [{"event": "welcome", "welcome": message},
+                    _send("status", state=UNSUPPORTED, detail=",".join(self.lacks))]
         return [{"event": "welcome", "welcome": message},
                 {"event": "open_descriptor", "descriptor": message.get("descriptor")},
                 {"event": "check_program", "program": message["program"]}]
@@ -344,7 +376,7 @@ class SignalingClient:
     def set_ready(self, ready: bool, name: str | None = None) -> list[Event]:
         """This party confirmed its input (or takes that back; after a round, ``True``
         votes to run again)."""
-        if self.stopped or self.welcome is None:
+        if self.stopped or self.welcome is None or self.lacks:
             return []
         self._retracting = self.ready and not ready
         self.ready = ready

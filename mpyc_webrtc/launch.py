@@ -10,6 +10,7 @@ the program runs (``mpc.run`` runs it), a browser's always is (the program is aw
 from __future__ import annotations
 
 import ast
+import asyncio
 import builtins
 import hashlib
 import inspect
@@ -151,7 +152,8 @@ UPLOADED_INPUT = {
     "label": "Your private input (optional)",
     "help": "If the program reads one, e.g. 42 or 3,1,2: it gets it as --input=VALUE. "
             "Leave it empty otherwise.",
-    "placeholder": "e.g. 42 or 3,1,2",
+    # An example only: the page puts "e.g." before it, as before every program's.
+    "placeholder": "42 or 3,1,2",
     "minimum": None, "maximum": None, "max_count": None, "choices": [],
 }
 
@@ -295,6 +297,21 @@ def import_runtime(parties: int, pid: int, *, set_loop: Callable[[], None] | Non
     if mpc.pid != pid or len(mpc.parties) != parties:
         raise ProgramFailed(too_late)
     return mpc
+
+
+def run_to_the_end(loop: asyncio.AbstractEventLoop, coro: Any) -> None:
+    """``loop.run_until_complete(coro)``, even if a failure asked the loop to stop (to end the
+    ``mpc.run`` the program was blocked in) just as that run was ending anyway: the stop
+    then ends this run early, and it goes on."""
+    task = loop.create_task(coro)
+    while not task.done():
+        try:
+            loop.run_until_complete(task)
+        except RuntimeError:
+            if task.done():
+                raise
+            log.debug("the loop was asked to stop before closing; closing goes on")
+    task.result()
 
 
 @contextmanager

@@ -74,6 +74,10 @@ class Mesh:
 
         mpc = self.mpc
         m = len(mpc.parties)
+        # A script may start MPyC again after a shutdown: over the kept channels, with new
+        # transports, and a failure from now on counts again.
+        self.closing = False
+        self.transports = {}
         logging.info(f"Start MPyC runtime v{mpc.version}")
         if m == 1:
             mpc.start_time = time.time()

@@ -1,7 +1,8 @@
 """What a party tells its person, in one place for both kinds of party.
 
 The native peer (Python) and the page (JavaScript) say the same things about a join link,
-about tampering, about who is where in the lobby and about a party that left. Written
+about tampering, about who is where in the lobby, about a party that left and about a
+browser that cannot take part. Written
 twice, the sentences drifted apart, so they live here only: Python formats them with
 ``say``, and the server hands the same table to the page (``GET /api/sentences``), whose
 ``web/sentences.js`` fills in the fields in the same way. The tests compare whole
@@ -20,6 +21,10 @@ from typing import Any
 _TAMPER = "Tampering detected:"
 _STOP = "Stop, and do not take part in this session."
 _WHO = "Someone between you and party {party} (the signaling server or the network)"
+_TERMINAL = ("take part from a terminal: mpyc-webrtc-peer join 'LINK', where LINK is the "
+             "whole link under \"Invite the others\".")
+_HOLDS = ("Close this page first: while it is open it holds your place, and the other "
+          "parties see why you cannot take part.")
 _ASK_AGAIN = ("Ask the person who created the session for the whole link, and copy all "
               "of it.")
 
@@ -95,6 +100,7 @@ SENTENCES: dict[str, str] = {
     "member.again": "finished, wants to run again",
     "member.failed": "failed",
     "member.left": "left the session",
+    "member.unsupported": "cannot take part: its browser lacks {lacks}",
     "pair.signaling": "exchanging connection details",
     "pair.connecting": "connecting",
     "pair.connected": "connected",
@@ -130,6 +136,23 @@ SENTENCES: dict[str, str] = {
         "A firewall or a strict (symmetric) NAT is in the way; the signaling server's "
         "operator can add a TURN relay (mpyc-webrtc-server --turn URL --turn-secret SECRET), "
         "which gets through."),
+    # -- a browser that cannot take part (wire.CAPABILITIES), said before "I'm ready" ------
+    "capability.webrtc": "WebRTC data channels",
+    "capability.webassembly": "WebAssembly",
+    "capability.workers": "Web Workers",
+    "capability.isolation": "cross-origin isolation (SharedArrayBuffer)",
+    "capability.unknown": "something the computation needs",
+    "browser.unsupported": (
+        "This browser cannot take part in the computation: it lacks {lacks} (an old "
+        "version, a setting or an extension can be the cause). Open the same link in a "
+        "current Chrome, Edge, Firefox or Safari, on this device or another one, or "
+        f"{_TERMINAL} {_HOLDS}"),
+    "browser.not_isolated": (
+        "This page cannot take part in the computation: the server sent it without the "
+        "headers that isolate it from other sites (Cross-Origin-Opener-Policy and "
+        "Cross-Origin-Embedder-Policy), and the computation needs that isolation in every "
+        "browser. Tell whoever runs the server (a proxy in front of it may drop these "
+        f"headers). Meanwhile you can {_TERMINAL} {_HOLDS}"),
     # -- the session ----------------------------------------------------------------------
     "party.left": "Party {party} left the session before the computation finished.",
     "server.reported": "The server reported {code}.",

@@ -16,7 +16,11 @@ Client → server (a party's WebSocket at ``/ws``):
 ``signal``     {to, seq, box}               sealed (below) and relayed to party ``to``:
                                             offers, answers, ICE candidates
 ``link``       {peer, state, path?}         how this party's connection to ``peer`` is doing
-``status``     {state, detail?}             how this party is doing, shown to all
+``status``     {state, detail?}             how this party is doing, shown to all;
+                                            ``unsupported`` (before the start only) says
+                                            it cannot take part: ``detail`` names what its
+                                            browser lacks (``CAPABILITIES``, joined by
+                                            commas), which the roster then shows
 
 Server → client:
 
@@ -26,8 +30,10 @@ Server → client:
                                             candidates (``iceTransportPolicy: "relay"``);
                                             ``descriptor``: what the creator chose, sealed
                                             (below), or null
-``roster``     {parties, members: [{pid, name, label, state, ready}],
+``roster``     {parties, members: [{pid, name, label, state, ready, lacks?}],
                 pairs: [{a, b, state, path}], started, round}
+                                            ``lacks``: only for a member in state
+                                            ``unsupported``, what it said it lacks (a list)
 ``start``      {parties, round}             everyone is here and ready: connect and compute
 ``signal``     {from, seq, box}             as sent, with ``from`` instead of ``to``
 ``error``      {code, message}              see ``ErrorCode``; ``message`` is for a person
@@ -130,6 +136,30 @@ class Field:
 LINK_STATES = ("signaling", "connecting", "connected", "ready", "closed", "failed")
 #: How a connected pair's packets travel: straight between them, or through a TURN relay.
 LINK_PATHS = ("direct", "relayed")
+
+
+#: What a browser must have to take part, as a party that lacks some says in its
+#: ``unsupported`` status: WebRTC data channels (the links), WebAssembly (Python runs in it),
+#: Web Workers (Python runs beside the page) and cross-origin isolation (SharedArrayBuffer,
+#: with which Python in the worker waits for the page). Every party's sentences name them
+#: (``capability.NAME``). Such a party still joins: it holds its place and the others see
+#: why the session cannot start until it leaves.
+CAPABILITIES = ("webrtc", "webassembly", "workers", "isolation")
+#: The member state of a party that cannot take part (``status``'s ``detail``: what it lacks).
+UNSUPPORTED = "unsupported"
+
+
+def lacks_from_detail(detail: str | None) -> list[str]:
+    """What an ``unsupported`` status says its party lacks: ``detail`` as ``CAPABILITIES``
+    joined by commas (each at most once, at least one), or SignalingError saying why not."""
+    names = (detail or "").split(",")
+    if not detail or any(n not in CAPABILITIES for n in names) or len(set(names)) < len(names):
+        raise SignalingError(
+            ErrorCode.INVALID_MESSAGE,
+            f"An {UNSUPPORTED!r} status needs a 'detail' naming what the party lacks: one or "
+            f"more of {', '.join(CAPABILITIES)}, separated by commas; got {detail!r}.",
+        )
+    return names
 
 
 #: Prefix of the bytes hashed into a program hash (``launch.program_hash``).
@@ -304,4 +334,5 @@ def schema_document() -> dict[str, Any]:
                     "descriptor_fields": list(DESCRIPTOR_FIELDS)},
         "link_states": list(LINK_STATES),
         "link_paths": list(LINK_PATHS),
+        "capabilities": list(CAPABILITIES),
     }

@@ -1,6 +1,9 @@
 """The Python a browser party runs inside Pyodide, in a web worker (see ``web/worker.js``).
 
-- ``channel``: the browser's RTCDataChannel (transferred to the worker) as a
+- ``ring``: the inbox the page writes into (a SharedArrayBuffer): its layout and reader;
+  ``inbox`` hands its records to the channels and the run; ``loop``: asyncio's event loop,
+  sleeping in ``Atomics.wait`` on the inbox, so ``mpc.run`` blocks as natively.
+- ``channel``: the page's RTCDataChannel, relayed through the inbox, as a
   ``transport.MessageChannel``, and the ``ChannelFactory`` the mesh opens channels with.
 - ``party``: one party's run: ``sys.argv``, ``import mpyc.runtime``, ``install_mesh`` with the
   browser's channels, then the program itself, exactly as ``mpyc-webrtc-peer`` does natively (both

@@ -1,12 +1,12 @@
-"""Browser data channels, transferred to this worker, as the mesh's message channels.
+"""The page's data channels, as the mesh's message channels.
 
-The page creates one RTCPeerConnection per other party and, in the same task, transfers
-its negotiated data channel to the worker, which hands it here at once: ``JsChannel``
-sets its event handlers before the browser can deliver anything, and keeps what arrives
-until ``ChannelTransport`` attaches. ``JsChannelFactory`` is the ``ChannelFactory`` the
-mesh asks for one open channel per other party.
+The page keeps each RTCDataChannel (see ``ring.py`` for why) and writes what happens to it
+into the worker's inbox; ``inbox.Inbox`` hands those records to the ``PageChannel`` of that
+channel id. What Python sends goes to the page with ``Outbox`` (``postMessage``), which
+hands it to the channel. ``PageChannelFactory`` is the ``ChannelFactory`` the mesh asks for
+one open channel per other party.
 
-Exceptions never escape into a JS event handler: they are logged instead.
+Exceptions never escape into the code that reads the inbox: they are logged instead.
 """
 
 from __future__ import annotations
@@ -15,19 +15,18 @@ import asyncio
 import logging
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import Protocol
 
 from mpyc_webrtc.mesh import MeshError
 from mpyc_webrtc.sentences import say
 from mpyc_webrtc.transport import BufferedChannel
 
-try:
-    from pyodide.ffi import create_proxy, to_js
-except ImportError:  # outside Pyodide, e.g. unit tests with a stand-in for the JS channel
-    def create_proxy(function: Any) -> Any:
-        return function
+from . import ring
 
-    def to_js(data: Any) -> Any:
+try:
+    from pyodide.ffi import to_js
+except ImportError:  # outside Pyodide (the tests): bytes stay bytes
+    def to_js(data: bytes) -> bytes:  # type: ignore[misc]
         return data
 
 log = logging.getLogger(__name__)
@@ -40,104 +39,112 @@ def _parties(pids: list[int]) -> str:
     return "parties " + ", ".join(map(str, pids[:-1])) + f" and {pids[-1]}"
 
 
-class JsChannel(BufferedChannel):
-    """A JS ``RTCDataChannel`` as a ``transport.MessageChannel``."""
+class Outbox(Protocol):
+    """What Python asks the page to do with a channel (``web/worker.js`` posts it)."""
 
-    def __init__(self, dc: Any, peer: int, on_change: Callable[[], None] | None = None,
+    def send(self, channel: int, data: bytes | str) -> None: ...
+
+    def close(self, channel: int) -> None: ...
+
+    def low_water(self, channel: int, amount: int) -> None: ...
+
+
+class PageChannel(BufferedChannel):
+    """The page's RTCDataChannel ``channel`` to ``peer`` as a ``transport.MessageChannel``.
+
+    Its state follows the page's records; its ``bufferedAmount`` is what Python posted that
+    the page has not yet handed to the channel, plus what the channel itself still holds
+    (the page keeps both counts in the shared header).
+    """
+
+    def __init__(self, peer: int, channel: int, outbox: Outbox, memory: ring.Memory,
+                 on_change: Callable[[], None] | None = None,
                  on_open: Callable[[int], None] | None = None):
         super().__init__()
-        self.dc = dc
         self.peer = peer
+        self.channel = channel
+        self.outbox = outbox
+        self.memory = memory
+        self.state = "connecting"
+        self.posted = 0
         self._on_change = on_change
         self._on_open = on_open
         self.closed = asyncio.Event()
-        dc.binaryType = "arraybuffer"
-        self._handlers = {
-            "onmessage": create_proxy(self._message),
-            "onopen": create_proxy(self._open),
-            "onclose": create_proxy(self._close),
-            "onerror": create_proxy(self._error),
-            "onbufferedamountlow": create_proxy(lambda event: self._drained()),
-        }
-        for name, handler in self._handlers.items():
-            setattr(dc, name, handler)
-        if dc.readyState == "closed":
-            self._close(None)
 
     def __repr__(self) -> str:
         return f"the channel to party {self.peer}"
 
     @property
     def is_open(self) -> bool:
-        return self.dc.readyState == "open"
+        return self.state == "open"
 
     # -- transport.MessageChannel ---------------------------------------------------------
 
     @property
     def buffered_amount(self) -> int:
-        return self.dc.bufferedAmount
+        memory, peer = self.memory, self.peer
+        unsent = (self.posted - memory.load(ring.SENT + 2 * peer)) & 0xFFFFFFFF
+        amount = unsent + memory.load(ring.BUFFERED + 2 * peer)
+        if amount > self.low_water:
+            memory.store(ring.WANT_DRAIN + peer, 1)  # the page writes DRAINED when it is
+        return amount
 
-    def send(self, data: bytes) -> None:
-        self.dc.send(to_js(data))
+    def send(self, data: bytes | str) -> None:
+        if self.state != "open":
+            raise ConnectionError(f"{self!r} is {self.state}")
+        if isinstance(data, str):
+            self.outbox.send(self.channel, data)
+            self.posted += len(data.encode())
+        else:
+            self.outbox.send(self.channel, to_js(data))  # a Uint8Array (bytes are not
+            self.posted += len(data)                      # converted by themselves)
 
     def close(self) -> None:
-        if self.dc.readyState in ("connecting", "open"):
-            self.dc.close()
+        if self.state in ("connecting", "open"):
+            self.state = "closing"
+            self.outbox.close(self.channel)
 
     def _set_low_water(self, low_water: int) -> None:
-        self.dc.bufferedAmountLowThreshold = low_water
+        self.outbox.low_water(self.channel, low_water)
 
     def dispose(self) -> None:
-        """Unhook from the JS channel and free the handlers (after it closed)."""
-        for name, handler in self._handlers.items():
-            try:
-                setattr(self.dc, name, None)
-                if hasattr(handler, "destroy"):
-                    handler.destroy()
-            except Exception:
-                log.debug("could not unhook %s from the channel to party %d", name, self.peer)
-        self._handlers = {}
+        """Nothing to unhook: the page forgets a closed channel itself."""
 
-    # -- JS event handlers: nothing may escape ----------------------------------------------
+    # -- what the page reports ------------------------------------------------------------
 
-    def _message(self, event: Any) -> None:
-        try:
-            data = event.data
-            self._received(data if isinstance(data, str) else data.to_bytes())
-        except Exception:
-            log.exception("reading a message from party %d failed", self.peer)
-
-    def _open(self, event: Any) -> None:
-        try:
+    def handle(self, record: ring.Record) -> None:
+        kind = record.kind
+        if kind == ring.BINARY:
+            self._received(record.payload)
+        elif kind == ring.TEXT:
+            self._received(record.text)
+        elif kind == ring.DRAINED:
+            self._drained()
+        elif kind == ring.OPEN:
             log.debug("channel to party %d is open", self.peer)
+            self.state = "open"
             self._changed()
             if self._on_open is not None:
                 self._on_open(self.peer)
-        except Exception:
-            log.exception("handling the opening of party %d's channel failed", self.peer)
-
-    def _close(self, event: Any) -> None:
-        self.closed.set()
-        try:
-            self._changed()
-        except Exception:
-            log.exception("handling the close of party %d's channel failed", self.peer)
-        self._closed_remotely()
-
-    def _error(self, event: Any) -> None:
-        try:
-            error = getattr(event, "error", None)
+        elif kind == ring.CLOSING:
+            if self.state != "closed":
+                self.state = "closing"
+        elif kind == ring.CLOSED:
+            if self.state != "closed":
+                self.state = "closed"
+                self.closed.set()
+                self._changed()
+                self._closed_remotely()
+        elif kind == ring.ERROR:
             log.warning("channel to party %d reports an error: %s", self.peer,
-                        getattr(error, "message", None) or error or "unknown")
-        except Exception:
-            log.exception("handling an error of party %d's channel failed", self.peer)
+                        record.text or "unknown")
 
     def _changed(self) -> None:
         if self._on_change is not None:
             self._on_change()
 
 
-class JsChannelFactory:
+class PageChannelFactory:
     """The mesh's ``ChannelFactory`` in a browser: channels come from the page.
 
     The page calls ``add_channel`` for each peer connection it creates, ``start`` when the
@@ -152,7 +159,7 @@ class JsChannelFactory:
         self.linger = linger
         self.on_connected = on_connected
         self.on_channel_open = on_channel_open
-        self.channels: dict[int, JsChannel] = {}
+        self.channels: dict[int, PageChannel] = {}
         self.started = False
         self.ended: str | None = None
         self.failures: dict[int, str] = {}
@@ -162,15 +169,17 @@ class JsChannelFactory:
 
     # -- what the page reports ------------------------------------------------------------
 
-    def add_channel(self, peer: int, dc: Any) -> JsChannel:
+    def add_channel(self, peer: int, channel: int, outbox: Outbox,
+                    memory: ring.Memory) -> PageChannel:
+        """The page made data channel ``channel`` to ``peer``."""
         old = self.channels.get(peer)
         if old is not None:
             log.warning("a second channel to party %d arrived; closing the first", peer)
             old.close()
-        channel = self.channels[peer] = JsChannel(dc, peer, self._changed,
-                                                  self.on_channel_open)
+        made = self.channels[peer] = PageChannel(peer, channel, outbox, memory,
+                                                 self._changed, self.on_channel_open)
         self._changed()
-        return channel
+        return made
 
     def start(self) -> None:
         if not self.started:
@@ -197,7 +206,7 @@ class JsChannelFactory:
     # -- ChannelFactory -------------------------------------------------------------------
 
     async def open_channels(self, pid: int, parties: int,
-                            timeout: float) -> dict[int, JsChannel]:
+                            timeout: float) -> dict[int, PageChannel]:
         peers = [p for p in range(parties) if p != pid]
         if not self.started:
             log.info("waiting for all %d parties to join", parties)

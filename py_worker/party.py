@@ -2,19 +2,18 @@
 
 ``sys.argv`` is ``[program, -M m, -I pid, *args, --input=VALUE]`` when ``mpyc.runtime`` is
 first imported; ``install_mesh`` (the same seam as the native peer) makes
-``mpc.start()``/``mpc.shutdown()`` open and close the browser's data channels.
+``mpc.start()``/``mpc.shutdown()`` open and close the page's data channels.
 
-Programs run inside ``pyodide.runPythonAsync``, on the browser's event loop, so they may
-use top-level ``await`` (``await mpc.start()``). Unmodified scripts that call
-``mpc.run(...)`` block in it through JSPI (``pyodide.ffi.run_sync``), where the browser
-has it. If a link to another party breaks, whatever the program waits for ends with that
-error instead of hanging.
+The program runs on the worker's own asyncio loop (``loop.RingLoop``), which blocks in
+``Atomics.wait`` between events as a native loop blocks in ``select()``: so ``mpc.run(...)``,
+``async with mpc`` and top-level ``await`` all work, in any browser with SharedArrayBuffer,
+and a link that breaks stops the loop and so ends whatever the program waits for, with
+that error, as natively.
 """
 
 from __future__ import annotations
 
 import asyncio
-import inspect
 import json
 import logging
 import sys
@@ -30,18 +29,19 @@ from mpyc_webrtc.launch import (
     LOG_FORMAT,
     ProgramFailed,
     check_input,
-    error_message,
     import_runtime,
     privacy_sentence,
     run_as_main,
+    run_to_the_end,
 )
 from mpyc_webrtc.launch import prepare as prepare_program
 from mpyc_webrtc.launch import privacy as launch_privacy
 from mpyc_webrtc.launch import program_hash as launch_program_hash
 from mpyc_webrtc.mesh import Mesh, MeshError, install_mesh, prepare_next_run
 
-from .channel import JsChannelFactory
-from .loop import install as batch_callbacks
+from .channel import Outbox, PageChannelFactory
+from .inbox import Inbox
+from .loop import JsMemory, RingLoop
 
 log = logging.getLogger("py_worker.party")
 
@@ -49,13 +49,6 @@ log = logging.getLogger("py_worker.party")
 CONNECT_TIMEOUT = 20.0
 #: How often the page hears how many messages were exchanged, while a run goes on.
 TRAFFIC_INTERVAL = 0.5
-
-NO_RUN_SYNC = (
-    "This browser cannot run MPyC scripts that call mpc.run(...): it lacks JavaScript "
-    "Promise Integration (JSPI). Scripts written in the async style work here: use "
-    "'await mpc.start()', 'await mpc.output(...)' and 'await mpc.shutdown()' at the top "
-    "level of the script instead of mpc.run(...). A recent Chrome or Edge runs both styles."
-)
 
 Report = Callable[[str, str], None]
 
@@ -100,20 +93,36 @@ def privacy(program: str, parties: int) -> str:
     return json.dumps({**found, "sentence": privacy_sentence(found)})
 
 
+#: The worker's inbox and loop, made once (``open_inbox``): MPyC keeps the loop it was
+#: imported with, and every run of this page uses it.
+_inbox: Inbox | None = None
+_loop: RingLoop | None = None
+
+
+def open_inbox(buffer: Any, outbox: Outbox, room: Callable[[], None]) -> None:
+    """Read the page's SharedArrayBuffer ``buffer`` from now on (``ring.py``); ``outbox``
+    asks the page to send and close, ``room()`` tells it there is room in the ring again."""
+    global _inbox, _loop
+    memory = JsMemory(buffer)
+    _inbox = Inbox(memory, outbox, room)
+    _loop = RingLoop(_inbox.wait, _inbox.deliver)
+
+
 class Party:
-    """This browser's party in one session; the worker makes one per run.
+    """This browser's party in one session; the worker makes one for the session.
 
     ``config`` (JSON) holds ``session``, ``pid``, ``parties``, ``program`` (as in the
     ``welcome`` message) and ``input`` (text or null). ``report(kind, detail)`` tells the
-    page about progress: ``connected`` (detail: seconds it took), ``channel`` (detail: the
-    pid whose channel opened), ``traffic`` (JSON {messages, bytes}) and ``result`` (the
-    program's published ``programs.Result`` as JSON).
+    page about progress: ``connected`` (detail: seconds it took), ``traffic`` (JSON
+    {messages, bytes}) and ``result`` (the program's published ``programs.Result`` as JSON).
+    What the page tells the run comes through the inbox (``control``).
 
     After a run that ended well the channels stay open: ``again(input)`` and another
     ``run()`` compute once more over them, when every party agreed to.
     """
 
-    def __init__(self, config: str, report: Report):
+    def __init__(self, config: str, report: Report, inbox: Inbox | None = None,
+                 loop: RingLoop | None = None):
         cfg = json.loads(config)
         self.session: str = cfg["session"]
         self.pid: int = cfg["pid"]
@@ -122,40 +131,41 @@ class Party:
         self.input: str | None = cfg.get("input")
         self.report = report
         self.name: str = self.program["name"]
-        self.factory = JsChannelFactory(on_connected=self._connected,
-                                        on_channel_open=self._channel_open)
+        self.factory = PageChannelFactory(on_connected=self._connected)
         self.mesh: Mesh | None = None
         #: The roster's members (pid, name, label), for naming a party in errors.
         self.members: list[dict[str, Any]] = []
         self.runs = 0
-        self._abort: asyncio.Future[None] | None = None
+        inbox = inbox or _inbox
+        loop = loop or _loop
+        if inbox is None or loop is None:
+            raise RuntimeError("open_inbox() first")
+        self.loop = loop
+        inbox.serve(self.factory, self.control)
         CONTEXT.session, CONTEXT.party = self.session, str(self.pid)
         setup_logging()
 
-    # -- what the page reports (called from JS, in the task that received the message) ----
+    # -- what the page tells the run, through the inbox --------------------------------------
 
-    def add_channel(self, peer: int, dc: Any) -> None:
-        self.factory.add_channel(peer, dc)
-
-    def start(self) -> None:
-        self.factory.start()
-
-    def peer_failed(self, peer: int, reason: str) -> None:
-        self.factory.peer_failed(peer, reason)
-
-    def set_names(self, members_json: str) -> None:
-        """Names and places from the roster, for messages about a party."""
-        self.members = json.loads(members_json)
-        if self.mesh is not None:
-            self.mesh.set_names(self.members)
-
-    def peer_left(self, peer: int) -> None:
-        self.factory.peer_left(peer)
-        if self.mesh is not None:
-            self.mesh.peer_left(peer)
-
-    def signaling_ended(self, reason: str) -> None:
-        self.factory.end(reason)
+    def control(self, message: dict[str, Any]) -> None:
+        kind = message.get("type")
+        if kind == "start":
+            self.factory.start()
+        elif kind == "peer-failed":
+            self.factory.peer_failed(int(message["peer"]), str(message["reason"]))
+        elif kind == "peer-left":
+            peer = int(message["peer"])
+            self.factory.peer_left(peer)
+            if self.mesh is not None:
+                self.mesh.peer_left(peer)
+        elif kind == "names":
+            self.members = list(message["members"])
+            if self.mesh is not None:
+                self.mesh.set_names(self.members)
+        elif kind == "signaling-ended":
+            self.factory.end(str(message["reason"]))
+        else:
+            log.warning("the page said %r, which this worker does not know", kind)
 
     def again(self, party_input: str | None) -> None:
         """The next ``run()`` computes once more, with this input, over the same channels."""
@@ -163,23 +173,20 @@ class Party:
 
     # -- the run --------------------------------------------------------------------------
 
-    async def run(self) -> str | None:
-        """Run the program; returns None when it finished, else what went wrong."""
-        loop = asyncio.get_running_loop()
-        batch_callbacks(loop)
-        self._abort = loop.create_future()
+    def run(self) -> str | None:
+        """Run the program to its end (blocking); returns None when it finished, else what
+        went wrong."""
+        loop = self.loop
         self.runs += 1
         self.mesh = None
         programs.set_result_hook(self._result)
-        traffic = asyncio.ensure_future(self._report_traffic())
         problem: str | None = None
         try:
             with tempfile.TemporaryDirectory(prefix="mpyc-webrtc-") as workdir:
-                await self._run(Path(workdir))
+                self._run(Path(workdir))
         except ProgramFailed as exc:
             problem = str(exc)
         finally:
-            traffic.cancel()
             programs.set_result_hook(None)
             sys.stdout.flush()
             self._traffic()
@@ -189,8 +196,8 @@ class Party:
                 # Nothing more can run over these channels: close them (gracefully only
                 # after MPyC's shutdown, when the others expect it).
                 try:
-                    await self.factory.close(graceful=shut_down,
-                                             linger=10.0 if shut_down else 0.0)
+                    run_to_the_end(loop, self.factory.close(
+                        graceful=shut_down, linger=10.0 if shut_down else 0.0))
                 except Exception:
                     log.debug("closing the channels failed", exc_info=True)
         if problem is not None:
@@ -201,80 +208,43 @@ class Party:
     def _mesh_failure(self) -> MeshError | None:
         return None if self.mesh is None else self.mesh.failure
 
-    async def _run(self, workdir: Path) -> None:
+    def _run(self, workdir: Path) -> None:
+        loop = self.loop
         path, code = prepare_program(self.program, workdir, self.parties, self.pid,
                                      self.input, mpyc_set_up=self.runs > 1)
         started = time.monotonic()
-        mpc = import_runtime(self.parties, self.pid,
-                             too_late="MPyC was set up before this party joined; reload "
-                                      "the page.")
+        with loop.instead_of_the_browsers():  # MPyC keeps the loop it finds running
+            mpc = import_runtime(self.parties, self.pid,
+                                 set_loop=lambda: asyncio.set_event_loop(loop),
+                                 too_late="MPyC was set up before this party joined; "
+                                          "reload the page.")
+        if mpc._loop is not loop:
+            raise ProgramFailed("MPyC was set up before this party joined; reload the page.")
         log.info("MPyC set up in %.2f s", time.monotonic() - started)
         if self.runs > 1:
             prepare_next_run(mpc)
+        running = True
+
+        def stop_program(error: Exception) -> None:
+            # Ends the mpc.run(...) the program is blocked in; run_as_main says why.
+            if running and loop.is_running():
+                loop.stop()
+
         self.mesh = install_mesh(mpc, self.factory, connect_timeout=CONNECT_TIMEOUT,
-                                 on_failure=self._mesh_failed, keep_channels=True)
+                                 on_failure=stop_program, keep_channels=True)
         self.mesh.set_names(self.members)
-        mpc.run = self._blocking_run
-        self._watch_program_errors(mpc._loop)
+        traffic = loop.create_task(self._report_traffic())
         log.info("running %s as party %d of %d", self.name, self.pid, self.parties)
-        with run_as_main(path, code, self.name, self._mesh_failure) as pending:
-            if pending is not None:  # top-level await
-                await self._unless_failed(pending)
-
-    # -- making mpc.run block, and failures end whatever the program waits for ---------------
-
-    def _blocking_run(self, awaitable: Any) -> Any:
-        """``mpc.run`` for the browser: blocks via JSPI until ``awaitable`` is done."""
-        from pyodide.ffi import can_run_sync, run_sync
-
-        if not can_run_sync():
-            if inspect.iscoroutine(awaitable):
-                awaitable.close()
-            raise ProgramFailed(NO_RUN_SYNC)
-        return run_sync(self._unless_failed(awaitable))
-
-    async def _unless_failed(self, awaitable: Any) -> Any:
-        """Await ``awaitable``, but raise at once if the mesh or the program failed."""
-        task = asyncio.ensure_future(awaitable)
-        abort = self._abort
-        assert abort is not None
-        await asyncio.wait({task, abort}, return_when=asyncio.FIRST_COMPLETED)
-        if task.done():
-            return task.result()
-        task.cancel()
-        abort.result()  # raises the failure
-        raise ProgramFailed("The program was stopped.")
-
-    def _mesh_failed(self, error: MeshError) -> None:
-        self._stop(ProgramFailed(str(error)))
-
-    def _watch_program_errors(self, loop: asyncio.AbstractEventLoop) -> None:
-        """An exception in an MPyC coroutine makes MPyC stop the loop natively (a no-op in
-        the browser); here it ends the program with that error."""
-        previous = loop.get_exception_handler()
-
-        def handler(loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
-            exc = context.get("exception")
-            in_callback = "handle" in context  # MPyC's handler deletes it: look first
-            if previous is not None:
-                previous(loop, context)
-            else:
-                loop.default_exception_handler(context)
-            if in_callback and exc is not None and not isinstance(exc, asyncio.CancelledError):
-                self._stop(ProgramFailed(error_message(self.name, exc)))
-
-        loop.set_exception_handler(handler)
-
-    def _stop(self, error: ProgramFailed) -> None:
-        if self._abort is not None and not self._abort.done():
-            self._abort.set_exception(error)
-            self._abort.exception()  # retrieved: no "never retrieved" warning
+        try:
+            with run_as_main(path, code, self.name, self._mesh_failure) as pending:
+                if pending is not None:  # top-level await: run it on the loop
+                    loop.run_until_complete(pending)
+        finally:
+            running = False
+            traffic.cancel()
 
     def _connected(self, seconds: float) -> None:
         self._tell("connected", f"{seconds:.3f}")
-
-    def _channel_open(self, peer: int) -> None:
-        self._tell("channel", str(peer))
 
     def _result(self, result: dict[str, Any]) -> None:
         self._tell("result", json.dumps(result))

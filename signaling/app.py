@@ -79,11 +79,17 @@ CONTENT_SECURITY_POLICY = "; ".join([
     "form-action 'self'",
     "frame-ancestors 'none'",
 ])
-#: Headers on every response.
+#: Headers on every response. The two cross-origin ones make the pages cross-origin
+#: isolated, which is what lets the page share memory with Python in its worker
+#: (SharedArrayBuffer, py_worker/ring.py); as a side effect no other site can open these
+#: pages in a window it controls, nor embed anything of theirs.
 SECURITY_HEADERS = {
     "Content-Security-Policy": CONTENT_SECURITY_POLICY,
     "X-Content-Type-Options": "nosniff",
     "Referrer-Policy": "no-referrer",
+    "Cross-Origin-Opener-Policy": "same-origin",
+    "Cross-Origin-Embedder-Policy": "require-corp",
+    "Cross-Origin-Resource-Policy": "same-origin",
 }
 
 #: Every limit's default (``create_app``'s keyword arguments, ``--option-name`` on the CLI).

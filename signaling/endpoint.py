@@ -154,7 +154,7 @@ class Endpoint:
         if msg["type"] in RELAYED:
             self.session.relay(self.pid, msg, now)
         elif msg["type"] == "status":
-            self.session.set_status(self.pid, msg["state"], now)
+            self.session.set_status(self.pid, msg["state"], now, msg.get("detail"))
         elif msg["type"] == "ready":
             self.session.set_ready(self.pid, msg["ready"], msg.get("name"), now)
         elif msg["type"] == "link":

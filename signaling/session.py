@@ -25,9 +25,11 @@ from mpyc_webrtc.wire import (
     LINK_PATHS,
     LINK_STATES,
     SERVER_MESSAGES,
+    UNSUPPORTED,
     ErrorCode,
     SignalingError,
     encode,
+    lacks_from_detail,
     message,
 )
 
@@ -98,6 +100,8 @@ class Member:
     ready: bool = False
     #: peer pid -> (state, path) as this party reports its connection to that peer.
     links: dict[int, tuple[str, str | None]] = field(default_factory=dict)
+    #: In state ``unsupported``: what the party said its browser lacks (wire.CAPABILITIES).
+    lacks: list[str] = field(default_factory=list)
 
 
 #: Pair states that are progress, in order; a pair shows the less advanced of its two ends.
@@ -201,11 +205,13 @@ class Session:
         return [m for m in self.members.values() if m.connected]
 
     def roster(self) -> dict[str, Any]:
-        members = [
-            {"pid": m.pid, "name": m.name, "label": self.labels[m.pid],
-             "state": m.state if m.connected else "left", "ready": m.ready}
-            for m in self._by_pid()
-        ]
+        members = []
+        for m in self._by_pid():
+            member = {"pid": m.pid, "name": m.name, "label": self.labels[m.pid],
+                      "state": m.state if m.connected else "left", "ready": m.ready}
+            if member["state"] == UNSUPPORTED:  # why it cannot take part, for the others
+                member["lacks"] = list(m.lacks)
+            members.append(member)
         return message("roster", parties=self.parties, members=members, pairs=self.pairs(),
                        started=self.started, round=self.round)
 
@@ -417,12 +423,17 @@ class Session:
         relayed["from"] = pid
         target.endpoint.send(relayed)
 
-    def set_status(self, pid: int, state: str, now: float) -> None:
+    def set_status(self, pid: int, state: str, now: float, detail: str | None = None) -> None:
         self.last_activity = now
         member = self.members[pid]
-        if member.state == state:
+        if state == UNSUPPORTED and self.started:
+            raise SignalingError(
+                ErrorCode.INVALID_MESSAGE,
+                "A party can say it cannot take part only before the session starts.")
+        lacks = lacks_from_detail(detail) if state == UNSUPPORTED else []
+        if member.state == state and member.lacks == lacks:
             return  # nothing new
-        member.state = state
+        member.state, member.lacks = state, lacks
         self.roster_changed()
         if state == "done":
             self._start_if_agreed()  # the last to finish may find the others voted to go on

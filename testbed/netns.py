@@ -64,6 +64,22 @@ def rule_for_tests(*, root: bool | None = None, ci: bool | None = None
     return None if (why := available()) is None else ("fail", why)
 
 
+def ensure_default_route(name: str) -> None:
+    """Give namespace ``name`` a default route over ``lo`` from 127.0.0.1, unless it has one.
+
+    Firefox gathers ICE candidates only on an interface with a default route: in a namespace
+    with only ``lo`` it would offer none, and with a route lacking ``src`` only 0.0.0.0.
+    A route over ``lo`` takes nothing out of the namespace (a packet for an address that is
+    not local comes back in on ``lo`` and is dropped, as the namespace forwards nothing). A
+    namespace that has a default route already (a LAN behind a simulated router) keeps it.
+    """
+    shown = subprocess.run(["ip", "-n", name, "route", "show", "default"], check=True,
+                           capture_output=True, text=True).stdout
+    if not shown.strip():
+        subprocess.run(["ip", "-n", name, "route", "add", "default", "dev", "lo",
+                        "src", "127.0.0.1"], check=True)
+
+
 class Namespace:
     def __init__(self, prefix: str = "mwt"):
         self.name = f"{prefix}-{os.getpid()}-{next(_counter)}"

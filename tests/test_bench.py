@@ -25,8 +25,9 @@ def test_quick_benchmark_runs_and_prints_the_ratio_table():
 @pytest.mark.slow
 def test_quick_evaluation_covers_every_transport_and_writes_the_report(tmp_path):
     """python -m bench.evaluate --quick: one tiny workload over TCP, the WireGuard mesh, native
-    WebRTC (direct and relayed) and browsers, each result checked by party 0; the report
-    and its plot are written."""
+    WebRTC (direct and relayed) and browsers (Chromium and Firefox), each result checked by
+    party 0; each browser's page open to ready is timed; the report and its plot are
+    written."""
     done = subprocess.run([sys.executable, "-m", "bench.evaluate", "--quick",
                            "--output", str(tmp_path)],
                           capture_output=True, text=True, timeout=600, cwd=REPO)
@@ -34,13 +35,16 @@ def test_quick_evaluation_covers_every_transport_and_writes_the_report(tmp_path)
     report = (tmp_path / "evaluation.md").read_text()
     header = next(line for line in report.splitlines() if line.startswith("| workload"))
     assert header == ("| workload (size) | TCP | WireGuard mesh | WebRTC native | "
-                      "WebRTC via TURN | WebRTC browsers |")
+                      "WebRTC via TURN | WebRTC Chromium | WebRTC Firefox |")
     row = next(line for line in report.splitlines() if line.startswith("| rounds"))
     cells = row.strip("|").split("|")[1:]
-    assert len(cells) == 5
+    assert len(cells) == 6
     for cell in cells[1:]:  # each with its ratio to TCP, bytes and time to connect
         assert re.search(r"\d+\.\d{3} s \(\d+\.\d\dx\)<br>\d+\.\d\d MB, connect \d+\.\d\d s",
                          cell), cell
     assert "## Setup effort per party" in report
+    for browser in ("Chromium", "Firefox"):
+        assert re.search(rf"\| {browser} \| plain links [^|]* \| \d+\.\d\d s \| \d+\.\d\d s \|",
+                         report), report
     assert re.search(r"\| 2 native \| 1 \| \d+\.\d\d s \| \d+\.\d\d ms \|", report), report
     assert (tmp_path / "evaluation.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from mpyc_webrtc import launch, sentences, wire
-from mpyc_webrtc.client import SignalingClient, member_state
+from mpyc_webrtc.client import SignalingClient, member_state, member_words
 from mpyc_webrtc.sealing import JoinSecret, b64url_encode
 
 HERE = Path(__file__).resolve().parent
@@ -33,6 +33,11 @@ def test_scenario(scenario):
 def test_member_state(member, started, expected):
     assert member_state(member, started) == expected
     assert f"member.{expected}" in sentences.SENTENCES
+
+
+@pytest.mark.parametrize(("member", "started", "expected"), DOC["member_words"])
+def test_member_words(member, started, expected):
+    assert member_words(member, started) == expected
 
 
 @pytest.mark.parametrize("link", DOC["links"], ids=lambda link: link["fragment"] or "empty")
@@ -59,7 +64,8 @@ def test_browser_twin_follows_the_same_scenarios(tmp_path):
     report = json.loads(done.stdout)
     assert report["failures"] == []
     steps = sum(len(s["steps"]) for s in DOC["scenarios"])
-    assert report["checked"] == steps + len(DOC["member_states"]) + len(DOC["links"])
+    assert report["checked"] == (steps + len(DOC["member_states"]) + len(DOC["member_words"])
+                                 + len(DOC["links"]))
 
 
 def test_the_browser_twin_speaks_this_wire_version():

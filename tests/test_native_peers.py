@@ -42,6 +42,7 @@ from testbed.netns import BIN, Namespace, Server, session_id, start_peer
 pytestmark = pytest.mark.netns
 
 PROGRAMS = Path(__file__).parent / "programs"
+E2E_PROGRAMS = Path(__file__).parent.parent / "e2e" / "programs"
 TIMEOUT = 120
 
 
@@ -622,3 +623,11 @@ def test_on_a_terminal_the_person_is_asked_only_once(server):
         proc.kill()
         proc.wait()
     assert shown.count("[y/N]") == 1, shown[-2000:]
+
+
+def test_a_script_that_starts_mpyc_twice(server):
+    """Two ``async with mpc:`` blocks, as several of MPyC's demos have: each block
+    starts and shuts down MPyC; both compute."""
+    url = server.create(3, "--program-file", str(E2E_PROGRAMS / "two_blocks.py"))
+    outs = run_session(server, url, [["--trust-program", "--input", str(n)] for n in (2, 3, 4)])
+    assert [out.split("\n")[:2] for out in outs] == [["sum = 9", "product = 24"]] * 3

@@ -89,6 +89,16 @@ def test_lobby_lines():
     assert roster_lines(almost)[-1] == "All 3 parties are here; waiting for 2 parties to be ready."
 
 
+def test_a_party_whose_browser_cannot_take_part_is_shown_with_why():
+    lobby = roster([member(0, ready=True), member(1, ready=True),
+                    {**member(2, "unsupported", name="carol"), "lacks": ["webrtc", "isolation"]}])
+    assert roster_lines(lobby, me=0) == [
+        "Party 0 (you): ready", "Party 1: ready",
+        'Party 2 "carol": cannot take part: its browser lacks WebRTC data channels and '
+        "cross-origin isolation (SharedArrayBuffer)",
+        'Waiting for party 2 "carol" to take part from another browser (its own cannot).']
+
+
 def test_started_lines_show_each_pair_and_its_path():
     assert roster_lines(STARTED, me=1) == [
         'Party 0 (hospital A) "alice": connecting',

@@ -152,6 +152,18 @@ def test_input_spec_to_json():
     assert SALARY.to_json()["maximum"] == 10**9
 
 
+def test_placeholders_are_examples_without_their_own_e_g():
+    """The page shows a placeholder as "e.g. " + placeholder (web/input-view.js), so one
+    that says "e.g." itself reads "e.g. e.g. 42"."""
+    from mpyc_webrtc.launch import UPLOADED_INPUT
+
+    placeholders = [spec.input.placeholder for spec in CATALOG.values()]
+    placeholders.append(UPLOADED_INPUT["placeholder"])
+    for placeholder in placeholders:
+        assert "e.g." not in placeholder
+    assert UPLOADED_INPUT["placeholder"] == "42 or 3,1,2"
+
+
 # --- read_input / party_input ---------------------------------------------------------------
 
 def test_read_input_from_argv():

@@ -1,130 +1,189 @@
-"""The browser party's Python (py_worker), run natively with a stand-in for JS channels.
+"""The browser party's Python (py_worker), run natively with a stand-in for the page.
 
-No browser and no network: ``FakeDataChannel`` has the attributes and event-handler slots
-of a JS ``RTCDataChannel`` that ``JsChannel`` uses, and the tests fire its events.
+No browser and no network: ``Page`` writes the records the page writes into the worker's
+inbox (``py_worker/ring.py``) and keeps what Python asks the page to do, and the tests act
+as the browser's data channels would.
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 from pathlib import Path
-from types import SimpleNamespace
 
 import pytest
 
 from mpyc_webrtc.launch import COMMON_MPYC_OPTIONS, check_input, program_argv, program_file
 from mpyc_webrtc.mesh import MeshError
-from py_worker.channel import JsChannel, JsChannelFactory
+from py_worker import ring
+from py_worker.channel import PageChannelFactory
+from py_worker.inbox import Inbox
 
 
-class JsBytes:
-    """An ArrayBuffer as Pyodide hands it to Python."""
-
-    def __init__(self, data: bytes):
-        self.data = data
-
-    def to_bytes(self) -> bytes:
-        return self.data
-
-
-class FakeDataChannel:
+class Outbox:
     def __init__(self) -> None:
-        self.readyState = "connecting"
-        self.bufferedAmount = 0
-        self.bufferedAmountLowThreshold = 0
-        self.binaryType = "blob"
-        self.sent: list[bytes] = []
-        self.onmessage = self.onopen = self.onclose = self.onerror = None
-        self.onbufferedamountlow = None
+        self.sent: list[tuple[int, bytes | str]] = []
+        self.closed: list[int] = []
+        self.low: dict[int, int] = {}
 
-    def send(self, data: bytes) -> None:
-        self.sent.append(data)
+    def send(self, channel: int, data: bytes | str) -> None:
+        self.sent.append((channel, data))
 
-    def close(self) -> None:
-        self.readyState = "closing"
+    def close(self, channel: int) -> None:
+        self.closed.append(channel)
 
-    # what the browser would do
-    def open(self) -> None:
-        self.readyState = "open"
-        self.onopen(SimpleNamespace())
+    def low_water(self, channel: int, amount: int) -> None:
+        self.low[channel] = amount
 
-    def receive(self, data: bytes) -> None:
-        self.onmessage(SimpleNamespace(data=JsBytes(data)))
 
-    def closed(self) -> None:
-        self.readyState = "closed"
-        self.onclose(SimpleNamespace())
+class Page:
+    """The page's side: writes records, then lets the inbox deliver them (as the loop would
+    when it wakes up)."""
+
+    def __init__(self, factory: PageChannelFactory | None = None, size: int = 1 << 16):
+        self.memory = ring.BytesMemory(size)
+        self.outbox = Outbox()
+        self.rooms = 0
+        self.inbox = Inbox(self.memory, self.outbox, self._room)
+        self.reader_size = size
+        self.inbox.reader = ring.RingReader(self.memory, size)
+        self.controls: list[dict] = []
+        self.factory = factory or PageChannelFactory()
+        self.inbox.serve(self.factory, self.controls.append)
+        self.next_id = 1
+        self.ids: dict[int, int] = {}
+
+    def _room(self) -> None:
+        self.rooms += 1
+
+    def write(self, kind: int, peer: int = 0, channel: int = 0, payload: bytes = b"") -> None:
+        assert self.memory.write_record(kind, peer, channel, payload)
+        self.inbox.deliver()
+
+    def channel(self, peer: int) -> int:
+        channel = self.ids[peer] = self.next_id
+        self.next_id += 1
+        for index in (ring.SENT + 2 * peer, ring.BUFFERED + 2 * peer):
+            self.memory.store(index, 0)
+        self.write(ring.CHANNEL, peer, channel)
+        return channel
+
+    def event(self, peer: int, kind: int, payload: bytes = b"") -> None:
+        self.write(kind, peer, self.ids[peer], payload)
 
 
 def test_channel_keeps_early_messages_and_close_until_attached():
-    dc = FakeDataChannel()
-    channel = JsChannel(dc, peer=1)
-    assert dc.binaryType == "arraybuffer"
-    dc.receive(b"one")
-    dc.receive(b"two")
-    dc.closed()
+    page = Page()
+    page.channel(1)
+    page.event(1, ring.OPEN)
+    page.event(1, ring.BINARY, b"one")
+    page.event(1, ring.TEXT, "two ✓".encode())
+    page.event(1, ring.CLOSED)
+    channel = page.factory.channels[1]
     got, closes = [], []
     channel.attach(got.append, lambda: closes.append(True), lambda: None, low_water=123)
-    assert got == [b"one", b"two"] and closes == [True]
-    assert dc.bufferedAmountLowThreshold == 123
-    dc.receive(b"three")
-    assert got == [b"one", b"two", b"three"]
+    assert got == [b"one", "two ✓"] and closes == [True]
+    assert page.outbox.low == {1: 123}
+    assert not channel.is_open and channel.closed.is_set()
 
 
-def test_channel_handlers_never_raise_into_js():
-    dc = FakeDataChannel()
-    channel = JsChannel(dc, peer=2)
+def test_channel_handlers_never_raise_into_the_inbox():
+    page = Page()
+    page.channel(2)
+    page.event(2, ring.OPEN)
 
     def broken(data: bytes) -> None:
         raise RuntimeError("bug in the handler")
 
-    channel.attach(broken, broken, broken, low_water=0)  # type: ignore[arg-type]
-    dc.receive(b"x")  # logged, not raised
-    dc.onbufferedamountlow(SimpleNamespace())
-    dc.onmessage(SimpleNamespace(data=None))  # not a buffer at all
-    dc.closed()
+    page.factory.channels[2].attach(broken, broken, broken, low_water=0)  # type: ignore[arg-type]
+    page.event(2, ring.BINARY, b"x")  # logged, not raised
+    page.event(2, ring.DRAINED)
+    page.write(ring.BINARY, 2, 99, b"for a channel nobody knows")  # ignored
+    page.event(2, ring.CLOSED)
+    page.write(ring.CONTROL, payload=b"not json")  # logged, not raised
+    assert page.controls == []
 
 
-def test_channel_sends_and_reports_buffered_amount():
-    dc = FakeDataChannel()
-    channel = JsChannel(dc, peer=1)
-    channel.send(b"abc")
-    dc.bufferedAmount = 3
-    assert dc.sent == [b"abc"] and channel.buffered_amount == 3
+def test_channel_sends_and_counts_what_the_page_has_not_sent_yet():
+    page = Page()
+    channel_id = page.channel(1)
+    channel = page.factory.channels[1]
+    with pytest.raises(ConnectionError):
+        channel.send(b"too early")
+    page.event(1, ring.OPEN)
+    channel.attach(lambda data: None, lambda: None, lambda: None, low_water=2)
+    channel.send(b"abcd")
+    channel.send("keepalive")
+    assert page.outbox.sent == [(channel_id, b"abcd"), (channel_id, "keepalive")]
+    # Not yet handed to the channel: all of it counts; Python wishes to hear of a drain.
+    assert channel.buffered_amount == 4 + 9
+    assert page.memory.load(ring.WANT_DRAIN + 1) == 1
+    # The page sent it all; the channel still holds 5 bytes.
+    page.memory.store(ring.SENT + 2, 13)
+    page.memory.store(ring.BUFFERED + 2, 5)
+    assert channel.buffered_amount == 5
+    page.memory.store(ring.BUFFERED + 2, 0)
+    assert channel.buffered_amount == 0
     channel.close()
-    assert dc.readyState == "closing"
-    channel.dispose()
-    assert dc.onmessage is None
+    assert page.outbox.closed == [channel_id] and not channel.is_open
+
+
+def test_page_messages_reach_the_party_in_order_and_early_ones_wait():
+    memory = ring.BytesMemory(1 << 12)
+    inbox = Inbox(memory, Outbox(), lambda: None)
+    memory.write_record(ring.CONTROL, payload=json.dumps({"type": "start"}).encode())
+    inbox.deliver()  # before a party: held
+    got: list[dict] = []
+    memory.write_record(ring.CONTROL, payload=json.dumps({"type": "peer-left", "peer": 2}).encode())
+    inbox.serve(PageChannelFactory(), got.append)
+    inbox.deliver()
+    assert got == [{"type": "start"}, {"type": "peer-left", "peer": 2}]
+
+
+def test_a_full_ring_asks_the_page_to_wait_and_says_when_there_is_room():
+    page = Page(size=64)
+    page.channel(1)
+    page.event(1, ring.OPEN)
+    assert page.memory.write_record(ring.BINARY, 1, 1, b"x" * 30)
+    assert not page.memory.write_record(ring.BINARY, 1, 1, b"y" * 30)  # no room: the page
+    page.memory.store(ring.PAGE_WAITING, 1)                            # keeps it and waits
+    page.inbox.deliver()
+    assert page.rooms == 1 and page.memory.load(ring.PAGE_WAITING) == 0
+    assert page.memory.write_record(ring.BINARY, 1, 1, b"y" * 30)  # wraps around the end
+    page.inbox.deliver()
+    got: list[bytes] = []
+    page.factory.channels[1].attach(got.append, lambda: None, lambda: None, 0)
+    assert got == [b"x" * 30, b"y" * 30]
 
 
 async def test_factory_waits_for_start_and_every_open_channel():
     connected = []
-    factory = JsChannelFactory(on_connected=connected.append)
+    page = Page(PageChannelFactory(on_connected=connected.append))
+    factory = page.factory
     opening = asyncio.ensure_future(factory.open_channels(1, 3, timeout=5))
     await asyncio.sleep(0.01)
-    dcs = {0: FakeDataChannel(), 2: FakeDataChannel()}
     factory.start()
-    for peer, dc in dcs.items():
-        factory.add_channel(peer, dc)
-    dcs[0].open()
+    page.channel(0)
+    page.channel(2)
+    page.event(0, ring.OPEN)
     await asyncio.sleep(0.01)
     assert not opening.done()
-    dcs[2].open()
+    page.event(2, ring.OPEN)
     channels = await asyncio.wait_for(opening, 1)
-    assert sorted(channels) == [0, 2] and channels[2].dc is dcs[2]
+    assert sorted(channels) == [0, 2] and channels[2].channel == page.ids[2]
     assert len(connected) == 1
 
 
 async def test_factory_names_the_parties_it_could_not_reach():
-    factory = JsChannelFactory()
-    factory.start()
-    factory.add_channel(0, FakeDataChannel())
+    page = Page()
+    page.factory.start()
+    page.channel(0)
     with pytest.raises(MeshError, match="Could not connect to parties 0 and 2 within"):
-        await factory.open_channels(1, 3, timeout=0.05)
+        await page.factory.open_channels(1, 3, timeout=0.05)
 
 
 async def test_factory_fails_at_once_when_a_connection_fails_or_a_party_leaves():
-    factory = JsChannelFactory()
+    factory = PageChannelFactory()
     factory.start()
     opening = asyncio.ensure_future(factory.open_channels(0, 3, timeout=30))
     await asyncio.sleep(0.01)
@@ -132,7 +191,7 @@ async def test_factory_fails_at_once_when_a_connection_fails_or_a_party_leaves()
     with pytest.raises(MeshError, match="Could not connect to party 2: the connection failed"):
         await asyncio.wait_for(opening, 1)
 
-    factory = JsChannelFactory()
+    factory = PageChannelFactory()
     factory.start()
     factory.peer_left(1)
     with pytest.raises(MeshError, match="Party 1 left the session"):
@@ -140,7 +199,7 @@ async def test_factory_fails_at_once_when_a_connection_fails_or_a_party_leaves()
 
 
 async def test_factory_stops_waiting_when_the_session_ends_before_everyone_joined():
-    factory = JsChannelFactory()
+    factory = PageChannelFactory()
     opening = asyncio.ensure_future(factory.open_channels(0, 3, timeout=30))
     await asyncio.sleep(0.01)
     factory.end("This session was closed because it was idle for too long.")
@@ -149,16 +208,15 @@ async def test_factory_stops_waiting_when_the_session_ends_before_everyone_joine
 
 
 async def test_factory_close_waits_for_the_closing_handshake():
-    factory = JsChannelFactory()
-    dc = FakeDataChannel()
-    factory.add_channel(1, dc)
-    dc.open()
-    closing = asyncio.ensure_future(factory.close(graceful=True, linger=5))
+    page = Page()
+    channel_id = page.channel(1)
+    page.event(1, ring.OPEN)
+    closing = asyncio.ensure_future(page.factory.close(graceful=True, linger=5))
     await asyncio.sleep(0.01)
-    assert dc.readyState == "closing" and not closing.done()
-    dc.closed()
+    assert page.outbox.closed == [channel_id] and not closing.done()
+    page.event(1, ring.CLOSED)
     await asyncio.wait_for(closing, 1)
-    assert dc.onclose is None  # handlers released
+    assert page.inbox.channels == {}
 
 
 def test_launch_builds_argv_and_checks_input(tmp_path: Path):

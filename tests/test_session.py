@@ -894,6 +894,48 @@ def test_status_updates_the_roster(registry):
     assert roster_members(c.take()[0])[0] == (0, "party 0", "done")
 
 
+def test_a_party_that_cannot_take_part_holds_its_place_and_says_why(registry):
+    """A browser that lacks what taking part needs joins, not ready, and says so: everyone's
+    roster shows what it lacks, the session waits, and its place is free once it leaves."""
+    session = registry.create({**AUTH, "parties": 3, "program": "sum"})
+    a, b = joined(registry, session, 2)
+    c = Party(registry)
+    c.join(session, ready=False)
+    c.send("status", state="unsupported", detail="webrtc,isolation")
+    for party in (a, b, c):
+        roster = party.take()[-1]
+        assert roster["members"][2] == {"pid": 2, "name": "party 2", "label": "",
+                                        "state": "unsupported", "ready": False,
+                                        "lacks": ["webrtc", "isolation"]}
+        assert "lacks" not in roster["members"][0]
+    assert not session.started
+    c.send("status", state="unsupported", detail="webrtc,isolation")
+    assert a.take() == []  # nothing new
+    c.endpoint.disconnected()
+    assert roster_members(a.take()[-1]) == [(0, "party 0", "joined"), (1, "party 1", "joined")]
+    d = Party(registry)
+    d.join(session)
+    assert d.endpoint.pid == 2
+    assert session.started
+
+
+def test_an_unsupported_status_must_say_what_is_lacking_and_come_before_the_start(registry):
+    session = registry.create({**AUTH, "parties": 3, "program": "sum"})
+    a = Party(registry)
+    a.join(session, ready=False)
+    a.take()
+    a.send("status", state="unsupported")
+    assert a.error() == ErrorCode.INVALID_MESSAGE
+    a.send("status", state="unsupported", detail="jspi")
+    assert a.error() == ErrorCode.INVALID_MESSAGE
+    a.send("ready", ready=True)
+    joined(registry, session, 2)
+    assert session.started
+    a.take()
+    a.send("status", state="unsupported", detail="webrtc")
+    assert a.error() == ErrorCode.INVALID_MESSAGE
+
+
 # --- expiry ------------------------------------------------------------------------------------
 
 def test_idle_lobby_session_expires(registry, clock):

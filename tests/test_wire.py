@@ -62,6 +62,7 @@ VALID = {
     "status": [
         msg("status", state="connected"),
         msg("status", state="s" * 32, detail="d" * 500),
+        msg("status", state="unsupported", detail="webrtc,isolation"),
     ],
 }
 
@@ -418,3 +419,26 @@ def test_schema_document_carries_booleans_and_choices():
     assert doc["client_messages"]["ready"]["ready"] == {"types": ["boolean"], "required": True}
     assert doc["client_messages"]["link"]["state"]["choices"] == list(wire.LINK_STATES)
     assert doc["client_messages"]["link"]["path"]["choices"] == ["direct", "relayed"]
+
+
+@pytest.mark.parametrize(("detail", "lacks"), [
+    ("webrtc", ["webrtc"]),
+    ("webassembly,workers,isolation", ["webassembly", "workers", "isolation"]),
+])
+def test_an_unsupported_status_names_what_the_party_lacks(detail, lacks):
+    assert wire.lacks_from_detail(detail) == lacks
+
+
+@pytest.mark.parametrize("detail", [None, "", "webrtc,", "WebRTC", "webrtc,webrtc", "jspi",
+                                    "webrtc, workers"])
+def test_an_unsupported_status_without_known_lacks_is_refused(detail):
+    with pytest.raises(SignalingError) as info:
+        wire.lacks_from_detail(detail)
+    assert info.value.code == ErrorCode.INVALID_MESSAGE
+    assert info.value.message == (
+        "An 'unsupported' status needs a 'detail' naming what the party lacks: one or more "
+        f"of webrtc, webassembly, workers, isolation, separated by commas; got {detail!r}.")
+
+
+def test_schema_document_lists_the_capabilities_a_browser_needs():
+    assert wire.schema_document()["capabilities"] == list(wire.CAPABILITIES)

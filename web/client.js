@@ -10,9 +10,14 @@ import { certificate as certificateOf, difference, saidBy } from './shape.js';
 
 /** @typedef {import('./sentences.js').Sentences} Sentences */
 /** @typedef {{event: string, [field: string]: any}} ClientEvent */
-/** @typedef {{pid: number, name?: string, label?: string, state?: string, ready?: boolean}} Member */
+/**
+ * @typedef {{pid: number, name?: string, label?: string, state?: string, ready?: boolean,
+ *   lacks?: string[]}} Member
+ */
 
 const VERSION = 1; // wire.VERSION; a test checks they agree
+/** The member state of a party that cannot take part (wire.UNSUPPORTED). */
+const UNSUPPORTED = 'unsupported';
 
 /**
  * A roster member's state as a person reads it: a ``member.*`` key of the sentences
@@ -22,11 +27,47 @@ const VERSION = 1; // wire.VERSION; a test checks they agree
  */
 export function memberState(member, started) {
   const { state } = member;
-  if (state === 'left' || state === 'failed') return state;
+  if (state === 'left' || state === 'failed' || state === UNSUPPORTED) return state;
   if (!started) return member.ready ? 'ready' : 'joined';
   if (state === 'done') return member.ready ? 'again' : 'done';
   if (state === 'connected') return 'computing';
   return 'connecting';
+}
+
+/**
+ * What a browser lacks, in words: ``WebRTC data channels and WebAssembly`` (names the
+ * sentences do not know are left out: they come from the server, which may lie). As
+ * client.lacks_words.
+ * @param {unknown[]} lacks
+ * @param {Sentences} sentences
+ */
+export function lacksWords(lacks, sentences) {
+  const words = lacks.filter((name) => typeof name === 'string' && Object.hasOwn(sentences.table, `capability.${name}`))
+    .map((name) => sentences.say(`capability.${name}`));
+  if (!words.length) return sentences.say('capability.unknown');
+  return words.length === 1 ? words[0] : `${words.slice(0, -1).join(', ')} and ${words[words.length - 1]}`;
+}
+
+/**
+ * A ``member.*`` state (``memberState``) as a sentence; ``unsupported`` says what the
+ * party's browser lacks. As client.state_words.
+ * @param {string} state
+ * @param {unknown[] | undefined} lacks
+ * @param {Sentences} sentences
+ */
+export function stateWords(state, lacks, sentences) {
+  if (state === UNSUPPORTED) return sentences.say('member.unsupported', { lacks: lacksWords(lacks ?? [], sentences) });
+  return sentences.say(`member.${state}`);
+}
+
+/**
+ * How a roster member is doing, as the roster says it to a person (client.member_words).
+ * @param {Member} member
+ * @param {boolean} started
+ * @param {Sentences} sentences
+ */
+export function memberWords(member, started, sentences) {
+  return stateWords(memberState(member, started), Array.isArray(member.lacks) ? member.lacks : [], sentences);
 }
 
 /**
@@ -70,17 +111,20 @@ export class SignalingClient {
    * @param {string} session
    * @param {string} linkHash the program hash the join link carries
    * @param {Sentences} sentences
-   * @param {{token: string, name?: string, role?: number | null, ready?: boolean}} options
+   * @param {{token: string, name?: string, role?: number | null, ready?: boolean,
+   *   lacks?: string[] | null}} options ``lacks``: what this party's browser lacks of
+   *   wire.CAPABILITIES (then it only holds its place and says why)
    */
-  constructor(session, linkHash, sentences, { token, name = '', role = null, ready = false }) {
+  constructor(session, linkHash, sentences, { token, name = '', role = null, ready = false, lacks = null }) {
     this.session = session;
     this.linkHash = linkHash;
     this.sentences = sentences;
     this.token = token;
     this.name = name;
     this.role = role;
+    this.lacks = [...(lacks ?? [])];
     /** whether this party said it is ready for the next round (and did not take it back) */
-    this.ready = ready;
+    this.ready = ready && !this.lacks.length;
     /** it took it back, and the server may have started the round before it heard so */
     this.retracting = false;
     /** @type {'new' | 'joining' | 'lobby' | 'started' | 'stopped' | 'closed'} */
@@ -165,6 +209,12 @@ export class SignalingClient {
     if (this.welcome !== null) return [];
     this.welcome = message;
     this.phase = 'lobby';
+    if (this.lacks.length) { // nothing to check: this party will run nothing
+      return [
+        { event: 'welcome', welcome: message },
+        send('status', { state: UNSUPPORTED, detail: this.lacks.join(',') }),
+      ];
+    }
     return [
       { event: 'welcome', welcome: message },
       { event: 'open_descriptor', descriptor: message.descriptor ?? null },
@@ -374,7 +424,7 @@ export class SignalingClient {
    * @returns {ClientEvent[]}
    */
   setReady(ready, name = null) {
-    if (this.stopped || this.welcome === null) return [];
+    if (this.stopped || this.welcome === null || this.lacks.length) return [];
     this.retracting = this.ready && !ready;
     this.ready = ready;
     return [send('ready', name ? { ready, name } : { ready })];

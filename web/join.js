@@ -9,6 +9,8 @@
 // input-view.js; what the worker says: worker-events.js. This module runs the page: it
 // starts it, joins, acts on the signaling client's events and runs each round.
 
+import { isolationWithheld } from './capabilities.js';
+import { lacksWords } from './client.js';
 import { fetchJson, plural } from './common.js';
 import { PeerLink } from './links.js';
 import {
@@ -16,6 +18,8 @@ import {
   renderRoster, setStatus, showError, startTimer, ui, updateButtons, worker,
 } from './page.js';
 import { Protocol } from './protocol.js';
+import { ChannelRelay } from './relay.js';
+import { RingWriter } from './ring.js';
 import { RosterView } from './roster-view.js';
 import { differingRules, joinToken, parseFragment } from './sealing.js';
 import { Sentences } from './sentences.js';
@@ -44,6 +48,7 @@ async function init() {
     fail('Cannot load', describe(error));
     return;
   }
+  if (page.lacks.length) cannotTakePart(); // said at once; the page still joins to tell the others
   // The secret is read once, then leaves the address bar and the history; this tab keeps it
   // for a reload (sessionStorage: this tab only, gone when it closes).
   const kept = `mpyc-webrtc-link:${sessionId}`;
@@ -86,6 +91,7 @@ async function init() {
   const { token } = await joinToken(link.secret);
   const signaling = page.signaling = new PageSignaling({
     session: sessionId, link, token, protocol: new Protocol(schema), sentences, handlers: fromClient, log,
+    lacks: page.lacks,
   });
   page.rosterView = new RosterView(ui, sentences);
   showSession();
@@ -104,7 +110,10 @@ async function init() {
     fail('Session full', `This session already has all ${session.parties} parties, so nobody else can join it. Ask the person who created it for a new link.`);
     return;
   }
-  worker.postMessage({ type: 'load', assets });
+  if (!page.lacks.length) {
+    page.relay = new ChannelRelay(RingWriter.create());
+    worker.postMessage({ type: 'load', assets, inbox: page.relay.ring.buffer });
+  }
   const named = session.labels.some(Boolean);
   if (named && (page.wantedRole === null || !Number.isInteger(page.wantedRole))) {
     choosePlace(join);
@@ -113,10 +122,26 @@ async function init() {
   }
 }
 
+/**
+ * Say that this browser cannot take part, what it lacks and what would work, before
+ * "I'm ready" (which stays disabled) and before any Python is loaded. The page still joins:
+ * so it holds the person's place, and the others see why the session cannot start yet.
+ */
+function cannotTakePart() {
+  const sentences = /** @type {Sentences} */ (page.sentences);
+  setStatus('Cannot take part here', 'error');
+  showError(isolationWithheld(page.lacks) ? sentences.say('browser.not_isolated')
+    : sentences.say('browser.unsupported', { lacks: lacksWords(page.lacks, sentences) }));
+  ui.progressBox.hidden = true;
+  log(`this browser lacks ${page.lacks.join(', ')}: it joins only to tell the others, and loads no Python`);
+  updateButtons();
+}
+
 /** @param {number | null} role the place asked for, if any */
 function join(role) {
   if (!lobby.go('join')) return;
-  setStatus('Joining the session…');
+  if (page.lacks.length) cannotTakePart(); // again, after choosing a place
+  else setStatus('Joining the session…');
   page.askedRole = Number.isInteger(role) ? role : null;
   page.signaling?.join(ui.yourName.value.trim(), page.askedRole);
 }
@@ -165,7 +190,7 @@ const fromClient = {
     const me = client()?.welcome?.pid;
     if (me !== undefined) ui.pid.textContent = partyName(me, { you: false });
     // So that an error about a party can say who that is.
-    worker.postMessage({
+    page.relay?.tell({
       type: 'names',
       members: roster.members.map((/** @type {Record<string, any>} */ { pid, name, label }) => ({ pid, name, label })),
     });
@@ -196,12 +221,12 @@ const fromClient = {
     log(`party ${peer} sent an ${kind} while ${expected ? `an ${expected}` : 'nothing more'} was due; ignored`);
   },
   peer_left({ peer }) {
-    if (lobby.running) worker.postMessage({ type: 'peer-left', peer });
+    if (lobby.running) page.relay?.tell({ type: 'peer-left', peer });
   },
   server_error({ code, message }) {
     log(`the server reports ${code}: ${message}`);
     if (code === 'session_expired') {
-      worker.postMessage({ type: 'signaling-ended', reason: message });
+      page.relay?.tell({ type: 'signaling-ended', reason: message });
       if (lobby.in('lobby', 'joining')) fail('Session closed', message);
     } else if (code === 'party_left') {
       lobby.ready = false;
@@ -212,9 +237,9 @@ const fromClient = {
   },
   tampered({ message }) {
     // Someone interfered: stop at once, connect to nobody, and say so.
-    worker.postMessage({ type: 'signaling-ended', reason: message });
+    page.relay?.tell({ type: 'signaling-ended', reason: message });
     for (const pid of page.links.keys()) {
-      worker.postMessage({ type: 'peer-failed', peer: pid, reason: message });
+      page.relay?.tell({ type: 'peer-failed', peer: pid, reason: message });
     }
     fail('Tampering detected', message);
     closeEverything();
@@ -225,8 +250,10 @@ const fromClient = {
   closed() {
     if (lobby.phase === 'joining') {
       fail('Could not join', 'The connection to the session server closed before you could join. Reload the page to try again.');
+    } else if (lobby.phase === 'lobby' && page.lacks.length) {
+      log('the connection to the session server closed; this page no longer holds a place');
     } else if (lobby.phase === 'lobby') {
-      worker.postMessage({ type: 'signaling-ended', reason: 'The connection to the session server was lost.' });
+      page.relay?.tell({ type: 'signaling-ended', reason: 'The connection to the session server was lost.' });
       fail('Disconnected', 'The connection to the session server was lost before the computation started. Reload the page to join again.');
     } else if (lobby.running) {
       log('the connection to the session server closed; the computation goes on directly between the parties');
@@ -246,12 +273,16 @@ function cannotRunAgain(text) {
 
 function refreshLobbyStatus() {
   const roster = client()?.roster;
-  if (!roster || !lobby.in('lobby', 'again')) return;
+  if (!roster || !lobby.in('lobby', 'again') || page.lacks.length) return;
   const me = client()?.welcome?.pid;
   const present = roster.members.filter((/** @type {{state: string}} */ m) => m.state !== 'left');
   const missing = roster.parties - present.length;
   const waiting = present.filter((/** @type {{ready: boolean, pid: number}} */ m) => !m.ready && m.pid !== me).length;
-  if (missing > 0 && lobby.phase === 'lobby') {
+  // A party whose browser cannot take part holds its place: no start until it is replaced.
+  const stuck = present.find((/** @type {{state: string}} */ m) => m.state === 'unsupported');
+  if (stuck && lobby.phase === 'lobby') {
+    setStatus(`Waiting for ${partyName(stuck.pid, { you: false })} to take part from another browser (its own cannot)`);
+  } else if (missing > 0 && lobby.phase === 'lobby') {
     setStatus(`Waiting for ${plural(missing, 'more party', 'more parties')} to join`);
   } else if (!lobby.ready) {
     setStatus(lobby.phase === 'again' ? 'Run again?' : 'Everyone is here: enter your input and press "I\'m ready"', 'ok');
@@ -337,7 +368,7 @@ function runInWorker() {
       input: page.confirmedInput,
     },
   });
-  worker.postMessage({ type: 'start' });
+  page.relay?.tell({ type: 'start' });
 }
 
 // -- peer connections ---------------------------------------------------------------------
@@ -354,8 +385,8 @@ function linkTo(peer, offer) {
   const link = new PeerLink(peer, offer, welcome.ice_servers, {
     description: (pid, kind, sdp) => signaling.localDescription(pid, kind, sdp),
     candidate: (pid, { candidate, sdpMid, sdpMLineIndex }) => signaling.localCandidate(pid, { candidate, sdpMid, sdpMLineIndex }),
-    transfer: (pid, channel) => worker.postMessage({ type: 'channel', peer: pid, channel }, [channel]),
-    failed: (pid, reason) => worker.postMessage({ type: 'peer-failed', peer: pid, reason }),
+    channel: (pid, channel, opened) => page.relay?.add(pid, channel, opened),
+    failed: (pid, reason) => page.relay?.tell({ type: 'peer-failed', peer: pid, reason }),
     changed: linkChanged,
     log,
   }, { relayOnly: Boolean(welcome.relay_only) });

@@ -1,6 +1,6 @@
 // @ts-check
 // One RTCPeerConnection per other party, made on the main thread (workers cannot), with its
-// negotiated data channel handed to the worker in the task that created it. What to do and
+// negotiated data channel relayed to the worker (relay.js) from the task that created it. What to do and
 // when (who offers, which description or candidate to apply) comes from the signaling
 // client's events (client.js: connect, remote, candidate); a PeerLink only does it, in the
 // order it is told, as mpyc_webrtc/native/links.py does with aiortc.
@@ -36,8 +36,9 @@ async function pathOf(pc) {
  *   offer or answer is made (to seal and send)
  * @property {(peer: number, candidate: RTCIceCandidate) => void} candidate an ICE candidate
  *   of this party's (trickle ICE)
- * @property {(peer: number, channel: RTCDataChannel) => void} transfer hand the channel to
- *   the worker (now: it must be in the task that made it)
+ * @property {(peer: number, channel: RTCDataChannel, opened: () => void) => void} channel
+ *   relay the channel to the worker (in the task that made it, before anything arrives);
+ *   ``opened`` when it opens
  * @property {(link: PeerLink) => void} changed its state or path changed
  * @property {(peer: number, reason: string) => void} failed it gave up; ``reason`` ends with
  *   a period
@@ -58,17 +59,17 @@ export class PeerLink {
     // Relay only: gather no host or server-reflexive candidates, so the other party never
     // learns this computer's addresses (only the relay's).
     this.pc = new RTCPeerConnection({ iceServers, iceTransportPolicy: relayOnly ? 'relay' : 'all' });
-    // Negotiated on both sides, so it exists before any SDP; transferred in this same
-    // task, before it can open, as a transferable channel must be.
+    // Negotiated on both sides, so it exists before any SDP; relayed from this same task,
+    // before it can open.
     const channel = this.pc.createDataChannel('mpyc', { negotiated: true, id: 0 });
-    hooks.transfer(peer, channel);
     this.remoteSet = false;
     this.steps = Promise.resolve(); // this link's signaling steps, one after another
     this.failed = false;
-    this.channelOpen = false; // told by the worker, which owns the channel
+    this.channelOpen = false;
     this.closed = false;
     /** @type {string | null} */
     this.path = null;
+    hooks.channel(peer, channel, () => this.opened());
     this.pc.onicecandidate = ({ candidate }) => {
       if (candidate && candidate.candidate) hooks.candidate(peer, candidate);
     };

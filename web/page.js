@@ -4,6 +4,7 @@
 // for good, draw the roster, time the round). join.js runs the page; session-view.js shows
 // the session and its places; worker-events.js hears the worker.
 
+import { missingCapabilities } from './capabilities.js';
 import { byTestId } from './common.js';
 import { Lobby } from './lobby.js';
 import { RosterView } from './roster-view.js';
@@ -56,7 +57,8 @@ export const page = {
   /** @type {RosterView | null} */
   rosterView: null,
   workerReady: false,
-  jspi: true,
+  /** @type {import('./relay.js').ChannelRelay | null} the data channels, relayed to the worker */
+  relay: null,
   /** @type {string | null} why the input cannot be used, as Python said */
   inputProblem: 'not checked yet',
   inputCheck: 0,
@@ -67,9 +69,22 @@ export const page = {
   timer: undefined,
   /** @type {{messages: number, bytes: number} | null} */
   traffic: null,
+  /**
+   * What this browser lacks to take part (capabilities.js): if anything, it only holds its
+   * place and tells the others why, and no Python is loaded.
+   * @type {import('./capabilities.js').Capability[]}
+   */
+  lacks: missingCapabilities(),
 };
 
-export const worker = new Worker('/web/worker.js', { type: 'module' });
+/**
+ * Python's worker; in a browser that cannot take part, a stand-in that is never told to
+ * load anything (and may not even have workers to make one).
+ * @type {Worker}
+ */
+export const worker = page.lacks.length ? /** @type {Worker} */ (/** @type {unknown} */ ({
+  postMessage() {}, terminate() {}, onmessage: null, onerror: null,
+})) : new Worker('/web/worker.js', { type: 'module' });
 
 // -- small helpers ------------------------------------------------------------------------
 
@@ -138,7 +153,8 @@ export function rosterFacts() {
     roster: /** @type {import('./roster-view.js').RosterFacts['roster']} */ (client()?.roster ?? null),
     parties: welcome?.parties ?? page.session?.parties ?? 0,
     joinedSoFar: page.session?.joined ?? 0,
-    myState: lobby.myState,
+    myState: page.lacks.length && lobby.phase === 'lobby' ? 'unsupported' : lobby.myState,
+    lacks: page.lacks,
   };
 }
 
@@ -198,13 +214,14 @@ export function describe(error) {
 
 /** The input's controls and buttons, as where the party stands allows. */
 export function updateButtons() {
-  const editable = page.workerReady && lobby.editable;
+  const unsupported = page.lacks.length > 0; // this browser only holds its place
+  const editable = page.workerReady && lobby.editable && !unsupported;
   // Nobody commits an input before knowing how private it stays (Python says so with the
   // program's fingerprint), nor, with less than full privacy, without saying they know.
   const unaccepted = page.privacy === null || (!page.privacy.full && !ui.acceptNoPrivacy.checked);
   ui.ready.disabled = !editable || page.inputProblem === 'not checked yet' || unaccepted;
   ui.acceptNoPrivacy.disabled = !editable;
-  const loading = !page.workerReady && lobby.in('lobby', 'joining');
+  const loading = !page.workerReady && !unsupported && lobby.in('lobby', 'joining');
   page.input?.setEditable(editable, { typingAllowed: loading }); // typing may start meanwhile
   ui.yourName.disabled = !editable;
   ui.ready.textContent = loading ? 'Loading Python…'

@@ -3,7 +3,7 @@
 // once the parties connect, each pair's connection. The words are the shared sentences
 // (member.*, pair.*), as the native peer prints them.
 
-import { memberState } from './client.js';
+import { memberState, stateWords } from './client.js';
 import { plural } from './common.js';
 
 /** @typedef {import('./sentences.js').Sentences} Sentences */
@@ -18,7 +18,8 @@ import { plural } from './common.js';
  *   the server's latest roster
  * @property {number} parties
  * @property {number} joinedSoFar from the session's description, before any roster
- * @property {string} myState this party's own state (``Lobby.myState``)
+ * @property {string} myState this party's own state (``Lobby.myState``, or ``unsupported``)
+ * @property {string[]} lacks what this party's browser lacks to take part (capabilities.js)
  */
 
 export class RosterView {
@@ -76,11 +77,15 @@ export class RosterView {
     const rows = [];
     for (let pid = 0; pid < parties; pid += 1) {
       const state = RosterView.stateOf(facts, pid);
+      // What a party that cannot take part lacks: this party knows its own; the others'
+      // come with the roster.
+      const lacks = pid === facts.me ? facts.lacks
+        : roster?.members.find((m) => m.pid === pid)?.lacks;
       const row = document.createElement('li');
       row.dataset.testid = `peer-${pid}`;
       row.dataset.state = state;
       row.append(span('who', RosterView.partyName(facts, pid)),
-        span('state', this.sentences.say(`member.${state}`)));
+        span('state', stateWords(state, lacks, this.sentences)));
       rows.push(row);
     }
     ui.roster.replaceChildren(...rows);

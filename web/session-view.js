@@ -20,7 +20,8 @@ export function showSession() {
   if (program.args.length) text += `, with arguments ${program.args.join(' ')}`;
   ui.program.textContent = text;
   ui.fingerprint.textContent = fingerprintOf(page.link?.programHash ?? '');
-  ui.fingerprintCheck.textContent = '(from the link; checking the code…)';
+  // A browser that cannot take part loads no Python, so nothing checks the code here.
+  ui.fingerprintCheck.textContent = page.lacks.length ? '(from the link)' : '(from the link; checking the code…)';
   showCode(ui.programSource, program.source);
   ui.parties.textContent = String(session.parties);
   ui.invite.hidden = false;

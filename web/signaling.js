@@ -25,15 +25,17 @@ export class PageSignaling {
    * @param {Sentences} options.sentences
    * @param {Handlers} options.handlers what the page does with each client event
    * @param {(text: string) => void} options.log
+   * @param {string[]} [options.lacks] what this browser lacks to take part (capabilities.js):
+   *   then it joins only to hold its place and tell the others why
    */
-  constructor({ session, link, token, protocol, sentences, handlers, log }) {
+  constructor({ session, link, token, protocol, sentences, handlers, log, lacks = [] }) {
     this.session = session;
     this.link = link;
     this.protocol = protocol;
     this.sentences = sentences;
     this.handlers = handlers;
     this.log = log;
-    this.client = new SignalingClient(session, link.programHash, sentences, { token });
+    this.client = new SignalingClient(session, link.programHash, sentences, { token, lacks });
     /** @type {WebSocket | null} */
     this.ws = null;
     /** @type {Promise<Sealer> | null} from the welcome on */
@@ -51,7 +53,7 @@ export class PageSignaling {
     // A fresh client for each attempt (after "this place is taken", the person joins again).
     if (this.client.phase !== 'new') {
       this.client = new SignalingClient(this.session, this.link.programHash, this.sentences,
-        { token: this.client.token });
+        { token: this.client.token, lacks: this.client.lacks });
     }
     this.client.name = name;
     this.client.role = role;

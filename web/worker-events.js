@@ -29,19 +29,14 @@ const fromWorker = {
     ui.progress.value = percent;
     ui.progressText.textContent = `Loading Python: ${text.toLowerCase()}… ${percent}%`;
   },
-  ready({ jspi, seconds }) {
+  ready({ seconds }) {
     page.workerReady = true;
-    page.jspi = jspi;
     const ms = performance.now() - page.openedAt;
     log(`Python and MPyC ready ${(ms / 1000).toFixed(2)} s after the page opened (worker: ${seconds.toFixed(2)} s)`);
     /** @type {any} */ (window).mpycTimings = { readyMs: ms };
     ui.progress.value = 100;
     ui.progressBox.hidden = true;
     checkFingerprint();
-    if (!jspi && page.session?.program.builtin) {
-      fail('Cannot run here', 'This browser cannot run this session\'s program: it lacks JavaScript Promise Integration (JSPI), which the program needs. Please open the link in a recent Chrome or Edge, or take part with the mpyc-webrtc-peer command.');
-      return;
-    }
     checkInput();
     updateButtons();
   },
@@ -62,6 +57,19 @@ const fromWorker = {
     }
     page.signaling?.programChecked(hash);
   },
+  // What Python sends on a data channel; the page holds the channels (relay.js).
+  send({ channel, data }) {
+    page.relay?.send(channel, data);
+  },
+  'close-channel'({ channel }) {
+    page.relay?.close(channel);
+  },
+  'low-water'({ channel, amount }) {
+    page.relay?.lowWater(channel, amount);
+  },
+  'ring-space'() {
+    page.relay?.ring.flush();
+  },
   'input-checked'({ id, problem }) {
     if (id !== page.inputCheck) return; // an answer about older text
     page.inputProblem = problem;
@@ -80,8 +88,6 @@ const fromWorker = {
       if (lobby.go('connected')) setStatus('Computing');
       page.signaling?.status('connected');
       renderRoster();
-    } else if (kind === 'channel') {
-      page.links.get(Number(detail))?.opened();
     } else if (kind === 'traffic') {
       page.traffic = JSON.parse(detail);
       showActivity();

@@ -2,8 +2,11 @@
 // The browser party's Python: Pyodide, MPyC and py_worker in a module worker.
 //
 // The page (join.js) talks to this worker with messages; see web/README.md for the list.
-// Everything Python does is in py_worker/ (served in the server's Python archive); this
-// file only loads it and passes messages and data channels through.
+// While a program runs, Python blocks in Atomics.wait on the inbox the page writes
+// (py_worker/ring.py), so what the page tells a run goes there, not here; what Python
+// sends goes to the page from here with postMessage. Everything Python does is in
+// py_worker/ (served in the server's Python archive); this file only loads it and passes
+// messages through.
 
 /**
  * @typedef {any} PyProxy a Python object seen from JavaScript (Pyodide's PyProxy): what its
@@ -33,8 +36,6 @@ let pyodide = null;
 let partyModule = null; // py_worker.party
 /** @type {PyProxy} */
 let party = null; // py_worker.party.Party of the current run
-/** @type {string | null} */
-let names = null; // the roster's names and places (JSON), for the next party
 
 /**
  * @param {Message} message to the page
@@ -116,8 +117,28 @@ function countDownloads(base, onProgress) {
   return () => { self.fetch = fetchFromNetwork; };
 }
 
-/** @param {{assets: Assets}} message */
-async function load({ assets }) {
+/** What Python asks the page to do with a data channel (py_worker/channel.py Outbox). */
+const outbox = {
+  /**
+   * @param {number} channel
+   * @param {Uint8Array | string} data a view into Python's memory, copied before it goes
+   */
+  send(channel, data) {
+    if (typeof data === 'string') {
+      post({ type: 'send', channel, data });
+    } else {
+      const copy = new Uint8Array(data);
+      post({ type: 'send', channel, data: copy }, [copy.buffer]);
+    }
+  },
+  /** @param {number} channel */
+  close(channel) { post({ type: 'close-channel', channel }); },
+  /** @param {number} channel @param {number} amount */
+  low_water(channel, amount) { post({ type: 'low-water', channel, amount }); },
+};
+
+/** @param {{assets: Assets, inbox: SharedArrayBuffer}} message */
+async function load({ assets, inbox }) {
   const started = performance.now();
   stageStarted = started;
   const base = new URL(assets.pyodide, self.location.origin).href;
@@ -153,11 +174,11 @@ async function load({ assets }) {
   progress(90, 'Preparing MPyC', 'loading the Python archive');
   partyModule = pyodide.pyimport('py_worker.party');
   partyModule.prepare();
-  // JSPI lets mpc.run(...) block; Python tells whether it works here (True in Chromium).
-  const jspi = Boolean(await pyodide.runPythonAsync(
-    'from pyodide.ffi import can_run_sync\ncan_run_sync()'));
+  partyModule.open_inbox(inbox, outbox, () => post({ type: 'ring-space' }));
+  // Not needed (py_worker/loop.py); said for whoever compares browsers.
+  post({ type: 'log', text: `worker: JSPI ${'Suspending' in WebAssembly ? 'present' : 'absent'} (not needed); cross-origin isolated: ${self.crossOriginIsolated}` });
   progress(100, 'Ready', 'compiling MPyC');
-  post({ type: 'ready', jspi, seconds: (performance.now() - started) / 1000 });
+  post({ type: 'ready', seconds: (performance.now() - started) / 1000 });
 }
 
 /** @param {{program: object, parties: number}} message the program and the number of parties as the welcome says them */
@@ -180,51 +201,27 @@ function checkInput({ id, program, text }) {
  * @param {{config: {session: string, pid: number, parties: number, program: object,
  *   input: string | null}}} message
  */
-async function run({ config }) {
+function run({ config }) {
   const report = (/** @type {string} */ kind, /** @type {unknown} */ detail) => (
     post({ type: 'report', kind, detail }));
   party = partyModule.Party(JSON.stringify(config), report);
-  if (names) party.set_names(names);
-  await runParty();
+  runParty();
 }
 
 /**
  * The next round over the same channels, once every party agreed to run again.
  * @param {{input: string | null}} message
  */
-async function again({ input }) {
+function again({ input }) {
   party.again(input);
-  await runParty();
+  runParty();
 }
 
-async function runParty() {
-  const python = /** @type {Pyodide} */ (pyodide); // loaded: a party is made only after that
-  const scope = python.globals.get('dict')();
-  scope.set('party', party);
-  let problem;
-  try {
-    // runPythonAsync enters Python with JSPI enabled: mpc.run(...) can block in run_sync.
-    problem = await python.runPythonAsync('await party.run()', { globals: scope });
-  } finally {
-    scope.destroy();
-  }
+/** Run the program to its end: Python blocks this worker meanwhile (it waits on the inbox). */
+function runParty() {
+  const problem = party.run();
   post({ type: 'exit', problem: problem === undefined ? null : problem });
 }
-
-// Messages that hand something to the running party: handled synchronously, so that a
-// data channel gets its event handlers in the very task it arrived in.
-/** @type {Record<string, (message: Message) => void>} */
-const toParty = {
-  channel: ({ peer, channel }) => {
-    if (party) party.add_channel(peer, channel);
-    else channel.close();
-  },
-  start: () => party && party.start(),
-  'peer-failed': ({ peer, reason }) => party && party.peer_failed(peer, reason),
-  'peer-left': ({ peer }) => party && party.peer_left(peer),
-  names: ({ members }) => { names = JSON.stringify(members); if (party) party.set_names(names); },
-  'signaling-ended': ({ reason }) => party && party.signaling_ended(reason),
-};
 
 /** @type {Record<string, (message: any) => unknown>} */
 const tasks = { load, run, again, fingerprint, 'check-input': checkInput };
@@ -233,10 +230,6 @@ self.onmessage = (event) => {
   /** @type {Message} */
   const message = event.data;
   try {
-    if (message.type in toParty) {
-      toParty[message.type](message);
-      return;
-    }
     const task = tasks[message.type];
     if (!task) throw new Error(`unknown request ${message.type}`);
     Promise.resolve(task(message)).catch((error) => fail(message.type, error));

@@ -16,7 +16,7 @@ import time
 from typing import Any, TextIO
 
 from .. import programs
-from ..client import member_state
+from ..client import member_state, member_words
 from ..sentences import SENTENCES, say
 
 #: Seconds after which a plain display says the program is still running.
@@ -68,7 +68,7 @@ def joined_line(welcome: dict[str, Any], fingerprint: str) -> str:
 
 def member_line(member: dict[str, Any], started: bool, me: int | None) -> str:
     who = party_name(member["pid"], member.get("label", ""), member.get("name", ""), me)
-    return f"{who[:1].upper()}{who[1:]}: {say('member.' + member_state(member, started))}"
+    return f"{who[:1].upper()}{who[1:]}: {member_words(member, started)}"
 
 
 def summary_line(roster: dict[str, Any]) -> str:
@@ -82,6 +82,10 @@ def summary_line(roster: dict[str, Any]) -> str:
         return f"Round {round_} started: the parties connect to each other and compute."
     ready = sum(1 for m in present if m.get("ready"))
     missing = parties - len(present)
+    stuck = [m for m in present if m.get("state") == "unsupported"]
+    if stuck:  # no start until that place is someone's who can take part
+        who = party_name(stuck[0]["pid"], stuck[0].get("label", ""), stuck[0].get("name", ""))
+        return f"Waiting for {who} to take part from another browser (its own cannot)."
     if missing > 0:
         return (f"Waiting for {plural(missing, 'more party', 'more parties')} "
                 f"({len(present)} of {parties} here, {ready} ready).")

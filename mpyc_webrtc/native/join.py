@@ -14,7 +14,15 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from ..ice import parse_ice_server
-from ..launch import CONTEXT, ProgramFailed, check_input, import_runtime, prepare, run_as_main
+from ..launch import (
+    CONTEXT,
+    ProgramFailed,
+    check_input,
+    import_runtime,
+    prepare,
+    run_as_main,
+    run_to_the_end,
+)
 from ..sealing import JoinSecret, TamperError, open_descriptor
 from .consent import check_privacy, consent_to_program
 from .console import StatusDisplay
@@ -164,8 +172,11 @@ def join(args: argparse.Namespace) -> int:
                 if running and loop.is_running():
                     loop.stop()
 
+            # Channels stay open from one mpc.shutdown() to the next mpc.start(): a script
+            # may start MPyC more than once (two `async with mpc:` blocks); they are closed
+            # when the program ends.
             mesh = install_mesh(mpc, factory, connect_timeout=args.connect_timeout,
-                                on_failure=stop_program)
+                                on_failure=stop_program, keep_channels=True)
             if signaling.roster is not None:
                 mesh.set_names(signaling.roster["members"])
             try:
@@ -211,21 +222,6 @@ def new_event_loop() -> asyncio.AbstractEventLoop:
         else:
             return uvloop.new_event_loop()
     return asyncio.new_event_loop()
-
-
-def run_to_the_end(loop: asyncio.AbstractEventLoop, coro: Any) -> None:
-    """``loop.run_until_complete(coro)``, even if a failure asked the loop to stop (to end the
-    ``mpc.run`` the program was blocked in) just as that run was ending anyway: the stop
-    then ends this run early, and it goes on."""
-    task = loop.create_task(coro)
-    while not task.done():
-        try:
-            loop.run_until_complete(task)
-        except RuntimeError:
-            if task.done():
-                raise
-            log.debug("the loop was asked to stop before closing; closing goes on")
-    task.result()
 
 
 async def _close(factory: Any, signaling: Any, graceful: bool) -> None:

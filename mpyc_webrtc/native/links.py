@@ -355,6 +355,11 @@ class AiortcFactory:
         if self._plan is not None:
             self._plan.cancel()
         channels = [link.channel for link in links.values() if link.channel is not None]
+        for channel in channels:
+            # A channel kept open after the program's last shutdown (the mesh keeps them for
+            # a script that starts MPyC again): its closing handshake follows the data.
+            if channel.is_open:
+                channel.close()
         if graceful and channels:
             try:
                 await asyncio.wait_for(asyncio.gather(*(c.closed.wait() for c in channels)),

@@ -84,6 +84,7 @@ class InputSpec:
     maximum: int | None = None
     max_count: int = 100
     choices: tuple[tuple[str, str], ...] = ()
+    #: An example value for an empty field; the page writes "e.g." before it.
     placeholder: str = ""
 
     def __post_init__(self):

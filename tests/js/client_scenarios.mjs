@@ -10,7 +10,7 @@
 import { readFileSync } from 'node:fs';
 import { isDeepStrictEqual } from 'node:util';
 
-import { memberState, SignalingClient } from '../../web/client.js';
+import { memberState, memberWords, SignalingClient } from '../../web/client.js';
 import { parseFragment, toBase64Url } from '../../web/sealing.js';
 import { Sentences } from '../../web/sentences.js';
 
@@ -47,6 +47,17 @@ for (const scenario of doc.scenarios) {
 for (const [member, started, expected] of doc.member_states) {
   checked += 1;
   const got = memberState(member, started);
+  if (got !== expected) failures.push({ member, started, expected, got });
+}
+
+for (const [member, started, expected] of doc.member_words) {
+  checked += 1;
+  let got;
+  try {
+    got = memberWords(member, started, sentences);
+  } catch (error) {
+    got = `raised ${error.stack || error}`;
+  }
   if (got !== expected) failures.push({ member, started, expected, got });
 }
 
