@@ -93,6 +93,25 @@ class ReportingServer:
         self.proc.wait(10)
 
 
+def check_a_violation_is_reported(page, reporting: ReportingServer) -> None:
+    """Add an inline script, which the policy forbids: it must not run, and its report
+    must reach the server (so that no report elsewhere means no violation)."""
+    reporting.reports.clear()
+    ran = page.evaluate("""() => {
+        const script = document.createElement('script');
+        script.textContent = 'window.inlineRan = true;';
+        document.head.append(script);
+        return window.inlineRan === true;
+    }""")
+    assert ran is False
+    deadline = time.monotonic() + 10
+    while not reporting.reports and time.monotonic() < deadline:
+        time.sleep(0.1)
+    (report,) = reporting.reports
+    assert report["effective-directive"] in ("script-src", "script-src-elem"), report
+    assert report["blocked-uri"] == "inline", report
+
+
 @pytest.fixture(scope="module")
 def reporting(namespace):
     server = ReportingServer(namespace, PORT)
@@ -122,19 +141,7 @@ def test_pages_worker_and_a_computation_violate_nothing(reporting, browser):
         time.sleep(1.0)  # reports are sent asynchronously
         assert list(reporting.reports) == [], list(reporting.reports)
         # A deliberate violation: the policy forbids inline script; its report comes here.
-        ran = create.evaluate("""() => {
-            const script = document.createElement('script');
-            script.textContent = 'window.inlineRan = true;';
-            document.head.append(script);
-            return window.inlineRan === true;
-        }""")
-        assert ran is False
-        deadline = time.monotonic() + 10
-        while not reporting.reports and time.monotonic() < deadline:
-            time.sleep(0.1)
-        (report,) = reporting.reports
-        assert report["effective-directive"] in ("script-src", "script-src-elem"), report
-        assert report["blocked-uri"] == "inline", report
+        check_a_violation_is_reported(create, reporting)
     finally:
         for context in contexts:
             context.close()
@@ -180,18 +187,7 @@ def test_firefox_lobby_worker_and_a_computation_violate_nothing(reporting, firef
         time.sleep(1.0)  # reports are sent asynchronously
         assert list(reporting.reports) == [], list(reporting.reports)
         # Firefox does report: a deliberate violation's report arrives.
-        assert parties[0].page.evaluate("""() => {
-            const script = document.createElement('script');
-            script.textContent = 'window.inlineRan = true;';
-            document.head.append(script);
-            return window.inlineRan === true;
-        }""") is False
-        deadline = time.monotonic() + 10
-        while not reporting.reports and time.monotonic() < deadline:
-            time.sleep(0.1)
-        (report,) = reporting.reports
-        assert report["effective-directive"] in ("script-src", "script-src-elem"), report
-        assert report["blocked-uri"] == "inline", report
+        check_a_violation_is_reported(parties[0].page, reporting)
     finally:
         for context in contexts:
             context.close()

@@ -6,6 +6,8 @@
 
 import { KINDS, RingWriter } from './ring.js';
 
+const encoder = new TextEncoder();
+
 /**
  * @typedef {object} Relayed
  * @property {number} peer
@@ -67,7 +69,7 @@ export class ChannelRelay {
     const relayed = this.channels.get(id);
     if (!relayed) return; // closed meanwhile: Python hears that from the inbox
     const { channel, peer } = relayed;
-    const size = typeof data === 'string' ? new TextEncoder().encode(data).length : data.length;
+    const size = typeof data === 'string' ? encoder.encode(data).length : data.length;
     try {
       if (typeof data === 'string') channel.send(data);
       else channel.send(/** @type {Uint8Array<ArrayBuffer>} */ (data));
