@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import re
 import subprocess
+import time
 from pathlib import Path
 
 import pytest
@@ -171,6 +172,18 @@ def nothing_computed(party: BrowserParty) -> None:
     assert party["pairs"].locator("[data-state=ready]").count() == 0
 
 
+def logged(relay, text: str, timeout: float = 10.0) -> str:
+    """The relay's log line holding ``text``: its log is read from a pipe by a thread, so
+    the line may come a moment after the page already stopped."""
+    deadline = time.monotonic() + timeout
+    while True:
+        found = next((line for line in list(relay.log) if text in line), None)
+        if found is not None or time.monotonic() > deadline:
+            assert found is not None, list(relay.log)
+            return found
+        time.sleep(0.05)
+
+
 @pytest.mark.parametrize("mode", ["flip-box", "replay", "swap-from", "replay-typed"])
 def test_tampered_signaling_is_caught_by_browsers(server, new_page, proxy, mode):
     relay = proxy(mode)
@@ -181,7 +194,7 @@ def test_tampered_signaling_is_caught_by_browsers(server, new_page, proxy, mode)
     party["ready"].click()  # the start follows at once: the natives joined ready
     expect(party["status"]).to_have_text("Tampering detected", timeout=60_000)
     # What the relay changed, in its log; the browser says so in the whole sentence.
-    changed = next(line for line in relay.log if f"{mode}: " in line)
+    changed = logged(relay, f"{mode}: ")
     sender = int(re.search(r"from party (\d+)", changed).group(1))
     seq = int(re.search(r"signal (\d+) from", changed).group(1))
     assert re.search(r"to party 2\b", changed), changed
