@@ -15,6 +15,7 @@ import time
 from collections.abc import Callable
 from typing import Any, Protocol
 
+from .recovery import HEADER_SIZE, RecoveringChannel, Redundancy, recovering
 from .transport import MAX_MESSAGE_SIZE, ChannelTransport, MessageChannel, PeerSilent
 
 log = logging.getLogger(__name__)
@@ -25,7 +26,8 @@ class MeshError(Exception):
 
 
 class ChannelFactory(Protocol):
-    """Opens one reliable, ordered message channel to every other party."""
+    """Opens one reliable message channel to every other party: ordered, or unordered when
+    the mesh recovers lost messages itself (``Mesh.recovery``; it restores the order)."""
 
     async def open_channels(self, pid: int, parties: int,
                             timeout: float) -> dict[int, MessageChannel]: ...
@@ -47,7 +49,8 @@ class Mesh:
                  max_message_size: int = MAX_MESSAGE_SIZE,
                  on_failure: Callable[[MeshError], None] | None = None,
                  keep_channels: bool = False, keepalive: float | None = KEEPALIVE,
-                 silence_limit: float | None = SILENCE_LIMIT):
+                 silence_limit: float | None = SILENCE_LIMIT,
+                 recovery: Redundancy | None = "auto"):
         self.mpc = mpc
         self.factory = factory
         self.connect_timeout = connect_timeout
@@ -57,6 +60,10 @@ class Mesh:
         self.keep_channels = keep_channels
         self.keepalive = keepalive
         self.silence_limit = silence_limit
+        #: Recover lost messages above the channel (``recovery.Recovery``; every party of a
+        #: session must do the same), and when to send small ones twice; None: off.
+        self.recovery = recovery
+        self._recovering: dict[int, RecoveringChannel] = {}
         #: How each party is called in messages for people ("party 2 (Bob)"); see ``name``.
         self.names: dict[int, str] = {}
         self.transports: dict[int, ChannelTransport] = {}
@@ -89,12 +96,17 @@ class Mesh:
         missing = set(range(m)) - {mpc.pid} - set(channels)
         if missing:
             raise MeshError(f"No channel to parties {sorted(missing)}.")
+        max_message_size = self.max_message_size
+        if self.recovery is not None:
+            channels = recovering(channels, loop, self._recovering, redundancy=self.recovery,
+                                  name=self._named)
+            max_message_size -= HEADER_SIZE
         for peer_pid in sorted(channels):
             # The lower pid is MPyC's client: it sends its pid and PRSS keys first.
             protocol = MessageExchanger(mpc, peer_pid if peer_pid > mpc.pid else None)
             transport = ChannelTransport(
                 channels[peer_pid], protocol, loop, peer_pid=peer_pid,
-                max_message_size=self.max_message_size,
+                max_message_size=max_message_size,
                 on_failure=self._link_failed, on_lost=self._link_lost,
                 keep_channel=self.keep_channels, keepalive=self.keepalive,
                 silence_limit=self.silence_limit,
@@ -114,6 +126,14 @@ class Mesh:
         finally:
             if not self.keep_channels or self.failure is not None:
                 await self.factory.close()
+
+    def recovery_stats(self) -> dict[str, int]:
+        """What message recovery did on every link so far (frames resent, copies, bytes)."""
+        total: dict[str, int] = {}
+        for channel in self._recovering.values():
+            for key, value in channel.core.stats.items():
+                total[key] = total.get(key, 0) + value
+        return total
 
     def traffic(self) -> dict[str, int]:
         """Messages and bytes exchanged with the other parties so far in this run."""

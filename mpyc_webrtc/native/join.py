@@ -23,6 +23,7 @@ from ..launch import (
     run_as_main,
     run_to_the_end,
 )
+from ..recovery import setting
 from ..sealing import JoinSecret, TamperError, open_descriptor
 from .consent import check_privacy, consent_to_program
 from .console import StatusDisplay
@@ -62,6 +63,11 @@ def join(args: argparse.Namespace) -> int:
 
     server, session_id, secret = parse_join_url(args.url)
     CONTEXT.session = session_id
+    try:
+        # A switch for comparing (bench/): every party of a session must set it alike.
+        recovery = setting(os.environ.get("MPYC_WEBRTC_RECOVERY"))
+    except ValueError as exc:
+        raise Failure(f"MPYC_WEBRTC_RECOVERY: {exc}.", 2) from None
     try:
         extra_ice = [parse_ice_server(u) for u in args.ice_server]
     except ValueError as exc:
@@ -145,7 +151,8 @@ def join(args: argparse.Namespace) -> int:
 
     factory = AiortcFactory(signaling, list(welcome["ice_servers"]) + extra_ice,
                             join_timeout=args.join_timeout,
-                            relay_only=bool(welcome.get("relay_only")))
+                            relay_only=bool(welcome.get("relay_only")),
+                            ordered=recovery is None)
     factory.on_peer_left = lambda peer: mesh.peer_left(peer) if mesh is not None else None
     real_stdout = sys.stdout
     if real_stdout is not None and real_stdout.isatty():
@@ -176,7 +183,8 @@ def join(args: argparse.Namespace) -> int:
             # may start MPyC more than once (two `async with mpc:` blocks); they are closed
             # when the program ends.
             mesh = install_mesh(mpc, factory, connect_timeout=args.connect_timeout,
-                                on_failure=stop_program, keep_channels=True)
+                                on_failure=stop_program, keep_channels=True,
+                                recovery=recovery)
             if signaling.roster is not None:
                 mesh.set_names(signaling.roster["members"])
             try:

@@ -90,8 +90,12 @@ class PeerLink:
     """
 
     def __init__(self, signaling: Signaling, peer: int, offer: bool,
-                 ice_servers: Awaitable[list[dict[str, Any]]], *, relay_only: bool = False):
+                 ice_servers: Awaitable[list[dict[str, Any]]], *, relay_only: bool = False,
+                 ordered: bool = True):
         self.signaling = signaling
+        #: False when the mesh recovers lost messages itself (``recovery``): a resent
+        #: message must not queue behind the lost one.
+        self.ordered = ordered
         self.peer = peer
         self.offer = offer
         self.pc: RTCPeerConnection | None = None
@@ -137,7 +141,8 @@ class PeerLink:
         try:
             pc = self.pc = RTCPeerConnection(
                 rtc_configuration(await ice_servers, relay_only=relay_only))
-            dc = pc.createDataChannel(CHANNEL_LABEL, negotiated=True, id=CHANNEL_ID)
+            dc = pc.createDataChannel(CHANNEL_LABEL, negotiated=True, id=CHANNEL_ID,
+                                      ordered=self.ordered)
             self.channel = AiortcChannel(dc, self.peer)
             dc.on("open", self._opened.set)
             if dc.readyState == "open":
@@ -239,8 +244,11 @@ class AiortcFactory:
     """
 
     def __init__(self, signaling: Signaling, ice_servers: list[dict[str, Any]], *,
-                 join_timeout: float = 600.0, relay_only: bool = False):
+                 join_timeout: float = 600.0, relay_only: bool = False,
+                 ordered: bool = True):
         self.signaling = signaling
+        #: Whether the channels are ordered (not when the mesh recovers messages itself).
+        self.ordered = ordered
         self.ice_servers = ice_servers
         self.join_timeout = join_timeout
         #: Only relay candidates: the other parties never learn this party's addresses.
@@ -260,7 +268,7 @@ class AiortcFactory:
             if self._plan is None:
                 self._plan = asyncio.get_event_loop().create_task(self._plan_ice_servers())
             self.links[peer] = PeerLink(self.signaling, peer, event["offer"], self._plan,
-                                        relay_only=self.relay_only)
+                                        relay_only=self.relay_only, ordered=self.ordered)
         elif kind == "peer_left":
             # Whoever still waits for its offer or answer need not wait longer. Once they
             # were exchanged, the link's own time-out says better why it never opened
