@@ -38,6 +38,7 @@ from mpyc_webrtc.launch import prepare as prepare_program
 from mpyc_webrtc.launch import privacy as launch_privacy
 from mpyc_webrtc.launch import program_hash as launch_program_hash
 from mpyc_webrtc.mesh import Mesh, MeshError, install_mesh, prepare_next_run
+from mpyc_webrtc.recovery import setting
 
 from .channel import Outbox, PageChannelFactory
 from .inbox import Inbox
@@ -129,6 +130,8 @@ class Party:
         self.parties: int = cfg["parties"]
         self.program: dict[str, Any] = cfg["program"]
         self.input: str | None = cfg.get("input")
+        #: Message recovery as the page's address chose it (``recovery.setting``).
+        self.recovery = setting(cfg.get("recovery"))
         self.report = report
         self.name: str = self.program["name"]
         self.factory = PageChannelFactory(on_connected=self._connected)
@@ -231,7 +234,8 @@ class Party:
                 loop.stop()
 
         self.mesh = install_mesh(mpc, self.factory, connect_timeout=CONNECT_TIMEOUT,
-                                 on_failure=stop_program, keep_channels=True)
+                                 on_failure=stop_program, keep_channels=True,
+                                 recovery=self.recovery)
         self.mesh.set_names(self.members)
         traffic = loop.create_task(self._report_traffic())
         log.info("running %s as party %d of %d", self.name, self.pid, self.parties)

@@ -43,7 +43,8 @@ mimetypes.add_type("application/wasm", ".wasm")
 #: archive; tests/test_browser_modules.py imports each one with aiortc, aiohttp and
 #: cryptography made unimportable.
 BROWSER_MODULES = ("mpyc_webrtc", "mpyc_webrtc.wire", "mpyc_webrtc.sentences",
-                   "mpyc_webrtc.launch", "mpyc_webrtc.transport", "mpyc_webrtc.mesh")
+                   "mpyc_webrtc.launch", "mpyc_webrtc.transport", "mpyc_webrtc.recovery",
+                   "mpyc_webrtc.mesh")
 BROWSER_PACKAGES = ("mpyc_webrtc.programs", "py_worker")
 
 

@@ -146,6 +146,12 @@ function join(role) {
   page.signaling?.join(ui.yourName.value.trim(), page.askedRole);
 }
 
+// Message recovery (mpyc_webrtc/recovery.py) is on unless the page's address says
+// ?recovery=0 or ?recovery=off: a switch for comparing (bench/), which every party of a
+// session must set alike. The worker reads the other words (recovery.SETTINGS).
+const recovery = new URLSearchParams(location.search).get('recovery');
+const recovering = !['0', 'off'].includes((recovery ?? '').trim().toLowerCase());
+
 // -- what the signaling client says (client.js events) ---------------------------------------
 
 /** @type {Record<string, (event: ClientEvent) => void>} */
@@ -366,6 +372,7 @@ function runInWorker() {
       parties: welcome.parties,
       program: welcome.program,
       input: page.confirmedInput,
+      recovery,
     },
   });
   page.relay?.tell({ type: 'start' });
@@ -389,7 +396,7 @@ function linkTo(peer, offer) {
     failed: (pid, reason) => page.relay?.tell({ type: 'peer-failed', peer: pid, reason }),
     changed: linkChanged,
     log,
-  }, { relayOnly: Boolean(welcome.relay_only) });
+  }, { relayOnly: Boolean(welcome.relay_only), ordered: !recovering });
   page.links.set(peer, link);
 }
 

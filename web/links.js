@@ -51,9 +51,11 @@ export class PeerLink {
    * @param {boolean} offer whether this party offers (the lower pid, as the client decides)
    * @param {RTCIceServer[]} iceServers
    * @param {LinkHooks} hooks
-   * @param {{relayOnly?: boolean}} [options]
+   * @param {{relayOnly?: boolean, ordered?: boolean}} [options] ``ordered`` is false when
+   *   the worker recovers lost messages itself (mpyc_webrtc/recovery.py): a resent message
+   *   must not queue behind the lost one
    */
-  constructor(peer, offer, iceServers, hooks, { relayOnly = false } = {}) {
+  constructor(peer, offer, iceServers, hooks, { relayOnly = false, ordered = true } = {}) {
     this.peer = peer;
     this.hooks = hooks;
     // Relay only: gather no host or server-reflexive candidates, so the other party never
@@ -61,7 +63,7 @@ export class PeerLink {
     this.pc = new RTCPeerConnection({ iceServers, iceTransportPolicy: relayOnly ? 'relay' : 'all' });
     // Negotiated on both sides, so it exists before any SDP; relayed from this same task,
     // before it can open.
-    const channel = this.pc.createDataChannel('mpyc', { negotiated: true, id: 0 });
+    const channel = this.pc.createDataChannel('mpyc', { negotiated: true, id: 0, ordered });
     this.remoteSet = false;
     this.steps = Promise.resolve(); // this link's signaling steps, one after another
     this.failed = false;

@@ -199,7 +199,7 @@ function checkInput({ id, program, text }) {
 
 /**
  * @param {{config: {session: string, pid: number, parties: number, program: object,
- *   input: string | null}}} message
+ *   input: string | null, recovery: string | null}}} message
  */
 function run({ config }) {
   const report = (/** @type {string} */ kind, /** @type {unknown} */ detail) => (
