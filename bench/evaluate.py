@@ -703,8 +703,12 @@ def plot(data: dict, path: Path) -> None:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.patches import Patch
 
     cells, transports = data["cells"], [t for t in data["transports"] if t != "tcp"]
+    # One colour per column in every panel, and a legend of all of them, even of columns
+    # that only some conditions have (a merged report).
+    colours = {t: f"C{k % 10}" for k, t in enumerate(transports)}
     conditions, workloads = data["conditions"], data["workloads"]
     ncols = min(4, len(conditions))
     nrows = math.ceil(len(conditions) / ncols)
@@ -722,7 +726,7 @@ def plot(data: dict, path: Path) -> None:
                     xs.append(j + (k - (len(transports) - 1) / 2) * width)
                     ys.append(median(cell.seconds) / median(tcp.seconds))
             ratios += ys
-            ax.bar(xs, ys, width, label=label(t))
+            ax.bar(xs, ys, width, color=colours[t])
         ax.axhline(1.0, color="black", linewidth=0.8)
         ax.set_title(condition.title)
         ax.set_xticks(range(len(workloads)), [w.name for w in workloads], rotation=30)
@@ -734,7 +738,8 @@ def plot(data: dict, path: Path) -> None:
     for row in axes:
         row[0].set_ylabel("time / TCP time (same run), log scale")
     if transports:
-        axes[0][0].legend(fontsize="small")
+        axes[0][0].legend([Patch(color=colours[t]) for t in transports],
+                          [label(t) for t in transports], fontsize="small")
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
