@@ -196,7 +196,7 @@ WORKLOADS = (
              "inner product of two length-N secure vectors (bandwidth)"),
     Workload("santa3", "santa", 3, {"plain": 3, "rtt50": 1},
              "secret-santa derangements of 3 parties, N draws"),
-    Workload("santa5", "santa", 5, {"plain": 2, "rtt50": 1},
+    Workload("santa5", "santa", 5, {"plain": 2, "rtt50": 1, "loss3rtt10": 1},
              "secret-santa derangements of 5 parties, N draws"),
 )
 QUICK = (Workload("rounds", "mul", 3, {"plain": 20}, "sequential multiplications"),)
