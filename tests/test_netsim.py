@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -51,11 +52,23 @@ PY = sys.executable
 #                     other port) and a late reply from this port after 0.5 s
 #   b"ping..."     -> echoed
 #   b"c<seq>"      -> counted; b"count?" -> "received in_order"; b"reset"
+#   b"v<seq>:<hex>" -> counted and checked (hex = sha256 of seq, twice); b"stats?" -> JSON:
+#                     received, distinct, duplicates, late (arrived after a higher seq), bad
 ECHO = r"""
-import asyncio, sys
+import asyncio, hashlib, json, sys
 HOST = sys.argv[1]
 socks = {}
 seqs = []
+checked = []
+def stats():
+    seen, top, late = set(), -1, 0
+    for seq, _ in checked:
+        late += seq < top
+        top = max(top, seq)
+        seen.add(seq)
+    return {"received": len(checked), "distinct": len(seen),
+            "duplicates": len(checked) - len(seen), "late": late,
+            "bad": sum(not ok for _, ok in checked)}
 class Udp(asyncio.DatagramProtocol):
     def __init__(self, port):
         self.port = port
@@ -70,8 +83,15 @@ class Udp(asyncio.DatagramProtocol):
             self.t.sendto(f"{len(seqs)} {in_order}".encode(), addr)
         elif data.startswith(b"c"):
             seqs.append(int(data[1:]))
+        elif data.startswith(b"v"):
+            seq, _, body = data[1:].partition(b":")
+            want = hashlib.sha256(seq).hexdigest().encode() * 2
+            checked.append((int(seq), body == want))
+        elif data == b"stats?":
+            self.t.sendto(json.dumps(stats()).encode(), addr)
         elif data == b"reset":
             seqs.clear()
+            checked.clear()
             self.t.sendto(b"ok", addr)
         else:
             self.t.sendto(f"{addr[0]}:{addr[1]}".encode(), addr)
@@ -235,6 +255,33 @@ for i in range(n):
         time.sleep(0.002)
 time.sleep(0.3)
 print(ask(b"count?"))
+"""
+
+# n numbered datagrams one way, each with a payload the echo service checks, then its
+# statistics (JSON). Replies are matched by their start: the wire may duplicate them.
+CHECKED_BURST = r"""
+import hashlib, socket, sys, time
+host, n = sys.argv[1], int(sys.argv[2])
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.settimeout(0.5)
+def ask(msg, start):
+    for _ in range(30):
+        s.sendto(msg, (host, 4000))
+        try:
+            while not (reply := s.recv(200).decode()).startswith(start):
+                pass
+            return reply
+        except socket.timeout:
+            pass
+    raise SystemExit("no answer")
+ask(b"reset", "ok")
+for i in range(n):
+    seq = b"%d" % i
+    s.sendto(b"v" + seq + b":" + hashlib.sha256(seq).hexdigest().encode() * 2, (host, 4000))
+    if i % 50 == 49:
+        time.sleep(0.002)
+time.sleep(0.3)
+print(ask(b"stats?", "{"))
 """
 
 
@@ -403,6 +450,59 @@ def test_wire_loss_and_order():
         received, in_order = py(net, net.parties[0].ns, BURST, net.server_ip, "1000").split()
         assert 700 <= int(received) <= 900, received
         assert in_order == "True"
+
+
+def wire_counters(net: Internet) -> dict[str, dict[str, int]]:
+    """Ends the wire (SIGTERM) and returns its counters per direction, from its log."""
+    rec = next(r for r in net._procs if r.role == "wire")
+    os.kill(rec.pid, signal.SIGTERM)
+    assert rec.popen is not None and rec.popen.wait(5) == 0
+    counters = {}
+    for line in (net.state_dir / "wire.log").read_text().splitlines():
+        if m := re.search(r"(\S+->\S+): (.*)", line):
+            words = m[2].split()
+            counters[m[1]] = {k: int(v) for k, v in zip(words[::2], words[1::2], strict=True)}
+    return counters
+
+
+def test_wire_reorders_without_losing_or_altering():
+    """A fifth of the packets held back 10 ms: later ones overtake them, and every packet
+    still arrives once, intact."""
+    with Internet(nats=["cone"], reorder=0.2, reorder_ms=10, name="msimo", seed=7) as net:
+        start_echo(net)
+        stats = json.loads(py(net, net.parties[0].ns, CHECKED_BURST, net.server_ip, "1000"))
+        assert stats["received"] == stats["distinct"] == 1000, stats
+        assert stats["duplicates"] == stats["bad"] == 0, stats
+        # About 200 held back; nearly every one is overtaken at this sending rate.
+        assert 100 <= stats["late"] <= 300, stats
+        up = wire_counters(net)["t0l->t0r"]
+        assert up["sent"] == up["received"] and up["lost"] == up["duplicated"] == 0, up
+        assert 150 <= up["reordered"] <= 260, up
+
+
+def test_wire_duplicates_without_losing_or_altering():
+    with Internet(nats=["cone"], duplicate=0.1, name="msimu", seed=7) as net:
+        start_echo(net)
+        stats = json.loads(py(net, net.parties[0].ns, CHECKED_BURST, net.server_ip, "1000"))
+        assert stats["distinct"] == 1000 and stats["bad"] == 0, stats
+        assert 60 <= stats["duplicates"] <= 140, stats
+        assert stats["received"] == 1000 + stats["duplicates"]
+        assert stats["late"] == 0, stats  # duplication alone keeps the order
+        up = wire_counters(net)["t0l->t0r"]
+        assert up["sent"] == up["received"] + up["duplicated"] and up["reordered"] == 0, up
+
+
+def test_impairment_options_are_checked_and_kept():
+    """Out-of-range options fail before anything is built; the state file keeps them, so
+    that ``Internet.load`` (CLI status/cut) describes the same wire."""
+    for bad in ({"reorder": 1.5}, {"duplicate": -0.1}, {"reorder": 0.1, "reorder_ms": 0}):
+        with pytest.raises(ValueError, match="reorder"):
+            Internet(nats=["cone"], name="msimv", **bad)
+    net = Internet(nats=["cone"], name="msimv", reorder=0.05, reorder_ms=4, duplicate=0.01)
+    assert net.use_wire
+    assert {k: net.config()[k] for k in ("reorder", "reorder_ms", "duplicate")} == {
+        "reorder": 0.05, "reorder_ms": 4.0, "duplicate": 0.01}
+    assert "5.0% held back 4 ms (reordered), 1.0% duplicated" in net.describe()
 
 
 def test_no_wire_without_impairment(net):

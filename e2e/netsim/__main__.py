@@ -12,6 +12,7 @@ import os
 import sys
 
 from .internet import NAT_TYPES, Internet, NetsimError
+from .wire import DEFAULT_REORDER_MS
 
 
 def _ints(text: str) -> list[int]:
@@ -50,9 +51,17 @@ def parser() -> argparse.ArgumentParser:
                     help="one-way delay on every access link, each direction")
     up.add_argument("--loss", type=float, default=0.0,
                     help="packet loss on every access link, each direction (0..1)")
+    up.add_argument("--reorder", type=float, default=0.0,
+                    help="fraction of packets held back --reorder-ms longer on every access "
+                    "link, so that later ones overtake them (0..1)")
+    up.add_argument("--reorder-ms", type=float, default=DEFAULT_REORDER_MS,
+                    help="how much longer a reordered packet is held back")
+    up.add_argument("--duplicate", type=float, default=0.0,
+                    help="fraction of packets delivered twice on every access link (0..1)")
     up.add_argument("--wire", action="store_true",
                     help="use the userspace wire even without delay or loss")
-    up.add_argument("--seed", type=int, default=None, help="seed for the wire's losses")
+    up.add_argument("--seed", type=int, default=None,
+                    help="seed for the wire's losses, reordering and duplicates")
     up.add_argument("--turn-secret", default="s3cret", help="coturn's REST auth secret")
     up.add_argument("--server", action=argparse.BooleanOptionalAction, default=False,
                     help="start the signaling server on the public side")
@@ -88,7 +97,9 @@ def main(argv: list[str] | None = None) -> int:
 def _command(args: argparse.Namespace) -> int:
     if args.command == "up":
         net = Internet(args.nat, args.block_udp, args.delay_ms, args.loss, args.turn_secret,
-                       args.name, args.server, wire=args.wire or None, seed=args.seed)
+                       args.name, args.server, wire=args.wire or None, seed=args.seed,
+                       reorder=args.reorder, reorder_ms=args.reorder_ms,
+                       duplicate=args.duplicate)
         if args.wireguard:
             from .wireguard import check_supported
 

@@ -47,6 +47,7 @@ from .processes import (
     run_parallel,
     terminate,
 )
+from .wire import DEFAULT_REORDER_MS
 from .wireguard import Mesh, remove_sockets
 
 log = logging.getLogger(__name__)
@@ -192,9 +193,13 @@ class Internet:
     """Namespaces, links and NAT routers for ``len(nats)`` parties; see docs/netsim.md.
 
     ``delay_ms`` (one way, each direction) and ``loss`` (each direction) apply to
-    every party's access link, between its LAN host and its router. Without them
-    the links are veth pairs; with them, TUN pairs served by the userspace wire
-    (``wire=True`` forces the wire even without impairment, e.g. to measure it).
+    every party's access link, between its LAN host and its router. So do
+    ``reorder`` (the fraction of packets held back ``reorder_ms`` longer than the
+    rest, so that later ones overtake them) and ``duplicate`` (the fraction delivered
+    twice): loss alone never reorders, and real paths do both, which a transport's
+    loss recovery has to tell apart from loss. Without any of these the links are veth
+    pairs; with them, TUN pairs served by the userspace wire (``wire=True`` forces the
+    wire even without impairment, e.g. to measure it).
     """
 
     def __init__(self, nats: Sequence[str] = ("cone", "symmetric", "public"),
@@ -202,7 +207,9 @@ class Internet:
                  turn_secret: str = "s3cret", name: str = "msim", server: bool = False,
                  *, wire: bool | None = None, seed: int | None = None,
                  server_port: int = SERVER_PORT, turn_recipe: bool = True,
-                 turn_allowed_peers: Sequence[str] = (SIMULATED_PUBLIC,)) -> None:
+                 turn_allowed_peers: Sequence[str] = (SIMULATED_PUBLIC,),
+                 reorder: float = 0.0, reorder_ms: float = DEFAULT_REORDER_MS,
+                 duplicate: float = 0.0) -> None:
         if not _NAME_RE.match(name):
             raise ValueError(f"name {name!r}: want letters, digits, '_' or '.', at most 31")
         nats = list(nats)
@@ -216,12 +223,17 @@ class Internet:
             raise ValueError(f"block_udp {sorted(blocked)}: parties are 0..{len(nats) - 1}")
         if delay_ms < 0 or not 0 <= loss < 1:
             raise ValueError("want delay_ms >= 0 and 0 <= loss < 1")
+        if not (0 <= reorder <= 1 and 0 <= duplicate <= 1 and reorder_ms > 0):
+            raise ValueError("want 0 <= reorder <= 1, 0 <= duplicate <= 1 and reorder_ms > 0")
         self.name = name
         self.nats = nats
         self.block_udp = tuple(sorted(blocked))
         self.delay_ms = float(delay_ms)
         self.loss = float(loss)
-        self.use_wire = bool(delay_ms or loss) if wire is None else wire
+        self.reorder = float(reorder)
+        self.reorder_ms = float(reorder_ms)
+        self.duplicate = float(duplicate)
+        self.use_wire = bool(delay_ms or loss or reorder or duplicate) if wire is None else wire
         self.seed = seed
         self.turn_secret = turn_secret
         #: coturn runs with the README's recipe (``COTURN_RECIPE``), and relays to
@@ -303,7 +315,9 @@ class Internet:
 
     def config(self) -> dict[str, Any]:
         return {"name": self.name, "nats": self.nats, "block_udp": list(self.block_udp),
-                "delay_ms": self.delay_ms, "loss": self.loss, "wire": self.use_wire,
+                "delay_ms": self.delay_ms, "loss": self.loss, "reorder": self.reorder,
+                "reorder_ms": self.reorder_ms, "duplicate": self.duplicate,
+                "wire": self.use_wire,
                 "seed": self.seed, "turn_secret": self.turn_secret, "server": self.server,
                 "server_port": self.server_port, "turn_recipe": self.turn_recipe,
                 "turn_allowed_peers": list(self.turn_allowed_peers)}
@@ -356,7 +370,10 @@ class Internet:
                   cfg["turn_secret"], cfg["name"], cfg["server"], wire=cfg["wire"],
                   seed=cfg["seed"], server_port=cfg["server_port"],
                   turn_recipe=cfg.get("turn_recipe", True),
-                  turn_allowed_peers=cfg.get("turn_allowed_peers", (SIMULATED_PUBLIC,)))
+                  turn_allowed_peers=cfg.get("turn_allowed_peers", (SIMULATED_PUBLIC,)),
+                  reorder=cfg.get("reorder", 0.0),
+                  reorder_ms=cfg.get("reorder_ms", DEFAULT_REORDER_MS),
+                  duplicate=cfg.get("duplicate", 0.0))
         net._procs = net._recorded()
         return net
 
@@ -512,6 +529,10 @@ class Internet:
         # environment (faster start, and nothing of the caller leaks in).
         cmd = [sys.executable, "-I", "-S", str(WIRE), "--delay-ms", repr(self.delay_ms),
                "--loss", repr(self.loss)]
+        if self.reorder:
+            cmd += ["--reorder", repr(self.reorder), "--reorder-ms", repr(self.reorder_ms)]
+        if self.duplicate:
+            cmd += ["--duplicate", repr(self.duplicate)]
         if self.seed is not None:
             cmd += ["--seed", str(self.seed)]
         with open(self.state_dir / "wire.log", "ab") as err:
@@ -695,7 +716,10 @@ class Internet:
                  f"  TURN credentials  user {user}  password {password}  (valid 24 h)"]
         if self.use_wire:
             lines.append(f"  access links      {self.delay_ms:g} ms one way, {self.loss:.1%} loss,"
-                         " each direction (userspace wire)")
+                         + (f" {self.reorder:.1%} held back {self.reorder_ms:g} ms (reordered),"
+                            if self.reorder else "")
+                         + (f" {self.duplicate:.1%} duplicated," if self.duplicate else "")
+                         + " each direction (userspace wire)")
         lines.append("  parties:")
         for p in self.parties:
             extra = "  UDP blocked" if p.block_udp else ""
