@@ -42,6 +42,8 @@ KEEPALIVE = 1.0
 #: (its timeout starts at 1 s and doubles), short enough that nobody waits long for a
 #: party that will never answer.
 SILENCE_LIMIT = 7.0
+#: How long a party that must stop waits for the others to acknowledge its reason.
+SETTLE_TIME = 2.0
 
 
 class Mesh:
@@ -126,6 +128,18 @@ class Mesh:
         finally:
             if not self.keep_channels or self.failure is not None:
                 await self.factory.close()
+
+    async def settle(self, timeout: float = SETTLE_TIME) -> None:
+        """Wait until every other party has acknowledged what this one sent (its reason to
+        stop above all), or ``timeout``: closing the peer connections at once would drop a
+        message lost on the way, and the others would blame the wrong party. Only message
+        recovery knows what was acknowledged; without it there is nothing to wait for."""
+        loop = asyncio.get_running_loop()
+        end = loop.time() + timeout
+        while loop.time() < end and any(
+                channel.core.unacknowledged and channel.is_open
+                for channel in self._recovering.values()):
+            await asyncio.sleep(0.01)
 
     def recovery_stats(self) -> dict[str, int]:
         """What message recovery did on every link so far (frames resent, copies, bytes)."""

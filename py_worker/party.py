@@ -199,6 +199,8 @@ class Party:
                 # Nothing more can run over these channels: close them (gracefully only
                 # after MPyC's shutdown, when the others expect it).
                 try:
+                    if failure is not None and self.mesh is not None:
+                        run_to_the_end(loop, self.mesh.settle())  # they hear why first
                     run_to_the_end(loop, self.factory.close(
                         graceful=shut_down, linger=10.0 if shut_down else 0.0))
                 except Exception:

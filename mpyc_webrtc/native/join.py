@@ -210,6 +210,8 @@ def join(args: argparse.Namespace) -> int:
         # program that never called mpc.shutdown() has nobody closing them.
         graceful = (mesh is not None and mesh.failure is None and mesh.closing
                     and signaling.tampered is None)
+        if mesh is not None and mesh.failure is not None:
+            run_to_the_end(loop, mesh.settle())  # the others hear why before the links go
         run_to_the_end(loop, _close(factory, signaling, graceful))
         display.close()
         sys.stdout = real_stdout
