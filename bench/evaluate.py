@@ -94,17 +94,16 @@ NATIVE = ("webrtc", "turn")
 
 
 def browser_switches(variant: Variant) -> str | None:
-    """HOOK (issue 15, browser recovery switch): a script that turns ``variant``'s
-    switches off in a browser party, run in each page before it loads (Playwright's
-    ``add_init_script``), or None while browsers have no such switch.
-
-    Browsers cannot take environment variables. When the pages get the equivalent of
-    ``MPYC_WEBRTC_RECOVERY=0``, return what sets it here (say, a global the page reads),
-    and every ``--variant`` gets a browser column too; until then browser columns run the
-    default only, and the report says so.
-    """
-    del variant
-    return None
+    """A script that turns ``variant``'s switches off in a browser party, run in each page
+    before its own scripts (Playwright's ``add_init_script``), or None when the variant
+    means nothing in a browser: the page reads ``?recovery=`` from its address (what
+    ``MPYC_WEBRTC_RECOVERY`` is to a native peer), and a browser's SCTP is its own."""
+    value = variant.env.get("MPYC_WEBRTC_RECOVERY")
+    if value is None:
+        return None
+    return ("if (location.pathname.startsWith('/join/') && !location.search) "
+            f"history.replaceState(null, '', location.pathname + '?recovery={value}' "
+            "+ location.hash);")
 
 
 def transport_of(column: str) -> str:

@@ -87,7 +87,11 @@ def test_variants_become_columns_with_their_environment(monkeypatch):
 
     monkeypatch.setenv("MPYC_WEBRTC_RECOVERY", "0")  # the caller's shell must not leak in
     cols = e.columns(["tcp", "webrtc", "browser"], ["no-recovery"])
-    assert cols == ["tcp", "webrtc", "webrtc:no-recovery", "browser"]  # no browser switch yet
+    assert cols == ["tcp", "webrtc", "webrtc:no-recovery", "browser", "browser:no-recovery"]
+    # A browser's SCTP is its own: no browser column for that switch.
+    assert e.columns(["browser"], ["no-sctp-recovery"]) == ["browser"]
+    script = e.browser_switches(e.VARIANTS["no-message-recovery"])
+    assert script is not None and "?recovery=0" in script
     assert e.label("webrtc:no-recovery") == "WebRTC native, no recovery"
     default, off = e.native_env("webrtc"), e.native_env("webrtc:no-recovery")
     assert not set(e.RECOVERY_SWITCHES) & set(default)
