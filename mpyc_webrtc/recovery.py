@@ -49,7 +49,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Literal
 
-from .transport import ABORT_PREFIX, BufferedChannel, MessageChannel
+from .transport import BufferedChannel, LinkUnusable, MessageChannel
 
 log = logging.getLogger(__name__)
 
@@ -434,10 +434,9 @@ class RecoveringChannel(BufferedChannel):
             self._broken = True
             self._stop()
             log.error("unusable message from %s: %s", self._name, exc)
-            self._received(
-                f"{ABORT_PREFIX}The link to {self._name} cannot be used: the two sides send "
-                f"their messages differently ({exc}). One side has message recovery switched "
-                "off, or runs another version of mpyc-webrtc.")
+            self._received(LinkUnusable(
+                f"the two sides send their messages differently ({exc}). One side has "
+                "message recovery switched off, or runs another version of mpyc-webrtc."))
             return
         delivered, self.core.delivered = self.core.delivered, []
         for message in delivered:

@@ -44,6 +44,12 @@ MAX_ABORT_TEXT = 500
 CLOSING_WAIT = 5.0
 
 
+class LinkUnusable(str):
+    """What a channel adapter delivers in place of a message when the link cannot carry
+    MPyC's messages any more (the text says why, for people). Only an adapter makes one:
+    nothing that arrives from the peer is of this type."""
+
+
 class PeerSilent(Exception):
     """Nothing arrived from a party for ``seconds``, keepalives included."""
 
@@ -347,6 +353,8 @@ class ChannelTransport:
             self._last_received = self._loop.time()
             self._heard = True
             if isinstance(data, str):
+                if isinstance(data, LinkUnusable):
+                    raise ConnectionError(str(data))
                 if data == KEEPALIVE:
                     return
                 if data.startswith(ABORT_PREFIX):

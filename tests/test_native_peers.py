@@ -631,3 +631,41 @@ def test_a_script_that_starts_mpyc_twice(server):
     url = server.create(3, "--program-file", str(E2E_PROGRAMS / "two_blocks.py"))
     outs = run_session(server, url, [["--trust-program", "--input", str(n)] for n in (2, 3, 4)])
     assert [out.split("\n")[:2] for out in outs] == [["sum = 9", "product = 24"]] * 3
+
+
+def test_message_recovery_switched_off_on_every_party_still_computes(server):
+    url = server.create(3, "--program", "sum")
+    env = {**os.environ, "MPYC_WEBRTC_RECOVERY": "0"}
+    procs = [server.ns.popen([str(BIN / "mpyc-webrtc-peer"), "join", url, "--allow-loopback",
+                              "--input", str(n)], env=env, stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE, text=True) for n in (1, 2, 3)]
+    outs = [p.communicate(timeout=TIMEOUT) for p in procs]
+    assert all(p.returncode == 0 for p in procs), [err[-2000:] for _, err in outs]
+    assert all(out.startswith("sum = 6") for out, _ in outs)
+
+
+def test_a_party_without_message_recovery_is_refused_in_words(server):
+    """Party 0 switched message recovery off (or runs an old version): the others, which
+    frame their messages, say what is wrong as soon as its first bytes come, and nobody
+    computes on garbled bytes."""
+    url = server.create(3, "--program", "sum")
+
+    def join(n: int, env: dict[str, str] | None = None) -> subprocess.Popen:
+        return server.ns.popen([str(BIN / "mpyc-webrtc-peer"), "join", url,
+                                "--allow-loopback", "--input", str(n)], env=env,
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+    plain = join(1, {**os.environ, "MPYC_WEBRTC_RECOVERY": "0"})
+    assert plain.stderr is not None
+    first = plain.stderr.readline()  # joined: it is party 0, the first to send
+    assert "joined as party 0 of 3" in first, first
+    framing = [join(2), join(3)]
+    outs = [p.communicate(timeout=TIMEOUT) for p in framing]
+    plain.communicate(timeout=TIMEOUT)
+    assert plain.returncode != 0
+    for proc, (out, err) in zip(framing, outs, strict=True):
+        assert proc.returncode == 1 and out == "", err
+        assert err.strip().splitlines()[-1] == (
+            "mpyc-webrtc-peer: error: The link to party 0 broke: the two sides send their "
+            "messages differently (it is not a frame of mpyc-webrtc's message recovery). One "
+            "side has message recovery switched off, or runs another version of mpyc-webrtc.")
