@@ -100,8 +100,9 @@ class Mesh:
             raise MeshError(f"No channel to parties {sorted(missing)}.")
         max_message_size = self.max_message_size
         if self.recovery is not None:
-            channels = recovering(channels, loop, self._recovering, redundancy=self.recovery,
-                                  name=self._named)
+            layers = recovering(channels, loop, redundancy=self.recovery, name=self._named)
+            self._recovering.update(layers)
+            channels = dict(layers)
             max_message_size -= HEADER_SIZE
         for peer_pid in sorted(channels):
             # The lower pid is MPyC's client: it sends its pid and PRSS keys first.

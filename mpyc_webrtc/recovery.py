@@ -45,6 +45,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import struct
+import weakref
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Literal
@@ -486,22 +487,28 @@ class RecoveringChannel(BufferedChannel):
             self._timer = None
 
 
-def recovering(channels: dict[int, MessageChannel], loop: asyncio.AbstractEventLoop,
-               kept: dict[int, RecoveringChannel], *, redundancy: Redundancy = "auto",
+#: Each channel's layer, for as long as the channel lives: a channel kept for another run
+#: of the program (``Mesh(keep_channels=True)``; a browser party makes a new mesh per run)
+#: keeps its sequence numbers, and frames still on their way find the same layer.
+_layers: weakref.WeakKeyDictionary[MessageChannel, RecoveringChannel] = \
+    weakref.WeakKeyDictionary()
+
+
+def recovering(channels: dict[int, MessageChannel], loop: asyncio.AbstractEventLoop, *,
+               redundancy: Redundancy = "auto",
                name: Callable[[int], str] = lambda pid: f"party {pid}",
-               ) -> dict[int, MessageChannel]:
-    """``channels`` wrapped in ``RecoveringChannel``s, reusing those in ``kept`` for the
-    same inner channel (a channel kept for another run keeps its sequence numbers)."""
-    wrapped: dict[int, MessageChannel] = {}
+               ) -> dict[int, RecoveringChannel]:
+    """``channels``, each in its ``RecoveringChannel`` (made on first use)."""
+    wrapped: dict[int, RecoveringChannel] = {}
     for pid, channel in channels.items():
         if isinstance(channel, RecoveringChannel):
             wrapped[pid] = channel
             continue
-        old = kept.get(pid)
-        if old is None or old.inner is not channel:
-            old = kept[pid] = RecoveringChannel(channel, loop, redundancy=redundancy,
-                                                name=name(pid))
-        wrapped[pid] = old
+        layer = _layers.get(channel)
+        if layer is None:
+            layer = _layers[channel] = RecoveringChannel(channel, loop, redundancy=redundancy,
+                                                         name=name(pid))
+        wrapped[pid] = layer
     return wrapped
 
 

@@ -30,6 +30,7 @@ from mpyc_webrtc.recovery import (
     FrameError,
     RecoveringChannel,
     Recovery,
+    recovering,
     setting,
 )
 from mpyc_webrtc.transport import LinkUnusable
@@ -371,3 +372,14 @@ async def test_mpyc_exchanges_its_messages_intact_over_lossy_reordering_channels
     stats = [mesh.recovery_stats() for mesh in meshes]
     assert sum(s["recovered"] for s in stats) > 0  # losses happened, and were made good
     await _close_like_shutdown(rts, meshes)
+
+
+async def test_a_channel_keeps_its_layer_from_one_mesh_to_the_next():
+    """A browser party makes a new mesh for each run over the same channels: frames of
+    the last run still on their way must meet the same sequence numbers."""
+    loop = asyncio.get_running_loop()
+    a, _ = channel_pair(loop)
+    first = recovering({1: a}, loop)[1]
+    first.send(b"last run")
+    assert recovering({1: a}, loop)[1] is first
+    assert recovering({1: first}, loop)[1] is first
