@@ -22,9 +22,10 @@ which stays in charge of the association's state:
   is the next expected TSN and a whole message, unordered or the next in its stream's
   order, is handed on at once (a binary message straight to the channel's "message"
   handlers, as pyee's ``emit`` calls them, unless ``_receive`` or
-  ``_data_channel_receive`` was replaced), a SACK without gap reports is applied as
-  ``_receive_sack_chunk`` would, and the flush and ``_transmit`` after it run only if
-  something is waiting. Any other chunk goes through aiortc's own handler, in order;
+  ``_data_channel_receive`` was replaced), a SACK without gap reports or duplicates
+  is applied as ``_receive_sack_chunk`` would, and the flush and ``_transmit`` after it
+  run only if something is waiting. Any other chunk goes through aiortc's own handler,
+  in order;
 - a SACK without gaps or duplicates is built and sent without aiortc's chain of
   coroutines;
 - the retransmission timer T3, which aiortc starts and cancels once per message in
@@ -332,13 +333,14 @@ class ShortPathSctpTransport(RTCSctpTransport):
         return stream_id
 
     def _mw_receive_sack_now(self, body: bytes) -> bool | None:
-        """Apply a SACK without gap reports, outside fast recovery, as _receive_sack_chunk
-        would, up to its flush and _transmit: returns whether they have anything to do.
-        None (nothing done) for any other SACK."""
+        """Apply a SACK without gap reports or duplicates, outside fast recovery, as
+        _receive_sack_chunk would, up to its flush and _transmit: returns whether they have
+        anything to do. None (nothing done) for any other SACK (``sctp_recovery`` reads
+        the duplicates in aiortc's)."""
         if len(body) < 12 or self._fast_recovery_exit is not None:
             return None
-        cumulative_tsn, _, gaps = unpack_from("!LLH", body)
-        if gaps:
+        cumulative_tsn, _, gaps, duplicates = unpack_from("!LLHH", body)
+        if gaps or duplicates:
             return None
         if uint32_gt(self._last_sacked_tsn, cumulative_tsn):
             return False  # an old SACK: ignored, as aiortc does
