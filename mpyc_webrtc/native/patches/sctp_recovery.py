@@ -65,6 +65,7 @@ from __future__ import annotations
 import asyncio
 import math
 import time
+from collections.abc import Container
 from typing import Any
 
 from aiortc.rtcsctptransport import (
@@ -265,8 +266,9 @@ class LossRecoverySctpTransport(RTCSctpTransport):
         delivered = False
         if not uint32_gt(self._last_sacked_tsn, chunk.cumulative_tsn):  # (else stale)
             now = time.time()
-            delivered = self._mw_note_delivered(chunk, now)
-            if delivered and self._mw_detect_losses(now):
+            acked = self._mw_note_delivered(chunk, now)
+            delivered = acked is not None
+            if delivered and self._mw_detect_losses(now, acked):
                 self._mw_enter_fast_recovery()
         # aiortc's: acknowledges, strikes, adjusts cwnd, restarts T3 and transmits (the
         # chunks marked lost above first).
@@ -275,9 +277,10 @@ class LossRecoverySctpTransport(RTCSctpTransport):
             self._mw_probe_spent = False
             self._mw_schedule_probe()
 
-    def _mw_note_delivered(self, sack: SackChunk, now: float) -> bool:
+    def _mw_note_delivered(self, sack: SackChunk, now: float) -> set[int] | None:
         """Update RACK's state from the chunks ``sack`` acknowledges for the first time;
-        returns whether there were any."""
+        returns the TSNs of the outstanding chunks it acknowledges (aiortc marks them
+        only afterwards) if there were such new ones, else None."""
         cumulative = sack.cumulative_tsn
         seen: set[int] = set()
         highest = cumulative
@@ -292,12 +295,16 @@ class LossRecoverySctpTransport(RTCSctpTransport):
         newest = None
         newest_sent = 0.0
         any_new = False
+        acked: set[int] = set()
         for schunk in self._sent_queue:
             tsn = schunk.tsn
             if uint32_gt(tsn, highest):
                 break
-            if schunk._acked or not (uint32_gte(cumulative, tsn) or tsn in seen):
+            if not (uint32_gte(cumulative, tsn) or tsn in seen):
                 continue
+            acked.add(tsn)
+            if schunk._acked:
+                continue  # gap-acknowledged before
             any_new = True
             sent = _sent_at(schunk)
             if schunk._sent_count > 1:
@@ -317,16 +324,17 @@ class LossRecoverySctpTransport(RTCSctpTransport):
             self._mw_rack_rtt = now - newest_sent
         if len(fast) > _REMEMBERED:
             fast.clear()
-        return any_new
+        return acked if any_new else None
 
     def _mw_reorder_window(self) -> float:
         if not self._mw_reordering or self._srtt is None:
             return 0.0
         return min(self._mw_min_rtt / 4, self._srtt)
 
-    def _mw_detect_losses(self, now: float) -> bool:
-        """Mark the outstanding chunks RACK deems lost for retransmission; returns
-        whether there were any. Arms the timer for those whose window is still open."""
+    def _mw_detect_losses(self, now: float, acked: Container[int] = ()) -> bool:
+        """Mark the outstanding chunks RACK deems lost for retransmission, but not those
+        in ``acked``; returns whether there were any. Arms the timer for those whose
+        window is still open."""
         rack_sent, rack_tsn = self._mw_rack_sent, self._mw_rack_tsn
         if not rack_sent:
             return False
@@ -334,7 +342,7 @@ class LossRecoverySctpTransport(RTCSctpTransport):
         lost = 0
         wait = math.inf
         for schunk in self._sent_queue:
-            if schunk._acked or schunk._retransmit or schunk._abandoned:
+            if schunk._acked or schunk._retransmit or schunk._abandoned or schunk.tsn in acked:
                 continue
             sent = _sent_at(schunk)
             if sent > rack_sent or (sent == rack_sent and uint32_gte(schunk.tsn, rack_tsn)):
