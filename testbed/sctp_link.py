@@ -33,16 +33,20 @@ from aiortc.rtcsctptransport import RTCSctpTransport
 DATA, SACK = 0, 3
 
 
-def chunks(packet: bytes) -> list[tuple[int, int | None]]:
-    """(chunk type, TSN for DATA else None) of each chunk of an SCTP packet."""
-    found = []
+#: (chunk type, flags, TSN for DATA else None)
+Chunk = tuple[int, int, int | None]
+
+
+def chunks(packet: bytes) -> list[Chunk]:
+    """The (type, flags, TSN for DATA else None) of each chunk of an SCTP packet."""
+    found: list[Chunk] = []
     pos = 12
     while pos + 4 <= len(packet):
-        kind, _, length = struct.unpack_from("!BBH", packet, pos)
+        kind, flags, length = struct.unpack_from("!BBH", packet, pos)
         if length < 4:
             break
         tsn = struct.unpack_from("!L", packet, pos + 4)[0] if kind == DATA else None
-        found.append((kind, tsn))
+        found.append((kind, flags, tsn))
         pos += length + (-length % 4)
     return found
 
@@ -52,16 +56,16 @@ class Received:
     """One SCTP packet as it reached a side."""
 
     time: float
-    chunks: list[tuple[int, int | None]]
+    chunks: list[Chunk]
     dropped: bool
 
     @property
     def tsns(self) -> list[int]:
-        return [tsn for kind, tsn in self.chunks if kind == DATA and tsn is not None]
+        return [tsn for kind, _, tsn in self.chunks if kind == DATA and tsn is not None]
 
     @property
-    def has_data(self) -> bool:
-        return any(kind == DATA for kind, _ in self.chunks)
+    def types(self) -> set[int]:
+        return {kind for kind, _, _ in self.chunks}
 
 
 class MemoryIceTransport:
@@ -93,21 +97,25 @@ class Side:
     sctp: Any = None
     channel: Any = None
     #: Drops a received SCTP packet when it returns True (packet, its chunks).
-    drop: Callable[[bytes, list[tuple[int, int | None]]], bool] | None = None
+    drop: Callable[[bytes, list[Chunk]], bool] | None = None
     log: list[Received] = field(default_factory=list)
 
 
 @dataclass
 class Link:
     """Both directions: each record arrives ``delay`` seconds after it is sent (so the
-    RTT is twice that), unless lost (``loss``, once ``lossy`` is set)."""
+    RTT is twice that), unless lost (``loss``) or held back another ``hold_time``
+    (``hold``, so that it arrives after later ones), once ``lossy`` is set."""
 
     delay: float = 0.0
     loss: float = 0.0
     seed: int = 0
+    hold: float = 0.0
+    hold_time: float = 0.003
     lossy: bool = False
     carried: int = 0
     lost: int = 0
+    held: int = 0
     rng: random.Random = field(init=False)
 
     def __post_init__(self) -> None:
@@ -115,11 +123,17 @@ class Link:
 
     def carry(self, queue: asyncio.Queue[bytes | None], data: bytes) -> None:
         self.carried += 1
-        if self.lossy and self.loss and self.rng.random() < self.loss:
-            self.lost += 1
-            return
-        if self.delay:
-            asyncio.get_running_loop().call_later(self.delay, queue.put_nowait, data)
+        delay = self.delay
+        if self.lossy and (self.loss or self.hold):
+            roll = self.rng.random()
+            if roll < self.loss:
+                self.lost += 1
+                return
+            if roll < self.loss + self.hold:
+                self.held += 1
+                delay += self.hold_time
+        if delay:
+            asyncio.get_running_loop().call_later(delay, queue.put_nowait, data)
         else:
             queue.put_nowait(data)
 

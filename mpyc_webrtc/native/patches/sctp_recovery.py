@@ -121,7 +121,10 @@ class LossRecoverySctpTransport(RTCSctpTransport):
     _mw_t3_due = 0.0
     _mw_probe_due = 0.0
     _mw_reorder_due = 0.0
-    _mw_recovery_timer: asyncio.TimerHandle | None = None
+    _mw_recovery_timer: asyncio.Handle | None = None
+    #: When it runs (uvloop hands out a plain Handle, without ``when()``, for due times
+    #: within its millisecond).
+    _mw_recovery_timer_when = 0.0
     #: RACK (RFC 8985 6.1): the most recently sent chunk known to be delivered (its send
     #: time and TSN) and its RTT; the highest TSN delivered; whether reordering was seen.
     _mw_rack_sent = 0.0
@@ -378,10 +381,11 @@ class LossRecoverySctpTransport(RTCSctpTransport):
 
     def _mw_arm(self, due: float) -> None:
         timer = self._mw_recovery_timer
-        if timer is None or timer.when() > due:
+        if timer is None or self._mw_recovery_timer_when > due:
             if timer is not None:
                 timer.cancel()
             self._mw_recovery_timer = self._loop.call_at(due, self._mw_timer_fired)
+            self._mw_recovery_timer_when = due
 
     def _mw_timer_fired(self) -> None:
         self._mw_recovery_timer = None
