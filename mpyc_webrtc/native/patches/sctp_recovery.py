@@ -28,7 +28,9 @@ lost tail in about two RTTs (a probe) and a loss followed by other data in about
   the last outstanding chunk is sent again, once, and T3 restarts from then. The probe
   neither touches the congestion window nor counts as a T3 expiry: a lost tail chunk
   arrives with it, and if the chunk had arrived (its SACK lost or late) the peer reports
-  a duplicate at once, with a SACK that acknowledges everything. (RFC 8985 7.4 would
+  a duplicate at once, with a SACK that acknowledges everything (a peer that holds its
+  SACKs back longer, as a browser's may, gets an early probe now and then: one packet,
+  answered at once). (RFC 8985 7.4 would
   halve cwnd when a probe turns out to have repaired a loss; that needs DSACK-like
   reports on every path, and with MPyC's rounds cwnd stays far above what is in flight,
   so it is left out.)
@@ -101,8 +103,9 @@ _REMEMBERED = 64
 _CLOSED = RTCSctpTransport.State.CLOSED
 
 
-def _sent_at(chunk: Any) -> float:
-    """When ``chunk`` was last sent (``time.time()``, as aiortc's ``_sent_time``)."""
+def _sent_at(chunk: Any) -> float | None:
+    """When ``chunk`` was last sent (``time.time()``, as aiortc's ``_sent_time``; None
+    for an abandoned chunk that never was)."""
     return getattr(chunk, "_mw_resent", None) or chunk._sent_time
 
 
@@ -177,15 +180,17 @@ class LossRecoverySctpTransport(RTCSctpTransport):
     # -- T3 (extended, whoever implements it) -------------------------------------------
 
     def _t3_start(self) -> None:
-        self._mw_t3_due = self._loop.time() + self._rto
+        now = self._loop.time()
+        self._mw_t3_due = now + self._rto
         super()._t3_start()
-        self._mw_schedule_probe()
+        self._mw_schedule_probe(now)
 
     def _t3_restart(self) -> None:
         self._mw_check_acked()  # a SACK that acknowledged new data restarts T3 ...
-        self._mw_t3_due = self._loop.time() + self._rto
+        now = self._loop.time()
+        self._mw_t3_due = now + self._rto
         super()._t3_restart()
-        self._mw_schedule_probe()
+        self._mw_schedule_probe(now)
 
     def _t3_cancel(self) -> None:
         self._mw_check_acked()  # ... or stops it, when it acknowledged everything
@@ -215,16 +220,17 @@ class LossRecoverySctpTransport(RTCSctpTransport):
 
     # -- the tail-loss probe (RFC 8985 7) -----------------------------------------------
 
-    def _mw_schedule_probe(self) -> None:
-        """Arm the probe PTO from now, unless it is spent, there is no RTT sample yet
-        (T3 alone then), nothing is outstanding or T3 comes first."""
+    def _mw_schedule_probe(self, now: float | None = None) -> None:
+        """Arm the probe PTO from now (event-loop time), unless it is spent, there is no
+        RTT sample yet (T3 alone then), nothing is outstanding or T3 comes first."""
         srtt = self._srtt
         if self._mw_probe_spent or srtt is None or not self._sent_queue:
             self._mw_probe_due = 0.0
             return
         one = len(self._sent_queue) == 1
         pto = max(2 * srtt + (PEER_SACK_DELAY if one else TIMER_SLACK), PTO_MIN)
-        now = self._loop.time()
+        if now is None:
+            now = self._loop.time()
         # Before T3 (RFC 8985 7.2: PTO at most the time left to the RTO), by a margin,
         # so that the two never fire in the same loop iteration in the wrong order.
         due = min(now + pto, self._mw_t3_due - TIMER_SLACK)
@@ -310,6 +316,8 @@ class LossRecoverySctpTransport(RTCSctpTransport):
                 continue  # gap-acknowledged before
             any_new = True
             sent = _sent_at(schunk)
+            if sent is None:
+                continue  # abandoned before it was ever sent
             if schunk._sent_count > 1:
                 if now - sent < self._mw_min_rtt:
                     continue  # too soon to be for the retransmission (RFC 8985 6.2 step 2)
@@ -348,7 +356,8 @@ class LossRecoverySctpTransport(RTCSctpTransport):
             if schunk._acked or schunk._retransmit or schunk._abandoned or schunk.tsn in acked:
                 continue
             sent = _sent_at(schunk)
-            if sent > rack_sent or (sent == rack_sent and uint32_gte(schunk.tsn, rack_tsn)):
+            if sent is None or sent > rack_sent or (
+                    sent == rack_sent and uint32_gte(schunk.tsn, rack_tsn)):
                 continue  # sent after the newest delivered chunk: not known lost
             left = sent + self._mw_rack_rtt + window - now
             if left > 0:
