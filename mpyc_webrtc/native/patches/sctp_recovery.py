@@ -122,6 +122,7 @@ class LossRecoverySctpTransport(RTCSctpTransport):
     _mw_min_rtt = math.inf
     #: Event-loop times: when T3 expires, the probe is due, the RACK window ends (0: not).
     _mw_t3_due = 0.0
+    _mw_starting = False
     _mw_probe_due = 0.0
     _mw_reorder_due = 0.0
     _mw_recovery_timer: asyncio.Handle | None = None
@@ -157,7 +158,9 @@ class LossRecoverySctpTransport(RTCSctpTransport):
         if R < self._mw_min_rtt:
             self._mw_min_rtt = R
         self._mw_backoff = 0
-        self._rto = self._mw_rto()
+        # (_mw_rto() without backoff, written out: this runs for nearly every SACK)
+        self._rto = min(max(RTO_MIN, self._srtt + max(TIMER_SLACK, 4 * self._rttvar)),
+                        SCTP_RTO_MAX)
 
     def _mw_rto(self) -> float:
         """The RTO: computed from SRTT and RTTVAR, doubled per consecutive T3 expiry."""
@@ -180,20 +183,26 @@ class LossRecoverySctpTransport(RTCSctpTransport):
     # -- T3 (extended, whoever implements it) -------------------------------------------
 
     def _t3_start(self) -> None:
-        now = self._loop.time()
-        self._mw_t3_due = now + self._rto
+        self._mw_starting = True  # (sctp_fastpath's _t3_start calls _t3_restart)
         super()._t3_start()
-        self._mw_schedule_probe(now)
+        self._mw_starting = False
+        self._mw_t3_started()
 
     def _t3_restart(self) -> None:
         self._mw_check_acked()  # a SACK that acknowledged new data restarts T3 ...
+        super()._t3_restart()
+        if not self._mw_starting:
+            self._mw_t3_started()
+
+    def _mw_t3_started(self) -> None:
+        """T3 (re)started: note when it expires, and arm the probe."""
         now = self._loop.time()
         self._mw_t3_due = now + self._rto
-        super()._t3_restart()
         self._mw_schedule_probe(now)
 
     def _t3_cancel(self) -> None:
-        self._mw_check_acked()  # ... or stops it, when it acknowledged everything
+        if self._last_sacked_tsn != self._mw_acked_tsn:  # ... or stops it, when it
+            self._mw_check_acked()  # acknowledged everything
         self._mw_probe_due = 0.0
         super()._t3_cancel()
         if self._association_state is _CLOSED and self._mw_recovery_timer is not None:
