@@ -16,7 +16,10 @@ from __future__ import annotations
 
 import asyncio
 import random
+import subprocess
+import sys
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -32,6 +35,8 @@ from mpyc_webrtc.native.patches.sctp_recovery import (
     TIMER_SLACK,
 )
 from testbed.sctp_link import DATA, SACK, Chunk, Link, Received, Side, sctp_pair
+
+REPO = Path(__file__).resolve().parent.parent
 
 EVERY = [patch.name for patch in patches.PATCHES]
 COMBINATIONS = {
@@ -384,3 +389,12 @@ def test_the_patch_is_written_for_aiortc_alone():
     assert patch.requires == {"aiortc": "1.16.0"}
     assert patch.switch == "MPYC_WEBRTC_SCTP_RECOVERY"
     assert issubclass(sctp_recovery.LossRecoverySctpTransport, RTCSctpTransport)
+
+
+def test_the_benchmark_runs_and_prints_patched_against_unpatched():
+    done = subprocess.run([sys.executable, "-m", "bench.sctp_loss", "--rounds", "20",
+                           "--loss", "0", "--rtt-ms", "0"],
+                          capture_output=True, text=True, timeout=120, cwd=REPO)
+    assert done.returncode == 0, done.stdout + done.stderr
+    row = done.stdout.splitlines()[-1].split()
+    assert row[:2] == ["0ms", "0%"] and float(row[7]) > 0, done.stdout
