@@ -45,10 +45,10 @@ lost tail in about two RTTs (a probe) and a loss followed by other data in about
   is still open.
 
 aiortc's own three-strike rule stays in place underneath (it can only add
-retransmissions the window has not yet allowed). The probe, the RACK window and T3 keep
-one event-loop timer between them, re-armed only when it would fire too late, as
-``sctp_fastpath`` does for T3: request-response traffic starts and stops both once per
-message.
+retransmissions the window has not yet allowed). The probe and the RACK window share one
+event-loop timer (T3 keeps its own), re-armed only when it would fire too late, as
+``sctp_fastpath`` does for T3: request-response traffic arms and disarms the probe once
+per message.
 
 It composes with ``sctp_tuning`` and ``sctp_fastpath`` (``patches.PATCHES`` puts it
 first): it extends T3's methods (``sctp_fastpath`` replaces aiortc's with a deadline
@@ -122,7 +122,6 @@ class LossRecoverySctpTransport(RTCSctpTransport):
     _mw_min_rtt = math.inf
     #: Event-loop times: when T3 expires, the probe is due, the RACK window ends (0: not).
     _mw_t3_due = 0.0
-    _mw_starting = False
     _mw_probe_due = 0.0
     _mw_reorder_due = 0.0
     _mw_recovery_timer: asyncio.Handle | None = None
@@ -136,6 +135,8 @@ class LossRecoverySctpTransport(RTCSctpTransport):
     _mw_rack_rtt = 0.0
     _mw_fack: int | None = None
     _mw_reordering = False
+    #: Inside ``_t3_start`` (sctp_fastpath's calls ``_t3_restart``: arm the probe once).
+    _mw_starting = False
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -184,8 +185,10 @@ class LossRecoverySctpTransport(RTCSctpTransport):
 
     def _t3_start(self) -> None:
         self._mw_starting = True  # (sctp_fastpath's _t3_start calls _t3_restart)
-        super()._t3_start()
-        self._mw_starting = False
+        try:
+            super()._t3_start()
+        finally:
+            self._mw_starting = False
         self._mw_t3_started()
 
     def _t3_restart(self) -> None:
