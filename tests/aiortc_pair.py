@@ -17,8 +17,9 @@ Scenarios (each on a fresh pair of connections):
 - ``lossy``: as ``order``, while each side's UDP sends lose some datagrams and hold
   back others for a few milliseconds (so they arrive out of order): retransmissions,
   gap reports and fast recovery are needed.
-- ``lossy_rounds``: as ``rounds``, with lost datagrams: only the retransmission timer
-  (T3, at least 1 s) recovers a lost message when nothing follows it.
+- ``lossy_rounds``: as ``rounds``, with lost datagrams: nothing follows a lost message,
+  so only sctp_recovery's tail-loss probe recovers it (after ~10 ms), or without it the
+  retransmission timer (T3, at least 1 s).
 - ``suspend``: as ``order``, while aiortc's SCTP receive and flush coroutines sometimes
   really wait (as they might for a TURN channel binding): order must hold.
 - ``drain``: ``bufferedamountlow`` fires once per message with the default threshold
@@ -48,6 +49,7 @@ from mpyc_webrtc.native.patches import (  # noqa: E402
     dispatch_tuning,
     dtls_tuning,
     sctp_fastpath,
+    sctp_recovery,
 )
 
 ACTIVE = patches.install()
@@ -56,7 +58,7 @@ ACTIVE = patches.install()
 #: short path, datagrams handled where they arrived.
 COUNTS = {"fast_send": 0, "pushed": 0}
 #: What the last pair of connections was really made of.
-TUNINGS = {"dtls": False, "dispatch": False, "fastpath": False}
+TUNINGS = {"dtls": False, "dispatch": False, "fastpath": False, "recovery": False}
 
 
 def _count(cls, name, key, taken=lambda result: True):
@@ -102,7 +104,8 @@ async def connected_pair():
         dtls=isinstance(dtls, dtls_tuning.CheaperRecordsDtlsTransport),
         dispatch=isinstance(dtls, dispatch_tuning.DirectDtlsTransport) and isinstance(
             dtls.transport._connection, dispatch_tuning.DirectReceiveConnection),
-        fastpath=isinstance(a.sctp, sctp_fastpath.ShortPathSctpTransport))
+        fastpath=isinstance(a.sctp, sctp_fastpath.ShortPathSctpTransport),
+        recovery=isinstance(a.sctp, sctp_recovery.LossRecoverySctpTransport))
     return a, b, da, db
 
 
@@ -346,7 +349,7 @@ async def scenario_close():
 async def main(names):
     for name in names:
         COUNTS.update(fast_send=0, pushed=0)
-        TUNINGS.update(dtls=False, dispatch=False, fastpath=False)
+        TUNINGS.update(dtls=False, dispatch=False, fastpath=False, recovery=False)
         result = await globals()[f"scenario_{name}"]()
         print(json.dumps({"scenario": name, **result, **COUNTS, "tunings": TUNINGS,
                           "active": ACTIVE}), flush=True)

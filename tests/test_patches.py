@@ -22,6 +22,7 @@ import aioice.ice
 import aioice.turn
 import pytest
 from aiortc import RTCConfiguration, RTCPeerConnection
+from aiortc.rtcsctptransport import RTCSctpTransport
 
 from mpyc_webrtc.native import patches
 from mpyc_webrtc.native.patches import (
@@ -29,6 +30,7 @@ from mpyc_webrtc.native.patches import (
     dtls_tuning,
     ice_tuning,
     sctp_fastpath,
+    sctp_recovery,
     sctp_tuning,
     stun_demux,
 )
@@ -37,7 +39,8 @@ LOCK = Path(__file__).resolve().parent.parent / "requirements.lock"
 
 #: Per slot, the patch classes in the order install() composes them (outermost first).
 EXPECTED_MRO = {
-    "RTCSctpTransport": [sctp_tuning.DelayedSackSctpTransport,
+    "RTCSctpTransport": [sctp_recovery.LossRecoverySctpTransport,
+                         sctp_tuning.DelayedSackSctpTransport,
                          sctp_fastpath.ShortPathSctpTransport,
                          dispatch_tuning.EagerFlushSctpTransport],
     "RTCDtlsTransport": [dtls_tuning.CheaperRecordsDtlsTransport,
@@ -142,7 +145,8 @@ def test_version_mismatch_reads_versions_as_patterns():
 
 
 @pytest.mark.parametrize("distribution, version, left_off", [
-    ("aiortc", "1.17.0", {"sctp_tuning", "dtls_tuning", "sctp_fastpath", "dispatch_tuning"}),
+    ("aiortc", "1.17.0", {"sctp_recovery", "sctp_tuning", "dtls_tuning", "sctp_fastpath",
+                          "dispatch_tuning"}),
     ("aioice", "0.14.0", {"ice_tuning", "sctp_fastpath", "dispatch_tuning"}),
     ("pyee", "14.0.0", {"sctp_fastpath"}),
     ("pyOpenSSL", "27.0.0", {"dtls_tuning"}),
@@ -176,3 +180,19 @@ print(json.dumps({{"active": active, "slots": sorted(patches.installed()),
     if distribution == "aiortc":  # aiortc as released
         assert result["untouched"] == {"RTCSctpTransport": True, "RTCDtlsTransport": True}
         assert result["slots"] == ["Connection"]
+
+
+def test_compose_builds_any_combination_without_installing_it():
+    every = [patch.name for patch in patches.PATCHES]
+    composed = patches.compose("RTCSctpTransport", every)
+    assert [c for c in composed.__mro__ if c.__module__.startswith(patches.__name__)][1:] \
+        == EXPECTED_MRO["RTCSctpTransport"]
+    # In PATCHES order whatever the order asked in; a patch without a class for the slot
+    # adds nothing; none at all gives aiortc's own class.
+    pair = patches.compose("RTCSctpTransport", ["sctp_fastpath", "sctp_recovery",
+                                                "ice_tuning"])
+    assert pair.__mro__[1:3] == (sctp_recovery.LossRecoverySctpTransport,
+                                 sctp_fastpath.ShortPathSctpTransport)
+    assert patches.compose("RTCSctpTransport", ["ice_tuning"]) is RTCSctpTransport
+    with pytest.raises(ValueError, match="no such patch: sctp_speedup"):
+        patches.compose("RTCSctpTransport", ["sctp_speedup"])

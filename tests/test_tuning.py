@@ -1,5 +1,5 @@
-"""The aiortc/aioice patches on the packet path: dtls_tuning, dispatch_tuning and
-sctp_fastpath (with sctp_tuning).
+"""The aiortc/aioice patches on the packet path: dtls_tuning, dispatch_tuning,
+sctp_fastpath and sctp_recovery (with sctp_tuning).
 
 Real aiortc peer connections in one process (tests/aiortc_pair.py), inside a throw-away
 loopback-only network namespace: messages of every size in both directions, request and
@@ -25,7 +25,7 @@ PAIR = Path(__file__).parent / "aiortc_pair.py"
 ALL = ["order", "rounds", "lossy", "lossy_rounds", "suspend", "drain", "close"]
 QUICK = ["order", "rounds", "lossy", "suspend", "drain"]
 SWITCHES = ("MPYC_WEBRTC_DTLS_TUNING", "MPYC_WEBRTC_DISPATCH_TUNING",
-            "MPYC_WEBRTC_SCTP_FASTPATH")
+            "MPYC_WEBRTC_SCTP_FASTPATH", "MPYC_WEBRTC_SCTP_RECOVERY")
 
 
 def run_pair(scenarios: list[str], **switches: str) -> dict[str, dict]:
@@ -46,12 +46,13 @@ def test_all_tunings_deliver_everything_in_order_and_take_their_paths():
     results = run_pair(ALL)
     for result in results.values():
         assert result["ok"], result
-        assert result["tunings"] == {"dtls": True, "dispatch": True, "fastpath": True}
+        assert result["tunings"] == {"dtls": True, "dispatch": True, "fastpath": True,
+                                     "recovery": True}
         assert all(result["active"].values()), result["active"]
     # Request-response traffic is what the short paths are for: most messages take them.
     assert results["rounds"]["fast_send"] > 400, results["rounds"]
     assert results["rounds"]["pushed"] > 800, results["rounds"]
-    # Lost datagrams were recovered (by T3 alone where nothing followed them).
+    # Lost datagrams were recovered (by the tail-loss probe where nothing followed them).
     assert results["lossy"]["dropped"] > 0 and results["lossy_rounds"]["dropped"] > 0
 
 
@@ -69,6 +70,7 @@ def test_each_tuning_can_be_switched_off(off):
     assert tunings["dtls"] is (switches.get("MPYC_WEBRTC_DTLS_TUNING") != "0")
     assert tunings["dispatch"] is (switches.get("MPYC_WEBRTC_DISPATCH_TUNING") != "0")
     assert tunings["fastpath"] is (switches.get("MPYC_WEBRTC_SCTP_FASTPATH") != "0")
+    assert tunings["recovery"] is (switches.get("MPYC_WEBRTC_SCTP_RECOVERY") != "0")
     if not tunings["fastpath"]:
         assert results["rounds"]["fast_send"] == 0
     if not tunings["dispatch"]:

@@ -1,8 +1,12 @@
-"""Less Python work per packet in aiortc and aioice, installed on request.
+"""Less Python work per packet in aiortc and aioice, and faster loss recovery, installed
+on request.
 
-Each module removes work that MPyC's many small messages do not need (see its
-docstring and ``docs/architecture.md``, "Packet path"):
+Each module removes work that MPyC's many small messages do not need, or waiting they
+should not do (see its docstring and ``docs/architecture.md``, "Packet path"):
 
+- ``sctp_recovery``: loss recovery as a modern TCP's: an RTO from the measured RTT with a
+  50 ms floor, a tail-loss probe and fast retransmit on the first gap report (RACK-TLP,
+  RFC 8985; RFC 6298);
 - ``sctp_tuning``: delayed SACKs, bundled with DATA (RFC 4960 6.2);
 - ``ice_tuning``: relay pairs wait for direct pairs, bounded gathering (RFC 8445 8.1.1);
 - ``dtls_tuning``: DTLS output flushed only when there is some; synchronous records;
@@ -23,7 +27,8 @@ and benchmarks that measure aiortc as a peer runs it.
 A patch is active only on the versions of aiortc, aioice, pyOpenSSL and pyee it was
 written for (``PATCHES``; ``requirements.lock`` pins them): on any other it logs a
 warning and steps aside, and aiortc runs as released. ``MPYC_WEBRTC_<NAME>=0`` in the
-environment leaves one out, for comparison: ``MPYC_WEBRTC_SCTP_TUNING``,
+environment leaves one out, for comparison: ``MPYC_WEBRTC_SCTP_RECOVERY``,
+``MPYC_WEBRTC_SCTP_TUNING``,
 ``MPYC_WEBRTC_ICE_TUNING``, ``MPYC_WEBRTC_DTLS_TUNING``, ``MPYC_WEBRTC_SCTP_FASTPATH``,
 ``MPYC_WEBRTC_DISPATCH_TUNING``. ``install()`` reports which are active.
 """
@@ -35,7 +40,7 @@ import importlib
 import importlib.metadata
 import logging
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
 import aioice.turn
@@ -73,9 +78,12 @@ class Patch:
 
 #: Outermost first: for each slot, a patch's class comes before those of the patches
 #: after it, so its overrides run first and reach theirs through super(). (dtls_tuning's
-#: record helpers replace dispatch_tuning's plain ones; sctp_tuning decides when a SACK
-#: goes out, sctp_fastpath how.)
+#: record helpers replace dispatch_tuning's plain ones; sctp_recovery extends the T3
+#: methods sctp_fastpath replaces, and sees retransmissions before sctp_tuning bundles a
+#: SACK with them; sctp_tuning decides when a SACK goes out, sctp_fastpath how.)
 PATCHES: tuple[Patch, ...] = (
+    Patch("sctp_recovery", {"aiortc": "1.16.0"},
+          {"RTCSctpTransport": "sctp_recovery:LossRecoverySctpTransport"}),
     Patch("sctp_tuning", {"aiortc": "1.16.0"},
           {"RTCSctpTransport": "sctp_tuning:DelayedSackSctpTransport"}),
     Patch("ice_tuning", {"aioice": "0.13.0"},
@@ -93,6 +101,7 @@ PATCHES: tuple[Patch, ...] = (
 
 _active: dict[str, bool] | None = None
 _classes: dict[str, type] = {}
+_originals: dict[str, type] = {}
 
 
 def install() -> dict[str, bool]:
@@ -121,15 +130,9 @@ def install() -> dict[str, bool]:
             _load(patch.setup)()
         active[patch.name] = True
     for slot, bases in chosen.items():
+        composed = _compose(slot, bases)
         module_name, name = SLOTS[slot]
-        module = importlib.import_module(module_name)
-        original = getattr(module, name)
-        # One class per slot, with the active patches' overrides in PATCHES order.
-        composed = type(name, tuple(bases), {
-            "__module__": __name__, "__qualname__": name,
-            "__doc__": f"{original.__module__}.{name} with "
-                       + ", ".join(cls.__name__ for cls in bases) + "."})
-        setattr(module, name, composed)
+        setattr(importlib.import_module(module_name), name, composed)
         _classes[slot] = composed
     log.debug("aiortc patches: %s", ", ".join(n for n, on in active.items() if on) or "none")
     _active = active
@@ -139,6 +142,38 @@ def install() -> dict[str, bool]:
 def installed() -> dict[str, type]:
     """The composed classes ``install()`` put in place, per slot (``SLOTS``)."""
     return dict(_classes)
+
+
+def compose(slot: str, names: Iterable[str]) -> type:
+    """The class ``install()`` puts in ``slot`` when exactly the patches ``names`` are
+    active (aiortc's or aioice's own class when none of them has one for it), without
+    looking at versions or switches and without installing anything: tests and
+    benchmarks build several combinations side by side in one process with it."""
+    wanted = set(names)
+    unknown = wanted - {patch.name for patch in PATCHES}
+    if unknown:
+        raise ValueError(f"no such patch: {', '.join(sorted(unknown))}")
+    bases = [_load(patch.subclasses[slot]) for patch in PATCHES
+             if patch.name in wanted and slot in patch.subclasses]
+    return _compose(slot, bases) if bases else _original(slot)
+
+
+def _compose(slot: str, bases: list[type]) -> type:
+    """One class per slot, with the given patches' overrides in PATCHES order."""
+    name = SLOTS[slot][1]
+    original = _original(slot)
+    return type(name, tuple(bases), {
+        "__module__": __name__, "__qualname__": name,
+        "__doc__": f"{original.__module__}.{name} with "
+                   + ", ".join(cls.__name__ for cls in bases) + "."})
+
+
+def _original(slot: str) -> type:
+    """The class aiortc or aioice had in ``slot`` before ``install()``."""
+    if slot not in _originals:
+        module_name, name = SLOTS[slot]
+        _originals[slot] = getattr(importlib.import_module(module_name), name)
+    return _originals[slot]
 
 
 def version_mismatch(requires: dict[str, str],

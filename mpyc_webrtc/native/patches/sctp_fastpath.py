@@ -13,18 +13,19 @@ Python work per packet when messages are small and rounds are short (MPyC's).
 of such a workload, and leaves everything else to aiortc's code (through ``super()``),
 which stays in charge of the association's state:
 
-- sending: a binary message that fits one DATA chunk, on a reliable ordered channel,
-  when nothing is queued or waiting for retransmission and the congestion window has
-  room, becomes one DATA chunk, is recorded in the sent queue exactly as ``_transmit``
-  records it, and is encrypted and sent right away (with a pending SACK bundled, when
-  ``sctp_tuning``'s class is installed too);
+- sending: a binary message that fits one DATA chunk, on a reliable channel (ordered
+  or unordered), when nothing is queued or waiting for retransmission and the
+  congestion window has room, becomes one DATA chunk, is recorded in the sent queue
+  exactly as ``_transmit`` records it, and is encrypted and sent right away (with a
+  pending SACK bundled, when ``sctp_tuning``'s class is installed too);
 - receiving: a packet that holds only DATA and SACK chunks is parsed in place; DATA that
-  is the next expected TSN, a whole message and the next in its stream's order is handed
-  on at once (a binary message straight to the channel's "message" handlers, as pyee's
-  ``emit`` calls them, unless ``_receive`` or ``_data_channel_receive`` was replaced), a
-  SACK without gap reports is applied as ``_receive_sack_chunk`` would, and the flush and
-  ``_transmit`` after it run only if something is waiting. Any other chunk goes through
-  aiortc's own handler, in order;
+  is the next expected TSN and a whole message, unordered or the next in its stream's
+  order, is handed on at once (a binary message straight to the channel's "message"
+  handlers, as pyee's ``emit`` calls them, unless ``_receive`` or
+  ``_data_channel_receive`` was replaced), a SACK without gap reports or duplicates
+  is applied as ``_receive_sack_chunk`` would, and the flush and ``_transmit`` after it
+  run only if something is waiting. Any other chunk goes through aiortc's own handler,
+  in order;
 - a SACK without gaps or duplicates is built and sent without aiortc's chain of
   coroutines;
 - the retransmission timer T3, which aiortc starts and cancels once per message in
@@ -81,7 +82,6 @@ _CONNECTED = DtlsState.CONNECTED
 _DATA = DataChunk.type
 _SACK = SackChunk.type
 _WHOLE = SCTP_DATA_FIRST_FRAG | SCTP_DATA_LAST_FRAG
-_ORDERED_WHOLE_MASK = _WHOLE | SCTP_DATA_UNORDERED
 _ZEROS = b"\x00\x00\x00\x00"
 #: aioice's send on a nominated pair: ``self.transport.sendto(data, addr)``.
 _STUN_SEND_DATA = StunProtocol.send_data
@@ -142,9 +142,11 @@ class ShortPathSctpTransport(RTCSctpTransport):
     def _mw_send_now(self, channel: Any, data: bytes) -> None:
         # What _data_channel_flush, _send and _transmit do with one such message.
         stream_id = channel._mw_stream_id
-        stream_seq = self._outbound_stream_seq.get(stream_id, 0)
+        unordered = channel._mw_unordered
+        # As _send: an unordered chunk has stream sequence number 0 and takes none.
+        stream_seq = 0 if unordered else self._outbound_stream_seq.get(stream_id, 0)
         chunk = DataChunk()
-        chunk.flags = _WHOLE
+        chunk.flags = (_WHOLE | SCTP_DATA_UNORDERED) if unordered else _WHOLE
         chunk.tsn = self._local_tsn
         chunk.stream_id = stream_id
         chunk.stream_seq = stream_seq
@@ -158,7 +160,8 @@ class ShortPathSctpTransport(RTCSctpTransport):
         chunk._misses = 0
         chunk._retransmit = False
         self._local_tsn = (chunk.tsn + 1) % SCTP_TSN_MODULO
-        self._outbound_stream_seq[stream_id] = uint16_add(stream_seq, 1)
+        if not unordered:
+            self._outbound_stream_seq[stream_id] = uint16_add(stream_seq, 1)
         self._sent_queue.append(chunk)
         chunk._in_flight = True
         self._flight_size += size
@@ -303,10 +306,10 @@ class ShortPathSctpTransport(RTCSctpTransport):
         return chunks
 
     def _mw_receive_data_now(self, flags: int, body: bytes) -> int | None:
-        """Account for an in-order DATA chunk that is a whole ordered message and the next
-        of its stream: returns its stream (the caller delivers it); else None, nothing
-        done."""
-        if (flags & _ORDERED_WHOLE_MASK) != _WHOLE or self._sack_misordered \
+        """Account for an in-order DATA chunk that is a whole message, unordered or the
+        next of its stream: returns its stream (the caller delivers it); else None,
+        nothing done."""
+        if (flags & _WHOLE) != _WHOLE or self._sack_misordered \
                 or self._reconfig_deferred is not None or len(body) < 12:
             return None
         tsn, stream_id, stream_seq = unpack_from("!LHH", body)
@@ -315,24 +318,29 @@ class ShortPathSctpTransport(RTCSctpTransport):
         inbound = self._inbound_streams.get(stream_id)
         if inbound is None:
             inbound = self._get_inbound_stream(stream_id)
-        if inbound.reassembly or stream_seq != inbound.sequence_number:
+        unordered = flags & SCTP_DATA_UNORDERED
+        # (An unordered message does not wait for its stream's order, but a stream with
+        # fragments waiting is left to aiortc's reassembly all the same.)
+        if inbound.reassembly or not (unordered or stream_seq == inbound.sequence_number):
             return None
         # As _receive_data_chunk, _mark_received and InboundStream.pop_messages.
         self._sack_needed = True
         self._last_received_tsn = tsn
         if self._sack_duplicates:
             self._sack_duplicates = [x for x in self._sack_duplicates if uint32_gt(x, tsn)]
-        inbound.sequence_number = uint16_add(stream_seq, 1)
+        if not unordered:
+            inbound.sequence_number = uint16_add(stream_seq, 1)
         return stream_id
 
     def _mw_receive_sack_now(self, body: bytes) -> bool | None:
-        """Apply a SACK without gap reports, outside fast recovery, as _receive_sack_chunk
-        would, up to its flush and _transmit: returns whether they have anything to do.
-        None (nothing done) for any other SACK."""
+        """Apply a SACK without gap reports or duplicates, outside fast recovery, as
+        _receive_sack_chunk would, up to its flush and _transmit: returns whether they have
+        anything to do. None (nothing done) for any other SACK (``sctp_recovery`` reads
+        the duplicates in aiortc's)."""
         if len(body) < 12 or self._fast_recovery_exit is not None:
             return None
-        cumulative_tsn, _, gaps = unpack_from("!LLH", body)
-        if gaps:
+        cumulative_tsn, _, gaps, duplicates = unpack_from("!LLHH", body)
+        if gaps or duplicates:
             return None
         if uint32_gt(self._last_sacked_tsn, cumulative_tsn):
             return False  # an old SACK: ignored, as aiortc does
@@ -420,15 +428,16 @@ class ShortPathSctpTransport(RTCSctpTransport):
 
 
 def _stream_id(channel: Any) -> int | None:
-    """The channel's stream if it is reliable and ordered, else None (both are fixed once
-    the channel has its id, so they are looked up once)."""
+    """The channel's stream if it is reliable, else None; whether it is unordered is
+    kept as ``_mw_unordered`` (both are fixed once the channel has its id, so they are
+    looked up once)."""
     stream_id = getattr(channel, "_mw_stream_id", -1)
     if stream_id == -1:
         stream_id = channel.id
         if stream_id is None:
             return None  # not registered yet: ask again next time
-        if not (channel.ordered and channel.maxRetransmits is None
-                and channel.maxPacketLifeTime is None):
+        if not (channel.maxRetransmits is None and channel.maxPacketLifeTime is None):
             stream_id = None
+        channel._mw_unordered = not channel.ordered
         channel._mw_stream_id = stream_id
     return stream_id
