@@ -1011,9 +1011,20 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
+#: What follows this line in a report was written by people (what the numbers mean, which
+#: targets they meet): a new report keeps it, at its end.
+ANALYSIS_MARK = "<!-- analysis: written by hand, kept when the report is regenerated -->"
+
+
 def write_report(data: dict, command: str, directory: Path) -> None:
     directory.mkdir(parents=True, exist_ok=True)
-    (directory / "evaluation.md").write_text(markdown(data, command))
+    report = directory / "evaluation.md"
+    kept = ""
+    if report.exists():
+        old = report.read_text()
+        if ANALYSIS_MARK in old:
+            kept = "\n" + old[old.index(ANALYSIS_MARK):]
+    report.write_text(markdown(data, command) + kept)
     (directory / "evaluation.json").write_text(json.dumps(to_json(data), indent=1) + "\n")
     plot(data, directory / "evaluation.png")
 

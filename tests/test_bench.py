@@ -182,3 +182,17 @@ def test_loss_only_command_line():
     assert args.variants == ["no-recovery"]
     assert e.command_line(args) == ("python -m bench.evaluate --condition loss --transport tcp "
                                     "--variant no-recovery --merge")
+
+
+def test_the_analysis_written_by_hand_survives_a_new_report(tmp_path):
+    from bench import evaluate as e
+
+    data = _data(["loss1"], ["tcp", "webrtc"], seconds=1.0)
+    e.write_report(data, "first", tmp_path)
+    report = tmp_path / "evaluation.md"
+    analysis = f"{e.ANALYSIS_MARK}\n\n## What the loss conditions show\n\nTargets met.\n"
+    report.write_text(report.read_text() + "\n" + analysis)
+    e.write_report(data, "second", tmp_path)
+    text = report.read_text()
+    assert text.endswith(analysis) and text.count(e.ANALYSIS_MARK) == 1
+    assert e.from_markdown(text)["cells"][("loss1", "rounds", "webrtc")].seconds == [1.0]
