@@ -511,11 +511,11 @@ def evaluate(args: argparse.Namespace) -> dict:
                               f"{sent / 1e6:.2f} MB", file=sys.stderr, flush=True)
     scale: dict[str, tuple[list[float], list[float]]] = {}
     if args.scale:
-        sizes = sorted(set(args.scale))
+        parties = sorted(set(args.scale))
         mixed = "browser" in transports and not args.quick
         with contextlib.ExitStack() as stack:
             net = stack.enter_context(Internet(
-                nats=["public"] * max(sizes), name="mwsc", turn_secret="evaluate",
+                nats=["public"] * max(parties), name="mwsc", turn_secret="evaluate",
                 server=True))
             browsers = {}
             if mixed:
@@ -526,7 +526,7 @@ def evaluate(args: argparse.Namespace) -> dict:
                 browsers["browser"] = BrowserParties(playwright, net, 2, workdir)
                 stack.callback(browsers["browser"].close)
             runner = Runner(net, args.timeout, None, browsers)
-            runs = [(f"{m} native", m, 0) for m in sizes]
+            runs = [(f"{m} native", m, 0) for m in parties]
             if mixed:
                 runs.append(("5 mixed (2 browsers)", 5, 2))
             for _ in range(repeat):
