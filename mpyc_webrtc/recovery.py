@@ -31,7 +31,8 @@ Frame layout (network byte order)::
 
     0  kind   u8   0xD1 data, 0xA1 acknowledgement only
     1  flags  u8   TEXT: the payload is UTF-8 text; COPY: a planned second copy;
-                   RETRY: a retransmission
+                   RETRY: a retransmission; FAST: the sender acknowledges within
+                   ACK_DELAY (else CLEAN_ACK_DELAY)
     2  seq    u32  the frame's sequence number (0 in an acknowledgement)
     6  ack    u32  the next sequence number the sender expects from its peer
     10 bits   u32  bit i set: frame ack+1+i has arrived too
@@ -59,13 +60,21 @@ ACK = 0xA1
 TEXT = 0x01
 COPY = 0x02
 RETRY = 0x04
+FAST = 0x08
 _HEADER = struct.Struct("!BBIIIHH")
 HEADER_SIZE = _HEADER.size
 _MOD = 1 << 32
 
-#: With nothing to send back, acknowledge on its own after this long (in MPyC's rounds
-#: the answer usually comes sooner, and carries the acknowledgement).
+#: With nothing to send back, acknowledge on its own after this long while frames from
+#: the peer are being lost (its probe timeout waits for this acknowledgement)...
 ACK_DELAY = 0.002
+#: ...and after this long on a clean link: in MPyC's rounds the next message usually goes
+#: back sooner and carries the acknowledgement, where an acknowledgement of its own would
+#: be one more packet each way (in aiortc, Python's work per packet) for nothing.
+CLEAN_ACK_DELAY = 0.025
+#: A sign of loss from the peer (a resent frame arriving first, a gap) keeps this end's
+#: acknowledgements fast for this long.
+FAST_ACKS_FOR = 10.0
 #: Timer granularity assumed for the peer's acknowledgement (a loop turn or two).
 GRANULARITY = 0.001
 #: The probe timeout before any round trip was measured.
@@ -146,6 +155,8 @@ class Recovery:
         self._ack_due: float | None = None
         self._newest_arrival = 0.0
         self._lost = 0
+        self._fast_until = float("-inf")
+        self._peer_fast = False
         #: Counters, for measuring what recovery costs (bytes) and does (frames resent).
         self.stats = {"frames": 0, "payload_bytes": 0, "wire_bytes": 0, "acks": 0,
                       "copies": 0, "retries": 0, "fast_retries": 0, "duplicates": 0,
@@ -174,6 +185,7 @@ class Recovery:
         if len(frame) < HEADER_SIZE or frame[0] not in (DATA, ACK):
             raise FrameError("it is not a frame of mpyc-webrtc's message recovery")
         kind, flags, seq, ack, bits, delay, lost = _HEADER.unpack_from(frame)
+        self._peer_fast = bool(flags & FAST)
         self._acknowledged(ack, bits, delay * 1e-5, lost, now)
         if kind == DATA:
             self._arrived(self._unwrap(seq, self._expected), flags, frame, now)
@@ -215,7 +227,8 @@ class Recovery:
         """The probe timeout without backoff: a round trip, its variation, the ack delay."""
         if self._srtt is None:
             return INITIAL_PTO
-        return max(MIN_PTO, self._srtt + max(4 * self._rttvar, GRANULARITY) + ACK_DELAY)
+        ack_delay = ACK_DELAY if self._peer_fast else CLEAN_ACK_DELAY
+        return max(MIN_PTO, self._srtt + max(4 * self._rttvar, GRANULARITY) + ack_delay)
 
     # -- sending ---------------------------------------------------------------------------
 
@@ -228,6 +241,8 @@ class Recovery:
                     bits |= 1 << i
         delay = 0 if self._ack_due is None else min(0xFFFF, int((now - self._newest_arrival) * 1e5))
         self._ack_due = None
+        if now < self._fast_until:
+            flags |= FAST
         frame = _HEADER.pack(kind, flags, seq % _MOD, ack % _MOD, bits, max(0, delay),
                              self._lost & 0xFFFF) + payload
         self.stats["wire_bytes"] += len(frame)
@@ -339,12 +354,14 @@ class Recovery:
             self.stats["duplicates"] += 1
             if flags & RETRY:  # its sender is waiting for this ack: not for ACK_DELAY
                 self._ack_due = now
+                self._fast_until = now + FAST_ACKS_FOR
             return
         if seq - self._expected > MAX_AHEAD or len(self._held) >= MAX_HELD:
             raise FrameError("it skips further ahead than any sender could")
         if flags & (COPY | RETRY):
             self._lost += 1  # the original did not come first
             self.stats["recovered"] += 1
+            self._fast_until = now + FAST_ACKS_FOR
         self._newest_arrival = now
         payload = frame[HEADER_SIZE:]
         if seq == self._expected:
@@ -359,8 +376,9 @@ class Recovery:
             gap = True
         if gap:  # tell the sender at once, so that it resends what is missing
             self._ack_due = now
+            self._fast_until = now + FAST_ACKS_FOR
         elif self._ack_due is None:
-            self._ack_due = now + ACK_DELAY
+            self._ack_due = now + (ACK_DELAY if now < self._fast_until else CLEAN_ACK_DELAY)
 
     def _deliver(self, flags: int, payload: bytes) -> None:
         if flags & TEXT:

@@ -24,6 +24,7 @@ from mpyc_webrtc.memory import MemoryChannel, MemoryHub, channel_pair
 from mpyc_webrtc.mesh import install_mesh
 from mpyc_webrtc.recovery import (
     ACK_DELAY,
+    CLEAN_ACK_DELAY,
     COPY_LIMIT,
     HEADER_SIZE,
     MAX_RETRIES,
@@ -156,24 +157,53 @@ def test_every_message_arrives_once_and_in_order(a, b, gaps, loss, duplicate, ji
 
 
 def test_a_lost_frame_is_resent_after_about_a_round_trip_not_an_sctp_timeout():
+    """The first loss on a clean link waits for the peer's slow acknowledgement as well;
+    from then on the peer acknowledges fast, and a loss costs about a round trip."""
     link = Link(Network(delay=0.005))
-    for i in range(5):  # some exchanges to measure the round trip (10 ms)
-        link.send(0, b"ping %d" % i)
-        link.run(until=link.now + 0.002)
-        link.send(1, b"pong %d" % i)
-        link.run(until=link.now + 0.02)
-    sent_at = link.now
-    link.network.late.add((0, link.network.sent[0]))
-    link.send(0, b"lost")  # the network loses it: SCTP would bring it 400 ms later
-    link.run()
-    assert link.got[1][-1] == b"lost"
-    recovered = link.arrived_at[1][-1] - sent_at
-    pto = link.ends[0].pto
+
+    def exchange(times: int) -> None:
+        for i in range(times):
+            link.send(0, b"ping %d" % i)
+            link.run(until=link.now + 0.002)
+            link.send(1, b"pong %d" % i)
+            link.run(until=link.now + 0.05)
+
+    def lose_one() -> float:
+        """When the frame the network loses arrives after all (SCTP: 400 ms later)."""
+        sent_at = link.now
+        link.network.late.add((0, link.network.sent[0]))
+        link.send(0, b"lost")
+        link.run(until=link.now + 0.2)
+        assert link.got[1][-1] == b"lost"
+        return link.arrived_at[1][-1] - sent_at
+
+    exchange(5)  # a round trip of 10 ms, measured
+    clean_pto = link.ends[0].pto
+    assert clean_pto == pytest.approx(0.010 + CLEAN_ACK_DELAY, abs=0.008)
+    assert lose_one() == pytest.approx(clean_pto + 0.005, abs=1e-6)
     assert link.ends[0].stats["retries"] == 1
-    # Resent after the probe timeout (a round trip, its variation and the ack delay),
-    # arriving half a round trip later.
-    assert recovered == pytest.approx(pto + 0.005, abs=1e-6)
-    assert recovered < 3 * 0.010  # Chrome's SCTP: 400 ms at least; aiortc's: 1 s
+    exchange(5)
+    fast_pto = link.ends[0].pto
+    assert fast_pto == pytest.approx(0.010 + ACK_DELAY, abs=0.008)
+    assert lose_one() == pytest.approx(fast_pto + 0.005, abs=1e-6)
+    assert link.ends[0].stats["retries"] == 2
+    link.run()
+    assert link.got[1].count(b"lost") == 2  # each once: the late originals were dropped
+
+
+def test_acknowledgements_go_alone_only_when_the_answer_is_late():
+    """On a clean link an acknowledgement waits for the next message back (in MPyC's rounds
+    it comes soon); it goes alone only when none came for ``CLEAN_ACK_DELAY``."""
+    link = Link(Network(delay=0.001))
+    for i in range(100):
+        link.send(0, b"%d" % i)
+        link.run(until=link.now + 0.005)  # the answer, 5 ms later
+        link.send(1, b"%d" % i)
+        link.run(until=link.now + 0.005)
+    assert link.ends[0].stats["acks"] == link.ends[1].stats["acks"] == 0
+    link.run()  # nothing more to say: end 1's last message is acknowledged alone
+    assert (link.ends[0].stats["acks"], link.ends[1].stats["acks"]) == (1, 0)
+    assert link.ends[0].unacknowledged == link.ends[1].unacknowledged == 0
 
 
 def test_a_frame_that_never_arrives_is_recovered_by_this_layer_alone():
@@ -286,7 +316,7 @@ async def test_recovering_channels_carry_text_and_binary_in_order():
     await asyncio.sleep(0.01)
     assert got == [b"one", "two", b"three" * 1000]
     assert all(len(frame) >= HEADER_SIZE for frame in a.sent)
-    await asyncio.sleep(ACK_DELAY * 3)
+    await asyncio.sleep(CLEAN_ACK_DELAY * 2)
     assert ra.core.unacknowledged == 0  # b acknowledged on its own, with nothing to send
     ra.close()
     await asyncio.wait_for(closed.wait(), 1)
