@@ -47,6 +47,7 @@ import asyncio
 import logging
 import struct
 import weakref
+from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Literal
@@ -139,7 +140,8 @@ class Recovery:
         self.delivered: list[bytes | str] = []
         # sending
         self._next_seq = 0
-        self._unacked: dict[int, _Sent] = {}
+        #: In sequence order (an OrderedDict: taking from the front stays cheap).
+        self._unacked: OrderedDict[int, _Sent] = OrderedDict()
         self._copies: list[tuple[float, int]] = []
         self._srtt: float | None = None
         self._rttvar = 0.0
@@ -252,9 +254,12 @@ class Recovery:
         if not self._unacked:
             return None
         interval = self.pto * self._backoff
-        last = min((s.last for s in self._unacked.values() if s.retries < MAX_RETRIES),
-                   default=None)
-        return None if last is None else last + interval
+        # The oldest frame still to be resent was, nearly always, sent first; should a later
+        # one be due sooner (the oldest was resent since), it goes with the oldest's probe.
+        for sent in self._unacked.values():
+            if sent.retries < MAX_RETRIES:
+                return sent.last + interval
+        return None
 
     def _probe(self, now: float) -> None:
         """Nothing came back for a probe timeout: resend the oldest frames due."""
@@ -285,10 +290,10 @@ class Recovery:
             return
         newest: _Sent | None = None
         acked = 0
-        for seq in [s for s in self._unacked if s < ack]:
-            sent = self._unacked.pop(seq)
+        unacked = self._unacked
+        while unacked and next(iter(unacked)) < ack:
+            _, newest = unacked.popitem(last=False)
             acked += 1
-            newest = sent
         i = 0
         while bits:
             if bits & 1:
@@ -308,7 +313,7 @@ class Recovery:
         # RACK: frames sent well before one that arrived are lost.
         reorder = max(MIN_REORDER, (self._srtt or 0.0) / 4)
         budget = PROBE_BUDGET
-        for sent in list(self._unacked.values()):
+        for sent in self._unacked.values():
             if sent.seq > newest.seq or budget <= 0:
                 break
             if sent.last + reorder <= newest.first and sent.retries < MAX_RETRIES \
