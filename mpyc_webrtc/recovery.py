@@ -106,8 +106,10 @@ COPIES_OFF = 0.001
 LOSS_WINDOW = 64
 #: How far ahead of the next expected frame a frame may be (a peer's bug or attack).
 MAX_AHEAD = 1 << 20
-#: Largest reordering buffer, in frames.
+#: Largest reordering buffer, in frames and in bytes (an honest sender has at most a few
+#: MiB on the way: the transport stops writing above 1 MiB buffered).
 MAX_HELD = 1 << 16
+MAX_HELD_BYTES = 32 << 20
 
 Redundancy = Literal["auto", "on", "off"]
 
@@ -154,6 +156,7 @@ class Recovery:
         # receiving
         self._expected = 0
         self._held: dict[int, tuple[int, bytes]] = {}
+        self._held_bytes = 0
         self._ack_due: float | None = None
         self._newest_arrival = 0.0
         self._lost = 0
@@ -361,7 +364,8 @@ class Recovery:
                 self._ack_due = now
                 self._fast_until = now + FAST_ACKS_FOR
             return
-        if seq - self._expected > MAX_AHEAD or len(self._held) >= MAX_HELD:
+        if seq - self._expected > MAX_AHEAD or len(self._held) >= MAX_HELD \
+                or self._held_bytes + len(frame) > MAX_HELD_BYTES:
             raise FrameError("it skips further ahead than any sender could")
         if flags & (COPY | RETRY):
             self._lost += 1  # the original did not come first
@@ -373,11 +377,14 @@ class Recovery:
             self._deliver(flags, payload)
             self._expected += 1
             while self._expected in self._held:
-                self._deliver(*self._held.pop(self._expected))
+                flags, payload = self._held.pop(self._expected)
+                self._held_bytes -= len(payload)
+                self._deliver(flags, payload)
                 self._expected += 1
             gap = bool(self._held)
         else:
             self._held[seq] = (flags, payload)
+            self._held_bytes += len(payload)
             gap = True
         if gap:  # tell the sender at once, so that it resends what is missing
             self._ack_due = now

@@ -295,6 +295,16 @@ def test_a_message_that_is_not_a_frame_is_refused_in_words(frame, why):
         Recovery().receive(frame, 0.0)
 
 
+def test_frames_held_for_a_missing_one_are_bounded_in_bytes():
+    end = Recovery()
+    big = b"z" * 60_000
+    with pytest.raises(FrameError, match="further ahead"):
+        for seq in range(1, 10_000):  # frame 0 never comes
+            frame = bytes([recovery.DATA, 0]) + seq.to_bytes(4, "big") + bytes(12) + big
+            end.receive(frame, 0.0)
+    assert end._held_bytes <= recovery.MAX_HELD_BYTES
+
+
 def test_the_switch_in_words():
     assert setting(None) == setting("") == setting("1") == setting("auto") == "auto"
     assert setting("copies") == "on"
