@@ -88,9 +88,11 @@ MAX_BACKOFF = 64
 #: own SCTP, which is reliable, delivers it (a peer that computes for long, with its
 #: loop blocked, cannot acknowledge: its silence is not loss).
 MAX_RETRIES = 6
-#: Resend at most this many bytes per probe (at least one frame), and by RACK only
-#: frames up to this size: probes are for the tail of a round; a bulk transfer's losses
-#: are SCTP's (its receiver reports the gaps, and it resends only the lost packet).
+#: Resend at most this many bytes per probe or acknowledgement, and only frames up to this
+#: size: this layer is for the small messages of MPyC's rounds; a large frame's packets are
+#: SCTP's to recover (the packets after a lost one reveal the gap, and it resends only the
+#: lost packet), and its acknowledgement comes only once all of them have crossed, which
+#: says little about the round trip.
 PROBE_BUDGET = 16 * 1024
 #: A frame acknowledged before an older one marks the older as lost once it was sent
 #: this much earlier (or a quarter of the round trip, if longer): reordering allowance.
@@ -127,6 +129,10 @@ class _Sent:
     last: float
     retries: int = 0
     copied: bool = False
+
+
+def _resendable(sent: _Sent) -> bool:
+    return sent.retries < MAX_RETRIES and len(sent.payload) <= PROBE_BUDGET
 
 
 class Recovery:
@@ -207,7 +213,10 @@ class Recovery:
             times.append(probe)
         return min(times) if times else None
 
-    def on_timer(self, now: float) -> None:
+    def on_timer(self, now: float, busy: bool = False) -> None:
+        """``busy``: the channel still holds data this end gave it (waiting for SCTP's
+        congestion window): frames may not have left yet, so none is resent, and their
+        probe timeouts start again."""
         while self._copies and self._copies[0][0] <= now:
             _, seq = self._copies.pop(0)
             sent = self._unacked.get(seq)
@@ -217,7 +226,11 @@ class Recovery:
                 self._emit(DATA, sent.flags | COPY, seq, sent.payload, now)
         probe = self._probe_time()
         if probe is not None and probe <= now:
-            self._probe(now)
+            if busy:
+                for sent in self._unacked.values():
+                    sent.last = max(sent.last, now - self.pto * self._backoff / 2)
+            else:
+                self._probe(now)
         if self._ack_due is not None and self._ack_due <= now:
             self.stats["acks"] += 1
             self._emit(ACK, 0, 0, b"", now)
@@ -260,7 +273,7 @@ class Recovery:
         # The oldest frame still to be resent was, nearly always, sent first; should a later
         # one be due sooner (the oldest was resent since), it goes with the oldest's probe.
         for sent in self._unacked.values():
-            if sent.retries < MAX_RETRIES:
+            if _resendable(sent):
                 return sent.last + interval
         return None
 
@@ -271,7 +284,7 @@ class Recovery:
         for sent in list(self._unacked.values()):
             if budget <= 0:
                 break
-            if sent.retries < MAX_RETRIES and sent.last + interval <= now + 1e-9:
+            if _resendable(sent) and sent.last + interval <= now + 1e-9:
                 self._resend(sent, now)
                 budget -= len(sent.payload) + HEADER_SIZE
         self._backoff = min(MAX_BACKOFF, self._backoff * 2)
@@ -319,8 +332,7 @@ class Recovery:
         for sent in self._unacked.values():
             if sent.seq > newest.seq or budget <= 0:
                 break
-            if sent.last + reorder <= newest.first and sent.retries < MAX_RETRIES \
-                    and len(sent.payload) <= PROBE_BUDGET:
+            if sent.last + reorder <= newest.first and _resendable(sent):
                 self.stats["fast_retries"] += 1
                 self._resend(sent, now)
                 budget -= len(sent.payload) + HEADER_SIZE
@@ -503,7 +515,7 @@ class RecoveringChannel(BufferedChannel):
         if self._broken:
             return
         try:
-            self.core.on_timer(self._loop.time())
+            self.core.on_timer(self._loop.time(), busy=self.inner.buffered_amount > 0)
             self._flush()
         except Exception as exc:  # the link is gone: SCTP or the transport will say so
             log.debug("%s: could not send (%s)", self, exc)

@@ -28,6 +28,7 @@ from mpyc_webrtc.recovery import (
     COPY_LIMIT,
     HEADER_SIZE,
     MAX_RETRIES,
+    PROBE_BUDGET,
     FrameError,
     RecoveringChannel,
     Recovery,
@@ -251,6 +252,33 @@ def test_copies_only_once_the_peer_reports_losses():
     assert lossy.ends[0].copying
     assert lossy.ends[0].stats["copies"] > 100
     assert lossy.got[1] == [b"x" * 50] * 300
+
+
+def test_large_frames_are_left_to_sctp():
+    """A frame over ``PROBE_BUDGET`` is never resent by this layer: its packets are SCTP's
+    to recover, and its acknowledgement waits for all of them."""
+    link = Link(Network(delay=0.001))
+    link.network.late.add((0, 0))
+    link.send(0, b"b" * (PROBE_BUDGET + 1))
+    link.send(0, b"small")  # acknowledged first: RACK would resend the big one
+    link.run()
+    assert link.got[1] == [b"b" * (PROBE_BUDGET + 1), b"small"]
+    assert link.ends[0].stats["retries"] == 0
+    assert link.arrived_at[1][0] >= SCTP_LATE  # it came with SCTP's own retransmission
+
+
+def test_no_probe_while_the_channel_still_holds_data():
+    end = Recovery()
+    end.send(b"queued behind a bulk transfer", 0.0)
+    end.outgoing.clear()
+    due = end.deadline()
+    assert due is not None
+    end.on_timer(due, busy=True)
+    assert end.outgoing == [] and end.stats["retries"] == 0
+    later = end.deadline()
+    assert later is not None and later > due
+    end.on_timer(later)
+    assert end.stats["retries"] == 1
 
 
 def test_large_frames_are_never_copied():
