@@ -123,6 +123,12 @@ class Mesh:
 
     async def shutdown(self) -> None:
         self.closing = True
+        if self._recovering:
+            stats = self.recovery_stats()
+            log.info("message recovery so far: %d frames, %d resent (%d on a gap), %d copies, "
+                     "%d acknowledgements alone, %d duplicates received, %d recovered",
+                     stats["frames"], stats["retries"], stats["fast_retries"], stats["copies"],
+                     stats["acks"], stats["duplicates"], stats["recovered"])
         try:
             if self.transports or len(self.mpc.parties) == 1:
                 await self._runtime_shutdown()

@@ -373,8 +373,7 @@ class Recovery:
         if seq < self._expected or seq in self._held:
             self.stats["duplicates"] += 1
             if flags & RETRY:  # its sender is waiting for this ack: not for ACK_DELAY
-                self._ack_due = now
-                self._fast_until = now + FAST_ACKS_FOR
+                self._ack_due = now  # (its timeout was early: that is no sign of loss)
             return
         if seq - self._expected > MAX_AHEAD or len(self._held) >= MAX_HELD \
                 or self._held_bytes + len(frame) > MAX_HELD_BYTES:
