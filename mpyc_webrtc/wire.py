@@ -108,6 +108,7 @@ class ErrorCode(StrEnum):
     PARTY_LEFT = "party_left"
     TOO_MANY_CONNECTIONS = "too_many_connections"
     TOO_MANY_MESSAGES = "too_many_messages"
+    SERVER_SHUTTING_DOWN = "server_shutting_down"
 
 
 class SignalingError(Exception):

@@ -29,6 +29,13 @@ Abuse limits (``create_app`` arguments and ``mpyc-webrtc-server`` options, defau
   ``forbidden_origin``; clients without an ``Origin`` (native peers) are let in;
 - messages over ``wire.MAX_MESSAGE_BYTES`` and request bodies over ``MAX_REQUEST_BYTES``.
 
+For the operator: ``GET /healthz`` (200 ``ok`` with counts while serving, 503 ``draining``
+once shutdown began), ``GET /metrics`` (Prometheus text, ``signaling.metrics``; only counts,
+on unless ``metrics=False``), an access log whose lines name the session (``AccessLog``),
+and ``drain``, which ``mpyc-webrtc-server`` runs on SIGTERM/SIGINT: new sessions and
+WebSockets are refused with ``server_shutting_down``, every connected party is told so and
+its WebSocket closed with 1001 (going away).
+
 Anything unexpected becomes a JSON 500 ``internal_error`` (the traceback goes to the log,
 never to the client); unknown ``/api/`` routes answer JSON 404/405. Log lines about a
 session say ``session ID party PID``; no request or message content is logged.
@@ -40,9 +47,11 @@ import asyncio
 import contextlib
 import json
 import logging
+import re
 from typing import Any
 
-from aiohttp import WSMsgType, hdrs, web
+from aiohttp import WSCloseCode, WSMsgType, hdrs, web
+from aiohttp.abc import AbstractAccessLogger
 from yarl import URL
 
 from mpyc_webrtc import programs, sentences, wire
@@ -52,14 +61,23 @@ from .assets import load as load_assets
 from .connection import Connection
 from .endpoint import Endpoint
 from .ice_servers import IceConfig
+from .metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
+from .metrics import Metrics
 from .registry import Registry, client_key
-from .session import Session
+from .session import Encoded, Session
 
 log = logging.getLogger("signaling")
 
 REGISTRY = web.AppKey("registry", Registry)
 PUBLIC_URL = web.AppKey("public_url", str)
 LIMITS = web.AppKey("limits", dict)
+METRICS = web.AppKey("metrics", Metrics)
+#: Every open WebSocket's ``Connection``, for ``drain`` to tell and close.
+CONNECTIONS = web.AppKey("connections", set)
+#: Set once shutdown began (``drain``): ``/healthz`` says ``draining``, nothing new is let in.
+DRAINING = web.AppKey("draining", asyncio.Event)
+#: The session and pid a WebSocket joined as, for its access-log line (``AccessLog``).
+JOINED_AS = web.RequestKey("joined_as", tuple)
 #: aiohttp's own frame limit, kept above ours so oversize messages get a JSON error.
 WS_FRAME_LIMIT = 4 * wire.MAX_MESSAGE_BYTES
 MAX_REQUEST_BYTES = 512 * 1024
@@ -129,7 +147,10 @@ def create_app(*, idle_timeout: float = DEFAULTS["idle_timeout"],
                ice: IceConfig | None = None,
                sweep_interval: float | None = None,
                public_url: str | None = None,
-               assets: Assets | None = None) -> web.Application:
+               assets: Assets | None = None,
+               metrics: bool = True) -> web.Application:
+    """The server's aiohttp app; see the module's docstring for the limits. ``metrics``:
+    whether ``GET /metrics`` is served (it shows only counts, see ``signaling.metrics``)."""
     if sweep_interval is None:
         sweep_interval = min(10.0, idle_timeout / 4, join_timeout / 4)
     app = web.Application(client_max_size=MAX_REQUEST_BYTES, middlewares=[json_errors])
@@ -141,6 +162,10 @@ def create_app(*, idle_timeout: float = DEFAULTS["idle_timeout"],
                              max_connections_per_client=max_connections_per_client,
                              session_messages=session_messages,
                              schedule=call_later, ice_servers=ice_servers or [], ice=ice)
+    app[METRICS] = Metrics(app[REGISTRY])
+    app[REGISTRY].observer = app[METRICS]
+    app[CONNECTIONS] = set()
+    app[DRAINING] = asyncio.Event()
     app[PUBLIC_URL] = public_url or ""
     origins = {normalize_origin(o) for o in allow_origins}
     if public_url:
@@ -158,6 +183,9 @@ def create_app(*, idle_timeout: float = DEFAULTS["idle_timeout"],
     app.router.add_get("/", create_page)
     app.router.add_get("/ws", websocket)
     app.router.add_get("/join/{id}", join_page)
+    app.router.add_get("/healthz", healthz)
+    if metrics:
+        app.router.add_get("/metrics", get_metrics)
     add_routes(app, assets or load_assets())
 
     async def sweeper(app: web.Application):
@@ -200,13 +228,28 @@ HTTP_STATUS = {
     wire.ErrorCode.TOO_MANY_CONNECTIONS: 429,
     wire.ErrorCode.RATE_LIMITED: 429,
     wire.ErrorCode.FORBIDDEN_ORIGIN: 403,
+    wire.ErrorCode.SERVER_SHUTTING_DOWN: 503,
 }
 
+#: What a party is told when the server shuts down (the pages and the native peer say it
+#: in their own words, ``server.shutting_down.*`` in ``mpyc_webrtc.sentences``).
+SHUTTING_DOWN = ("The signaling server is shutting down. Sessions that have not started are "
+                 "lost; computations already running go on directly between the parties.")
 
-def error_response(exc: wire.SignalingError) -> web.Response:
+
+def error_response(request: web.Request, exc: wire.SignalingError) -> web.Response:
+    """``exc`` as a JSON answer with its HTTP status, counted by code for the operator."""
     status = HTTP_STATUS.get(exc.code, 400)
     headers = {"Retry-After": "60"} if status in (429, 503) else None
-    return web.json_response(exc.to_message(), status=status, headers=headers)
+    return json_error(request, exc.to_message(), status, headers)
+
+
+def json_error(request: web.Request, msg: dict[str, Any], status: int,
+               headers: dict[str, str] | None = None) -> web.Response:
+    """An ``error`` message as an HTTP answer; every HTTP error goes through here, so the
+    operator's error counts (``/metrics``) include them."""
+    request.app[METRICS].error(msg.get("code"))
+    return web.json_response(msg, status=status, headers=headers)
 
 
 @web.middleware
@@ -229,17 +272,16 @@ async def json_errors(request: web.Request, handler: Any) -> web.StreamResponse:
         code = wire.ErrorCode.MESSAGE_TOO_LARGE if exc.status == 413 else \
             wire.ErrorCode.INVALID_REQUEST
         headers = {hdrs.ALLOW: exc.headers[hdrs.ALLOW]} if hdrs.ALLOW in exc.headers else None
-        return web.json_response(wire.error_message(code, text), status=exc.status,
-                                 headers=headers)
+        return json_error(request, wire.error_message(code, text), exc.status, headers)
     except (asyncio.CancelledError, KeyboardInterrupt, SystemExit):
         raise
     except Exception:
         log.exception("session - party -: internal error answering %s %s", request.method,
                       request.path)
-        return web.json_response(wire.error_message(
+        return json_error(request, wire.error_message(
             wire.ErrorCode.INTERNAL_ERROR,
             "Something went wrong inside the server. Try again; if it keeps happening, tell "
-            "the server's operator."), status=500)
+            "the server's operator."), 500)
 
 
 def normalize_origin(text: str) -> str | None:
@@ -281,8 +323,14 @@ def join_url(request: web.Request, session: Session) -> str:
     return f"{base.rstrip('/')}/join/{session.id}"
 
 
+def shutting_down() -> wire.SignalingError:
+    return wire.SignalingError(wire.ErrorCode.SERVER_SHUTTING_DOWN, SHUTTING_DOWN)
+
+
 async def create_session(request: web.Request) -> web.Response:
     try:
+        if request.app[DRAINING].is_set():
+            raise shutting_down()
         try:
             # JSON is UTF-8 (RFC 8259): the bytes, whatever charset the header claims.
             body = json.loads(await request.read())
@@ -301,7 +349,7 @@ async def create_session(request: web.Request) -> web.Response:
                 wire.ErrorCode.INVALID_REQUEST,
                 "The program is nested too deeply for Python to compile it.") from None
     except wire.SignalingError as exc:
-        return error_response(exc)
+        return error_response(request, exc)
     url = join_url(request, session)
     return web.json_response({**session.describe(), "join_url": url}, status=201)
 
@@ -310,8 +358,29 @@ async def get_session(request: web.Request) -> web.Response:
     try:
         session = request.app[REGISTRY].get(request.match_info["id"])
     except wire.SignalingError as exc:
-        return error_response(exc)
+        return error_response(request, exc)
     return web.json_response({**session.describe(), "join_url": join_url(request, session)})
+
+
+async def healthz(request: web.Request) -> web.Response:
+    """For load balancers and supervisors: 200 while serving, 503 once shutdown began (so
+    nothing new is sent here), with counts a person can read."""
+    app = request.app
+    registry = app[REGISTRY]
+    counts = {"sessions": len(registry.sessions), "connections": len(registry.endpoints),
+              "websockets": len(app[CONNECTIONS])}
+    headers = {"Cache-Control": "no-store"}
+    if app[DRAINING].is_set():
+        return web.json_response({"status": "draining", **counts}, status=503,
+                                 headers=headers)
+    return web.json_response({"status": "ok", **counts}, headers=headers)
+
+
+async def get_metrics(request: web.Request) -> web.Response:
+    """Prometheus text: counts only (``signaling.metrics``), never an id or an address."""
+    return web.Response(body=request.app[METRICS].render(),
+                        headers={hdrs.CONTENT_TYPE: METRICS_CONTENT_TYPE,
+                                 "Cache-Control": "no-store"})
 
 
 async def get_protocol(request: web.Request) -> web.Response:
@@ -369,37 +438,117 @@ async def join_page(request: web.Request) -> web.StreamResponse:
 async def websocket(request: web.Request) -> web.StreamResponse:
     if not origin_allowed(request):
         log.info("session - party -: refused a WebSocket from a foreign origin")
-        return web.json_response(wire.error_message(
+        return json_error(request, wire.error_message(
             wire.ErrorCode.FORBIDDEN_ORIGIN,
             "This server only takes WebSocket connections from its own pages. Open the join "
-            "link itself instead of a page that embeds it."), status=403)
-    registry = request.app[REGISTRY]
-    limits = request.app[LIMITS]
+            "link itself instead of a page that embeds it."), 403)
+    app = request.app
+    if app[DRAINING].is_set():
+        return error_response(request, shutting_down())
+    limits, metrics = app[LIMITS], app[METRICS]
     ws = web.WebSocketResponse(heartbeat=limits["heartbeat"] or None,  # 0: no heartbeat
                                max_msg_size=WS_FRAME_LIMIT)
     try:
         await ws.prepare(request)
     except ConnectionResetError:  # the client left during the handshake
         return ws
-    conn = Connection(ws, request, limits["max_outbox"], limits["max_outbox_bytes"])
+    conn = Connection(ws, request, limits["max_outbox"], limits["max_outbox_bytes"], metrics)
+    app[CONNECTIONS].add(conn)
+    metrics.websockets.inc()
+    try:
+        await serve_websocket(request, conn)
+    finally:
+        app[CONNECTIONS].discard(conn)
+        metrics.websockets.dec()
+    return ws
+
+
+async def serve_websocket(request: web.Request, conn: Connection) -> None:
+    """Feed one WebSocket's frames to its ``Endpoint`` until it closes."""
+    app = request.app
+    registry, metrics, ws = app[REGISTRY], app[METRICS], conn.ws
     client = client_address(request)
     try:
+        if app[DRAINING].is_set():  # shutdown began while the handshake went on
+            raise shutting_down()
         registry.check_connection_capacity(client)
     except wire.SignalingError as exc:
         log.warning("session - party -: refused a WebSocket, %s", exc.code)
         conn.send(exc.to_message())
         await conn.finish()
-        return ws
+        return
     endpoint = conn.endpoint = Endpoint(registry, conn.send, conn.close, client)
+    loop = asyncio.get_running_loop()
     try:
         async for frame in ws:
             if frame.type in (WSMsgType.TEXT, WSMsgType.BINARY):
-                endpoint.receive(frame.data)
+                metrics.frame_arrived = loop.time()
+                try:
+                    endpoint.receive(frame.data)
+                finally:
+                    metrics.frame_arrived = None
             elif frame.type == WSMsgType.ERROR:
                 log.info("%s: websocket error: %s", conn.label(), type(ws.exception()).__name__)
     except Exception:
         log.exception("%s: websocket handler failed", conn.label())
     finally:
+        if endpoint.session is not None and endpoint.pid is not None:
+            request[JOINED_AS] = (endpoint.session.id, endpoint.pid)
         endpoint.disconnected()
         await conn.finish()
-    return ws
+
+
+async def drain(app: web.Application, timeout: float) -> None:
+    """Shut down gently: refuse new sessions and WebSockets (``server_shutting_down``,
+    ``/healthz`` 503), tell every connected party, close each WebSocket with 1001 (going
+    away), and wait up to ``timeout`` seconds for them to close; any still open then is
+    dropped. Parties already computing lose nothing: their links are peer-to-peer."""
+    if app[DRAINING].is_set():
+        return
+    app[DRAINING].set()
+    connections = list(app[CONNECTIONS])
+    log.info("session - party -: shutting down: telling %d connected parties, waiting at "
+             "most %gs for them", len(connections), timeout)
+    told = Encoded.of(shutting_down().to_message())
+    for conn in connections:
+        conn.send(told)
+        conn.close(WSCloseCode.GOING_AWAY)
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while app[CONNECTIONS] and loop.time() < deadline:
+        await asyncio.sleep(0.05)
+    for conn in list(app[CONNECTIONS]):
+        conn.abort("the server is shutting down and it did not close in time")
+    log.info("session - party -: every WebSocket is closed")
+
+
+#: A session id as the server makes them (``secrets.token_urlsafe``), for the access log.
+_SESSION_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
+
+
+class AccessLog(AbstractAccessLogger):
+    """aiohttp's access log in the project's form: ``session ID party PID:`` first.
+
+    The session is the one in the path (``/join/ID``, ``/api/sessions/ID``), or the one a
+    WebSocket joined (``/ws``, logged when it closes). A line holds the client's address,
+    the method, the path, the status, the bytes sent and the time taken: never the query
+    string nor a header, and no secret (the join token travels inside WebSocket messages,
+    the link's secret never reaches the server). ``/healthz`` and ``/metrics``, which
+    monitors poll, are logged at DEBUG (``-v``).
+    """
+
+    def log(self, request: web.BaseRequest, response: web.StreamResponse,
+            time: float) -> None:
+        session, party = "-", "-"
+        joined = request.get(JOINED_AS)
+        if joined is not None:
+            session, party = joined[0], str(joined[1])
+        else:
+            match_info = getattr(request, "match_info", None)
+            found = match_info.get("id") if match_info is not None else None
+            if found and _SESSION_ID.fullmatch(found):
+                session = found
+        level = logging.DEBUG if request.path in ("/healthz", "/metrics") else logging.INFO
+        self.logger.log(level, "session %s party %s: %s %s %s %d %dB %.3fs", session, party,
+                        request.remote or "-", request.method, request.path, response.status,
+                        response.body_length, time)

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import argparse
+import asyncio
 import logging
+import signal
 from typing import Any
 
 from aiohttp import web
@@ -11,8 +13,14 @@ from aiohttp import web
 from mpyc_webrtc import wire
 from mpyc_webrtc.ice import parse_ice_server
 
-from .app import DEFAULTS, REGISTRY, create_app
+from .app import DEFAULTS, REGISTRY, AccessLog, create_app, drain
 from .ice_servers import IceConfig
+
+log = logging.getLogger("signaling")
+
+#: Of ``--shutdown-timeout``, the share the parties get to close their WebSockets; the rest
+#: is for HTTP requests still being answered.
+DRAIN_SHARE = 0.75
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -49,6 +57,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--session", metavar="PROGRAM:PARTIES",
                         help="create a session at start-up and print its join URL, e.g. sum:3")
     parser.add_argument("-v", "--verbose", action="store_true", help="log every message")
+    parser.add_argument("--metrics", action=argparse.BooleanOptionalAction, default=True,
+                        help="serve GET /metrics (Prometheus text: counts only, no session "
+                             "ids or addresses; block it at a reverse proxy, or turn it off, "
+                             "if the counts are nobody else's business)")
+    parser.add_argument("--shutdown-timeout", type=float, default=10.0, metavar="SECONDS",
+                        help="on SIGTERM or SIGINT, tell every party, close the WebSockets "
+                             "and exit within this long")
     limits = parser.add_argument_group("limits")
     d = DEFAULTS
     limits.add_argument("--idle-timeout", type=float, default=d["idle_timeout"],
@@ -142,7 +157,7 @@ def main(argv: list[str] | None = None) -> None:
     limits = {name: getattr(args, name) for name in DEFAULTS}
     app = create_app(**limits, ice=ice, public_url=args.public_url or base,
                      allow_origins=args.allow_origin,
-                     trust_forwarded_for=args.trust_forwarded_for)
+                     trust_forwarded_for=args.trust_forwarded_for, metrics=args.metrics)
     lines = [f"mpyc-webrtc server on {base}",
              f"Create a session in your browser: {base}/",
              f"  or from a terminal: mpyc-webrtc-peer create {base} --parties 3 "
@@ -165,11 +180,35 @@ def main(argv: list[str] | None = None) -> None:
                   f"    mpyc-webrtc-peer join '{url}' --input YOUR_INPUT",
                   url]
 
-    async def announce(app: web.Application) -> None:
-        print("\n".join(lines), flush=True)
+    asyncio.run(serve(app, args.host, args.port, "\n".join(lines), args.shutdown_timeout))
 
-    app.on_startup.append(announce)
-    web.run_app(app, host=args.host, port=args.port, print=None)
+
+async def serve(app: web.Application, host: str, port: int, banner: str,
+                shutdown_timeout: float) -> None:
+    """Serve until SIGTERM or SIGINT, then shut down within ``shutdown_timeout`` seconds.
+
+    Not aiohttp's ``run_app``: it stops listening before anything else, so ``/healthz``
+    could never say ``draining``, and its parties would only see their sockets drop. Here
+    the server keeps answering while it drains (``app.drain``), then stops listening and
+    gives the HTTP requests still running the rest of the time. It returns (exit status 0)
+    once done.
+    """
+    runner = web.AppRunner(app, access_log_class=AccessLog,
+                           shutdown_timeout=max(0.1, shutdown_timeout * (1 - DRAIN_SHARE)))
+    await runner.setup()
+    try:
+        await web.TCPSite(runner, host, port).start()
+        print(banner, flush=True)  # once the port is bound: testbed.netns.Server waits for it
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(signum, stop.set)
+        await stop.wait()
+        log.info("session - party -: shutting down (at most %gs)", shutdown_timeout)
+        await drain(app, shutdown_timeout * DRAIN_SHARE)
+    finally:
+        await runner.cleanup()
+    log.info("session - party -: stopped")
 
 
 if __name__ == "__main__":

@@ -5,9 +5,9 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import deque
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NamedTuple
 
-from aiohttp import web
+from aiohttp import WSCloseCode, web
 
 from mpyc_webrtc import wire
 
@@ -15,11 +15,22 @@ from .session import Encoded, Outgoing
 
 if TYPE_CHECKING:
     from .endpoint import Endpoint
+    from .metrics import Metrics
 
 log = logging.getLogger("signaling")
 
 #: How long a closing WebSocket may take to send what is queued and say goodbye.
 CLOSE_GRACE = 5.0
+
+
+class Queued(NamedTuple):
+    """A message waiting in the outbox: its type, text, ``error`` code (for the counts) and,
+    for a relayed ``signal``, when the frame it came in arrived (``loop.time()``)."""
+
+    type: str
+    text: str
+    code: str | None = None
+    since: float | None = None
 
 
 class Connection:
@@ -34,14 +45,19 @@ class Connection:
     """
 
     def __init__(self, ws: web.WebSocketResponse, request: web.Request, max_messages: int,
-                 max_bytes: int):
+                 max_bytes: int, metrics: Metrics | None = None):
         self.ws = ws
         self.request = request
         self.max_messages = max_messages
         self.max_bytes = max_bytes
-        self.queue: deque[tuple[str, str]] = deque()
+        #: Counts what is written (by type and error code) and how long signals took.
+        self.metrics = metrics
+        self.queue: deque[Queued] = deque()
         self.queued_bytes = 0
         self.closing = False
+        #: The WebSocket close code once the outbox is written: normal, or going away
+        #: when the server shuts down (``close``).
+        self.close_code = WSCloseCode.OK
         self.aborted = False
         self.endpoint: Endpoint | None = None
         self._wakeup = asyncio.Event()
@@ -57,23 +73,28 @@ class Connection:
         if self.closing or self.aborted:
             return
         if isinstance(msg, Encoded):
-            type_, text = msg.type, msg.text
+            type_, text, code = msg.type, msg.text, msg.code
         else:
             type_ = msg.get("type", "")
+            code = msg.get("code") if type_ == "error" else None
             text = wire.encode(msg)  # ASCII (json.dumps escapes the rest): len() is bytes
-        if type_ == "roster" and self.queue and self.queue[-1][0] == "roster":
-            self.queued_bytes -= len(self.queue.pop()[1])
+        if type_ == "roster" and self.queue and self.queue[-1].type == "roster":
+            self.queued_bytes -= len(self.queue.pop().text)
         if len(self.queue) >= self.max_messages or \
                 self.queued_bytes + len(text) > self.max_bytes:
             self.abort(f"it does not read its messages ({len(self.queue)} messages, "
                        f"{self.queued_bytes} bytes waiting)")
             return
-        self.queue.append((type_, text))
+        since = self.metrics.frame_arrived if self.metrics and type_ == "signal" else None
+        self.queue.append(Queued(type_, text, code, since))
         self.queued_bytes += len(text)
         self._wakeup.set()
 
-    def close(self) -> None:
-        """Write what is queued, then close the WebSocket."""
+    def close(self, code: WSCloseCode | None = None) -> None:
+        """Write what is queued, then close the WebSocket (with ``code``, if given: the
+        first one asked for counts)."""
+        if code is not None and not self.closing:
+            self.close_code = code
         self.closing = True
         self._wakeup.set()
 
@@ -94,14 +115,16 @@ class Connection:
         try:
             while True:
                 while self.queue:
-                    _, text = self.queue.popleft()
-                    self.queued_bytes -= len(text)
-                    await self.ws.send_str(text)
+                    item = self.queue.popleft()
+                    self.queued_bytes -= len(item.text)
+                    await self.ws.send_str(item.text)
+                    if self.metrics is not None:
+                        self.metrics.written(item.type, item.code, item.since)
                 if self.closing:
                     break
                 self._wakeup.clear()
                 await self._wakeup.wait()
-            await self.ws.close()
+            await self.ws.close(code=self.close_code)
         except (ConnectionError, RuntimeError) as exc:  # the peer went away meanwhile
             log.debug("%s: writer stopped: %r", self.label(), exc)
             self.closing = True  # nothing more will be written: queue nothing more

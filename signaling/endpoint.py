@@ -56,10 +56,14 @@ class Endpoint:
 
     def receive(self, text: str | bytes) -> None:
         """Handle one WebSocket frame; every failure becomes an ``error`` message."""
-        if self.closed or not self._allowed():
+        if self.closed:
             return
-        if self.session is not None and not self.registry.count_message(self.session):
-            return  # over the session's budget: it is closed, this connection too
+        if not self._allowed() or (self.session is not None and
+                                   not self.registry.count_message(self.session)):
+            # Over the rate (refused) or the session's budget (it is closed, this too).
+            self._observe("dropped")
+            return
+        kind = "invalid"
         try:
             try:
                 msg = decode_client_message(text)
@@ -67,8 +71,12 @@ class Endpoint:
                 # Nesting deeper than the JSON parser goes, or text that is not UTF-8.
                 raise SignalingError(ErrorCode.MALFORMED_JSON,
                                      "The message is not valid JSON text.") from None
+            kind = msg["type"]
+            self._observe(kind)
             self._receive(msg)
         except SignalingError as exc:
+            if kind == "invalid":
+                self._observe(kind)
             # The code only: the message may quote what the client sent.
             log.info("session %s party %s: refused, %s", self._session_id(), self._party(),
                      exc.code)
@@ -82,6 +90,16 @@ class Endpoint:
                 "closed. Join again, and tell the server's operator if it happens again.",
             ))
             self.close()
+
+    def _observe(self, kind: str) -> None:
+        """Tell the registry's observer (the operator's counts) what came; never raise."""
+        observer = self.registry.observer
+        if observer is not None:
+            try:
+                observer.received(kind)
+            except Exception:  # counting must never cost a party its message
+                log.exception("session %s party %s: counting a message failed",
+                              self._session_id(), self._party())
 
     def _allowed(self) -> bool:
         """Take a token from the bucket, or refuse (and close a flooding connection)."""

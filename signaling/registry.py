@@ -16,7 +16,7 @@ import secrets
 import time
 from collections import Counter
 from collections.abc import Callable, Iterable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from mpyc_webrtc.launch import (
     BUILTIN_NEEDS_PARTIES,
@@ -51,6 +51,18 @@ log = logging.getLogger(__name__)
 
 #: Longest sealed session description: 32 labels of 40 characters and the arguments fit.
 MAX_DESCRIPTOR_LENGTH = 16 * 1024
+
+
+class Observer(Protocol):
+    """What the core tells whoever counts for the operator (``signaling.metrics``).
+
+    Only what the I/O layer cannot see itself: the type of each message a client sent,
+    which is known once the core decoded it. Everything else is counted at the I/O edge.
+    """
+
+    def received(self, type_: str) -> None:
+        """A client's message of ``type_`` (a ``wire.CLIENT_MESSAGES`` type), or
+        ``invalid`` (not a valid message) or ``dropped`` (over a rate or budget, unread)."""
 
 
 class Registry:
@@ -119,6 +131,8 @@ class Registry:
         self.unjoined: dict[Endpoint, None] = {}
         #: Open connections per client address (``client_key``; only those with one or more).
         self.connections_by_client: Counter[str] = Counter()
+        #: Told about what clients send, if anyone counts (the I/O layer sets it).
+        self.observer: Observer | None = None
 
     def check_connection_capacity(self, client: str | None = None) -> None:
         """Raise ``server_busy`` if another connection would be more than the server allows,

@@ -43,14 +43,18 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class Encoded:
-    """A server message encoded once, so that a broadcast sends the same text to everyone."""
+    """A server message encoded once, so that a broadcast sends the same text to everyone.
+
+    ``code`` is an ``error``'s code, kept so the I/O layer can count errors by code without
+    decoding the text again."""
 
     type: str
     text: str
+    code: str | None = None
 
     @classmethod
     def of(cls, msg: dict[str, Any]) -> Encoded:
-        return cls(msg["type"], encode(msg))
+        return cls(msg["type"], encode(msg), msg.get("code") if msg["type"] == "error" else None)
 
 
 #: What the core hands the I/O layer to send: a message, or one already encoded.

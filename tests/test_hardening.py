@@ -539,8 +539,8 @@ async def test_consecutive_rosters_waiting_collapse_into_the_newest():
     for i in range(100):
         conn.send(wire.message("roster", parties=2, members=[], pairs=[], started=True,
                                round=i))
-    assert [t for t, _ in conn.queue] == ["roster"]
-    assert json.loads(conn.queue[0][1])["round"] == 99
+    assert [q.type for q in conn.queue] == ["roster"]
+    assert json.loads(conn.queue[0].text)["round"] == 99
     conn.task.cancel()
 
 

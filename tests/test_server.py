@@ -6,15 +6,25 @@ import asyncio
 import contextlib
 import hashlib
 import json
+import logging
+import re
 from collections.abc import AsyncIterator
 from typing import Any
 
 import aiohttp
-from aiohttp import WSMsgType
+import pytest
+from aiohttp import WSCloseCode, WSMsgType, web
 from aiohttp.test_utils import TestClient, TestServer
 
 from mpyc_webrtc import launch, programs, wire
-from signaling.app import MAX_REQUEST_BYTES, REGISTRY, WS_FRAME_LIMIT, create_app
+from signaling.app import (
+    MAX_REQUEST_BYTES,
+    REGISTRY,
+    WS_FRAME_LIMIT,
+    AccessLog,
+    create_app,
+    drain,
+)
 from testbed.sans_io import TINY_SOURCE, create_request
 
 TIMEOUT = 5.0
@@ -633,3 +643,158 @@ async def test_config_says_whether_relay_only_sessions_are_possible():
         turn = welcome["ice_servers"][1]
         assert turn["urls"] == ["turn:h:3478"] and turn["username"].endswith(f":{sid}.0")
         await ws.close()
+
+
+# --- For the operator: health, metrics, access log, draining ----------------------------------
+
+async def test_healthz_says_ok_with_counts():
+    async with serve() as client:
+        sid = await new_session(client)
+        ws, _ = await join(client, sid)
+        resp = await client.get("/healthz")
+        assert resp.status == 200
+        assert resp.headers["Cache-Control"] == "no-store"
+        assert await resp.json() == {"status": "ok", "sessions": 1, "connections": 1,
+                                     "websockets": 1}
+        await ws.close()
+
+
+async def test_drain_tells_parties_closes_with_1001_and_refuses_newcomers():
+    async with serve() as client:
+        sid = await new_session(client)
+        joined, _ = await join(client, sid)
+        await recv(joined)  # the roster
+        unjoined = await client.ws_connect("/ws")
+        await asyncio.sleep(0.05)  # the server holds both
+        draining = asyncio.create_task(drain(client.app, 3.0))
+        for ws in (joined, unjoined):
+            err = await expect_error(ws, "server_shutting_down")
+            assert "shutting down" in err["message"]
+        # Still draining: the parties have not answered the close yet.
+        health = await client.get("/healthz")
+        assert health.status == 503
+        assert (await health.json())["status"] == "draining"
+        resp = await client.post("/api/sessions", json=create_request(3, TOKEN_HASH))
+        assert resp.status == 503 and resp.headers["Retry-After"] == "60"
+        assert (await resp.json())["code"] == "server_shutting_down"
+        with pytest.raises(aiohttp.WSServerHandshakeError) as info:
+            await client.ws_connect("/ws")
+        assert info.value.status == 503
+        for ws in (joined, unjoined):
+            msg = await asyncio.wait_for(ws.receive(), TIMEOUT)
+            assert msg.type == WSMsgType.CLOSE and msg.data == WSCloseCode.GOING_AWAY
+        await asyncio.wait_for(draining, TIMEOUT)
+        assert client.app[REGISTRY].endpoints == set()
+
+
+async def test_drain_drops_a_party_that_does_not_close_in_time():
+    async with serve() as client:
+        ws = await client.ws_connect("/ws", autoclose=False)
+        await asyncio.sleep(0.05)
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        await asyncio.wait_for(drain(client.app, 0.3), TIMEOUT)
+        assert loop.time() - started < 1.0
+        await expect_error(ws, "server_shutting_down")
+        msg = await asyncio.wait_for(ws.receive(), TIMEOUT)
+        assert msg.type == WSMsgType.CLOSE  # the close frame; the client never answered it
+        await ws.close()
+
+
+def metric_samples(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    """Every sample of a Prometheus text page: (name, sorted labels) -> value."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    return {(s.name, tuple(sorted(s.labels.items()))): s.value
+            for family in text_string_to_metric_families(text) for s in family.samples}
+
+
+async def test_metrics_count_messages_errors_relays_and_sessions():
+    async with serve() as client:
+        sid = await new_session(client, parties=2)
+        a, _ = await join(client, sid)
+        b, _ = await join(client, sid)
+        await recv_types(a, 4)
+        await recv_types(b, 3)
+        await send(a, "signal", to=1, seq=1, box="offer")
+        await recv(b)
+        await send(a, "signal", to=0, seq=2, box="to myself")
+        await expect_error(a, "unknown_pid")
+        await a.send_str("{not json")
+        await expect_error(a, "malformed_json")
+        assert (await client.get("/api/sessions/nosuchsession")).status == 404
+
+        resp = await client.get("/metrics")
+        assert resp.status == 200
+        assert resp.headers["Content-Type"].startswith("text/plain; version=0.0.4")
+        text = await resp.text()
+        got = metric_samples(text)
+
+        def value(name: str, **labels: str) -> float:
+            return got[(name, tuple(sorted(labels.items())))]
+
+        assert value("mpyc_webrtc_messages_received_total", type="join") == 2
+        assert value("mpyc_webrtc_messages_received_total", type="signal") == 2
+        assert value("mpyc_webrtc_messages_received_total", type="invalid") == 1
+        assert value("mpyc_webrtc_messages_received_total", type="status") == 0
+        assert value("mpyc_webrtc_messages_sent_total", type="welcome") == 2
+        assert value("mpyc_webrtc_messages_sent_total", type="signal") == 1
+        assert value("mpyc_webrtc_messages_sent_total", type="start") == 2
+        assert value("mpyc_webrtc_errors_sent_total", code="unknown_pid") == 1
+        assert value("mpyc_webrtc_errors_sent_total", code="malformed_json") == 1
+        assert value("mpyc_webrtc_errors_sent_total", code="unknown_session") == 1  # HTTP
+        assert value("mpyc_webrtc_errors_sent_total", code="server_shutting_down") == 0
+        assert value("mpyc_webrtc_relay_latency_seconds_count") == 1
+        assert 0 <= value("mpyc_webrtc_relay_latency_seconds_sum") < 1
+        assert value("mpyc_webrtc_sessions", state="started") == 1
+        assert value("mpyc_webrtc_sessions", state="lobby") == 0
+        assert value("mpyc_webrtc_parties") == 2
+        assert value("mpyc_webrtc_connections", state="joined") == 2
+        assert value("mpyc_webrtc_connections", state="unjoined") == 0
+        assert value("mpyc_webrtc_websockets_open") == 2
+        # Counts only: no session id, nor anything a client sent.
+        assert sid not in text and "offer" not in text and "nosuchsession" not in text
+        for ws in (a, b):
+            await ws.close()
+
+    async with serve() as client:  # another app counts on its own
+        got = metric_samples(await (await client.get("/metrics")).text())
+        assert got[("mpyc_webrtc_messages_received_total", (("type", "join"),))] == 0
+
+
+async def test_metrics_can_be_turned_off():
+    async with serve(metrics=False) as client:
+        assert (await client.get("/metrics")).status == 404
+        assert (await client.get("/healthz")).status == 200
+
+
+class ServerAsRun(TestServer):
+    """The app run as ``mpyc-webrtc-server`` runs it (``signaling.cli.serve``): with its
+    access log, and handlers that finish when their client leaves (not cancelled)."""
+
+    async def _make_runner(self, **kwargs: Any) -> web.AppRunner:
+        kwargs.update(handler_cancellation=False, access_log_class=AccessLog)
+        return web.AppRunner(self.app, **kwargs)
+
+
+async def test_access_log_names_the_session_and_the_party_and_no_secret(caplog):
+    caplog.set_level(logging.DEBUG, logger="aiohttp.access")
+    async with TestClient(ServerAsRun(create_app(), host="127.0.0.1")) as client:
+        sid = await new_session(client)
+        await client.get(f"/api/sessions/{sid}?k=secret-looking")
+        await client.get(f"/join/{sid}")
+        ws, welcome = await join(client, sid)
+        await ws.close()
+        await client.get("/healthz")
+        for _ in range(50):  # the WebSocket's line is written once its handler returns
+            if any("/ws" in r.getMessage() for r in caplog.records):
+                break
+            await asyncio.sleep(0.02)
+    lines = [(r.levelno, r.getMessage()) for r in caplog.records if r.name == "aiohttp.access"]
+    text = "\n".join(line for _, line in lines)
+    assert re.search(r"^session - party -: 127\.0\.0\.1 POST /api/sessions 201 ", text, re.M)
+    assert re.search(rf"^session {sid} party -: \S+ GET /api/sessions/{sid} 200 ", text, re.M)
+    assert re.search(rf"^session {sid} party -: \S+ GET /join/{sid} 200 ", text, re.M)
+    assert re.search(rf"^session {sid} party {welcome['pid']}: \S+ GET /ws 101 ", text, re.M)
+    assert (logging.DEBUG, next(line for _, line in lines if "/healthz" in line)) in lines
+    assert TOKEN not in text and "secret-looking" not in text
