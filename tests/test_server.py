@@ -798,3 +798,76 @@ async def test_access_log_names_the_session_and_the_party_and_no_secret(caplog):
     assert re.search(rf"^session {sid} party {welcome['pid']}: \S+ GET /ws 101 ", text, re.M)
     assert (logging.DEBUG, next(line for _, line in lines if "/healthz" in line)) in lines
     assert TOKEN not in text and "secret-looking" not in text
+
+
+#: A party in the server's namespace: creates a session, joins it, then reports (one JSON
+#: line each) what the server says once it is told to stop, what /healthz says meanwhile,
+#: whether a new WebSocket is let in, and how its own socket is closed.
+SHUTDOWN_PARTY = r"""
+import asyncio, hashlib, json, sys
+import aiohttp
+from testbed.sans_io import create_request
+
+TOKEN = "t" * 43
+
+def say(**what):
+    print(json.dumps(what), flush=True)
+
+async def main(url):
+    async with aiohttp.ClientSession() as http:
+        body = create_request(3, hashlib.sha256(TOKEN.encode()).hexdigest())
+        async with http.post(url + "/api/sessions", json=body) as resp:
+            sid = (await resp.json())["session"]
+        ws = await http.ws_connect(url + "/ws")
+        await ws.send_json({"v": 1, "type": "join", "session": sid, "token": TOKEN})
+        welcome = await ws.receive_json(timeout=10)
+        await ws.receive_json(timeout=10)  # the roster
+        say(joined=welcome["pid"])
+        say(told=await ws.receive_json(timeout=30))
+        async with http.get(url + "/healthz") as resp:
+            say(health=resp.status, body=await resp.json())
+        try:
+            await http.ws_connect(url + "/ws")
+            say(newcomer="let in")
+        except aiohttp.WSServerHandshakeError as exc:
+            say(newcomer=exc.status)
+        closing = await ws.receive(timeout=30)
+        say(closed=closing.type.name, code=closing.data)
+
+asyncio.run(main(sys.argv[1]))
+"""
+
+
+@pytest.mark.netns
+def test_sigterm_tells_the_parties_drains_and_exits_0_within_the_timeout():
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from testbed.netns import Namespace, Server
+
+    with Namespace() as ns:
+        server = Server(ns, 8080, "--shutdown-timeout", "3")
+        party = ns.popen([sys.executable, "-c", SHUTDOWN_PARTY, server.url],
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+        def said() -> dict[str, Any]:
+            line = party.stdout.readline()
+            assert line, party.stderr.read()
+            return json.loads(line)
+
+        assert said() == {"joined": 0}
+        sent = time.monotonic()
+        server.proc.send_signal(signal.SIGTERM)
+        told = said()["told"]
+        assert told["type"] == "error" and told["code"] == "server_shutting_down"
+        assert told["message"].startswith("The signaling server is shutting down.")
+        health = said()
+        assert health["health"] == 503 and health["body"]["status"] == "draining"
+        assert said() == {"newcomer": 503}
+        assert said() == {"closed": "CLOSE", "code": WSCloseCode.GOING_AWAY}
+        assert party.wait(10) == 0
+        assert server.proc.wait(3 + 2) == 0
+        assert time.monotonic() - sent < 3 + 1
+        assert any("shutting down" in line for line in server.log)
