@@ -60,6 +60,8 @@ Events (fields after the name):
                     due (ignored; worth a log line)
 ``peer_left``       peer, message: after the start, ``peer`` left the session
 ``server_error``    code, message: an ``error`` from the server after the ``welcome``
+                    (for ``server_shutting_down``, the message is this client's own:
+                    what the shutdown means where the party stands)
 ``tampered``        message: someone interfered: stop at once, connect to nobody
 ``closed``          welcomed, started: the connection to the server is gone
 ==================  =====================================================================
@@ -72,7 +74,7 @@ from typing import Any
 from . import shape
 from .launch import fingerprint
 from .sentences import SENTENCES, say
-from .wire import UNSUPPORTED, message
+from .wire import UNSUPPORTED, ErrorCode, message
 
 Event = dict[str, Any]
 
@@ -232,6 +234,10 @@ class SignalingClient:
     def _receive_error(self, message: dict[str, Any]) -> list[Event]:
         code = message.get("code")
         text = message.get("message") or say("server.reported", code=code)
+        if code == ErrorCode.SERVER_SHUTTING_DOWN:
+            # The server's words are general; what it means depends on where this party is.
+            text = say("server.shutting_down.started" if self.round > 0
+                       else "server.shutting_down.lobby")
         if self.welcome is None:
             return [{"event": "join_failed", "code": code, "message": text}]
         return [{"event": "server_error", "code": code, "message": text}]

@@ -156,6 +156,15 @@ SENTENCES: dict[str, str] = {
     # -- the session ----------------------------------------------------------------------
     "party.left": "Party {party} left the session before the computation finished.",
     "server.reported": "The server reported {code}.",
+    # The server shuts down (error server_shutting_down): sessions live only in its memory.
+    "server.shutting_down.lobby": (
+        "The session server is shutting down, so this session ended before the computation "
+        "started. Once the server is back, ask the person who created the session for a new "
+        "link."),
+    "server.shutting_down.started": (
+        "The session server is shutting down. A computation that is running goes on directly "
+        "between the parties, but this session cannot run again: start a new session to "
+        "compute again."),
 }
 
 _FIELD = re.compile(r"\{(\w+)\}")

@@ -225,7 +225,11 @@ export class SignalingClient {
   /** @param {Record<string, any>} message @returns {ClientEvent[]} */
   receiveError(message) {
     const { code } = message;
-    const text = message.message || this.sentences.say('server.reported', { code });
+    let text = message.message || this.sentences.say('server.reported', { code });
+    if (code === 'server_shutting_down') {
+      // The server's words are general; what it means depends on where this party is.
+      text = this.sentences.say(this.round > 0 ? 'server.shutting_down.started' : 'server.shutting_down.lobby');
+    }
     return [{ event: this.welcome === null ? 'join_failed' : 'server_error', code, message: text }];
   }
 

@@ -234,6 +234,12 @@ const fromClient = {
     if (code === 'session_expired') {
       page.relay?.tell({ type: 'signaling-ended', reason: message });
       if (lobby.in('lobby', 'joining')) fail('Session closed', message);
+    } else if (code === 'server_shutting_down') {
+      // The client core chose the words (client.js): the session is gone before the
+      // start; after it, links already open carry the computation to its end.
+      page.relay?.tell({ type: 'signaling-ended', reason: message });
+      if (lobby.in('lobby', 'joining')) fail('Server shutting down', message);
+      else if (!lobby.in('failed')) cannotRunAgain(message);
     } else if (code === 'party_left') {
       lobby.ready = false;
       cannotRunAgain(message);
