@@ -507,8 +507,8 @@ async def drain(app: web.Application, timeout: float) -> None:
         return
     app[DRAINING].set()
     connections = list(app[CONNECTIONS])
-    log.info("session - party -: shutting down: telling %d connected parties, waiting at "
-             "most %gs for them", len(connections), timeout)
+    log.info("session - party -: shutting down: telling %d connections, waiting at most %gs "
+             "for them to close", len(connections), timeout)
     told = Encoded.of(shutting_down().to_message())
     for conn in connections:
         conn.send(told)
@@ -517,13 +517,17 @@ async def drain(app: web.Application, timeout: float) -> None:
     deadline = loop.time() + timeout
     while app[CONNECTIONS] and loop.time() < deadline:
         await asyncio.sleep(0.05)
-    for conn in list(app[CONNECTIONS]):
+    late = list(app[CONNECTIONS])
+    for conn in late:
         conn.abort("the server is shutting down and it did not close in time")
-    log.info("session - party -: every WebSocket is closed")
+    log.info("session - party -: %d WebSockets closed, %d dropped",
+             len(connections) - len(late), len(late))
 
 
 #: A session id as the server makes them (``secrets.token_urlsafe``), for the access log.
 _SESSION_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
+#: The longest request path the access log writes out (longer ones end in ``...``).
+MAX_LOGGED_PATH = 200
 
 
 class AccessLog(AbstractAccessLogger):
@@ -531,8 +535,9 @@ class AccessLog(AbstractAccessLogger):
 
     The session is the one in the path (``/join/ID``, ``/api/sessions/ID``), or the one a
     WebSocket joined (``/ws``, logged when it closes). A line holds the client's address,
-    the method, the path, the status, the bytes sent and the time taken: never the query
-    string nor a header, and no secret (the join token travels inside WebSocket messages,
+    the method, the path as sent (percent-encoded, so a line stays one line; at most
+    ``MAX_LOGGED_PATH`` characters), the status, the bytes sent and the time taken: never
+    the query string nor a header, and no secret (the join token travels inside WebSocket messages,
     the link's secret never reaches the server). ``/healthz`` and ``/metrics``, which
     monitors poll, are logged at DEBUG (``-v``).
     """
@@ -548,7 +553,10 @@ class AccessLog(AbstractAccessLogger):
             found = match_info.get("id") if match_info is not None else None
             if found and _SESSION_ID.fullmatch(found):
                 session = found
+        path = request.rel_url.raw_path
+        if len(path) > MAX_LOGGED_PATH:
+            path = path[:MAX_LOGGED_PATH] + "..."
         level = logging.DEBUG if request.path in ("/healthz", "/metrics") else logging.INFO
         self.logger.log(level, "session %s party %s: %s %s %s %d %dB %.3fs", session, party,
-                        request.remote or "-", request.method, request.path, response.status,
+                        request.remote or "-", request.method, path, response.status,
                         response.body_length, time)

@@ -786,6 +786,7 @@ async def test_access_log_names_the_session_and_the_party_and_no_secret(caplog):
         ws, welcome = await join(client, sid)
         await ws.close()
         await client.get("/healthz")
+        await client.get("/join/x%0Asession%20forged%0A" + "y" * 300)
         for _ in range(50):  # the WebSocket's line is written once its handler returns
             if any("/ws" in r.getMessage() for r in caplog.records):
                 break
@@ -798,6 +799,8 @@ async def test_access_log_names_the_session_and_the_party_and_no_secret(caplog):
     assert re.search(rf"^session {sid} party {welcome['pid']}: \S+ GET /ws 101 ", text, re.M)
     assert (logging.DEBUG, next(line for _, line in lines if "/healthz" in line)) in lines
     assert TOKEN not in text and "secret-looking" not in text
+    assert "\nsession forged" not in text  # a path cannot start a line of its own
+    assert re.search(r"GET /join/x%0Asession%20forged%0Ay+\.\.\. 404 ", text)
 
 
 #: A party in the server's namespace: creates a session, joins it, then reports (one JSON
