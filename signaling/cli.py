@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import logging
 import signal
 from typing import Any
@@ -202,7 +203,8 @@ async def serve(app: web.Application, host: str, port: int, banner: str,
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for signum in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(signum, stop.set)
+            with contextlib.suppress(NotImplementedError):  # Windows: Ctrl+C ends it at once
+                loop.add_signal_handler(signum, stop.set)
         await stop.wait()
         log.info("session - party -: shutting down (at most %gs)", shutdown_timeout)
         await drain(app, shutdown_timeout * DRAIN_SHARE)
