@@ -414,6 +414,26 @@ def test_waiting_party_is_told_when_the_session_expires():
         "parties joined: This session was closed because it was idle for too long.")
 
 
+def test_waiting_party_is_told_when_the_server_shuts_down():
+    import signal
+
+    from mpyc_webrtc.sentences import say
+
+    with Namespace() as ns:
+        server = Server(ns, 8080, "--shutdown-timeout", "3")
+        url = server.create(3, "--program", "sum")
+        peer = ns.popen([str(BIN / "mpyc-webrtc-peer"), "join", url, "--input", "1"],
+                        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        server.wait_joined(url, 1)
+        server.proc.send_signal(signal.SIGTERM)
+        _, err = peer.communicate(timeout=30)
+        assert server.proc.wait(5) == 0
+    assert peer.returncode == 1
+    assert err.strip().splitlines()[-1] == (
+        "mpyc-webrtc-peer: error: The signaling server ended the session before all 3 "
+        f"parties joined: {say('server.shutting_down.lobby')}")
+
+
 def test_join_timeout(server):
     url = server.create(3, "--program", "sum")
     done = server.ns.run([str(BIN / "mpyc-webrtc-peer"), "join", url, "--input", "1",
