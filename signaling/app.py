@@ -40,6 +40,8 @@ import asyncio
 import contextlib
 import json
 import logging
+import socket
+from collections.abc import Sequence
 from typing import Any
 
 from aiohttp import WSMsgType, hdrs, web
@@ -54,12 +56,14 @@ from .endpoint import Endpoint
 from .ice_servers import IceConfig
 from .registry import Registry, client_key
 from .session import Session
+from .stun import StunResponder
 
 log = logging.getLogger("signaling")
 
 REGISTRY = web.AppKey("registry", Registry)
 PUBLIC_URL = web.AppKey("public_url", str)
 LIMITS = web.AppKey("limits", dict)
+STUN = web.AppKey("stun", StunResponder)
 #: aiohttp's own frame limit, kept above ours so oversize messages get a JSON error.
 WS_FRAME_LIMIT = 4 * wire.MAX_MESSAGE_BYTES
 MAX_REQUEST_BYTES = 512 * 1024
@@ -129,7 +133,10 @@ def create_app(*, idle_timeout: float = DEFAULTS["idle_timeout"],
                ice: IceConfig | None = None,
                sweep_interval: float | None = None,
                public_url: str | None = None,
-               assets: Assets | None = None) -> web.Application:
+               assets: Assets | None = None,
+               stun_sockets: Sequence[socket.socket] = ()) -> web.Application:
+    """The server; ``stun_sockets`` (bound UDP sockets, see ``bind_udp``) are where its
+    own STUN service answers, from start-up to cleanup."""
     if sweep_interval is None:
         sweep_interval = min(10.0, idle_timeout / 4, join_timeout / 4)
     app = web.Application(client_max_size=MAX_REQUEST_BYTES, middlewares=[json_errors])
@@ -176,8 +183,74 @@ def create_app(*, idle_timeout: float = DEFAULTS["idle_timeout"],
             await task
 
     app.cleanup_ctx.append(sweeper)
+    if stun_sockets:
+        app[STUN] = StunResponder()
+
+        async def stun_service(app: web.Application):
+            loop = asyncio.get_running_loop()
+            transports = [(await loop.create_datagram_endpoint(
+                lambda: StunEndpoint(app[STUN]), sock=sock))[0] for sock in stun_sockets]
+            yield
+            for transport in transports:
+                transport.close()
+            log.info("session - party -: STUN service: %s", app[STUN].summary())
+
+        app.cleanup_ctx.append(stun_service)
     app.on_response_prepare.append(security_headers)
     return app
+
+
+class StunEndpoint(asyncio.DatagramProtocol):
+    """The I/O of the server's own STUN service: every datagram goes to the sans-I/O
+    ``StunResponder``, and its answer, if any, back to the sender."""
+
+    def __init__(self, responder: StunResponder) -> None:
+        self.responder = responder
+        self.transport: asyncio.DatagramTransport | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.DatagramTransport)
+        self.transport = transport
+
+    def datagram_received(self, data: bytes, addr: Any) -> None:
+        try:
+            answer = self.responder.answer(data, addr)
+        except Exception:  # a bug here must not stop the service for everyone else
+            log.exception("session - party -: the STUN service failed on a datagram")
+            return
+        if answer is not None and self.transport is not None:
+            self.transport.sendto(answer, addr)
+
+    def error_received(self, exc: Exception) -> None:
+        # An ICMP error for an earlier answer: its client went away. Nothing to do.
+        log.debug("session - party -: STUN: %s", exc)
+
+
+def bind_udp(host: str | None, port: int) -> list[socket.socket]:
+    """Non-blocking UDP sockets bound to ``port`` on every address ``host`` stands for
+    (as aiohttp listens on them: an empty host or None is every address, IPv6 sockets
+    are IPv6 only). Bound before the event loop runs, so that a taken port is an error
+    at start-up (OSError), before the server says it is up."""
+    sockets: list[socket.socket] = []
+    try:
+        infos = socket.getaddrinfo(host or None, port, type=socket.SOCK_DGRAM,
+                                   flags=socket.AI_PASSIVE)
+        seen = set()
+        for family, kind, proto, _, address in infos:
+            if (family, address[0]) in seen:
+                continue
+            seen.add((family, address[0]))
+            sock = socket.socket(family, kind, proto)
+            sockets.append(sock)
+            if family == socket.AF_INET6:
+                sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+            sock.setblocking(False)
+            sock.bind(address)
+    except BaseException:
+        for sock in sockets:
+            sock.close()
+        raise
+    return sockets
 
 
 async def security_headers(request: web.Request, response: web.StreamResponse) -> None:
