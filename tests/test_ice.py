@@ -276,3 +276,15 @@ def test_a_taken_stun_port_is_a_start_up_error_for_a_person(capsys):
         main(["--stun-port", "70000"])
     assert info.value.code == 2
     assert "a UDP port is 1 to 65535" in capsys.readouterr().err
+
+
+def test_a_native_peer_leaves_out_ice_servers_aiortc_cannot_use():
+    """A server listening on an IPv6 address hands out stun:[ADDRESS]:PORT, which browsers
+    take and aiortc cannot parse (its peer connection would not even be created)."""
+    from mpyc_webrtc.native.ice import plan_ice_servers, udp_probe_target
+
+    servers = [{"urls": ["stun:[2001:db8::1]:3478", "stun:192.0.2.1:3478"]},
+               {"urls": "turn:[2001:db8::1]:3478", "username": "u", "credential": "p"}]
+    assert plan_ice_servers(servers, udp_ok=True) == [{"urls": "stun:192.0.2.1:3478"}]
+    assert udp_probe_target(servers) == ("192.0.2.1", 3478)
+    assert udp_probe_target([{"urls": "stun:[::1]:3478"}]) is None
