@@ -2,7 +2,9 @@
 ``endpoint``).
 
 The server never sees MPC traffic: it hands out pids, relays SDP offers/answers
-and ICE candidates between parties, and forgets sessions when they go idle.
+and ICE candidates between parties, and forgets sessions when they go idle. It also
+answers STUN on UDP (``StunEndpoint`` around the sans-I/O ``stun``), so that parties
+behind home routers learn their public address from it.
 
 Abuse limits (``create_app`` arguments and ``mpyc-webrtc-server`` options, defaults in
 ``DEFAULTS``); every refusal is a JSON ``error`` with a code and a sentence for a person:

@@ -288,3 +288,26 @@ def test_a_native_peer_leaves_out_ice_servers_aiortc_cannot_use():
     assert plan_ice_servers(servers, udp_ok=True) == [{"urls": "stun:192.0.2.1:3478"}]
     assert udp_probe_target(servers) == ("192.0.2.1", 3478)
     assert udp_probe_target([{"urls": "stun:[::1]:3478"}]) is None
+
+
+def test_a_taken_http_port_is_a_start_up_error_for_a_person(capsys):
+    import socket
+
+    from signaling.cli import main
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        with pytest.raises(SystemExit) as info:
+            main(["--port", str(port), "--stun-port", "0"])
+    assert info.value.code == 2
+    assert (f"mpyc-webrtc-server: error: TCP port {port} on 127.0.0.1 is taken by another "
+            "program. Choose another with --port PORT (or --host).") in capsys.readouterr().err
+
+
+def test_the_stun_port_from_a_config_file(tmp_path):
+    config = tmp_path / "server.toml"
+    config.write_text("stun_port = 0\n")
+    assert parse_args(["--config", str(config)]).stun_port == 0
+    assert not hasattr(parse_args([]), "stun_port")  # not given: decided by what else is
