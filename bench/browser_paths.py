@@ -48,7 +48,10 @@ class TreeServer(Server):
         env = dict(os.environ, PYTHONPATH=str(root))
         self.ns = ns
         self.url = f"http://127.0.0.1:{port}"
-        self.proc = ns.popen([sys.executable, "-m", "signaling.cli", "--port", str(port)],
+        # This tree's server holds the namespace's STUN port, where the other has one too.
+        own_stun = "--stun-port" in (root / "signaling" / "cli.py").read_text()
+        self.proc = ns.popen([sys.executable, "-m", "signaling.cli", "--port", str(port),
+                              *(["--stun-port", "0"] if own_stun else [])],
                              cwd=root, env=env, stdout=subprocess.PIPE,
                              stderr=subprocess.PIPE, text=True)
         first = self.proc.stdout.readline()

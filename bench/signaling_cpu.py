@@ -130,9 +130,13 @@ class Server:
         if self.root is not None:
             env["PYTHONPATH"] = str(self.root) + os.pathsep + env.get("PYTHONPATH", "")
         self.log = tempfile.TemporaryFile()
+        # No STUN service (signaling only, and the servers of both trees share 127.0.0.1),
+        # where the tree has one.
+        cli = ((self.root or REPO) / "signaling" / "cli.py").read_text()
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "signaling.cli", "--host", "127.0.0.1", "--port",
-             str(self.port), "--max-sessions-per-client", "1000"],
+             str(self.port), "--max-sessions-per-client", "1000",
+             *(["--stun-port", "0"] if "--stun-port" in cli else [])],
             cwd=self.root or REPO, env=env, stdout=self.log, stderr=self.log)
         deadline = time.monotonic() + 60
         async with aiohttp.ClientSession() as http:

@@ -30,8 +30,10 @@ ANNOUNCE = Path(__file__).parent / "programs" / "announce.py"
 PROXY_PORT = 8090
 TURN_PORT = 8085
 #: TURN servers for a server on which relay-only sessions can be created; nothing listens
-#: there (every party is stopped before it gathers a candidate).
-FAKE_TURN = ("--turn", "turn:127.0.0.1:3478", "--turn-secret", "no-relay-here")
+#: there (every party is stopped before it gathers a candidate). That second server in the
+#: namespace leaves STUN to the first one, which holds the STUN port.
+FAKE_TURN = ("--turn", "turn:127.0.0.1:3480", "--turn-secret", "no-relay-here",
+             "--stun-port", "0")
 #: Native peers waiting for a browser that was stopped give up this soon.
 CONNECT = ("--connect-timeout", "10")
 NATIVE_TIMEOUT = 120

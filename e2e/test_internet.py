@@ -114,8 +114,10 @@ class Session:
 
     def __init__(self, net: Internet, *server_args: str, turn: bool = True):
         self.net = net
-        args = ["--host", net.server_ip, "--port", "8080", "--stun", net.stun_url]
-        if turn:
+        args = ["--host", net.server_ip, "--port", "8080"]
+        if net.coturn:  # without it, the server hands out its own STUN service
+            args += ["--stun", net.stun_url]
+        if turn and net.coturn:
             args += [arg for url in net.turn_urls for arg in ("--turn", url)]
             args += ["--turn-secret", net.turn_secret]
         self.server = net.popen(net.public, [SERVER, *args, *server_args],
@@ -235,6 +237,44 @@ def expected_path(a: str, b: str) -> str:
     if "public" in (a, b):
         return "direct"  # the public party's own address is reachable from anywhere
     return "relayed" if "symmetric" in (a, b) else "direct"
+
+
+@pytest.mark.slow
+def test_cone_nats_connect_directly_with_only_the_servers_own_stun(internet):
+    """An operator who runs only mpyc-webrtc-server on a public host, no coturn: parties
+    behind home routers (cone NATs) learn their routers' addresses from the server's own
+    STUN service and connect directly. Without any STUN they could not: each would only
+    know its private address, which the others cannot reach."""
+    net = internet(["cone", "cone", "cone"], coturn=False)
+    session = Session(net, turn=False)
+    assert not any(rec.role == "coturn" for rec in net._recorded())
+    inputs = [5, 6, 7]
+    peers = session.run_rounds(inputs, 3)
+    for peer in peers:
+        assert peer.finish() == 0, peer.text()
+        assert f"total: {expected_total(inputs, 3)}\n" in peer.out, peer.text()
+    for peer in peers:
+        i, paths = peer.party(), peer.paths()
+        assert sorted(paths) == [j for j in range(3) if j != i], peer.text()
+        for j, (path, ours, theirs) in paths.items():
+            assert path == "direct", f"party {i}->{j}: {path} ({ours}/{theirs})"
+            assert theirs in ("srflx", "prflx"), (ours, theirs)
+    said = "".join(session.server_log)
+    assert f"STUN on UDP port 3478, handed to parties as {net.stun_url}" in said, said
+    assert net.stun_url == "stun:100.64.0.1:3478"
+    report("cone NATs, the server's own STUN, no coturn",
+           mesh_seconds=max(p.mesh_seconds() for p in peers))
+
+
+@pytest.mark.slow
+def test_cone_nats_without_any_stun_cannot_connect(internet):
+    """The control of the test above: the same cone NATs, the server's STUN turned off."""
+    net = internet(["cone", "cone"], coturn=False)
+    session = Session(net, "--stun-port", "0", turn=False)
+    peers = session.run_rounds([1, 2], 2, join_args=("--connect-timeout", "8"))
+    assert [peer.finish(timeout=60) for peer in peers] == [1, 1]
+    for peer in peers:
+        assert "no direct path between you was found" in peer.last_error(), peer.text()
 
 
 @pytest.mark.slow

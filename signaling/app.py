@@ -2,7 +2,9 @@
 ``endpoint``).
 
 The server never sees MPC traffic: it hands out pids, relays SDP offers/answers
-and ICE candidates between parties, and forgets sessions when they go idle.
+and ICE candidates between parties, and forgets sessions when they go idle. It also
+answers STUN on UDP (``StunEndpoint`` around the sans-I/O ``stun``), so that parties
+behind home routers learn their public address from it.
 
 Abuse limits (``create_app`` arguments and ``mpyc-webrtc-server`` options, defaults in
 ``DEFAULTS``); every refusal is a JSON ``error`` with a code and a sentence for a person:
@@ -48,6 +50,8 @@ import contextlib
 import json
 import logging
 import re
+import socket
+from collections.abc import Sequence
 from typing import Any
 
 from aiohttp import WSCloseCode, WSMsgType, hdrs, web
@@ -65,6 +69,7 @@ from .metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from .metrics import Metrics
 from .registry import Registry, client_key
 from .session import Encoded, Session
+from .stun import StunResponder
 
 log = logging.getLogger("signaling")
 
@@ -78,6 +83,7 @@ CONNECTIONS = web.AppKey("connections", set)
 DRAINING = web.AppKey("draining", asyncio.Event)
 #: The session and pid a WebSocket joined as, for its access-log line (``AccessLog``).
 JOINED_AS = web.RequestKey("joined_as", tuple)
+STUN = web.AppKey("stun", StunResponder)
 #: aiohttp's own frame limit, kept above ours so oversize messages get a JSON error.
 WS_FRAME_LIMIT = 4 * wire.MAX_MESSAGE_BYTES
 MAX_REQUEST_BYTES = 512 * 1024
@@ -148,9 +154,12 @@ def create_app(*, idle_timeout: float = DEFAULTS["idle_timeout"],
                sweep_interval: float | None = None,
                public_url: str | None = None,
                assets: Assets | None = None,
-               metrics: bool = True) -> web.Application:
+               metrics: bool = True,
+               stun_sockets: Sequence[socket.socket] = ()) -> web.Application:
     """The server's aiohttp app; see the module's docstring for the limits. ``metrics``:
-    whether ``GET /metrics`` is served (it shows only counts, see ``signaling.metrics``)."""
+    whether ``GET /metrics`` is served (it shows only counts, see ``signaling.metrics``);
+    ``stun_sockets`` (bound UDP sockets, see ``bind_udp``) are where its own STUN service
+    answers, from start-up to cleanup."""
     if sweep_interval is None:
         sweep_interval = min(10.0, idle_timeout / 4, join_timeout / 4)
     app = web.Application(client_max_size=MAX_REQUEST_BYTES, middlewares=[json_errors])
@@ -204,8 +213,74 @@ def create_app(*, idle_timeout: float = DEFAULTS["idle_timeout"],
             await task
 
     app.cleanup_ctx.append(sweeper)
+    if stun_sockets:
+        app[STUN] = StunResponder()
+
+        async def stun_service(app: web.Application):
+            loop = asyncio.get_running_loop()
+            transports = [(await loop.create_datagram_endpoint(
+                lambda: StunEndpoint(app[STUN]), sock=sock))[0] for sock in stun_sockets]
+            yield
+            for transport in transports:
+                transport.close()
+            log.info("session - party -: STUN service: %s", app[STUN].summary())
+
+        app.cleanup_ctx.append(stun_service)
     app.on_response_prepare.append(security_headers)
     return app
+
+
+class StunEndpoint(asyncio.DatagramProtocol):
+    """The I/O of the server's own STUN service: every datagram goes to the sans-I/O
+    ``StunResponder``, and its answer, if any, back to the sender."""
+
+    def __init__(self, responder: StunResponder) -> None:
+        self.responder = responder
+        self.transport: asyncio.DatagramTransport | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        # asyncio's own datagram transports are no DatagramTransport subclass in 3.11.
+        self.transport = transport  # type: ignore[assignment]
+
+    def datagram_received(self, data: bytes, addr: Any) -> None:
+        try:
+            answer = self.responder.answer(data, addr)
+        except Exception:  # a bug here must not stop the service for everyone else
+            log.exception("session - party -: the STUN service failed on a datagram")
+            return
+        if answer is not None and self.transport is not None:
+            self.transport.sendto(answer, addr)
+
+    def error_received(self, exc: Exception) -> None:
+        # An ICMP error for an earlier answer: its client went away. Nothing to do.
+        log.debug("session - party -: STUN: %s", exc)
+
+
+def bind_udp(host: str | None, port: int) -> list[socket.socket]:
+    """Non-blocking UDP sockets bound to ``port`` on every address ``host`` stands for
+    (as aiohttp listens on them: an empty host or None is every address, IPv6 sockets
+    are IPv6 only). Bound before the event loop runs, so that a taken port is an error
+    at start-up (OSError), before the server says it is up."""
+    sockets: list[socket.socket] = []
+    try:
+        infos = socket.getaddrinfo(host or None, port, type=socket.SOCK_DGRAM,
+                                   flags=socket.AI_PASSIVE)
+        seen = set()
+        for family, kind, proto, _, address in infos:
+            if (family, address[0]) in seen:
+                continue
+            seen.add((family, address[0]))
+            sock = socket.socket(family, kind, proto)
+            sockets.append(sock)
+            if family == socket.AF_INET6:
+                sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+            sock.setblocking(False)
+            sock.bind(address)
+    except BaseException:
+        for sock in sockets:
+            sock.close()
+        raise
+    return sockets
 
 
 async def security_headers(request: web.Request, response: web.StreamResponse) -> None:

@@ -5,17 +5,19 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import errno
 import logging
 import signal
-from typing import Any
+import sys
+from typing import Any, NoReturn
 
 from aiohttp import web
 
 from mpyc_webrtc import wire
 from mpyc_webrtc.ice import parse_ice_server
 
-from .app import DEFAULTS, REGISTRY, AccessLog, create_app, drain
-from .ice_servers import IceConfig
+from .app import DEFAULTS, REGISTRY, AccessLog, bind_udp, create_app, drain
+from .ice_servers import DEFAULT_STUN_PORT, IceConfig, names_stun, own_stun_url
 
 log = logging.getLogger("signaling")
 
@@ -37,7 +39,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                              "the command line overrides it")
     ice = parser.add_argument_group(
         "STUN and TURN", "Parties behind NATs and firewalls find each other with STUN and, "
-        "where no direct path exists, talk through a TURN relay such as coturn.")
+        "where no direct path exists, talk through a TURN relay such as coturn. The server "
+        "answers STUN itself (--stun-port); a relay it does not do.")
+    ice.add_argument("--stun-port", type=int, default=argparse.SUPPRESS, metavar="PORT",
+                     help="UDP port of the server's own STUN service, on the --host "
+                          "address(es); it is handed to parties as stun:HOST:PORT, HOST "
+                          "being --public-url's host, else --host. 0: no STUN service. "
+                          f"Default: {DEFAULT_STUN_PORT}, or none if --stun or a stun: "
+                          "--ice-server names another STUN server")
     ice.add_argument("--stun", action="append", default=[], metavar="URL",
                      help="STUN server handed to every party (stun:HOST:PORT); repeatable")
     ice.add_argument("--turn", action="append", default=[], metavar="URL",
@@ -144,25 +153,76 @@ def read_config(parser: argparse.ArgumentParser, path: str) -> dict[str, Any]:
     return {key.replace("-", "_"): value for key, value in config.items()}
 
 
+def fail(message: str) -> NoReturn:
+    """End start-up with ``message`` for a person, and exit status 2 (as argparse does)."""
+    print(f"mpyc-webrtc-server: error: {message}", file=sys.stderr, flush=True)
+    raise SystemExit(2)
+
+
+def port_taken(what: str, host: str, port: int, exc: OSError) -> str:
+    """Why ``what`` cannot listen on ``host``:``port``, and what to do about it."""
+    where = f"{what} port {port} on {host or 'every address'}"
+    if exc.errno == errno.EADDRINUSE:
+        text = f"{where} is taken by another program"
+    elif exc.errno == errno.EACCES:
+        text = f"this user may not use {where}"
+    else:
+        text = f"cannot listen on {where}: {exc.strerror or exc}"
+    if what == "UDP":
+        return (f"{text} (the server's own STUN service; perhaps a STUN or TURN server such "
+                "as coturn, or another mpyc-webrtc-server). Choose another port with "
+                "--stun-port PORT, or none with --stun-port 0; a STUN server that already "
+                "runs there can be handed out with --stun stun:HOST:PORT.")
+    return f"{text}. Choose another with --port PORT (or --host)."
+
+
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
                         format="%(asctime)s %(name)s: %(message)s")
     try:
-        ice = IceConfig(stun=tuple(args.stun), turn=tuple(args.turn),
-                        turn_secret=args.turn_secret, turn_ttl=args.turn_ttl,
-                        static=tuple(parse_ice_server(u) for u in args.ice_server))
+        static = tuple(parse_ice_server(u) for u in args.ice_server)
+    except ValueError as exc:
+        raise SystemExit(f"mpyc-webrtc-server: {exc}") from None
+    # The server's own STUN service: on unless told otherwise, or another STUN server is
+    # named (which parties get instead, so that ours would only hold a port).
+    other_stun = names_stun(args.stun, static)
+    stun_port = getattr(args, "stun_port", None)
+    if stun_port is None:
+        stun_port = 0 if other_stun else DEFAULT_STUN_PORT
+    if not 0 <= stun_port <= 0xFFFF:
+        fail(f"--stun-port {stun_port}: a UDP port is 1 to 65535 (0: no STUN service).")
+    stun_sockets = []
+    if stun_port:
+        try:
+            stun_sockets = bind_udp(args.host, stun_port)
+        except OSError as exc:
+            fail(port_taken("UDP", args.host, stun_port, exc))
+    own_stun = None if other_stun or not stun_port else \
+        own_stun_url(args.public_url, args.host, stun_port)
+    try:
+        ice = IceConfig(stun=(*args.stun, *([own_stun] if own_stun else [])),
+                        turn=tuple(args.turn), turn_secret=args.turn_secret,
+                        turn_ttl=args.turn_ttl, static=static)
     except ValueError as exc:
         raise SystemExit(f"mpyc-webrtc-server: {exc}") from None
     base = args.public_url or f"http://{args.host}:{args.port}"
     limits = {name: getattr(args, name) for name in DEFAULTS}
     app = create_app(**limits, ice=ice, public_url=args.public_url or base,
                      allow_origins=args.allow_origin,
-                     trust_forwarded_for=args.trust_forwarded_for, metrics=args.metrics)
+                     trust_forwarded_for=args.trust_forwarded_for, metrics=args.metrics,
+                     stun_sockets=stun_sockets)
     lines = [f"mpyc-webrtc server on {base}",
              f"Create a session in your browser: {base}/",
              f"  or from a terminal: mpyc-webrtc-peer create {base} --parties 3 "
              "--program average"]
+    if stun_port:
+        lines.append(f"STUN on UDP port {stun_port}, handed to parties as {own_stun}"
+                     if own_stun else
+                     f"STUN on UDP port {stun_port}, handed to no party: "
+                     + ("--stun or --ice-server names another STUN server" if other_stun
+                        else "--host listens on every address; say which one parties "
+                        "reach with --public-url"))
     if args.session:
         from mpyc_webrtc.sealing import JoinSecret
 
@@ -198,7 +258,12 @@ async def serve(app: web.Application, host: str, port: int, banner: str,
                            shutdown_timeout=max(0.1, shutdown_timeout * (1 - DRAIN_SHARE)))
     await runner.setup()
     try:
-        await web.TCPSite(runner, host, port).start()
+        try:
+            await web.TCPSite(runner, host, port).start()
+        except OSError as exc:
+            if exc.errno not in (errno.EADDRINUSE, errno.EACCES):
+                raise
+            fail(port_taken("TCP", host, port, exc))
         print(banner, flush=True)  # once the port is bound: testbed.netns.Server waits for it
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()

@@ -14,10 +14,17 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
+import ipaddress
 import math
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
+
+#: The server's own STUN service's UDP port unless told otherwise (STUN's registered port).
+DEFAULT_STUN_PORT = 3478
+#: Listen hosts that stand for every address: none of them can be handed to a party.
+WILDCARD_HOSTS = frozenset({"", "0.0.0.0", "::"})
 
 
 def check_server_url(url: str, schemes: tuple[str, ...]) -> str:
@@ -33,6 +40,31 @@ def check_server_url(url: str, schemes: tuple[str, ...]) -> str:
     if transport is not None and transport != ["udp"] and transport != ["tcp"]:
         raise ValueError(f"{url!r}: transport must be udp or tcp.")
     return url
+
+
+def names_stun(stun: Iterable[str], static: Iterable[dict[str, Any]]) -> bool:
+    """Whether the configuration names a STUN server of its own (``--stun``, or a ``stun:``
+    URL among ``--ice-server``): then the server's own STUN service is not handed out."""
+    return any(True for _ in stun) or any(
+        str(url).startswith(("stun:", "stuns:")) for server in static for url in _urls(server))
+
+
+def own_stun_url(public_url: str | None, host: str | None, port: int) -> str | None:
+    """The ``stun:HOST:PORT`` URL parties reach the server's own STUN service at: HOST is
+    ``public_url``'s host, which parties reach the server by, else the listen ``host``;
+    None when that is an every-address host (0.0.0.0, ::) and there is no public URL, as
+    the server cannot know which of its addresses parties can reach."""
+    name = urlsplit(public_url).hostname if public_url else None
+    if not name:
+        name = None if host is None or host in WILDCARD_HOSTS else host
+    if not name:
+        return None
+    try:
+        if ipaddress.ip_address(name).version == 6:
+            name = f"[{name}]"
+    except ValueError:
+        pass  # a host name
+    return f"stun:{name}:{port}"
 
 
 def turn_credentials(secret: str, who: str, expires: int) -> tuple[str, str]:

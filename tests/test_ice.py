@@ -13,7 +13,7 @@ import pytest
 from mpyc_webrtc.ice import url_transport
 from mpyc_webrtc.wire import ErrorCode, SignalingError
 from signaling.cli import parse_args
-from signaling.ice_servers import IceConfig, turn_credentials
+from signaling.ice_servers import IceConfig, names_stun, own_stun_url, turn_credentials
 from signaling.registry import Registry
 from testbed.sans_io import TOKEN_HASH, Clock, Party
 
@@ -171,3 +171,143 @@ def test_missing_config_file_is_explained(tmp_path, capsys):
     with pytest.raises(SystemExit):
         parse_args(["--config", str(tmp_path / "nope.toml")])
     assert "cannot read the config file" in capsys.readouterr().err
+
+
+# --- the server's own STUN service: what it hands out ---------------------------------------
+
+def test_own_stun_url_is_the_public_hosts_else_the_listen_hosts():
+    assert own_stun_url("https://mpc.example.org/", "0.0.0.0", 3478) == \
+        "stun:mpc.example.org:3478"
+    assert own_stun_url("http://[2001:db8::1]:8080", "::", 3478) == "stun:[2001:db8::1]:3478"
+    assert own_stun_url(None, "100.64.0.1", 3479) == "stun:100.64.0.1:3479"
+    assert own_stun_url(None, "::1", 3478) == "stun:[::1]:3478"
+    # Every address: the server cannot know which one parties reach.
+    for host in ("0.0.0.0", "::", "", None):
+        assert own_stun_url(None, host, 3478) is None
+
+
+def test_another_stun_server_is_named_by_stun_or_ice_server():
+    assert not names_stun((), ())
+    assert names_stun(("stun:h:3478",), ())
+    assert names_stun((), ({"urls": ["turn:h:3478", "stun:h:3478"]},))
+    assert not names_stun((), ({"urls": "turn:h:3478", "username": "u", "credential": "p"},))
+
+
+@pytest.fixture
+def started(monkeypatch):
+    """``cli.main`` up to ``run_app``: the app it would serve, and the UDP sockets it bound
+    (on 127.0.0.1 only, closed after the test); nothing is sent anywhere."""
+    from aiohttp import web
+
+    import signaling.cli as cli
+
+    bound: list = []
+    apps: list = []
+
+    def bind_udp(host, port):
+        bound.extend(cli_bind(host, port))
+        return bound
+
+    cli_bind = cli.bind_udp
+    monkeypatch.setattr(cli, "bind_udp", bind_udp)
+    monkeypatch.setattr(web, "run_app", lambda app, **kwargs: apps.append(app))
+
+    def start(*argv: str):
+        for sock in bound:
+            sock.close()
+        bound.clear()
+        apps.clear()
+        cli.main(list(argv))
+        return apps[0], list(bound)
+
+    yield start
+    for sock in bound:
+        sock.close()
+
+
+def free_udp_port() -> int:
+    import socket
+
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def test_the_server_hands_out_its_own_stun_unless_another_is_named(started):
+    from signaling.app import REGISTRY
+
+    port = free_udp_port()
+    app, bound = started("--stun-port", str(port))
+    assert app[REGISTRY].ice.stun == (f"stun:127.0.0.1:{port}",)
+    assert [s.getsockname() for s in bound] == [("127.0.0.1", port)]
+    app, _ = started("--stun-port", str(port), "--public-url", "https://mpc.example.org")
+    assert app[REGISTRY].ice.stun == (f"stun:mpc.example.org:{port}",)
+    # A TURN relay alone does not stop it (aiortc gathers no srflx from TURN).
+    app, _ = started("--stun-port", str(port), "--turn", TURN[0], "--turn-secret", "s")
+    assert app[REGISTRY].ice.stun == (f"stun:127.0.0.1:{port}",)
+    # Another STUN server named: that one only, and no port held by default ...
+    app, bound = started("--stun", STUN[0])
+    assert app[REGISTRY].ice.stun == STUN and bound == []
+    app, bound = started("--ice-server", STUN[0])
+    assert app[REGISTRY].ice.stun == () and bound == []
+    # ... unless asked for; 0 turns it off.
+    app, bound = started("--stun", STUN[0], "--stun-port", str(port))
+    assert app[REGISTRY].ice.stun == STUN and len(bound) == 1
+    app, bound = started("--stun-port", "0")
+    assert app[REGISTRY].ice.stun == () and bound == []
+
+
+def test_a_taken_stun_port_is_a_start_up_error_for_a_person(capsys):
+    import socket
+
+    from signaling.cli import main
+
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as taken:
+        taken.bind(("127.0.0.1", 0))
+        port = taken.getsockname()[1]
+        with pytest.raises(SystemExit) as info:
+            main(["--port", "0", "--stun-port", str(port)])
+    assert info.value.code == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"mpyc-webrtc-server: error: UDP port {port} on 127.0.0.1 is taken "
+                          "by another program"), err
+    assert "--stun-port 0" in err and "--stun stun:HOST:PORT" in err
+    with pytest.raises(SystemExit) as info:
+        main(["--stun-port", "70000"])
+    assert info.value.code == 2
+    assert "a UDP port is 1 to 65535" in capsys.readouterr().err
+
+
+def test_a_native_peer_leaves_out_ice_servers_aiortc_cannot_use():
+    """A server listening on an IPv6 address hands out stun:[ADDRESS]:PORT, which browsers
+    take and aiortc cannot parse (its peer connection would not even be created)."""
+    from mpyc_webrtc.native.ice import plan_ice_servers, udp_probe_target
+
+    servers = [{"urls": ["stun:[2001:db8::1]:3478", "stun:192.0.2.1:3478"]},
+               {"urls": "turn:[2001:db8::1]:3478", "username": "u", "credential": "p"}]
+    assert plan_ice_servers(servers, udp_ok=True) == [{"urls": "stun:192.0.2.1:3478"}]
+    assert udp_probe_target(servers) == ("192.0.2.1", 3478)
+    assert udp_probe_target([{"urls": "stun:[::1]:3478"}]) is None
+
+
+def test_a_taken_http_port_is_a_start_up_error_for_a_person(capsys):
+    import socket
+
+    from signaling.cli import main
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        with pytest.raises(SystemExit) as info:
+            main(["--port", str(port), "--stun-port", "0"])
+    assert info.value.code == 2
+    assert (f"mpyc-webrtc-server: error: TCP port {port} on 127.0.0.1 is taken by another "
+            "program. Choose another with --port PORT (or --host).") in capsys.readouterr().err
+
+
+def test_the_stun_port_from_a_config_file(tmp_path):
+    config = tmp_path / "server.toml"
+    config.write_text("stun_port = 0\n")
+    assert parse_args(["--config", str(config)]).stun_port == 0
+    assert not hasattr(parse_args([]), "stun_port")  # not given: decided by what else is

@@ -505,6 +505,19 @@ def test_impairment_options_are_checked_and_kept():
     assert "5.0% held back 4 ms (reordered), 1.0% duplicated" in net.describe()
 
 
+def test_without_coturn_the_servers_own_stun_is_the_stun_server():
+    """``coturn=False``: no relay, and parties are pointed at the signaling server's STUN
+    service; the state file keeps the choice (``Internet.load``)."""
+    net = Internet(nats=["cone", "cone"], name="msimc", server=True, coturn=False)
+    assert net.stun_url == "stun:100.64.0.1:3478" and net.turn_urls == []
+    assert net.config()["coturn"] is False
+    text = net.describe()
+    assert "coturn            none (no TURN relay)" in text
+    assert "stun:100.64.0.1:3478  (the signaling server's own)" in text
+    assert "--ice-server" not in text and "TURN credentials" not in text
+    assert Internet(nats=["cone"], name="msimc").config()["coturn"] is True
+
+
 def test_no_wire_without_impairment(net):
     median, low, high, n = map(float, py(net, net.parties[0].ns, PING, net.server_ip,
                                           "20").split())

@@ -63,6 +63,9 @@ def parser() -> argparse.ArgumentParser:
     up.add_argument("--seed", type=int, default=None,
                     help="seed for the wire's losses, reordering and duplicates")
     up.add_argument("--turn-secret", default="s3cret", help="coturn's REST auth secret")
+    up.add_argument("--coturn", action=argparse.BooleanOptionalAction, default=True,
+                    help="start coturn (TURN and STUN); without it there is no relay and "
+                    "the STUN server is the signaling server's own")
     up.add_argument("--server", action=argparse.BooleanOptionalAction, default=False,
                     help="start the signaling server on the public side")
     up.add_argument("--wireguard", action="store_true",
@@ -99,7 +102,7 @@ def _command(args: argparse.Namespace) -> int:
         net = Internet(args.nat, args.block_udp, args.delay_ms, args.loss, args.turn_secret,
                        args.name, args.server, wire=args.wire or None, seed=args.seed,
                        reorder=args.reorder, reorder_ms=args.reorder_ms,
-                       duplicate=args.duplicate)
+                       duplicate=args.duplicate, coturn=args.coturn)
         if args.wireguard:
             from .wireguard import check_supported
 

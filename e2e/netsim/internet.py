@@ -68,6 +68,9 @@ SERVER_IP = "100.64.0.1"
 TURN_IP = "100.64.0.2"
 TURN_PORT = 3478
 SERVER_PORT = 8080
+#: The signaling server's own STUN service (``mpyc-webrtc-server --stun-port``'s default),
+#: what parties get when the simulation runs without coturn.
+SERVER_STUN_PORT = 3478
 REALM = "mpyc-netsim"
 # Point-to-point link from the public namespace to the void (trap 2 in docs/netsim.md).
 VOID_GATEWAY = "10.255.255.1"
@@ -200,6 +203,9 @@ class Internet:
     loss recovery has to tell apart from loss. Without any of these the links are veth
     pairs; with them, TUN pairs served by the userspace wire (``wire=True`` forces the
     wire even without impairment, e.g. to measure it).
+
+    ``coturn=False`` starts no coturn: no TURN relay, and the STUN server is the signaling
+    server's own (``stun_url``), as for an operator who runs only ``mpyc-webrtc-server``.
     """
 
     def __init__(self, nats: Sequence[str] = ("cone", "symmetric", "public"),
@@ -209,7 +215,7 @@ class Internet:
                  server_port: int = SERVER_PORT, turn_recipe: bool = True,
                  turn_allowed_peers: Sequence[str] = (SIMULATED_PUBLIC,),
                  reorder: float = 0.0, reorder_ms: float = DEFAULT_REORDER_MS,
-                 duplicate: float = 0.0) -> None:
+                 duplicate: float = 0.0, coturn: bool = True) -> None:
         if not _NAME_RE.match(name):
             raise ValueError(f"name {name!r}: want letters, digits, '_' or '.', at most 31")
         nats = list(nats)
@@ -241,6 +247,7 @@ class Internet:
         self.turn_recipe = turn_recipe
         self.turn_allowed_peers = tuple(turn_allowed_peers)
         self.server = server
+        self.coturn = coturn
         self.public = f"{name}-inet"
         self.void = f"{name}-void"
         self.server_ip = SERVER_IP
@@ -249,9 +256,10 @@ class Internet:
         self.turn_ip = TURN_IP
         self.turn_port = TURN_PORT
         self.realm = REALM
-        self.stun_url = f"stun:{TURN_IP}:{TURN_PORT}"
+        self.stun_url = (f"stun:{TURN_IP}:{TURN_PORT}" if coturn
+                         else f"stun:{SERVER_IP}:{SERVER_STUN_PORT}")
         self.turn_urls = [f"turn:{TURN_IP}:{TURN_PORT}?transport=udp",
-                          f"turn:{TURN_IP}:{TURN_PORT}?transport=tcp"]
+                          f"turn:{TURN_IP}:{TURN_PORT}?transport=tcp"] if coturn else []
         self.parties: list[Party] = []
         for i, nat in enumerate(nats):
             gateway, host = lan_addresses(i, nat)
@@ -320,7 +328,7 @@ class Internet:
                 "wire": self.use_wire,
                 "seed": self.seed, "turn_secret": self.turn_secret, "server": self.server,
                 "server_port": self.server_port, "turn_recipe": self.turn_recipe,
-                "turn_allowed_peers": list(self.turn_allowed_peers)}
+                "turn_allowed_peers": list(self.turn_allowed_peers), "coturn": self.coturn}
 
     def _save(self) -> None:
         state = {
@@ -373,7 +381,7 @@ class Internet:
                   turn_allowed_peers=cfg.get("turn_allowed_peers", (SIMULATED_PUBLIC,)),
                   reorder=cfg.get("reorder", 0.0),
                   reorder_ms=cfg.get("reorder_ms", DEFAULT_REORDER_MS),
-                  duplicate=cfg.get("duplicate", 0.0))
+                  duplicate=cfg.get("duplicate", 0.0), coturn=cfg.get("coturn", True))
         net._procs = net._recorded()
         return net
 
@@ -427,7 +435,7 @@ class Internet:
 
         # 3. The public namespace, then coturn on it (it binds TURN_IP at once).
         run_command(["ip", "-n", self.public, "-batch", "-"], self._public_batch())
-        turn = self._start_coturn()
+        turn = self._start_coturn() if self.coturn else None
 
         # 4. Routers, LANs and the void.
         jobs = [(["ip", "-n", self.void, "-batch", "-"],
@@ -447,8 +455,9 @@ class Internet:
         fw_procs.wait()
 
         # 5. Daemons ready.
-        self._wait_listening(turn, self.turn_ip, self.turn_port, 10,
-                             self.state_dir / "turnserver.log")
+        if turn is not None:
+            self._wait_listening(turn, self.turn_ip, self.turn_port, 10,
+                                 self.state_dir / "turnserver.log")
         if probe is not None:
             self._start_server(probe.options())
         self._save()
@@ -559,7 +568,8 @@ class Internet:
     def _start_server(self, opts: frozenset[str]) -> None:
         cmd = [str(BIN / "mpyc-webrtc-server"), "--host", self.server_ip,
                "--port", str(self.server_port)]
-        if {"--stun", "--turn", "--turn-secret"} <= opts:
+        # Without coturn: no STUN or TURN option, so the server hands out its own STUN.
+        if self.coturn and {"--stun", "--turn", "--turn-secret"} <= opts:
             cmd += ["--stun", self.stun_url]
             for url in self.turn_urls:
                 cmd += ["--turn", url]
@@ -710,10 +720,13 @@ class Internet:
                  f"  signaling server  {self.server_url}"
                  + ("" if self.server else "  (not started: --server)"),
                  f"  coturn            {self.turn_ip}:{self.turn_port} udp+tcp, realm {self.realm},"
-                 f" secret {self.turn_secret!r}",
-                 f"  STUN              {self.stun_url}",
-                 f"  TURN              {'  '.join(self.turn_urls)}",
-                 f"  TURN credentials  user {user}  password {password}  (valid 24 h)"]
+                 f" secret {self.turn_secret!r}" if self.coturn else
+                 "  coturn            none (no TURN relay)",
+                 f"  STUN              {self.stun_url}"
+                 + ("" if self.coturn else "  (the signaling server's own)")]
+        if self.coturn:
+            lines += [f"  TURN              {'  '.join(self.turn_urls)}",
+                      f"  TURN credentials  user {user}  password {password}  (valid 24 h)"]
         if self.use_wire:
             lines.append(f"  access links      {self.delay_ms:g} ms one way, {self.loss:.1%} loss,"
                          + (f" {self.reorder:.1%} held back {self.reorder_ms:g} ms (reordered),"
@@ -729,8 +742,8 @@ class Internet:
             f" --ice-server turn:{user}:{password}@{url.removeprefix('turn:')}"
             for url in self.turn_urls)
         server_cmd = next((r.cmd for r in self._recorded() if r.role == "server"), [])
-        if "--turn-secret" in server_cmd:
-            ice = ""  # the server hands every party STUN and fresh TURN credentials
+        if "--turn-secret" in server_cmd or (self.server and not self.coturn):
+            ice = ""  # the server hands every party its STUN (and fresh TURN credentials)
         else:
             ice = " " + ice
         n = len(self.parties)

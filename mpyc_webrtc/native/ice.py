@@ -14,6 +14,7 @@ from typing import Any
 import aioice.ice
 import aioice.stun
 from aiortc import RTCConfiguration, RTCIceServer, RTCIceTransportPolicy, RTCPeerConnection
+from aiortc.rtcicetransport import parse_stun_turn_uri
 
 from ..ice import url_transport
 
@@ -51,6 +52,18 @@ def rtc_configuration(ice_servers: list[dict[str, Any]], *,
                             else RTCIceTransportPolicy.ALL))
 
 
+def aiortc_takes(url: str) -> bool:
+    """Whether aiortc can use ``url``. It cannot parse an IPv6 address as host
+    (``stun:[2001:db8::1]:3478``, which a server listening on one hands out for browsers),
+    and creating the peer connection would fail on it; its ICE asks STUN servers over IPv4
+    only anyway."""
+    try:
+        parse_stun_turn_uri(url)
+    except ValueError:
+        return False
+    return True
+
+
 def plan_ice_servers(ice_servers: list[dict[str, Any]], udp_ok: bool) -> list[dict[str, Any]]:
     """The one STUN and one TURN server aiortc will use, in that order.
 
@@ -65,7 +78,9 @@ def plan_ice_servers(ice_servers: list[dict[str, Any]], udp_ok: bool) -> list[di
         urls = server.get("urls", [])
         for url in [urls] if isinstance(urls, str) else urls:
             one = {**server, "urls": url}
-            if url.startswith(("stun:", "stuns:")):
+            if not aiortc_takes(url):
+                log.debug("ICE server %s left out: aiortc cannot use it", url)
+            elif url.startswith(("stun:", "stuns:")):
                 stun.append(one)
             elif url.startswith(("turn:", "turns:")):
                 turn[url_transport(url)].append(one)
@@ -81,6 +96,8 @@ def udp_probe_target(ice_servers: list[dict[str, Any]]) -> tuple[str, int] | Non
     for server in ice_servers:
         urls = server.get("urls", [])
         for url in [urls] if isinstance(urls, str) else urls:
+            if not aiortc_takes(url):
+                continue
             if url.startswith("stun:"):
                 candidates.insert(0, url)
             elif url.startswith("turn:") and url_transport(url) == "udp":
