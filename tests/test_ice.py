@@ -195,9 +195,8 @@ def test_another_stun_server_is_named_by_stun_or_ice_server():
 
 @pytest.fixture
 def started(monkeypatch):
-    """``cli.main`` up to ``run_app``: the app it would serve, and the UDP sockets it bound
+    """``cli.main`` up to ``serve``: the app it would serve, and the UDP sockets it bound
     (on 127.0.0.1 only, closed after the test); nothing is sent anywhere."""
-    from aiohttp import web
 
     import signaling.cli as cli
 
@@ -210,7 +209,10 @@ def started(monkeypatch):
 
     cli_bind = cli.bind_udp
     monkeypatch.setattr(cli, "bind_udp", bind_udp)
-    monkeypatch.setattr(web, "run_app", lambda app, **kwargs: apps.append(app))
+    async def serve(app, *args, **kwargs):  # what it would serve, not serving it
+        apps.append(app)
+
+    monkeypatch.setattr(cli, "serve", serve)
 
     def start(*argv: str):
         for sock in bound:
