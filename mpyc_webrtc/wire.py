@@ -8,9 +8,16 @@ validates against exactly this and nothing written twice.
 
 Client → server (a party's WebSocket at ``/ws``):
 
-``join``       {session, token, name?, role?, ready?}  take party ``role`` (a pid), or
+``join``       {session, token, name?, role?, ready?, resume?}
+                                            take party ``role`` (a pid), or
                                             the lowest free one; ``token`` proves the link's
-                                            secret (below); ``ready`` as in ``ready``
+                                            secret (below); ``ready`` as in ``ready``;
+                                            ``resume``: this party's own random secret
+                                            (``MIN_RESUME_LENGTH`` to ``MAX_RESUME_LENGTH``
+                                            base64url characters), the same on every
+                                            attempt: a join that shows the secret its place
+                                            was taken with gets that place back (it lost its
+                                            connection, or its server process died)
 ``ready``      {ready, name?}               this party confirmed its input (or takes that
                                             back); after a round, ``true`` votes to run again
 ``signal``     {to, seq, box}               sealed (below) and relayed to party ``to``:
@@ -31,6 +38,9 @@ Server → client:
                                             ``descriptor``: what the creator chose, sealed
                                             (below), or null
 ``roster``     {parties, members: [{pid, name, label, state, ready, lacks?}],
+                                            (a member whose connection closed before the
+                                            start, and who joined with ``resume``, keeps its
+                                            place in state ``reconnecting`` for a while)
                 pairs: [{a, b, state, path}], started, round}
                                             ``lacks``: only for a member in state
                                             ``unsupported``, what it said it lacks (a list)
@@ -109,6 +119,9 @@ class ErrorCode(StrEnum):
     TOO_MANY_CONNECTIONS = "too_many_connections"
     TOO_MANY_MESSAGES = "too_many_messages"
     SERVER_SHUTTING_DOWN = "server_shutting_down"
+    #: This server process is going away but the session is kept (shared through Redis):
+    #: join again at the same address, with the same ``resume``, to keep the place.
+    RECONNECT = "reconnect"
 
 
 class SignalingError(Exception):
@@ -177,6 +190,12 @@ SIGNAL_KINDS = {"offer": ("sdp", "program"), "answer": ("sdp", "program"),
                 "candidate": ("candidate",)}
 #: Longest join token: base64url of 32 bytes is 43 characters.
 MAX_TOKEN_LENGTH = 64
+#: A join's ``resume`` secret: base64url, at least 16 random bytes (22 characters).
+MIN_RESUME_LENGTH = 22
+MAX_RESUME_LENGTH = 64
+#: The member state of a party that lost its connection before the start and keeps its
+#: place while it reconnects.
+RECONNECTING = "reconnecting"
 
 
 def signal_aad(session: str, sender: int, receiver: int, seq: int) -> bytes:
@@ -189,7 +208,8 @@ CLIENT_MESSAGES: dict[str, tuple[Field, ...]] = {
     "join": (Field("session", str, max_length=64),
              Field("token", str, max_length=MAX_TOKEN_LENGTH),
              Field("name", str, False, 64), Field("role", int, False),
-             Field("ready", bool, False)),
+             Field("ready", bool, False),
+             Field("resume", str, False, MAX_RESUME_LENGTH)),
     "ready": (Field("ready", bool), Field("name", str, False, 64)),
     "signal": (Field("to", int), Field("seq", int),
                Field("box", str, max_length=MAX_MESSAGE_BYTES)),
@@ -336,4 +356,6 @@ def schema_document() -> dict[str, Any]:
         "link_states": list(LINK_STATES),
         "link_paths": list(LINK_PATHS),
         "capabilities": list(CAPABILITIES),
+        "resume_length": {"min": MIN_RESUME_LENGTH, "max": MAX_RESUME_LENGTH},
+        "reconnecting": RECONNECTING,
     }
