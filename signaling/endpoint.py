@@ -139,8 +139,8 @@ class Endpoint:
             session, pid = self.session, self.pid
             self.session = self.pid = None
             if session.id in self.registry.sessions:
-                session.leave(pid, self.registry.clock())
-                log.info("session %s party %d: left", session.id, pid)
+                session.leave(pid, self.registry.clock(), self)
+                log.info("session %s party %d: connection closed", session.id, pid)
 
     def _receive(self, msg: dict[str, Any]) -> None:
         now = self.registry.clock()
@@ -160,7 +160,7 @@ class Endpoint:
                     "link.",
                 )
             self.pid = session.join(self, msg.get("name", ""), now, msg.get("role"),
-                                    msg.get("ready", False))
+                                    msg.get("ready", False), msg.get("resume"))
             self.session = session
             self.registry.unjoined.pop(self, None)
             log.info("session %s party %d: joined", session.id, self.pid)

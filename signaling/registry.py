@@ -71,6 +71,8 @@ class Registry:
     - ``max_sessions`` open sessions in all (``server_busy``), and ``max_sessions_per_client``
       open sessions created from one client address (``too_many_sessions``); a session
       counts until it expires;
+    - ``resume_grace``: a party that joined with a ``resume`` secret and whose connection
+      closed before the start keeps its place this long (``reconnecting``);
     - ``idle_timeout``: a session nobody touched for this long closes (joined or not, unless
       it is running with parties connected); ``max_age``: every session closes at this age;
     - ``max_connections`` open connections (``Endpoint``\ s) in all (``server_busy``), and
@@ -104,7 +106,7 @@ class Registry:
                  message_burst: int = 200, flood_factor: float = 3.0,
                  max_connections_per_client: int = 64, session_messages: int = 250,
                  roster_interval: float = ROSTER_INTERVAL, roster_burst: int = ROSTER_BURST,
-                 schedule: Schedule | None = None):
+                 schedule: Schedule | None = None, resume_grace: float = 60.0):
         self.idle_timeout = idle_timeout
         self.max_age = max_age
         self.max_sessions = max_sessions
@@ -119,6 +121,7 @@ class Registry:
         self.roster_interval = roster_interval
         self.roster_burst = max(1, roster_burst)
         self.schedule = schedule
+        self.resume_grace = resume_grace
         #: STUN/TURN for every session: ``ice``, or just the fixed ``ice_servers``.
         self.ice = ice if ice is not None else IceConfig(static=tuple(ice_servers))
         self.clock = clock
@@ -323,9 +326,19 @@ class Registry:
                      self.join_timeout)
         return len(late)
 
+    def forget_reconnecting(self) -> None:
+        """Free the places of parties that have been reconnecting for ``resume_grace``."""
+        before = self.clock() - self.resume_grace
+        for session in list(self.sessions.values()):
+            for pid in session.forget_reconnecting(before):
+                log.info("session %s party %d: did not come back within %gs, its place is "
+                         "free", session.id, pid, self.resume_grace)
+
     def sweep(self) -> list[Session]:
-        """What the server does every few seconds: ``expire`` and ``close_unjoined``."""
+        """What the server does every few seconds: ``expire``, ``forget_reconnecting`` and
+        ``close_unjoined``."""
         gone = self.expire()
+        self.forget_reconnecting()
         self.close_unjoined()
         return gone
 
