@@ -26,6 +26,7 @@ from mpyc_webrtc.wire import (
     LINK_STATES,
     MIN_RESUME_LENGTH,
     RECONNECTING,
+    RELAYED,
     SERVER_MESSAGES,
     UNSUPPORTED,
     ErrorCode,
@@ -388,6 +389,27 @@ class Session:
             ice_servers=self.ice_servers(pid), relay_only=self.relay_only,
             descriptor=self.descriptor,
         ))
+
+    def act(self, pid: int, msg: dict[str, Any], now: float) -> None:
+        """What a message from party ``pid`` (decoded, any type but ``join``) does."""
+        if msg["type"] in RELAYED:
+            self.relay(pid, msg, now)
+        elif msg["type"] == "status":
+            self.set_status(pid, msg["state"], now, msg.get("detail"))
+        elif msg["type"] == "ready":
+            self.set_ready(pid, msg["ready"], msg.get("name"), now)
+        elif msg["type"] == "link":
+            self.set_link(pid, msg["peer"], msg["state"], msg.get("path"), now)
+
+    def check_token(self, token: str) -> None:
+        """Raise ``bad_token`` unless ``token`` is the session's join token."""
+        if not self.admits(token):
+            raise SignalingError(
+                ErrorCode.BAD_TOKEN,
+                "This link is incomplete or wrong: a join link ends with a secret part "
+                "after the # sign. Ask the person who created the session for the whole "
+                "link.",
+            )
 
     def set_ready(self, pid: int, ready: bool, name: str | None, now: float) -> None:
         member = self.members[pid]
