@@ -29,3 +29,25 @@ def pytest_runtest_setup(item: pytest.Item) -> None:
     verdict = netns.rule_for_tests()
     if verdict is not None and verdict[0] == "fail":
         pytest.fail(verdict[1], pytrace=False)
+
+
+@pytest.fixture(scope="session")
+def redis_server():
+    """A real ``redis-server`` (``testbed.redis_server``) for the whole run: tests of
+    shared sessions. Without it: skipped, or failed under ``CI=true``."""
+    from testbed.redis_server import MISSING, RedisServer
+
+    if MISSING:
+        if netns.in_ci():
+            pytest.fail(MISSING, pytrace=False)
+        pytest.skip(MISSING)
+    server = RedisServer()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def redis_url(redis_server):
+    """The Redis to share sessions through, emptied for each test."""
+    redis_server.cli("flushall")
+    return redis_server.url

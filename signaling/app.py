@@ -51,7 +51,9 @@ import asyncio
 import contextlib
 import json
 import logging
+import os
 import re
+import secrets
 import socket
 from collections.abc import Sequence
 from typing import Any
@@ -69,13 +71,17 @@ from .endpoint import Endpoint
 from .ice_servers import IceConfig
 from .metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from .metrics import Metrics
+from .redis_store import RedisStore
 from .registry import Registry, client_key
 from .session import Encoded, Session
+from .shared import SharedRegistry
 from .stun import StunResponder
 
 log = logging.getLogger("signaling")
 
 REGISTRY = web.AppKey("registry", Registry)
+#: Where the HTTP API creates and looks up sessions: ``LocalSessions`` or ``RedisStore``.
+SESSIONS = web.AppKey("sessions", object)
 PUBLIC_URL = web.AppKey("public_url", str)
 LIMITS = web.AppKey("limits", dict)
 METRICS = web.AppKey("metrics", Metrics)
@@ -159,25 +165,48 @@ def create_app(*, idle_timeout: float = DEFAULTS["idle_timeout"],
                public_url: str | None = None,
                assets: Assets | None = None,
                metrics: bool = True,
-               stun_sockets: Sequence[socket.socket] = ()) -> web.Application:
+               stun_sockets: Sequence[socket.socket] = (),
+               redis: str | None = None, proc: str | None = None) -> web.Application:
     """The server's aiohttp app; see the module's docstring for the limits. ``metrics``:
     whether ``GET /metrics`` is served (it shows only counts, see ``signaling.metrics``);
     ``stun_sockets`` (bound UDP sockets, see ``bind_udp``) are where its own STUN service
-    answers, from start-up to cleanup."""
+    answers, from start-up to cleanup. ``redis``: a Redis URL, to share the sessions with
+    every other server process that uses it (``signaling.shared``), as process ``proc``
+    (by default host name, process id and a random part)."""
     if sweep_interval is None:
         sweep_interval = min(10.0, idle_timeout / 4, join_timeout / 4)
     app = web.Application(client_max_size=MAX_REQUEST_BYTES, middlewares=[json_errors])
-    app[REGISTRY] = Registry(idle_timeout=idle_timeout, max_age=max_age,
-                             max_sessions=max_sessions,
-                             max_sessions_per_client=max_sessions_per_client,
-                             max_connections=max_connections, join_timeout=join_timeout,
-                             message_rate=message_rate, message_burst=message_burst,
-                             max_connections_per_client=max_connections_per_client,
-                             session_messages=session_messages,
-                             schedule=call_later, ice_servers=ice_servers or [], ice=ice,
-                             resume_grace=resume_grace)
+    limits = dict(idle_timeout=idle_timeout, max_age=max_age, max_sessions=max_sessions,
+                  max_sessions_per_client=max_sessions_per_client,
+                  max_connections=max_connections, join_timeout=join_timeout,
+                  message_rate=message_rate, message_burst=message_burst,
+                  max_connections_per_client=max_connections_per_client,
+                  session_messages=session_messages, schedule=call_later,
+                  ice_servers=ice_servers or [], ice=ice, resume_grace=resume_grace)
+    if redis:
+        shared = SharedRegistry(proc=proc or process_name(), **limits)
+        app[REGISTRY] = shared
+    else:
+        app[REGISTRY] = Registry(**limits)
     app[METRICS] = Metrics(app[REGISTRY])
     app[REGISTRY].observer = app[METRICS]
+    if redis:
+        metrics_ = app[METRICS]
+
+        def arrived(when: float | None) -> None:
+            metrics_.frame_arrived = when
+
+        store = RedisStore(shared, redis, observe=metrics_.redis, arrived=arrived)
+        app[SESSIONS] = store
+
+        async def redis_store(app: web.Application):
+            await store.start()
+            yield
+            await store.close()
+
+        app.cleanup_ctx.append(redis_store)
+    else:
+        app[SESSIONS] = LocalSessions(app[REGISTRY])
     app[CONNECTIONS] = set()
     app[DRAINING] = asyncio.Event()
     app[PUBLIC_URL] = public_url or ""
@@ -233,6 +262,25 @@ def create_app(*, idle_timeout: float = DEFAULTS["idle_timeout"],
         app.cleanup_ctx.append(stun_service)
     app.on_response_prepare.append(security_headers)
     return app
+
+
+class LocalSessions:
+    """The sessions of this process alone, as the HTTP API asks for them (``RedisStore``
+    answers the same for shared ones)."""
+
+    def __init__(self, registry: Registry):
+        self.registry = registry
+
+    async def create(self, request: Any, client: str | None) -> Session:
+        return self.registry.create(request, client)
+
+    async def describe(self, sid: str) -> Session:
+        return self.registry.get(sid)
+
+
+def process_name() -> str:
+    """This process among a server's: host, pid and a random part (never reused)."""
+    return f"{socket.gethostname()}-{os.getpid()}-{secrets.token_hex(3)}"
 
 
 class StunEndpoint(asyncio.DatagramProtocol):
@@ -315,6 +363,11 @@ HTTP_STATUS = {
 #: in their own words, ``server.shutting_down.*`` in ``mpyc_webrtc.sentences``).
 SHUTTING_DOWN = ("The signaling server is shutting down. Sessions that have not started are "
                  "lost; computations already running go on directly between the parties.")
+
+
+#: What a party is told when a server process that shares its sessions shuts down.
+RESTARTING = ("This signaling server process is shutting down, but your session is kept: "
+              "join again at the same address to keep your place.")
 
 
 def error_response(request: web.Request, exc: wire.SignalingError) -> web.Response:
@@ -422,7 +475,7 @@ async def create_session(request: web.Request) -> web.Response:
             raise wire.SignalingError(
                 wire.ErrorCode.MALFORMED_JSON, "The request body is not valid JSON.") from None
         try:
-            session = request.app[REGISTRY].create(body, client_address(request))
+            session = await request.app[SESSIONS].create(body, client_address(request))
         except (RecursionError, MemoryError):
             # compile() gives up on some deeply nested sources (x=1+1+...+1) this way.
             raise wire.SignalingError(
@@ -436,7 +489,7 @@ async def create_session(request: web.Request) -> web.Response:
 
 async def get_session(request: web.Request) -> web.Response:
     try:
-        session = request.app[REGISTRY].get(request.match_info["id"])
+        session = await request.app[SESSIONS].describe(request.match_info["id"])
     except wire.SignalingError as exc:
         return error_response(request, exc)
     return web.json_response({**session.describe(), "join_url": join_url(request, session)})
@@ -497,7 +550,7 @@ async def join_page(request: web.Request) -> web.StreamResponse:
         page = request.app[ASSETS].web_dir / "join.html"
         return web.FileResponse(page, headers={"Cache-Control": "no-cache"})
     try:
-        session = request.app[REGISTRY].get(request.match_info["id"])
+        session = await request.app[SESSIONS].describe(request.match_info["id"])
     except wire.SignalingError as exc:
         return web.Response(text=exc.message + "\n", status=404)
     url = join_url(request, session)
@@ -589,7 +642,12 @@ async def drain(app: web.Application, timeout: float) -> None:
     connections = list(app[CONNECTIONS])
     log.info("session - party -: shutting down: telling %d connections, waiting at most %gs "
              "for them to close", len(connections), timeout)
-    told = Encoded.of(shutting_down().to_message())
+    if isinstance(app[REGISTRY], SharedRegistry):
+        # Their sessions live on in Redis: another process (or this one, restarted) takes
+        # them, and each party its place back (its ``resume`` secret).
+        told = Encoded.of(wire.error_message(wire.ErrorCode.RECONNECT, RESTARTING))
+    else:
+        told = Encoded.of(shutting_down().to_message())
     for conn in connections:
         conn.send(told)
         conn.close(WSCloseCode.GOING_AWAY)

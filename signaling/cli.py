@@ -9,6 +9,7 @@ import errno
 import logging
 import signal
 import sys
+from collections.abc import Awaitable, Callable
 from typing import Any, NoReturn
 
 from aiohttp import web
@@ -16,8 +17,9 @@ from aiohttp import web
 from mpyc_webrtc import wire
 from mpyc_webrtc.ice import parse_ice_server
 
-from .app import DEFAULTS, REGISTRY, AccessLog, bind_udp, create_app, drain
+from .app import DEFAULTS, SESSIONS, AccessLog, bind_udp, create_app, drain
 from .ice_servers import DEFAULT_STUN_PORT, IceConfig, names_stun, own_stun_url
+from .redis_store import RedisUnavailable
 
 log = logging.getLogger("signaling")
 
@@ -66,6 +68,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--public-url", help="base URL in join links, if not the listen address")
     parser.add_argument("--session", metavar="PROGRAM:PARTIES",
                         help="create a session at start-up and print its join URL, e.g. sum:3")
+    parser.add_argument("--redis", metavar="URL",
+                        help="share sessions with every other server process that uses this "
+                             "Redis (redis://HOST:PORT/DB): parties of one session may then "
+                             "reach different processes (behind a load balancer), and a "
+                             "process may restart without losing a session")
     parser.add_argument("-v", "--verbose", action="store_true", help="log every message")
     parser.add_argument("--metrics", action=argparse.BooleanOptionalAction, default=True,
                         help="serve GET /metrics (Prometheus text: counts only, no session "
@@ -215,7 +222,7 @@ def main(argv: list[str] | None = None) -> None:
     app = create_app(**limits, ice=ice, public_url=args.public_url or base,
                      allow_origins=args.allow_origin,
                      trust_forwarded_for=args.trust_forwarded_for, metrics=args.metrics,
-                     stun_sockets=stun_sockets)
+                     stun_sockets=stun_sockets, redis=args.redis)
     lines = [f"mpyc-webrtc server on {base}",
              f"Create a session in your browser: {base}/",
              f"  or from a terminal: mpyc-webrtc-peer create {base} --parties 3 "
@@ -227,29 +234,42 @@ def main(argv: list[str] | None = None) -> None:
                      + ("--stun or --ice-server names another STUN server" if other_stun
                         else "--host listens on every address; say which one parties "
                         "reach with --public-url"))
-    if args.session:
+    if args.redis:
+        lines.append(f"Sessions are shared through Redis at {args.redis}")
+
+    async def start_session() -> list[str]:
+        """The ``--session`` the operator asked for (created once the app runs: with
+        ``--redis`` it goes to Redis)."""
+        if not args.session:
+            return []
         from mpyc_webrtc.sealing import JoinSecret
 
         program, _, parties = args.session.partition(":")
         try:
             secret = JoinSecret.create({"name": program, "args": []})
             count = int(parties or 3)
-            session = app[REGISTRY].create({"program": program, "parties": count,
-                                            "token_hash": secret.token_hash,
-                                            "descriptor": secret.descriptor(count, [])})
+            session = await app[SESSIONS].create({"program": program, "parties": count,
+                                                  "token_hash": secret.token_hash,
+                                                  "descriptor": secret.descriptor(count, [])},
+                                                 None)
         except (ValueError, KeyError, OSError, wire.SignalingError) as exc:
             raise SystemExit(f"mpyc-webrtc-server: --session {args.session}: {exc}") from None
         url = secret.link(f"{base}/join/{session.id}")
-        lines += [f"A session for {session.parties} parties running {program!r} is open. "
-                  "Each party opens this link in a browser, or runs",
-                  f"    mpyc-webrtc-peer join '{url}' --input YOUR_INPUT",
-                  url]
+        return [f"A session for {session.parties} parties running {program!r} is open. "
+                "Each party opens this link in a browser, or runs",
+                f"    mpyc-webrtc-peer join '{url}' --input YOUR_INPUT",
+                url]
 
-    asyncio.run(serve(app, args.host, args.port, "\n".join(lines), args.shutdown_timeout))
+    try:
+        asyncio.run(serve(app, args.host, args.port, "\n".join(lines), args.shutdown_timeout,
+                          start_session))
+    except RedisUnavailable as exc:
+        fail(str(exc))
 
 
 async def serve(app: web.Application, host: str, port: int, banner: str,
-                shutdown_timeout: float) -> None:
+                shutdown_timeout: float,
+                more: Callable[[], Awaitable[list[str]]] | None = None) -> None:
     """Serve until SIGTERM or SIGINT, then shut down within ``shutdown_timeout`` seconds.
 
     Not aiohttp's ``run_app``: it stops listening before anything else, so ``/healthz``
@@ -268,6 +288,8 @@ async def serve(app: web.Application, host: str, port: int, banner: str,
             if exc.errno not in (errno.EADDRINUSE, errno.EACCES):
                 raise
             fail(port_taken("TCP", host, port, exc))
+        if more is not None:
+            banner = "\n".join([banner, *await more()])
         print(banner, flush=True)  # once the port is bound: testbed.netns.Server waits for it
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()

@@ -96,6 +96,11 @@ class Metrics:
             "mpyc_webrtc_relay_latency_seconds", "From a signal's arrival to its being "
             "written to the recipient's WebSocket (its wait in the recipient's outbox included).",
             buckets=RELAY_BUCKETS, registry=self.collectors)
+        self.redis_latency = Histogram(
+            "mpyc_webrtc_redis_round_trip_seconds", "Round trips to Redis (servers that share "
+            "their sessions, --redis), by kind: create, read, append (a batch of entries), "
+            "delete, heartbeat, renew.", ["kind"], buckets=RELAY_BUCKETS,
+            registry=self.collectors)
         # Every series exists from the start at 0, so rates and alerts see it before the
         # first event.
         for type_ in (*sorted(_CLIENT_TYPES), *RECEIVED_OTHER):
@@ -127,6 +132,10 @@ class Metrics:
         if since is not None:
             now = asyncio.get_running_loop().time() if now is None else now
             self.relay_latency.observe(max(0.0, now - since))
+
+    def redis(self, kind: str, seconds: float) -> None:
+        """A round trip to Redis of ``kind`` took ``seconds``."""
+        self.redis_latency.labels(kind).observe(seconds)
 
     def error(self, code: str | None) -> None:
         """An error answer with JSON ``code`` went out (WebSocket or HTTP)."""

@@ -196,18 +196,10 @@ class Registry:
 
     def _check_session_capacity(self, client: str | None) -> None:
         if len(self.sessions) >= self.max_sessions:
-            raise SignalingError(
-                ErrorCode.SERVER_BUSY,
-                "The server has too many open sessions right now; try again in a few minutes.",
-            )
+            raise sessions_busy()
         if client is not None and \
                 self.sessions_by_client[client] >= self.max_sessions_per_client:
-            raise SignalingError(
-                ErrorCode.TOO_MANY_SESSIONS,
-                f"You already have {self.max_sessions_per_client} open sessions on this "
-                "server, the most it allows from one address. Use one of them, or wait until "
-                "some expire.",
-            )
+            raise too_many_sessions(self.max_sessions_per_client)
 
     def create(self, request: Any, client: str | None = None) -> Session:
         """Create a session from the JSON body of ``POST /api/sessions``.
@@ -290,11 +282,7 @@ class Registry:
     def get(self, session_id: str) -> Session:
         session = self.sessions.get(session_id)
         if session is None:
-            raise SignalingError(
-                ErrorCode.UNKNOWN_SESSION,
-                f"There is no session {session_id!r} on this server. It may have expired; "
-                "check the link or ask for a new one.",
-            )
+            raise unknown_session(session_id)
         return session
 
     def expire(self) -> list[Session]:
@@ -371,6 +359,29 @@ class Registry:
         self.forget_reconnecting()
         self.close_unjoined()
         return gone
+
+
+def sessions_busy() -> SignalingError:
+    return SignalingError(
+        ErrorCode.SERVER_BUSY,
+        "The server has too many open sessions right now; try again in a few minutes.",
+    )
+
+
+def too_many_sessions(most: int) -> SignalingError:
+    return SignalingError(
+        ErrorCode.TOO_MANY_SESSIONS,
+        f"You already have {most} open sessions on this server, the most it allows from one "
+        "address. Use one of them, or wait until some expire.",
+    )
+
+
+def unknown_session(session_id: str) -> SignalingError:
+    return SignalingError(
+        ErrorCode.UNKNOWN_SESSION,
+        f"There is no session {session_id!r} on this server. It may have expired; "
+        "check the link or ask for a new one.",
+    )
 
 
 def client_key(address: str) -> str:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
@@ -24,6 +25,7 @@ from testbed.sans_io import (
     Party,
     create_request,
 )
+from testbed.shared_harness import Cluster
 
 STUN = {"urls": "stun:127.0.0.1:3478"}
 #: The session's join token (base64url of 32 bytes is 43 characters) and what the server keeps.
@@ -38,9 +40,27 @@ def clock() -> Clock:
     return Clock()
 
 
+@pytest.fixture(params=["memory", "redis"])
+def make_registry(request: pytest.FixtureRequest) -> Iterator[Callable[..., Registry]]:
+    """The core's rules hold alike in one process and in sessions shared through Redis
+    (``signaling.shared``; ``testbed.shared_harness`` settles after each step): every
+    test that makes its registry with this runs against both."""
+    clusters: list[Cluster] = []
+
+    def make(**limits: Any) -> Registry:
+        if request.param == "memory":
+            return Registry(**limits)
+        clusters.append(Cluster(request.getfixturevalue("redis_url"), **limits))
+        return clusters[-1].registries[0]
+
+    yield make
+    for cluster in clusters:
+        cluster.close()
+
+
 @pytest.fixture
-def registry(clock: Clock) -> Registry:
-    return Registry(clock=clock, idle_timeout=60.0, ice_servers=[STUN])
+def registry(make_registry: Callable[..., Registry], clock: Clock) -> Registry:
+    return make_registry(clock=clock, idle_timeout=60.0, ice_servers=[STUN])
 
 
 def invalid(registry: Registry, request: Any) -> str:
@@ -239,8 +259,8 @@ def test_create_source_args_are_checked_too(registry):
     invalid(registry, {**AUTH, "parties": 3, "source": SOURCE, "args": ["-I1"]})
 
 
-def test_max_sessions_gives_server_busy(clock):
-    registry = Registry(clock=clock, max_sessions=2)
+def test_max_sessions_gives_server_busy(make_registry, clock):
+    registry = make_registry(clock=clock, max_sessions=2)
     registry.create({**AUTH, "parties": 3, "program": "sum"})
     registry.create({**AUTH, "parties": 3, "program": "sum"})
     with pytest.raises(SignalingError) as info:
@@ -249,8 +269,8 @@ def test_max_sessions_gives_server_busy(clock):
     assert len(registry.sessions) == 2
 
 
-def test_server_busy_clears_once_sessions_expire(clock):
-    registry = Registry(clock=clock, max_sessions=1, idle_timeout=10)
+def test_server_busy_clears_once_sessions_expire(make_registry, clock):
+    registry = make_registry(clock=clock, max_sessions=1, idle_timeout=10)
     registry.create({**AUTH, "parties": 3, "program": "sum"})
     with pytest.raises(SignalingError):
         registry.create({**AUTH, "parties": 3, "program": "sum"})
@@ -259,8 +279,8 @@ def test_server_busy_clears_once_sessions_expire(clock):
     assert registry.create({**AUTH, "parties": 3, "program": "sum"}).id in registry.sessions
 
 
-def test_invalid_request_is_reported_before_server_busy(clock):
-    registry = Registry(clock=clock, max_sessions=0)
+def test_invalid_request_is_reported_before_server_busy(make_registry, clock):
+    registry = make_registry(clock=clock, max_sessions=0)
     invalid(registry, {**AUTH, "parties": 1, "program": "sum"})
 
 
@@ -1018,8 +1038,8 @@ def test_started_session_whose_members_all_left_is_removed(registry, clock):
     assert registry.expire() == []
 
 
-def test_max_age_expires_even_a_busy_session(clock):
-    registry = Registry(clock=clock, idle_timeout=60, max_age=3600)
+def test_max_age_expires_even_a_busy_session(make_registry, clock):
+    registry = make_registry(clock=clock, idle_timeout=60, max_age=3600)
     session = registry.create({**AUTH, "parties": 3, "program": "sum"})
     a, b, c = joined(registry, session, 3)
     while clock.now + 50 - session.created <= 3600:
