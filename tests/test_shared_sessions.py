@@ -212,3 +212,17 @@ async def _exists(store, sid: str) -> bool:
         return bool(await client.exists(store.meta(sid), store.log_key(sid)))
     finally:
         await client.aclose()
+
+
+def test_a_server_that_cannot_reach_its_redis_says_so_and_stops(tmp_path):
+    import subprocess
+
+    from testbed.netns import BIN
+
+    missing = f"unix://{tmp_path}/no-redis.sock"
+    done = subprocess.run([str(BIN / "mpyc-webrtc-server"), "--port", "0", "--stun-port", "0",
+                           "--redis", missing], capture_output=True, text=True, timeout=30)
+    assert done.returncode == 2
+    last = done.stderr.strip().splitlines()[-1]
+    assert last.startswith(f"mpyc-webrtc-server: error: cannot reach Redis at {missing} (")
+    assert last.endswith("Start redis-server, or check --redis (redis://HOST:PORT/DB).")
