@@ -65,7 +65,8 @@ case "${1:-}" in
         shift
         # Network namespaces (iproute2) for every WebRTC test; Chromium for the browser tests;
         # NAT routers (iptables) and a TURN relay (coturn) for the simulated internet.
-        apt_install ip:iproute2 chromium:chromium iptables:iptables turnserver:coturn
+        apt_install ip:iproute2 chromium:chromium iptables:iptables turnserver:coturn \
+            redis-server:redis-server
         # Firefox ESR, the e2e tests' second browser engine (e2e/test_firefox.py, and
         # e2e/test_csp.py). Playwright drives both Debian browsers as they are installed
         # (testbed/chromium.py, testbed/firefox.py): it downloads none of its own.

@@ -24,6 +24,8 @@ Abuse limits (``create_app`` arguments and ``mpyc-webrtc-server`` options, defau
   a WebSocket that has not joined after ``join_timeout`` (60 s) is closed; ``heartbeat``
   (30 s) pings drop dead connections; a client that does not read its messages is
   dropped once ``max_outbox`` (1000) messages or ``max_outbox_bytes`` (4 MiB) wait for it;
+- a party whose connection closes in the lobby keeps its place for ``resume_grace`` (60 s)
+  if it joined with a ``resume`` secret, to come back with it (``reconnecting``);
 - sessions expire after ``idle_timeout`` (600 s) without activity, joined or not, and at
   ``max_age`` (8 h), when their parties' TURN credentials expire too;
 - a WebSocket whose ``Origin`` header is not this server's own origin (the request's
@@ -131,6 +133,7 @@ DEFAULTS: dict[str, Any] = {
     "heartbeat": 30.0,
     "max_outbox": 1000,
     "max_outbox_bytes": 4 * 1024 * 1024,
+    "resume_grace": 60.0,
 }
 
 
@@ -147,6 +150,7 @@ def create_app(*, idle_timeout: float = DEFAULTS["idle_timeout"],
                heartbeat: float = DEFAULTS["heartbeat"],
                max_outbox: int = DEFAULTS["max_outbox"],
                max_outbox_bytes: int = DEFAULTS["max_outbox_bytes"],
+               resume_grace: float = DEFAULTS["resume_grace"],
                allow_origins: list[str] | tuple[str, ...] = (),
                trust_forwarded_for: bool = False,
                ice_servers: list[dict[str, Any]] | None = None,
@@ -170,7 +174,8 @@ def create_app(*, idle_timeout: float = DEFAULTS["idle_timeout"],
                              message_rate=message_rate, message_burst=message_burst,
                              max_connections_per_client=max_connections_per_client,
                              session_messages=session_messages,
-                             schedule=call_later, ice_servers=ice_servers or [], ice=ice)
+                             schedule=call_later, ice_servers=ice_servers or [], ice=ice,
+                             resume_grace=resume_grace)
     app[METRICS] = Metrics(app[REGISTRY])
     app[REGISTRY].observer = app[METRICS]
     app[CONNECTIONS] = set()

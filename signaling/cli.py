@@ -96,6 +96,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         metavar="N",
                         help="the parties of an m-party session may send N x m x m messages "
                              "in all; then the session is closed")
+    limits.add_argument("--resume-grace", type=float, default=d["resume_grace"],
+                        metavar="SECONDS",
+                        help="a party whose connection to the server closes in the lobby "
+                             "keeps its place this long, to reconnect")
     limits.add_argument("--join-timeout", type=float, default=d["join_timeout"],
                         metavar="SECONDS",
                         help="close a WebSocket that has not joined a session after this long")

@@ -9,7 +9,6 @@ from typing import Any
 
 from mpyc_webrtc.wire import (
     CLIENT_MESSAGES,
-    RELAYED,
     ErrorCode,
     SignalingError,
     decode_client_message,
@@ -38,6 +37,10 @@ class Endpoint:
         self._close = close
         self.session: Session | None = None
         self.pid: int | None = None
+        #: The session it asked to join while the join is on its way (``signaling.shared``).
+        self.joining: str | None = None
+        #: Names this connection among every server process's (``Registry.connection_id``).
+        self.conn = registry.connection_id()
         #: Set once the core asked the I/O layer to close; later frames are ignored.
         self.closed = False
         self.opened = registry.clock()
@@ -135,48 +138,34 @@ class Endpoint:
     def disconnected(self) -> None:
         self.registry.connection_closed(self)
         self.closed = True
-        if self.session is not None and self.pid is not None:
-            session, pid = self.session, self.pid
-            self.session = self.pid = None
-            if session.id in self.registry.sessions:
-                session.leave(pid, self.registry.clock())
-                log.info("session %s party %d: left", session.id, pid)
+        self.registry.left(self)
 
     def _receive(self, msg: dict[str, Any]) -> None:
-        now = self.registry.clock()
-        if msg["type"] == "join":
-            if self.session is not None:
-                raise SignalingError(
-                    ErrorCode.ALREADY_JOINED,
-                    f"This connection already joined session {self.session.id} as party "
-                    f"{self.pid}.",
-                )
-            session = self.registry.get(msg["session"])
-            if not session.admits(msg["token"]):
-                raise SignalingError(
-                    ErrorCode.BAD_TOKEN,
-                    "This link is incomplete or wrong: a join link ends with a secret part "
-                    "after the # sign. Ask the person who created the session for the whole "
-                    "link.",
-                )
-            self.pid = session.join(self, msg.get("name", ""), now, msg.get("role"),
-                                    msg.get("ready", False))
-            self.session = session
-            self.registry.unjoined.pop(self, None)
-            log.info("session %s party %d: joined", session.id, self.pid)
-            return
-        if self.session is None or self.pid is None:
+        """What a valid message does: here and now (one process), or once the registry
+        put it in order with the other processes' (``signaling.shared``)."""
+        if msg["type"] == "join" and (self.session is not None or self.joining):
+            where = f"session {self.session.id} as party {self.pid}" if self.session \
+                else f"session {self.joining}"
+            raise SignalingError(
+                ErrorCode.ALREADY_JOINED, f"This connection already joined {where}.")
+        if msg["type"] != "join" and (self.session is None or self.pid is None):
             raise SignalingError(
                 ErrorCode.NOT_JOINED, "Send a 'join' message before anything else."
             )
-        if msg["type"] in RELAYED:
-            self.session.relay(self.pid, msg, now)
-        elif msg["type"] == "status":
-            self.session.set_status(self.pid, msg["state"], now, msg.get("detail"))
-        elif msg["type"] == "ready":
-            self.session.set_ready(self.pid, msg["ready"], msg.get("name"), now)
-        elif msg["type"] == "link":
-            self.session.set_link(self.pid, msg["peer"], msg["state"], msg.get("path"), now)
+        self.registry.handle(self, msg)
+
+    def apply(self, msg: dict[str, Any], now: float) -> None:
+        """Act on ``msg`` in this process's session (``Registry.handle``)."""
+        if msg["type"] == "join":
+            session = self.registry.get(msg["session"])
+            session.check_token(msg["token"])
+            self.pid = session.join(self, msg.get("name", ""), now, msg.get("role"),
+                                    msg.get("ready", False), msg.get("resume"))
+            self.session = session
+            self.registry.unjoined.pop(self, None)
+            log.info("session %s party %d: joined", session.id, self.pid)
+        elif self.session is not None and self.pid is not None:
+            self.session.act(self.pid, msg, now)
 
     def _session_id(self) -> str:
         return self.session.id if self.session else "-"

@@ -71,6 +71,8 @@ class Registry:
     - ``max_sessions`` open sessions in all (``server_busy``), and ``max_sessions_per_client``
       open sessions created from one client address (``too_many_sessions``); a session
       counts until it expires;
+    - ``resume_grace``: a party that joined with a ``resume`` secret and whose connection
+      closed before the start keeps its place this long (``reconnecting``);
     - ``idle_timeout``: a session nobody touched for this long closes (joined or not, unless
       it is running with parties connected); ``max_age``: every session closes at this age;
     - ``max_connections`` open connections (``Endpoint``\ s) in all (``server_busy``), and
@@ -104,7 +106,7 @@ class Registry:
                  message_burst: int = 200, flood_factor: float = 3.0,
                  max_connections_per_client: int = 64, session_messages: int = 250,
                  roster_interval: float = ROSTER_INTERVAL, roster_burst: int = ROSTER_BURST,
-                 schedule: Schedule | None = None):
+                 schedule: Schedule | None = None, resume_grace: float = 60.0):
         self.idle_timeout = idle_timeout
         self.max_age = max_age
         self.max_sessions = max_sessions
@@ -119,6 +121,7 @@ class Registry:
         self.roster_interval = roster_interval
         self.roster_burst = max(1, roster_burst)
         self.schedule = schedule
+        self.resume_grace = resume_grace
         #: STUN/TURN for every session: ``ice``, or just the fixed ``ice_servers``.
         self.ice = ice if ice is not None else IceConfig(static=tuple(ice_servers))
         self.clock = clock
@@ -133,6 +136,9 @@ class Registry:
         self.connections_by_client: Counter[str] = Counter()
         #: Told about what clients send, if anyone counts (the I/O layer sets it).
         self.observer: Observer | None = None
+        #: This process among the server's (``signaling.shared``); names its connections.
+        self.proc = "local"
+        self._connections = 0
 
     def check_connection_capacity(self, client: str | None = None) -> None:
         """Raise ``server_busy`` if another connection would be more than the server allows,
@@ -151,6 +157,25 @@ class Registry:
                 "server from your address, the most it allows. Close some tabs or parties, "
                 "or wait until their sessions end.",
             )
+
+    def connection_id(self) -> str:
+        """A new connection's name, unique among this server's processes."""
+        self._connections += 1
+        return f"{self.proc}.{self._connections}"
+
+    def handle(self, endpoint: Endpoint, msg: dict[str, Any]) -> None:
+        """A valid message from ``endpoint``: acted on at once (one process holds all)."""
+        endpoint.apply(msg, self.clock())
+
+    def left(self, endpoint: Endpoint) -> None:
+        """``endpoint``'s connection closed: its party leaves its session (or, with a
+        ``resume`` secret, reconnects)."""
+        if endpoint.session is not None and endpoint.pid is not None:
+            session, pid = endpoint.session, endpoint.pid
+            endpoint.session = endpoint.pid = None
+            if session.id in self.sessions:
+                session.leave(pid, self.clock(), endpoint)
+                log.info("session %s party %d: connection closed", session.id, pid)
 
     def connection_opened(self, endpoint: Endpoint) -> None:
         self.endpoints.add(endpoint)
@@ -190,6 +215,22 @@ class Registry:
         ``client`` is the creator's address, counted against ``max_sessions_per_client``
         (``None``: not counted, e.g. a session the operator opens at start-up).
         """
+        session = self.build(request)
+        self._check_session_capacity(client)
+        session.client = client
+        self.sessions[session.id] = session
+        if client is not None:
+            self.sessions_by_client[client] += 1
+        log.info("session %s party -: created for %d parties, %s", session.id,
+                 session.parties, f"program {session.program.name}"
+                 if session.program.source is None else
+                 f"uploaded program ({len(session.program.source.encode())} bytes)")
+        return session
+
+    def build(self, request: Any, session_id: str | None = None,
+              created: float | None = None, ends: float | None = None) -> Session:
+        """The session a create request asks for, checked but not yet counted nor kept:
+        a new one, or (``session_id``, ``created``, ``ends``) one made before."""
         if not isinstance(request, dict):
             raise invalid("The request body must be a JSON object.")
         parties = request.get("parties")
@@ -226,23 +267,15 @@ class Registry:
                 "This server has no TURN relay, so it cannot hide the parties' addresses "
                 "from each other (relay only). Create the session without that option, or "
                 "ask the server's operator to set up TURN.")
-        self._check_session_capacity(client)
-        session_id = secrets.token_urlsafe(12)
-        session = Session(session_id, parties, program, self.clock(), self.ice, labels,
+        session = Session(session_id or secrets.token_urlsafe(12), parties, program,
+                          self.clock() if created is None else created, self.ice, labels,
                           token_hash, relay_only=relay_only, descriptor=descriptor,
                           wall_clock=self.wall_clock)
-        session.client = client
-        session.ends = self.wall_clock() + self.max_age
+        session.ends = self.wall_clock() + self.max_age if ends is None else ends
         session.message_budget = self.session_messages * parties ** 2
         session.schedule, session.clock = self.schedule, self.clock
         session.roster_interval = self.roster_interval
         session.roster_burst = max(1, self.roster_burst // parties ** 2)
-        self.sessions[session_id] = session
-        if client is not None:
-            self.sessions_by_client[client] += 1
-        log.info("session %s party -: created for %d parties, %s", session_id, parties,
-                 f"program {program.name}" if program.source is None else
-                 f"uploaded program ({len(program.source.encode())} bytes)")
         return session
 
     def _remove(self, session: Session) -> None:
@@ -323,9 +356,19 @@ class Registry:
                      self.join_timeout)
         return len(late)
 
+    def forget_reconnecting(self) -> None:
+        """Free the places of parties that have been reconnecting for ``resume_grace``."""
+        before = self.clock() - self.resume_grace
+        for session in list(self.sessions.values()):
+            for pid in session.forget_reconnecting(before):
+                log.info("session %s party %d: did not come back within %gs, its place is "
+                         "free", session.id, pid, self.resume_grace)
+
     def sweep(self) -> list[Session]:
-        """What the server does every few seconds: ``expire`` and ``close_unjoined``."""
+        """What the server does every few seconds: ``expire``, ``forget_reconnecting`` and
+        ``close_unjoined``."""
         gone = self.expire()
+        self.forget_reconnecting()
         self.close_unjoined()
         return gone
 

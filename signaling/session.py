@@ -24,6 +24,9 @@ from mpyc_webrtc.launch import describe_program
 from mpyc_webrtc.wire import (
     LINK_PATHS,
     LINK_STATES,
+    MIN_RESUME_LENGTH,
+    RECONNECTING,
+    RELAYED,
     SERVER_MESSAGES,
     UNSUPPORTED,
     ErrorCode,
@@ -106,6 +109,12 @@ class Member:
     links: dict[int, tuple[str, str | None]] = field(default_factory=dict)
     #: In state ``unsupported``: what the party said its browser lacks (wire.CAPABILITIES).
     lacks: list[str] = field(default_factory=list)
+    #: SHA-256 (hex) of the ``resume`` secret it joined with: showing the secret again
+    #: gets this place back (``Session.join``).
+    resume_hash: str | None = None
+    #: Since when it is reconnecting: its connection closed before the start and it keeps
+    #: its place until ``Session.forget_reconnecting``. None while connected (or left).
+    since: float | None = None
 
 
 #: Pair states that are progress, in order; a pair shows the less advanced of its two ends.
@@ -211,8 +220,10 @@ class Session:
     def roster(self) -> dict[str, Any]:
         members = []
         for m in self._by_pid():
+            state = m.state if m.connected else RECONNECTING if m.since is not None \
+                else "left"
             member = {"pid": m.pid, "name": m.name, "label": self.labels[m.pid],
-                      "state": m.state if m.connected else "left", "ready": m.ready}
+                      "state": state, "ready": m.ready}
             if member["state"] == UNSUPPORTED:  # why it cannot take part, for the others
                 member["lacks"] = list(m.lacks)
             members.append(member)
@@ -302,7 +313,22 @@ class Session:
         return hmac.compare_digest(digest, self.token_hash)
 
     def join(self, endpoint: Endpoint, name: str, now: float, role: int | None = None,
-             ready: bool = False) -> int:
+             ready: bool = False, resume: str | None = None) -> int:
+        """Give ``endpoint`` a place: the one its ``resume`` secret holds (before the start),
+        else ``role`` or the lowest free one; the secret then holds the new place."""
+        resume_hash = None
+        if resume is not None:
+            if len(resume) < MIN_RESUME_LENGTH:
+                raise SignalingError(
+                    ErrorCode.INVALID_MESSAGE,
+                    f"The 'resume' secret must be at least {MIN_RESUME_LENGTH} characters "
+                    "(16 random bytes, base64url).")
+            resume_hash = hashlib.sha256(resume.encode(errors="replace")).hexdigest()
+            held = None if self.started else next(
+                (m for m in self.members.values() if m.resume_hash is not None
+                 and hmac.compare_digest(m.resume_hash, resume_hash)), None)
+            if held is not None:
+                return self._resume(held, endpoint, name, now, ready)
         if self.started or len(self.members) >= self.parties:
             raise SignalingError(
                 ErrorCode.SESSION_FULL,
@@ -326,17 +352,64 @@ class Session:
             )
         else:
             pid = role
-        self.members[pid] = Member(pid, name or f"party {pid}", endpoint, ready=ready)
+        self.members[pid] = Member(pid, name or f"party {pid}", endpoint, ready=ready,
+                                   resume_hash=resume_hash)
         self.last_activity = now
+        self._welcome(endpoint, pid)
+        self.roster_changed()
+        self._start_if_agreed()
+        return pid
+
+    def _resume(self, member: Member, endpoint: Endpoint, name: str, now: float,
+                ready: bool) -> int:
+        """``member``'s party is back on ``endpoint``: the place, its name and its
+        readiness are as the new join says; a connection it still had is closed."""
+        old, member.endpoint = member.endpoint, endpoint
+        if member.connected and old is not endpoint:
+            old.send(message("error", code=str(ErrorCode.ALREADY_JOINED), message=(
+                "Your place in this session was taken back by a newer connection with your "
+                "link, so this one is closed.")))
+            old.close()
+        member.connected, member.since = True, None
+        member.state, member.lacks = "joined", []
+        if name:
+            member.name = name
+        member.ready = ready
+        self.last_activity = now
+        log.info("session %s party %d: back on a new connection", self.id, member.pid)
+        self._welcome(endpoint, member.pid)
+        self.roster_changed()
+        self._start_if_agreed()
+        return member.pid
+
+    def _welcome(self, endpoint: Endpoint, pid: int) -> None:
         endpoint.send(message(
             "welcome", session=self.id, pid=pid, parties=self.parties,
             program=self.program.to_wire(), labels=self.labels,
             ice_servers=self.ice_servers(pid), relay_only=self.relay_only,
             descriptor=self.descriptor,
         ))
-        self.roster_changed()
-        self._start_if_agreed()
-        return pid
+
+    def act(self, pid: int, msg: dict[str, Any], now: float) -> None:
+        """What a message from party ``pid`` (decoded, any type but ``join``) does."""
+        if msg["type"] in RELAYED:
+            self.relay(pid, msg, now)
+        elif msg["type"] == "status":
+            self.set_status(pid, msg["state"], now, msg.get("detail"))
+        elif msg["type"] == "ready":
+            self.set_ready(pid, msg["ready"], msg.get("name"), now)
+        elif msg["type"] == "link":
+            self.set_link(pid, msg["peer"], msg["state"], msg.get("path"), now)
+
+    def check_token(self, token: str) -> None:
+        """Raise ``bad_token`` unless ``token`` is the session's join token."""
+        if not self.admits(token):
+            raise SignalingError(
+                ErrorCode.BAD_TOKEN,
+                "This link is incomplete or wrong: a join link ends with a secret part "
+                "after the # sign. Ask the person who created the session for the whole "
+                "link.",
+            )
 
     def set_ready(self, pid: int, ready: bool, name: str | None, now: float) -> None:
         member = self.members[pid]
@@ -402,13 +475,37 @@ class Session:
             member.links[peer] = (state, path)
             self.roster_changed()
 
-    def leave(self, pid: int, now: float) -> None:
+    def leave(self, pid: int, now: float, endpoint: Endpoint | None = None) -> None:
+        """Party ``pid``'s connection closed (if ``endpoint`` is given: only if it is
+        still the one that holds the place). Before the start its place is freed, unless
+        it joined with a ``resume`` secret: then it keeps it, ``reconnecting``, until
+        ``forget_reconnecting``."""
+        member = self.members.get(pid)
+        if member is None or not member.connected or (
+                endpoint is not None and member.endpoint is not endpoint):
+            return
         self.last_activity = now
         if self.started:
-            self.members[pid].connected = False
+            member.connected = False
+        elif member.resume_hash is not None:
+            member.connected, member.since = False, now
         else:
             del self.members[pid]
         self.roster_changed()
+
+    def forget_reconnecting(self, before: float) -> list[int]:
+        """Free the places of parties reconnecting since ``before`` or earlier (and before
+        the start: a started session keeps them as ``left``); which pids."""
+        gone = sorted(pid for pid, m in self.members.items()
+                      if not m.connected and m.since is not None and m.since <= before)
+        for pid in gone:
+            if self.started:
+                self.members[pid].since = None
+            else:
+                del self.members[pid]
+        if gone:
+            self.roster_changed()
+        return gone
 
     def relay(self, pid: int, msg: dict[str, Any], now: float) -> None:
         to = msg["to"]

@@ -89,7 +89,7 @@ class Party:
         self.endpoint.receive(json.dumps({"v": 1, "type": type_, **fields}))
 
     def join(self, session: Session | str, name: str | None = None, *, ready: bool = True,
-             role: int | None = None, token: Any = TOKEN) -> None:
+             role: int | None = None, token: Any = TOKEN, resume: str | None = None) -> None:
         """Join; by default already ready (input confirmed), as a native peer with --input."""
         sid = session.id if isinstance(session, Session) else session
         fields: dict[str, Any] = {"session": sid, "ready": ready}
@@ -99,6 +99,8 @@ class Party:
             fields["name"] = name
         if role is not None:
             fields["role"] = role
+        if resume is not None:
+            fields["resume"] = resume
         self.send("join", **fields)
 
     def take(self) -> list[dict[str, Any]]:

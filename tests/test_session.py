@@ -1254,3 +1254,115 @@ def test_the_sealed_descriptor_is_kept_and_handed_to_every_party(registry):
     for bad in (7, "not base64url!", "x" * (16 * 1024 + 1), ""):
         invalid(registry, {**AUTH, "parties": 3, "program": "sum", "descriptor": bad})
 
+
+
+# --- reconnecting: a resume secret keeps a place --------------------------------------------
+
+RESUME_A = "a" * 22
+RESUME_B = "b" * 22
+
+
+def test_a_party_that_lost_its_connection_gets_its_place_back(registry, clock):
+    session = registry.create({**AUTH, "parties": 3, "program": "sum"})
+    a, b = Party(registry), Party(registry)
+    a.join(session, name="Alice", resume=RESUME_A)
+    b.join(session, name="Bob", resume=RESUME_B)
+    a.take(), b.take()
+    a.endpoint.disconnected()
+    assert roster_members(b.take()[-1]) == [(0, "Alice", "reconnecting"), (1, "Bob", "joined")]
+    # The place is held: a newcomer gets another one, and a fourth would find it full.
+    c = Party(registry)
+    c.join(session, name="Carol")
+    assert c.endpoint.pid == 2 and not session.started
+    d = Party(registry)
+    d.join(session)
+    assert d.error() == ErrorCode.SESSION_FULL
+    clock.now += 30
+    again = Party(registry)
+    again.join(session, name="Alice", resume=RESUME_A)
+    welcome, *_ = again.take()
+    assert welcome["type"] == "welcome" and welcome["pid"] == 0
+    assert again.endpoint.pid == 0
+    # Everyone was ready: back at full strength, the round starts.
+    assert session.started and "start" in b.types()
+
+
+def test_a_reconnecting_place_is_freed_after_the_grace(registry, clock):
+    registry.resume_grace = 20.0  # less than the fixture's idle timeout (60 s)
+    session = registry.create({**AUTH, "parties": 3, "program": "sum"})
+    a, b = Party(registry), Party(registry)
+    a.join(session, resume=RESUME_A)
+    b.join(session)
+    b.take()
+    a.endpoint.disconnected()
+    clock.now += registry.resume_grace - 1
+    registry.sweep()
+    assert roster_members(b.take()[-1])[0][2] == "reconnecting"
+    clock.now += 2
+    registry.sweep()
+    assert [pid for pid, *_ in roster_members(b.take()[-1])] == [1]
+    assert sorted(session.members) == [1]
+    # Too late: the secret no longer holds a place; the party gets a free one.
+    late = Party(registry)
+    late.join(session, resume=RESUME_A)
+    assert late.endpoint.pid == 0
+
+
+def test_another_secret_does_not_take_a_held_place(registry):
+    session = registry.create({**AUTH, "parties": 3, "program": "sum"})
+    a, b = Party(registry), Party(registry)
+    a.join(session, resume=RESUME_A)
+    b.join(session)
+    a.endpoint.disconnected()
+    other = Party(registry)
+    other.join(session, role=0, resume="c" * 22)
+    assert other.error() == ErrorCode.ROLE_TAKEN
+    other.join(session, resume="c" * 22)
+    assert other.endpoint.pid == 2
+
+
+def test_a_short_resume_secret_is_refused(registry):
+    session = registry.create({**AUTH, "parties": 3, "program": "sum"})
+    a = Party(registry)
+    a.join(session, resume="x" * 21)
+    assert a.error() == ErrorCode.INVALID_MESSAGE
+    assert session.members == {}
+
+
+def test_a_newer_connection_takes_over_an_open_one(registry):
+    session = registry.create({**AUTH, "parties": 3, "program": "sum"})
+    a, b = Party(registry), Party(registry)
+    a.join(session, resume=RESUME_A)
+    b.join(session)
+    a.take(), b.take()
+    newer = Party(registry)
+    newer.join(session, resume=RESUME_A)
+    assert newer.take()[0]["pid"] == 0
+    assert a.error() == ErrorCode.ALREADY_JOINED and a.closed == 1
+    # The old connection closing later changes nothing, and it can no longer speak.
+    a.endpoint.disconnected()
+    a.send("ready", ready=False)
+    assert a.sent == []
+    assert roster_members(b.take()[-1]) == [(0, "party 0", "joined"), (1, "party 1", "joined")]
+    assert session.members[0].connected
+
+
+def test_without_a_resume_secret_leaving_frees_the_place_as_before(registry):
+    session = registry.create({**AUTH, "parties": 3, "program": "sum"})
+    a, b = joined(registry, session, 2)
+    a.endpoint.disconnected()
+    assert sorted(session.members) == [1]
+
+
+def test_after_the_start_a_lost_party_has_left_for_good(registry):
+    session = registry.create({**AUTH, "parties": 3, "program": "sum"})
+    a, b, c = Party(registry), Party(registry), Party(registry)
+    for party, secret in zip((a, b, c), "abc", strict=True):
+        party.join(session, resume=secret * 22)
+    assert session.started
+    b.take()
+    a.endpoint.disconnected()
+    assert roster_members(b.take()[-1])[0][2] == "left"
+    back = Party(registry)
+    back.join(session, resume=RESUME_A)
+    assert back.error() == ErrorCode.SESSION_FULL
