@@ -190,6 +190,7 @@ const fromClient = {
   reconnect({ attempt, delay }) {
     const sentences = /** @type {Sentences} */ (page.sentences);
     log(`lost the connection to the session server; reconnecting in ${delay} s (attempt ${attempt})`);
+    if (lobby.phase !== 'lobby') return; // a page that stopped says nothing more
     page.reconnecting = true;
     // The status line is the live region: the person hears that the page is on it.
     setStatus(sentences.say('reconnect.lost', { attempt }));

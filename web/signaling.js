@@ -168,16 +168,16 @@ export class PageSignaling {
             event.welcome.parties, this.sentences);
           this.handlers.welcome?.(event);
           break;
-        case 'reconnect':
+        case 'reconnect': {
           clearTimeout(this.retry);
-          if (!this.closing) {
-            const wait = event.delay * 1000 * (1 + Math.random() * RECONNECT_JITTER);
-            this.retry = setTimeout(() => {
-              if (!this.closing && this.client.phase === 'reconnecting') this.connect();
-            }, wait);
-          }
+          if (this.closing) break; // the page closed it: it stays closed
+          const wait = event.delay * 1000 * (1 + Math.random() * RECONNECT_JITTER);
+          this.retry = setTimeout(() => {
+            if (!this.closing && this.client.phase === 'reconnecting') this.connect();
+          }, wait);
           this.handlers.reconnect?.(event);
           break;
+        }
         default: this.handlers[event.event]?.(event);
       }
     }
