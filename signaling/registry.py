@@ -222,7 +222,8 @@ class Registry:
     def build(self, request: Any, session_id: str | None = None,
               created: float | None = None, ends: float | None = None) -> Session:
         """The session a create request asks for, checked but not yet counted nor kept:
-        a new one, or (``session_id``, ``created``, ``ends``) one made before."""
+        a new one, or (``session_id``, ``created``, ``ends``) one made before (whose
+        program was compiled then)."""
         if not isinstance(request, dict):
             raise invalid("The request body must be a JSON object.")
         parties = request.get("parties")
@@ -233,7 +234,7 @@ class Registry:
                 f"'parties' must be a whole number from {MIN_PARTIES} to {MAX_PARTIES}, "
                 f"got {parties!r}."
             )
-        program = program_from_request(request)
+        program = program_from_request(request, compiled=session_id is not None)
         labels = labels_from_request(request, parties)
         token_hash = request.get("token_hash")
         if not isinstance(token_hash, str) or not re.fullmatch(r"[0-9a-f]{64}", token_hash):

@@ -574,7 +574,10 @@ def labels_from_request(request: dict[str, Any], parties: int) -> list[str]:
     return labels
 
 
-def program_from_request(request: dict[str, Any]) -> Program:
+def program_from_request(request: dict[str, Any], compiled: bool = False) -> Program:
+    """The program a create request asks for, checked; ``compiled``: its source compiled
+    already when the session was made (a replica rebuilt from the shared store), so it is
+    not compiled again (which costs up to a few hundred ms for the largest)."""
     name = request.get("program")
     source = request.get("source")
     args = request.get("args", [])
@@ -604,6 +607,8 @@ def program_from_request(request: dict[str, Any]) -> Program:
         name = "program.py"
     if not isinstance(name, str) or not name or len(name) > 100 or not is_text(name):
         raise invalid("'program' must be a short file name for the uploaded source.")
+    if compiled:
+        return Program(name, args, source)
     try:
         # Top-level await is allowed: browsers and native peers run such scripts.
         compile(source, name, "exec", dont_inherit=True, flags=ast.PyCF_ALLOW_TOP_LEVEL_AWAIT)
