@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import re
 import signal
+import time
 
 import pytest
 
@@ -70,3 +71,47 @@ def test_a_server_process_that_is_killed_takes_no_session_with_it(redis_url):
     for out, err, code in results:
         assert code == 0, f"party failed ({code}):\n{err[-3000:]}"
         assert out.strip() == "sum = 6"
+
+
+def members(server: Server, url: str) -> tuple[int, list[int]]:
+    """How many places are taken, and which parties are connected, as ``server`` says."""
+    info = server.info(url)
+    return info["joined"], sorted(m["pid"] for m in info["members"])
+
+
+def wait_for(what: str, check, timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not check():
+        if time.monotonic() > deadline:
+            raise TimeoutError(what)
+        time.sleep(0.2)
+
+
+def test_killing_a_process_during_the_lobby_loses_no_place(redis_url):
+    """Party 1's server process is killed (SIGKILL) while parties 0 and 1 wait in the lobby.
+    The other processes notice it is gone (its heartbeat stops) and show party 1 as
+    reconnecting, its place kept; party 1 reconnects to the same address once a new process
+    listens there, gets its place back, and the session computes once party 2 arrives."""
+    with Namespace() as ns:
+        p0, p1, p2 = servers(ns, redis_url, 3)
+        url = p0.create(3, "--program", "sum")
+        first = start_peer(ns, url, "--input", "1")
+        p0.wait_joined(url, 1)
+        second = start_peer(ns, through(url, p0, p1), "--input", "2")
+        p0.wait_joined(url, 2)
+        assert members(p0, url) == (2, [0, 1])
+        p1.proc.send_signal(signal.SIGKILL)
+        p1.proc.wait(10)
+        # Place 1 is held while its party is away: taken, but not connected.
+        wait_for("party 1 shown as reconnecting", lambda: members(p0, url) == (2, [0]))
+        again = Server(ns, 8081, "--redis", redis_url, "--stun-port", "0", "-v")
+        wait_for("party 1 back", lambda: members(p0, url) == (2, [0, 1]))
+        third = start_peer(ns, through(url, p0, p2), "--input", "3")
+        results = [p.communicate(timeout=TIMEOUT) + (p.returncode,)
+                   for p in (first, second, third)]
+        rejoined = JOINED.findall("".join(again.log))
+    for out, err, code in results:
+        assert code == 0, f"party failed ({code}):\n{err[-3000:]}"
+        assert out.strip() == "sum = 6"
+    assert "Reconnected: still party 1." in results[1][1]
+    assert [pid for _, pid in rejoined] == ["1"]  # it came back through the new process
