@@ -475,11 +475,12 @@ class Session:
             member.links[peer] = (state, path)
             self.roster_changed()
 
-    def leave(self, pid: int, now: float, endpoint: Endpoint | None = None) -> None:
+    def leave(self, pid: int, now: float, endpoint: Endpoint | None = None,
+              keep: bool = True) -> None:
         """Party ``pid``'s connection closed (if ``endpoint`` is given: only if it is
         still the one that holds the place). Before the start its place is freed, unless
-        it joined with a ``resume`` secret: then it keeps it, ``reconnecting``, until
-        ``forget_reconnecting``."""
+        the connection was lost (``keep``) and it joined with a ``resume`` secret: then it
+        keeps it, ``reconnecting``, until ``forget_reconnecting``."""
         member = self.members.get(pid)
         if member is None or not member.connected or (
                 endpoint is not None and member.endpoint is not endpoint):
@@ -487,7 +488,7 @@ class Session:
         self.last_activity = now
         if self.started:
             member.connected = False
-        elif member.resume_hash is not None:
+        elif keep and member.resume_hash is not None:
             member.connected, member.since = False, now
         else:
             del self.members[pid]

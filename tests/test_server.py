@@ -912,3 +912,35 @@ def test_sigterm_tells_the_parties_drains_and_exits_0_within_the_timeout(backend
         assert server.proc.wait(3 + 2) == 0
         assert time.monotonic() - sent < 3 + 1
         assert any("shutting down" in line for line in server.log)
+
+
+async def roster_until(ws: aiohttp.ClientWebSocketResponse, members: list[tuple[int, str]]
+                       ) -> None:
+    """Read rosters until one shows ``members`` as (pid, state)."""
+    seen = None
+    while seen != members:
+        msg = await recv(ws)
+        if msg["type"] == "roster":
+            seen = [(m["pid"], m["state"]) for m in msg["members"]]
+
+
+async def test_a_socket_its_client_closes_frees_the_place_a_dropped_one_keeps_it():
+    """A page closed or a peer that is done sends a close frame: it left. A connection that
+    just drops (no close frame: the network, a crash) keeps the place of a party that
+    joined with a ``resume`` secret, until it comes back with it."""
+    async with serve() as client:
+        sid = await new_session(client)
+        closing, _ = await join(client, sid, ready=False, resume="c" * 22)
+        dropping, _ = await join(client, sid, ready=False, resume="d" * 22)
+        watcher, _ = await join(client, sid, ready=False)
+        await closing.close()
+        await roster_until(watcher, [(1, "joined"), (2, "joined")])
+        dropping._writer.transport.abort()  # no close frame: the TCP connection just ends
+        await roster_until(watcher, [(1, "reconnecting"), (2, "joined")])
+        back, welcome = await join(client, sid, ready=False, resume="d" * 22)
+        assert welcome["pid"] == 1
+        await roster_until(watcher, [(1, "joined"), (2, "joined")])
+        newcomer, welcome = await join(client, sid, ready=False, resume="c" * 22)
+        assert welcome["pid"] == 0  # the place that was left is free for anyone
+        for ws in (back, newcomer, watcher):
+            await ws.close()
