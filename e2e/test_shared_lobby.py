@@ -10,29 +10,17 @@ from __future__ import annotations
 
 import re
 import signal
-import time
 
 from playwright.sync_api import expect
 
 from mpyc_webrtc.sentences import say
 from testbed import chromium
 from testbed.browser import BrowserParty
-from testbed.netns import Server, start_peer
+from testbed.netns import Server, start_peer, wait_until
 
 NATIVE_TIMEOUT = 120
 
 
-def members(server: Server, url: str) -> tuple[int, list[int]]:
-    info = server.info(url)
-    return info["joined"], sorted(m["pid"] for m in info["members"])
-
-
-def wait_for(what: str, check, timeout: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not check():
-        if time.monotonic() > deadline:
-            raise TimeoutError(what)
-        time.sleep(0.2)
 
 
 def test_a_page_whose_server_process_dies_in_the_lobby_keeps_its_place(
@@ -54,9 +42,9 @@ def test_a_page_whose_server_process_dies_in_the_lobby_keeps_its_place(
         expect(page["status"]).to_have_text(
             re.compile(re.escape(say("reconnect.lost", attempt=1)).replace("1", r"\d+")),
             timeout=15_000)
-        wait_for("party 0 shown as reconnecting", lambda: members(p0, url) == (2, [1]))
+        wait_until("party 0 shown as reconnecting", lambda: p0.members(url) == (2, [1]))
         p1 = Server(namespace, 8091, *shared)
-        wait_for("party 0 back", lambda: members(p0, url) == (2, [0, 1]))
+        wait_until("party 0 back", lambda: p0.members(url) == (2, [0, 1]))
         last = start_peer(namespace, url, "--input", "3")
         assert page.wait_done().strip() == "sum = 15"
         for peer in (native, last):

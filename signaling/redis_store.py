@@ -134,6 +134,8 @@ class RedisStore:
         self._loading: dict[str, list[tuple[int, dict[str, Any]]]] = {}
         self._subscribed: dict[str, asyncio.Event] = {}
         self._scripts: dict[str, Any] = {}
+        #: Set when entries may have been missed: check every replica at once.
+        self._check_now = asyncio.Event()
 
     # -- keys ------------------------------------------------------------------------------
 
@@ -381,9 +383,13 @@ class RedisStore:
                 msg = await self.pubsub.get_message(timeout=1.0)
             except asyncio.CancelledError:
                 raise
-            except Exception:
-                log.exception("session - party -: reading from Redis failed")
+            except Exception as exc:
+                # redis-py subscribes again as it reconnects; what came meanwhile is read
+                # from the logs at the next check, which comes at once.
+                log.warning("session - party -: reading from Redis failed (%r); reconnecting",
+                            exc)
                 await asyncio.sleep(1.0)
+                self._check_now.set()
                 continue
             if msg is None:
                 continue
@@ -411,11 +417,7 @@ class RedisStore:
         if applied is None or seq <= applied:
             return
         if seq > applied + 1:  # missed some (Redis dropped us for a moment): read them
-            assert self.redis is not None
-            missed = await self._timed("read", self.redis.lrange(
-                self.log_key(sid), applied, seq - 2))
-            for offset, text in enumerate(missed):
-                self.registry.apply(sid, applied + 1 + offset, json.loads(text))
+            await self._catch_up(sid, seq - 1)
         if self.arrived is not None and entry.get("op") == "msg":
             loop_now = asyncio.get_running_loop().time()
             self.arrived(loop_now - max(0.0, time.time() - entry["t"]))
@@ -437,12 +439,14 @@ class RedisStore:
     async def _heartbeat(self) -> None:
         beats = 0
         while True:
-            await asyncio.sleep(HEARTBEAT)
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(self._check_now.wait(), HEARTBEAT)
             beats += 1
             try:
                 await self._heartbeat_once()
                 await self._check_processes()
-                if beats % CHECK_EVERY == 0:
+                if beats % CHECK_EVERY == 0 or self._check_now.is_set():
+                    self._check_now.clear()
                     await self._check_sessions()
             except asyncio.CancelledError:
                 raise
@@ -472,7 +476,10 @@ class RedisStore:
             self.registry.process_died(proc, others[proc])
 
     async def _check_sessions(self) -> None:
-        """Renew running sessions; a replica whose session Redis forgot is closed here."""
+        """Renew running sessions; close here a replica whose session Redis forgot; and
+        catch up on entries this process missed (Redis drops a subscriber that falls too
+        far behind, ``client-output-buffer-limit pubsub``; a message lost so would
+        otherwise stall its session until the next entry)."""
         assert self.redis is not None
         registry = self.registry
         sids = list(registry.sessions)
@@ -490,7 +497,28 @@ class RedisStore:
                                        self.prefix], client=pipe)
                 else:
                     pipe.exists(self.meta(sid))
+                pipe.llen(self.log_key(sid))
             found = await self._timed("renew", pipe.execute(raise_on_error=False))
-        for sid, result in zip(sids, found, strict=True):
-            if result == 0:
+        for i, sid in enumerate(sids):
+            exists, length = found[2 * i], found[2 * i + 1]
+            if exists == 0:
                 registry.vanished(sid)
+            elif isinstance(length, int):
+                await self._catch_up(sid, length)
+
+    async def _catch_up(self, sid: str, length: int) -> None:
+        """Apply the entries of ``sid`` up to ``length`` that never came through the
+        channel."""
+        applied = self.registry.applied.get(sid)
+        if applied is None or length <= applied or sid in self._loading:
+            return
+        assert self.redis is not None
+        missed = await self._timed("read", self.redis.lrange(self.log_key(sid), applied,
+                                                             length - 1))
+        log.warning("session %s party -: %d entries came late (not through the channel)",
+                    sid, len(missed))
+        for text in missed:
+            seq = self.registry.applied.get(sid)
+            if seq is None:
+                return
+            self.registry.apply(sid, seq + 1, json.loads(text))

@@ -287,23 +287,28 @@ class Registry:
             raise unknown_session(session_id)
         return session
 
-    def expire(self) -> list[Session]:
-        """Close sessions that are idle, too old, or over and empty; return them."""
+    def due(self) -> list[tuple[Session, str]]:
+        """Sessions to close now, each with why: ``too old``, ``over`` (started, and
+        every party left) or ``idle``."""
         now = self.clock()
-        gone = []
+        found = []
         for session in list(self.sessions.values()):
             running = session.started and bool(session.connected_members())
-            idle = now - session.last_activity > self.idle_timeout and not running
-            over = session.started and not running
-            too_old = now - session.created > self.max_age
-            if idle or over or too_old:
-                gone.append(session)
-                why = ("it has been open longer than the server allows" if too_old
-                       else "it was idle for too long")
-                self.close(session, ErrorCode.SESSION_EXPIRED,
-                           f"This session was closed because {why}.")
-                log.info("session %s party -: expired (%s)", session.id,
-                         "too old" if too_old else "over" if over else "idle")
+            if now - session.created > self.max_age:
+                found.append((session, "too old"))
+            elif session.started and not running:
+                found.append((session, "over"))
+            elif now - session.last_activity > self.idle_timeout and not running:
+                found.append((session, "idle"))
+        return found
+
+    def expire(self) -> list[Session]:
+        """Close sessions that are idle, too old, or over and empty; return them."""
+        gone = []
+        for session, why in self.due():
+            gone.append(session)
+            self.close(session, ErrorCode.SESSION_EXPIRED, expired_sentence(why))
+            log.info("session %s party -: expired (%s)", session.id, why)
         return gone
 
     def close(self, session: Session, code: ErrorCode, text: str) -> None:
@@ -361,6 +366,13 @@ class Registry:
         self.forget_reconnecting()
         self.close_unjoined()
         return gone
+
+
+def expired_sentence(why: str) -> str:
+    """What the parties of a session closed for ``why`` (``Registry.due``) are told."""
+    reason = ("it has been open longer than the server allows" if why == "too old"
+              else "it was idle for too long")
+    return f"This session was closed because {reason}."
 
 
 def sessions_busy() -> SignalingError:

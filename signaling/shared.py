@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING, Any
 
 from mpyc_webrtc.wire import ErrorCode, SignalingError, error_message
 
-from .registry import Registry, unknown_session
+from .registry import Registry, expired_sentence, unknown_session
 from .session import Outgoing, Session
 
 if TYPE_CHECKING:
@@ -302,21 +302,13 @@ class SharedRegistry(Registry):
             self._queue(Op("append", session.id, {**entry, "t": self.clock()}))
 
     def expire(self) -> list[Session]:
-        now = self.clock()
+        """The same rule as in one process, decided by this process's clock: so it is an
+        entry, which closes the session in every replica at the same point."""
         gone = []
-        for session in list(self.sessions.values()):
-            running = session.started and bool(session.connected_members())
-            idle = now - session.last_activity > self.idle_timeout and not running
-            over = session.started and not running
-            too_old = now - session.created > self.max_age
-            if idle or over or too_old:
-                gone.append(session)
-                why = ("it has been open longer than the server allows" if too_old
-                       else "it was idle for too long")
-                self._ask(session, "close", {"op": "close",
-                                             "code": str(ErrorCode.SESSION_EXPIRED),
-                                             "text": f"This session was closed because {why}."})
-        for session in gone:
+        for session, why in self.due():
+            gone.append(session)
+            self._ask(session, "close", {"op": "close", "code": str(ErrorCode.SESSION_EXPIRED),
+                                         "text": expired_sentence(why)})
             self._queue(Op("delete", session.id))
         return gone
 

@@ -19,7 +19,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
@@ -162,12 +162,27 @@ class Server:
             raise RuntimeError(f"session lookup failed: {done.stderr}")
         return json.loads(done.stdout)
 
+    def members(self, join_url: str) -> tuple[int, list[int]]:
+        """How many places are taken, and which parties are connected (a party that is
+        reconnecting holds a place but is not connected)."""
+        info = self.info(join_url)
+        return info["joined"], sorted(m["pid"] for m in info["members"])
+
     def wait_joined(self, join_url: str, count: int, timeout: float = 60) -> None:
         deadline = time.monotonic() + timeout
         while self.info(join_url)["joined"] < count:
             if time.monotonic() > deadline:
                 raise TimeoutError(f"fewer than {count} parties joined within {timeout} s")
             time.sleep(0.1)
+
+
+def wait_until(what: str, check: Callable[[], bool], timeout: float = 30.0) -> None:
+    """Poll ``check`` until it holds; TimeoutError naming ``what`` after ``timeout`` s."""
+    deadline = time.monotonic() + timeout
+    while not check():
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"{what}: not within {timeout:g} s")
+        time.sleep(0.2)
 
 
 class TamperProxy:

@@ -10,11 +10,10 @@ from __future__ import annotations
 
 import re
 import signal
-import time
 
 import pytest
 
-from testbed.netns import Namespace, Server, start_peer
+from testbed.netns import Namespace, Server, start_peer, wait_until
 
 pytestmark = pytest.mark.netns
 
@@ -73,18 +72,6 @@ def test_a_server_process_that_is_killed_takes_no_session_with_it(redis_url):
         assert out.strip() == "sum = 6"
 
 
-def members(server: Server, url: str) -> tuple[int, list[int]]:
-    """How many places are taken, and which parties are connected, as ``server`` says."""
-    info = server.info(url)
-    return info["joined"], sorted(m["pid"] for m in info["members"])
-
-
-def wait_for(what: str, check, timeout: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not check():
-        if time.monotonic() > deadline:
-            raise TimeoutError(what)
-        time.sleep(0.2)
 
 
 def test_killing_a_process_during_the_lobby_loses_no_place(redis_url):
@@ -99,13 +86,13 @@ def test_killing_a_process_during_the_lobby_loses_no_place(redis_url):
         p0.wait_joined(url, 1)
         second = start_peer(ns, through(url, p0, p1), "--input", "2")
         p0.wait_joined(url, 2)
-        assert members(p0, url) == (2, [0, 1])
+        assert p0.members(url) == (2, [0, 1])
         p1.proc.send_signal(signal.SIGKILL)
         p1.proc.wait(10)
         # Place 1 is held while its party is away: taken, but not connected.
-        wait_for("party 1 shown as reconnecting", lambda: members(p0, url) == (2, [0]))
+        wait_until("party 1 shown as reconnecting", lambda: p0.members(url) == (2, [0]))
         again = Server(ns, 8081, "--redis", redis_url, "--stun-port", "0", "-v")
-        wait_for("party 1 back", lambda: members(p0, url) == (2, [0, 1]))
+        wait_until("party 1 back", lambda: p0.members(url) == (2, [0, 1]))
         third = start_peer(ns, through(url, p0, p2), "--input", "3")
         results = [p.communicate(timeout=TIMEOUT) + (p.returncode,)
                    for p in (first, second, third)]

@@ -226,3 +226,31 @@ def test_a_server_that_cannot_reach_its_redis_says_so_and_stops(tmp_path):
     last = done.stderr.strip().splitlines()[-1]
     assert last.startswith(f"mpyc-webrtc-server: error: cannot reach Redis at {missing} (")
     assert last.endswith("Start redis-server, or check --redis (redis://HOST:PORT/DB).")
+
+
+def test_an_entry_that_never_came_through_the_channel_is_read_from_the_log(cluster):
+    """Redis drops a subscriber that falls too far behind, and what it published meanwhile
+    is lost to it: the periodic check reads such entries from the log, so no session
+    stalls waiting for a message that was relayed."""
+    import json
+
+    p0, p1, _ = cluster.registries
+    session = p0.create(SUM3)
+    a, b, c = Party(p0), Party(p1), Party(p1)
+    for party in (a, b, c):
+        party.join(session.id)
+    for party in (a, b, c):
+        party.take()
+    # b's signal to a, in the log but never published (as if p0 had been dropped).
+    entry = {"op": "msg", "c": b.endpoint.conn, "t": p1.clock(),
+             "m": {"v": 1, "type": "signal", "to": 0, "seq": 1, "box": "late"}}
+    loop = cluster.loop
+    before = p0.applied[session.id]
+    length = loop.run_until_complete(p1.store.redis.rpush(p1.store.log_key(session.id),
+                                                          json.dumps(entry)))
+    assert length == before + 1 and a.take() == []
+    loop.run_until_complete(p0.store._check_sessions())
+    assert a.take() == [{"v": 1, "type": "signal", "seq": 1, "box": "late", "from": 1}]
+    # The next entry through the channel follows in order.
+    c.send("signal", to=0, seq=1, box="next")
+    assert a.take() == [{"v": 1, "type": "signal", "seq": 1, "box": "next", "from": 2}]
