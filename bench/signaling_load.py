@@ -92,6 +92,8 @@ CONNECTING = 200
 #: How long the servers are left alone before their memory is read: Redis shrinks the
 #: buffers of its clients (the servers' connections) only after a while.
 SETTLE = 2.0
+#: Open files besides the parties' WebSockets (Redis, logs, the Python runtime).
+FD_MARGIN = 500
 #: Server log lines that say something went wrong (the log has no level names).
 TROUBLE = ("Traceback", "failed", "refused", "stopped;", "lost touch", "internal error")
 
@@ -612,7 +614,8 @@ async def run(sessions: int, opts: Options | None = None, *, in_process: bool = 
     ``redis``, on ``processes`` servers sharing a Redis, and the error checks too."""
     opts = opts or Options()
     baseline = max(1, min(10, sessions))
-    raise_fd_limit(sessions * opts.parties * 2 + 200)
+    # One descriptor per party here, and one in a server (here too with ``in_process``).
+    raise_fd_limit(sessions * opts.parties * (2 if in_process else 1) + FD_MARGIN)
 
     async def both(bases: Sequence[str], cpu: Any, mem: Any
                    ) -> tuple[dict[str, tuple[int, Stats, float, float]], dict, dict]:
@@ -893,7 +896,7 @@ async def matrix(sizes: Sequence[int], opts: Options, timeout: float,
                  settle: float = SETTLE) -> str:
     """Every size on every configuration (``CONFIGS``), each on fresh servers; the first
     configuration is the one the others are compared with."""
-    limit = raise_fd_limit(max(sizes) * opts.parties * 2 + 200)
+    limit = raise_fd_limit(max(sizes) * opts.parties + FD_MARGIN)
     checks: list[str] = []
     async with aiohttp.ClientSession() as http:
         checks += await check_overload(http, opts.parties)
