@@ -64,7 +64,8 @@ case "${1:-}" in
     test)
         shift
         # Network namespaces (iproute2) for every WebRTC test; Chromium for the browser tests;
-        # NAT routers (iptables) and a TURN relay (coturn) for the simulated internet.
+        # NAT routers (iptables) and a TURN relay (coturn) for the simulated internet; Redis
+        # for server processes that share their sessions (tests/test_shared_sessions.py).
         apt_install ip:iproute2 chromium:chromium iptables:iptables turnserver:coturn \
             redis-server:redis-server
         # Firefox ESR, the e2e tests' second browser engine (e2e/test_firefox.py, and

@@ -12,7 +12,19 @@ against the same scenarios (``tests/client_scenarios.json``).
 The rules it holds:
 
 - joining: the ``join`` message (a native peer is ready at once, a page once its person
-  confirmed an input); an ``error`` before the ``welcome`` means joining failed;
+  confirmed an input), always with this client's own ``resume`` secret (drawn once, when
+  the client is made); an ``error`` before the ``welcome`` means joining failed;
+- losing the server in the lobby (welcomed, before the first ``start``, not stopped, no
+  error that ended the session: ``SESSION_ENDING``): reconnect to the same server
+  (``reconnect``, after ``delay`` seconds: 0.5, 1, 2, 4, 8, 8, ...; at once after the error
+  ``reconnect``) and join again with the same ``resume`` and ``role`` = this party's pid;
+  the same pid back is ``reconnected`` (the join carries the current ready and name; a
+  browser that cannot take part says so again); another pid, or an ``error`` instead of
+  the welcome, ends it (``join_failed``, in words that say what happened); a welcome that
+  describes the session differently from the first is tampering; after
+  ``MAX_RECONNECT_ATTEMPTS`` attempts in a row without the place back, it gives up
+  (``closed``, with a ``message``). A socket that cannot even open is one more
+  ``disconnected``. After the start, a closed connection stays closed;
 - the program: nothing connects before the program this party will run is known to be
   the one whose hash the link carries (``check_program`` / ``program_checked``), and every
   peer's offer or answer must name the same hash; anything else is tampering;
@@ -43,7 +55,15 @@ Events (fields after the name):
 ``open``            from, seq, box: open this box, in arrival order, and call ``opened``
                     with its payload (or ``tampered`` with the sealer's sentence)
 ``welcome``         welcome: the server's ``welcome``; this party is ``welcome["pid"]``
-``join_failed``     code, message: the server refused to let this party in
+``join_failed``     code, message: the server refused to let this party in (also when it
+                    joins again after a lost connection; ``code`` is then the server's, or
+                    ``other_place`` if it was given another pid): stop, close the socket
+``reconnect``       attempt, delay: the connection to the server was lost in the lobby:
+                    after ``delay`` seconds open a new one to the same server and call
+                    ``connected`` (or ``disconnected`` if it cannot be opened)
+``reconnected``     pid, welcome: joined again at this party's own place ``pid``; nothing
+                    to check again (the welcome is the one checked, with fresh
+                    ``ice_servers``)
 ``open_descriptor`` descriptor: open the session's sealed descriptor (the welcome's; may be
                     null); call ``descriptor_opened`` with what it holds, or None
 ``check_program``   program: hash the program this party will run; call ``program_checked``
@@ -63,32 +83,59 @@ Events (fields after the name):
                     (for ``server_shutting_down``, the message is this client's own:
                     what the shutdown means where the party stands)
 ``tampered``        message: someone interfered: stop at once, connect to nobody
-``closed``          welcomed, started: the connection to the server is gone
+``closed``          welcomed, started (and message, after giving up reconnecting): the
+                    connection to the server is gone for good
 ==================  =====================================================================
 """
 
 from __future__ import annotations
 
+import json
+import secrets
 from typing import Any
 
 from . import shape
 from .launch import fingerprint
 from .sentences import SENTENCES, say
-from .wire import UNSUPPORTED, ErrorCode, message
+from .wire import RECONNECTING, UNSUPPORTED, ErrorCode, message
 
 Event = dict[str, Any]
 
-#: Where the client stands: before ``connected``, joining, in the lobby, after the first
-#: ``start``, stopped (tampering), and after ``disconnected``.
-PHASES = ("new", "joining", "lobby", "started", "stopped", "closed")
+#: Where the client stands: before ``connected``, joining, in the lobby, waiting to open a
+#: new connection after losing one in the lobby, joining again over it, after the first
+#: ``start``, stopped (tampering), refused when joining again, and after ``disconnected``.
+PHASES = ("new", "joining", "lobby", "reconnecting", "rejoining", "started", "stopped",
+          "refused", "closed")
+
+#: How long to wait before reconnecting: the first delay, doubled per attempt, at most.
+RECONNECT_FIRST_DELAY = 0.5
+RECONNECT_MAX_DELAY = 8.0
+#: Attempts in a row without getting the place back before giving up (the delays add up
+#: to about two minutes; a server keeps a place for a while, see ``wire.RECONNECTING``).
+MAX_RECONNECT_ATTEMPTS = 20
+#: Errors in the lobby after which the session is over: no use reconnecting.
+SESSION_ENDING = frozenset({ErrorCode.SERVER_SHUTTING_DOWN, ErrorCode.SESSION_EXPIRED,
+                            ErrorCode.TOO_MANY_MESSAGES})
+#: The welcome's fields that must not change when this party joins again.
+REJOIN_SAME = ("session", "parties", "relay_only", "labels", "program", "descriptor")
+
+
+def reconnect_delay(attempt: int) -> float:
+    """Seconds before reconnect attempt ``attempt`` (1, 2, ...): 0.5, 1, 2, 4, 8, 8, ..."""
+    return min(RECONNECT_FIRST_DELAY * 2 ** (attempt - 1), RECONNECT_MAX_DELAY)
+
+
+def new_resume() -> str:
+    """A party's own resume secret: 16 random bytes, base64url (22 characters)."""
+    return secrets.token_urlsafe(16)
 
 
 def member_state(member: dict[str, Any], started: bool) -> str:
     """A roster member's state as a person reads it: a ``member.*`` key of the sentences
     (``joined``, ``ready``, ``connecting``, ``computing``, ``done``, ``again``, ``failed``,
-    ``left``, ``unsupported``)."""
+    ``left``, ``unsupported``, ``reconnecting``)."""
     state = member.get("state")
-    if state in ("left", "failed", UNSUPPORTED):
+    if state in ("left", "failed", UNSUPPORTED, RECONNECTING):
         return state
     if not started:
         return "ready" if member.get("ready") else "joined"
@@ -141,11 +188,13 @@ class SignalingClient:
     ``link_hash`` is the program hash the join link carries; ``token`` proves the link to the
     server; ``ready`` whether the party is ready as it joins (a native peer, whose input
     is on its command line); ``role`` the place it asks for, if any; ``lacks`` what this
-    party's browser lacks of ``wire.CAPABILITIES`` (then it only holds its place and says why).
+    party's browser lacks of ``wire.CAPABILITIES`` (then it only holds its place and says why);
+    ``resume`` this party's own secret for getting its place back (by default a new one).
     """
 
     def __init__(self, session: str, link_hash: str, *, token: str, name: str = "",
-                 role: int | None = None, ready: bool = False, lacks: list[str] | None = None):
+                 role: int | None = None, ready: bool = False, lacks: list[str] | None = None,
+                 resume: str | None = None):
         self.session = session
         self.link_hash = link_hash
         self.token = token
@@ -157,8 +206,16 @@ class SignalingClient:
         #: It took it back, and the server may have started the round before it heard so.
         self._retracting = False
         self.phase = "new"
-        #: Whether the connection to the server closed (``disconnected``).
+        #: Whether the connection to the server closed for good (``disconnected``).
         self.closed = False
+        #: Shown on every join: a server gives the place it was taken with back to it.
+        self.resume = resume if resume is not None else new_resume()
+        #: Reconnect attempts since the connection was lost (0: connected, or never lost).
+        self.attempt = 0
+        #: The server said ``reconnect``: the next attempt goes at once.
+        self._reconnect_now = False
+        #: An error said the session is over (``SESSION_ENDING``): no reconnecting.
+        self._session_over = False
         self.welcome: dict[str, Any] | None = None
         self.roster: dict[str, Any] | None = None
         self.round = 0
@@ -190,22 +247,39 @@ class SignalingClient:
     # -- the connection to the server -----------------------------------------------------
 
     def connected(self) -> list[Event]:
-        """The WebSocket is open: ask to join."""
-        if self.phase != "new":
+        """The WebSocket is open: ask to join (again, after a ``reconnect``: this party's
+        own place)."""
+        if self.phase == "new":
+            self.phase, role = "joining", self.role
+        elif self.phase == "reconnecting":
+            self.phase, role = "rejoining", self.pid
+        else:
             return []
-        self.phase = "joining"
         fields: dict[str, Any] = {"session": self.session, "token": self.token}
         if self.name:
             fields["name"] = self.name
-        if self.role is not None:
-            fields["role"] = self.role
+        if role is not None:
+            fields["role"] = role
         fields["ready"] = self.ready
+        fields["resume"] = self.resume
         return [_send("join", **fields)]
 
     def disconnected(self) -> list[Event]:
-        """The WebSocket closed, for whatever reason."""
+        """The WebSocket closed, for whatever reason (or a new one could not be opened)."""
         if self.closed:
             return []
+        if (self.phase in ("lobby", "reconnecting", "rejoining") and self.round == 0
+                and not self._session_over):
+            self.attempt += 1
+            if self.attempt <= MAX_RECONNECT_ATTEMPTS:
+                delay = 0.0 if self._reconnect_now else reconnect_delay(self.attempt)
+                self._reconnect_now = False
+                self.phase = "reconnecting"
+                return [{"event": "reconnect", "attempt": self.attempt, "delay": delay}]
+            self.closed, self.phase = True, "closed"
+            seconds = int(sum(reconnect_delay(a) for a in range(1, self.attempt)) + 0.5)
+            return [{"event": "closed", "welcomed": True, "started": False,
+                     "message": say("reconnect.gave_up", seconds=seconds)}]
         self.closed = True
         welcomed, started = self.welcome is not None, self.round > 0
         if self.phase != "stopped":
@@ -214,12 +288,14 @@ class SignalingClient:
 
     def receive(self, message: dict[str, Any]) -> list[Event]:
         """A message from the server (JSON, decoded)."""
-        if self.stopped:
-            return []  # nothing the server says counts any more
+        if self.phase in ("stopped", "refused", "reconnecting"):
+            return []  # nothing the server says counts any more (or: not this socket's)
         handler = getattr(self, f"_receive_{message.get('type')}", None)
         return [] if handler is None else handler(message)
 
     def _receive_welcome(self, message: dict[str, Any]) -> list[Event]:
+        if self.phase == "rejoining":
+            return self._rejoined(message)
         if self.welcome is not None:
             return []
         self.welcome = message
@@ -231,13 +307,52 @@ class SignalingClient:
                 {"event": "open_descriptor", "descriptor": message.get("descriptor")},
                 {"event": "check_program", "program": message["program"]}]
 
+    def _rejoined(self, message: dict[str, Any]) -> list[Event]:
+        """The welcome after joining again: this party's own place, as it was."""
+        assert self.welcome is not None
+        pid = self.pid
+        if message.get("pid") != pid:
+            self.phase = "refused"
+            return [{"event": "join_failed", "code": "other_place",
+                     "message": say("rejoin.other_place", got=message.get("pid"),
+                                            party=pid)}]
+        changed = next((name for name in REJOIN_SAME
+                        if json.dumps(message.get(name)) != json.dumps(self.welcome.get(name))),
+                       None)
+        if changed is not None:
+            return self._tamper(say("tamper.rejoin_changed", what=say(f"shape.{changed}")))
+        self.welcome = message  # the same session; fresh ICE servers (TURN credentials)
+        self.phase = "lobby"
+        self.attempt = 0
+        self._retracting = False  # the join said whether it is ready
+        events: list[Event] = [{"event": "reconnected", "pid": pid, "welcome": message}]
+        if self.lacks:
+            events.append(_send("status", state=UNSUPPORTED, detail=",".join(self.lacks)))
+        return events
+
     def _receive_error(self, message: dict[str, Any]) -> list[Event]:
         code = message.get("code")
         text = message.get("message") or say("server.reported", code=code)
+        if code == ErrorCode.RECONNECT and self.phase in ("lobby", "rejoining"):
+            # The server process goes away, the session stays: join again, at once.
+            self._reconnect_now = True
+            return []
         if code == ErrorCode.SERVER_SHUTTING_DOWN:
             # The server's words are general; what it means depends on where this party is.
             text = say("server.shutting_down.started" if self.round > 0
                        else "server.shutting_down.lobby")
+        if code in SESSION_ENDING:
+            self._session_over = True
+        if self.phase == "rejoining":
+            self.phase = "refused"
+            if code == ErrorCode.UNKNOWN_SESSION:
+                text = say("rejoin.unknown_session")
+            elif code in (ErrorCode.ROLE_TAKEN, ErrorCode.SESSION_FULL,
+                          ErrorCode.SESSION_STARTED):
+                text = say("rejoin.place_taken")
+            elif code != ErrorCode.SERVER_SHUTTING_DOWN:
+                text = say("rejoin.refused", reason=text)
+            return [{"event": "join_failed", "code": code, "message": text}]
         if self.welcome is None:
             return [{"event": "join_failed", "code": code, "message": text}]
         return [{"event": "server_error", "code": code, "message": text}]
@@ -259,8 +374,8 @@ class SignalingClient:
         return events
 
     def _receive_start(self, message: dict[str, Any]) -> list[Event]:
-        if self.welcome is None:
-            return []
+        if self.welcome is None or self.phase == "rejoining":
+            return []  # not before this connection's welcome
         round_ = message.get("round", self.round + 1)
         if not (self.ready or self._retracting):
             return self._tamper(say("tamper.unprompted_start", round=round_))
@@ -386,6 +501,10 @@ class SignalingClient:
             return []
         self._retracting = self.ready and not ready
         self.ready = ready
+        if name:
+            self.name = name  # a join after a lost connection says it again
+        if self.phase == "reconnecting":
+            return []  # no connection: the next join says it
         return [_send("ready", ready=ready, **({"name": name} if name else {}))]
 
     def link_state(self, peer: int, state: str, path: str | None = None) -> list[Event]:

@@ -77,6 +77,11 @@ SENTENCES: dict[str, str] = {
     "shape.labels": "the names of the places",
     "shape.program": "the program",
     "shape.args": "the program's arguments",
+    "shape.session": "the session's id",
+    "shape.descriptor": "the session's sealed description",
+    "tamper.rejoin_changed": (
+        f"{_TAMPER} when this party reconnected, the server described the session "
+        "differently than before ({what} changed). " + _STOP),
     "tamper.same_peer": (
         f"{_TAMPER} party {{party}} and party {{other}} are the same party (they show the "
         "same DTLS certificate), so this session has fewer distinct parties than its "
@@ -101,6 +106,7 @@ SENTENCES: dict[str, str] = {
     "member.failed": "failed",
     "member.left": "left the session",
     "member.unsupported": "cannot take part: its browser lacks {lacks}",
+    "member.reconnecting": "lost its connection to the server, reconnecting…",
     "pair.signaling": "exchanging connection details",
     "pair.connecting": "connecting",
     "pair.connected": "connected",
@@ -165,6 +171,27 @@ SENTENCES: dict[str, str] = {
         "The session server is shutting down. A computation that is running goes on directly "
         "between the parties, but this session cannot run again: start a new session to "
         "compute again."),
+    # Losing the connection to the server in the lobby: the party reconnects and keeps its
+    # place (join's ``resume``), or says why it could not.
+    "reconnect.lost": "Lost the connection to the server; reconnecting (attempt {attempt})…",
+    "reconnect.back": "Reconnected: still party {party}.",
+    "reconnect.gave_up": (
+        "The connection to the server was lost and could not be restored within {seconds} s, "
+        "so this party gave up its place. If the session has not started yet, join again "
+        "with the same link."),
+    "rejoin.unknown_session": (
+        "The connection to the server was lost and the session is gone: the server "
+        "restarted. Ask the person who created the session for a new link."),
+    "rejoin.place_taken": (
+        "The connection to the server was lost for too long: your place in the session was "
+        "given to someone else. Ask the person who created the session for a new link."),
+    "rejoin.other_place": (
+        "The connection to the server was lost, and on reconnecting the server gave this "
+        "party another place (party {got} instead of party {party}), so it stops. Ask the "
+        "person who created the session for a new link."),
+    "rejoin.refused": (
+        "The connection to the server was lost, and the server did not let this party back "
+        "into the session: {reason}"),
 }
 
 _FIELD = re.compile(r"\{(\w+)\}")

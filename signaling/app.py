@@ -612,8 +612,14 @@ async def serve_websocket(request: web.Request, conn: Connection) -> None:
         return
     endpoint = conn.endpoint = Endpoint(registry, conn.send, conn.close, client)
     loop = asyncio.get_running_loop()
+    #: Whether the client closed the WebSocket itself, as it means to (a close frame saying
+    #: normal or going away, the server not having asked): its party leaves. Anything else
+    #: (the connection dropped, timed out, or the server closed it) keeps a place that a
+    #: ``resume`` secret can take back.
+    leaving = False
     try:
-        async for frame in ws:
+        while True:
+            frame = await ws.receive()
             if frame.type in (WSMsgType.TEXT, WSMsgType.BINARY):
                 metrics.frame_arrived = loop.time()
                 try:
@@ -622,12 +628,18 @@ async def serve_websocket(request: web.Request, conn: Connection) -> None:
                     metrics.frame_arrived = None
             elif frame.type == WSMsgType.ERROR:
                 log.info("%s: websocket error: %s", conn.label(), type(ws.exception()).__name__)
+            elif frame.type == WSMsgType.CLOSE:
+                leaving = not conn.closing and frame.data in (WSCloseCode.OK,
+                                                              WSCloseCode.GOING_AWAY)
+                break
+            elif frame.type in (WSMsgType.CLOSING, WSMsgType.CLOSED):
+                break
     except Exception:
         log.exception("%s: websocket handler failed", conn.label())
     finally:
         if endpoint.session is not None and endpoint.pid is not None:
             request[JOINED_AS] = (endpoint.session.id, endpoint.pid)
-        endpoint.disconnected()
+        endpoint.disconnected(leaving)
         await conn.finish()
 
 

@@ -135,10 +135,13 @@ class Endpoint:
             ))
         return False
 
-    def disconnected(self) -> None:
+    def disconnected(self, leaving: bool = False) -> None:
+        """The connection closed: ``leaving`` if its client closed it as it means to (a
+        page closed or navigated away, a native peer that is done), else it was lost (the
+        network, a crash, a timeout), and a party that can come back keeps its place."""
         self.registry.connection_closed(self)
         self.closed = True
-        self.registry.left(self)
+        self.registry.left(self, leaving)
 
     def _receive(self, msg: dict[str, Any]) -> None:
         """What a valid message does: here and now (one process), or once the registry

@@ -167,14 +167,15 @@ class Registry:
         """A valid message from ``endpoint``: acted on at once (one process holds all)."""
         endpoint.apply(msg, self.clock())
 
-    def left(self, endpoint: Endpoint) -> None:
-        """``endpoint``'s connection closed: its party leaves its session (or, with a
-        ``resume`` secret, reconnects)."""
+    def left(self, endpoint: Endpoint, leaving: bool = False) -> None:
+        """``endpoint``'s connection closed: its party leaves its session, or, if the
+        connection was lost (not ``leaving``) and it has a ``resume`` secret, is
+        reconnecting."""
         if endpoint.session is not None and endpoint.pid is not None:
             session, pid = endpoint.session, endpoint.pid
             endpoint.session = endpoint.pid = None
             if session.id in self.sessions:
-                session.leave(pid, self.clock(), endpoint)
+                session.leave(pid, self.clock(), endpoint, keep=not leaving)
                 log.info("session %s party %d: connection closed", session.id, pid)
 
     def connection_opened(self, endpoint: Endpoint) -> None:
@@ -222,7 +223,8 @@ class Registry:
     def build(self, request: Any, session_id: str | None = None,
               created: float | None = None, ends: float | None = None) -> Session:
         """The session a create request asks for, checked but not yet counted nor kept:
-        a new one, or (``session_id``, ``created``, ``ends``) one made before."""
+        a new one, or (``session_id``, ``created``, ``ends``) one made before (whose
+        program was compiled then)."""
         if not isinstance(request, dict):
             raise invalid("The request body must be a JSON object.")
         parties = request.get("parties")
@@ -233,7 +235,7 @@ class Registry:
                 f"'parties' must be a whole number from {MIN_PARTIES} to {MAX_PARTIES}, "
                 f"got {parties!r}."
             )
-        program = program_from_request(request)
+        program = program_from_request(request, compiled=session_id is not None)
         labels = labels_from_request(request, parties)
         token_hash = request.get("token_hash")
         if not isinstance(token_hash, str) or not re.fullmatch(r"[0-9a-f]{64}", token_hash):

@@ -475,11 +475,12 @@ class Session:
             member.links[peer] = (state, path)
             self.roster_changed()
 
-    def leave(self, pid: int, now: float, endpoint: Endpoint | None = None) -> None:
+    def leave(self, pid: int, now: float, endpoint: Endpoint | None = None,
+              keep: bool = True) -> None:
         """Party ``pid``'s connection closed (if ``endpoint`` is given: only if it is
         still the one that holds the place). Before the start its place is freed, unless
-        it joined with a ``resume`` secret: then it keeps it, ``reconnecting``, until
-        ``forget_reconnecting``."""
+        the connection was lost (``keep``) and it joined with a ``resume`` secret: then it
+        keeps it, ``reconnecting``, until ``forget_reconnecting``."""
         member = self.members.get(pid)
         if member is None or not member.connected or (
                 endpoint is not None and member.endpoint is not endpoint):
@@ -487,7 +488,7 @@ class Session:
         self.last_activity = now
         if self.started:
             member.connected = False
-        elif member.resume_hash is not None:
+        elif keep and member.resume_hash is not None:
             member.connected, member.since = False, now
         else:
             del self.members[pid]
@@ -574,7 +575,10 @@ def labels_from_request(request: dict[str, Any], parties: int) -> list[str]:
     return labels
 
 
-def program_from_request(request: dict[str, Any]) -> Program:
+def program_from_request(request: dict[str, Any], compiled: bool = False) -> Program:
+    """The program a create request asks for, checked; ``compiled``: its source compiled
+    already when the session was made (a replica rebuilt from the shared store), so it is
+    not compiled again (which costs up to a few hundred ms for the largest)."""
     name = request.get("program")
     source = request.get("source")
     args = request.get("args", [])
@@ -604,6 +608,8 @@ def program_from_request(request: dict[str, Any]) -> Program:
         name = "program.py"
     if not isinstance(name, str) or not name or len(name) > 100 or not is_text(name):
         raise invalid("'program' must be a short file name for the uploaded source.")
+    if compiled:
+        return Program(name, args, source)
     try:
         # Top-level await is allowed: browsers and native peers run such scripts.
         compile(source, name, "exec", dont_inherit=True, flags=ast.PyCF_ALLOW_TOP_LEVEL_AWAIT)

@@ -49,8 +49,8 @@ class PumpedRegistry(SharedRegistry):
         super().handle(endpoint, msg)
         self._settle()
 
-    def left(self, endpoint: Endpoint) -> None:
-        super().left(endpoint)
+    def left(self, endpoint: Endpoint, leaving: bool = False) -> None:
+        super().left(endpoint, leaving)
         self._settle()
 
     def sweep(self) -> list[Session]:

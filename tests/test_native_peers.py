@@ -434,6 +434,86 @@ def test_waiting_party_is_told_when_the_server_shuts_down():
         f"parties joined: {say('server.shutting_down.lobby')}")
 
 
+#: A TCP proxy (argv: listen port, upstream port) that prints "accepted" for each connection
+#: and, on SIGUSR1, cuts every connection it carries ("cut N"), as a lost network would.
+CUTTING_PROXY = """
+import asyncio, signal, sys
+
+listen, upstream = int(sys.argv[1]), int(sys.argv[2])
+carried = set()
+
+async def pipe(reader, writer):
+    try:
+        while data := await reader.read(65536):
+            writer.write(data)
+            await writer.drain()
+    except OSError:
+        pass
+    finally:
+        writer.close()
+
+async def carry(reader, writer):
+    up_reader, up_writer = await asyncio.open_connection("127.0.0.1", upstream)
+    pair = (writer, up_writer)
+    carried.add(pair)
+    print("accepted", flush=True)
+    await asyncio.gather(pipe(reader, up_writer), pipe(up_reader, writer))
+    carried.discard(pair)
+
+def cut():
+    for pair in list(carried):
+        for writer in pair:
+            writer.transport.abort()
+    print("cut", len(carried), flush=True)
+    carried.clear()
+
+async def main():
+    server = await asyncio.start_server(carry, "127.0.0.1", listen)
+    asyncio.get_running_loop().add_signal_handler(signal.SIGUSR1, cut)
+    print("proxy on", listen, flush=True)
+    async with server:
+        await server.serve_forever()
+
+asyncio.run(main())
+"""
+
+
+def test_a_party_that_loses_the_server_in_the_lobby_rejoins_and_keeps_its_place(server):
+    """Party 0 reaches the server through a proxy that cuts its connection while it waits
+    in the lobby: it reconnects with its resume secret, gets its place back, and the
+    session computes with its input."""
+    import signal
+
+    proxy = server.ns.popen([sys.executable, "-c", CUTTING_PROXY, "8081", "8080"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    assert proxy.stdout.readline().startswith("proxy on")
+    url = server.create(3, "--program", "sum")
+    first = start_peer(server.ns, url.replace("127.0.0.1:8080/", "127.0.0.1:8081/"),
+                       "--input", "5")
+    server.wait_joined(url, 1)
+    proxy.send_signal(signal.SIGUSR1)
+    lines = []
+    while not lines or not lines[-1].startswith("cut"):
+        lines.append(proxy.stdout.readline())
+    assert int(lines[-1].split()[1]) >= 1  # the party's WebSocket, at least
+    assert proxy.stdout.readline() == "accepted\n"  # it comes back...
+    # ... and has its place again before the others come.
+    deadline = time.monotonic() + 30
+    while not any("back on a new connection" in line for line in list(server.log)):
+        assert time.monotonic() < deadline, "party 0 did not get its place back"
+        time.sleep(0.1)
+    others = [start_peer(server.ns, url, "--input", x) for x in ("7", "30")]
+    results = [p.communicate(timeout=TIMEOUT) + (p.returncode,) for p in [first, *others]]
+    for _out, err, code in results:
+        assert code == 0, f"party failed ({code}):\n{err[-3000:]}"
+    assert [out.strip() for out, _, _ in results] == ["sum = 42"] * 3
+    err = results[0][1]
+    assert JOINED.search(err).group(1) == "0"
+    assert say("reconnect.lost", attempt=1) in err
+    assert say("reconnect.back", party=0) in err
+    assert not any(JOINED.search(e).group(1) == "0" for _, e, _ in results[1:])
+
+
 def test_join_timeout(server):
     url = server.create(3, "--program", "sum")
     done = server.ns.run([str(BIN / "mpyc-webrtc-peer"), "join", url, "--input", "1",

@@ -8,7 +8,7 @@ import hashlib
 import json
 import logging
 import re
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import aiohttp
@@ -34,8 +34,24 @@ TOKEN_HASH = hashlib.sha256(TOKEN.encode()).hexdigest()
 AUTH = {"token_hash": TOKEN_HASH}
 
 
+#: The Redis that ``serve`` shares its sessions through, for the tests run with
+#: ``backend`` "redis"; None: sessions in memory.
+REDIS: dict[str, str | None] = {"url": None}
+
+
+@pytest.fixture(autouse=True, params=["memory", "redis"])
+def backend(request: pytest.FixtureRequest) -> Iterator[str]:
+    """Every test here runs against a server that keeps its sessions in memory and against
+    one that shares them through a real Redis (``--redis``)."""
+    REDIS["url"] = request.getfixturevalue("redis_url") if request.param == "redis" else None
+    yield request.param
+    REDIS["url"] = None
+
+
 @contextlib.asynccontextmanager
 async def serve(**options: Any) -> AsyncIterator[TestClient]:
+    if REDIS["url"] is not None:
+        options.setdefault("redis", REDIS["url"])
     async with TestClient(TestServer(create_app(**options), host="127.0.0.1")) as client:
         yield client
 
@@ -45,6 +61,25 @@ async def new_session(client: TestClient, parties: int = 3, **body: Any) -> str:
     resp = await client.post("/api/sessions", json=create_request(parties, TOKEN_HASH, **body))
     assert resp.status == 201, await resp.text()
     return (await resp.json())["session"]
+
+
+async def open_sessions(client: TestClient) -> int:
+    """How many sessions the server has open (in memory, or in Redis for all processes)."""
+    if REDIS["url"] is None:
+        return len(client.app[REGISTRY].sessions)
+    import redis.asyncio as aioredis
+
+    store = aioredis.from_url(REDIS["url"])
+    try:
+        return await store.zcard("mpyc-webrtc:sessions")
+    finally:
+        await store.aclose()
+
+
+def shutdown_code(backend: str) -> str:
+    """What a party is told when its server process shuts down: with Redis its session
+    is kept (it reconnects), in memory it is lost."""
+    return "reconnect" if backend == "redis" else "server_shutting_down"
 
 
 async def recv(ws: aiohttp.ClientWebSocketResponse) -> dict[str, Any]:
@@ -204,7 +239,7 @@ async def test_create_session_with_less_privacy_needs_no_privacy():
             assert resp.status == 400
             assert await resp.json() == {"v": 1, "type": "error", "code": "invalid_request",
                                          "message": launch.BUILTIN_NEEDS_PARTIES}
-        assert client.app[REGISTRY].sessions == {}
+        assert await open_sessions(client) == 0
         for body in [{**AUTH, "parties": 2, "source": TINY_SOURCE, "no_privacy": True},
                      {**AUTH, "parties": 3, "program": "sum", "args": ["-T0"],
                       "no_privacy": True}]:
@@ -213,7 +248,7 @@ async def test_create_session_with_less_privacy_needs_no_privacy():
             sid = (await resp.json())["session"]
             info = await (await client.get(f"/api/sessions/{sid}")).json()
             assert info["parties"] == body["parties"]
-        assert len(client.app[REGISTRY].sessions) == 2
+        assert await open_sessions(client) == 2
 
 
 async def test_create_session_syntax_error_names_the_line():
@@ -659,7 +694,7 @@ async def test_healthz_says_ok_with_counts():
         await ws.close()
 
 
-async def test_drain_tells_parties_closes_with_1001_and_refuses_newcomers():
+async def test_drain_tells_parties_closes_with_1001_and_refuses_newcomers(backend):
     async with serve() as client:
         sid = await new_session(client)
         joined, _ = await join(client, sid)
@@ -668,7 +703,7 @@ async def test_drain_tells_parties_closes_with_1001_and_refuses_newcomers():
         await asyncio.sleep(0.05)  # the server holds both
         draining = asyncio.create_task(drain(client.app, 3.0))
         for ws in (joined, unjoined):
-            err = await expect_error(ws, "server_shutting_down")
+            err = await expect_error(ws, shutdown_code(backend))
             assert "shutting down" in err["message"]
         # Still draining: the parties have not answered the close yet.
         health = await client.get("/healthz")
@@ -687,7 +722,7 @@ async def test_drain_tells_parties_closes_with_1001_and_refuses_newcomers():
         assert client.app[REGISTRY].endpoints == set()
 
 
-async def test_drain_drops_a_party_that_does_not_close_in_time():
+async def test_drain_drops_a_party_that_does_not_close_in_time(backend):
     async with serve() as client:
         ws = await client.ws_connect("/ws", autoclose=False)
         await asyncio.sleep(0.05)
@@ -695,7 +730,7 @@ async def test_drain_drops_a_party_that_does_not_close_in_time():
         started = loop.time()
         await asyncio.wait_for(drain(client.app, 0.3), TIMEOUT)
         assert loop.time() - started < 1.0
-        await expect_error(ws, "server_shutting_down")
+        await expect_error(ws, shutdown_code(backend))
         msg = await asyncio.wait_for(ws.receive(), TIMEOUT)
         assert msg.type == WSMsgType.CLOSE  # the close frame; the client never answered it
         await ws.close()
@@ -842,7 +877,7 @@ asyncio.run(main(sys.argv[1]))
 
 
 @pytest.mark.netns
-def test_sigterm_tells_the_parties_drains_and_exits_0_within_the_timeout():
+def test_sigterm_tells_the_parties_drains_and_exits_0_within_the_timeout(backend):
     import signal
     import subprocess
     import sys
@@ -851,7 +886,8 @@ def test_sigterm_tells_the_parties_drains_and_exits_0_within_the_timeout():
     from testbed.netns import Namespace, Server
 
     with Namespace() as ns:
-        server = Server(ns, 8080, "--shutdown-timeout", "3")
+        shared = ["--redis", REDIS["url"]] if REDIS["url"] else []
+        server = Server(ns, 8080, "--shutdown-timeout", "3", *shared)
         party = ns.popen([sys.executable, "-c", SHUTDOWN_PARTY, server.url],
                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
@@ -864,8 +900,10 @@ def test_sigterm_tells_the_parties_drains_and_exits_0_within_the_timeout():
         sent = time.monotonic()
         server.proc.send_signal(signal.SIGTERM)
         told = said()["told"]
-        assert told["type"] == "error" and told["code"] == "server_shutting_down"
-        assert told["message"].startswith("The signaling server is shutting down.")
+        assert told["type"] == "error" and told["code"] == shutdown_code(backend)
+        assert told["message"].startswith(
+            "This signaling server process is shutting down, but your session is kept"
+            if shared else "The signaling server is shutting down.")
         health = said()
         assert health["health"] == 503 and health["body"]["status"] == "draining"
         assert said() == {"newcomer": 503}
@@ -874,3 +912,35 @@ def test_sigterm_tells_the_parties_drains_and_exits_0_within_the_timeout():
         assert server.proc.wait(3 + 2) == 0
         assert time.monotonic() - sent < 3 + 1
         assert any("shutting down" in line for line in server.log)
+
+
+async def roster_until(ws: aiohttp.ClientWebSocketResponse, members: list[tuple[int, str]]
+                       ) -> None:
+    """Read rosters until one shows ``members`` as (pid, state)."""
+    seen = None
+    while seen != members:
+        msg = await recv(ws)
+        if msg["type"] == "roster":
+            seen = [(m["pid"], m["state"]) for m in msg["members"]]
+
+
+async def test_a_socket_its_client_closes_frees_the_place_a_dropped_one_keeps_it():
+    """A page closed or a peer that is done sends a close frame: it left. A connection that
+    just drops (no close frame: the network, a crash) keeps the place of a party that
+    joined with a ``resume`` secret, until it comes back with it."""
+    async with serve() as client:
+        sid = await new_session(client)
+        closing, _ = await join(client, sid, ready=False, resume="c" * 22)
+        dropping, _ = await join(client, sid, ready=False, resume="d" * 22)
+        watcher, _ = await join(client, sid, ready=False)
+        await closing.close()
+        await roster_until(watcher, [(1, "joined"), (2, "joined")])
+        dropping._writer.transport.abort()  # no close frame: the TCP connection just ends
+        await roster_until(watcher, [(1, "reconnecting"), (2, "joined")])
+        back, welcome = await join(client, sid, ready=False, resume="d" * 22)
+        assert welcome["pid"] == 1
+        await roster_until(watcher, [(1, "joined"), (2, "joined")])
+        newcomer, welcome = await join(client, sid, ready=False, resume="c" * 22)
+        assert welcome["pid"] == 0  # the place that was left is free for anyone
+        for ws in (back, newcomer, watcher):
+            await ws.close()

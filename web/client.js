@@ -18,6 +18,32 @@ import { certificate as certificateOf, difference, saidBy } from './shape.js';
 const VERSION = 1; // wire.VERSION; a test checks they agree
 /** The member state of a party that cannot take part (wire.UNSUPPORTED). */
 const UNSUPPORTED = 'unsupported';
+/** The member state of a party that lost its connection before the start (wire.RECONNECTING). */
+const RECONNECTING = 'reconnecting';
+/** How long to wait before reconnecting: the first delay, doubled per attempt, at most. */
+export const RECONNECT_FIRST_DELAY = 0.5;
+export const RECONNECT_MAX_DELAY = 8;
+/** Attempts in a row without getting the place back before giving up (about two minutes). */
+export const MAX_RECONNECT_ATTEMPTS = 20;
+/** Errors in the lobby after which the session is over: no use reconnecting. */
+const SESSION_ENDING = new Set(['server_shutting_down', 'session_expired', 'too_many_messages']);
+/** The welcome's fields that must not change when this party joins again. */
+const REJOIN_SAME = ['session', 'parties', 'relay_only', 'labels', 'program', 'descriptor'];
+
+/**
+ * Seconds before reconnect attempt ``attempt`` (1, 2, ...): 0.5, 1, 2, 4, 8, 8, ...
+ * (client.reconnect_delay).
+ * @param {number} attempt
+ */
+export function reconnectDelay(attempt) {
+  return Math.min(RECONNECT_FIRST_DELAY * 2 ** (attempt - 1), RECONNECT_MAX_DELAY);
+}
+
+/** A party's own resume secret: 16 random bytes, base64url (22 characters). */
+export function newResume() {
+  const bytes = crypto.getRandomValues(new Uint8Array(16));
+  return btoa(String.fromCharCode(...bytes)).replace(/\+/g, '-').replace(/\//g, '_').replace(/=+$/, '');
+}
 
 /**
  * A roster member's state as a person reads it: a ``member.*`` key of the sentences
@@ -27,7 +53,7 @@ const UNSUPPORTED = 'unsupported';
  */
 export function memberState(member, started) {
   const { state } = member;
-  if (state === 'left' || state === 'failed' || state === UNSUPPORTED) return state;
+  if (state === 'left' || state === 'failed' || state === UNSUPPORTED || state === RECONNECTING) return state;
   if (!started) return member.ready ? 'ready' : 'joined';
   if (state === 'done') return member.ready ? 'again' : 'done';
   if (state === 'connected') return 'computing';
@@ -112,10 +138,14 @@ export class SignalingClient {
    * @param {string} linkHash the program hash the join link carries
    * @param {Sentences} sentences
    * @param {{token: string, name?: string, role?: number | null, ready?: boolean,
-   *   lacks?: string[] | null}} options ``lacks``: what this party's browser lacks of
-   *   wire.CAPABILITIES (then it only holds its place and says why)
+   *   lacks?: string[] | null, resume?: string | null}} options ``lacks``: what this
+   *   party's browser lacks of wire.CAPABILITIES (then it only holds its place and says
+   *   why); ``resume``: this party's own secret for getting its place back (by default a
+   *   new one)
    */
-  constructor(session, linkHash, sentences, { token, name = '', role = null, ready = false, lacks = null }) {
+  constructor(session, linkHash, sentences, {
+    token, name = '', role = null, ready = false, lacks = null, resume = null,
+  }) {
     this.session = session;
     this.linkHash = linkHash;
     this.sentences = sentences;
@@ -127,10 +157,21 @@ export class SignalingClient {
     this.ready = ready && !this.lacks.length;
     /** it took it back, and the server may have started the round before it heard so */
     this.retracting = false;
-    /** @type {'new' | 'joining' | 'lobby' | 'started' | 'stopped' | 'closed'} */
+    /**
+     * @type {'new' | 'joining' | 'lobby' | 'reconnecting' | 'rejoining' | 'started'
+     *   | 'stopped' | 'refused' | 'closed'}
+     */
     this.phase = 'new';
-    /** whether the connection to the server closed (disconnected) */
+    /** whether the connection to the server closed for good (disconnected) */
     this.closed = false;
+    /** shown on every join: a server gives the place it was taken with back to it */
+    this.resume = resume ?? newResume();
+    /** reconnect attempts since the connection was lost (0: connected, or never lost) */
+    this.attempt = 0;
+    /** the server said ``reconnect``: the next attempt goes at once */
+    this.reconnectNow = false;
+    /** an error said the session is over (SESSION_ENDING): no reconnecting */
+    this.sessionOver = false;
     /** @type {Record<string, any> | null} */
     this.welcome = null;
     /** @type {Record<string, any> | null} */
@@ -165,21 +206,53 @@ export class SignalingClient {
 
   // -- the connection to the server -------------------------------------------------------
 
-  /** @returns {ClientEvent[]} */
+  /**
+   * The WebSocket is open: ask to join (again, after a ``reconnect``: this party's own place).
+   * @returns {ClientEvent[]}
+   */
   connected() {
-    if (this.phase !== 'new') return [];
-    this.phase = 'joining';
+    let role;
+    if (this.phase === 'new') {
+      this.phase = 'joining';
+      role = this.role;
+    } else if (this.phase === 'reconnecting') {
+      this.phase = 'rejoining';
+      role = this.pid;
+    } else {
+      return [];
+    }
     /** @type {Record<string, any>} */
     const fields = { session: this.session, token: this.token };
     if (this.name) fields.name = this.name;
-    if (this.role !== null && this.role !== undefined) fields.role = this.role;
+    if (role !== null && role !== undefined) fields.role = role;
     fields.ready = this.ready;
+    fields.resume = this.resume;
     return [send('join', fields)];
   }
 
-  /** @returns {ClientEvent[]} */
+  /**
+   * The WebSocket closed, for whatever reason (or a new one could not be opened).
+   * @returns {ClientEvent[]}
+   */
   disconnected() {
     if (this.closed) return [];
+    if (['lobby', 'reconnecting', 'rejoining'].includes(this.phase) && this.round === 0 && !this.sessionOver) {
+      this.attempt += 1;
+      if (this.attempt <= MAX_RECONNECT_ATTEMPTS) {
+        const delay = this.reconnectNow ? 0 : reconnectDelay(this.attempt);
+        this.reconnectNow = false;
+        this.phase = 'reconnecting';
+        return [{ event: 'reconnect', attempt: this.attempt, delay }];
+      }
+      this.closed = true;
+      this.phase = 'closed';
+      let seconds = 0;
+      for (let a = 1; a < this.attempt; a += 1) seconds += reconnectDelay(a);
+      return [{
+        event: 'closed', welcomed: true, started: false,
+        message: this.sentences.say('reconnect.gave_up', { seconds: Math.round(seconds) }),
+      }];
+    }
     this.closed = true;
     const welcomed = this.welcome !== null;
     const started = this.round > 0;
@@ -193,7 +266,8 @@ export class SignalingClient {
    * @returns {ClientEvent[]}
    */
   receive(message) {
-    if (this.stopped) return []; // nothing the server says counts any more
+    // Nothing the server says counts any more (or: it is not this socket's).
+    if (['stopped', 'refused', 'reconnecting'].includes(this.phase)) return [];
     switch (message.type) {
       case 'welcome': return this.receiveWelcome(message);
       case 'error': return this.receiveError(message);
@@ -206,6 +280,7 @@ export class SignalingClient {
 
   /** @param {Record<string, any>} message @returns {ClientEvent[]} */
   receiveWelcome(message) {
+    if (this.phase === 'rejoining') return this.rejoined(message);
     if (this.welcome !== null) return [];
     this.welcome = message;
     this.phase = 'lobby';
@@ -222,13 +297,55 @@ export class SignalingClient {
     ];
   }
 
+  /**
+   * The welcome after joining again: this party's own place, as it was.
+   * @param {Record<string, any>} message
+   * @returns {ClientEvent[]}
+   */
+  rejoined(message) {
+    const welcome = /** @type {Record<string, any>} */ (this.welcome);
+    const { pid } = this;
+    if (message.pid !== pid) {
+      this.phase = 'refused';
+      return [{
+        event: 'join_failed', code: 'other_place',
+        message: this.sentences.say('rejoin.other_place', { got: String(message.pid), party: String(pid) }),
+      }];
+    }
+    const changed = REJOIN_SAME.find((name) => JSON.stringify(message[name]) !== JSON.stringify(welcome[name]));
+    if (changed !== undefined) {
+      return this.tamper(this.sentences.say('tamper.rejoin_changed', { what: this.sentences.say(`shape.${changed}`) }));
+    }
+    this.welcome = message; // the same session; fresh ICE servers (TURN credentials)
+    this.phase = 'lobby';
+    this.attempt = 0;
+    this.retracting = false; // the join said whether it is ready
+    /** @type {ClientEvent[]} */
+    const events = [{ event: 'reconnected', pid, welcome: message }];
+    if (this.lacks.length) events.push(send('status', { state: UNSUPPORTED, detail: this.lacks.join(',') }));
+    return events;
+  }
+
   /** @param {Record<string, any>} message @returns {ClientEvent[]} */
   receiveError(message) {
     const { code } = message;
     let text = message.message || this.sentences.say('server.reported', { code });
+    if (code === 'reconnect' && (this.phase === 'lobby' || this.phase === 'rejoining')) {
+      // The server process goes away, the session stays: join again, at once.
+      this.reconnectNow = true;
+      return [];
+    }
     if (code === 'server_shutting_down') {
       // The server's words are general; what it means depends on where this party is.
       text = this.sentences.say(this.round > 0 ? 'server.shutting_down.started' : 'server.shutting_down.lobby');
+    }
+    if (SESSION_ENDING.has(code)) this.sessionOver = true;
+    if (this.phase === 'rejoining') {
+      this.phase = 'refused';
+      if (code === 'unknown_session') text = this.sentences.say('rejoin.unknown_session');
+      else if (['role_taken', 'session_full', 'session_started'].includes(code)) text = this.sentences.say('rejoin.place_taken');
+      else if (code !== 'server_shutting_down') text = this.sentences.say('rejoin.refused', { reason: text });
+      return [{ event: 'join_failed', code, message: text }];
     }
     return [{ event: this.welcome === null ? 'join_failed' : 'server_error', code, message: text }];
   }
@@ -257,7 +374,7 @@ export class SignalingClient {
 
   /** @param {Record<string, any>} message @returns {ClientEvent[]} */
   receiveStart(message) {
-    if (this.welcome === null) return [];
+    if (this.welcome === null || this.phase === 'rejoining') return []; // not before this connection's welcome
     const round = message.round ?? this.round + 1;
     if (!(this.ready || this.retracting)) {
       return this.tamper(this.sentences.say('tamper.unprompted_start', { round }));
@@ -431,6 +548,8 @@ export class SignalingClient {
     if (this.stopped || this.welcome === null || this.lacks.length) return [];
     this.retracting = this.ready && !ready;
     this.ready = ready;
+    if (name) this.name = name; // a join after a lost connection says it again
+    if (this.phase === 'reconnecting') return []; // no connection: the next join says it
     return [send('ready', name ? { ready, name } : { ready })];
   }
 

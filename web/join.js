@@ -168,6 +168,13 @@ const fromClient = {
   },
   join_failed({ code, message }) {
     log(`the server reports ${code}: ${message}`);
+    if (lobby.phase === 'lobby') { // joining again after a lost connection: the place is gone
+      page.reconnecting = false;
+      page.relay?.tell({ type: 'signaling-ended', reason: message });
+      fail('Disconnected', message);
+      page.signaling?.close();
+      return;
+    }
     if (code === 'role_taken' && lobby.go('placeTaken')) {
       showError(message);
       page.signaling?.close();
@@ -179,6 +186,24 @@ const fromClient = {
       : code === 'unknown_session' ? 'No such session' : 'Could not join';
     fail(status, message);
     page.signaling?.close();
+  },
+  reconnect({ attempt, delay }) {
+    const sentences = /** @type {Sentences} */ (page.sentences);
+    log(`lost the connection to the session server; reconnecting in ${delay} s (attempt ${attempt})`);
+    if (lobby.phase !== 'lobby') return; // a page that stopped says nothing more
+    page.reconnecting = true;
+    // The status line is the live region: the person hears that the page is on it.
+    setStatus(sentences.say('reconnect.lost', { attempt }));
+    renderRoster();
+  },
+  reconnected({ pid }) {
+    const sentences = /** @type {Sentences} */ (page.sentences);
+    const back = sentences.say('reconnect.back', { party: pid });
+    log(back);
+    page.reconnecting = false;
+    setStatus(back, 'ok'); // the roster that follows says where the session stands
+    updateButtons();
+    renderRoster();
   },
   check_program() {
     checkFingerprint();
@@ -259,8 +284,12 @@ const fromClient = {
   unreadable({ message }) {
     fail('Failed', `A signaling message could not be read: ${message}.`);
   },
-  closed() {
-    if (lobby.phase === 'joining') {
+  closed({ message }) {
+    page.reconnecting = false;
+    if (message && lobby.phase === 'lobby') { // it gave up reconnecting
+      page.relay?.tell({ type: 'signaling-ended', reason: message });
+      fail('Disconnected', message);
+    } else if (lobby.phase === 'joining') {
       fail('Could not join', 'The connection to the session server closed before you could join. Reload the page to try again.');
     } else if (lobby.phase === 'lobby' && page.lacks.length) {
       log('the connection to the session server closed; this page no longer holds a place');

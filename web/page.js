@@ -64,6 +64,8 @@ export const page = {
   inputCheck: 0,
   /** @type {Map<number, PeerLink>} */
   links: new Map(),
+  /** the connection to the server was lost in the lobby and is being opened again */
+  reconnecting: false,
   roundStarted: 0,
   /** @type {ReturnType<typeof setInterval> | undefined} */
   timer: undefined,
@@ -153,7 +155,8 @@ export function rosterFacts() {
     roster: /** @type {import('./roster-view.js').RosterFacts['roster']} */ (client()?.roster ?? null),
     parties: welcome?.parties ?? page.session?.parties ?? 0,
     joinedSoFar: page.session?.joined ?? 0,
-    myState: page.lacks.length && lobby.phase === 'lobby' ? 'unsupported' : lobby.myState,
+    myState: page.reconnecting && lobby.phase === 'lobby' ? 'reconnecting'
+      : page.lacks.length && lobby.phase === 'lobby' ? 'unsupported' : lobby.myState,
     lacks: page.lacks,
   };
 }

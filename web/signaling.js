@@ -3,7 +3,9 @@
 // as mpyc_webrtc/native/signaling.py is for the native peer. What a message means and what
 // to do about it is the client's business; this carries messages, seals and opens the
 // `signal` boxes (sealing.js, in order: receivers check the numbers) and hands every other
-// event to the page's handlers.
+// event to the page's handlers. A connection lost in the lobby is opened again after the
+// client's delay (`reconnect`, with a little jitter); the client then joins again at its
+// own place.
 
 import { SignalingClient } from './client.js';
 import { ProtocolError } from './protocol.js';
@@ -13,6 +15,10 @@ import { openDescriptor, Sealer, TamperError } from './sealing.js';
 /** @typedef {import('./protocol.js').Protocol} Protocol */
 /** @typedef {import('./sentences.js').Sentences} Sentences */
 /** @typedef {Record<string, (event: ClientEvent) => void>} Handlers */
+
+/** At most this share of a reconnect delay is added at random (parties that lost the
+ * server together do not all come back in the same instant). */
+const RECONNECT_JITTER = 0.1;
 
 export class PageSignaling {
   /**
@@ -42,6 +48,10 @@ export class PageSignaling {
     this.sealer = null;
     this.outgoing = Promise.resolve(); // sealed signals leave one after another
     this.incoming = Promise.resolve(); // and are opened one after another
+    /** @type {ReturnType<typeof setTimeout> | undefined} the next reconnect attempt */
+    this.retry = undefined;
+    /** closed by the page: a connection that ends now stays closed */
+    this.closing = false;
   }
 
   /**
@@ -57,6 +67,12 @@ export class PageSignaling {
     }
     this.client.name = name;
     this.client.role = role;
+    this.closing = false;
+    this.connect();
+  }
+
+  /** Open a WebSocket to the server; the client says what to send once it is open. */
+  connect() {
     const scheme = location.protocol === 'https:' ? 'wss:' : 'ws:';
     const ws = new WebSocket(`${scheme}//${location.host}/ws`);
     this.ws = ws;
@@ -92,6 +108,8 @@ export class PageSignaling {
    */
   close(delay = 0) {
     const { ws } = this;
+    this.closing = true;
+    clearTimeout(this.retry);
     if (ws) setTimeout(() => ws.close(), delay);
   }
 
@@ -150,6 +168,16 @@ export class PageSignaling {
             event.welcome.parties, this.sentences);
           this.handlers.welcome?.(event);
           break;
+        case 'reconnect': {
+          clearTimeout(this.retry);
+          if (this.closing) break; // the page closed it: it stays closed
+          const wait = event.delay * 1000 * (1 + Math.random() * RECONNECT_JITTER);
+          this.retry = setTimeout(() => {
+            if (!this.closing && this.client.phase === 'reconnecting') this.connect();
+          }, wait);
+          this.handlers.reconnect?.(event);
+          break;
+        }
         default: this.handlers[event.event]?.(event);
       }
     }

@@ -229,6 +229,11 @@ class StatusDisplay:
         mine = next((m for m in roster["members"] if m["pid"] == self.me), None)
         self._phase = member_state(mine, bool(roster.get("started"))) if mine else ""
 
+    def note(self, line: str) -> None:
+        """A line about this party's own connection (losing the server, reconnecting)."""
+        if self.enabled and not self._over:
+            self._say(line, "yellow")
+
     def finished(self) -> None:
         if not self._over:
             self._finished = True
@@ -354,7 +359,7 @@ def _rich_console(file: TextIO):
         highlights = [
             r"(?P<good>\b(ready|finished|computing|connected|direct)\b)",
             r"(?i)(?P<busy>\b(exchanging connection details|connecting|choosing an input|"
-            r"waiting for)\b)",
+            r"waiting for|reconnecting)\b)",
             r"(?P<bad>\b(failed|could not connect|left the session)\b)",
             r"(?P<over>\bclosed\b)",
             r"(?P<relay>\brelayed\b)",

@@ -146,6 +146,7 @@ def join(args: argparse.Namespace) -> int:
             mesh.set_names(roster["members"])
 
     signaling.on_roster = on_roster
+    signaling.on_news = display.note  # losing the server in the lobby, and coming back
     if signaling.roster is not None:  # it came with the welcome
         display.roster(signaling.roster)
 

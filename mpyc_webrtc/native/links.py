@@ -301,6 +301,8 @@ class AiortcFactory:
             if signaling.tampered is not None:
                 raise MeshError(str(signaling.tampered))
             if not signaling.started.is_set():
+                if signaling.lost is not None:  # lost the connection, then the place
+                    raise MeshError(signaling.lost)
                 if signaling.closed.is_set():
                     why = signaling.last_error or "the connection was closed"
                     raise MeshError(f"The signaling server ended the session before all "

@@ -6,6 +6,11 @@ boxes (``sealing.Sealer``), hashes the program it is asked to, and hands what co
 peer connections (``connect``, ``remote``, ``candidate``, ``peer_left``) to whoever
 attached to it (``links.AiortcFactory``). The first sign of tampering stops all signaling:
 ``tampered`` holds the ``TamperError``, ``stopped`` is set and ``on_tamper`` is called once.
+
+A connection lost in the lobby is opened again to the same server after the client's
+delay (with a little jitter), and the client joins again at its own place; ``on_news``
+hears a sentence for the person each time (``reconnect.lost``, ``reconnect.back``). If the
+place cannot be had back, ``lost`` says why and ``closed`` is set.
 """
 
 from __future__ import annotations
@@ -13,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import random
 from collections.abc import Callable
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
@@ -23,6 +29,7 @@ from .. import wire
 from ..client import Event, SignalingClient
 from ..launch import LaunchError, program_hash
 from ..sealing import Sealer, TamperError, open_descriptor
+from ..sentences import say
 from .errors import PeerError
 
 log = logging.getLogger(__name__)
@@ -31,6 +38,11 @@ log = logging.getLogger(__name__)
 CLOSE_TIMEOUT = 3.0
 #: Events about the peer connections, for ``attach``'s handler.
 LINK_EVENTS = ("connect", "remote", "candidate", "unexpected", "peer_left")
+#: How long opening a connection to the server may take.
+CONNECT_TIMEOUT = 10.0
+#: At most this share of a reconnect delay is added at random, so that parties that lost
+#: the server together do not all come back in the same instant.
+RECONNECT_JITTER = 0.1
 
 
 def websocket_url(server_url: str) -> str:
@@ -49,12 +61,12 @@ class Signaling:
     """
 
     def __init__(self, server_url: str, session_id: str, name: str = "", *,
-                 secret: bytes, token: str, link_hash: str):
+                 secret: bytes, token: str, link_hash: str, resume: str | None = None):
         self.url = websocket_url(server_url)
         self.session_id = session_id
         self.secret = secret
         self.client = SignalingClient(session_id, link_hash, token=token, name=name,
-                                      ready=True)
+                                      ready=True, resume=resume)
         self.sealer: Sealer | None = None
         self.welcome: dict[str, Any] | None = None
         #: The latest ``roster`` message, and who to tell about each new one.
@@ -63,6 +75,10 @@ class Signaling:
         self.started = asyncio.Event()
         self.closed = asyncio.Event()
         self.last_error: PeerError | None = None
+        #: Why this party lost its place after losing the connection (a sentence), if so.
+        self.lost: str | None = None
+        #: Who tells the person about reconnecting (a sentence each time).
+        self.on_news: Callable[[str], None] | None = None
         #: Why the program cannot run here (``launch.LaunchError``), found at the welcome.
         self.program_problem: str | None = None
         self.tampered: TamperError | None = None
@@ -77,23 +93,24 @@ class Signaling:
         self._ws: aiohttp.ClientWebSocketResponse | None = None
         self._reader: asyncio.Task[None] | None = None
         self._writer: asyncio.Task[None] | None = None
+        self._reconnecting: asyncio.Task[None] | None = None
+        #: ``close`` was called: a connection that ends now stays closed.
+        self._closing = False
 
     # -- what the rest of the party calls --------------------------------------------------
 
     async def join(self, timeout: float = 15.0) -> dict[str, Any]:
         """Connect and join; returns the ``welcome`` message."""
         self._http = aiohttp.ClientSession()
+        self._welcomed = asyncio.get_running_loop().create_future()
         try:
-            self._ws = await self._http.ws_connect(self.url, timeout=aiohttp.ClientWSTimeout(
-                ws_close=5.0), heartbeat=20.0, max_msg_size=8 * 1024 * 1024)
+            await self._open()
         except (TimeoutError, aiohttp.ClientError, OSError) as exc:
             await self._http.close()
             raise PeerError(
                 f"Could not reach the signaling server at {self.url} ({_reason(exc)})."
             ) from None
-        self._welcomed = asyncio.get_running_loop().create_future()
         self._writer = asyncio.ensure_future(self._write())
-        self._reader = asyncio.ensure_future(self._read())
         self.handle(self.client.connected())
         try:
             return await asyncio.wait_for(asyncio.shield(self._welcomed), timeout)
@@ -143,7 +160,10 @@ class Signaling:
             self.on_tamper(error)
 
     async def close(self) -> None:
-        """Send what is queued (bounded), then close."""
+        """Send what is queued (bounded), then close (and reconnect no more)."""
+        self._closing = True
+        if self._reconnecting is not None and self._reconnecting is not asyncio.current_task():
+            self._reconnecting.cancel()
         if self._writer is not None and not self._writer.done():
             try:
                 await asyncio.wait_for(self._outbox.join(), CLOSE_TIMEOUT)
@@ -220,6 +240,29 @@ class Signaling:
         error.code = event["code"]  # type: ignore[attr-defined]
         if self._welcomed is not None and not self._welcomed.done():
             self._welcomed.set_exception(error)
+        elif self.welcome is not None:  # joining again after a lost connection failed
+            log.error("could not get the place back (%s): %s", event["code"], event["message"])
+            self.lost = event["message"]
+            self.last_error = error
+            if self._ws is not None and not self._ws.closed:
+                asyncio.ensure_future(self._ws.close())  # then: closed
+
+    def _on_reconnect(self, event: Event) -> None:
+        self._drop_outbox()  # what the lost connection did not send: the join says it anew
+        if self._closing:
+            self.closed.set()
+            return
+        attempt, delay = event["attempt"], event["delay"]
+        log.warning("lost the connection to the signaling server; reconnecting in %.1f s "
+                    "(attempt %d)", delay, attempt)
+        self._tell(say("reconnect.lost", attempt=attempt))
+        delay += random.uniform(0.0, delay * RECONNECT_JITTER)
+        self._reconnecting = asyncio.ensure_future(self._reconnect(delay))
+
+    def _on_reconnected(self, event: Event) -> None:
+        self.welcome = event["welcome"]  # the same session; fresh ICE servers
+        log.info("reconnected to the signaling server: still party %d", event["pid"])
+        self._tell(say("reconnect.back", party=event["pid"]))
 
     def _on_server_error(self, event: Event) -> None:
         log.warning("signaling server: %s", event["message"])
@@ -237,6 +280,9 @@ class Signaling:
         self.tamper(TamperError(event["message"]))
 
     def _on_closed(self, event: Event) -> None:
+        if event.get("message"):  # it gave up reconnecting
+            log.error("%s", event["message"])
+            self.lost = event["message"]
         self.closed.set()
         if self._welcomed is not None and not self._welcomed.done():
             self._welcomed.set_exception(PeerError(
@@ -254,12 +300,49 @@ class Signaling:
         except (KeyError, TypeError, AttributeError):
             return "0" * 64  # no usable program at all: certainly not the link's
 
+    def _tell(self, sentence: str) -> None:
+        if self.on_news is not None:
+            try:
+                self.on_news(sentence)
+            except Exception:  # telling the person must not cost the connection
+                log.debug("could not show %r", sentence, exc_info=True)
+
     # -- I/O --------------------------------------------------------------------------------
 
-    async def _read(self) -> None:
-        assert self._ws is not None
+    async def _open(self) -> None:
+        """Open a WebSocket to the server and read from it."""
+        assert self._http is not None
+        ws = await self._http.ws_connect(
+            self.url, timeout=aiohttp.ClientWSTimeout(ws_close=5.0),
+            heartbeat=20.0, max_msg_size=8 * 1024 * 1024)
+        self._ws = ws
+        self._reader = asyncio.ensure_future(self._read(ws))
+
+    async def _reconnect(self, delay: float) -> None:
+        """After ``delay`` seconds, open a new connection and join again (or tell the
+        client that it could not be opened)."""
+        await asyncio.sleep(delay)
+        if self._closing or self.client.phase != "reconnecting":
+            return
         try:
-            async for frame in self._ws:
+            await asyncio.wait_for(self._open(), CONNECT_TIMEOUT)
+        except (TimeoutError, aiohttp.ClientError, OSError) as exc:
+            log.info("could not reach the signaling server at %s (%s)", self.url, _reason(exc))
+            self.handle(self.client.disconnected())
+            return
+        if self._closing:
+            await self._ws.close()  # type: ignore[union-attr]
+            return
+        self.handle(self.client.connected())
+
+    def _drop_outbox(self) -> None:
+        while not self._outbox.empty():
+            self._outbox.get_nowait()
+            self._outbox.task_done()
+
+    async def _read(self, ws: aiohttp.ClientWebSocketResponse) -> None:
+        try:
+            async for frame in ws:
                 if frame.type != aiohttp.WSMsgType.TEXT:
                     continue
                 try:
@@ -273,16 +356,18 @@ class Signaling:
         except Exception as exc:  # the reader must end quietly, the owner decides
             log.debug("signaling reader stopped: %s", exc)
         finally:
-            self.handle(self.client.disconnected())
+            if ws is self._ws:  # a connection given up on says nothing more
+                self.handle(self.client.disconnected())
 
     async def _write(self) -> None:
-        """One writer, so messages leave in the order the client made them."""
-        assert self._ws is not None
+        """One writer, so messages leave in the order the client made them (over whichever
+        connection is open)."""
         while True:
             text = await self._outbox.get()
             try:
-                if not self._ws.closed:
-                    await self._ws.send_str(text)
+                ws = self._ws
+                if ws is not None and not ws.closed:
+                    await ws.send_str(text)
             except Exception as exc:
                 log.debug("could not send a message to the signaling server: %s", exc)
             finally:

@@ -1,0 +1,228 @@
+"""Sessions shared by several server processes through a real Redis (``signaling.shared``,
+``signaling.redis_store``): what only several processes can get wrong.
+
+Each ``Cluster`` registry is one server process (its own Redis connections, replicas and
+connections); ``testbed.shared_harness`` settles all of them after each step, and
+``hold()`` lets several processes' messages race. The single-process rules are checked
+against this backend too, by every test of ``tests/test_session.py``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterator
+
+import pytest
+
+from mpyc_webrtc.wire import ErrorCode, SignalingError
+from testbed.sans_io import TOKEN_HASH, Clock, Party
+from testbed.shared_harness import Cluster
+
+AUTH = {"token_hash": TOKEN_HASH}
+SUM3 = {**AUTH, "parties": 3, "program": "sum"}
+
+
+@pytest.fixture
+def clock() -> Clock:
+    return Clock()
+
+
+@pytest.fixture
+def cluster(redis_url: str, clock: Clock) -> Iterator[Cluster]:
+    cluster = Cluster(redis_url, 3, clock=clock, idle_timeout=60.0)
+    yield cluster
+    cluster.close()
+
+
+def roster(party: Party) -> list[tuple[int, str, str]]:
+    msgs = [m for m in party.take() if m["type"] == "roster"]
+    return [(m["pid"], m["name"], m["state"]) for m in msgs[-1]["members"]]
+
+
+def test_three_parties_on_three_processes_see_one_session(cluster):
+    p0, p1, p2 = cluster.registries
+    session = p0.create(SUM3)
+    a, b, c = Party(p0), Party(p1), Party(p2)
+    a.join(session.id, "Alice", ready=False)
+    b.join(session.id, "Bob", ready=False)
+    c.join(session.id, "Carol", ready=False)
+    assert [x.take()[0]["pid"] for x in (a, b, c)] == [0, 1, 2]
+    for party in (a, b):
+        party.send("ready", ready=True)
+    assert not any(r.sessions[session.id].started for r in cluster.registries)
+    c.send("ready", ready=True)
+    # Every process's replica agrees, and every party got the same start and roster.
+    for registry in cluster.registries:
+        replica = registry.sessions[session.id]
+        assert replica.started and replica.round == 1
+        assert sorted(replica.members) == [0, 1, 2]
+    rosters = []
+    for party in (a, b, c):
+        sent = party.take()
+        assert [m["type"] for m in sent].count("start") == 1
+        rosters.append(sent[-1])
+    assert rosters[0] == rosters[1] == rosters[2]
+    assert [m["name"] for m in rosters[0]["members"]] == ["Alice", "Bob", "Carol"]
+    # Signals cross processes exactly as the schema says, to the addressed party only.
+    a.send("signal", to=2, seq=1, box="offer")
+    c.send("signal", to=0, seq=1, box="answer")
+    assert c.take() == [{"v": 1, "type": "signal", "seq": 1, "box": "offer", "from": 0}]
+    assert a.take() == [{"v": 1, "type": "signal", "seq": 1, "box": "answer", "from": 2}]
+    assert b.take() == []
+
+
+def test_two_processes_racing_for_one_place_never_both_get_it(cluster):
+    p0, p1, p2 = cluster.registries
+    session = p0.create(SUM3)
+    first = Party(p0)
+    first.join(session.id)
+    x, y = Party(p1), Party(p2)
+    with cluster.hold():  # both joins are on their way before either is applied
+        x.join(session.id, role=1)
+        y.join(session.id, role=1)
+    outcomes = sorted((m[0]["type"], m[0].get("code")) for m in (x.take(), y.take()))
+    assert outcomes == [("error", ErrorCode.ROLE_TAKEN), ("welcome", None)]
+    owners = {r.sessions[session.id].members[1].endpoint.conn for r in cluster.registries
+              if session.id in r.sessions}
+    assert len(owners) == 1  # every replica gave the place to the same connection
+
+
+def test_the_last_place_goes_to_exactly_one_of_two_racing_processes(cluster):
+    p0, p1, p2 = cluster.registries
+    session = p0.create(SUM3)
+    Party(p0).join(session.id, ready=False)
+    Party(p0).join(session.id, ready=False)
+    x, y = Party(p1), Party(p2)
+    with cluster.hold():
+        x.join(session.id, ready=False)
+        y.join(session.id, ready=False)
+    types = sorted(m[0].get("code") or m[0]["type"] for m in (x.take(), y.take()))
+    assert types == [ErrorCode.SESSION_FULL, "welcome"]
+
+
+def test_the_session_limit_counts_every_process(redis_url, clock):
+    cluster = Cluster(redis_url, 2, clock=clock, max_sessions=2, max_sessions_per_client=1)
+    try:
+        p0, p1 = cluster.registries
+        p0.create(SUM3)
+        p1.create(SUM3, client="198.51.100.7")
+        with pytest.raises(SignalingError) as info:
+            p0.create(SUM3)
+        assert info.value.code == ErrorCode.SERVER_BUSY
+    finally:
+        cluster.close()
+    cluster = Cluster(redis_url, 2, clock=clock, max_sessions_per_client=1)
+    try:
+        p0, p1 = cluster.registries
+        p0.create(SUM3, client="198.51.100.8")
+        with pytest.raises(SignalingError) as info:
+            p1.create(SUM3, client="198.51.100.8")
+        assert info.value.code == ErrorCode.TOO_MANY_SESSIONS
+    finally:
+        cluster.close()
+
+
+def test_a_dead_process_s_parties_reconnect_elsewhere_and_keep_their_places(cluster):
+    p0, p1, p2 = cluster.registries
+    session = p0.create(SUM3)
+    alice, bob = Party(p1), Party(p0)
+    alice.join(session.id, "Alice", resume="a" * 22)
+    bob.join(session.id, "Bob", resume="b" * 22)
+    bob.take()
+    # p1 dies without a word: no leave is ever written, its heartbeat stops.
+    loop = cluster.loop
+    for task in p1.store._tasks:
+        task.cancel()
+    loop.run_until_complete(p1.store.redis.delete(f"mpyc-webrtc:proc:{p1.proc}"))
+    cluster.registries.remove(p1)
+    loop.run_until_complete(p0.store._check_processes())
+    cluster.settle()
+    assert roster(bob) == [(0, "Alice", "reconnecting"), (1, "Bob", "joined")]
+    # Alice's page reconnects through the load balancer, to another process.
+    back = Party(p2)
+    back.join(session.id, "Alice", resume="a" * 22)
+    assert back.take()[0]["pid"] == 0
+    assert roster(bob) == [(0, "Alice", "joined"), (1, "Bob", "joined")]
+    carol = Party(p2)
+    carol.join(session.id, "Carol")
+    assert p0.sessions[session.id].started and p2.sessions[session.id].started
+
+
+def test_a_restarted_process_loses_no_session(redis_url, clock):
+    first = Cluster(redis_url, 1, clock=clock)
+    session = first.registries[0].create(SUM3)
+    a = Party(first.registries[0])
+    a.join(session.id, "Alice", ready=False, resume="a" * 22)
+    first.close()  # the whole server stops (its parties' connections with it)
+    second = Cluster(redis_url, 1, clock=clock)
+    try:
+        registry = second.registries[0]
+        info = second.loop.run_until_complete(registry.store.describe(session.id))
+        assert sorted(info.members) == [0]
+        back, b = Party(registry), Party(registry)
+        back.join(session.id, "Alice", resume="a" * 22)
+        b.join(session.id, "Bob")
+        assert back.take()[0]["pid"] == 0 and b.take()[0]["pid"] == 1
+    finally:
+        second.close()
+
+
+def test_a_session_redis_forgot_is_closed_for_its_parties(cluster):
+    p0, p1, _ = cluster.registries
+    session = p0.create(SUM3)
+    a, b = Party(p0), Party(p1)
+    a.join(session.id)
+    b.join(session.id)
+    a.take(), b.take()
+    # Its keys expired (as an idle session's do, by their Redis TTL).
+    loop = cluster.loop
+    loop.run_until_complete(p0.store.redis.delete(p0.store.meta(session.id),
+                                                   p0.store.log_key(session.id)))
+    for registry in (p0, p1):
+        loop.run_until_complete(registry.store._check_sessions())
+    cluster.settle()
+    for party in (a, b):
+        assert party.take()[-1]["code"] == ErrorCode.SESSION_EXPIRED
+        assert party.closed == 1
+    late = Party(p1)
+    late.join(session.id)
+    assert late.error() == ErrorCode.UNKNOWN_SESSION
+
+
+def test_an_idle_session_is_closed_once_for_everyone(cluster, clock):
+    p0, p1, _ = cluster.registries
+    session = p0.create(SUM3)
+    a, b = Party(p0), Party(p1)
+    a.join(session.id)
+    b.join(session.id)
+    a.take(), b.take()
+    clock.now += 61
+    p0.sweep()
+    p1.sweep()
+    for party in (a, b):
+        assert [m["code"] for m in party.take()] == [ErrorCode.SESSION_EXPIRED]
+    assert not asyncio.run(_exists(p0.store, session.id))
+
+
+async def _exists(store, sid: str) -> bool:
+    import redis.asyncio as aioredis
+
+    client = aioredis.from_url(store.url)
+    try:
+        return bool(await client.exists(store.meta(sid), store.log_key(sid)))
+    finally:
+        await client.aclose()
+
+
+def test_a_server_that_cannot_reach_its_redis_says_so_and_stops(tmp_path):
+    import subprocess
+
+    from testbed.netns import BIN
+
+    missing = f"unix://{tmp_path}/no-redis.sock"
+    done = subprocess.run([str(BIN / "mpyc-webrtc-server"), "--port", "0", "--stun-port", "0",
+                           "--redis", missing], capture_output=True, text=True, timeout=30)
+    assert done.returncode == 2
+    last = done.stderr.strip().splitlines()[-1]
+    assert last.startswith(f"mpyc-webrtc-server: error: cannot reach Redis at {missing} (")
+    assert last.endswith("Start redis-server, or check --redis (redis://HOST:PORT/DB).")
