@@ -52,6 +52,7 @@ import contextlib
 import hashlib
 import json
 import os
+import re
 import resource
 import secrets
 import socket
@@ -61,7 +62,7 @@ import sys
 import tempfile
 import time
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from signal import SIGTERM
@@ -94,8 +95,14 @@ CONNECTING = 200
 SETTLE = 2.0
 #: Open files besides the parties' WebSockets (Redis, logs, the Python runtime).
 FD_MARGIN = 500
+#: What Redis says when it starts (at the ``warning`` level too): no trouble.
+REDIS_STARTING = ("oO0OoO0OoO0Oo", "Redis version=", "Configuration loaded",
+                  "Server initialized", "Memory overcommit", "Ready to accept")
+#: A phase in which nothing moves for this long has failed: what it waits for will not come.
+STALL = 60.0
 #: Server log lines that say something went wrong (the log has no level names).
-TROUBLE = ("Traceback", "failed", "refused", "stopped;", "lost touch", "internal error")
+TROUBLE = ("Traceback", "failed", "refused", "stopped;", "lost touch", "internal error",
+           "websocket error")
 
 
 def free_port(taken: set[int] | None = None) -> int:
@@ -170,6 +177,10 @@ class Stats:
 
     def all(self) -> list[float]:
         return [x for values in self.latency.values() for x in values]
+
+    def count(self) -> int:
+        """Signals received so far."""
+        return sum(map(len, self.latency.values()))
 
 
 @dataclass
@@ -365,7 +376,8 @@ class ServerGroup:
     (``stop``, also when starting fails). ``options``: the servers' command line."""
 
     def __init__(self, processes: int = 1, redis: bool = False,
-                 options: Sequence[str] = SERVER_OPTIONS):
+                 options: Sequence[str] = SERVER_OPTIONS,
+                 redis_config: Sequence[tuple[str, str]] = ()):
         if processes > 1 and not redis:
             raise ValueError("several server processes share sessions only through Redis "
                              "(--redis)")
@@ -373,10 +385,18 @@ class ServerGroup:
         self.procs: list[subprocess.Popen] = []
         self.logs: list[IO[bytes]] = []
         self.bases: list[str] = []
+        #: What Redis wrote to its log (it logs warnings only), read as it comes.
+        self.redis_log = ""
         ports: set[int] = set()
         try:
             if redis:
                 self.redis = RedisServer()
+                if self.redis.proc.stdout is not None:
+                    os.set_blocking(self.redis.proc.stdout.fileno(), False)
+                for name, value in redis_config:
+                    answer = self.redis.cli("CONFIG", "SET", name, value).strip()
+                    if answer != "OK":
+                        raise RuntimeError(f"redis CONFIG SET {name} {value}: {answer}")
             for _ in range(processes):
                 port = free_port(ports)
                 logfile = tempfile.TemporaryFile()
@@ -416,6 +436,7 @@ class ServerGroup:
         clients: the servers' connections), in bytes; None without Redis."""
         if self.redis is None:
             return None
+        self.read_redis_log()
         info = {}
         for line in self.redis.cli("INFO", "memory").splitlines():
             key, _, value = line.strip().partition(":")
@@ -450,10 +471,20 @@ class ServerGroup:
             logfile.seek(0, os.SEEK_END)
         return "\n".join(parts)
 
+    def read_redis_log(self) -> str:
+        """Redis's log so far (read without blocking, so that its pipe never fills)."""
+        if self.redis is not None and self.redis.proc.stdout is not None:
+            with contextlib.suppress(OSError, TypeError, ValueError):
+                self.redis_log += self.redis.proc.stdout.read() or ""
+        return self.redis_log
+
     def trouble(self) -> list[str]:
-        """The servers' log lines so far that say something went wrong."""
+        """The servers' log lines so far that say something went wrong, and Redis's
+        warnings."""
         return [line for line in self.log_text().splitlines()
-                if any(word in line for word in TROUBLE)]
+                if any(word in line for word in TROUBLE)] + \
+            [f"redis: {line}" for line in self.read_redis_log().splitlines()
+             if line.strip() and not any(word in line for word in REDIS_STARTING)]
 
     def stop(self) -> None:
         """End the servers (SIGTERM, after 15 s SIGKILL), then Redis: only what this group
@@ -609,7 +640,8 @@ def report(opts: Options, runs: dict[str, tuple[int, Stats, float, float]], wher
 
 
 async def run(sessions: int, opts: Options | None = None, *, in_process: bool = False,
-              timeout: float = 300.0, processes: int = 1, redis: bool = False) -> str:
+              timeout: float = 300.0, processes: int = 1, redis: bool = False,
+              redis_config: Sequence[tuple[str, str]] = ()) -> str:
     """Run the load once and return the report (raises if anything failed). With
     ``redis``, on ``processes`` servers sharing a Redis, and the error checks too."""
     opts = opts or Options()
@@ -643,7 +675,7 @@ async def run(sessions: int, opts: Options | None = None, *, in_process: bool = 
                                              lambda: memory(os.getpid()))
         return report(opts, runs, "server in this process: memory includes the clients",
                       before, after)
-    with ServerGroup(processes, redis) as group:
+    with ServerGroup(processes, redis, redis_config=redis_config) as group:
         try:
             await group.wait()
             redis_before = group.redis_memory()
@@ -695,24 +727,53 @@ class Cell:
     #: run, a browser): what the benchmark did not have.
     other_cpu: float = 0.0
     metrics: dict[tuple[str, str, str], float] = field(default_factory=dict)
+    #: The most Redis held for its clients (the servers' connections) while relaying, in
+    #: bytes: mostly what it has yet to send to their subscriptions.
+    redis_buffers_peak: int = 0
     checks: list[str] = field(default_factory=list)
     trouble: list[str] = field(default_factory=list)
+    #: What went wrong, if the cell did not run to the end.
+    failure: str | None = None
 
 
-async def first_of(event: asyncio.Event, work: asyncio.Future[Any], timeout: float,
-                   what: str) -> None:
-    """Wait for ``event``; fail at once if ``work`` fails (or ends) first."""
-    waiting = asyncio.ensure_future(event.wait())
+class Stalled(Exception):
+    """Nothing moved for ``STALL`` seconds: what was awaited will not come."""
+
+
+async def watch(work: asyncio.Future[Any], done: asyncio.Event | None,
+                progress: Callable[[], int], timeout: float,
+                tick: Callable[[], None] | None = None, stall: float | None = None) -> None:
+    """Wait for ``done`` (without it, for ``work``); fail at once if ``work`` fails (or
+    ends first), with ``Stalled`` once ``progress()`` stood still for ``stall`` seconds
+    (``STALL``), and after ``timeout``. ``tick`` is called about every second meanwhile."""
+    stall = STALL if stall is None else stall
+    loop = asyncio.get_running_loop()
+    start = moved = loop.time()
+    last = progress()
+    waiting = asyncio.ensure_future(done.wait()) if done is not None else None
     try:
-        done, _ = await asyncio.wait({waiting, work}, timeout=timeout,
-                                     return_when=asyncio.FIRST_COMPLETED)
+        while True:
+            finished, _ = await asyncio.wait({work} | ({waiting} if waiting else set()),
+                                             timeout=1.0, return_when=asyncio.FIRST_COMPLETED)
+            if work in finished:
+                work.result()  # raises what went wrong
+                if waiting is None:
+                    return
+                raise RuntimeError("the parties finished first")
+            if waiting is not None and waiting in finished:
+                return
+            if tick is not None:
+                tick()
+            now, now_progress = loop.time(), progress()
+            if now_progress != last:
+                last, moved = now_progress, now
+            elif now - moved > stall:
+                raise Stalled(f"nothing moved for {stall:g} s")
+            if now - start > timeout:
+                raise TimeoutError(f"not within {timeout:g} s")
     finally:
-        waiting.cancel()
-    if work in done:
-        work.result()
-        raise RuntimeError(f"the parties finished before {what}")
-    if waiting not in done:
-        raise TimeoutError(f"no {what} within {timeout:g} s")
+        if waiting is not None:
+            waiting.cancel()
 
 
 async def measure(group: ServerGroup, sessions: int, opts: Options, timeout: float,
@@ -726,13 +787,17 @@ async def measure(group: ServerGroup, sessions: int, opts: Options, timeout: flo
        opened at a time, until each party was shown a roster with all parties: every
        session is idle in its lobby. After ``SETTLE`` the memory is read (``idle``).
     4. Every party says ``ready`` at once and the signaling runs (``stats``): its wall
-       time and the CPU time of the servers, Redis and this process, and the servers'
-       own metrics over it. Memory read again (``after``).
+       time and the CPU time of the servers, Redis and this process, the servers' own
+       metrics over it, and the peak of Redis's client buffers. Memory read again
+       (``after``).
 
-    With ``check`` and Redis, ``check_errors`` first. ``settle``: the pause before each
-    reading of the memory.
+    A cell whose parties get an error, lose their connection or wait in vain (nothing
+    moves for ``STALL`` seconds) is not the end of the matrix: ``failure`` says what
+    happened and how far it got, the other measures stay. With ``check`` and Redis,
+    ``check_errors`` first. ``settle``: the pause before each reading of the memory.
     """
     cell = Cell(config, sessions, opts.parties)
+    expected = sessions * opts.parties * (opts.parties - 1) * (1 + opts.candidates)
     async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0)) as http:
         if check and group.redis is not None:
             cell.checks = await check_errors(http, group.bases)
@@ -752,17 +817,27 @@ async def measure(group: ServerGroup, sessions: int, opts: Options, timeout: flo
             session_parties(http, group.bases, k, sid, token, opts, cell.stats, go=go,
                             lobby=lobby, gate=gate)
             for k, (sid, token) in enumerate(created))))
+        phase = "the idle lobby of every session"
+        metrics_before: dict[tuple[str, str, str], float] = {}
         try:
-            await first_of(lobby.done, work, timeout, "idle lobby of every session")
+            await watch(work, lobby.done, lambda: lobby.left, timeout)
             await asyncio.sleep(settle)
             cell.rss["idle"], cell.redis["idle"] = group.memory(), group.redis_memory()
 
             metrics_before = await group.metrics(http)
             cpu, redis_cpu, client_cpu = group.cpu(), group.redis_cpu(), own_cpu_seconds()
             machine = machine_cpu_seconds()
+
+            def sample_redis() -> None:
+                now = group.redis_memory()
+                if now is not None:
+                    cell.redis_buffers_peak = max(cell.redis_buffers_peak,
+                                                  now["mem_clients_normal"])
+
+            phase = "every signal relayed"
             start = time.perf_counter()
             go.set()
-            await asyncio.wait_for(asyncio.shield(work), timeout)
+            await watch(work, None, cell.stats.count, timeout, tick=sample_redis)
             cell.relay_seconds = time.perf_counter() - start
             cell.server_cpu = group.cpu() - cpu
             cell.client_cpu = own_cpu_seconds() - client_cpu
@@ -770,16 +845,24 @@ async def measure(group: ServerGroup, sessions: int, opts: Options, timeout: flo
                 cell.redis_cpu = (group.redis_cpu() or 0.0) - redis_cpu
             cell.other_cpu = machine_cpu_seconds() - machine - cell.server_cpu - \
                 cell.client_cpu - (cell.redis_cpu or 0.0)
-            metrics_after = await group.metrics(http)
-        except BaseException:
-            work.cancel()
+        except (RuntimeError, TimeoutError, Stalled, aiohttp.ClientError) as exc:
+            cell.failure = (f"waiting for {phase}: {exc}; by then "
+                            f"{sessions * opts.parties - lobby.left} of "
+                            f"{sessions * opts.parties} parties were in their lobby, "
+                            f"{cell.stats.count()} of {expected} signals arrived, "
+                            f"{len(cell.stats.errors)} errors")
+        finally:
+            if not work.done():
+                work.cancel()
             await asyncio.gather(work, return_exceptions=True)
-            raise
-        cell.metrics = {key: value - metrics_before.get(key, 0.0)
-                        for key, value in metrics_after.items()}
-        if cell.stats.errors or cell.stats.sent_at or cell.idle.errors or cell.idle.sent_at:
-            raise RuntimeError(f"{config}, {sessions} sessions: {len(cell.stats.errors)} errors, "
-                               f"{len(cell.stats.sent_at)} signals lost")
+        if metrics_before:
+            metrics_after = await group.metrics(http)
+            cell.metrics = {key: value - metrics_before.get(key, 0.0)
+                            for key, value in metrics_after.items()}
+        if cell.failure is None and (cell.stats.errors or cell.stats.sent_at or
+                                     cell.idle.errors or cell.idle.sent_at):
+            cell.failure = (f"{len(cell.stats.errors)} errors, {len(cell.stats.sent_at)} "
+                            "signals lost")
         await asyncio.sleep(settle)
         cell.rss["after"], cell.redis["after"] = group.memory(), group.redis_memory()
     cell.trouble = group.trouble()
@@ -821,13 +904,15 @@ def matrix_report(cells: list[Cell], opts: Options, checks: list[str], where: st
 
     def ratio(cell: Cell, which: int, idle: bool = False) -> str:
         base = memory_cells.get(cell.sessions)
-        if base is None or base is cell:
+        if base is None or (base.failure is not None and not idle) or base is cell:
             return "1" if base is cell else "n/a"
         mine = quantiles((cell.idle if idle else cell.stats).all())[which]
         theirs = quantiles((base.idle if idle else base.stats).all())[which]
         return f"{mine / theirs:.2f}" if theirs else "n/a"
 
     def server_kib(cell: Cell, state: str) -> str:
+        if state not in cell.rss:
+            return "–"
         grown = cell.rss[state].get("VmRSS", 0) - cell.rss["before"].get("VmRSS", 0)
         return f"{grown / cell.sessions:.1f}"
 
@@ -835,7 +920,7 @@ def matrix_report(cells: list[Cell], opts: Options, checks: list[str], where: st
         """Redis's growth per session; without ``buffers`` less its clients' buffers,
         which come and go with the traffic (not what a session keeps)."""
         before, now = cell.redis.get("before"), cell.redis.get(state)
-        if before is None or now is None:
+        if not before or not now:
             return "–"
         grown = now["used_memory"] - before["used_memory"]
         if not buffers:
@@ -850,9 +935,11 @@ def matrix_report(cells: list[Cell], opts: Options, checks: list[str], where: st
     for c in cells:
         p50, p99, _ = quantiles(c.stats.all())
         idle50 = quantiles(c.idle.all())[0]
+        relayed = (f"{fmt_ms(p50)} | {fmt_ms(p99)} | {ratio(c, 0)} | {ratio(c, 1)}"
+                   if c.failure is None else "failed (see below) | – | – | –")
         lines.append(
             f"| {c.sessions} | {c.config} | {c.sessions / c.create_seconds:.0f} | "
-            f"{fmt_ms(p50)} | {fmt_ms(p99)} | {ratio(c, 0)} | {ratio(c, 1)} | "
+            f"{relayed} | "
             f"{fmt_ms(idle50)} | {ratio(c, 0, idle=True)} | "
             f"{server_kib(c, 'idle')} | {redis_kib(c, 'idle')} |")
     relay, rtt = "mpyc_webrtc_relay_latency_seconds", "mpyc_webrtc_redis_round_trip_seconds"
@@ -860,20 +947,23 @@ def matrix_report(cells: list[Cell], opts: Options, checks: list[str], where: st
               "Redis CPU s | bench CPU s | others' CPU s | server-side relay p50 / p99 ms | "
               "Redis append round trip mean ms | server RSS MiB before / idle / after | "
               "Redis KiB per idle session, buffers included | Redis KiB per session after "
-              "relay | trouble in server logs |",
-              "|---:|---|---:|---:|---:|---:|---:|---:|---|---:|---|---:|---:|---:|"]
+              "relay | Redis client buffers peak MiB | trouble in the logs |",
+              "|---:|---|---:|---:|---:|---:|---:|---:|---|---:|---|---:|---:|---:|---:|"]
     for c in cells:
-        rss = " / ".join(f"{c.rss[s].get('VmRSS', 0) / 1024:.0f}"
+        rss = " / ".join(f"{c.rss[s].get('VmRSS', 0) / 1024:.0f}" if s in c.rss else "–"
                          for s in ("before", "idle", "after"))
+        peak = "–" if c.redis_cpu is None else f"{c.redis_buffers_peak / 2**20:.1f}"
         redis_cpu = "–" if c.redis_cpu is None else f"{c.redis_cpu:.1f}"
         append = histogram_mean(c.metrics, rtt, "append")
+        phase = (f"{c.relay_seconds:.1f} | {c.server_cpu:.1f} | {redis_cpu} | "
+                 f"{c.client_cpu:.1f} | {c.other_cpu:.1f}" if c.failure is None
+                 else "failed | – | – | – | –")
         lines.append(
-            f"| {c.sessions} | {c.config} | {len(c.stats.all())} | {c.relay_seconds:.1f} | "
-            f"{c.server_cpu:.1f} | {redis_cpu} | {c.client_cpu:.1f} | {c.other_cpu:.1f} | "
+            f"| {c.sessions} | {c.config} | {c.stats.count()} | {phase} | "
             f"{bound_ms(histogram_quantile(c.metrics, relay, '', 0.5))} / "
             f"{bound_ms(histogram_quantile(c.metrics, relay, '', 0.99))} | "
             f"{'–' if append != append else fmt_ms(append)} | {rss} | "
-            f"{redis_kib(c, 'idle', buffers=True)} | {redis_kib(c, 'after')} | "
+            f"{redis_kib(c, 'idle', buffers=True)} | {redis_kib(c, 'after')} | {peak} | "
             f"{len(c.trouble)} |")
     lines += ["", f"{opts.candidates} candidates per pair and direction, offer/answer boxes "
               f"of {opts.box_bytes} bytes; latencies from the first table are this "
@@ -883,19 +973,41 @@ def matrix_report(cells: list[Cell], opts: Options, checks: list[str], where: st
               "per session: the growth of "
               "`used_memory` less that of `mem_clients_normal` (the buffers of the servers' "
               "connections, which come and go with the traffic), unless said otherwise."]
+    failed = [c for c in cells if c.failure is not None]
+    if failed:
+        lines += ["", "Cells that did not run to the end:"]
+        lines += [f"- {c.sessions}, {c.config}: {c.failure}" for c in failed]
     lines += ["", "Checks (bad input and overload, through Redis):"]
     lines += [f"- {line}" for line in checks]
     for c in cells:
-        for line in c.trouble[:5]:
-            lines.append(f"- server log ({c.config}, {c.sessions}): {line}")
+        for line, count in trouble_summary(c.trouble)[:8]:
+            lines.append(f"- log ({c.sessions}, {c.config}): {count} x `{line}`")
     return "\n".join(lines)
+
+
+def trouble_summary(lines: list[str]) -> list[tuple[str, int]]:
+    """Log lines that say the same but for the time, session and party (a Redis client:
+    but for its flags), counted, most frequent first."""
+    counts: dict[str, int] = defaultdict(int)
+    for line in lines:
+        line = re.sub(r"^(redis: )?(\d+:[A-Z] )?(\d{2} \w{3} \d{4} )?[\d-]*\s*"
+                      r"\d{2}:\d{2}:\d{2}[.,]\d{3}\s*[#*.-]?\s*", r"\1", line)
+        line = re.sub(r"session \S+ party \S+:", "session S party P:", line)
+        flags = re.search(r" flags=(\S+)", line)
+        line = re.sub(r"Client (\S+=\S*\s)+", f"Client flags={flags[1]} … " if flags else
+                      "Client … ", line)
+        counts[line[:200]] += 1
+    return sorted(counts.items(), key=lambda item: -item[1])
 
 
 async def matrix(sizes: Sequence[int], opts: Options, timeout: float,
                  configs: Sequence[tuple[str, int, bool]] = CONFIGS,
-                 settle: float = SETTLE) -> str:
+                 settle: float = SETTLE, redis_config: Sequence[tuple[str, str]] = ()
+                 ) -> tuple[str, list[Cell]]:
     """Every size on every configuration (``CONFIGS``), each on fresh servers; the first
-    configuration is the one the others are compared with."""
+    configuration is the one the others are compared with. The report, and the cells
+    (a failed one says why: ``Cell.failure``). ``redis_config``: Redis settings
+    (``CONFIG SET``) of the Redis configurations."""
     limit = raise_fd_limit(max(sizes) * opts.parties + FD_MARGIN)
     checks: list[str] = []
     async with aiohttp.ClientSession() as http:
@@ -905,7 +1017,7 @@ async def matrix(sizes: Sequence[int], opts: Options, timeout: float,
         for config, processes, redis in configs:
             print(f"signaling_load: {sessions} sessions, {config} ...", file=sys.stderr,
                   flush=True)
-            with ServerGroup(processes, redis) as group:
+            with ServerGroup(processes, redis, redis_config=redis_config) as group:
                 try:
                     await group.wait()
                     cell = await measure(group, sessions, opts, timeout, config,
@@ -915,10 +1027,17 @@ async def matrix(sizes: Sequence[int], opts: Options, timeout: float,
                     raise
             checks += [f"{config}: {line}" for line in cell.checks]
             cells.append(cell)
+            print(f"signaling_load: {sessions} sessions, {config}: "
+                  + (f"failed: {cell.failure}" if cell.failure else
+                     f"{sessions / cell.create_seconds:.0f} created/s, relay p50/p99 "
+                     + "/".join(fmt_ms(q) for q in quantiles(cell.stats.all())[:2]) + " ms"),
+                  file=sys.stderr, flush=True)
     where = (f"signaling load on 127.0.0.1, {os.cpu_count()} CPU cores shared by the "
              f"servers, Redis and the clients (this one process, open-files limit {limit}); "
-             f"Python {sys.version.split()[0]}")
-    return matrix_report(cells, opts, checks, where, configs[0][0])
+             f"Python {sys.version.split()[0]}; Redis "
+             + (", ".join(f"`{name} {value}`" for name, value in redis_config)
+                or "with its default settings"))
+    return matrix_report(cells, opts, checks, where, configs[0][0]), cells
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -942,6 +1061,9 @@ def main(argv: list[str] | None = None) -> int:
                         help="every --sizes on memory x1, redis x1, x2 and x4: Markdown tables")
     parser.add_argument("--sizes", default="1000,5000",
                         help="sessions per cell of --matrix, comma-separated")
+    parser.add_argument("--redis-config", action="append", default=[], metavar="'NAME VALUE'",
+                        help="a setting of the benchmark's Redis (CONFIG SET), e.g. "
+                             "'client-output-buffer-limit pubsub 0 0 0'; repeatable")
     parser.add_argument("--timeout", type=float, default=None,
                         help="give up after this long (per phase with --matrix; default 300 "
                              "s, 900 s with --matrix)")
@@ -949,6 +1071,13 @@ def main(argv: list[str] | None = None) -> int:
     if args.processes > 1 and not args.redis and not args.matrix:
         parser.error("--processes N > 1 needs --redis (processes share sessions through it)")
     opts = Options(parties=args.parties, candidates=args.candidates, box_bytes=args.box_bytes)
+    redis_config: list[tuple[str, str]] = []
+    for setting in args.redis_config:
+        name, _, value = setting.strip().partition(" ")
+        if not value.strip():
+            parser.error("--redis-config takes 'NAME VALUE'")
+        redis_config.append((name, value.strip()))
+    failed: list[Cell] = []
 
     async def main_task() -> str:
         # SIGTERM ends the run as Ctrl-C does: the servers and Redis are stopped on the way.
@@ -957,10 +1086,13 @@ def main(argv: list[str] | None = None) -> int:
         asyncio.get_running_loop().add_signal_handler(SIGTERM, task.cancel)
         if args.matrix:
             sizes = [int(n) for n in args.sizes.split(",") if n.strip()]
-            return await matrix(sizes, opts, args.timeout or 900.0)
+            text, cells = await matrix(sizes, opts, args.timeout or 900.0,
+                                       redis_config=redis_config)
+            failed.extend(c for c in cells if c.failure is not None)
+            return text
         return await run(args.sessions, opts, in_process=args.in_process,
                          timeout=args.timeout or 300.0, processes=args.processes,
-                         redis=args.redis)
+                         redis=args.redis, redis_config=redis_config)
 
     try:
         print(asyncio.run(main_task()))
@@ -973,6 +1105,9 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("signaling_load: stopped (Ctrl-C)", file=sys.stderr)
         return 130
+    if failed:
+        print(f"signaling_load: {len(failed)} cells did not run to the end", file=sys.stderr)
+        return 1
     return 0
 
 

@@ -47,12 +47,13 @@ async def test_signaling_load_on_two_processes_sharing_redis():
 
 async def test_matrix_compares_redis_with_memory():
     configs = [("memory x1", 1, False), ("redis x2", 2, True)]
-    text = await signaling_load.matrix([3], signaling_load.Options(parties=3, candidates=1),
-                                       60, configs, settle=0.1)
-    table = [line.split("|")[1:-1] for line in text.splitlines()
-             if line.startswith("| 3 |")]
-    assert [cells[1].strip() for cells in table] == ["memory x1", "redis x2"] * 2
-    results = {cells[1].strip(): [c.strip() for c in cells] for cells in table[:2]}
+    text, cells = await signaling_load.matrix(
+        [3], signaling_load.Options(parties=3, candidates=1), 60, configs, settle=0.1)
+    assert [c.failure for c in cells] == [None, None]
+    table = [[column.strip() for column in line.split("|")[1:-1]]
+             for line in text.splitlines() if line.startswith("| 3 |")]
+    assert [row[1] for row in table] == ["memory x1", "redis x2"] * 2
+    results = {row[1]: row for row in table[:2]}
     # created/s, p50, p99: numbers; the ratios against memory x1: 1 for itself
     for config in ("memory x1", "redis x2"):
         assert all(float(x) > 0 for x in results[config][2:5])
@@ -60,3 +61,38 @@ async def test_matrix_compares_redis_with_memory():
     assert float(results["redis x2"][5]) > 0 and float(results["redis x2"][10]) > 0
     assert results["memory x1"][10] == "–"  # no Redis
     assert "503 server_busy" in text and "redis x2: join of an unknown session" in text
+
+
+async def test_a_phase_that_waits_in_vain_is_reported_not_waited_out():
+    """What the matrix waits for may never come (a server that lost messages): once
+    nothing moves for ``stall`` seconds the cell fails, saying so, long before its
+    timeout."""
+    import asyncio
+
+    never = asyncio.ensure_future(asyncio.Event().wait())
+    try:
+        with pytest.raises(signaling_load.Stalled, match="nothing moved for 0.5 s"):
+            await asyncio.wait_for(signaling_load.watch(never, None, lambda: 7, 60,
+                                                        stall=0.5), 5)
+    finally:
+        never.cancel()
+
+
+def test_log_lines_are_counted_by_what_they_say():
+    lines = [
+        "2026-12-06 22:33:43,362 signaling.redis_store: session - party -: reading from "
+        "Redis failed",
+        "2026-12-06 22:33:47,052 signaling.redis_store: session - party -: reading from "
+        "Redis failed",
+        "2026-12-06 22:34:27,065 signaling: session uU_2845JOIqCG6tv party 2: websocket "
+        "error: TimeoutError",
+        "redis: 8519:M 06 Dec 2026 22:39:32.641 # Client id=9 addr=/tmp/r.sock:0 fd=12 "
+        "name= age=3 idle=0 flags=PU db=0 sub=201 psub=0 omem=1 scheduled to be closed ASAP "
+        "for overcoming of output buffer limits.",
+    ]
+    assert signaling_load.trouble_summary(lines) == [
+        ("signaling.redis_store: session S party P: reading from Redis failed", 2),
+        ("signaling: session S party P: websocket error: TimeoutError", 1),
+        ("redis: Client flags=PU … scheduled to be closed ASAP for overcoming of output "
+         "buffer limits.", 1),
+    ]
