@@ -282,12 +282,37 @@ async def party(http: aiohttp.ClientSession, base: str, sid: str, token: str, op
             done_count[0] += 1
             if done_count[0] == opts.parties:
                 all_done.set()
-            await all_done.wait()  # leave only when nobody needs this party any more
+            await read_until(ws, all_done, sid)
     finally:
         if waiter is not None:
             waiter.cancel()
         if opening and gate is not None:
             gate.release()
+
+
+async def read_until(ws: aiohttp.ClientWebSocketResponse, done: asyncio.Event,
+                     sid: str) -> None:
+    """Read on until ``done`` (the session's other parties are through): a party leaves
+    only when nobody needs it any more, and meanwhile the server's pings get their pongs
+    (a party that stops reading is dropped after one and a half heartbeats)."""
+    finished = asyncio.ensure_future(done.wait())
+    try:
+        while not done.is_set():
+            reading = asyncio.ensure_future(ws.receive())
+            await asyncio.wait({reading, finished}, return_when=asyncio.FIRST_COMPLETED)
+            if not reading.done():
+                reading.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await reading
+                return
+            frame = reading.result()
+            if frame.type != aiohttp.WSMsgType.TEXT:
+                raise RuntimeError(f"session {sid}: a socket closed: {frame}")
+            msg = json.loads(frame.data)
+            if msg["type"] == "error":
+                raise RuntimeError(f"session {sid}: a party got {msg}")
+    finally:
+        finished.cancel()
 
 
 async def create(http: aiohttp.ClientSession, base: str, parties: int) -> tuple[str, str]:
@@ -952,7 +977,7 @@ def matrix_report(cells: list[Cell], opts: Options, checks: list[str], where: st
     for c in cells:
         rss = " / ".join(f"{c.rss[s].get('VmRSS', 0) / 1024:.0f}" if s in c.rss else "–"
                          for s in ("before", "idle", "after"))
-        peak = "–" if c.redis_cpu is None else f"{c.redis_buffers_peak / 2**20:.1f}"
+        peak = "–" if not c.redis.get("before") else f"{c.redis_buffers_peak / 2**20:.1f}"
         redis_cpu = "–" if c.redis_cpu is None else f"{c.redis_cpu:.1f}"
         append = histogram_mean(c.metrics, rtt, "append")
         phase = (f"{c.relay_seconds:.1f} | {c.server_cpu:.1f} | {redis_cpu} | "
