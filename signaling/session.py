@@ -188,6 +188,9 @@ class Session:
         self._roster_due = False
         #: Whether the registry closed the session (nothing more is sent).
         self.closed = False
+        #: While a replica is rebuilt from the shared log (``signaling.shared``): what
+        #: happened long ago is not logged again.
+        self.replaying = False
 
     def describe(self) -> dict[str, Any]:
         return {
@@ -309,21 +312,18 @@ class Session:
 
     def admits(self, token: str) -> bool:
         """Whether ``token`` is the session's join token (compared in constant time)."""
-        digest = hashlib.sha256(token.encode(errors="replace")).hexdigest()
+        return self.admits_hash(hash_secret(token))
+
+    def admits_hash(self, digest: str) -> bool:
+        """Whether ``digest`` is the hash of the session's join token."""
         return hmac.compare_digest(digest, self.token_hash)
 
     def join(self, endpoint: Endpoint, name: str, now: float, role: int | None = None,
              ready: bool = False, resume: str | None = None) -> int:
         """Give ``endpoint`` a place: the one its ``resume`` secret holds (before the start),
         else ``role`` or the lowest free one; the secret then holds the new place."""
-        resume_hash = None
-        if resume is not None:
-            if len(resume) < MIN_RESUME_LENGTH:
-                raise SignalingError(
-                    ErrorCode.INVALID_MESSAGE,
-                    f"The 'resume' secret must be at least {MIN_RESUME_LENGTH} characters "
-                    "(16 random bytes, base64url).")
-            resume_hash = hashlib.sha256(resume.encode(errors="replace")).hexdigest()
+        resume_hash = None if resume is None else hash_secret(check_resume(resume))
+        if resume_hash is not None:
             held = None if self.started else next(
                 (m for m in self.members.values() if m.resume_hash is not None
                  and hmac.compare_digest(m.resume_hash, resume_hash)), None)
@@ -376,7 +376,8 @@ class Session:
             member.name = name
         member.ready = ready
         self.last_activity = now
-        log.info("session %s party %d: back on a new connection", self.id, member.pid)
+        if not self.replaying:
+            log.info("session %s party %d: back on a new connection", self.id, member.pid)
         self._welcome(endpoint, member.pid)
         self.roster_changed()
         self._start_if_agreed()
@@ -401,9 +402,10 @@ class Session:
         elif msg["type"] == "link":
             self.set_link(pid, msg["peer"], msg["state"], msg.get("path"), now)
 
-    def check_token(self, token: str) -> None:
-        """Raise ``bad_token`` unless ``token`` is the session's join token."""
-        if not self.admits(token):
+    def check_token(self, token: str, hashed: bool = False) -> None:
+        """Raise ``bad_token`` unless ``token`` is the session's join token (or, if
+        ``hashed``, its hash)."""
+        if not (self.admits_hash(token) if hashed else self.admits(token)):
             raise SignalingError(
                 ErrorCode.BAD_TOKEN,
                 "This link is incomplete or wrong: a join link ends with a secret part "
@@ -451,8 +453,9 @@ class Session:
         for member in members:
             member.ready = False
             member.state = "joined"
-        log.info("session %s: all %d parties ready, starting round %d", self.id, self.parties,
-                 self.round)
+        if not self.replaying:
+            log.info("session %s: all %d parties ready, starting round %d", self.id,
+                     self.parties, self.round)
         self.broadcast(message("start", parties=self.parties, round=self.round))
         self.roster_changed()
 
@@ -539,6 +542,21 @@ class Session:
         self.roster_changed()
         if state == "done":
             self._start_if_agreed()  # the last to finish may find the others voted to go on
+
+
+def hash_secret(text: str) -> str:
+    """SHA-256 (hex) of a join token or resume secret: what the server keeps of it."""
+    return hashlib.sha256(text.encode(errors="replace")).hexdigest()
+
+
+def check_resume(resume: str) -> str:
+    """``resume``, if it is long enough to be a secret, else SignalingError."""
+    if len(resume) < MIN_RESUME_LENGTH:
+        raise SignalingError(
+            ErrorCode.INVALID_MESSAGE,
+            f"The 'resume' secret must be at least {MIN_RESUME_LENGTH} characters "
+            "(16 random bytes, base64url).")
+    return resume
 
 
 def invalid(text: str) -> SignalingError:

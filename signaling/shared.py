@@ -31,7 +31,7 @@ from typing import TYPE_CHECKING, Any
 from mpyc_webrtc.wire import ErrorCode, SignalingError, error_message
 
 from .registry import Registry, expired_sentence, unknown_session
-from .session import Outgoing, Session
+from .session import Outgoing, Session, check_resume, hash_secret
 
 if TYPE_CHECKING:
     from .endpoint import Endpoint
@@ -111,6 +111,11 @@ class SharedRegistry(Registry):
         return True  # counted in order, by every replica alike (``apply``)
 
     def handle(self, endpoint: Endpoint, msg: dict[str, Any]) -> None:
+        if msg["type"] == "join":
+            # Redis keeps hashes only: whoever reads it learns no secret that lets them in.
+            msg = {**msg, "token": hash_secret(msg["token"])}
+            if msg.get("resume") is not None:
+                msg["resume"] = hash_secret(check_resume(msg["resume"]))
         entry = {"op": "join" if msg["type"] == "join" else "msg", "c": endpoint.conn,
                  "t": self.clock(), "m": msg}
         if msg["type"] == "join":
@@ -149,10 +154,11 @@ class SharedRegistry(Registry):
         session = self.build(spec["request"], sid, created=spec["created"],
                              ends=spec["ends"])
         session.schedule = None  # nothing is sent while replaying: no timers either
+        session.replaying = True
         remotes: dict[str, Remote] = {}
         for entry in entries:
             self._apply(session, remotes, entry, deliver=False)
-        session.schedule = self.schedule
+        session.schedule, session.replaying = self.schedule, False
         return session, remotes
 
     def loaded(self, sid: str, spec: dict[str, Any], entries: list[dict[str, Any]]) -> None:
@@ -196,8 +202,9 @@ class SharedRegistry(Registry):
             self._forget(sid)
 
     def _holds(self, session: Session) -> bool:
-        """Whether any of this process's connections is in ``session`` or joining it."""
-        return any(self.local.get(getattr(m.endpoint, "conn", "")) is m.endpoint
+        """Whether a connection of this process is in ``session`` (as its replica says:
+        also one that closed and whose leave is still on its way) or joining it."""
+        return any(m.connected and process_of(getattr(m.endpoint, "conn", "")) == self.proc
                    for m in session.members.values()) or any(
             e.joining == session.id for e in self.local.values())
 
@@ -235,7 +242,7 @@ class SharedRegistry(Registry):
                     if local.closed:  # it closed meanwhile; its "leave" comes next
                         target = remotes.setdefault(conn, Remote(conn))
                         local = None
-                session.check_token(msg["token"])
+                session.check_token(msg["token"], hashed=True)  # (``handle``)
                 pid = session.join(target, msg.get("name", ""), now, msg.get("role"),
                                    msg.get("ready", False), msg.get("resume"))
                 if local is not None:

@@ -15,7 +15,7 @@ from collections.abc import Iterator
 import pytest
 
 from mpyc_webrtc.wire import ErrorCode, SignalingError
-from testbed.sans_io import TOKEN_HASH, Clock, Party
+from testbed.sans_io import TOKEN, TOKEN_HASH, Clock, Party
 from testbed.shared_harness import Cluster
 
 AUTH = {"token_hash": TOKEN_HASH}
@@ -254,3 +254,55 @@ def test_an_entry_that_never_came_through_the_channel_is_read_from_the_log(clust
     # The next entry through the channel follows in order.
     c.send("signal", to=0, seq=1, box="next")
     assert a.take() == [{"v": 1, "type": "signal", "seq": 1, "box": "next", "from": 2}]
+
+
+def test_a_session_whose_parties_all_left_at_once_is_closed_and_forgotten(cluster):
+    """Three parties on three processes finish together: whichever process applies the
+    last leave still holds the session and ends it at its sweep (as one process would),
+    rather than every process dropping it and Redis keeping it for the idle timeout."""
+    session = cluster.registries[0].create(SUM3)
+    parties = [Party(r) for r in cluster.registries]
+    for party in parties:
+        party.join(session.id)
+    assert all(r.sessions[session.id].started for r in cluster.registries)
+    with cluster.hold():
+        for party in parties:
+            party.endpoint.disconnected(leaving=True)
+    for registry in cluster.registries:
+        registry.sweep()
+    assert all(session.id not in r.sessions for r in cluster.registries)
+    loop = cluster.loop
+    store = cluster.registries[0].store
+    assert loop.run_until_complete(store.redis.zcard("mpyc-webrtc:sessions")) == 0
+    assert not loop.run_until_complete(store.redis.exists(store.meta(session.id)))
+
+
+def test_redis_never_holds_a_join_token_nor_a_resume_secret(cluster):
+    """Whoever reads Redis learns no secret that lets them in: entries keep hashes."""
+    p0, p1, _ = cluster.registries
+    session = p0.create(SUM3)
+    a, b = Party(p0), Party(p1)
+    a.join(session.id, resume="r" * 22)
+    b.join(session.id, resume="s" * 22, token="x" * 43)
+    assert b.error() == ErrorCode.BAD_TOKEN
+    a.endpoint.disconnected()
+    back = Party(p1)
+    back.join(session.id, resume="r" * 22)
+    assert back.take()[0]["pid"] == 0  # the hashed secret still gives the place back
+    loop = cluster.loop
+    log = loop.run_until_complete(p0.store.redis.lrange(p0.store.log_key(session.id), 0, -1))
+    text = "".join(log)
+    for secret in (TOKEN, "r" * 22, "s" * 22, "x" * 43):
+        assert secret not in text
+
+
+def test_looking_at_a_session_from_another_process_logs_no_old_news(cluster, caplog):
+    p0, p1, p2 = cluster.registries
+    session = p0.create(SUM3)
+    for party in (Party(p0), Party(p0), Party(p0)):
+        party.join(session.id)
+    caplog.clear()
+    with caplog.at_level("INFO"):
+        seen = p2.get(session.id)  # a process with no party in it rebuilds it from Redis
+    assert seen.started and sorted(seen.members) == [0, 1, 2]
+    assert [r.getMessage() for r in caplog.records if "starting round" in r.getMessage()] == []
