@@ -49,6 +49,8 @@ HEARTBEAT_TTL = 3 * HEARTBEAT
 CHECK_EVERY = 5
 #: Most appends written in one round trip.
 BATCH = 256
+#: How long the listener waits for a message before it lets a (un)subscription through.
+LISTEN_TIMEOUT = 0.05
 #: How long a process waits for Redis to confirm a subscription.
 SUBSCRIBE_TIMEOUT = 5.0
 
@@ -136,6 +138,9 @@ class RedisStore:
         self._scripts: dict[str, Any] = {}
         #: Set when entries may have been missed: check every replica at once.
         self._check_now = asyncio.Event()
+        #: One coroutine at a time on the subscription's connection (reading, or
+        #: subscribing): redis-py's asyncio PubSub is not safe for more.
+        self._pubsub_lock = asyncio.Lock()
 
     # -- keys ------------------------------------------------------------------------------
 
@@ -362,13 +367,18 @@ class RedisStore:
     async def _subscribe(self, sid: str) -> None:
         channel = self.channel(sid)
         self._subscribed[channel] = done = asyncio.Event()
-        await self.pubsub.subscribe(channel)
+        async with self._pubsub_lock:
+            await self.pubsub.subscribe(channel)
         await asyncio.wait_for(done.wait(), SUBSCRIBE_TIMEOUT)
 
     async def _unsubscribe(self, sid: str) -> None:
         self._subscribed.pop(self.channel(sid), None)
-        with contextlib.suppress(RedisError, OSError):
-            await self.pubsub.unsubscribe(self.channel(sid))
+        try:
+            async with self._pubsub_lock:
+                await self.pubsub.unsubscribe(self.channel(sid))
+        except (RedisError, OSError, RuntimeError) as exc:
+            # Not listening costs only the entries that still come: they are ignored.
+            log.debug("session %s party -: unsubscribing failed: %r", sid, exc)
 
     def _forgotten(self, sid: str) -> None:
         if sid not in self._loading:
@@ -380,7 +390,8 @@ class RedisStore:
         start = len(self.prefix) + 2  # "s:"
         while True:
             try:
-                msg = await self.pubsub.get_message(timeout=1.0)
+                async with self._pubsub_lock:
+                    msg = await self.pubsub.get_message(timeout=LISTEN_TIMEOUT)
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
