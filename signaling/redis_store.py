@@ -288,16 +288,16 @@ class RedisStore:
             self._wakeup.clear()
             while ops:
                 self._busy = True
+                batch = [ops.popleft()]
                 try:
-                    op = ops.popleft()
+                    op = batch[0]
                     if op.kind == "join":
                         if op.sid not in self.registry.sessions and \
                                 not await self._load(op.sid):
                             self.registry.missing(op)
                             continue
-                        await self._append([op])
+                        await self._append(batch)
                     elif op.kind == "append":
-                        batch = [op]
                         while ops and ops[0].kind == "append" and len(batch) < BATCH:
                             batch.append(ops.popleft())
                         await self._append(batch)
@@ -306,8 +306,10 @@ class RedisStore:
                 except asyncio.CancelledError:
                     raise
                 except Exception:
-                    log.exception("session %s party -: writing to Redis failed", op.sid)
-                    self._failed(op)
+                    log.exception("session %s party -: writing %d entries to Redis failed",
+                                  batch[0].sid, len(batch))
+                    for op in batch:  # every one of them: none may be lost in silence
+                        self._failed(op)
                 finally:
                     self._busy = False
 

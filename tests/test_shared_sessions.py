@@ -306,3 +306,29 @@ def test_looking_at_a_session_from_another_process_logs_no_old_news(cluster, cap
         seen = p2.get(session.id)  # a process with no party in it rebuilds it from Redis
     assert seen.started and sorted(seen.members) == [0, 1, 2]
     assert [r.getMessage() for r in caplog.records if "starting round" in r.getMessage()] == []
+
+
+def test_entries_redis_did_not_take_are_never_lost_in_silence(cluster):
+    """A batch of entries that cannot be written: every connection that sent one is told
+    to join again (``reconnect``) and closed, not left believing it was heard."""
+    p0, p1, _ = cluster.registries
+    session = p0.create(SUM3)
+    a, b, c = Party(p0), Party(p0), Party(p1)
+    for party in (a, b, c):
+        party.join(session.id, ready=False)
+    for party in (a, b, c):
+        party.take()
+    real = p0.store._append
+
+    async def refuse(batch):
+        p0.store._append = real
+        raise ConnectionError("Redis went away")
+
+    p0.store._append = refuse
+    with cluster.hold():
+        a.send("ready", ready=True)
+        b.send("ready", ready=True)
+    for party in (a, b):
+        assert [m["code"] for m in party.take()] == [ErrorCode.RECONNECT]
+        assert party.closed == 1
+    assert c.take() == []
