@@ -102,6 +102,7 @@ REDIS_STARTING = ("oO0OoO0OoO0Oo", "Redis version=", "Configuration loaded",
 STALL = 60.0
 #: Server log lines that say something went wrong (the log has no level names).
 TROUBLE = ("Traceback", "failed", "refused", "stopped;", "lost touch", "internal error",
+           "dropping", "did not come through", "Redis refused",
            "websocket error")
 
 

@@ -512,26 +512,30 @@ class RedisStore:
                     pipe.exists(self.meta(sid))
                 pipe.llen(self.log_key(sid))
             found = await self._timed("renew", pipe.execute(raise_on_error=False))
+        late = sessions = 0
         for i, sid in enumerate(sids):
             exists, length = found[2 * i], found[2 * i + 1]
             if exists == 0:
                 registry.vanished(sid)
-            elif isinstance(length, int):
-                await self._catch_up(sid, length)
+            elif isinstance(length, int) and (caught := await self._catch_up(sid, length)):
+                late, sessions = late + caught, sessions + 1
+        if late:
+            log.warning("session - party -: %d entries of %d sessions did not come through "
+                        "Redis's channel; read from the logs", late, sessions)
 
-    async def _catch_up(self, sid: str, length: int) -> None:
+    async def _catch_up(self, sid: str, length: int) -> int:
         """Apply the entries of ``sid`` up to ``length`` that never came through the
-        channel."""
+        channel; how many."""
         applied = self.registry.applied.get(sid)
         if applied is None or length <= applied or sid in self._loading:
-            return
+            return 0
         assert self.redis is not None
         missed = await self._timed("read", self.redis.lrange(self.log_key(sid), applied,
                                                              length - 1))
-        log.warning("session %s party -: %d entries came late (not through the channel)",
-                    sid, len(missed))
+        log.debug("session %s party -: %d entries came late", sid, len(missed))
         for text in missed:
             seq = self.registry.applied.get(sid)
             if seq is None:
-                return
+                break
             self.registry.apply(sid, seq + 1, json.loads(text))
+        return len(missed)
