@@ -21,6 +21,7 @@ import argparse
 import logging
 import re
 import sys
+from pathlib import Path
 
 from .. import programs
 from ..launch import CONTEXT, LOG_FORMAT
@@ -74,6 +75,13 @@ def parser() -> argparse.ArgumentParser:
                    help="do not print the join link as a QR code (on stderr)")
     c.set_defaults(run=create)
 
+    i = sub.add_parser("identity", help="show your identity (made the first time): the "
+                                        "did:key and fingerprint others see you as")
+    i.add_argument("--identity", metavar="FILE", type=Path,
+                   help="the key file to use (default: identity.pem in your config "
+                        "directory, $XDG_CONFIG_HOME/mpyc-webrtc or ~/.config/mpyc-webrtc)")
+    i.set_defaults(run=show_identity)
+
     j = sub.add_parser("join", help="join a session and run its program")
     j.add_argument("url", metavar="JOIN_URL")
     j.add_argument("--input", metavar="VALUE",
@@ -101,6 +109,23 @@ def parser() -> argparse.ArgumentParser:
                    help="show no session status on stderr, only warnings and errors")
     j.set_defaults(run=join)
     return top
+
+
+def show_identity(args: argparse.Namespace) -> int:
+    """Print this peer's did:key and fingerprint (stdout), making the key the first time."""
+    from ..identity import IdentityError, default_path, load_or_create
+
+    path = args.identity or default_path()
+    try:
+        me, created = load_or_create(path)
+    except IdentityError as exc:
+        raise Failure(str(exc)) from None
+    print(me.did)
+    print(f"fingerprint {me.fingerprint}", flush=True)
+    if created:
+        print(f"Made a new identity in {path}. Keep that file: it is how the other parties "
+              "recognise you from one session to the next.", file=sys.stderr)
+    return 0
 
 
 def _glue_negative_inputs(argv: list[str]) -> list[str]:

@@ -1,0 +1,188 @@
+// This browser's long-term identity: an Ed25519 key pair kept in IndexedDB, its private
+// key not extractable (script can sign with it, never read it). The twin of
+// mpyc_webrtc/identity.py, which documents the formats (did:key, the fingerprint, the
+// signed statements); tests/identity_vectors.json holds known answers both must give.
+
+const ED25519_PREFIX = [0xed, 0x01];
+const DID_PREFIX = 'did:key:z';
+const STATEMENT_CONTEXT = new TextEncoder().encode('mpyc-webrtc v1 identity\u0000');
+const B58 = '123456789ABCDEFGHJKLMNPQRSTUVWXYZabcdefghijkmnopqrstuvwxyz';
+const B32 = 'ABCDEFGHIJKLMNOPQRSTUVWXYZ234567';
+const ED25519 = { name: 'Ed25519' };
+
+/** A did:key, key or signature that is not what it must be; the message is for a person. */
+export class IdentityError extends Error {}
+
+/** @param {Uint8Array} data */
+export function b58encode(data) {
+  let number = 0n;
+  for (const byte of data) number = number * 256n + BigInt(byte);
+  let out = '';
+  while (number > 0n) {
+    out = B58[Number(number % 58n)] + out;
+    number /= 58n;
+  }
+  let zeros = 0;
+  while (zeros < data.length && data[zeros] === 0) zeros += 1;
+  return '1'.repeat(zeros) + out;
+}
+
+/** @param {string} text */
+export function b58decode(text) {
+  let number = 0n;
+  for (const char of text) {
+    const digit = B58.indexOf(char);
+    if (digit < 0) throw new IdentityError(`'${char}' is not a base58 character.`);
+    number = number * 58n + BigInt(digit);
+  }
+  const body = [];
+  while (number > 0n) {
+    body.unshift(Number(number % 256n));
+    number /= 256n;
+  }
+  let zeros = 0;
+  while (zeros < text.length && text[zeros] === '1') zeros += 1;
+  return new Uint8Array([...new Array(zeros).fill(0), ...body]);
+}
+
+/** The did:key of an Ed25519 public key (32 bytes). @param {Uint8Array} publicKey */
+export function didKey(publicKey) {
+  if (publicKey.length !== 32) throw new IdentityError('An Ed25519 public key has 32 bytes.');
+  return DID_PREFIX + b58encode(new Uint8Array([...ED25519_PREFIX, ...publicKey]));
+}
+
+/** The public key a did:key names. @param {string} did */
+export function publicKey(did) {
+  const shown = JSON.stringify(String(did).slice(0, 60));
+  if (typeof did !== 'string' || !did.startsWith(DID_PREFIX)) {
+    throw new IdentityError(`${shown} is not a did:key identifier (did:key:z6Mk...).`);
+  }
+  const raw = b58decode(did.slice(DID_PREFIX.length));
+  if (raw.length !== 34 || raw[0] !== ED25519_PREFIX[0] || raw[1] !== ED25519_PREFIX[1]) {
+    throw new IdentityError(`${shown} is not the did:key of an Ed25519 key.`);
+  }
+  const key = raw.slice(2);
+  if (didKey(key) !== did) {
+    throw new IdentityError(`${shown} is not written the one way a did:key is.`);
+  }
+  return key;
+}
+
+/** What a person reads out to check a key: ABCD-EFGH-IJKL-MNOP. @param {Uint8Array} key */
+export async function fingerprint(key) {
+  const digest = new Uint8Array(await crypto.subtle.digest('SHA-256', key)).slice(0, 10);
+  let bits = 0;
+  let value = 0;
+  let text = '';
+  for (const byte of digest) {
+    value = (value << 8) | byte;
+    bits += 8;
+    while (bits >= 5) {
+      text += B32[(value >> (bits - 5)) & 31];
+      bits -= 5;
+    }
+  }
+  return [0, 4, 8, 12].map((i) => text.slice(i, i + 4)).join('-');
+}
+
+/** The bytes signed for ``fields`` (length-prefixed UTF-8). @param {...string} fields */
+export function statement(...fields) {
+  const parts = [STATEMENT_CONTEXT];
+  for (const field of fields) {
+    const data = new TextEncoder().encode(field);
+    const length = new Uint8Array(4);
+    new DataView(length.buffer).setUint32(0, data.length);
+    parts.push(length, data);
+  }
+  const out = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
+  let at = 0;
+  for (const part of parts) {
+    out.set(part, at);
+    at += part.length;
+  }
+  return out;
+}
+
+/**
+ * Whether ``signature`` is the key of ``did``'s over ``message``.
+ * @param {string} did @param {Uint8Array} signature @param {Uint8Array} message
+ */
+export async function verify(did, signature, message) {
+  let key;
+  try {
+    key = await crypto.subtle.importKey('raw', publicKey(did), ED25519, false, ['verify']);
+  } catch {
+    return false;
+  }
+  return crypto.subtle.verify(ED25519, key, signature, message);
+}
+
+/** A key pair: did, fingerprint, sign. */
+export class Identity {
+  /** @param {CryptoKeyPair} keys @param {Uint8Array} publicRaw @param {string} print */
+  constructor(keys, publicRaw, print) {
+    this.keys = keys;
+    this.public = publicRaw;
+    this.did = didKey(publicRaw);
+    this.fingerprint = print;
+  }
+
+  /** @param {CryptoKeyPair} keys */
+  static async of(keys) {
+    const raw = new Uint8Array(await crypto.subtle.exportKey('raw', keys.publicKey));
+    return new Identity(keys, raw, await fingerprint(raw));
+  }
+
+  /** A new key pair whose private half cannot be read by any script. */
+  static async generate() {
+    const keys = /** @type {CryptoKeyPair} */ (
+      await crypto.subtle.generateKey(ED25519, false, ['sign', 'verify']));
+    return Identity.of(keys);
+  }
+
+  /** @param {Uint8Array} message */
+  async sign(message) {
+    return new Uint8Array(await crypto.subtle.sign(ED25519, this.keys.privateKey, message));
+  }
+}
+
+const DB = 'mpyc-webrtc';
+const STORE = 'identity';
+
+/** @returns {Promise<IDBDatabase>} */
+function openDb() {
+  return new Promise((resolve, reject) => {
+    const request = indexedDB.open(DB, 1);
+    request.onupgradeneeded = () => request.result.createObjectStore(STORE);
+    request.onsuccess = () => resolve(request.result);
+    request.onerror = () => reject(request.error);
+  });
+}
+
+/** @param {IDBDatabase} db @param {'readonly'|'readwrite'} mode @param {(s: IDBObjectStore) => IDBRequest} act */
+function inStore(db, mode, act) {
+  return new Promise((resolve, reject) => {
+    const request = act(db.transaction(STORE, mode).objectStore(STORE));
+    request.onsuccess = () => resolve(request.result);
+    request.onerror = () => reject(request.error);
+  });
+}
+
+/**
+ * This browser's identity, made and kept (IndexedDB keeps the CryptoKey objects
+ * themselves, the private one still not extractable) the first time.
+ * @returns {Promise<{identity: Identity, created: boolean}>}
+ */
+export async function loadOrCreate() {
+  const db = await openDb();
+  try {
+    const kept = /** @type {CryptoKeyPair | undefined} */ (
+      await inStore(db, 'readonly', (s) => s.get('self')));
+    if (kept) return { identity: await Identity.of(kept), created: false };
+    const identity = await Identity.generate();
+    await inStore(db, 'readwrite', (s) => s.put(identity.keys, 'self'));
+    return { identity, created: true };
+  } finally {
+    db.close();
+  }
+}
