@@ -1,3 +1,4 @@
+// @ts-check
 // This browser's long-term identity: an Ed25519 key pair kept in IndexedDB, its private
 // key not extractable (script can sign with it, never read it). The twin of
 // mpyc_webrtc/identity.py, which documents the formats (did:key, the fingerprint, the
@@ -9,6 +10,8 @@ const STATEMENT_CONTEXT = new TextEncoder().encode('mpyc-webrtc v1 identity\u000
 const B58 = '123456789ABCDEFGHJKLMNPQRSTUVWXYZabcdefghijkmnopqrstuvwxyz';
 const B32 = 'ABCDEFGHIJKLMNOPQRSTUVWXYZ234567';
 const ED25519 = { name: 'Ed25519' };
+
+/** @typedef {Uint8Array<ArrayBuffer>} Bytes bytes in an ArrayBuffer of their own, as WebCrypto takes them */
 
 /** A did:key, key or signature that is not what it must be; the message is for a person. */
 export class IdentityError extends Error {}
@@ -27,7 +30,7 @@ export function b58encode(data) {
   return '1'.repeat(zeros) + out;
 }
 
-/** @param {string} text */
+/** @param {string} text @returns {Bytes} */
 export function b58decode(text) {
   let number = 0n;
   for (const char of text) {
@@ -51,7 +54,7 @@ export function didKey(publicKey) {
   return DID_PREFIX + b58encode(new Uint8Array([...ED25519_PREFIX, ...publicKey]));
 }
 
-/** The public key a did:key names. @param {string} did */
+/** The public key a did:key names. @param {string} did @returns {Bytes} */
 export function publicKey(did) {
   const shown = JSON.stringify(String(did).slice(0, 60));
   if (typeof did !== 'string' || !did.startsWith(DID_PREFIX)) {
@@ -68,7 +71,7 @@ export function publicKey(did) {
   return key;
 }
 
-/** What a person reads out to check a key: ABCD-EFGH-IJKL-MNOP. @param {Uint8Array} key */
+/** What a person reads out to check a key: ABCD-EFGH-IJKL-MNOP. @param {Bytes} key */
 export async function fingerprint(key) {
   const digest = new Uint8Array(await crypto.subtle.digest('SHA-256', key)).slice(0, 10);
   let bits = 0;
@@ -85,7 +88,11 @@ export async function fingerprint(key) {
   return [0, 4, 8, 12].map((i) => text.slice(i, i + 4)).join('-');
 }
 
-/** The bytes signed for ``fields`` (length-prefixed UTF-8). @param {...string} fields */
+/**
+ * The bytes signed for ``fields`` (length-prefixed UTF-8).
+ * @param {...string} fields
+ * @returns {Bytes}
+ */
 export function statement(...fields) {
   const parts = [STATEMENT_CONTEXT];
   for (const field of fields) {
@@ -105,7 +112,7 @@ export function statement(...fields) {
 
 /**
  * Whether ``signature`` is the key of ``did``'s over ``message``.
- * @param {string} did @param {Uint8Array} signature @param {Uint8Array} message
+ * @param {string} did @param {Bytes} signature @param {Bytes} message
  */
 export async function verify(did, signature, message) {
   let key;
@@ -119,7 +126,7 @@ export async function verify(did, signature, message) {
 
 /** A key pair: did, fingerprint, sign. */
 export class Identity {
-  /** @param {CryptoKeyPair} keys @param {Uint8Array} publicRaw @param {string} print */
+  /** @param {CryptoKeyPair} keys @param {Bytes} publicRaw @param {string} print */
   constructor(keys, publicRaw, print) {
     this.keys = keys;
     this.public = publicRaw;
@@ -140,7 +147,7 @@ export class Identity {
     return Identity.of(keys);
   }
 
-  /** @param {Uint8Array} message */
+  /** @param {Bytes} message */
   async sign(message) {
     return new Uint8Array(await crypto.subtle.sign(ED25519, this.keys.privateKey, message));
   }
