@@ -103,6 +103,22 @@ def statement(*fields: str) -> bytes:
     return bytes(out)
 
 
+#: What an offer or answer's signature covers, in this order (``link_statement``).
+LINK_FIELDS = ("link", "session", "from", "to", "label", "name", "certificate", "program")
+
+
+def link_statement(session: str, sender: int, receiver: int, label: str, name: str,
+                   certificate: str, program: str) -> bytes:
+    """What party ``sender`` signs in its offer or answer to ``receiver``: that the key
+    holder is the one at this end of the connection whose DTLS certificate is
+    ``certificate`` (``shape.certificate``: ``sha-256 AB:CD:...``), in place ``label`` of
+    ``session``, calling itself ``name``, running ``program`` (its hash). A server that
+    moves it to another session, pair, place or connection, or changes the name, breaks
+    the signature."""
+    return statement("link", session, str(sender), str(receiver), label, name, certificate,
+                     program)
+
+
 def verify(did: str, signature: bytes, message: bytes) -> bool:
     """Whether ``signature`` is the key of ``did``'s over ``message``."""
     try:

@@ -33,7 +33,9 @@ def build_vectors() -> dict:
                       "did": me.did, "fingerprint": me.fingerprint,
                       "fields": list(fields), "statement": message.hex(),
                       "signature": me.sign(message).hex()})
-    return {"cases": cases}
+    link = ["s3ss10n", 0, 2, "hospital A", "Zoë", "sha-256 0A:FF", "ab" * 32]
+    return {"cases": cases,
+            "link": {"args": link, "statement": identity.link_statement(*link).hex()}}
 
 
 def test_the_vectors_are_current():
@@ -80,6 +82,16 @@ def test_a_signature_verifies_for_its_statement_only():
     assert not identity.verify("did:key:nonsense", signature, message)
 
 
+def test_a_link_statement_binds_session_pair_place_name_connection_and_program():
+    args = ["s", 0, 1, "hospital A", "Alice", "sha-256 AB", "00" * 32]
+    base = identity.link_statement(*args)
+    for i, other in enumerate(["t", 1, 2, "hospital B", "Mallory", "sha-256 CD", "11" * 32]):
+        changed = list(args)
+        changed[i] = other
+        assert identity.link_statement(*changed) != base, identity.LINK_FIELDS[i + 1]
+    assert base.startswith(identity.STATEMENT_CONTEXT + (4).to_bytes(4, "big") + b"link")
+
+
 def test_the_fingerprint_is_four_groups_a_person_can_read_out():
     fp = Identity.from_seed(bytes(32)).fingerprint
     groups = fp.split("-")
@@ -109,7 +121,7 @@ def test_the_browser_twin_gives_the_same_answers():
                           capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stderr
     result = json.loads(done.stdout)
-    assert result["failures"] == [] and result["checked"] == 3 * 5
+    assert result["failures"] == [] and result["checked"] == 3 * 5 + 1
 
 
 if __name__ == "__main__":

@@ -111,6 +111,18 @@ export function statement(...fields) {
 }
 
 /**
+ * What party ``sender`` signs in its offer or answer to ``receiver`` (see
+ * mpyc_webrtc/identity.py's link_statement).
+ * @param {string} session @param {number} sender @param {number} receiver
+ * @param {string} label @param {string} name @param {string} certificate
+ * @param {string} program
+ */
+export function linkStatement(session, sender, receiver, label, name, certificate, program) {
+  return statement('link', session, String(sender), String(receiver), label, name,
+    certificate, program);
+}
+
+/**
  * Whether ``signature`` is the key of ``did``'s over ``message``.
  * @param {string} did @param {Bytes} signature @param {Bytes} message
  */

@@ -8,14 +8,16 @@
 
 import { readFileSync } from 'node:fs';
 
-import { didKey, fingerprint, publicKey, statement, verify } from '../../web/identity.js';
+import {
+  didKey, fingerprint, linkStatement, publicKey, statement, verify,
+} from '../../web/identity.js';
 
 const hex = (text) => new Uint8Array(text.match(/../g)?.map((h) => parseInt(h, 16)) ?? []);
 const toHex = (bytes) => [...bytes].map((b) => b.toString(16).padStart(2, '0')).join('');
 // PKCS #8 for an Ed25519 private key: this fixed prefix, then the 32-byte seed.
 const PKCS8_PREFIX = hex('302e020100300506032b657004220420');
 
-const { cases } = JSON.parse(readFileSync(process.argv[2], 'utf8'));
+const { cases, link } = JSON.parse(readFileSync(process.argv[2], 'utf8'));
 const failures = [];
 let checked = 0;
 const check = (name, got, expected) => {
@@ -38,4 +40,5 @@ for (const [n, c] of cases.entries()) {
     !(await verify(c.did, hex(c.signature), statement('other', ...c.fields)));
   check(`${n} signature`, verified, true);
 }
+check('link statement', toHex(linkStatement(...link.args)), link.statement);
 console.log(JSON.stringify({ checked, failures }));
