@@ -192,11 +192,8 @@ def create_app(*, idle_timeout: float = DEFAULTS["idle_timeout"],
     app[REGISTRY].observer = app[METRICS]
     if redis:
         metrics_ = app[METRICS]
-
-        def arrived(when: float | None) -> None:
-            metrics_.frame_arrived = when
-
-        store = RedisStore(shared, redis, observe=metrics_.redis, arrived=arrived)
+        store = RedisStore(shared, redis, observe=metrics_.redis,
+                           arrived=lambda when: setattr(metrics_, "frame_arrived", when))
         app[SESSIONS] = store
 
         async def redis_store(app: web.Application):

@@ -91,7 +91,8 @@ local client = redis.call('HGET', KEYS[1], 'client')
 if client and client ~= '' then
   redis.call('ZADD', ARGV[6] .. 'client:' .. client, now + ttl, ARGV[5])
 end
-return math.max(n, 1) * (ARGV[1] ~= '' and 1 or -1)
+if ARGV[1] == '' then return -1 end
+return n
 """
 
 #: KEYS: meta, log, sessions; ARGV: id, prefix.
@@ -131,6 +132,8 @@ class RedisStore:
         self.redis: aioredis.Redis | None = None
         self.pubsub: Any = None
         self._wakeup = asyncio.Event()
+        #: Whether the writer is in the middle of a write (``settle``, ``close`` wait).
+        self._busy = False
         self._tasks: list[asyncio.Task[None]] = []
         #: Sessions being loaded: the entries that came meanwhile, kept for after.
         self._loading: dict[str, list[tuple[int, dict[str, Any]]]] = {}
@@ -199,8 +202,6 @@ class RedisStore:
             with contextlib.suppress(RedisError, OSError):
                 await self.pubsub.aclose()
             await self.redis.aclose()
-
-    _busy = False
 
     async def keep(self, sid: str) -> bool:
         """Keep a replica of ``sid`` now (as a join does); whether the session exists."""
@@ -473,16 +474,11 @@ class RedisStore:
             return
         assert self.redis is not None
         names = sorted(others)
-        alive = await self._timed("heartbeat", self.redis.exists(
-            *[f"{self.prefix}proc:{p}" for p in names])) if len(names) == 1 else None
-        if alive is not None:
-            dead = [] if alive else names
-        else:
-            async with self.redis.pipeline(transaction=False) as pipe:
-                for p in names:
-                    pipe.exists(f"{self.prefix}proc:{p}")
-                found = await self._timed("heartbeat", pipe.execute())
-            dead = [p for p, ok in zip(names, found, strict=True) if not ok]
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for p in names:
+                pipe.exists(f"{self.prefix}proc:{p}")
+            found = await self._timed("heartbeat", pipe.execute())
+        dead = [p for p, ok in zip(names, found, strict=True) if not ok]
         for proc in dead:
             log.info("session - party -: server process %s stopped; its parties lost their "
                      "connection", proc)

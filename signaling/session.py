@@ -32,6 +32,7 @@ from mpyc_webrtc.wire import (
     ErrorCode,
     SignalingError,
     encode,
+    error_message,
     lacks_from_detail,
     message,
 )
@@ -366,7 +367,7 @@ class Session:
         readiness are as the new join says; a connection it still had is closed."""
         old, member.endpoint = member.endpoint, endpoint
         if member.connected and old is not endpoint:
-            old.send(message("error", code=str(ErrorCode.ALREADY_JOINED), message=(
+            old.send(error_message(ErrorCode.ALREADY_JOINED, (
                 "Your place in this session was taken back by a newer connection with your "
                 "link, so this one is closed.")))
             old.close()

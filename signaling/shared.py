@@ -218,22 +218,16 @@ class SharedRegistry(Registry):
         self._asked.pop(sid, None)
         self.forgotten(sid)
 
-    def _endpoint(self, remotes: dict[str, Remote], conn: str, deliver: bool) -> Any:
-        local = self.local.get(conn) if deliver else None
-        if local is not None:
-            return local
-        if conn not in remotes:
-            remotes[conn] = Remote(conn)
-        return remotes[conn]
-
     def _apply(self, session: Session, remotes: dict[str, Remote], entry: dict[str, Any],
                deliver: bool) -> None:
         """The same rules as in one process (``Endpoint.apply``), on ``session``."""
         op, now = entry["op"], entry["t"]
         conn = entry.get("c", "")
-        target = self._endpoint(remotes, conn, deliver) if conn else None
-        local = target if deliver and conn in self.local and target is self.local[conn] \
-            else None
+        # This process's own connection (only while delivering), else the one a ``Remote``
+        # stands for: the same object for a connection every time, as ``leave`` needs.
+        local = self.local.get(conn) if deliver else None
+        target = local if local is not None else \
+            remotes.setdefault(conn, Remote(conn)) if conn else None
         try:
             if op == "join":
                 msg = entry["m"]
