@@ -119,6 +119,18 @@ def link_statement(session: str, sender: int, receiver: int, label: str, name: s
                      program)
 
 
+def join_statement(session: str, resume: str) -> bytes:
+    """What a party signs to join ``session`` with its identity (the join's ``proof``):
+    bound to its own ``resume`` secret, so the proof is good for this party's joins only."""
+    return statement("join", session, resume)
+
+
+def chat_statement(session: str, sender: int, number: str, name: str, text: str) -> bytes:
+    """What party ``sender`` signs for its chat message number ``number`` (1, 2, ... as
+    text): that the key holder, calling itself ``name``, wrote ``text`` in ``session``."""
+    return statement("chat", session, str(sender), number, name, text)
+
+
 def verify(did: str, signature: bytes, message: bytes) -> bool:
     """Whether ``signature`` is the key of ``did``'s over ``message``."""
     try:

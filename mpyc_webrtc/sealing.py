@@ -27,6 +27,7 @@ import json
 import re
 import secrets
 from collections import defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -173,12 +174,14 @@ class JoinSecret:
         return launch.fingerprint(self.program_hash)
 
     def descriptor(self, parties: int, args: list[str], *, relay_only: bool = False,
-                   labels: list[str] | None = None) -> str:
-        """The sealed description of the session this secret is for (``seal_descriptor``)."""
+                   labels: list[str] | None = None, pins: list[str] | None = None) -> str:
+        """The sealed description of the session this secret is for (``seal_descriptor``);
+        ``pins``: per place, the did:key it is kept for, or ""."""
         return seal_descriptor(self.secret, {
             "parties": parties, "relay_only": relay_only,
             "labels": list(labels or []) + [""] * (parties - len(labels or [])),
-            "program": self.program_hash, "args": list(args)})
+            "program": self.program_hash, "args": list(args),
+            "pins": list(pins or []) + [""] * (parties - len(pins or []))})
 
     def to_fragment(self) -> str:
         """``k=<secret, base64url>&p=<program hash, hex>`` (no ``#``)."""
@@ -241,6 +244,9 @@ class Sealer:
         #: Receiver -> the last number sealed for it; sender -> the last number accepted.
         self._sent: dict[int, int] = defaultdict(int)
         self._accepted: dict[int, int] = defaultdict(int)
+        #: The same for chat boxes, which count on their own.
+        self._chat_sent: dict[int, int] = defaultdict(int)
+        self._chat_accepted: dict[int, int] = defaultdict(int)
 
     def seal(self, to: int, payload: dict[str, Any], *,
              nonce: bytes | None = None) -> dict[str, Any]:
@@ -256,10 +262,44 @@ class Sealer:
         sealed = self._aead.encrypt(nonce, compact_json(payload), aad)
         return {"to": to, "seq": seq, "box": b64url_encode(nonce + sealed)}
 
+    def seal_chat(self, to: int, payload: dict[str, Any]) -> dict[str, Any]:
+        """The fields of a ``chat`` message (``to``, ``seq``, ``box``) carrying ``payload``
+        (a ``chat`` kind), numbered apart from the signals."""
+        seq = self._chat_sent[to] + 1
+        self._chat_sent[to] = seq
+        aad = wire.chat_aad(self.session_id, self.pid, to, seq)
+        nonce = secrets.token_bytes(NONCE_BYTES)
+        sealed = self._aead.encrypt(nonce, compact_json(payload), aad)
+        return {"to": to, "seq": seq, "box": b64url_encode(nonce + sealed)}
+
     def open(self, sender: Any, seq: Any, box: Any) -> dict[str, Any]:
         """The payload of a ``signal`` relayed from ``sender``; ``TamperError`` unless it
         authenticates for this session and these pids, is the next number from ``sender``,
-        and is a JSON object of a kind in ``wire.SIGNAL_KINDS`` with its fields."""
+        and is a JSON object of a kind in ``wire.SIGNAL_BOX_KINDS`` with its fields."""
+        plain = self._decrypt(sender, seq, box, wire.signal_aad)
+        expected = self._accepted[sender] + 1
+        if seq < expected:
+            raise TamperError(say("tamper.replayed", party=sender, seq=seq))
+        if seq > expected:
+            raise TamperError(say("tamper.out_of_order", party=sender, seq=seq,
+                                  expected=expected))
+        payload = _check_payload(sender, plain, wire.SIGNAL_BOX_KINDS)
+        self._accepted[sender] = seq
+        return payload
+
+    def open_chat(self, sender: Any, seq: Any, box: Any) -> dict[str, Any]:
+        """The payload of a ``chat`` relayed from ``sender``: as ``open``, but any number
+        above the last one accepted will do (chat to a party that was away is dropped by
+        the server, so numbers may be missing), and only the ``chat`` kind."""
+        plain = self._decrypt(sender, seq, box, wire.chat_aad)
+        if seq <= self._chat_accepted[sender]:
+            raise TamperError(say("tamper.replayed", party=sender, seq=seq))
+        payload = _check_payload(sender, plain, wire.CHAT_BOX_KINDS)
+        self._chat_accepted[sender] = seq
+        return payload
+
+    def _decrypt(self, sender: Any, seq: Any, box: Any,
+                 aad_of: Callable[[str, int, int, int], bytes]) -> bytes:
         if (isinstance(sender, bool) or not isinstance(sender, int)
                 or not 0 <= sender < self.parties or sender == self.pid
                 or isinstance(seq, bool) or not isinstance(seq, int) or seq < 1):
@@ -268,22 +308,13 @@ class Sealer:
             data = b64url_decode(box)
             if len(data) < NONCE_BYTES + TAG_BYTES:
                 raise ValueError("too short")
-            aad = wire.signal_aad(self.session_id, sender, self.pid, seq)
-            plain = self._aead.decrypt(data[:NONCE_BYTES], data[NONCE_BYTES:], aad)
+            aad = aad_of(self.session_id, sender, self.pid, seq)
+            return self._aead.decrypt(data[:NONCE_BYTES], data[NONCE_BYTES:], aad)
         except (ValueError, InvalidTag):
             raise TamperError(say("tamper.failed_authentication", party=sender)) from None
-        expected = self._accepted[sender] + 1
-        if seq < expected:
-            raise TamperError(say("tamper.replayed", party=sender, seq=seq))
-        if seq > expected:
-            raise TamperError(say("tamper.out_of_order", party=sender, seq=seq,
-                                  expected=expected))
-        payload = _check_payload(sender, plain)
-        self._accepted[sender] = seq
-        return payload
 
 
-def _check_payload(sender: int, plain: bytes) -> dict[str, Any]:
+def _check_payload(sender: int, plain: bytes, kinds: tuple[str, ...]) -> dict[str, Any]:
     def bad(detail: str) -> TamperError:
         return TamperError(say("tamper.bad_content", party=sender, detail=detail))
 
@@ -294,7 +325,7 @@ def _check_payload(sender: int, plain: bytes) -> dict[str, Any]:
     if not isinstance(payload, dict):
         raise bad(say("tamper.not_object"))
     kind = payload.get("kind")
-    fields = wire.SIGNAL_KINDS.get(kind) if isinstance(kind, str) else None
+    fields = wire.SIGNAL_KINDS.get(kind) if isinstance(kind, str) and kind in kinds else None
     if fields is None:
         raise bad(say("tamper.unknown_kind", kind=json.dumps(kind, ensure_ascii=False)))
     for name in fields:

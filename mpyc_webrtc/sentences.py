@@ -52,7 +52,7 @@ SENTENCES: dict[str, str] = {
         f"messages. {_STOP}"),
     "tamper.bad_content": (
         f"{_TAMPER} a sealed signaling message from party {{party}} is not a valid offer, "
-        "answer or ICE candidate ({detail}). Only someone with the join link can seal "
+        "answer, ICE candidate or chat message ({detail}). Only someone with the join link can seal "
         f"messages, so party {{party}} or someone else with the link sent it. {_STOP}"),
     "tamper.not_json": "it is not JSON",
     "tamper.not_object": "it is not a JSON object",
@@ -77,6 +77,7 @@ SENTENCES: dict[str, str] = {
     "shape.labels": "the names of the places",
     "shape.program": "the program",
     "shape.args": "the program's arguments",
+    "shape.pins": "the keys places are kept for",
     "shape.session": "the session's id",
     "shape.descriptor": "the session's sealed description",
     "tamper.rejoin_changed": (
@@ -95,6 +96,44 @@ SENTENCES: dict[str, str] = {
     "tamper.protocol": (
         f"{_TAMPER} the server describes the sealing differently from this page ({{what}} "
         "differs), which could give it the session's keys. " + _STOP),
+    # -- identities (mpyc_webrtc.identity): who is at the other end ----------------------
+    "tamper.bad_signature": (
+        f"{_TAMPER} party {{party}}'s {{kind}} is not signed by the identity key it names "
+        "({identity}), so it may come from anyone who has the join link. " + _STOP),
+    "tamper.other_identity": (
+        f"{_TAMPER} party {{party}} now signs with the key {{now}}, but earlier in this "
+        "session it signed with {before}: someone else is passing itself off as party "
+        "{party}. " + _STOP),
+    "tamper.pinned": (
+        f"{_TAMPER} the place {{place}} is kept for the key {{pinned}}, but the party in it "
+        "signed with {identity}: someone else took the place. " + _STOP),
+    "tamper.pinned_self": (
+        f"{_TAMPER} the server put this party in the place {{place}}, which the session's "
+        "creator kept for another key ({pinned}; yours is {identity}). " + _STOP),
+    "tamper.roster_identity": (
+        f"{_TAMPER} the server shows party {{party}} with the key {{said}}, but party "
+        "{party} signed with {signed}. " + _STOP),
+    "tamper.roster_name": (
+        f"{_TAMPER} the server shows party {{party}} as {{said}}, but party {{party}} "
+        "signed the name {signed}. " + _STOP),
+    "place.labelled": "'{label}' (party {party})",
+    "place.plain": "party {party}",
+    "identity.verified": "{who}: {name}, {identity} (verified)",
+    "identity.verified_unnamed": "{who}: {identity} (verified)",
+    "identity.yours": "You are {identity} (fingerprint {fingerprint}).",
+    # -- known identities: whom this party computed with before ------------------------
+    "known.new": "new key",
+    "known.known": "you computed with this key before, as '{name}' ({when})",
+    "known.renamed": "you computed with this key before, as '{before}', now '{name}'",
+    "known.name_reused": (
+        "Careful: you computed with someone called '{name}' before, with another key "
+        "({fingerprint}). This is a new key."),
+    # -- chat -------------------------------------------------------------------------
+    "chat.empty": "Write a message first.",
+    "chat.too_long": "A chat message can be at most {max} characters; this one has {length}.",
+    "chat.not_yet": "You can chat once you have joined the session.",
+    "chat.nobody": "Nobody else is in the session yet to read it.",
+    "chat.from": "{who}: {text}",
     # -- the lobby: a party's state, a pair's connection (wire.LINK_STATES) ----------------
     "member.waiting": "not here yet",
     "member.joined": "in the lobby, choosing an input",

@@ -18,7 +18,7 @@ def said_by(welcome: dict[str, Any], link_hash: str) -> dict[str, Any]:
     link's, which this party checks on its own)."""
     return {"parties": welcome.get("parties"), "relay_only": welcome.get("relay_only"),
             "labels": welcome.get("labels"), "program": link_hash,
-            "args": (welcome.get("program") or {}).get("args")}
+            "args": (welcome.get("program") or {}).get("args"), "pins": welcome.get("pins")}
 
 
 def difference(descriptor: dict[str, Any], said: dict[str, Any]) -> tuple[str, str, str] | None:

@@ -8,7 +8,7 @@ validates against exactly this and nothing written twice.
 
 Client → server (a party's WebSocket at ``/ws``):
 
-``join``       {session, token, name?, role?, ready?, resume?}
+``join``       {session, token, name?, role?, ready?, resume?, identity?, proof?}
                                             take party ``role`` (a pid), or
                                             the lowest free one; ``token`` proves the link's
                                             secret (below); ``ready`` as in ``ready``;
@@ -17,11 +17,19 @@ Client → server (a party's WebSocket at ``/ws``):
                                             base64url characters), the same on every
                                             attempt: a join that shows the secret its place
                                             was taken with gets that place back (it lost its
-                                            connection, or its server process died)
+                                            connection, or its server process died);
+                                            ``identity``: this party's did:key, with
+                                            ``proof``, its signature (base64url) over
+                                            ``identity.join_statement(session, resume)``;
+                                            a place pinned to a key (``pins``) only admits
+                                            a join that proves that key
 ``ready``      {ready, name?}               this party confirmed its input (or takes that
                                             back); after a round, ``true`` votes to run again
 ``signal``     {to, seq, box}               sealed (below) and relayed to party ``to``:
                                             offers, answers, ICE candidates
+``chat``       {to, seq, box}               a chat message sealed (below) for party ``to``;
+                                            relayed as is, or dropped if ``to`` is not
+                                            connected (chat is best effort, never an error)
 ``link``       {peer, state, path?}         how this party's connection to ``peer`` is doing
 ``status``     {state, detail?}             how this party is doing, shown to all;
                                             ``unsupported`` (before the start only) says
@@ -31,13 +39,15 @@ Client → server (a party's WebSocket at ``/ws``):
 
 Server → client:
 
-``welcome``    {session, pid, parties, program, labels, ice_servers, relay_only, descriptor}
+``welcome``    {session, pid, parties, program, labels, ice_servers, relay_only, descriptor,
+                pins}                       ``pins``: per place, the did:key it is kept for
+                                            or "" (as the creator asked, sealed too)
                                             ``ice_servers`` carry TURN credentials made for
                                             this party; ``relay_only``: use only relay
                                             candidates (``iceTransportPolicy: "relay"``);
                                             ``descriptor``: what the creator chose, sealed
                                             (below), or null
-``roster``     {parties, members: [{pid, name, label, state, ready, lacks?}],
+``roster``     {parties, members: [{pid, name, label, state, ready, identity, lacks?}],
                                             (a member whose connection closed before the
                                             start, and who joined with ``resume``, keeps its
                                             place in state ``reconnecting`` for a while)
@@ -46,6 +56,7 @@ Server → client:
                                             ``unsupported``, what it said it lacks (a list)
 ``start``      {parties, round}             everyone is here and ready: connect and compute
 ``signal``     {from, seq, box}             as sent, with ``from`` instead of ``to``
+``chat``       {from, seq, box}             as sent, with ``from`` instead of ``to``
 ``error``      {code, message}              see ``ErrorCode``; ``message`` is for a person
 
 Sealing: the server cannot read or forge what parties tell each other.
@@ -61,6 +72,17 @@ Browsers never send the fragment to the server. From S (HKDF-SHA256, empty salt)
   data ``signal_aad(session, from, to, seq)``. ``seq`` counts 1, 2, 3... per sender and
   receiver; a receiver accepts only the next number, so a replayed, dropped or reordered
   message, a message moved to other pids, or any changed byte stops the receiver.
+- a ``chat`` box is sealed the same way with its own numbers and associated data
+  ``chat_aad(session, from, to, seq)``; a receiver accepts any number above the last one
+  it accepted (a party that was away missed some), never the same or a lower one. It
+  holds a ``chat`` payload (``SIGNAL_KINDS``), signed by its sender's identity key.
+
+Identities (``identity``): every offer and answer carries the sender's did:key, the name it
+claims and its Ed25519 signature over ``identity.link_statement`` (session, both pids, the
+sender's place, its name, the DTLS certificate in the SDP, the program), so the receiver
+knows who is at the other end of that very connection; a chat message is signed over
+``identity.chat_statement``. Over an open peer connection chat goes on its own data
+channel (``CHAT_CHANNEL``), as the same JSON payload, never on MPyC's.
 
 The session's descriptor: whoever creates a session seals what it chose (``DESCRIPTOR_FIELDS``:
 the number of parties, relay only, the places' names, the program hash and its arguments) as
@@ -122,6 +144,8 @@ class ErrorCode(StrEnum):
     #: This server process is going away but the session is kept (shared through Redis):
     #: join again at the same address, with the same ``resume``, to keep the place.
     RECONNECT = "reconnect"
+    #: The place asked for (or every free place) is kept for another identity key.
+    PLACE_PINNED = "place_pinned"
 
 
 class SignalingError(Exception):
@@ -184,10 +208,23 @@ KEY_INFO = b"mpyc-webrtc v1 seal key"
 #: The session descriptor's key and associated data, and what it holds.
 DESCRIPTOR_INFO = b"mpyc-webrtc v1 descriptor key"
 DESCRIPTOR_AAD = b"mpyc-webrtc v1 session descriptor"
-DESCRIPTOR_FIELDS = ("parties", "relay_only", "labels", "program", "args")
-#: What a sealed ``signal`` may carry, by ``kind``, with the fields each needs.
-SIGNAL_KINDS = {"offer": ("sdp", "program"), "answer": ("sdp", "program"),
-                "candidate": ("candidate",)}
+DESCRIPTOR_FIELDS = ("parties", "relay_only", "labels", "program", "args", "pins")
+#: What a sealed ``signal`` (or ``chat``) may carry, by ``kind``, with the fields each
+#: needs (all strings).
+SIGNAL_KINDS = {"offer": ("sdp", "program", "identity", "name", "signature"),
+                "answer": ("sdp", "program", "identity", "name", "signature"),
+                "candidate": ("candidate",),
+                "chat": ("text", "identity", "name", "signature", "number")}
+#: The kinds a ``signal`` box may hold, and a ``chat`` box.
+SIGNAL_BOX_KINDS = ("offer", "answer", "candidate")
+CHAT_BOX_KINDS = ("chat",)
+#: Longest chat message, in characters (after white space at both ends is dropped).
+MAX_CHAT_LENGTH = 500
+#: The data channel chat uses on every peer connection (MPyC's is ``mpyc``, id 0).
+CHAT_CHANNEL = {"label": "chat", "id": 1}
+#: Longest did:key (an Ed25519 one is 56 characters) and signature (64 bytes: 86).
+MAX_IDENTITY_LENGTH = 100
+MAX_PROOF_LENGTH = 100
 #: Longest join token: base64url of 32 bytes is 43 characters.
 MAX_TOKEN_LENGTH = 64
 #: A join's ``resume`` secret: base64url, at least 16 random bytes (22 characters).
@@ -203,31 +240,41 @@ def signal_aad(session: str, sender: int, receiver: int, seq: int) -> bytes:
     return f"mpyc-webrtc v1 signal|{session}|{sender}|{receiver}|{seq}".encode()
 
 
+def chat_aad(session: str, sender: int, receiver: int, seq: int) -> bytes:
+    """The same for a sealed chat message: its own numbers, never mistaken for a signal."""
+    return f"mpyc-webrtc v1 chat|{session}|{sender}|{receiver}|{seq}".encode()
+
+
 #: Messages a party may send, and their fields besides ``v`` and ``type``.
 CLIENT_MESSAGES: dict[str, tuple[Field, ...]] = {
     "join": (Field("session", str, max_length=64),
              Field("token", str, max_length=MAX_TOKEN_LENGTH),
              Field("name", str, False, 64), Field("role", int, False),
              Field("ready", bool, False),
-             Field("resume", str, False, MAX_RESUME_LENGTH)),
+             Field("resume", str, False, MAX_RESUME_LENGTH),
+             Field("identity", str, False, MAX_IDENTITY_LENGTH),
+             Field("proof", str, False, MAX_PROOF_LENGTH)),
     "ready": (Field("ready", bool), Field("name", str, False, 64)),
     "signal": (Field("to", int), Field("seq", int),
                Field("box", str, max_length=MAX_MESSAGE_BYTES)),
+    "chat": (Field("to", int), Field("seq", int),
+             Field("box", str, max_length=8 * MAX_CHAT_LENGTH + 1024)),
     "link": (Field("peer", int), Field("state", str, choices=LINK_STATES),
              Field("path", str, False, choices=LINK_PATHS)),
     "status": (Field("state", str, max_length=32), Field("detail", str, False, 500)),
 }
 
 #: Client messages that the server relays to the party named in ``to``.
-RELAYED = frozenset({"signal"})
+RELAYED = frozenset({"signal", "chat"})
 
 #: Messages the server sends; documented here, checked by the tests.
 SERVER_MESSAGES: dict[str, tuple[str, ...]] = {
     "welcome": ("session", "pid", "parties", "program", "labels", "ice_servers",
-                "relay_only", "descriptor"),
+                "relay_only", "descriptor", "pins"),
     "roster": ("parties", "members", "pairs", "started", "round"),
     "start": ("parties", "round"),
     "signal": ("from", "seq", "box"),
+    "chat": ("from", "seq", "box"),
     "error": ("code", "message"),
 }
 
@@ -350,6 +397,10 @@ def schema_document() -> dict[str, Any]:
                     "aad": signal_aad("{session}", 0, 1, 2).decode().replace(
                         "|0|1|2", "|{from}|{to}|{seq}"),
                     "signal_kinds": {k: list(v) for k, v in SIGNAL_KINDS.items()},
+                    "chat_aad": chat_aad("{session}", 0, 1, 2).decode().replace(
+                        "|0|1|2", "|{from}|{to}|{seq}"),
+                    "signal_box_kinds": list(SIGNAL_BOX_KINDS),
+                    "chat_box_kinds": list(CHAT_BOX_KINDS),
                     "descriptor_info": DESCRIPTOR_INFO.decode(),
                     "descriptor_aad": DESCRIPTOR_AAD.decode(),
                     "descriptor_fields": list(DESCRIPTOR_FIELDS)},
@@ -358,4 +409,5 @@ def schema_document() -> dict[str, Any]:
         "capabilities": list(CAPABILITIES),
         "resume_length": {"min": MIN_RESUME_LENGTH, "max": MAX_RESUME_LENGTH},
         "reconnecting": RECONNECTING,
+        "chat": {"max_length": MAX_CHAT_LENGTH, "channel": CHAT_CHANNEL},
     }

@@ -38,9 +38,14 @@ from mpyc_webrtc.sentences import say
 VECTORS = Path(__file__).with_name("sealing_vectors.json")
 SECRET = bytes(range(32))
 SESSION = "s3ss10n-ID_x"
+#: What an offer or answer carries besides its SDP and program (the sealing does not check
+#: signatures; the client does).
+SIGNED = {"identity": "did:key:z6MkiTBz1ymuepAQ4HEHYSF1H8quG5GLVVQR3djdX3mDooWp",
+          "name": "Alice", "signature": "c2ln"}
 OFFER = {"kind": "offer", "sdp": "v=0\r\no=- 1 2 IN IP4 127.0.0.1\r\ns=-\r\n",
-         "program": "ab" * 32}
-ANSWER = {"kind": "answer", "sdp": "v=0\r\n", "program": "ab" * 32}
+         "program": "ab" * 32, **SIGNED}
+ANSWER = {"kind": "answer", "sdp": "v=0\r\n", "program": "ab" * 32, **SIGNED}
+CHAT = {"kind": "chat", "text": "Hello, <b>all</b> 👋", "number": "1", **SIGNED}
 CANDIDATE = {"kind": "candidate", "candidate": "candidate:1 1 udp 2130706431 127.0.0.1 5000 "
              "typ host", "sdpMid": "0", "sdpMLineIndex": 0}
 
@@ -160,13 +165,26 @@ def test_round_trip_counts_per_receiver():
         b.open(0, 1, to_c["box"])  # not meant for party 1
 
 
+def test_chat_boxes_count_on_their_own_and_hold_only_chat():
+    a, b = pair()
+    signal = a.seal(1, OFFER)
+    first, second = a.seal_chat(1, CHAT), a.seal_chat(1, CHAT)
+    assert (signal["seq"], first["seq"], second["seq"]) == (1, 1, 2)
+    with pytest.raises(TamperError):
+        b.open_chat(0, 1, signal["box"])  # a signal is never a chat: other associated data
+    assert b.open_chat(0, 2, second["box"]) == CHAT  # the first was lost on the way: fine
+    with pytest.raises(TamperError, match="replayed"):
+        b.open_chat(0, 1, first["box"])
+    assert b.open(0, 1, signal["box"]) == OFFER  # the signals' count is untouched
+
+
 @settings(max_examples=50)
 @given(sdp=st.text(max_size=300), session=st.text(min_size=1, max_size=20),
        pids=st.lists(st.integers(0, 31), min_size=2, max_size=2, unique=True))
 def test_round_trip_any_text(sdp, session, pids):
     sdp = sdp.encode("utf-8", "replace").decode()  # no lone surrogates: not valid JSON text
     a, b = Sealer(SECRET, session, pids[0]), Sealer(SECRET, session, pids[1])
-    payload = {"kind": "answer", "sdp": sdp, "program": P}
+    payload = {"kind": "answer", "sdp": sdp, "program": P, **SIGNED}
     sealed = a.seal(pids[1], payload)
     assert b.open(pids[0], sealed["seq"], sealed["box"]) == payload
 
@@ -284,10 +302,10 @@ def test_counts_are_per_sender():
     assert b.open(0, 1, a0.seal(1, CANDIDATE)["box"]) == CANDIDATE
 
 
-def sealed_raw(plain: bytes, seq: int = 1) -> str:
+def sealed_raw(plain: bytes, seq: int = 1, aad_of=wire.signal_aad) -> str:
     """A box of arbitrary bytes, sealed correctly by party 0 for party 1."""
     nonce = bytes(12)
-    aad = wire.signal_aad(SESSION, 0, 1, seq)
+    aad = aad_of(SESSION, 0, 1, seq)
     return b64url_encode(nonce + AESGCM(seal_key(SECRET)).encrypt(nonce, plain, aad))
 
 
@@ -378,11 +396,14 @@ def build_vectors() -> dict:
         doc = {"from": from_, "seq": seq, "box": box, "expect": expect}
         return doc if sentence is None else doc | {"message": sentence}
 
+    def chat(box, seq, expect, **fields):
+        return message(0, seq, box, expect, **fields) | {"chat": True}
+
     opening = {
         "secret_hex": SECRET.hex(), "session": SESSION, "receiver": 1, "parties": 3,
-        "note": "Feed the messages in order to one fresh receiver; expect is ok (with "
-                "payload), or authentication, replayed, out_of_order or content (with the "
-                "whole sentence as message).",
+        "note": "Feed the messages in order to one fresh receiver (open, or open_chat "
+                "for those marked chat); expect is ok (with payload), or authentication, "
+                "replayed, out_of_order or content (with the whole sentence as message).",
         "messages": [
             message(0, 1, flip(first["box"]), "authentication"),
             message(0, 1, first["box"][:-1] + ("B" if first["box"][-1] == "A" else "A"),
@@ -405,6 +426,16 @@ def build_vectors() -> dict:
             message(0, 2, sealed_raw(b'{"kind": "answer", "sdp": "v=0"}', 2), "content",
                     detail="its answer has no text field 'program'"),
             message(0, 2, second["box"], "ok") | {"payload": CANDIDATE},
+            # Chat boxes: their own numbers (gaps allowed, never back), their own kind.
+            chat(first["box"], 1, "authentication"),
+            chat(sealed_raw(compact_json(CHAT), 1, wire.chat_aad), 1, "ok") | {"payload": CHAT},
+            chat(sealed_raw(compact_json(CHAT), 1, wire.chat_aad), 1, "replayed"),
+            chat(sealed_raw(compact_json(CHAT), 4, wire.chat_aad), 4, "ok") | {"payload": CHAT},
+            chat(sealed_raw(compact_json(CHAT), 3, wire.chat_aad), 3, "replayed"),
+            chat(sealed_raw(compact_json(OFFER), 5, wire.chat_aad), 5, "content",
+                 detail='unknown kind "offer"'),
+            message(0, 3, sealed_raw(compact_json(CHAT), 3), "content",
+                    detail='unknown kind "chat"'),
         ],
     }
     return {
@@ -424,7 +455,8 @@ def build_vectors() -> dict:
 
 def _descriptor_vector(program: str) -> dict:
     chosen = {"parties": 4, "relay_only": True, "labels": ["hospital A", "", "ünï ✓", ""],
-              "program": program, "args": ["--no-log", "-L64"]}
+              "program": program, "args": ["--no-log", "-L64"],
+              "pins": ["did:key:z6MkiTBz1ymuepAQ4HEHYSF1H8quG5GLVVQR3djdX3mDooWp", "", "", ""]}
     box = seal_descriptor(SECRET, chosen, nonce=bytes(range(12)))
     flipped = flip(box)
     return {"secret_hex": SECRET.hex(), "descriptor": chosen, "nonce_hex": bytes(range(12)).hex(),
@@ -458,11 +490,12 @@ def test_vectors_seal_and_open():
     for box in descriptor["refused"]:
         assert open_descriptor(secret, box) is None
     for m in spec["messages"]:
+        opener = receiver.open_chat if m.get("chat") else receiver.open
         if m["expect"] == "ok":
-            assert receiver.open(m["from"], m["seq"], m["box"]) == m["payload"]
+            assert opener(m["from"], m["seq"], m["box"]) == m["payload"]
         else:
             with pytest.raises(TamperError) as excinfo:
-                receiver.open(m["from"], m["seq"], m["box"])
+                opener(m["from"], m["seq"], m["box"])
             assert str(excinfo.value) == m["message"]
 
 

@@ -45,7 +45,11 @@ VALID = {
         msg("join", session="abc", token="k" * wire.MAX_TOKEN_LENGTH),
         # An empty or wrong token is well-formed; the session decides (bad_token).
         msg("join", session="abc", token=""),
+        msg("join", session="abc", token=TOKEN, resume="r" * 22,
+            identity="did:key:z6MkiTBz1ymuepAQ4HEHYSF1H8quG5GLVVQR3djdX3mDooWp",
+            proof="p" * 86),
     ],
+    "chat": [msg("chat", to=1, seq=1, box=BOX), msg("chat", to=0, seq=9, box="A" * 5024)],
     "ready": [msg("ready", ready=True), msg("ready", ready=False, name="Bob")],
     "link": [
         msg("link", peer=1, state="signaling"),
@@ -314,7 +318,7 @@ def test_schema_document_contents():
     assert doc["version"] == wire.VERSION == 1
     assert doc["max_message_bytes"] == MAX_MESSAGE_BYTES
     assert doc["parties"] == {"min": wire.MIN_PARTIES, "max": wire.MAX_PARTIES}
-    assert doc["relayed"] == ["signal"]
+    assert doc["relayed"] == ["chat", "signal"]
     assert set(doc["server_messages"]) == set(wire.SERVER_MESSAGES)
     assert doc["server_messages"]["signal"] == ["from", "seq", "box"]
     join = doc["client_messages"]["join"]
@@ -345,8 +349,15 @@ def test_schema_document_sealing_section():
         "token_info": "mpyc-webrtc v1 join token",
         "key_info": "mpyc-webrtc v1 seal key",
         "aad": "mpyc-webrtc v1 signal|{session}|{from}|{to}|{seq}",
-        "signal_kinds": {"offer": ["sdp", "program"], "answer": ["sdp", "program"],
-                         "candidate": ["candidate"]},
+        "chat_aad": "mpyc-webrtc v1 chat|{session}|{from}|{to}|{seq}",
+        "signal_kinds": {
+            "offer": ["sdp", "program", "identity", "name", "signature"],
+            "answer": ["sdp", "program", "identity", "name", "signature"],
+            "candidate": ["candidate"],
+            "chat": ["text", "identity", "name", "signature", "number"]},
+        "signal_box_kinds": ["offer", "answer", "candidate"],
+        "chat_box_kinds": ["chat"],
+        "descriptor_fields": ["parties", "relay_only", "labels", "program", "args", "pins"],
     }
     assert {k: sealing.get(k) for k in expected} == expected
     assert sealing["token_info"].encode() == wire.TOKEN_INFO
@@ -362,8 +373,30 @@ def test_signal_aad():
     assert wire.signal_aad("S", 1, 2, 3) != wire.signal_aad("S", 1, 2, 4)
 
 
-def test_relayed_is_signal_only():
-    assert wire.RELAYED == frozenset({"signal"})
+def test_chat_aad_is_never_a_signal_aad():
+    assert wire.chat_aad("S", 1, 2, 3) == b"mpyc-webrtc v1 chat|S|1|2|3"
+    assert wire.chat_aad("S", 1, 2, 3) != wire.signal_aad("S", 1, 2, 3)
+
+
+@pytest.mark.parametrize("field, value", [("identity", "d" * 101), ("proof", "p" * 101),
+                                          ("identity", 7)])
+def test_join_identity_fields_are_checked(field, value):
+    text = json.dumps(msg("join", session="abc", token=TOKEN, **{field: value}))
+    assert code_of(text) == ErrorCode.INVALID_MESSAGE
+
+
+def test_a_chat_box_has_room_for_the_longest_message():
+    # 500 characters of four UTF-8 bytes each, with the name, identity and signature.
+    from mpyc_webrtc.sealing import Sealer, compact_json
+    payload = {"kind": "chat", "text": "😀" * wire.MAX_CHAT_LENGTH, "identity": "d" * 56,
+               "name": "n" * 64, "signature": "s" * 86, "number": "999999"}
+    box = Sealer(bytes(32), "S", 0).seal_chat(1, payload)["box"]
+    assert len(compact_json(payload)) > 2000
+    decode_client_message(json.dumps(msg("chat", to=1, seq=1, box=box)))
+
+
+def test_relayed_is_signal_and_chat_only():
+    assert wire.RELAYED == frozenset({"signal", "chat"})
     for type_ in ("offer", "answer", "candidate"):
         assert code_of(json.dumps(msg(type_, to=1, sdp="x"))) == ErrorCode.UNKNOWN_TYPE
 

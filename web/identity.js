@@ -123,6 +123,23 @@ export function linkStatement(session, sender, receiver, label, name, certificat
 }
 
 /**
+ * What a party signs to join ``session`` with its identity (identity.join_statement).
+ * @param {string} session @param {string} resume
+ */
+export function joinStatement(session, resume) {
+  return statement('join', session, resume);
+}
+
+/**
+ * What party ``sender`` signs for its chat message ``number`` (identity.chat_statement).
+ * @param {string} session @param {number} sender @param {string} number
+ * @param {string} name @param {string} text
+ */
+export function chatStatement(session, sender, number, name, text) {
+  return statement('chat', session, String(sender), number, name, text);
+}
+
+/**
  * Whether ``signature`` is the key of ``did``'s over ``message``.
  * @param {string} did @param {Bytes} signature @param {Bytes} message
  */

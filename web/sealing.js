@@ -26,6 +26,9 @@ export class TamperError extends Error {}
  * @property {string} aad a box's associated data, with ``{session}``, ``{from}``, ``{to}``
  * and ``{seq}`` to fill in
  * @property {Record<string, readonly string[]>} signal_kinds payload kind -> the fields it must have
+ * @property {string} chat_aad a chat box's associated data, filled in as ``aad``
+ * @property {readonly string[]} signal_box_kinds the kinds a ``signal`` box may hold
+ * @property {readonly string[]} chat_box_kinds the kinds a ``chat`` box may hold
  * @property {string} descriptor_info HKDF info of the session descriptor's key
  * @property {string} descriptor_aad the descriptor's associated data
  * @property {readonly string[]} descriptor_fields what a descriptor holds
@@ -39,10 +42,18 @@ export const SEALING = Object.freeze({
   key_info: 'mpyc-webrtc v1 seal key',
   program_hash_context: 'mpyc-webrtc program v1\u0000',
   aad: 'mpyc-webrtc v1 signal|{session}|{from}|{to}|{seq}',
-  signal_kinds: Object.freeze({ offer: ['sdp', 'program'], answer: ['sdp', 'program'], candidate: ['candidate'] }),
+  signal_kinds: Object.freeze({
+    offer: ['sdp', 'program', 'identity', 'name', 'signature'],
+    answer: ['sdp', 'program', 'identity', 'name', 'signature'],
+    candidate: ['candidate'],
+    chat: ['text', 'identity', 'name', 'signature', 'number'],
+  }),
+  chat_aad: 'mpyc-webrtc v1 chat|{session}|{from}|{to}|{seq}',
+  signal_box_kinds: Object.freeze(['offer', 'answer', 'candidate']),
+  chat_box_kinds: Object.freeze(['chat']),
   descriptor_info: 'mpyc-webrtc v1 descriptor key',
   descriptor_aad: 'mpyc-webrtc v1 session descriptor',
-  descriptor_fields: Object.freeze(['parties', 'relay_only', 'labels', 'program', 'args']),
+  descriptor_fields: Object.freeze(['parties', 'relay_only', 'labels', 'program', 'args', 'pins']),
 });
 
 /**
@@ -299,16 +310,21 @@ export class Sealer {
     this.sent = new Map(); // receiver -> last seq sent
     /** @type {Map<number, number>} */
     this.received = new Map(); // sender -> last seq accepted
+    /** @type {Map<number, number>} */
+    this.chatSent = new Map(); // the same for chat boxes, which count on their own
+    /** @type {Map<number, number>} */
+    this.chatReceived = new Map();
   }
 
   /**
    * @param {number} sender
    * @param {number} receiver
    * @param {number} seq
+   * @param {string} [template] SEALING.aad or SEALING.chat_aad
    * @returns {Bytes}
    */
-  aad(sender, receiver, seq) {
-    return encoder.encode(SEALING.aad.replace('{session}', this.session)
+  aad(sender, receiver, seq, template = SEALING.aad) {
+    return encoder.encode(template.replace('{session}', this.session)
       .replace('{from}', String(sender)).replace('{to}', String(receiver))
       .replace('{seq}', String(seq)));
   }
@@ -323,8 +339,29 @@ export class Sealer {
   async seal(to, payload, nonce = crypto.getRandomValues(new Uint8Array(12))) {
     const seq = (this.sent.get(to) ?? 0) + 1;
     this.sent.set(to, seq);
+    return this.box(to, seq, payload, SEALING.aad, nonce);
+  }
+
+  /**
+   * The fields of a ``chat`` message to ``to`` carrying ``payload`` (sealing.Sealer.seal_chat).
+   * @param {number} to
+   * @param {Record<string, unknown>} payload
+   * @returns {Promise<SignalFields>}
+   */
+  async sealChat(to, payload) {
+    const seq = (this.chatSent.get(to) ?? 0) + 1;
+    this.chatSent.set(to, seq);
+    return this.box(to, seq, payload, SEALING.chat_aad, crypto.getRandomValues(new Uint8Array(12)));
+  }
+
+  /**
+   * @param {number} to @param {number} seq @param {Record<string, unknown>} payload
+   * @param {string} template @param {Bytes} nonce
+   * @returns {Promise<SignalFields>}
+   */
+  async box(to, seq, payload, template, nonce) {
     const sealed = await subtle.encrypt(
-      { name: 'AES-GCM', iv: nonce, additionalData: this.aad(this.pid, to, seq) },
+      { name: 'AES-GCM', iv: nonce, additionalData: this.aad(this.pid, to, seq, template) },
       this.key, encoder.encode(JSON.stringify(payload)));
     const box = new Uint8Array(12 + sealed.byteLength);
     box.set(nonce);
@@ -341,8 +378,44 @@ export class Sealer {
    * @returns {Promise<Record<string, any>>}
    */
   async open(sender, seq, box) {
-    const say = (/** @type {string} */ key, /** @type {Record<string, any>} */ fields) => new TamperError(this.sentences.say(key, { party: sender, ...fields }));
-    let plain;
+    const say = this.refusal(sender);
+    const plain = await this.decrypt(sender, seq, box, SEALING.aad);
+    const expected = (this.received.get(sender) ?? 0) + 1;
+    if (seq < expected) throw say('tamper.replayed', { seq });
+    if (seq > expected) throw say('tamper.out_of_order', { seq, expected });
+    const payload = this.checkPayload(plain, SEALING.signal_box_kinds);
+    if (typeof payload === 'string') throw say('tamper.bad_content', { detail: payload });
+    this.received.set(sender, seq);
+    return payload;
+  }
+
+  /** The payload of a ``chat`` from ``sender``: as ``open``, but any number above the last
+   * one accepted will do, and only the ``chat`` kind (sealing.Sealer.open_chat).
+   * @param {number} sender
+   * @param {number} seq
+   * @param {string} box
+   * @returns {Promise<Record<string, any>>}
+   */
+  async openChat(sender, seq, box) {
+    const say = this.refusal(sender);
+    const plain = await this.decrypt(sender, seq, box, SEALING.chat_aad);
+    if (seq <= (this.chatReceived.get(sender) ?? 0)) throw say('tamper.replayed', { seq });
+    const payload = this.checkPayload(plain, SEALING.chat_box_kinds);
+    if (typeof payload === 'string') throw say('tamper.bad_content', { detail: payload });
+    this.chatReceived.set(sender, seq);
+    return payload;
+  }
+
+  /** @param {number} sender */
+  refusal(sender) {
+    return (/** @type {string} */ key, /** @type {Record<string, any>} */ fields) => new TamperError(this.sentences.say(key, { party: sender, ...fields }));
+  }
+
+  /**
+   * @param {number} sender @param {number} seq @param {string} box @param {string} template
+   * @returns {Promise<ArrayBuffer>}
+   */
+  async decrypt(sender, seq, box, template) {
     try {
       // Numbers only, as sealing.Sealer.open: a sender '0' would count apart from 0 below,
       // and its replays would pass as new.
@@ -350,27 +423,21 @@ export class Sealer {
           || !Number.isInteger(seq) || seq < 1) throw new Error('bad numbers');
       const bytes = fromBase64Url(box);
       if (bytes.length < 12 + 16) throw new Error('too short');
-      plain = await subtle.decrypt(
-        { name: 'AES-GCM', iv: bytes.slice(0, 12), additionalData: this.aad(sender, this.pid, seq) },
+      return await subtle.decrypt(
+        { name: 'AES-GCM', iv: bytes.slice(0, 12), additionalData: this.aad(sender, this.pid, seq, template) },
         this.key, bytes.slice(12));
     } catch {
-      throw say('tamper.failed_authentication', {});
+      throw this.refusal(sender)('tamper.failed_authentication', {});
     }
-    const expected = (this.received.get(sender) ?? 0) + 1;
-    if (seq < expected) throw say('tamper.replayed', { seq });
-    if (seq > expected) throw say('tamper.out_of_order', { seq, expected });
-    const payload = this.checkPayload(plain);
-    if (typeof payload === 'string') throw say('tamper.bad_content', { detail: payload });
-    this.received.set(sender, seq);
-    return payload;
   }
 
   /**
    * The payload of an authentic box, or what is wrong with it (as sealing._check_payload).
    * @param {ArrayBuffer} plain
+   * @param {readonly string[]} allowed the kinds this box may hold
    * @returns {Record<string, any> | string}
    */
-  checkPayload(plain) {
+  checkPayload(plain, allowed) {
     const say = (/** @type {string} */ key, fields = {}) => this.sentences.say(key, fields);
     let payload;
     try {
@@ -384,7 +451,7 @@ export class Sealer {
     const { kind } = payload;
     /** @type {Record<string, readonly string[]>} */
     const kinds = SEALING.signal_kinds;
-    const needs = typeof kind === 'string' && Object.hasOwn(kinds, kind) ? kinds[kind] : null;
+    const needs = typeof kind === 'string' && allowed.includes(kind) && Object.hasOwn(kinds, kind) ? kinds[kind] : null;
     if (!needs) return say('tamper.unknown_kind', { kind: JSON.stringify(kind ?? null) });
     const missing = needs.find((/** @type {string} */ field) => typeof payload[field] !== 'string');
     if (missing) return say('tamper.missing_field', { kind, field: missing });

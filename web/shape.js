@@ -19,6 +19,7 @@ export function saidBy(welcome, linkHash) {
     labels: welcome.labels,
     program: linkHash,
     args: welcome.program?.args,
+    pins: welcome.pins,
   };
 }
 
