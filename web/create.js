@@ -1,9 +1,11 @@
 // @ts-check
-// The create page: choose a program (or write one), the parties and their labels, create
-// the session with POST /api/sessions, and go to its lobby (join.html) as the chosen party.
+// The create page: choose a program (or write one), the parties and their labels, the keys
+// places are kept for (pins), create the session with POST /api/sessions, and go to its
+// lobby (join.html) as the chosen party.
 
 import { CodeJar } from '/vendor/codejar/dist/codejar.js';
 import { byTestId as el, fetchJson, highlightPython, showCode } from './common.js';
+import { loadOrCreate, publicKey } from './identity.js';
 import {
   joinToken, newSecret, programHash, sealDescriptor, toFragment,
 } from './sealing.js';
@@ -26,6 +28,7 @@ import {
  * @property {string[]} [labels]
  * @property {boolean} [relay_only]
  * @property {boolean} [no_privacy] the creator allows less than full privacy
+ * @property {string[]} [pins] per place, the did:key it is kept for, or ''
  */
 
 const ui = {
@@ -38,6 +41,9 @@ const ui = {
   count: /** @type {HTMLInputElement} */ (el('parties-count')),
   countHelp: el('parties-help'),
   labels: el('labels'),
+  pins: el('pins'),
+  pinsBox: /** @type {HTMLDetailsElement} */ (el('pins-box')),
+  myIdentity: el('my-identity'),
   role: /** @type {HTMLSelectElement} */ (el('my-role')),
   args: /** @type {HTMLInputElement} */ (el('program-args')),
   relayOnly: /** @type {HTMLInputElement} */ (el('relay-only')),
@@ -71,6 +77,8 @@ const state = {
   max: 32,
   /** @type {ReturnType<typeof CodeJar> | null} */
   jar: null,
+  /** @type {string | null} this browser's did:key, to keep a place for oneself */
+  did: null,
 };
 
 /** @returns {string | null} */
@@ -187,12 +195,114 @@ function renderPlaces() {
     input.placeholder = `Party ${pid}`;
     input.setAttribute('aria-label', `Name for party ${pid}`);
     input.value = old[pid] ?? '';
-    input.addEventListener('input', renderRoles);
+    input.addEventListener('input', () => {
+      renderRoles();
+      pinLabels();
+    });
     row.append(input);
     rows.push(row);
   }
   ui.labels.replaceChildren(...rows);
+  renderPins(n);
   renderRoles();
+}
+
+/**
+ * One field per place for the key it is kept for, checked as typed.
+ * @param {number} n
+ */
+function renderPins(n) {
+  const old = [...ui.pins.querySelectorAll('input')].map((input) => input.value);
+  const rows = [];
+  for (let pid = 0; pid < n; pid += 1) {
+    const row = document.createElement('li');
+    const label = document.createElement('label');
+    label.htmlFor = `pin-${pid}`;
+    label.dataset.testid = `pin-label-${pid}`;
+    const line = document.createElement('div');
+    line.className = 'input-row';
+    const input = document.createElement('input');
+    input.type = 'text';
+    input.id = `pin-${pid}`;
+    input.maxLength = 100;
+    input.spellcheck = false;
+    input.autocomplete = 'off';
+    input.dataset.testid = `pin-${pid}`;
+    input.placeholder = 'did:key:z6Mk…';
+    input.value = old[pid] ?? '';
+    const help = document.createElement('p');
+    help.className = 'help';
+    help.id = `pin-help-${pid}`;
+    help.dataset.testid = `pin-help-${pid}`;
+    help.setAttribute('aria-live', 'polite');
+    input.setAttribute('aria-describedby', help.id);
+    input.addEventListener('input', () => {
+      checkPins();
+      update();
+    });
+    const mine = document.createElement('button');
+    mine.type = 'button';
+    mine.className = 'secondary';
+    mine.textContent = 'Me';
+    mine.title = 'Keep this place for your own key (this browser\'s)';
+    mine.dataset.testid = `pin-mine-${pid}`;
+    mine.hidden = !state.did;
+    mine.addEventListener('click', () => {
+      input.value = state.did ?? '';
+      checkPins();
+      update();
+    });
+    line.append(input, mine);
+    row.append(label, line, help);
+    rows.push(row);
+  }
+  ui.pins.replaceChildren(...rows);
+  pinLabels();
+  checkPins();
+}
+
+/** Each key field is named after its place, as the labels say it now. */
+function pinLabels() {
+  const names = labels();
+  ui.pins.querySelectorAll('label').forEach((label, pid) => {
+    label.textContent = `Kept for the key (did:key) of ${names[pid] ? `${names[pid]} (party ${pid})` : `party ${pid}`}`;
+  });
+}
+
+/**
+ * Check every key typed: '' or a did:key, no key for two places. Says what is wrong
+ * under the field.
+ * @returns {boolean} whether all are fine
+ */
+function checkPins() {
+  let fine = true;
+  /** @type {Map<string, number>} */
+  const seen = new Map();
+  ui.pins.querySelectorAll('li').forEach((row, pid) => {
+    const input = /** @type {HTMLInputElement} */ (row.querySelector('input'));
+    const help = /** @type {HTMLElement} */ (row.querySelector('.help'));
+    const did = input.value.trim();
+    let problem = '';
+    if (did) {
+      try {
+        publicKey(did);
+      } catch (error) {
+        problem = `Not a key: ${/** @type {Error} */ (error).message} Paste the whole did:key the person sent you.`;
+      }
+      if (!problem && seen.has(did)) problem = `This key already has party ${seen.get(did)}'s place; a key can be kept one place only.`;
+      seen.set(did, pid);
+    }
+    help.textContent = problem || (did ? (did === state.did ? 'Kept for you (this browser\'s key).' : 'Only this key can take the place.') : '');
+    help.classList.toggle('problem', Boolean(problem));
+    input.setAttribute('aria-invalid', problem ? 'true' : 'false');
+    if (problem) fine = false;
+  });
+  return fine;
+}
+
+/** @returns {string[]} per place, the key it is kept for or '' */
+function pins() {
+  return [...ui.pins.querySelectorAll('input')].map((input) => input.value.trim());
 }
 
 /** @returns {string[]} */
@@ -213,7 +323,7 @@ function renderRoles() {
 }
 
 function update() {
-  ui.create.disabled = !(chosen() && partyCount() !== null);
+  ui.create.disabled = !(chosen() && partyCount() !== null && checkPins());
 }
 
 /** @returns {SessionRequest} */
@@ -231,6 +341,8 @@ function request() {
   if (named.some(Boolean)) body.labels = named;
   if (ui.relayOnly.checked) body.relay_only = true;
   if (ui.noPrivacy.checked) body.no_privacy = true;
+  const kept = pins();
+  if (kept.some(Boolean)) body.pins = kept;
   return body;
 }
 
@@ -261,6 +373,9 @@ ui.form.addEventListener('submit', async (event) => {
     const descriptor = await sealDescriptor(secret, {
       parties: body.parties, relay_only: Boolean(body.relay_only), labels: body.labels ?? [],
       program: hash, args: body.args,
+      // Always one per place ('' for a place kept for nobody), as every party compares it
+      // with the server's word.
+      pins: Array.from({ length: body.parties ?? 0 }, (_, pid) => body.pins?.[pid] ?? ''),
     });
     const session = await fetchJson('/api/sessions', {
       method: 'POST',
@@ -298,6 +413,21 @@ async function init() {
   renderLibrary();
   renderPlaces();
   update();
+  showIdentity();
+}
+
+/** "You are ...", and a "Me" button by each key field: this browser's own key. */
+async function showIdentity() {
+  try {
+    const { identity } = await loadOrCreate();
+    state.did = identity.did;
+    ui.myIdentity.textContent = `You are ${identity.did} (fingerprint ${identity.fingerprint}).`;
+    ui.myIdentity.hidden = false;
+    ui.pins.querySelectorAll('button').forEach((button) => { button.hidden = false; });
+    checkPins();
+  } catch {
+    // No Ed25519 or no IndexedDB here: places can still be kept for others' keys.
+  }
 }
 
 init();

@@ -182,23 +182,57 @@ export class Identity {
   }
 }
 
+/**
+ * Whether this browser's WebCrypto has Ed25519 (Chrome and Edge 137, Firefox 129, Safari 17
+ * on; older ones lack it): without it this browser can neither sign nor check a signature.
+ */
+export async function ed25519Supported() {
+  try {
+    await crypto.subtle.generateKey(ED25519, false, ['sign', 'verify']);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+// -- what this browser keeps: its key pair, and the keys it computed with ---------------------
+
 const DB = 'mpyc-webrtc';
+/** Version 1 had the identity only; version 2 added the known identities. */
+const DB_VERSION = 2;
 const STORE = 'identity';
+const KNOWN = 'known';
 
 /** @returns {Promise<IDBDatabase>} */
 function openDb() {
   return new Promise((resolve, reject) => {
-    const request = indexedDB.open(DB, 1);
-    request.onupgradeneeded = () => request.result.createObjectStore(STORE);
-    request.onsuccess = () => resolve(request.result);
+    const request = indexedDB.open(DB, DB_VERSION);
+    // From any older version (or none) to this one: add the stores that are missing, keep
+    // what is there (above all the identity: a new key would be another person).
+    request.onupgradeneeded = () => {
+      const db = request.result;
+      if (!db.objectStoreNames.contains(STORE)) db.createObjectStore(STORE);
+      if (!db.objectStoreNames.contains(KNOWN)) db.createObjectStore(KNOWN);
+    };
+    request.onsuccess = () => {
+      const db = request.result;
+      db.onversionchange = () => db.close(); // a newer page upgrades: let it
+      resolve(db);
+    };
     request.onerror = () => reject(request.error);
+    request.onblocked = () => reject(new Error(
+      'Another tab of this site holds an older version of its stored data open; close it and reload this page.'));
   });
 }
 
-/** @param {IDBDatabase} db @param {'readonly'|'readwrite'} mode @param {(s: IDBObjectStore) => IDBRequest} act */
-function inStore(db, mode, act) {
+/**
+ * @param {IDBDatabase} db @param {string} store @param {'readonly'|'readwrite'} mode
+ * @param {(s: IDBObjectStore) => IDBRequest} act
+ * @returns {Promise<any>}
+ */
+function inStore(db, store, mode, act) {
   return new Promise((resolve, reject) => {
-    const request = act(db.transaction(STORE, mode).objectStore(STORE));
+    const request = act(db.transaction(store, mode).objectStore(store));
     request.onsuccess = () => resolve(request.result);
     request.onerror = () => reject(request.error);
   });
@@ -213,11 +247,89 @@ export async function loadOrCreate() {
   const db = await openDb();
   try {
     const kept = /** @type {CryptoKeyPair | undefined} */ (
-      await inStore(db, 'readonly', (s) => s.get('self')));
+      await inStore(db, STORE, 'readonly', (s) => s.get('self')));
     if (kept) return { identity: await Identity.of(kept), created: false };
     const identity = await Identity.generate();
-    await inStore(db, 'readwrite', (s) => s.put(identity.keys, 'self'));
+    await inStore(db, STORE, 'readwrite', (s) => s.put(identity.keys, 'self'));
     return { identity, created: true };
+  } finally {
+    db.close();
+  }
+}
+
+/**
+ * What this browser remembers of a key it computed with (the twin of the native peer's
+ * known.json): the name it last claimed, when it was first and last seen (ISO times), and
+ * how often.
+ * @typedef {{name: string, first: string, last: string, count: number}} KnownRecord
+ */
+
+/**
+ * What to tell the person about a verified key: a ``known.*`` sentence key and its fields.
+ * ``other``: for ``name_reused``, the key that had the name before (its fingerprint goes
+ * into the sentence).
+ * @typedef {{kind: 'new' | 'known' | 'renamed' | 'name_reused', fields: Record<string, string>,
+ *   other?: string}} KnownVerdict
+ */
+
+/** @param {string} name */
+const sameName = (name) => name.trim().toLowerCase();
+
+/**
+ * The verdict on ``did`` claiming ``name`` (may be ''), given what this browser remembers:
+ * ``known`` (seen, same name or none now), ``renamed`` (seen as another name),
+ * ``name_reused`` (a new key with the name of a key seen before: a person may be misled),
+ * else ``new``.
+ * @param {Map<string, KnownRecord>} records by did
+ * @param {string} did
+ * @param {string} name
+ * @returns {KnownVerdict}
+ */
+export function knownVerdict(records, did, name) {
+  const seen = records.get(did);
+  if (seen) {
+    const when = seen.last.slice(0, 10);
+    if (name && seen.name && sameName(name) !== sameName(seen.name)) {
+      return { kind: 'renamed', fields: { before: seen.name, name } };
+    }
+    return { kind: 'known', fields: { name: name || seen.name || '(no name)', when } };
+  }
+  if (name) {
+    for (const [other, record] of records) {
+      if (record.name && sameName(record.name) === sameName(name)) {
+        return { kind: 'name_reused', fields: { name }, other };
+      }
+    }
+  }
+  return { kind: 'new', fields: {} };
+}
+
+/**
+ * ``did`` claiming ``name`` was verified in a session: the verdict (on what was kept
+ * before), then it is kept. ``name_reused`` gets the other key's fingerprint.
+ * @param {string} did
+ * @param {string} name
+ * @param {Date} [now]
+ * @returns {Promise<KnownVerdict>}
+ */
+export async function meetKnown(did, name, now = new Date()) {
+  const db = await openDb();
+  try {
+    const [keys, values] = await Promise.all([
+      inStore(db, KNOWN, 'readonly', (s) => s.getAllKeys()),
+      inStore(db, KNOWN, 'readonly', (s) => s.getAll()),
+    ]);
+    /** @type {Map<string, KnownRecord>} */
+    const records = new Map(keys.map((/** @type {string} */ key, /** @type {number} */ i) => [key, values[i]]));
+    const verdict = knownVerdict(records, did, name);
+    if (verdict.other) verdict.fields.fingerprint = await fingerprint(publicKey(verdict.other));
+    const seen = records.get(did);
+    const at = now.toISOString();
+    /** @type {KnownRecord} */
+    const record = seen ? { ...seen, name: name || seen.name, last: at, count: seen.count + 1 }
+      : { name, first: at, last: at, count: 1 };
+    await inStore(db, KNOWN, 'readwrite', (s) => s.put(record, did));
+    return verdict;
   } finally {
     db.close();
   }

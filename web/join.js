@@ -10,8 +10,13 @@
 // starts it, joins, acts on the signaling client's events and runs each round.
 
 import { isolationWithheld } from './capabilities.js';
-import { lacksWords } from './client.js';
+import { ChatView } from './chat-view.js';
+import { lacksWords, newResume } from './client.js';
 import { fetchJson, plural } from './common.js';
+import { joinStatement } from './identity.js';
+import {
+  NO_ED25519, ownIdentity, showMine, verifiedIdentity,
+} from './identity-view.js';
 import { PeerLink } from './links.js';
 import {
   client, closeEverything, describe, fail, lobby, log, NAME_KEY, page, partyName,
@@ -21,7 +26,9 @@ import { Protocol } from './protocol.js';
 import { ChannelRelay } from './relay.js';
 import { RingWriter } from './ring.js';
 import { RosterView } from './roster-view.js';
-import { differingRules, joinToken, parseFragment } from './sealing.js';
+import {
+  differingRules, joinToken, parseFragment, toBase64Url,
+} from './sealing.js';
 import { Sentences } from './sentences.js';
 import { choosePlace, showSession } from './session-view.js';
 import { PageSignaling } from './signaling.js';
@@ -40,6 +47,7 @@ async function init() {
   }
   const sessionId = page.sessionId = decodeURIComponent(match[1]);
   ui.sessionId.textContent = sessionId;
+  const identityLoaded = ownIdentity(); // this browser's key, from IndexedDB (or made now)
   let sentences;
   try {
     sentences = page.sentences = new Sentences(await fetchJson('/api/sentences'));
@@ -88,12 +96,27 @@ async function init() {
     fail('Cannot run here', 'This page must be opened over https:// (or on this computer, as http://127.0.0.1): browsers allow the encryption it needs only there.');
     return;
   }
+  // Who this party is: every join, offer, answer and chat message is signed with this
+  // browser's key. A browser without Ed25519 cannot sign, so it cannot take part (if it
+  // lacks other things too, it still holds its place to tell the others why, unsigned).
+  const identity = page.identity = await identityLoaded;
+  if (identity) {
+    showMine(identity, sentences);
+  } else if (!page.lacks.length) {
+    worker.terminate();
+    fail('Cannot take part here', NO_ED25519);
+    return;
+  }
   const { token } = await joinToken(link.secret);
+  const resume = newResume(); // drawn here: the join's proof signs it
+  const proof = identity ? toBase64Url(await identity.sign(joinStatement(sessionId, resume))) : null;
   const signaling = page.signaling = new PageSignaling({
     session: sessionId, link, token, protocol: new Protocol(schema), sentences, handlers: fromClient, log,
-    lacks: page.lacks,
+    lacks: page.lacks, identity, resume, proof,
+    chatSender: (peer, payload) => page.links.get(peer)?.sendChat(payload) ?? false,
   });
   page.rosterView = new RosterView(ui, sentences);
+  page.chatView = new ChatView(ui, sentences, (text) => signaling.say(text));
   showSession();
   signaling.described(session.program.hash); // another program than the link's: stop here
   if (lobby.phase === 'failed') {
@@ -163,6 +186,7 @@ const fromClient = {
     ui.relayNote.hidden = !welcome.relay_only;
     log(`joined as party ${welcome.pid} of ${welcome.parties}`);
     history.replaceState(null, '', `${location.pathname}?role=${welcome.pid}`); // a reload: the same place
+    if (!page.lacks.length) page.chatView?.open();
     updateButtons();
     renderRoster();
   },
@@ -248,6 +272,18 @@ const fromClient = {
   candidate({ peer, candidate, sdpMid, sdpMLineIndex }) {
     page.links.get(peer)?.candidate({ candidate, sdpMid, sdpMLineIndex });
   },
+  identity(event) {
+    verifiedIdentity(event).catch((error) => log(`could not show party ${event.peer}'s key: ${describe(error)}`));
+  },
+  chat(event) {
+    page.chatView?.received(event);
+  },
+  chat_out({ payload }) {
+    page.chatView?.sent(String(payload.text), page.identity?.fingerprint ?? '');
+  },
+  chat_refused({ message }) {
+    page.chatView?.refused(message);
+  },
   unexpected({ peer, kind, expected }) {
     log(`party ${peer} sent an ${kind} while ${expected ? `an ${expected}` : 'nothing more'} was due; ignored`);
   },
@@ -279,6 +315,7 @@ const fromClient = {
       page.relay?.tell({ type: 'peer-failed', peer: pid, reason: message });
     }
     fail('Tampering detected', message);
+    page.chatView?.close(message);
     closeEverything();
   },
   unreadable({ message }) {
@@ -428,6 +465,7 @@ function linkTo(peer, offer) {
     description: (pid, kind, sdp) => signaling.localDescription(pid, kind, sdp),
     candidate: (pid, { candidate, sdpMid, sdpMLineIndex }) => signaling.localCandidate(pid, { candidate, sdpMid, sdpMLineIndex }),
     channel: (pid, channel, opened) => page.relay?.add(pid, channel, opened),
+    chat: (pid, payload) => page.signaling?.chatReceived(pid, payload),
     failed: (pid, reason) => page.relay?.tell({ type: 'peer-failed', peer: pid, reason }),
     changed: linkChanged,
     log,

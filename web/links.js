@@ -1,9 +1,32 @@
 // @ts-check
 // One RTCPeerConnection per other party, made on the main thread (workers cannot), with its
-// negotiated data channel relayed to the worker (relay.js) from the task that created it. What to do and
+// negotiated data channel relayed to the worker (relay.js) from the task that created it, and
+// a second one for the chat (wire.CHAT_CHANNEL), which stays here on the page. What to do and
 // when (who offers, which description or candidate to apply) comes from the signaling
 // client's events (client.js: connect, remote, candidate); a PeerLink only does it, in the
 // order it is told, as mpyc_webrtc/native/links.py does with aiortc.
+
+/** The chat's data channel (wire.CHAT_CHANNEL); MPyC's is `mpyc`, id 0. */
+const CHAT_LABEL = 'chat';
+const CHAT_ID = 1;
+/** A chat frame longer than this is not one (a message is at most 500 characters, signed). */
+const MAX_CHAT_FRAME = 16384;
+
+/**
+ * A chat frame as its payload: a JSON object, or null for anything else.
+ * @param {unknown} data
+ * @returns {Record<string, unknown> | null}
+ */
+export function chatPayload(data) {
+  if (typeof data !== 'string' || data.length > MAX_CHAT_FRAME) return null;
+  let payload;
+  try {
+    payload = JSON.parse(data);
+  } catch {
+    return null;
+  }
+  return payload !== null && typeof payload === 'object' && !Array.isArray(payload) ? payload : null;
+}
 
 /**
  * How a connection's packets travel once connected: 'direct', 'relayed' or null.
@@ -39,6 +62,8 @@ async function pathOf(pc) {
  * @property {(peer: number, channel: RTCDataChannel, opened: () => void) => void} channel
  *   relay the channel to the worker (in the task that made it, before anything arrives);
  *   ``opened`` when it opens
+ * @property {(peer: number, payload: Record<string, unknown>) => void} chat a chat frame
+ *   from the peer, parsed: a JSON object (anything else is dropped here)
  * @property {(link: PeerLink) => void} changed its state or path changed
  * @property {(peer: number, reason: string) => void} failed it gave up; ``reason`` ends with
  *   a period
@@ -64,6 +89,13 @@ export class PeerLink {
     // Negotiated on both sides, so it exists before any SDP; relayed from this same task,
     // before it can open.
     const channel = this.pc.createDataChannel('mpyc', { negotiated: true, id: 0, ordered });
+    // The chat's own channel: negotiated too (wire.CHAT_CHANNEL, the same on every side),
+    // kept on the page, never mixed with MPyC's.
+    this.chat = this.pc.createDataChannel(CHAT_LABEL, { negotiated: true, id: CHAT_ID, ordered: true });
+    this.chat.onmessage = ({ data }) => {
+      const payload = chatPayload(data);
+      if (payload) hooks.chat(peer, payload);
+    };
     this.remoteSet = false;
     this.steps = Promise.resolve(); // this link's signaling steps, one after another
     this.failed = false;
@@ -132,6 +164,25 @@ export class PeerLink {
         this.hooks.log(`ignoring an unusable connection candidate from party ${this.peer}: ${error instanceof Error ? error.message : error}`);
       }
     });
+  }
+
+  /** Whether a chat frame can go over this connection now. */
+  get chatOpen() {
+    return this.chat.readyState === 'open';
+  }
+
+  /**
+   * Send one chat payload as a JSON text frame; false if the channel is not open.
+   * @param {Record<string, unknown>} payload
+   */
+  sendChat(payload) {
+    if (!this.chatOpen) return false;
+    try {
+      this.chat.send(JSON.stringify(payload));
+      return true;
+    } catch {
+      return false; // it began closing meanwhile
+    }
   }
 
   opened() {

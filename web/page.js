@@ -6,6 +6,7 @@
 
 import { missingCapabilities } from './capabilities.js';
 import { byTestId } from './common.js';
+import { fingerprint, publicKey } from './identity.js';
 import { Lobby } from './lobby.js';
 import { RosterView } from './roster-view.js';
 
@@ -22,7 +23,9 @@ export const ui = /** @type {any} */ (Object.fromEntries([
   'party-input', 'input-choices', 'input-help', 'ready', 'unready', 'result-card', 'result',
   'output', 'output-box', 'elapsed', 'run-again', 'again-help', 'roster-summary', 'roster', 'pairs-box',
   'pairs', 'relay-note', 'program', 'fingerprint', 'fingerprint-check', 'program-source', 'log',
-  'privacy', 'no-privacy-box', 'accept-no-privacy',
+  'privacy', 'no-privacy-box', 'accept-no-privacy', 'my-identity', 'my-identity-text',
+  'copy-identity', 'copy-identity-result', 'chat', 'chat-log', 'chat-form', 'chat-input',
+  'chat-send', 'chat-refused',
 ].map((id) => [id.replace(/-(\w)/g, (_, c) => c.toUpperCase()), byTestId(id)])));
 
 export const NAME_KEY = 'mpyc-webrtc-name';
@@ -56,6 +59,8 @@ export const page = {
   input: null,
   /** @type {RosterView | null} */
   rosterView: null,
+  /** @type {import('./chat-view.js').ChatView | null} */
+  chatView: null,
   workerReady: false,
   /** @type {import('./relay.js').ChannelRelay | null} the data channels, relayed to the worker */
   relay: null,
@@ -77,6 +82,12 @@ export const page = {
    * @type {import('./capabilities.js').Capability[]}
    */
   lacks: missingCapabilities(),
+  /** @type {import('./identity.js').Identity | null} this browser's key pair */
+  identity: null,
+  /** @type {Map<number, import('./roster-view.js').VerifiedIdentity>} the others' verified keys */
+  identities: new Map(),
+  /** @type {Map<string, string>} fingerprints of the keys shown, by did */
+  fingerprints: new Map(),
 };
 
 /**
@@ -158,7 +169,32 @@ export function rosterFacts() {
     myState: page.reconnecting && lobby.phase === 'lobby' ? 'reconnecting'
       : page.lacks.length && lobby.phase === 'lobby' ? 'unsupported' : lobby.myState,
     lacks: page.lacks,
+    identities: page.identities,
+    fingerprintOf,
   };
+}
+
+/**
+ * The fingerprint of ``did`` if known; else null, and it is worked out (the roster is
+ * drawn again then). A did that is not one gets none.
+ * @param {string} did
+ * @returns {string | null}
+ */
+export function fingerprintOf(did) {
+  const known = page.fingerprints.get(did);
+  if (known !== undefined) return known || null;
+  page.fingerprints.set(did, '');
+  let key;
+  try {
+    key = publicKey(did);
+  } catch {
+    return null;
+  }
+  fingerprint(key).then((print) => {
+    page.fingerprints.set(did, print);
+    renderRoster();
+  }).catch(() => {});
+  return null;
 }
 
 /** @param {number} pid @param {{you?: boolean}} [options] */

@@ -1,13 +1,26 @@
 // @ts-check
-// The roster as the lobby shows it: each place, who holds it and how they are doing, and
-// once the parties connect, each pair's connection. The words are the shared sentences
-// (member.*, pair.*), as the native peer prints them.
+// The roster as the lobby shows it: each place, who holds it and how they are doing, whose
+// key is in it (verified once its peer connection is: identity.*, with what this browser
+// remembers of the key: known.*), and once the parties connect, each pair's connection.
+// The words are the shared sentences (member.*, pair.*, identity.*, known.*), as the native
+// peer prints them.
 
 import { memberState, stateWords } from './client.js';
 import { plural } from './common.js';
 
 /** @typedef {import('./sentences.js').Sentences} Sentences */
-/** @typedef {import('./client.js').Member} Member */
+/** @typedef {import('./client.js').Member & {identity?: string | null}} Member */
+
+/**
+ * A party's key, verified: it signed its offer or answer over its own DTLS certificate
+ * (the client's ``identity`` event), with what this browser remembers of it.
+ * @typedef {object} VerifiedIdentity
+ * @property {string} did
+ * @property {string} name the name the party signed (may be '')
+ * @property {string} label its place's name (may be '')
+ * @property {string} fingerprint
+ * @property {import('./identity.js').KnownVerdict | null} known null until looked up
+ */
 
 /**
  * @typedef {object} RosterFacts
@@ -20,6 +33,9 @@ import { plural } from './common.js';
  * @property {number} joinedSoFar from the session's description, before any roster
  * @property {string} myState this party's own state (``Lobby.myState``, or ``unsupported``)
  * @property {string[]} lacks what this party's browser lacks to take part (capabilities.js)
+ * @property {Map<number, VerifiedIdentity>} identities the other parties' verified keys
+ * @property {(did: string) => string | null} fingerprintOf a did's fingerprint, if
+ *   computed yet (the roster's keys, not verified yet)
  */
 
 export class RosterView {
@@ -61,6 +77,49 @@ export class RosterView {
     return memberState(member, facts.roster.started);
   }
 
+  /**
+   * The key in place ``pid``, as this party knows it: verified (its peer connection was
+   * signed with it), or only what the server's roster says the party joined with; null if
+   * neither. The name is the party's own claim, and the block says so.
+   * @param {RosterFacts} facts
+   * @param {number} pid
+   * @param {Member | undefined} member
+   * @returns {HTMLElement | null}
+   */
+  identity(facts, pid, member) {
+    const { sentences } = this;
+    const verified = facts.identities.get(pid);
+    const box = document.createElement('div');
+    box.className = 'identity';
+    box.dataset.testid = `identity-${pid}`;
+    const who = placeWords(sentences, pid, verified?.label ?? facts.labels[pid] ?? '');
+    if (verified) {
+      box.dataset.verified = 'true';
+      const words = verified.name
+        ? sentences.say('identity.verified', { who, name: verified.name, identity: verified.did })
+        : sentences.say('identity.verified_unnamed', { who, identity: verified.did });
+      const line = span('did', words);
+      if (verified.name) line.title = `The name is what ${who} states; the key is what was checked.`;
+      box.append(line);
+      const note = verified.name ? `fingerprint ${verified.fingerprint} · name as ${who} states it`
+        : `fingerprint ${verified.fingerprint}`;
+      box.append(span('help', note));
+      if (verified.known) {
+        const known = span(`known known-${verified.known.kind}`, knownWords(sentences, verified.known));
+        known.dataset.known = verified.known.kind;
+        box.append(known);
+      }
+      return box;
+    }
+    const did = member?.identity;
+    if (typeof did !== 'string' || !did || member?.state === 'left') return null;
+    box.dataset.verified = 'false';
+    const print = facts.fingerprintOf(did);
+    box.append(span('did', `${who}: ${did}`),
+      span('help', `${print ? `fingerprint ${print} · ` : ''}the key it joined with, as the server says; checked once your computers connect`));
+    return box;
+  }
+
   /** @param {RosterFacts} facts */
   render(facts) {
     const { ui } = this;
@@ -86,6 +145,11 @@ export class RosterView {
       row.dataset.state = state;
       row.append(span('who', RosterView.partyName(facts, pid)),
         span('state', stateWords(state, lacks, this.sentences)));
+      if (pid !== facts.me) {
+        const member = roster?.members.find((m) => m.pid === pid);
+        const shown = this.identity(facts, pid, member);
+        if (shown) row.append(shown);
+      }
       rows.push(row);
     }
     ui.roster.replaceChildren(...rows);
@@ -101,6 +165,26 @@ export class RosterView {
       return item;
     }));
   }
+}
+
+/**
+ * How a place is called in the identity sentences: ``'hospital A' (party 1)``, ``party 1``.
+ * @param {Sentences} sentences
+ * @param {number} pid
+ * @param {string} label
+ */
+export function placeWords(sentences, pid, label) {
+  return label ? sentences.say('place.labelled', { label, party: pid })
+    : sentences.say('place.plain', { party: pid });
+}
+
+/**
+ * A known-identity verdict as a sentence (known.*).
+ * @param {Sentences} sentences
+ * @param {import('./identity.js').KnownVerdict} verdict
+ */
+export function knownWords(sentences, verdict) {
+  return sentences.say(`known.${verdict.kind}`, verdict.fields);
 }
 
 /**

@@ -62,13 +62,20 @@ export async function choosePlace(join) {
   const session = /** @type {Record<string, any>} */ (page.session);
   while (lobby.phase === 'choosing') {
     const taken = new Set(session.members.map((/** @type {{pid: number}} */ m) => m.pid));
+    /** @type {string[]} the key each place is kept for ('' for none) */
+    const pins = Array.isArray(session.pins) ? session.pins : [];
+    const mine = page.identity?.did;
     const buttons = session.labels.map((/** @type {string} */ label, /** @type {number} */ pid) => {
       const button = document.createElement('button');
       button.type = 'button';
       button.dataset.testid = `place-${pid}`;
       button.textContent = label || `Party ${pid}`;
-      button.disabled = taken.has(pid);
+      // A place kept for another key would refuse this browser: not offered.
+      const kept = Boolean(pins[pid]) && pins[pid] !== mine;
+      button.disabled = taken.has(pid) || kept;
       if (taken.has(pid)) button.title = 'Someone already took this place';
+      else if (kept) button.title = 'Kept for another person\'s key';
+      else if (pins[pid]) button.textContent += ' (kept for you)';
       button.addEventListener('click', () => {
         ui.places.hidden = true;
         join(pid);
