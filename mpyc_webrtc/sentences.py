@@ -105,10 +105,10 @@ SENTENCES: dict[str, str] = {
         "session it signed with {before}: someone else is passing itself off as party "
         "{party}. " + _STOP),
     "tamper.pinned": (
-        f"{_TAMPER} the place {{place}} is kept for the key {{pinned}}, but the party in it "
-        "signed with {identity}: someone else took the place. " + _STOP),
+        f"{_TAMPER} the place of {{place}} is kept for the key {{pinned}}, but the party in "
+        "it signed with {identity}: someone else took the place. " + _STOP),
     "tamper.pinned_self": (
-        f"{_TAMPER} the server put this party in the place {{place}}, which the session's "
+        f"{_TAMPER} the server put this party in the place of {{place}}, which the session's "
         "creator kept for another key ({pinned}; yours is {identity}). " + _STOP),
     "tamper.roster_identity": (
         f"{_TAMPER} the server shows party {{party}} with the key {{said}}, but party "
