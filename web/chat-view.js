@@ -51,10 +51,10 @@ export class ChatView {
    * A message from another party (the client's ``chat`` event): its place, the name it
    * signed, its key's fingerprint, and ``bound`` whether that key is the one verified on
    * the party's peer connection.
-   * @param {ClientEvent} event peer, text, identity, name, label, bound
+   * @param {ClientEvent} event peer, text, identity, name, label, who, bound
    */
-  received({ peer, text, identity, name, label, bound }) {
-    let who = placeWords(this.sentences, peer, label ?? '');
+  received({ peer, text, identity, name, label, who: place, bound }) {
+    let who = place ? String(place) : placeWords(this.sentences, peer, label ?? '');
     if (name) who += ` · ${name}`;
     const key = document.createElement('span');
     key.className = 'key';

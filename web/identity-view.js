@@ -66,12 +66,12 @@ const verdicts = new Map();
  * The client verified party ``peer``'s key (``identity`` event): show it, and what this
  * browser remembers of it; then remember it. A key met twice in one page is looked up and
  * counted once.
- * @param {ClientEvent} event peer, identity, name, label
+ * @param {ClientEvent} event peer, identity, name, label, who (its place in words)
  */
-export async function verifiedIdentity({ peer, identity, name, label }) {
+export async function verifiedIdentity({ peer, identity, name, who }) {
   const print = await fingerprint(publicKey(identity));
   /** @type {import('./roster-view.js').VerifiedIdentity} */
-  const shown = { did: identity, name: name ?? '', label: label ?? '', fingerprint: print, known: null };
+  const shown = { did: identity, name: name ?? '', who: String(who), fingerprint: print, known: null };
   page.identities.set(peer, shown);
   page.fingerprints.set(identity, print);
   log(`party ${peer} is ${identity} (fingerprint ${print})${name ? `, named '${name}' by itself` : ''}: verified`);

@@ -272,32 +272,47 @@ export async function loadOrCreate() {
  *   other?: string}} KnownVerdict
  */
 
-/** @param {string} name */
-const sameName = (name) => name.trim().toLowerCase();
+/** A name as compared: case and runs of white space do not count. @param {string} name */
+const folded = (name) => tidy(name).toLowerCase();
+/** A name as kept: white space at the ends dropped, runs of it made one space. @param {string} name */
+const tidy = (name) => (name || '').split(/\s+/).filter(Boolean).join(' ');
 
 /**
- * The verdict on ``did`` claiming ``name`` (may be ''), given what this browser remembers:
- * ``known`` (seen, same name or none now), ``renamed`` (seen as another name),
- * ``name_reused`` (a new key with the name of a key seen before: a person may be misled),
- * else ``new``.
+ * ``once, last on 2026-12-07``: how often and how recently a key was met (known.when).
+ * @param {KnownRecord} seen
+ */
+export function knownWhen(seen) {
+  const count = Number(seen.count) || 1;
+  const day = String(seen.last ?? '').slice(0, 10);
+  const times = count === 1 ? 'once' : count === 2 ? 'twice' : `${count} times`;
+  return day ? `${times}, last on ${day}` : times;
+}
+
+/**
+ * The verdict on ``did`` claiming ``name`` (may be ''), given what this browser remembers
+ * (the twin of mpyc_webrtc/known.py's recognise): ``known`` (seen, the same name, or none
+ * now or then), ``renamed`` (seen as another name), ``name_reused`` (never seen, but with
+ * the name of a key seen before: a person may be misled), else ``new``.
  * @param {Map<string, KnownRecord>} records by did
  * @param {string} did
  * @param {string} name
  * @returns {KnownVerdict}
  */
 export function knownVerdict(records, did, name) {
+  const now = tidy(name);
   const seen = records.get(did);
   if (seen) {
-    const when = seen.last.slice(0, 10);
-    if (name && seen.name && sameName(name) !== sameName(seen.name)) {
-      return { kind: 'renamed', fields: { before: seen.name, name } };
+    const before = String(seen.name || '');
+    if (now && before && folded(now) !== folded(before)) {
+      return { kind: 'renamed', fields: { before, name: now } };
     }
-    return { kind: 'known', fields: { name: name || seen.name || '(no name)', when } };
+    return { kind: 'known', fields: { name: before || now, when: knownWhen(seen) } };
   }
-  if (name) {
-    for (const [other, record] of records) {
-      if (record.name && sameName(record.name) === sameName(name)) {
-        return { kind: 'name_reused', fields: { name }, other };
+  if (now) {
+    for (const other of [...records.keys()].sort()) {
+      const record = /** @type {KnownRecord} */ (records.get(other));
+      if (other !== did && folded(String(record.name || '')) === folded(now)) {
+        return { kind: 'name_reused', fields: { name: now }, other };
       }
     }
   }
@@ -322,12 +337,21 @@ export async function meetKnown(did, name, now = new Date()) {
     /** @type {Map<string, KnownRecord>} */
     const records = new Map(keys.map((/** @type {string} */ key, /** @type {number} */ i) => [key, values[i]]));
     const verdict = knownVerdict(records, did, name);
-    if (verdict.other) verdict.fields.fingerprint = await fingerprint(publicKey(verdict.other));
+    if (verdict.other) {
+      let print = '?';
+      try {
+        print = await fingerprint(publicKey(verdict.other));
+      } catch {
+        // a record that is not a did:key: said as '?'
+      }
+      verdict.fields.fingerprint = print;
+    }
     const seen = records.get(did);
-    const at = now.toISOString();
+    const at = now.toISOString().replace(/\.\d+Z$/, 'Z'); // to the second, UTC, as known.py
+    const kept = tidy(name);
     /** @type {KnownRecord} */
-    const record = seen ? { ...seen, name: name || seen.name, last: at, count: seen.count + 1 }
-      : { name, first: at, last: at, count: 1 };
+    const record = seen ? { ...seen, name: kept || seen.name, last: at, count: (Number(seen.count) || 0) + 1 }
+      : { name: kept, first: at, last: at, count: 1 };
     await inStore(db, KNOWN, 'readwrite', (s) => s.put(record, did));
     return verdict;
   } finally {

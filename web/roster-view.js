@@ -17,7 +17,7 @@ import { plural } from './common.js';
  * @typedef {object} VerifiedIdentity
  * @property {string} did
  * @property {string} name the name the party signed (may be '')
- * @property {string} label its place's name (may be '')
+ * @property {string} who its place as a person reads it (``place.labelled``/``place.plain``)
  * @property {string} fingerprint
  * @property {import('./identity.js').KnownVerdict | null} known null until looked up
  */
@@ -92,7 +92,7 @@ export class RosterView {
     const box = document.createElement('div');
     box.className = 'identity';
     box.dataset.testid = `identity-${pid}`;
-    const who = placeWords(sentences, pid, verified?.label ?? facts.labels[pid] ?? '');
+    const who = verified?.who ?? placeWords(sentences, pid, facts.labels[pid] ?? '');
     if (verified) {
       box.dataset.verified = 'true';
       const words = verified.name

@@ -99,8 +99,8 @@ export class PageSignaling {
   /** A signaling client that joins with this page's token, identity, proof and resume. */
   newClient() {
     const { token, lacks, identity, proof, resume } = this.joining;
-    return new SignalingClient(this.session, this.link.programHash, this.sentences, /** @type {any} */ (
-      { token, lacks: [...lacks], identity, proof, resume }));
+    return new SignalingClient(this.session, this.link.programHash, this.sentences,
+      { token, lacks: [...lacks], identity, proof, resume });
   }
 
   /** Open a WebSocket to the server; the client says what to send once it is open. */
@@ -183,7 +183,7 @@ export class PageSignaling {
    * The person wrote a chat message (the client says where it goes, or why not).
    * @param {string} text
    */
-  say(text) { this.handle(/** @type {any} */ (this.client).say(text)); }
+  say(text) { this.handle(this.client.say(text)); }
 
   /**
    * A chat frame that came over ``peer``'s chat channel (a JSON object).
@@ -191,7 +191,7 @@ export class PageSignaling {
    * @param {Record<string, unknown>} payload
    */
   chatReceived(peer, payload) {
-    this.handle(/** @type {any} */ (this.client).chatReceived(peer, payload));
+    this.handle(this.client.chatReceived(peer, payload));
   }
 
   // -- the client's events --------------------------------------------------------------------
@@ -287,7 +287,7 @@ export class PageSignaling {
     })();
     this.checking = this.checking.then(async () => {
       const ok = await check;
-      if (client === this.client) this.handle(/** @type {any} */ (client).verified(id, ok));
+      if (client === this.client) this.handle(client.verified(id, ok));
     });
   }
 
@@ -325,7 +325,7 @@ export class PageSignaling {
         else this.log(`a chat message from party ${sender} could not be read: ${describe(error)}`);
         return;
       }
-      if (client === this.client) this.handle(/** @type {any} */ (client).chatReceived(sender, payload));
+      if (client === this.client) this.handle(client.chatReceived(sender, payload));
     });
   }
 
