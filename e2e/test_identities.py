@@ -9,6 +9,7 @@ home directory's).
 
 from __future__ import annotations
 
+import os
 import re
 import subprocess
 import threading
@@ -27,6 +28,8 @@ DESKTOP = {"width": 1280, "height": 800}
 #: An uploaded program for any number of parties: the total of their inputs.
 TOTAL = Path(__file__).parent.parent / "tests" / "programs" / "total.py"
 NATIVE_TIMEOUT = 120
+#: Set MPYC_WEBRTC_SCREENSHOTS=DIR to keep screenshots of the pages checked at a phone's size.
+SHOTS = os.environ.get("MPYC_WEBRTC_SCREENSHOTS")
 #: A chat message that would be markup if a page ever took it for HTML.
 MARKUP = "hello from party 0 <img src=x onerror=alert(1)> & <b>bold</b>"
 
@@ -83,11 +86,17 @@ def native_output(peer: subprocess.Popen) -> str:
     return out.strip()
 
 
-def fits_a_phone(page: Page) -> None:
+def fits_a_phone(page: Page, name: str) -> None:
+    """The page needs no sideways scrolling on a phone (390x844)."""
     page.set_viewport_size(PHONE)
     overflow = page.evaluate("document.documentElement.scrollWidth - window.innerWidth")
+    if SHOTS:
+        Path(SHOTS).mkdir(parents=True, exist_ok=True)
+        page.screenshot(path=f"{SHOTS}/{name}-phone.png", full_page=True)
+        page.set_viewport_size(DESKTOP)
+        page.screenshot(path=f"{SHOTS}/{name}-desktop.png", full_page=True)
     page.set_viewport_size(DESKTOP)
-    assert overflow <= 0, f"the lobby is {overflow}px too wide on a phone"
+    assert overflow <= 0, f"{name} is {overflow}px too wide on a phone"
 
 
 def test_browsers_and_a_native_peer_verify_each_other_and_chat(server, new_page, tmp_path):
@@ -153,7 +162,6 @@ def test_browsers_and_a_native_peer_verify_each_other_and_chat(server, new_page,
     # And the native peer verified the browsers' keys (lines on its stderr).
     for pid, did, name in ((0, did_first, "Alice"), (2, did_last, "Bob")):
         stderr.wait_for(f"party {pid}: {name}, {did} (verified)")
-    fits_a_phone(first.page)
 
     # After the result, the browsers still chat: over the peer connection's chat channel.
     last["chat-input"].fill("after the result")
@@ -162,6 +170,7 @@ def test_browsers_and_a_native_peer_verify_each_other_and_chat(server, new_page,
     expect(received).to_contain_text("party 2 · Bob")
     expect(received).to_have_attribute("data-bound", "true")  # the key of the connection
     expect(last["log"]).to_contain_text("chat message 1 to party 0 over the data channel")
+    fits_a_phone(first.page, "identities-lobby")
 
 
 def test_a_place_kept_for_a_key_refuses_others_and_takes_its_owner(server, new_page):
@@ -191,7 +200,7 @@ def test_a_place_kept_for_a_key_refuses_others_and_takes_its_owner(server, new_p
     expect(creator.get_by_test_id("create")).to_be_disabled()
     creator.get_by_test_id("pin-2").fill("")
     expect(creator.get_by_test_id("create")).to_be_enabled()
-    fits_a_phone(creator)
+    fits_a_phone(creator, "create-pins")
     creator.get_by_test_id("create").click()
     invite = creator.get_by_test_id("invite-link")
     expect(invite).to_have_value(re.compile(r"/join/"))
@@ -233,15 +242,15 @@ def test_a_browser_remembers_the_keys_it_computed_with(server, new_page):
 
     # Session 2: the same two browsers (new tabs of the same profiles) and a newcomer who
     # calls itself Bob too.
-    url = server.create(3, "--program-file", str(TOTAL), "--no-privacy")
+    url = server.create(3, "--program-file", str(TOTAL))
     alice = BrowserParty(alice.page.context.new_page(), url)
     bob = BrowserParty(bob.page.context.new_page(), url)
     newcomer = BrowserParty(new_page(), url)
     assert own_identity(alice)[0] == did_alice  # the key is kept
     assert own_identity(bob)[0] == did_bob
-    confirm_as(alice, "Alice", "1", accept_no_privacy=True)
-    confirm_as(bob, "Bob", "2", accept_no_privacy=True)
-    confirm_as(newcomer, "bob", "3", accept_no_privacy=True)
+    confirm_as(alice, "Alice", "1")
+    confirm_as(bob, "Bob", "2")
+    confirm_as(newcomer, "bob", "3")
     for party in (alice, bob, newcomer):
         assert party.wait_done().strip() == "total = 6"
     day = time.strftime("%Y-%m-%d", time.gmtime())
@@ -255,4 +264,30 @@ def test_a_browser_remembers_the_keys_it_computed_with(server, new_page):
         f"Careful: you computed with someone called 'bob' before, with another key "
         f"({print_bob}). This is a new key.")
     expect(newcomer["identity-0"]).to_contain_text("new key")
-    fits_a_phone(alice.page)
+    fits_a_phone(alice.page, "identities-known")
+
+
+#: A browser whose WebCrypto has no Ed25519 (as Safari before 17, Chrome before 137).
+NO_ED25519 = """
+const generateKey = SubtleCrypto.prototype.generateKey;
+SubtleCrypto.prototype.generateKey = function (algorithm, ...rest) {
+  const name = typeof algorithm === 'string' ? algorithm : algorithm && algorithm.name;
+  if (String(name).toLowerCase() === 'ed25519') {
+    return Promise.reject(new DOMException('Unrecognized name.', 'NotSupportedError'));
+  }
+  return generateKey.call(this, algorithm, ...rest);
+};
+"""
+
+
+def test_a_browser_without_ed25519_says_it_cannot_take_part(server, new_page):
+    url = server.create(3, "--program", "sum")
+    page = new_page()
+    page.add_init_script(NO_ED25519)
+    party = BrowserParty(page, url, wait_joined=False)
+    expect(party["status"]).to_have_text("Cannot take part here")
+    expect(party["error"]).to_contain_text("its WebCrypto lacks Ed25519 signatures")
+    expect(party["error"]).to_contain_text("mpyc-webrtc-peer join 'LINK'")
+    expect(party["me"]).to_be_hidden()
+    expect(party["my-identity"]).to_be_hidden()
+    assert server.info(url)["joined"] == 0  # it took no place

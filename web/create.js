@@ -290,6 +290,11 @@ function checkPins() {
         problem = `Not a key: ${/** @type {Error} */ (error).message} Paste the whole did:key the person sent you.`;
       }
       if (!problem && seen.has(did)) problem = `This key already has party ${seen.get(did)}'s place; a key can be kept one place only.`;
+      // The creator goes to the place chosen under "You take part as": kept for another
+      // key, it would refuse them.
+      if (!problem && state.did && did !== state.did && String(pid) === ui.role.value) {
+        problem = 'You take part as this place, but it is kept for another key: you could not join it. Choose another place for yourself, or clear this field.';
+      }
       seen.set(did, pid);
     }
     help.textContent = problem || (did ? (did === state.did ? 'Kept for you (this browser\'s key).' : 'Only this key can take the place.') : '');
@@ -345,6 +350,8 @@ function request() {
   if (kept.some(Boolean)) body.pins = kept;
   return body;
 }
+
+ui.role.addEventListener('change', update);
 
 ui.count.addEventListener('input', () => {
   renderPlaces();
