@@ -40,6 +40,19 @@ The rules it holds:
 - a party that left after the start: whoever waits for it is told (``peer_left``), once;
 - links: each link's state goes to the server once per change; a path, once known, stays;
   ``failed`` is final;
+- identities (``identity``): every offer and answer this party makes is signed
+  (``seal`` with ``sign``) over ``identity.link_statement``: the session, both pids, this
+  party's place, its name, the DTLS certificate in the SDP and the program; every offer
+  or answer that comes is checked (``verify`` / ``verified``) before it is used, and then
+  the peer's key and the name it signed are its identity (``identity``). A signature
+  that does not verify, a peer that signs with another key than before (in chat or an
+  earlier description), a peer in a place pinned (the descriptor's ``pins``) to another
+  key, this party put in a place pinned to another key, and a roster that shows a
+  verified peer with another key or name are tampering;
+- chat (``say``, ``chat_received``): a message goes to everyone present (``chat_out``),
+  signed over ``identity.chat_statement``; one that comes is checked (``verify``) and
+  shown (``chat``) with its sender's key, ``bound`` once that key is the one verified on
+  the peer connection;
 - tampering (a box that does not open, another program): stop at once, tell the server,
   and act on nothing more;
 - a browser that lacks what taking part needs (``lacks``, some of ``wire.CAPABILITIES``)
@@ -50,8 +63,23 @@ Events (fields after the name):
 
 ==================  =====================================================================
 ``send``            message: a wire message for the server (``wire.CLIENT_MESSAGES``)
-``seal``            to, payload: seal ``payload`` (``wire.SIGNAL_KINDS``) for party ``to``
-                    and send it as a ``signal``
+``seal``            to, payload, sign?: seal ``payload`` (``wire.SIGNAL_KINDS``) for party
+                    ``to`` and send it as a ``signal``; with ``sign`` (a list of texts),
+                    first set ``payload["signature"]`` to this party's signature over
+                    ``identity.statement(*sign)``, base64url
+``verify``          id, peer, identity, signature, statement: check that ``signature``
+                    (base64url) is ``identity``'s over ``identity.statement(*statement)``;
+                    call ``verified(id, ok)``
+``identity``        peer, identity, name, label, who: ``peer``'s key (did:key) and the
+                    name it signed are verified and bound to its peer connection
+``chat_out``        payload, sign, to: sign as for ``seal``, then send ``payload`` to each
+                    pid in ``to``: over the chat data channel (``wire.CHAT_CHANNEL``) if it
+                    is open, else sealed (``Sealer.seal_chat``) as a ``chat`` message
+``chat_refused``    message: this party's chat message was not sent, and why
+``open_chat``       from, seq, box: open this chat box (``Sealer.open_chat``) and call
+                    ``chat_received`` with its payload (or ``tampered``)
+``chat``            peer, text, identity, name, label, who, bound: a chat message whose
+                    signature is its key's (text only: never markup)
 ``open``            from, seq, box: open this box, in arrival order, and call ``opened``
                     with its payload (or ``tampered`` with the sealer's sentence)
 ``welcome``         welcome: the server's ``welcome``; this party is ``welcome["pid"]``
@@ -97,7 +125,7 @@ from typing import Any
 from . import shape
 from .launch import fingerprint
 from .sentences import SENTENCES, say
-from .wire import RECONNECTING, UNSUPPORTED, ErrorCode, message
+from .wire import MAX_CHAT_LENGTH, RECONNECTING, SIGNAL_KINDS, UNSUPPORTED, ErrorCode, message
 
 Event = dict[str, Any]
 
@@ -117,7 +145,8 @@ MAX_RECONNECT_ATTEMPTS = 20
 SESSION_ENDING = frozenset({ErrorCode.SERVER_SHUTTING_DOWN, ErrorCode.SESSION_EXPIRED,
                             ErrorCode.TOO_MANY_MESSAGES})
 #: The welcome's fields that must not change when this party joins again.
-REJOIN_SAME = ("session", "parties", "relay_only", "labels", "program", "descriptor")
+REJOIN_SAME = ("session", "parties", "relay_only", "labels", "program", "descriptor",
+               "pins")
 
 
 def reconnect_delay(attempt: int) -> float:
@@ -180,6 +209,8 @@ class _Link:
         self.expecting: str | None = "answer" if offerer else "offer"
         #: Candidates that came before that description.
         self.early: list[dict[str, Any]] = []
+        #: The description came and its signature is being checked (``verify``).
+        self.verifying = False
 
 
 class SignalingClient:
@@ -189,16 +220,21 @@ class SignalingClient:
     server; ``ready`` whether the party is ready as it joins (a native peer, whose input
     is on its command line); ``role`` the place it asks for, if any; ``lacks`` what this
     party's browser lacks of ``wire.CAPABILITIES`` (then it only holds its place and says why);
-    ``resume`` this party's own secret for getting its place back (by default a new one).
+    ``resume`` this party's own secret for getting its place back (by default a new one);
+    ``identity`` this party's did:key and ``proof`` its signature over
+    ``identity.join_statement(session, resume)`` (the I/O layer draws ``resume`` first).
     """
 
     def __init__(self, session: str, link_hash: str, *, token: str, name: str = "",
                  role: int | None = None, ready: bool = False, lacks: list[str] | None = None,
-                 resume: str | None = None):
+                 resume: str | None = None, identity: str | None = None,
+                 proof: str | None = None):
         self.session = session
         self.link_hash = link_hash
         self.token = token
         self.name = name
+        self.identity = identity
+        self.proof = proof
         self.role = role
         self.lacks = list(lacks or [])
         #: Whether this party said it is ready for the next round (and did not take it back).
@@ -231,6 +267,16 @@ class SignalingClient:
         self._held: list[tuple[int, dict[str, Any]]] = []
         self._gone: set[int] = set()
         self._reported: dict[int, tuple[str, str | None]] = {}
+        #: Each peer's identity, verified on its offer or answer (bound to its DTLS
+        #: certificate): ``{"identity": did, "name": ...}``.
+        self.identities: dict[int, dict[str, str]] = {}
+        #: The key each peer signed its chat messages with before that.
+        self._claimed: dict[int, str] = {}
+        #: Signatures the I/O layer is checking (``verify``), by id.
+        self._pending: dict[str, tuple[str, int, dict[str, Any]]] = {}
+        self._verifications = 0
+        #: This party's chat messages so far (each is numbered in what it signs).
+        self._chats = 0
 
     @property
     def pid(self) -> int | None:
@@ -262,6 +308,8 @@ class SignalingClient:
             fields["role"] = role
         fields["ready"] = self.ready
         fields["resume"] = self.resume
+        if self.identity is not None and self.proof is not None:
+            fields["identity"], fields["proof"] = self.identity, self.proof
         return [_send("join", **fields)]
 
     def disconnected(self) -> list[Event]:
@@ -364,6 +412,9 @@ class SignalingClient:
                 for m in message.get("members", [])):
             self._retracting = False  # the server heard it: no round can start on it now
         events: list[Event] = [{"event": "roster", "roster": message}]
+        for peer in self.identities:
+            if problem := self._roster_problem(peer):
+                return problem
         if message.get("started"):
             for member in message.get("members", []):
                 pid = member.get("pid")
@@ -387,6 +438,12 @@ class SignalingClient:
         if first:
             events += self._connect_all()
         return events
+
+    def _receive_chat(self, message: dict[str, Any]) -> list[Event]:
+        if self.welcome is None or self.lacks:
+            return []  # nothing to open it with; chat is best effort
+        return [{"event": "open_chat", "from": message.get("from"), "seq": message.get("seq"),
+                 "box": message.get("box")}]
 
     def _receive_signal(self, message: dict[str, Any]) -> list[Event]:
         sender = message.get("from")
@@ -430,6 +487,10 @@ class SignalingClient:
             name, chosen, told = changed
             return self._tamper(say("tamper.shape", what=say(f"shape.{name}"),
                                     chosen=chosen, said=told))
+        pinned = self._pin(self.pid)
+        if pinned and pinned != self.identity:
+            return self._tamper(say("tamper.pinned_self", place=self._place(self.pid),
+                                    pinned=pinned, identity=self.identity or "none"))
         self.session_ok = True
         events: list[Event] = [{"event": "session_ok"}]
         if self.phase == "started":
@@ -453,7 +514,7 @@ class SignalingClient:
                 link.early.append(payload)
                 return []
             return _candidate(sender, payload)
-        if kind != link.expecting:
+        if kind != link.expecting or link.verifying:
             return [{"event": "unexpected", "peer": sender, "kind": kind,
                      "expected": link.expecting}]
         if payload.get("program") != self.link_hash:
@@ -462,9 +523,44 @@ class SignalingClient:
                                     ours=fingerprint(self.link_hash)))
         if (same := self._certificate(sender, payload["sdp"])) is not None:
             return same
-        link.expecting = None
-        events: list[Event] = [{"event": "remote", "peer": sender, "kind": kind,
-                                "sdp": payload["sdp"]}]
+        link.verifying = True
+        return [self._verify("link", sender, payload, self._link_fields(
+            sender, self.pid, payload["name"], payload["sdp"]))]
+
+    def verified(self, id_: str, ok: bool) -> list[Event]:
+        """Whether the signature of ``verify`` event ``id_`` is its key's."""
+        pending = self._pending.pop(id_, None)
+        if pending is None or self.stopped:
+            return []
+        what, sender, payload = pending
+        did, name = payload["identity"], payload["name"]
+        if not ok:
+            kind = say("identity.kind_chat") if what == "chat" else payload["kind"]
+            return self._tamper(say("tamper.bad_signature", party=sender, kind=kind,
+                                    identity=did))
+        before = self.identities.get(sender, {}).get("identity") or self._claimed.get(sender)
+        if before is not None and before != did:
+            return self._tamper(say("tamper.other_identity", party=sender, now=did,
+                                    before=before))
+        if what == "chat":
+            self._claimed[sender] = did
+            return [{"event": "chat", "peer": sender, "text": payload["text"],
+                     "identity": did, "name": name, "label": self._label(sender),
+                     "who": self._place(sender), "bound": sender in self.identities}]
+        pinned = self._pin(sender)
+        if pinned and pinned != did:
+            return self._tamper(say("tamper.pinned", place=self._place(sender),
+                                    pinned=pinned, identity=did))
+        self.identities[sender] = {"identity": did, "name": name}
+        if problem := self._roster_problem(sender):
+            return problem
+        link = self.links[sender]
+        link.expecting, link.verifying = None, False
+        events: list[Event] = [
+            {"event": "identity", "peer": sender, "identity": did, "name": name,
+             "label": self._label(sender), "who": self._place(sender)},
+            {"event": "remote", "peer": sender, "kind": payload["kind"],
+             "sdp": payload["sdp"]}]
         for candidate in link.early:
             events += _candidate(sender, candidate)
         link.early.clear()
@@ -480,8 +576,11 @@ class SignalingClient:
             return []
         if (same := self._certificate(None, sdp)) is not None:
             return same
-        return [{"event": "seal", "to": peer,
-                 "payload": {"kind": kind, "sdp": sdp, "program": self.link_hash}}]
+        assert self.pid is not None
+        payload = {"kind": kind, "sdp": sdp, "program": self.link_hash,
+                   "identity": self.identity or "", "name": self.name}
+        return [{"event": "seal", "to": peer, "payload": payload,
+                 "sign": self._link_fields(self.pid, peer, self.name, sdp)}]
 
     def local_candidate(self, peer: int, candidate: dict[str, Any]) -> list[Event]:
         """This party found an ICE candidate for the link to ``peer`` (trickle ICE)."""
@@ -491,6 +590,50 @@ class SignalingClient:
                    "sdpMid": candidate.get("sdpMid"),
                    "sdpMLineIndex": candidate.get("sdpMLineIndex")}
         return [{"event": "seal", "to": peer, "payload": payload}]
+
+    # -- chat -----------------------------------------------------------------------------
+
+    def say(self, text: str) -> list[Event]:
+        """This party writes ``text`` to everyone else in the session."""
+        if self.stopped:
+            return []
+        if self.welcome is None or self.lacks or self.phase in ("refused", "closed"):
+            return [{"event": "chat_refused", "message": say("chat.not_yet")}]
+        text = text.strip()
+        if not text:
+            return [{"event": "chat_refused", "message": say("chat.empty")}]
+        if len(text) > MAX_CHAT_LENGTH:
+            return [{"event": "chat_refused",
+                     "message": say("chat.too_long", max=MAX_CHAT_LENGTH, length=len(text))}]
+        members = (self.roster or {}).get("members") or []
+        to = [m["pid"] for m in members
+              if isinstance(m.get("pid"), int) and m["pid"] != self.pid
+              and m.get("state") != "left"]
+        if not to:
+            return [{"event": "chat_refused", "message": say("chat.nobody")}]
+        self._chats += 1
+        number = str(self._chats)
+        payload = {"kind": "chat", "text": text, "identity": self.identity or "",
+                   "name": self.name, "number": number}
+        return [{"event": "chat_out", "payload": payload, "to": to,
+                 "sign": ["chat", self.session, str(self.pid), number, self.name, text]}]
+
+    def chat_received(self, sender: Any, payload: Any) -> list[Event]:
+        """A chat payload from ``sender``: opened from a sealed ``chat`` message, or read
+        off the chat data channel to that party."""
+        if self.stopped or self.welcome is None:
+            return []
+        if (isinstance(sender, bool) or not isinstance(sender, int) or sender == self.pid
+                or not 0 <= sender < (self.parties or 0) or not isinstance(payload, dict)
+                or payload.get("kind") != "chat"
+                or not all(isinstance(payload.get(f), str) for f in SIGNAL_KINDS["chat"])
+                or not 0 < len(payload["text"]) <= MAX_CHAT_LENGTH):
+            return [{"event": "unexpected", "peer": sender,
+                     "kind": payload.get("kind") if isinstance(payload, dict) else None,
+                     "expected": "chat"}]
+        fields = ["chat", self.session, str(sender), payload["number"], payload["name"],
+                  payload["text"]]
+        return [self._verify("chat", sender, payload, fields)]
 
     # -- what this party tells the server -------------------------------------------------
 
@@ -544,6 +687,57 @@ class SignalingClient:
         for sender, payload in held:
             events += self.opened(sender, payload)
         return events
+
+    def _verify(self, what: str, sender: int, payload: dict[str, Any],
+                fields: list[str]) -> Event:
+        """Ask the I/O layer to check a signature; ``verified`` goes on from there."""
+        self._verifications += 1
+        id_ = f"{what}-{self._verifications}"
+        self._pending[id_] = (what, sender, payload)
+        return {"event": "verify", "id": id_, "peer": sender,
+                "identity": payload["identity"], "signature": payload["signature"],
+                "statement": fields}
+
+    def _link_fields(self, sender: int, receiver: int, name: str, sdp: str) -> list[str]:
+        """What an offer or answer's signature covers (``identity.link_statement``)."""
+        return ["link", self.session, str(sender), str(receiver), self._label(sender), name,
+                shape.certificate(sdp) or "", self.link_hash]
+
+    def _label(self, pid: int | None) -> str:
+        labels = (self.welcome or {}).get("labels") or []
+        label = labels[pid] if isinstance(pid, int) and 0 <= pid < len(labels) else ""
+        return " ".join(str(label).split())
+
+    def _place(self, pid: int | None) -> str:
+        """A place as a person reads it: ``'hospital A' (party 1)`` or ``party 1``."""
+        label = self._label(pid)
+        return (say("place.labelled", label=label, party=pid) if label
+                else say("place.plain", party=pid))
+
+    def _pin(self, pid: int | None) -> str:
+        """The key place ``pid`` is kept for ("" if none), as the creator sealed it."""
+        pins = (self.welcome or {}).get("pins") or []
+        pin = pins[pid] if isinstance(pid, int) and 0 <= pid < len(pins) else ""
+        return pin if isinstance(pin, str) else ""
+
+    def _roster_problem(self, peer: int) -> list[Event] | None:
+        """Tampering, if the latest roster shows a verified peer with another key or name
+        than the one it signed."""
+        signed = self.identities[peer]
+        member = next((m for m in (self.roster or {}).get("members") or []
+                       if m.get("pid") == peer), None)
+        if member is None:
+            return None
+        said = member.get("identity")
+        if said is not None and said != signed["identity"]:
+            return self._tamper(say("tamper.roster_identity", party=peer, said=said,
+                                    signed=signed["identity"]))
+        name = member.get("name")
+        if name != signed["name"] and not (signed["name"] == "" and name == f"party {peer}"):
+            return self._tamper(say("tamper.roster_name", party=peer,
+                                    said=json.dumps(name, ensure_ascii=False),
+                                    signed=json.dumps(signed["name"], ensure_ascii=False)))
+        return None
 
     def _certificate(self, party: int | None, sdp: str) -> list[Event] | None:
         """Note the DTLS certificate ``party`` (None: this party) shows in ``sdp``; the

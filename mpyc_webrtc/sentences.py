@@ -52,8 +52,8 @@ SENTENCES: dict[str, str] = {
         f"messages. {_STOP}"),
     "tamper.bad_content": (
         f"{_TAMPER} a sealed signaling message from party {{party}} is not a valid offer, "
-        "answer, ICE candidate or chat message ({detail}). Only someone with the join link can seal "
-        f"messages, so party {{party}} or someone else with the link sent it. {_STOP}"),
+        "answer, ICE candidate or chat message ({detail}). Only someone with the join link "
+        f"can seal messages, so party {{party}} or someone else with the link sent it. {_STOP}"),
     "tamper.not_json": "it is not JSON",
     "tamper.not_object": "it is not a JSON object",
     "tamper.unknown_kind": "unknown kind {kind}",
@@ -105,10 +105,10 @@ SENTENCES: dict[str, str] = {
         "session it signed with {before}: someone else is passing itself off as party "
         "{party}. " + _STOP),
     "tamper.pinned": (
-        f"{_TAMPER} the place {{place}} is kept for the key {{pinned}}, but the party in it "
-        "signed with {identity}: someone else took the place. " + _STOP),
+        f"{_TAMPER} the place of {{place}} is kept for the key {{pinned}}, but the party in "
+        "it signed with {identity}: someone else took the place. " + _STOP),
     "tamper.pinned_self": (
-        f"{_TAMPER} the server put this party in the place {{place}}, which the session's "
+        f"{_TAMPER} the server put this party in the place of {{place}}, which the session's "
         "creator kept for another key ({pinned}; yours is {identity}). " + _STOP),
     "tamper.roster_identity": (
         f"{_TAMPER} the server shows party {{party}} with the key {{said}}, but party "
@@ -120,6 +120,7 @@ SENTENCES: dict[str, str] = {
     "place.plain": "party {party}",
     "identity.verified": "{who}: {name}, {identity} (verified)",
     "identity.verified_unnamed": "{who}: {identity} (verified)",
+    "identity.kind_chat": "chat message",
     "identity.yours": "You are {identity} (fingerprint {fingerprint}).",
     # -- known identities: whom this party computed with before ------------------------
     "known.new": "new key",

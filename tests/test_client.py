@@ -11,8 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from mpyc_webrtc import launch, sentences, wire
+from mpyc_webrtc import identity, launch, sentences, wire
 from mpyc_webrtc.client import SignalingClient, member_state, member_words
+from mpyc_webrtc.identity import Identity
 from mpyc_webrtc.sealing import JoinSecret, b64url_encode
 
 HERE = Path(__file__).resolve().parent
@@ -91,10 +92,11 @@ def test_native_signaling_stops_at_a_peer_offering_another_program():
     def started() -> Signaling:
         signaling = Signaling("http://127.0.0.1:9", "S", secret=bytes(32), token="t",
                               link_hash=ours)
+        signaling.client.identity = Identity.from_seed(bytes(32)).did
         signaling.handle(signaling.client.receive({
             "v": 1, "type": "welcome", "session": "S", "pid": 1, "parties": 2,
             "program": program, "labels": ["", ""], "ice_servers": [], "relay_only": False,
-            "descriptor": JoinSecret(bytes(32), ours).descriptor(2, [])}))
+            "pins": ["", ""], "descriptor": JoinSecret(bytes(32), ours).descriptor(2, [])}))
         signaling.handle(signaling.client.receive(
             {"v": 1, "type": "start", "parties": 2, "round": 1}))
         return signaling
@@ -108,11 +110,21 @@ def test_native_signaling_stops_at_a_peer_offering_another_program():
         f"cdcd cdcd cdcd cdcd cdcd; this party runs {launch.fingerprint(ours)}). The parties "
         "were given different programs. Stop, and do not take part in this session.")
     signaling = started()
-    signaling.handle(signaling.client.opened(0, {"kind": "offer", "sdp": "v=0",
-                                                 "program": ours}))
+    peer = Identity.from_seed(bytes(range(32)))
+    signature = peer.sign(identity.link_statement("S", 0, 1, "", "Alice", "", ours))
+    signaling.handle(signaling.client.opened(0, {
+        "kind": "offer", "sdp": "v=0", "program": ours, "identity": peer.did, "name": "Alice",
+        "signature": b64url_encode(signature)}))
     assert signaling.tampered is None
     assert {"event": "remote", "peer": 0, "kind": "offer", "sdp": "v=0"} in (
         signaling._link_events)
+    # The same offer, claiming a name its key did not sign: the native layer checks it.
+    signaling = started()
+    signaling.handle(signaling.client.opened(0, {
+        "kind": "offer", "sdp": "v=0", "program": ours, "identity": peer.did, "name": "Mallory",
+        "signature": b64url_encode(signature)}))
+    assert str(signaling.tampered) == sentences.say(
+        "tamper.bad_signature", party=0, kind="offer", identity=peer.did)
 
 
 def test_the_page_seals_with_its_own_constants_which_are_wire_py_s():

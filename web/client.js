@@ -28,7 +28,11 @@ export const MAX_RECONNECT_ATTEMPTS = 20;
 /** Errors in the lobby after which the session is over: no use reconnecting. */
 const SESSION_ENDING = new Set(['server_shutting_down', 'session_expired', 'too_many_messages']);
 /** The welcome's fields that must not change when this party joins again. */
-const REJOIN_SAME = ['session', 'parties', 'relay_only', 'labels', 'program', 'descriptor'];
+const REJOIN_SAME = ['session', 'parties', 'relay_only', 'labels', 'program', 'descriptor', 'pins'];
+/** Longest chat message, in characters (wire.MAX_CHAT_LENGTH). */
+export const MAX_CHAT_LENGTH = 500;
+/** What a chat payload carries (wire.SIGNAL_KINDS.chat). */
+const CHAT_FIELDS = ['text', 'identity', 'name', 'signature', 'number'];
 
 /**
  * Seconds before reconnect attempt ``attempt`` (1, 2, ...): 0.5, 1, 2, 4, 8, 8, ...
@@ -129,6 +133,8 @@ class Link {
     this.expecting = offerer ? 'answer' : 'offer';
     /** @type {Record<string, any>[]} candidates that came before it */
     this.early = [];
+    /** the description came and its signature is being checked (``verify``) */
+    this.verifying = false;
   }
 }
 
@@ -138,19 +144,24 @@ export class SignalingClient {
    * @param {string} linkHash the program hash the join link carries
    * @param {Sentences} sentences
    * @param {{token: string, name?: string, role?: number | null, ready?: boolean,
-   *   lacks?: string[] | null, resume?: string | null}} options ``lacks``: what this
+   *   lacks?: string[] | null, resume?: string | null, identity?: string | null,
+   *   proof?: string | null}} options ``lacks``: what this
    *   party's browser lacks of wire.CAPABILITIES (then it only holds its place and says
    *   why); ``resume``: this party's own secret for getting its place back (by default a
-   *   new one)
+   *   new one); ``identity``: this party's did:key, ``proof`` its signature over
+   *   joinStatement(session, resume)
    */
   constructor(session, linkHash, sentences, {
     token, name = '', role = null, ready = false, lacks = null, resume = null,
+    identity = null, proof = null,
   }) {
     this.session = session;
     this.linkHash = linkHash;
     this.sentences = sentences;
     this.token = token;
     this.name = name;
+    this.identity = identity;
+    this.proof = proof;
     this.role = role;
     this.lacks = [...(lacks ?? [])];
     /** whether this party said it is ready for the next round (and did not take it back) */
@@ -191,6 +202,15 @@ export class SignalingClient {
     this.gone = new Set();
     /** @type {Map<number, [string, string | null]>} */
     this.reported = new Map();
+    /** @type {Map<number, {identity: string, name: string}>} each peer's verified identity */
+    this.identities = new Map();
+    /** @type {Map<number, string>} the key each peer signed its chat with before that */
+    this.claimed = new Map();
+    /** @type {Map<string, [string, number, Record<string, any>]>} signatures being checked */
+    this.pending = new Map();
+    this.verifications = 0;
+    /** this party's chat messages so far */
+    this.chats = 0;
   }
 
   /** @returns {number | null} */
@@ -227,6 +247,10 @@ export class SignalingClient {
     if (role !== null && role !== undefined) fields.role = role;
     fields.ready = this.ready;
     fields.resume = this.resume;
+    if (this.identity !== null && this.proof !== null) {
+      fields.identity = this.identity;
+      fields.proof = this.proof;
+    }
     return [send('join', fields)];
   }
 
@@ -274,6 +298,7 @@ export class SignalingClient {
       case 'roster': return this.receiveRoster(message);
       case 'start': return this.receiveStart(message);
       case 'signal': return this.receiveSignal(message);
+      case 'chat': return this.receiveChat(message);
       default: return [];
     }
   }
@@ -360,6 +385,10 @@ export class SignalingClient {
     }
     /** @type {ClientEvent[]} */
     const events = [{ event: 'roster', roster: message }];
+    for (const peer of this.identities.keys()) {
+      const problem = this.rosterProblem(peer);
+      if (problem) return problem;
+    }
     if (message.started) {
       for (const member of message.members ?? []) {
         const { pid } = member;
@@ -388,6 +417,12 @@ export class SignalingClient {
     const events = [{ event: 'start', round: this.round }];
     if (first) events.push(...this.connectAll());
     return events;
+  }
+
+  /** @param {Record<string, any>} message @returns {ClientEvent[]} */
+  receiveChat(message) {
+    if (this.welcome === null || this.lacks.length) return []; // chat is best effort
+    return [{ event: 'open_chat', from: message.from, seq: message.seq, box: message.box }];
   }
 
   /** @param {Record<string, any>} message @returns {ClientEvent[]} */
@@ -450,6 +485,12 @@ export class SignalingClient {
         what: this.sentences.say(`shape.${name}`), chosen, said: told,
       }));
     }
+    const pinned = this.pin(this.pid);
+    if (pinned && pinned !== this.identity) {
+      return this.tamper(this.sentences.say('tamper.pinned_self', {
+        place: this.place(this.pid), pinned, identity: this.identity ?? 'none',
+      }));
+    }
     this.sessionOk = true;
     /** @type {ClientEvent[]} */
     const events = [{ event: 'session_ok' }];
@@ -480,7 +521,7 @@ export class SignalingClient {
       }
       return candidateEvents(sender, payload);
     }
-    if (kind !== link.expecting) {
+    if (kind !== link.expecting || link.verifying) {
       return [{ event: 'unexpected', peer: sender, kind, expected: link.expecting }];
     }
     if (payload.program !== this.linkHash) {
@@ -490,9 +531,53 @@ export class SignalingClient {
     }
     const same = this.certificate(sender, payload.sdp);
     if (same) return same;
+    link.verifying = true;
+    return [this.verify('link', sender, payload,
+      this.linkFields(sender, /** @type {number} */ (this.pid), payload.name, payload.sdp))];
+  }
+
+  /**
+   * Whether the signature of ``verify`` event ``id`` is its key's.
+   * @param {string} id
+   * @param {boolean} ok
+   * @returns {ClientEvent[]}
+   */
+  verified(id, ok) {
+    const pending = this.pending.get(id);
+    this.pending.delete(id);
+    if (!pending || this.stopped) return [];
+    const [what, sender, payload] = pending;
+    const { identity, name } = payload;
+    if (!ok) {
+      const kind = what === 'chat' ? this.sentences.say('identity.kind_chat') : payload.kind;
+      return this.tamper(this.sentences.say('tamper.bad_signature', { party: sender, kind, identity }));
+    }
+    const before = this.identities.get(sender)?.identity ?? this.claimed.get(sender);
+    if (before !== undefined && before !== identity) {
+      return this.tamper(this.sentences.say('tamper.other_identity', { party: sender, now: identity, before }));
+    }
+    if (what === 'chat') {
+      this.claimed.set(sender, identity);
+      return [{
+        event: 'chat', peer: sender, text: payload.text, identity, name, label: this.label(sender),
+        who: this.place(sender), bound: this.identities.has(sender),
+      }];
+    }
+    const pinned = this.pin(sender);
+    if (pinned && pinned !== identity) {
+      return this.tamper(this.sentences.say('tamper.pinned', { place: this.place(sender), pinned, identity }));
+    }
+    this.identities.set(sender, { identity, name });
+    const problem = this.rosterProblem(sender);
+    if (problem) return problem;
+    const link = /** @type {Link} */ (this.links.get(sender));
     link.expecting = null;
+    link.verifying = false;
     /** @type {ClientEvent[]} */
-    const events = [{ event: 'remote', peer: sender, kind, sdp: payload.sdp }];
+    const events = [
+      { event: 'identity', peer: sender, identity, name, label: this.label(sender), who: this.place(sender) },
+      { event: 'remote', peer: sender, kind: payload.kind, sdp: payload.sdp },
+    ];
     for (const early of link.early) events.push(...candidateEvents(sender, early));
     link.early = [];
     return events;
@@ -517,7 +602,64 @@ export class SignalingClient {
     if (this.stopped || !this.links.has(peer)) return [];
     const same = this.certificate(null, sdp);
     if (same) return same;
-    return [{ event: 'seal', to: peer, payload: { kind, sdp, program: this.linkHash } }];
+    const payload = { kind, sdp, program: this.linkHash, identity: this.identity ?? '', name: this.name };
+    return [{
+      event: 'seal', to: peer, payload,
+      sign: this.linkFields(/** @type {number} */ (this.pid), peer, this.name, sdp),
+    }];
+  }
+
+  // -- chat -------------------------------------------------------------------------------
+
+  /**
+   * This party writes ``text`` to everyone else in the session.
+   * @param {string} text
+   * @returns {ClientEvent[]}
+   */
+  say(text) {
+    if (this.stopped) return [];
+    const refused = (/** @type {string} */ key, fields = {}) => [{ event: 'chat_refused', message: this.sentences.say(key, fields) }];
+    if (this.welcome === null || this.lacks.length || this.phase === 'refused' || this.phase === 'closed') {
+      return refused('chat.not_yet');
+    }
+    // Python's str.strip(): white space at both ends (JavaScript's trim() is the same set
+    // for what a person types).
+    const trimmed = text.trim();
+    if (!trimmed) return refused('chat.empty');
+    const length = [...trimmed].length;
+    if (length > MAX_CHAT_LENGTH) return refused('chat.too_long', { max: MAX_CHAT_LENGTH, length });
+    const to = (this.roster?.members ?? [])
+      .filter((/** @type {Member} */ m) => Number.isInteger(m.pid) && m.pid !== this.pid && m.state !== 'left')
+      .map((/** @type {Member} */ m) => m.pid);
+    if (!to.length) return refused('chat.nobody');
+    this.chats += 1;
+    const number = String(this.chats);
+    const payload = { kind: 'chat', text: trimmed, identity: this.identity ?? '', name: this.name, number };
+    return [{
+      event: 'chat_out', payload, to,
+      sign: ['chat', this.session, String(this.pid), number, this.name, trimmed],
+    }];
+  }
+
+  /**
+   * A chat payload from ``sender``: opened from a sealed ``chat`` message, or read off the
+   * chat data channel to that party.
+   * @param {unknown} sender
+   * @param {unknown} payload
+   * @returns {ClientEvent[]}
+   */
+  chatReceived(sender, payload) {
+    if (this.stopped || this.welcome === null) return [];
+    const p = /** @type {Record<string, any>} */ (payload);
+    const isObject = typeof payload === 'object' && payload !== null && !Array.isArray(payload);
+    if (!Number.isInteger(sender) || sender === this.pid || /** @type {number} */ (sender) < 0
+        || /** @type {number} */ (sender) >= (this.parties ?? 0) || !isObject || p.kind !== 'chat'
+        || !CHAT_FIELDS.every((field) => typeof p[field] === 'string')
+        || ![...p.text].length || [...p.text].length > MAX_CHAT_LENGTH) {
+      return [{ event: 'unexpected', peer: sender, kind: isObject ? (p.kind ?? null) : null, expected: 'chat' }];
+    }
+    const peer = /** @type {number} */ (sender);
+    return [this.verify('chat', peer, p, ['chat', this.session, String(peer), p.number, p.name, p.text])];
   }
 
   /**
@@ -581,6 +723,83 @@ export class SignalingClient {
   }
 
   // -- helpers ----------------------------------------------------------------------------
+
+  /**
+   * Ask the I/O layer to check a signature; ``verified`` goes on from there.
+   * @param {string} what @param {number} sender @param {Record<string, any>} payload
+   * @param {string[]} fields
+   * @returns {ClientEvent}
+   */
+  verify(what, sender, payload, fields) {
+    this.verifications += 1;
+    const id = `${what}-${this.verifications}`;
+    this.pending.set(id, [what, sender, payload]);
+    return {
+      event: 'verify', id, peer: sender, identity: payload.identity, signature: payload.signature,
+      statement: fields,
+    };
+  }
+
+  /**
+   * What an offer or answer's signature covers (identity.link_statement).
+   * @param {number} sender @param {number} receiver @param {string} name @param {string} sdp
+   * @returns {string[]}
+   */
+  linkFields(sender, receiver, name, sdp) {
+    return ['link', this.session, String(sender), String(receiver), this.label(sender), name,
+      certificateOf(sdp) ?? '', this.linkHash];
+  }
+
+  /** @param {number | null} pid @returns {string} */
+  label(pid) {
+    const labels = this.welcome?.labels ?? [];
+    const label = pid !== null && pid >= 0 && pid < labels.length ? labels[pid] : '';
+    return String(label).split(/\s+/).filter(Boolean).join(' ');
+  }
+
+  /**
+   * A place as a person reads it: ``'hospital A' (party 1)`` or ``party 1``.
+   * @param {number | null} pid
+   */
+  place(pid) {
+    const label = this.label(pid);
+    return label ? this.sentences.say('place.labelled', { label, party: String(pid) })
+      : this.sentences.say('place.plain', { party: String(pid) });
+  }
+
+  /**
+   * The key place ``pid`` is kept for ('' if none), as the creator sealed it.
+   * @param {number | null} pid
+   * @returns {string}
+   */
+  pin(pid) {
+    const pins = this.welcome?.pins ?? [];
+    const pin = pid !== null && pid >= 0 && pid < pins.length ? pins[pid] : '';
+    return typeof pin === 'string' ? pin : '';
+  }
+
+  /**
+   * Tampering, if the latest roster shows a verified peer with another key or name than
+   * the one it signed.
+   * @param {number} peer
+   * @returns {ClientEvent[] | null}
+   */
+  rosterProblem(peer) {
+    const signed = /** @type {{identity: string, name: string}} */ (this.identities.get(peer));
+    const member = (this.roster?.members ?? []).find((/** @type {Member} */ m) => m.pid === peer);
+    if (!member) return null;
+    const said = member.identity ?? null;
+    if (said !== null && said !== signed.identity) {
+      return this.tamper(this.sentences.say('tamper.roster_identity', { party: peer, said, signed: signed.identity }));
+    }
+    const { name } = member;
+    if (name !== signed.name && !(signed.name === '' && name === `party ${peer}`)) {
+      return this.tamper(this.sentences.say('tamper.roster_name', {
+        party: peer, said: JSON.stringify(name ?? null), signed: JSON.stringify(signed.name),
+      }));
+    }
+    return null;
+  }
 
   /**
    * Note the DTLS certificate ``party`` (null: this party) shows in ``sdp``; the tampering
