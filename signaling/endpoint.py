@@ -16,7 +16,7 @@ from mpyc_webrtc.wire import (
 )
 
 from .registry import Registry
-from .session import Send, Session
+from .session import Send, Session, check_join_identity
 
 log = logging.getLogger(__name__)
 
@@ -155,6 +155,10 @@ class Endpoint:
             raise SignalingError(
                 ErrorCode.NOT_JOINED, "Send a 'join' message before anything else."
             )
+        if msg["type"] == "join":
+            # Here, once, for one process or many: only this process sees the resume
+            # secret the proof signs (the shared log keeps its hash).
+            check_join_identity(msg)
         self.registry.handle(self, msg)
 
     def apply(self, msg: dict[str, Any], now: float) -> None:
@@ -163,7 +167,8 @@ class Endpoint:
             session = self.registry.get(msg["session"])
             session.check_token(msg["token"])
             self.pid = session.join(self, msg.get("name", ""), now, msg.get("role"),
-                                    msg.get("ready", False), msg.get("resume"))
+                                    msg.get("ready", False), msg.get("resume"),
+                                    msg.get("identity"))
             self.session = session
             self.registry.unjoined.pop(self, None)
             log.info("session %s party %d: joined", session.id, self.pid)

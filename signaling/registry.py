@@ -41,6 +41,7 @@ from .session import (
     Session,
     invalid,
     labels_from_request,
+    pins_from_request,
     program_from_request,
 )
 
@@ -237,6 +238,7 @@ class Registry:
             )
         program = program_from_request(request, compiled=session_id is not None)
         labels = labels_from_request(request, parties)
+        pins = pins_from_request(request, parties, labels)
         token_hash = request.get("token_hash")
         if not isinstance(token_hash, str) or not re.fullmatch(r"[0-9a-f]{64}", token_hash):
             raise invalid(
@@ -264,7 +266,7 @@ class Registry:
         session = Session(session_id or secrets.token_urlsafe(12), parties, program,
                           self.clock() if created is None else created, self.ice, labels,
                           token_hash, relay_only=relay_only, descriptor=descriptor,
-                          wall_clock=self.wall_clock)
+                          pins=pins, wall_clock=self.wall_clock)
         session.ends = self.wall_clock() + self.max_age if ends is None else ends
         session.message_budget = self.session_messages * parties ** 2
         session.schedule, session.clock = self.schedule, self.clock

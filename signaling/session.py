@@ -20,10 +20,13 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from mpyc_webrtc import programs
+from mpyc_webrtc.identity import IdentityError, fingerprint, join_statement, public_key, verify
 from mpyc_webrtc.launch import describe_program
+from mpyc_webrtc.sealing import b64url_decode
 from mpyc_webrtc.wire import (
     LINK_PATHS,
     LINK_STATES,
+    MAX_IDENTITY_LENGTH,
     MIN_RESUME_LENGTH,
     RECONNECTING,
     RELAYED,
@@ -116,6 +119,9 @@ class Member:
     #: Since when it is reconnecting: its connection closed before the start and it keeps
     #: its place until ``Session.forget_reconnecting``. None while connected (or left).
     since: float | None = None
+    #: The did:key it proved when it joined (``check_join_identity``), or None: the others
+    #: see it in the roster and compare it with the key that signs its offer or answer.
+    identity: str | None = None
 
 
 #: Pair states that are progress, in order; a pair shows the less advanced of its two ends.
@@ -146,7 +152,7 @@ class Session:
     def __init__(self, session_id: str, parties: int, program: Program, now: float,
                  ice: IceConfig, labels: list[str] | None = None,
                  token_hash: str = "", *, relay_only: bool = False,
-                 descriptor: str | None = None,
+                 descriptor: str | None = None, pins: list[str] | None = None,
                  wall_clock: Callable[[], float] = time.time):
         self.id = session_id
         #: SHA-256 (hex) of the join token; the token itself is known only to the parties.
@@ -154,6 +160,9 @@ class Session:
         self.parties = parties
         self.program = program
         self.labels = list(labels or []) + [""] * (parties - len(labels or []))
+        #: Per place, the did:key it is kept for ("": anyone with the link may take it), as
+        #: the creator asked (``pins_from_request``); only a join that proves that key gets it.
+        self.pins = list(pins or []) + [""] * (parties - len(pins or []))
         self.ice = ice
         #: Parties may only use relay candidates: they never learn each other's addresses.
         self.relay_only = relay_only
@@ -208,6 +217,7 @@ class Session:
             "round": self.round,
             "relay_only": self.relay_only,
             "descriptor": self.descriptor,
+            "pins": self.pins,
         }
 
     def ice_servers(self, pid: int) -> list[dict[str, Any]]:
@@ -227,7 +237,7 @@ class Session:
             state = m.state if m.connected else RECONNECTING if m.since is not None \
                 else "left"
             member = {"pid": m.pid, "name": m.name, "label": self.labels[m.pid],
-                      "state": state, "ready": m.ready}
+                      "state": state, "ready": m.ready, "identity": m.identity}
             if member["state"] == UNSUPPORTED:  # why it cannot take part, for the others
                 member["lacks"] = list(m.lacks)
             members.append(member)
@@ -320,16 +330,21 @@ class Session:
         return hmac.compare_digest(digest, self.token_hash)
 
     def join(self, endpoint: Endpoint, name: str, now: float, role: int | None = None,
-             ready: bool = False, resume: str | None = None) -> int:
+             ready: bool = False, resume: str | None = None,
+             identity: str | None = None) -> int:
         """Give ``endpoint`` a place: the one its ``resume`` secret holds (before the start),
-        else ``role`` or the lowest free one; the secret then holds the new place."""
+        else ``role`` or a free one (``_free_place``); the secret then holds the new place.
+        ``identity``: the did:key the join proved (``check_join_identity``, done before the
+        join is applied, so a replica rebuilt from the shared log trusts it); a place that
+        is pinned (``pins``) only goes to a join with that key."""
         resume_hash = None if resume is None else hash_secret(check_resume(resume))
         if resume_hash is not None:
             held = None if self.started else next(
                 (m for m in self.members.values() if m.resume_hash is not None
                  and hmac.compare_digest(m.resume_hash, resume_hash)), None)
             if held is not None:
-                return self._resume(held, endpoint, name, now, ready)
+                self._check_pin(held.pid, identity)
+                return self._resume(held, endpoint, name, now, ready, identity)
         if self.started or len(self.members) >= self.parties:
             raise SignalingError(
                 ErrorCode.SESSION_FULL,
@@ -337,32 +352,68 @@ class Session:
                 "Ask the person who created it for a new link.",
             )
         if role is None:
-            pid = min(set(range(self.parties)) - set(self.members))
+            pid = self._free_place(identity)
         elif not 0 <= role < self.parties:
             raise SignalingError(
                 ErrorCode.INVALID_MESSAGE,
                 f"There is no party {role} in this session; parties are numbered 0 to "
                 f"{self.parties - 1}.",
             )
-        elif role in self.members:
-            label = f"{self.labels[role]!r} (party {role})" if self.labels[role] else \
-                f"party {role}"
-            raise SignalingError(
-                ErrorCode.ROLE_TAKEN,
-                f"Someone else already joined as {label}. Choose one of the free places.",
-            )
         else:
+            # A place kept for another key is never this party's, taken or not: say that
+            # rather than "taken", which would suggest waiting for it.
+            self._check_pin(role, identity)
+            if role in self.members:
+                raise SignalingError(
+                    ErrorCode.ROLE_TAKEN,
+                    f"Someone else already joined as {self.place(role)}. Choose one of the "
+                    "free places.",
+                )
             pid = role
         self.members[pid] = Member(pid, name or f"party {pid}", endpoint, ready=ready,
-                                   resume_hash=resume_hash)
+                                   resume_hash=resume_hash, identity=identity)
         self.last_activity = now
         self._welcome(endpoint, pid)
         self.roster_changed()
         self._start_if_agreed()
         return pid
 
+    def place(self, pid: int) -> str:
+        """Place ``pid`` as a person sees it: "'hospital A' (party 1)", or "party 1"."""
+        return f"{self.labels[pid]!r} (party {pid})" if self.labels[pid] else f"party {pid}"
+
+    def _free_place(self, identity: str | None) -> int:
+        """The place for a join without ``role`` (some place is free): the lowest free one
+        pinned to ``identity``, else the lowest free unpinned one; if every free place is
+        kept for another key, ``place_pinned``."""
+        free = sorted(set(range(self.parties)) - set(self.members))
+        mine = [pid for pid in free if identity is not None and self.pins[pid] == identity]
+        anyone = [pid for pid in free if not self.pins[pid]]
+        if mine or anyone:
+            return (mine or anyone)[0]
+        kept = "; ".join(f"{self.place(pid)} for {pin_fingerprint(self.pins[pid])}"
+                         for pid in free)
+        raise SignalingError(
+            ErrorCode.PLACE_PINNED,
+            f"The free places of this session are kept for other people's keys ({kept}); "
+            f"{_joined_with(identity)}. If one of them should be yours, ask the person who "
+            f"created the session to pin your key {SHOWN_WHERE}.",
+        )
+
+    def _check_pin(self, pid: int, identity: str | None) -> None:
+        """Raise ``place_pinned`` unless place ``pid`` is unpinned or pinned to ``identity``."""
+        pinned = self.pins[pid]
+        if not pinned or pinned == identity:
+            return
+        raise SignalingError(
+            ErrorCode.PLACE_PINNED,
+            f"{the_place(self.labels[pid], pid)} is kept for someone else's key (fingerprint "
+            f"{pin_fingerprint(pinned)}); {_joined_with(identity)}. If it should be yours, "
+            f"ask the person who created the session to pin your key {SHOWN_WHERE}.",
+        )
+
     def _resume(self, member: Member, endpoint: Endpoint, name: str, now: float,
-                ready: bool) -> int:
+                ready: bool, identity: str | None = None) -> int:
         """``member``'s party is back on ``endpoint``: the place, its name and its
         readiness are as the new join says; a connection it still had is closed."""
         old, member.endpoint = member.endpoint, endpoint
@@ -376,6 +427,7 @@ class Session:
         if name:
             member.name = name
         member.ready = ready
+        member.identity = identity
         self.last_activity = now
         if not self.replaying:
             log.info("session %s party %d: back on a new connection", self.id, member.pid)
@@ -389,7 +441,7 @@ class Session:
             "welcome", session=self.id, pid=pid, parties=self.parties,
             program=self.program.to_wire(), labels=self.labels,
             ice_servers=self.ice_servers(pid), relay_only=self.relay_only,
-            descriptor=self.descriptor,
+            descriptor=self.descriptor, pins=self.pins,
         ))
 
     def act(self, pid: int, msg: dict[str, Any], now: float) -> None:
@@ -513,8 +565,21 @@ class Session:
         return gone
 
     def relay(self, pid: int, msg: dict[str, Any], now: float) -> None:
+        """Pass a ``signal`` or ``chat`` on to party ``to``, with only the schema's fields.
+
+        A ``chat`` for a place that is free or whose party is not connected is dropped
+        without a word: chat is best effort, the sender's list of parties may be a moment
+        old, and an error would only confuse it. A ``chat`` to itself or to a pid outside
+        the session is a client's mistake, refused like a ``signal``'s."""
         to = msg["to"]
         target = self.members.get(to)
+        if msg["type"] == "chat" and to != pid and 0 <= to < self.parties and (
+                target is None or not target.connected):
+            self.last_activity = now
+            if not self.replaying:
+                log.debug("session %s party %d: chat for party %d dropped, it is not here",
+                          self.id, pid, to)
+            return
         if to == pid or target is None or not target.connected:
             why = "yourself" if to == pid else "not in this session"
             raise SignalingError(
@@ -560,6 +625,65 @@ def check_resume(resume: str) -> str:
     return resume
 
 
+def the_place(label: str, pid: int) -> str:
+    """Place ``pid`` as the subject of a sentence: "The place 'hospital A' (party 1)", or
+    "The place of party 1"."""
+    return f"The place {label!r} (party {pid})" if label else f"The place of party {pid}"
+
+
+#: Where a person finds its own key, for the sentences that ask it to have it pinned.
+SHOWN_WHERE = "(the join page shows it; on a terminal, mpyc-webrtc-peer identity)"
+
+
+def pin_fingerprint(did: str) -> str:
+    """What a person reads out to check a pinned key (a checked did:key)."""
+    return fingerprint(public_key(did))
+
+
+def _joined_with(identity: str | None) -> str:
+    if identity is None:
+        return ("you joined without proving a key, as pages and peers older than pinned "
+                "places do: join with an up-to-date one")
+    return f"you joined with {pin_fingerprint(identity)}"
+
+
+#: Why a join's identity is refused (``check_join_identity``).
+BAD_PROOF = ("The join's identity proof does not verify: it must be the signature of the key "
+             "it names over this session and this party's resume secret.")
+
+
+def check_join_identity(msg: dict[str, Any]) -> str | None:
+    """The did:key a ``join`` proves (its ``proof`` is that key's signature over
+    ``identity.join_statement(session, resume)``), None if it names none; else
+    SignalingError ``invalid_message``. Checked where the join arrives, before anything
+    else sees it: the shared log then keeps only the key (not the proof), and every
+    replica trusts it as it applies the join."""
+    did, proof = msg.get("identity"), msg.get("proof")
+    if did is None:
+        if proof is not None:
+            raise SignalingError(ErrorCode.INVALID_MESSAGE,
+                                 "The join has a 'proof' but no 'identity' that it proves.")
+        return None
+    try:
+        public_key(did)
+    except IdentityError as exc:
+        raise SignalingError(ErrorCode.INVALID_MESSAGE,
+                             f"The join's identity is not usable: {exc}") from None
+    resume = msg.get("resume")
+    if resume is None:
+        raise SignalingError(
+            ErrorCode.INVALID_MESSAGE,
+            "A join with an 'identity' needs its 'resume' secret too: the proof is a "
+            "signature over it.")
+    try:
+        signature = b64url_decode(proof) if isinstance(proof, str) else b""
+    except ValueError:
+        signature = b""
+    if not signature or not verify(did, signature, join_statement(msg["session"], resume)):
+        raise SignalingError(ErrorCode.INVALID_MESSAGE, BAD_PROOF)
+    return did
+
+
 def invalid(text: str) -> SignalingError:
     return SignalingError(ErrorCode.INVALID_REQUEST, text)
 
@@ -592,6 +716,37 @@ def labels_from_request(request: dict[str, Any], parties: int) -> list[str]:
         twice = next(x for x in named if named.count(x) > 1)
         raise invalid(f"Two parties have the label {twice!r}; each party needs its own.")
     return labels
+
+
+def pins_from_request(request: dict[str, Any], parties: int,
+                      labels: list[str]) -> list[str]:
+    """The places' pins a create request asks for, padded with "" to one per place: each
+    "" (anyone with the link) or the did:key of the only one who may take it."""
+    pins = request.get("pins", [])
+    if not isinstance(pins, list) or not all(isinstance(x, str) for x in pins):
+        raise invalid("'pins' must be a list with one text per place, in party order: \"\" "
+                      "for a place anyone with the link may take, or the did:key of the "
+                      "person it is kept for.")
+    if len(pins) > parties:
+        raise invalid(f"There are {len(pins)} pins for {parties} parties: at most one per "
+                      "place.")
+    for pid, pin in enumerate(pins):
+        if not pin:
+            continue
+        where = the_place(labels[pid], pid)
+        shown = repr(pin[:60]) + ("..." if len(pin) > 60 else "")
+        if len(pin) > MAX_IDENTITY_LENGTH:  # (never decoded: base58 costs its length squared)
+            raise invalid(f"{where} is pinned to {shown}, which is far longer than a did:key "
+                          "(did:key:z6Mk... of 56 characters).")
+        try:
+            public_key(pin)
+        except IdentityError as exc:
+            why = str(exc)
+            said = repr(pin[:60]) + " "
+            why = "which " + why[len(said):] if why.startswith(said) else \
+                f"which is not a did:key ({why.rstrip('.')})."
+            raise invalid(f"{where} is pinned to {shown}, {why}") from None
+    return pins + [""] * (parties - len(pins))
 
 
 def program_from_request(request: dict[str, Any], compiled: bool = False) -> Program:

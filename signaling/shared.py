@@ -116,6 +116,9 @@ class SharedRegistry(Registry):
             msg = {**msg, "token": hash_secret(msg["token"])}
             if msg.get("resume") is not None:
                 msg["resume"] = hash_secret(check_resume(msg["resume"]))
+            # The identity was proved as the join came in (``Endpoint``): the log keeps
+            # the key, which every replica trusts, not the proof (made over the secret).
+            msg.pop("proof", None)
         entry = {"op": "join" if msg["type"] == "join" else "msg", "c": endpoint.conn,
                  "t": self.clock(), "m": msg}
         if msg["type"] == "join":
@@ -238,7 +241,8 @@ class SharedRegistry(Registry):
                         local = None
                 session.check_token(msg["token"], hashed=True)  # (``handle``)
                 pid = session.join(target, msg.get("name", ""), now, msg.get("role"),
-                                   msg.get("ready", False), msg.get("resume"))
+                                   msg.get("ready", False), msg.get("resume"),
+                                   msg.get("identity"))
                 if local is not None:
                     local.session, local.pid = session, pid
                     self.unjoined.pop(local, None)

@@ -133,7 +133,7 @@ async def test_create_session():
         assert body == {
             "session": sid, "parties": 3, "labels": ["", "", ""], "members": [],
             "joined": 0, "started": False, "round": 0, "relay_only": False,
-            "descriptor": None, "join_url": f"http://127.0.0.1:{client.port}/join/{sid}",
+            "descriptor": None, "pins": ["", "", ""], "join_url": f"http://127.0.0.1:{client.port}/join/{sid}",
         }
         assert (program["name"], program["args"], program["builtin"]) == (
             "sum", ["--no-log"], True)
@@ -329,7 +329,7 @@ async def test_protocol_document():
         assert resp.status == 200
         doc = await resp.json()
         assert doc == json.loads(json.dumps(wire.schema_document()))
-        assert doc["relayed"] == ["signal"]
+        assert doc["relayed"] == ["chat", "signal"]
         assert doc["sealing"]["aad"] == "mpyc-webrtc v1 signal|{session}|{from}|{to}|{seq}"
         assert "bad_token" in doc["error_codes"]
 
@@ -508,11 +508,12 @@ async def test_ws_three_party_flow_and_relay():
             "v": 1, "type": "welcome", "session": sid, "pid": 0, "parties": 3,
             "program": {"name": "sum", "args": [], "builtin": True},
             "labels": ["", "", ""], "ice_servers": [{"urls": "stun:127.0.0.1:3478"}],
-            "relay_only": False, "descriptor": None,
+            "relay_only": False, "descriptor": None, "pins": ["", "", ""],
         }
         roster = await recv(a)
         assert roster["members"] == [
-            {"pid": 0, "name": "Alice", "label": "", "state": "joined", "ready": True}]
+            {"pid": 0, "name": "Alice", "label": "", "state": "joined", "ready": True,
+             "identity": None}]
 
         b, welcome_b = await join(client, sid)
         assert welcome_b["pid"] == 1

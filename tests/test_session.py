@@ -165,7 +165,7 @@ def test_create_valid_builtin(registry, clock):
     assert description == {
         "session": session.id, "parties": 3, "labels": ["", "", ""],
         "joined": 0, "members": [], "started": False, "round": 0, "relay_only": False,
-        "descriptor": None,
+        "descriptor": None, "pins": ["", "", ""],
     }
     assert program == {
         "name": "max", "args": ["--no-log", "-L64"], "builtin": True,
@@ -582,7 +582,7 @@ def test_welcome_contents(registry):
         "v": 1, "type": "welcome", "session": session.id, "pid": 0, "parties": 3,
         "program": {"name": "sort", "args": ["--no-log"], "builtin": True},
         "labels": ["", "", ""], "ice_servers": [STUN], "relay_only": False,
-        "descriptor": None,
+        "descriptor": None, "pins": ["", "", ""],
     }
     assert set(welcome) == {"v", "type", *SERVER_MESSAGES["welcome"]}
 
@@ -606,9 +606,10 @@ def test_roster_is_broadcast_to_all_on_each_join(registry):
     assert welcome_b["type"] == "welcome"
     assert roster_a == roster_b == {
         "v": 1, "type": "roster", "parties": 3, "started": False, "round": 0, "pairs": [],
-        "members": [{"pid": 0, "name": "Alice", "label": "", "state": "joined", "ready": True},
+        "members": [{"pid": 0, "name": "Alice", "label": "", "state": "joined", "ready": True,
+                     "identity": None},
                     {"pid": 1, "name": "party 1", "label": "", "state": "joined",
-                     "ready": True}],
+                     "ready": True, "identity": None}],
     }
     assert set(roster_a) == {"v", "type", *SERVER_MESSAGES["roster"]}
 
@@ -926,7 +927,7 @@ def test_a_party_that_cannot_take_part_holds_its_place_and_says_why(registry):
         roster = party.take()[-1]
         assert roster["members"][2] == {"pid": 2, "name": "party 2", "label": "",
                                         "state": "unsupported", "ready": False,
-                                        "lacks": ["webrtc", "isolation"]}
+                                        "identity": None, "lacks": ["webrtc", "isolation"]}
         assert "lacks" not in roster["members"][0]
     assert not session.started
     c.send("status", state="unsupported", detail="webrtc,isolation")
