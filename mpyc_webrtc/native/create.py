@@ -142,7 +142,9 @@ def parse_pins(given: list[str], labels: list[str], parties: int,
         try:
             public_key(did)
         except IdentityError as exc:
-            raise Failure(f"--pin for the place {where}: {exc}", 2) from None
+            raise Failure(f"--pin for the place {where}: {did[:60]!r} is not a key "
+                          f"({str(exc).rstrip('.')}); give the whole did:key that "
+                          "mpyc-webrtc-peer identity prints.", 2) from None
         pins[pid] = did
     return pins
 

@@ -10,13 +10,14 @@ import os
 import re
 import sys
 import tempfile
+import time
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
 from .. import known
 from ..ice import parse_ice_server
-from ..identity import IdentityError, default_path, load_or_create
+from ..identity import Identity, IdentityError, default_path, load_or_create
 from ..launch import (
     CONTEXT,
     ProgramFailed,
@@ -78,10 +79,7 @@ def join(args: argparse.Namespace) -> int:
     except ValueError as exc:
         raise Failure(str(exc), 2) from None
     identity_path = args.identity or default_path()
-    try:
-        me, made = load_or_create(identity_path)
-    except IdentityError as exc:
-        raise Failure(str(exc)) from None
+    me, made = own_identity(identity_path)
     memory = KnownIdentities(args.known or known.path_for(identity_path))
     loop = new_event_loop()
     asyncio.set_event_loop(loop)  # MPyC's runtime caches this loop when it is imported
@@ -237,6 +235,30 @@ def join(args: argparse.Namespace) -> int:
         run_to_the_end(loop, _close(factory, signaling, graceful))
         display.close()
         sys.stdout = real_stdout
+
+
+def own_identity(path: Path) -> tuple[Identity, bool]:
+    """This party's key (``identity.load_or_create``); and whether it was just made.
+
+    Several peers started at once with the same new key file race to make it: the one that
+    loses finds the file there (or still empty) and reads it again a moment later."""
+    for attempt in range(10):
+        try:
+            return load_or_create(path)
+        except FileExistsError:
+            pass  # made by another peer between looking and making
+        except IdentityError as exc:
+            try:
+                being_written = path.stat().st_size == 0
+            except OSError:
+                being_written = False
+            if not being_written or attempt == 9:
+                raise Failure(str(exc)) from None
+        except OSError as exc:
+            raise Failure(f"Cannot make the identity file {path}: "
+                          f"{exc.strerror or exc}.") from None
+        time.sleep(0.05)
+    raise Failure(f"Cannot read the identity file {path}: another program keeps making it.")
 
 
 def choose_place(wanted: str, info: dict[str, Any] | None,
