@@ -398,3 +398,37 @@ def test_an_insider_who_reseals_an_offer_cannot_sign_it(mode, tmp_path, monkeypa
     # Nothing was connected on the strength of it.
     assert not re.search(r"^Link \d<->\d: ready", victim.err, re.M)
     assert f"{named} (verified)" not in victim.err
+
+
+def test_closing_while_connecting_leaves_no_unretrieved_task(monkeypatch, caplog):
+    """aiortc connects (ICE, DTLS, SCTP) in a task it forgets; a party that stops while
+    that runs (the victim in test_tampered_signal_stops_its_receiver) made it fail with
+    "Cannot send data, not connected", and asyncio logged "Task exception was never
+    retrieved" with a traceback. The peer's connections read that task's outcome. (No
+    connection is opened here: the connecting itself is replaced by its failure.)"""
+    import asyncio
+    import gc
+    import logging
+
+    from aiortc import RTCConfiguration, RTCPeerConnection
+
+    from mpyc_webrtc.native.links import PeerConnection
+
+    async def fails(self):
+        await asyncio.sleep(0)
+        raise ConnectionError("Cannot send data, not connected")
+
+    monkeypatch.setattr(RTCPeerConnection, "_RTCPeerConnection__connect", fails)
+
+    async def scenario() -> None:
+        pc = PeerConnection(RTCConfiguration(iceServers=[]))
+        asyncio.ensure_future(pc._RTCPeerConnection__connect())  # as aiortc does
+        await pc.close()
+        await asyncio.sleep(0.05)
+
+    with caplog.at_level(logging.DEBUG):
+        asyncio.run(scenario())
+        gc.collect()
+    assert "never retrieved" not in caplog.text
+    assert "connecting ended by closing: ConnectionError('Cannot send data, not connected')" \
+        in caplog.text
