@@ -9,8 +9,12 @@ verified. The peers run in a network namespace of their own with the signaling s
 from __future__ import annotations
 
 import json
+import os
+import pty
 import re
 import subprocess
+import threading
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -257,3 +261,55 @@ def test_known_identities_are_recognised_the_next_time(tmp_path):
     records = json.loads((alice.key.parent / "known.json").read_text())["identities"]
     assert records[bob.did]["count"] == 2 and records[bob.did]["name"] == "Robert"
     assert records[mallory.did]["name"] == "Carol" and records[carol.did]["count"] == 1
+
+
+#: An uploaded program that keeps the parties connected for a while after they connect.
+LINGER = """\
+import asyncio
+from mpyc.runtime import mpc
+
+mpc.run(mpc.start())
+mpc.run(asyncio.sleep(4))
+mpc.run(mpc.shutdown())
+print("done")
+"""
+
+
+@pytest.mark.netns
+def test_lines_typed_in_a_terminal_go_over_the_chat_channel(tmp_path):
+    people = [person(tmp_path, name) for name in ("Alice", "Bob", "Carol")]
+    program = tmp_path / "linger.py"
+    program.write_text(LINGER)
+    with Namespace() as ns:
+        server = Server(ns)
+        url = server.create(3, "--program-file", str(program))
+        ours, theirs = pty.openpty()
+        typist = ns.popen([PEER, "join", url, "--allow-loopback", "--identity",
+                           str(people[0].key), "--name", "Alice", "--trust-program",
+                           "--place", "party 0"], stdin=theirs, stdout=subprocess.PIPE,
+                          stderr=subprocess.PIPE, text=True)
+        os.close(theirs)
+        shown: list[str] = []
+        reader = threading.Thread(target=shown.extend, args=(typist.stderr,), daemon=True)
+        reader.start()
+        others = [join(ns, url, p, "--trust-program", "--place", f"party {pid}")
+                  for pid, p in enumerate(people[1:], start=1)]
+        deadline = time.monotonic() + 60
+        while not any("data channels to all 2 other parties are open" in line
+                      for line in shown):
+            assert time.monotonic() < deadline and typist.poll() is None, "".join(shown)
+            time.sleep(0.05)
+        os.write(ours, b"over the channel\n")
+        runs = finish(people[1:], others)
+        typist.wait(TIMEOUT)
+        reader.join(5)
+        os.close(ours)
+    text = report(runs) + "\n\nAlice:\n" + "".join(shown)
+    assert typist.returncode == 0 and [r.code for r in runs] == [0, 0], text
+    assert "Type a line and press Enter to write to the other parties.\n" in shown, text
+    for pid in (1, 2):
+        assert f"chat to party {pid} over the peer connection" in "".join(shown), text
+    for run in runs:
+        # Over a connection whose key was verified: shown as verified.
+        assert f"party 0 Alice [{people[0].fingerprint}, verified]: over the channel" in (
+            run.lines()), text

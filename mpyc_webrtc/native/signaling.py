@@ -268,11 +268,11 @@ class Signaling:
         text = json.dumps(payload, separators=(",", ":"), ensure_ascii=False)
         for peer in event["to"]:
             if self.chat_channel is not None and self.chat_channel(peer, text):
-                log.debug("chat to party %d over the peer connection", peer)
+                log.info("chat to party %d over the peer connection", peer)
                 continue
             if self.sealer is None:
                 continue
-            log.debug("chat to party %d through the server (sealed)", peer)
+            log.info("chat to party %d through the server (sealed)", peer)
             self._on_send({"message": wire.message(
                 "chat", **self.sealer.seal_chat(peer, payload))})
 
