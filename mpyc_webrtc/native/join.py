@@ -144,7 +144,6 @@ def join(args: argparse.Namespace) -> int:
     except PeerError as exc:
         loop.run_until_complete(signaling.close())
         raise tampered() or Failure(str(exc)) from None
-    talk.listen(loop)
     pid, parties, program = welcome["pid"], welcome["parties"], welcome["program"]
     CONTEXT.party = str(pid)
     log.info("joined as party %d of %d; program %s", pid, parties, program["name"])
@@ -153,10 +152,10 @@ def join(args: argparse.Namespace) -> int:
         privacy_line = check_privacy(parties, program["args"], args.accept_no_privacy)
         consent_to_program(program, session_id, trusted=args.trust_program or consented)
     except Failure:
-        talk.close(loop)
         loop.run_until_complete(signaling.close())
         raise
     display.joined(welcome, secret.fingerprint, privacy_line)
+    talk.listen(loop)  # after the last question the person may be asked
 
     def on_roster(roster: dict[str, Any]) -> None:
         display.roster(roster)
