@@ -92,7 +92,9 @@ def test_browser_sealing_matches_the_python_vectors(server, new_page):
         const outcomes = [];
         for (const m of v.messages) {
             try {
-                outcomes.push({ok: await (m.chat ? me.openChat(m.from, m.seq, m.box) : me.open(m.from, m.seq, m.box))});
+                const opened = m.chat ? me.openChat(m.from, m.seq, m.box)
+                                      : me.open(m.from, m.seq, m.box);
+                outcomes.push({ok: await opened});
             } catch (error) {
                 outcomes.push({error: error.message, tamper: error instanceof sealing.TamperError});
             }

@@ -733,7 +733,7 @@ def pins_from_request(request: dict[str, Any], parties: int,
     for pid, pin in enumerate(pins):
         if not pin:
             continue
-        where = the_place(labels[pid], pid)
+        where = the_place(labels[pid] if pid < len(labels) else "", pid)  # (not padded)
         shown = repr(pin[:60]) + ("..." if len(pin) > 60 else "")
         if len(pin) > MAX_IDENTITY_LENGTH:  # (never decoded: base58 costs its length squared)
             raise invalid(f"{where} is pinned to {shown}, which is far longer than a did:key "

@@ -319,6 +319,9 @@ def sealed_raw(plain: bytes, seq: int = 1, aad_of=wire.signal_aad) -> str:
     (b'{"kind": "answer", "program": "x"}', "its answer has no text field 'sdp'"),
     (b'{"kind": "offer", "sdp": 1, "program": "x"}', "its offer has no text field 'sdp'"),
     (b'{"kind": "candidate"}', "its candidate has no text field 'candidate'"),
+    (b'{"kind": "offer", "sdp": "v=0", "program": "x", "identity": "d", "name": ""}',
+     "its offer has no text field 'signature'"),
+    (b'{"kind": "chat", "text": "hi"}', 'unknown kind "chat"'),
 ])
 def test_authentic_box_with_bad_content(plain, detail):
     _, b = pair()
@@ -326,9 +329,9 @@ def test_authentic_box_with_bad_content(plain, detail):
         b.open(0, 1, sealed_raw(plain))
     assert tamper_message(excinfo) == (
         f"Tampering detected: a sealed signaling message from party 0 is not a valid offer, "
-        f"answer or ICE candidate ({detail}). Only someone with the join link can seal "
-        f"messages, so party 0 or someone else with the link sent it. Stop, and do not take "
-        f"part in this session.")
+        f"answer, ICE candidate or chat message ({detail}). Only someone with the join link "
+        f"can seal messages, so party 0 or someone else with the link sent it. Stop, and do "
+        f"not take part in this session.")
     assert b.open(0, 1, sealed_raw(b'{"kind":"candidate","candidate":""}')) == {
         "kind": "candidate", "candidate": ""}
 

@@ -658,6 +658,81 @@ async def test_session_with_labels_via_http():
         assert doc["code"] == "invalid_request" and "'x'" in doc["message"]
 
 
+def signed_join(who: Any, sid: str, resume: str) -> dict[str, str]:
+    """A join's ``identity`` and ``proof`` for ``who`` (an ``identity.Identity``)."""
+    from mpyc_webrtc.identity import join_statement
+    from mpyc_webrtc.sealing import b64url_encode
+
+    return {"identity": who.did, "proof": b64url_encode(who.sign(join_statement(sid, resume))),
+            "resume": resume}
+
+
+async def test_pins_are_checked_kept_and_shown_over_http():
+    from mpyc_webrtc.identity import Identity
+
+    alice = Identity.from_seed(bytes(32))
+    labels = ["hospital A", "hospital B", "hospital C"]
+    async with serve() as client:
+        resp = await client.post("/api/sessions", json={
+            **AUTH, "parties": 3, "program": "sum", "labels": labels, "pins": ["", alice.did]})
+        assert resp.status == 201
+        body = await resp.json()
+        assert body["pins"] == ["", alice.did, ""]
+        info = await (await client.get(f"/api/sessions/{body['session']}")).json()
+        assert info["pins"] == ["", alice.did, ""]
+        for pins, text in [
+            (["", "did:key:zXYZ"], "The place 'hospital B' (party 1) is pinned to "
+             "'did:key:zXYZ', which is not the did:key of an Ed25519 key."),
+            ([""] * 4, "There are 4 pins for 3 parties: at most one per place."),
+        ]:
+            bad = await client.post("/api/sessions", json={
+                **AUTH, "parties": 3, "program": "sum", "labels": labels, "pins": pins})
+            assert bad.status == 400
+            assert await bad.json() == {"v": 1, "type": "error", "code": "invalid_request",
+                                        "message": text}
+        assert await open_sessions(client) == 1
+
+
+async def test_ws_a_pinned_place_admits_only_its_key():
+    from mpyc_webrtc.identity import Identity
+
+    alice, bob = Identity.from_seed(bytes(32)), Identity.generate()
+    async with serve() as client:
+        sid = await new_session(client, parties=3, pins=["", alice.did])
+        ws = await client.ws_connect("/ws")
+        await send(ws, "join", session=sid, token=TOKEN, role=1,
+                   **signed_join(bob, sid, "b" * 22))
+        refused = await expect_error(ws, "place_pinned")
+        assert refused["message"].startswith(
+            f"The place of party 1 is kept for someone else's key (fingerprint "
+            f"{alice.fingerprint}); you joined with {bob.fingerprint}.")
+        a, welcome = await join(client, sid, ready=False, **signed_join(alice, sid, "a" * 22))
+        assert (welcome["pid"], welcome["pins"]) == (1, ["", alice.did, ""])
+        roster = await recv(a)
+        assert [(m["pid"], m["identity"]) for m in roster["members"]] == [(1, alice.did)]
+        for sock in (ws, a):
+            await sock.close()
+
+
+async def test_ws_chat_is_relayed_in_the_lobby_and_dropped_for_an_absent_party():
+    async with serve() as client:
+        sid = await new_session(client, parties=3)
+        a, _ = await join(client, sid, ready=False)
+        b, _ = await join(client, sid, ready=False)
+        await recv_types(a, 2)  # a's roster, and the one b's join made
+        await recv(b)
+        await send(a, "chat", to=1, seq=1, box="sealed-chat", text="never relayed")
+        assert await recv(b) == {"v": 1, "type": "chat", "from": 0, "seq": 1,
+                                 "box": "sealed-chat"}
+        await send(a, "chat", to=2, seq=1, box="for nobody")  # place 2 is free
+        await send(a, "status", state="joined-and-waiting")
+        roster = await recv(a)  # the next thing a hears is the roster: no error came
+        assert roster["type"] == "roster"
+        assert roster["members"][0]["state"] == "joined-and-waiting"
+        for ws in (a, b):
+            await ws.close()
+
+
 async def test_config_says_whether_relay_only_sessions_are_possible():
     from signaling.ice_servers import IceConfig
 
