@@ -10,7 +10,6 @@ import os
 import re
 import sys
 import tempfile
-import time
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -237,27 +236,13 @@ def join(args: argparse.Namespace) -> int:
 
 
 def own_identity(path: Path) -> tuple[Identity, bool]:
-    """This party's key (``identity.load_or_create``); and whether it was just made.
-
-    Several peers started at once with the same new key file race to make it: the one that
-    loses finds the file there (or still empty) and reads it again a moment later."""
-    for attempt in range(10):
-        try:
-            return load_or_create(path)
-        except FileExistsError:
-            pass  # made by another peer between looking and making
-        except IdentityError as exc:
-            try:
-                being_written = path.stat().st_size == 0
-            except OSError:
-                being_written = False
-            if not being_written or attempt == 9:
-                raise Failure(str(exc)) from None
-        except OSError as exc:
-            raise Failure(f"Cannot make the identity file {path}: "
-                          f"{exc.strerror or exc}.") from None
-        time.sleep(0.05)
-    raise Failure(f"Cannot read the identity file {path}: another program keeps making it.")
+    """This party's key (``identity.load_or_create``); and whether it was just made."""
+    try:
+        return load_or_create(path)
+    except IdentityError as exc:
+        raise Failure(str(exc)) from None
+    except OSError as exc:
+        raise Failure(f"Cannot make the identity file {path}: {exc.strerror or exc}.") from None
 
 
 def choose_place(wanted: str, info: dict[str, Any] | None,
