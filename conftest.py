@@ -1,4 +1,5 @@
-"""For every test under tests/ and e2e/: the one rule for tests that need root.
+"""For every test under tests/ and e2e/: the one rule for tests that need root, and a
+configuration directory of each test's own.
 
 A test marked ``netns`` (it creates network namespaces) is skipped, with the reason,
 when the suite runs without root, and fails instead under ``CI=true``; see
@@ -29,6 +30,15 @@ def pytest_runtest_setup(item: pytest.Item) -> None:
     verdict = netns.rule_for_tests()
     if verdict is not None and verdict[0] == "fail":
         pytest.fail(verdict[1], pytrace=False)
+
+
+@pytest.fixture(autouse=True)
+def own_config_home(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch):
+    """Native peers keep their identity key and whom they computed with in the user's
+    configuration directory: each test gets its own (and its peers, which inherit the
+    environment), so no test writes to the home of whoever runs the suite, and no test
+    finds the keys another made."""
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path_factory.mktemp("config")))
 
 
 @pytest.fixture(scope="session")

@@ -26,6 +26,7 @@ import base64
 import hashlib
 import os
 import stat
+import tempfile
 from pathlib import Path
 
 from cryptography.exceptions import InvalidSignature
@@ -174,6 +175,27 @@ def default_path() -> Path:
     return Path(base) / "mpyc-webrtc" / "identity.pem"
 
 
+def _make(path: Path) -> Identity | None:
+    """A new identity saved in ``path``, whole or not at all: written to a file of its own
+    and linked into place, so that peers started together on a new key file never read
+    half of one. None if another program made ``path`` meanwhile."""
+    identity = Identity.generate()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, temporary = tempfile.mkstemp(dir=path.parent, prefix=".identity-")  # mode 0600
+    try:
+        with os.fdopen(fd, "wb") as file:
+            file.write(identity.pem())
+            file.flush()
+            os.fsync(file.fileno())
+        try:
+            os.link(temporary, path)
+        except FileExistsError:
+            return None
+    finally:
+        os.unlink(temporary)
+    return identity
+
+
 def load_or_create(path: Path | None = None) -> tuple[Identity, bool]:
     """The identity in ``path`` (``default_path()``), made and saved (readable by its
     owner only) if there is none; and whether it was just made."""
@@ -181,12 +203,10 @@ def load_or_create(path: Path | None = None) -> tuple[Identity, bool]:
     try:
         data = path.read_bytes()
     except FileNotFoundError:
-        identity = Identity.generate()
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(fd, "wb") as file:
-            file.write(identity.pem())
-        return identity, True
+        made = _make(path)
+        if made is not None:
+            return made, True
+        data = path.read_bytes()  # another program made it first: that one is ours
     except OSError as exc:
         raise IdentityError(f"Cannot read the identity file {path}: "
                             f"{exc.strerror or exc}.") from None

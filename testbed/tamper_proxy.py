@@ -43,6 +43,17 @@ what it changed to stderr):
   message numbers count apart.
 - ``drop-descriptor``: hand out no sealed description of the session (``descriptor:
   null``) in ``welcome`` and ``GET /api/sessions/ID``.
+- ``swap-roster-identity``: in every ``roster``, give the first two members with keys
+  each other's ``identity``.
+- ``rename-member``: in every ``roster``, call party 0 "Mallory" (or "Mallory 2" if that
+  is its name).
+
+An insider, who holds the join link's secret (``--link URL``, or the environment's
+``TAMPER_PROXY_LINK``), can open and seal signals as any party; these modes change the
+first relayed ``offer`` and seal it again, with the same number:
+
+- ``reseal-name``: the offer claims the name "Mallory" (its signature stays the sender's).
+- ``reseal-identity``: the offer names another key (a fresh one) as its sender's.
 """
 
 from __future__ import annotations
@@ -50,19 +61,37 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import re
+import secrets
 import sys
 from typing import Any
 
 from aiohttp import ClientSession, ClientTimeout, WSMsgType, web
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
-from mpyc_webrtc import launch, programs
+from mpyc_webrtc import launch, programs, wire
+from mpyc_webrtc.identity import Identity
+from mpyc_webrtc.sealing import (
+    NONCE_BYTES,
+    JoinSecret,
+    b64url_decode,
+    b64url_encode,
+    compact_json,
+    seal_key,
+)
 
 MODES = ("none", "flip-box", "replay", "swap-from", "swap-program", "swap-welcome",
          "halve-parties", "drop-relay-only", "rename-places", "unprompted-start",
-         "edit-protocol", "replay-typed", "drop-descriptor")
+         "edit-protocol", "replay-typed", "drop-descriptor", "swap-roster-identity",
+         "rename-member", "reseal-name", "reseal-identity")
 #: Modes that change the first relayed ``signal``, once.
 SIGNAL_MODES = ("flip-box", "replay", "swap-from", "replay-typed")
+#: Modes that change every ``roster``.
+ROSTER_MODES = ("swap-roster-identity", "rename-member")
+#: Modes of an insider who holds the link's secret: they change the first ``offer``.
+INSIDER_MODES = ("reseal-name", "reseal-identity")
 #: Headers that belong to one hop, never forwarded.
 HOP_BY_HOP = {"connection", "keep-alive", "proxy-authenticate", "proxy-authorization", "te",
               "trailer", "trailers", "transfer-encoding", "upgrade", "host", "content-length",
@@ -76,13 +105,21 @@ def log(text: str) -> None:
 
 
 class Proxy:
-    def __init__(self, upstream: str, public: str, mode: str):
+    def __init__(self, upstream: str, public: str, mode: str, link: str | None = None):
         self.upstream = upstream.rstrip("/")
         self.public = public.rstrip("/")
         self.mode = mode
         #: The first relayed ``signal`` has been tampered with (modes that do it once).
         self.done = False
         self.http: ClientSession | None = None
+        #: An insider's sealing key (from the join link's secret).
+        self.aead: AESGCM | None = None
+        if link is not None:
+            self.aead = AESGCM(seal_key(JoinSecret.from_fragment(link.split("#", 1)[1]).secret))
+        elif mode in INSIDER_MODES:
+            raise SystemExit(f"mode {mode} needs the join link (--link or TAMPER_PROXY_LINK)")
+        #: What the roster modes logged already (once per change, not per roster).
+        self._told: set[str] = set()
 
     # -- what is changed ---------------------------------------------------------------
 
@@ -141,9 +178,67 @@ class Proxy:
             doc["descriptor"] = None
         return doc
 
+    def retold(self, roster: dict[str, Any], me: Any) -> dict[str, Any]:
+        """A ``roster`` as the roster modes tell it to party ``me``."""
+        members = [dict(m) for m in roster.get("members") or [] if isinstance(m, dict)]
+        members.sort(key=lambda m: m.get("pid") if isinstance(m.get("pid"), int) else -1)
+        if self.mode == "swap-roster-identity":
+            keyed = [m for m in members if m.get("identity")]
+            if len(keyed) < 2 or keyed[0]["identity"] == keyed[1]["identity"]:
+                return roster
+            a, b = keyed[0], keyed[1]
+            a["identity"], b["identity"] = b["identity"], a["identity"]
+            self.once(f"swap-roster-identity: rosters to party {me} show party {a['pid']} "
+                      f"with the key {a['identity']} and party {b['pid']} with "
+                      f"{b['identity']}")
+        else:  # rename-member
+            first = next((m for m in members if m.get("pid") == 0), None)
+            if first is None:
+                return roster
+            new = "Mallory 2" if first.get("name") == "Mallory" else "Mallory"
+            self.once(f"rename-member: rosters to party {me} call party 0 {new!r} "
+                      f"instead of {first.get('name')!r}")
+            first["name"] = new
+        return {**roster, "members": members}
+
+    def once(self, line: str) -> None:
+        if line not in self._told:
+            self._told.add(line)
+            log(line)
+
+    def resealed(self, msg: dict[str, Any], state: dict[str, Any]) -> dict[str, Any]:
+        """An insider's change to the first ``offer`` relayed (else ``msg`` as it is): it
+        opens the box with the link's key, changes what its mode says and seals it again
+        under the same number, as the sender would have."""
+        assert self.aead is not None
+        sender, seq, me = msg.get("from"), msg.get("seq"), state["pid"]
+        try:
+            aad = wire.signal_aad(state["session"], sender, me, seq)
+            data = b64url_decode(msg["box"])
+            payload = json.loads(self.aead.decrypt(data[:NONCE_BYTES], data[NONCE_BYTES:], aad))
+        except (KeyError, TypeError, ValueError, InvalidTag) as exc:
+            log(f"{self.mode}: could not open signal {seq} from party {sender}: {exc!r}")
+            return msg
+        if not isinstance(payload, dict) or payload.get("kind") != "offer":
+            return msg
+        self.done = True
+        if self.mode == "reseal-name":
+            changed, what = {**payload, "name": "Mallory"}, "name"
+        else:
+            changed, what = {**payload, "identity": Identity.generate().did}, "identity"
+        nonce = secrets.token_bytes(NONCE_BYTES)
+        box = b64url_encode(nonce + self.aead.encrypt(nonce, compact_json(changed), aad))
+        log(f"{self.mode}: the offer in signal {seq} from party {sender} to party {me} now "
+            f"says {what} {changed[what]!r} instead of {payload[what]!r}, sealed again")
+        return {**msg, "box": box}
+
     def to_client(self, msg: dict[str, Any], state: dict[str, Any]) -> list[dict[str, Any]]:
         """The messages to deliver instead of ``msg`` (server -> client)."""
         kind = msg.get("type")
+        if kind == "roster" and self.mode in ROSTER_MODES:
+            return [self.retold(msg, state["pid"])]
+        if kind == "signal" and self.mode in INSIDER_MODES and not self.done:
+            return [self.resealed(msg, state)]
         if kind == "welcome":
             state["pid"], state["parties"] = msg.get("pid"), msg.get("parties")
             if self.mode in ("swap-program", "swap-welcome"):
@@ -193,6 +288,8 @@ class Proxy:
         """Follow what the party says (client -> server; forwarded unchanged)."""
         if msg.get("type") in ("join", "ready"):
             state["ready"] = msg.get("ready") is True
+        if msg.get("type") == "join":
+            state["session"] = msg.get("session")
 
     def rewrite_body(self, path: str, body: bytes, content_type: str) -> bytes:
         if not (content_type.startswith("text/") or "json" in content_type):
@@ -257,7 +354,7 @@ class Proxy:
         headers = {k: v.replace(self.public, self.upstream) for k, v in request.headers.items()
                    if k.lower() in ("origin", "user-agent", "cookie")}
         state: dict[str, Any] = {"pid": None, "parties": None, "ready": False,
-                                 "started": False}
+                                 "started": False, "session": None}
         async with self.http.ws_connect(self.upstream.replace("http", "ws", 1) + "/ws",
                                         headers=headers, max_msg_size=MAX_FRAME) as server:
             async def up() -> None:
@@ -307,10 +404,14 @@ async def main() -> None:
     parser.add_argument("--listen", required=True, metavar="HOST:PORT")
     parser.add_argument("--upstream", required=True, metavar="URL")
     parser.add_argument("--mode", choices=MODES, default="none")
+    parser.add_argument("--link", default=os.environ.get("TAMPER_PROXY_LINK"),
+                        help="the join link, for an insider's modes (default: "
+                             "$TAMPER_PROXY_LINK)")
     args = parser.parse_args()
     host, _, port = args.listen.rpartition(":")
     public = f"http://{args.listen}"
-    proxy = Proxy(args.upstream, public, args.mode)
+    proxy = Proxy(args.upstream, public, args.mode,
+                  args.link if args.mode in INSIDER_MODES else None)
     proxy.http = ClientSession(timeout=ClientTimeout(total=None), auto_decompress=False)
     app = web.Application(client_max_size=MAX_FRAME)
     app.router.add_route("*", "/{tail:.*}", proxy.handle)

@@ -114,6 +114,21 @@ def test_the_key_file_is_made_once_readable_by_its_owner_only(tmp_path):
         identity.load_or_create(path)
 
 
+def test_peers_started_together_on_a_new_key_file_share_one_whole_key(tmp_path):
+    # Each process looks, finds nothing and makes a key: one wins, every other reads that
+    # one (never half a file, never an error), and nothing else is left in the folder.
+    path = tmp_path / "conf" / "identity.pem"
+    script = ("import sys; from pathlib import Path; from mpyc_webrtc import identity; "
+              "print(identity.load_or_create(Path(sys.argv[1]))[0].did)")
+    procs = [subprocess.Popen([sys.executable, "-c", script, str(path)],
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+             for _ in range(8)]
+    results = [p.communicate(timeout=60) for p in procs]
+    assert [err for _, err in results] == [""] * 8
+    assert len({out.strip() for out, _ in results}) == 1
+    assert [f.name for f in path.parent.iterdir()] == ["identity.pem"]
+
+
 def test_the_browser_twin_gives_the_same_answers():
     node = shutil.which("node")
     assert node is not None, "Node.js runs the page's modules here (./run.sh installs it)"

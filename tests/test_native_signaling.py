@@ -27,7 +27,7 @@ DESCRIPTOR = JoinSecret(SECRET, LINK_HASH).descriptor(2, [])
 def welcome(pid: int) -> dict[str, Any]:
     return wire.message("welcome", session="S", pid=pid, parties=2, program=PROGRAM,
                         labels=["", ""], ice_servers=[], relay_only=False,
-                        descriptor=DESCRIPTOR)
+                        descriptor=DESCRIPTOR, pins=["", ""])
 
 
 def roster(state: str) -> dict[str, Any]:

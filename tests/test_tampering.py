@@ -11,7 +11,9 @@ what they need (4 parties to halve, relay only, named places).
 from __future__ import annotations
 
 import re
+import subprocess
 from dataclasses import dataclass
+from pathlib import Path
 
 import pytest
 
@@ -27,6 +29,13 @@ ERROR = "mpyc-webrtc-peer: error: "
 TAMPERED = ERROR + "Tampering detected:"
 #: Peers that are left waiting for a tampered party give up this soon.
 CONNECT = ("--connect-timeout", "8")
+
+
+@pytest.fixture(autouse=True)
+def keys_of_their_own(tmp_path, monkeypatch):
+    """The peers' default key files (and known identities) in this test's own folder, not
+    in the home directory of whoever runs the tests."""
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "config"))
 
 
 @dataclass
@@ -280,3 +289,146 @@ def test_a_start_the_party_did_not_agree_to_stops_it():
     assert runs[0].last == (
         f"{ERROR}Tampering detected: the server started round 2, which this party did not "
         "agree to (it had not said it was ready). Stop, and do not take part in this session.")
+
+
+# -- identities: a relay cannot change who a verified party is -------------------------------
+
+NAMES = ("Alice", "Bob", "Carol")
+
+
+def key(tmp_path: Path, name: str) -> tuple[Path, str]:
+    """A key file of ``name``'s own, and its did:key."""
+    path = tmp_path / name / "identity.pem"
+    done = subprocess.run([str(BIN / "mpyc-webrtc-peer"), "identity", "--identity", str(path)],
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    return path, done.stdout.splitlines()[0]
+
+
+def run_people(ns: Namespace, url: str, tmp_path: Path) -> tuple[list[Run], list[str]]:
+    """Alice, Bob and Carol, each with a key of their own, in places 0, 1 and 2; their
+    runs and did:keys."""
+    keys = [key(tmp_path, name) for name in NAMES]
+    procs = [start_peer(ns, url, "--input", str(pid), "--name", name, "--place",
+                        f"party {pid}", "--identity", str(path), *CONNECT)
+             for pid, (name, (path, _)) in enumerate(zip(NAMES, keys, strict=True))]
+    runs = []
+    for proc in procs:
+        out, err = proc.communicate(timeout=TIMEOUT)
+        runs.append(Run(proc.returncode, out, err))
+    return runs, [did for _, did in keys]
+
+
+def stopped_by(runs: list[Run], proxy: TamperProxy, sentences: set[str]) -> list[Run]:
+    """The parties that caught the lie (with one of ``sentences``); every other one was
+    told that a party left. Nobody computed, nobody crashed."""
+    report = describe(runs, proxy)
+    caught = [r for r in runs if r.last.startswith(TAMPERED)]
+    assert caught, report
+    for run in runs:
+        assert run.code == 1 and run.out == "", report
+        assert "Traceback" not in run.err, report
+        if run in caught:
+            assert run.last.removeprefix(ERROR) in sentences, report
+        else:
+            assert re.fullmatch(rf"{ERROR}Party \d+ left the session before the computation "
+                                r"finished\.", run.last), report
+    return caught
+
+
+def test_a_roster_that_swaps_two_keys_stops_who_verified_them(tmp_path):
+    ns, _server, proxy, url = proxied("swap-roster-identity", 3, "--program", "sum")
+    try:
+        runs, dids = run_people(ns, url, tmp_path)
+    finally:
+        ns.close()
+    assert any("swap-roster-identity: rosters to party" in line for line in proxy.log)
+    # Parties 0 and 1 swapped: whoever verified one of them sees the roster lie about it.
+    stopped_by(runs, proxy, {say("tamper.roster_identity", party=p, said=dids[1 - p],
+                                 signed=dids[p]) for p in (0, 1)})
+    assert say("tamper.roster_identity", party=0, said=dids[1], signed=dids[0]) == (
+        f"Tampering detected: the server shows party 0 with the key {dids[1]}, but party 0 "
+        f"signed with {dids[0]}. Stop, and do not take part in this session.")
+
+
+def test_a_roster_that_renames_a_verified_party_stops_who_verified_it(tmp_path):
+    ns, _server, proxy, url = proxied("rename-member", 3, "--program", "sum")
+    try:
+        runs, _dids = run_people(ns, url, tmp_path)
+    finally:
+        ns.close()
+    sentence = say("tamper.roster_name", party=0, said='"Mallory"', signed='"Alice"')
+    caught = stopped_by(runs, proxy, {sentence})
+    assert runs[0] not in caught  # party 0 itself has nobody to check its own name against
+    assert sentence == ('Tampering detected: the server shows party 0 as "Mallory", but '
+                        'party 0 signed the name "Alice". Stop, and do not take part in this '
+                        "session.")
+
+
+@pytest.mark.parametrize("mode", ["reseal-name", "reseal-identity"])
+def test_an_insider_who_reseals_an_offer_cannot_sign_it(mode, tmp_path, monkeypatch):
+    """Someone with the join link (a party, or whoever it shared the link with) running the
+    relay can open and seal every signal, but not sign for another key."""
+    ns = Namespace()
+    ns.__enter__()
+    try:
+        server = Server(ns)
+        url = server.create(3, "--program", "sum")
+        monkeypatch.setenv("TAMPER_PROXY_LINK", url)  # what the insider knows
+        proxy = TamperProxy(ns, server, mode)
+        runs, dids = run_people(ns, proxy.link(url), tmp_path)
+    finally:
+        ns.close()
+    changed = next(line for line in proxy.log if f"{mode}: the offer" in line)
+    sender = int(re.search(r"from party (\d+)", changed).group(1))
+    receiver = int(re.search(r"to party (\d+)", changed).group(1))
+    named = dids[sender]
+    if mode == "reseal-identity":
+        named = re.search(r"says identity '(did:key:\w+)'", changed).group(1)
+        assert named not in dids
+    else:
+        assert "says name 'Mallory' instead of" in changed
+    sentence = say("tamper.bad_signature", party=sender, kind="offer", identity=named)
+    (victim,) = stopped_by(runs, proxy, {sentence})
+    assert victim is runs[receiver], describe(runs, proxy)
+    assert sentence == (
+        f"Tampering detected: party {sender}'s offer is not signed by the identity key it "
+        f"names ({named}), so it may come from anyone who has the join link. Stop, and do "
+        "not take part in this session.")
+    # Nothing was connected on the strength of it.
+    assert not re.search(r"^Link \d<->\d: ready", victim.err, re.M)
+    assert f"{named} (verified)" not in victim.err
+
+
+def test_closing_while_connecting_leaves_no_unretrieved_task(monkeypatch, caplog):
+    """aiortc connects (ICE, DTLS, SCTP) in a task it forgets; a party that stops while
+    that runs (the victim in test_tampered_signal_stops_its_receiver) made it fail with
+    "Cannot send data, not connected", and asyncio logged "Task exception was never
+    retrieved" with a traceback. The peer's connections read that task's outcome. (No
+    connection is opened here: the connecting itself is replaced by its failure.)"""
+    import asyncio
+    import gc
+    import logging
+
+    from aiortc import RTCConfiguration, RTCPeerConnection
+
+    from mpyc_webrtc.native.links import PeerConnection
+
+    async def fails(self):
+        await asyncio.sleep(0)
+        raise ConnectionError("Cannot send data, not connected")
+
+    monkeypatch.setattr(RTCPeerConnection, "_RTCPeerConnection__connect", fails)
+
+    async def scenario() -> None:
+        pc = PeerConnection(RTCConfiguration(iceServers=[]))
+        asyncio.ensure_future(pc._RTCPeerConnection__connect())  # as aiortc does
+        await pc.close()
+        await asyncio.sleep(0.05)
+
+    with caplog.at_level(logging.DEBUG):
+        asyncio.run(scenario())
+        gc.collect()
+    assert "never retrieved" not in caplog.text
+    assert "connecting ended by closing: ConnectionError('Cannot send data, not connected')" \
+        in caplog.text

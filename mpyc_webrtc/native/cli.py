@@ -32,6 +32,11 @@ from .join import join
 log = logging.getLogger("mpyc_webrtc.peer")
 
 
+#: Where the key file is by default (``identity.default_path``), in words.
+IDENTITY_DEFAULT = ("identity.pem in your config directory, $XDG_CONFIG_HOME/mpyc-webrtc or "
+                    "~/.config/mpyc-webrtc")
+
+
 def setup_logging(verbosity: int) -> logging.Handler:
     handler = logging.StreamHandler(sys.stderr)
     handler.addFilter(CONTEXT)
@@ -65,6 +70,14 @@ def parser() -> argparse.ArgumentParser:
     c.add_argument("--labels", nargs="+", metavar="LABEL",
                    help='what each place stands for, in party order: --labels "hospital A" '
                         '"hospital B" ...')
+    c.add_argument("--pin", action="append", default=[], metavar="PLACE=DID",
+                   help='keep a place for one person\'s key: --pin "hospital A=did:key:z6Mk..." '
+                        "(PLACE: a label of --labels, or party N; DID: what mpyc-webrtc-peer "
+                        "identity prints on that person's computer, or 'me' for yours); "
+                        "repeatable. Only that key can take the place, and every party checks "
+                        "it")
+    c.add_argument("--identity", metavar="FILE", type=Path,
+                   help="your key file, for --pin PLACE=me (default: " + IDENTITY_DEFAULT + ")")
     c.add_argument("--relay-only", action="store_true",
                    help="send all traffic through the server's TURN relay, so that the "
                         "parties never learn each other's network addresses")
@@ -78,8 +91,7 @@ def parser() -> argparse.ArgumentParser:
     i = sub.add_parser("identity", help="show your identity (made the first time): the "
                                         "did:key and fingerprint others see you as")
     i.add_argument("--identity", metavar="FILE", type=Path,
-                   help="the key file to use (default: identity.pem in your config "
-                        "directory, $XDG_CONFIG_HOME/mpyc-webrtc or ~/.config/mpyc-webrtc)")
+                   help="the key file to use (default: " + IDENTITY_DEFAULT + ")")
     i.set_defaults(run=show_identity)
 
     j = sub.add_parser("join", help="join a session and run its program")
@@ -88,6 +100,18 @@ def parser() -> argparse.ArgumentParser:
                    help="your private input, as the session's program asks for it: a number, "
                         "a comma-separated list, or a choice such as yes or no")
     j.add_argument("--name", help="how other parties see you in the roster")
+    j.add_argument("--place", metavar="PLACE",
+                   help='take this place: its label ("hospital A") or party N; by default '
+                        "the place kept for your key, or the first free one")
+    j.add_argument("--identity", metavar="FILE", type=Path,
+                   help="your key file, made the first time (default: " + IDENTITY_DEFAULT
+                        + "): the other parties see and check its did:key")
+    j.add_argument("--known", metavar="FILE", type=Path,
+                   help="where to remember whom you computed with (default: known.json next "
+                        "to the key file)")
+    j.add_argument("--say", action="append", default=[], metavar="TEXT",
+                   help="a chat message for the other parties, sent once everyone is here; "
+                        "repeatable. In a terminal, each line you type is sent too")
     j.add_argument("--ice-server", action="append", default=[], metavar="URL",
                    help="extra STUN/TURN server (stun:HOST:PORT or "
                         "turn:USER:PASSWORD@HOST:PORT); repeatable")

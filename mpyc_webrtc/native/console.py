@@ -29,6 +29,56 @@ def clean(text: Any) -> str:
     return "".join(ch if ch.isprintable() else "?" for ch in str(text))
 
 
+def escaped(text: Any) -> str:
+    """Text a person wrote (a chat message) shown as text: every control or formatting
+    character written as its escape (``\\n``, ``\\x1b``, ``\\u202e``), so that it can
+    neither move the cursor nor change what the terminal shows."""
+    return "".join(ch if ch.isprintable() else ch.encode("unicode_escape").decode("ascii")
+                   for ch in str(text))
+
+
+def who_is(peer: int, label: str = "") -> str:
+    """``'hospital A' (party 1)``, or ``party 2`` for a place without a label."""
+    label = " ".join(str(label or "").split())
+    if label:
+        return say("place.labelled", label=clean(label), party=peer)
+    return say("place.plain", party=peer)
+
+
+def key_fingerprint(did: str) -> str:
+    """The fingerprint a person reads out for a did:key (``?`` if it is none)."""
+    from ..identity import IdentityError, fingerprint, public_key
+
+    try:
+        return fingerprint(public_key(did))
+    except IdentityError:
+        return "?"
+
+
+def identity_lines(event: dict[str, Any], verdict: str, warning: bool) -> list[str]:
+    """What a peer's verified identity (the signaling client's ``identity`` event) looks
+    like: ``party 1: Alice, did:key:z6Mk... (verified), fingerprint ABCD-...: new key``;
+    a ``warning`` verdict (a known name on a new key) on a line of its own."""
+    who = who_is(event["peer"], event.get("label") or "")
+    name, did = clean(event.get("name") or ""), clean(event["identity"])
+    line = (say("identity.verified", who=who, name=name, identity=did) if name
+            else say("identity.verified_unnamed", who=who, identity=did))
+    line += f", fingerprint {key_fingerprint(event['identity'])}"
+    return [line + ".", verdict] if warning else [f"{line}: {verdict}"]
+
+
+def chat_line(event: dict[str, Any]) -> str:
+    """A chat message (the signaling client's ``chat`` event), as text only: who wrote it
+    (place, name, key's fingerprint; "verified" once the key is the one on that party's
+    peer connection) and what."""
+    who = who_is(event["peer"], event.get("label") or "")
+    if event.get("name"):
+        who += f" {clean(event['name'])}"
+    who += f" [{key_fingerprint(event.get('identity') or '')}"
+    who += ", verified]" if event.get("bound") else "]"
+    return say("chat.from", who=who, text=escaped(event.get("text", "")))
+
+
 def plural(n: int, one: str, many: str) -> str:
     return f"{n} {one if n == 1 else many}"
 
@@ -228,6 +278,14 @@ class StatusDisplay:
             self._start_timer()
         mine = next((m for m in roster["members"] if m["pid"] == self.me), None)
         self._phase = member_state(mine, bool(roster.get("started"))) if mine else ""
+
+    def tell(self, line: str, style: str = "", *, again: bool = False) -> None:
+        """A line for the person (who a peer is, a chat message); ``again``: even if it is
+        the same as the line before."""
+        if self.enabled and not self._over:
+            if again:
+                self._last_line = None
+            self._say(line, style)
 
     def note(self, line: str) -> None:
         """A line about this party's own connection (losing the server, reconnecting)."""

@@ -9,10 +9,19 @@ import shlex
 import sys
 import urllib.error
 import urllib.request
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from .. import programs
+from ..identity import (
+    Identity,
+    IdentityError,
+    default_path,
+    load_or_create,
+    public_key,
+)
+from ..identity import fingerprint as key_fingerprint
 from ..launch import (
     BUILTIN_NEEDS_PARTIES,
     MIN_BUILTIN_PARTIES,
@@ -22,7 +31,8 @@ from ..launch import (
     privacy_sentence,
 )
 from ..sealing import JoinSecret
-from .console import clean
+from . import places
+from .console import clean, who_is
 from .errors import Failure
 
 log = logging.getLogger("mpyc_webrtc.peer")
@@ -53,6 +63,10 @@ def create(args: argparse.Namespace) -> int:
         body["no_privacy"] = True
     if args.labels:
         body["labels"] = args.labels
+    pins = parse_pins(args.pin or [], args.labels or [], args.parties,
+                      lambda: _own_identity(args.identity))
+    if any(pins):
+        body["pins"] = pins
     if args.relay_only:
         body["relay_only"] = True
     # The hash is computed here from what is sent, as every party computes it from what it
@@ -67,7 +81,7 @@ def create(args: argparse.Namespace) -> int:
     # What is chosen here, sealed: every party checks the server's word against it.
     body["descriptor"] = secret.descriptor(args.parties, body["args"],
                                            relay_only=bool(args.relay_only),
-                                           labels=args.labels or [])
+                                           labels=args.labels or [], pins=pins)
     url = args.server.rstrip("/") + "/api/sessions"
     reply = _post_json(url, body)
     program = reply["program"]
@@ -82,9 +96,13 @@ def create(args: argparse.Namespace) -> int:
     print(f"Session {reply['session']} for {reply['parties']} parties running {shown}, "
           f"fingerprint {ours}.")
     print(privacy_line)
-    for pid, label in enumerate(reply.get("labels") or []):
-        if label:
-            print(f"    party {pid}: {clean(label)}")
+    labels = reply.get("labels") or []
+    for pid in range(args.parties):
+        label = labels[pid] if pid < len(labels) else ""
+        if label or pins[pid]:
+            kept = (f"kept for {pins[pid]} (fingerprint {key_fingerprint(public_key(pins[pid]))})"
+                    if pins[pid] else "")
+            print(f"    party {pid}: " + ", ".join(x for x in (clean(label), kept) if x))
     if reply.get("relay_only"):
         print("Relay only: all traffic goes through the server's TURN relay, so the "
               "parties never learn each other's addresses.")
@@ -96,6 +114,51 @@ def create(args: argparse.Namespace) -> int:
         _print_qr(link)
     print(link, flush=True)  # the last line: scripts read the link from it
     return 0
+
+
+def parse_pins(given: list[str], labels: list[str], parties: int,
+               me: Callable[[], Identity]) -> list[str]:
+    """The ``pins`` of a session: per place, the did:key it is kept for, or "". Each of
+    ``given`` is ``PLACE=did:key:...`` (``--pin``), PLACE a label, ``party N`` or N, and
+    ``PLACE=me`` the creator's own key (``me()``)."""
+    pins = [""] * parties
+    for pin in given:
+        place, sep, did = (part.strip() for part in pin.rpartition("="))
+        if not sep or not place or not did:
+            raise Failure(f"--pin wants PLACE=did:key:..., as in --pin \"hospital A=did:key:"
+                          f"z6Mk...\" (or PLACE=me for your own key); not {pin!r}.", 2)
+        try:
+            pid = places.find(labels, parties, place, numbers=True)
+        except ValueError as exc:
+            raise Failure(f"--pin {pin!r}: {exc}.", 2) from None
+        if pid is None:
+            raise Failure(f"--pin {pin!r}: this session has no place {place!r}; its places "
+                          f"are {places.listing(labels, parties)}.", 2)
+        where = who_is(pid, labels[pid] if pid < len(labels) else "")
+        if pins[pid]:
+            raise Failure(f"--pin: the place {where} is given a key twice.", 2)
+        if did.lower() == "me":
+            did = me().did
+        try:
+            public_key(did)
+        except IdentityError as exc:
+            raise Failure(f"--pin for the place {where}: {did[:60]!r} is not a key "
+                          f"({str(exc).rstrip('.')}); give the whole did:key that "
+                          "mpyc-webrtc-peer identity prints.", 2) from None
+        pins[pid] = did
+    return pins
+
+
+def _own_identity(path: Path | None) -> Identity:
+    """This person's own key (``--identity``), for ``--pin PLACE=me``."""
+    path = path or default_path()
+    try:
+        me, created = load_or_create(path)
+    except IdentityError as exc:
+        raise Failure(str(exc)) from None
+    if created:
+        print(f"Made a new identity in {path}.", file=sys.stderr)
+    return me
 
 
 def input_hint(program: dict[str, Any]) -> str:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import datetime
 import logging
 import os
 import re
@@ -13,7 +14,9 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+from .. import known
 from ..ice import parse_ice_server
+from ..identity import Identity, IdentityError, default_path, load_or_create
 from ..launch import (
     CONTEXT,
     ProgramFailed,
@@ -25,8 +28,10 @@ from ..launch import (
 )
 from ..recovery import setting
 from ..sealing import JoinSecret, TamperError, open_descriptor
+from ..sentences import say
+from . import places
 from .consent import check_privacy, consent_to_program
-from .console import StatusDisplay
+from .console import StatusDisplay, chat_line, clean, identity_lines
 from .create import session_info
 from .errors import Failure, PeerError
 
@@ -72,10 +77,19 @@ def join(args: argparse.Namespace) -> int:
         extra_ice = [parse_ice_server(u) for u in args.ice_server]
     except ValueError as exc:
         raise Failure(str(exc), 2) from None
+    identity_path = args.identity or default_path()
+    me, made = own_identity(identity_path)
+    memory = KnownIdentities(args.known or known.path_for(identity_path))
     loop = new_event_loop()
     asyncio.set_event_loop(loop)  # MPyC's runtime caches this loop when it is imported
+    info = session_info(server, session_id)
+    # The creator's own word (sealed) on the session, if the server passes it on; the
+    # welcome's is checked against it in any case.
+    chosen = None if info is None else open_descriptor(secret.secret, info.get("descriptor"))
+    role = None if args.place is None else choose_place(args.place, info, chosen)
     signaling = Signaling(server, session_id, args.name or "", secret=secret.secret,
-                          token=secret.token, link_hash=secret.program_hash)
+                          token=secret.token, link_hash=secret.program_hash,
+                          identity=me, role=role)
 
     def tampered() -> Failure | None:
         """The failure to report if signaling was tampered with: it outranks all else."""
@@ -83,7 +97,6 @@ def join(args: argparse.Namespace) -> int:
 
     # Before taking a place: the program must be the link's, and the input fit it.
     consented = False
-    info = session_info(server, session_id)
     if info is not None:
         signaling.described(info["program"])
         if (failure := tampered()) is not None:
@@ -96,9 +109,6 @@ def join(args: argparse.Namespace) -> int:
             problem = None  # the welcome's program is checked again below
         if problem is not None:
             raise Failure(_input_problem(problem, args.input), 2)
-        # The creator's own word (sealed) on the parties and arguments, if the server
-        # passes it on; the welcome's is checked against it in any case.
-        chosen = open_descriptor(secret.secret, info.get("descriptor"))
         if chosen is not None:
             check_privacy(chosen["parties"], chosen["args"], args.accept_no_privacy)
         # The same code as the welcome's (both are checked against the link's hash): the
@@ -113,6 +123,11 @@ def join(args: argparse.Namespace) -> int:
     if handler is not None and display.terminal:
         handler.setStream(display.guard(handler.stream))
     mesh: Mesh | None = None
+    if made:
+        display.tell(f"Made a new identity in {identity_path}: keep that file, it is how the "
+                     "other parties recognise you from one session to the next.")
+    display.tell(say("identity.yours", identity=me.did, fingerprint=me.fingerprint))
+    talk = Conversation(signaling, display, memory, args.say)
 
     def stop_at_once(error: TamperError) -> None:
         # Whoever waits for signaling (joining, waiting for the start, connecting) is woken
@@ -139,6 +154,7 @@ def join(args: argparse.Namespace) -> int:
         loop.run_until_complete(signaling.close())
         raise
     display.joined(welcome, secret.fingerprint, privacy_line)
+    talk.listen(loop)  # after the last question the person may be asked
 
     def on_roster(roster: dict[str, Any]) -> None:
         display.roster(roster)
@@ -213,9 +229,148 @@ def join(args: argparse.Namespace) -> int:
                     and signaling.tampered is None)
         if mesh is not None and mesh.failure is not None:
             run_to_the_end(loop, mesh.settle())  # the others hear why before the links go
+        talk.close(loop)
         run_to_the_end(loop, _close(factory, signaling, graceful))
         display.close()
         sys.stdout = real_stdout
+
+
+def own_identity(path: Path) -> tuple[Identity, bool]:
+    """This party's key (``identity.load_or_create``); and whether it was just made."""
+    try:
+        return load_or_create(path)
+    except IdentityError as exc:
+        raise Failure(str(exc)) from None
+    except OSError as exc:
+        raise Failure(f"Cannot make the identity file {path}: {exc.strerror or exc}.") from None
+
+
+def choose_place(wanted: str, info: dict[str, Any] | None,
+                 chosen: dict[str, Any] | None) -> int:
+    """The pid of the place ``--place`` names, from the session's description (its
+    creator's sealed word on the places' labels, else the server's)."""
+    if info is None:
+        raise Failure("Cannot look up the places of this session (the server does not "
+                      "describe it), so --place cannot be used.")
+    source = chosen if chosen is not None else info
+    parties = source.get("parties")
+    labels = source.get("labels") or []
+    if not isinstance(parties, int) or not isinstance(labels, list):
+        raise Failure("The server describes this session without its places, so --place "
+                      "cannot be used.")
+    try:
+        pid = places.find([str(x) for x in labels], parties, wanted)
+    except ValueError as exc:
+        raise Failure(f"--place {wanted!r}: {exc}.", 2) from None
+    if pid is None:
+        raise Failure(f"This session has no place {wanted.strip()!r}. Its places are "
+                      f"{places.listing(labels, parties)}; give one as --place LABEL or "
+                      "--place 'party N'.", 2)
+    return pid
+
+
+class KnownIdentities:
+    """The known identities file of this party's key (``known``): read once before joining
+    (a damaged file stops it there), each verified peer judged against what it held then
+    and recorded at once."""
+
+    def __init__(self, path: Path):
+        self.path = path
+        try:
+            self.before = known.load(path)
+        except known.KnownError as exc:
+            raise Failure(str(exc), 2) from None
+
+    def judge(self, did: str, name: str) -> tuple[str, dict[str, str]]:
+        return known.recognise(self.before, did, name)
+
+    def remember(self, did: str, name: str) -> None:
+        now = datetime.datetime.now(datetime.UTC)
+        try:
+            try:  # as it is now: another party of this person may have added to it
+                current = known.load(self.path)
+            except known.KnownError:
+                current = self.before
+            known.save(self.path, known.record(current, did, name, now))
+        except known.KnownError as exc:
+            log.warning("%s", exc)
+
+
+class Conversation:
+    """What this party hears and says besides the computation: who each peer turned out to
+    be (with the known identities' verdict), chat in both directions (``--say``, lines
+    typed in a terminal)."""
+
+    def __init__(self, signaling: Any, display: StatusDisplay, memory: KnownIdentities,
+                 say_first: list[str]):
+        self.signaling = signaling
+        self.display = display
+        self.memory = memory
+        self.say_first = list(say_first)
+        self._recorded: set[int] = set()
+        self._reading = False
+        signaling.on_identity = self.identity
+        signaling.on_chat = self.chat
+        signaling.on_chat_refused = self.refused
+        signaling.on_start = self.start
+
+    def identity(self, event: dict[str, Any]) -> None:
+        peer, did, name = event["peer"], event["identity"], event.get("name") or ""
+        key, fields = self.memory.judge(did, name)
+        verdict = say(key, **{k: clean(v) for k, v in fields.items()})
+        warning = key == "known.name_reused"
+        lines = identity_lines(event, verdict, warning)
+        self.display.tell(lines[0])
+        if warning:
+            if self.display.enabled:
+                self.display.tell(lines[1], "bold red")
+            else:
+                log.warning("%s", lines[1])
+        if peer not in self._recorded:
+            self._recorded.add(peer)
+            self.memory.remember(did, name)
+
+    def chat(self, event: dict[str, Any]) -> None:
+        self.display.tell(chat_line(event), again=True)
+
+    def refused(self, message: str) -> None:
+        if self.display.enabled:
+            self.display.note(message)
+        else:
+            log.warning("chat not sent: %s", message)
+
+    def start(self) -> None:
+        for text in self.say_first:
+            self.signaling.say(text)
+        self.say_first = []
+
+    def listen(self, loop: asyncio.AbstractEventLoop) -> None:
+        """In a terminal, send each line typed."""
+        stdin = sys.stdin
+        if stdin is None or not stdin.isatty():
+            return
+        try:
+            loop.add_reader(stdin.fileno(), self._typed)
+        except (NotImplementedError, OSError, ValueError):
+            return
+        self._reading = True
+        self.display.tell("Type a line and press Enter to write to the other parties.")
+
+    def _typed(self) -> None:
+        line = sys.stdin.readline()
+        if not line:  # end of input: nothing more to read
+            self.close(asyncio.get_event_loop())
+            return
+        if line.strip():
+            self.signaling.say(line.strip())
+
+    def close(self, loop: asyncio.AbstractEventLoop) -> None:
+        if self._reading:
+            self._reading = False
+            try:
+                loop.remove_reader(sys.stdin.fileno())
+            except (OSError, ValueError):
+                pass
 
 
 def _input_problem(problem: str, text: str | None) -> str:

@@ -1,15 +1,22 @@
-"""A native party's peer connections (aiortc): one link, with one data channel, per party.
+"""A native party's peer connections (aiortc): one link per party, with MPyC's data channel
+and the chat's.
 
 The signaling client (``mpyc_webrtc.client``, through ``signaling.Signaling``) decides when
 to make a link, who offers, and which descriptions and candidates to apply when; a
 ``PeerLink`` only does it with aiortc, in the order it is told, and reports how its
 connection is doing. ``AiortcFactory`` is the ``ChannelFactory`` MPyC's mesh asks for one
 open channel per other party.
+
+Each peer connection carries two negotiated data channels: MPyC's (``mpyc``, id 0) and the
+chat's (``wire.CHAT_CHANNEL``: ``chat``, id 1, ordered). Only MPyC's goes to the mesh; a
+chat frame is one JSON object handed to the signaling client (``Signaling.chat_received``),
+and the chat is written there only when the client says so (``AiortcFactory.send_chat``).
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -17,6 +24,7 @@ from typing import Any
 from aiortc import RTCDataChannel, RTCPeerConnection, RTCSessionDescription
 from aiortc.sdp import candidate_from_sdp
 
+from .. import wire
 from ..client import Event
 from ..mesh import MeshError
 from ..sentences import say
@@ -39,6 +47,41 @@ CLOSE_TIMEOUT = 3.0
 #: The channel's agreed id: both sides create it with ``negotiated`` (browsers too).
 CHANNEL_ID = 0
 CHANNEL_LABEL = "mpyc"
+#: The longest chat frame read: a chat payload is far smaller (its text has at most
+#: ``wire.MAX_CHAT_LENGTH`` characters).
+MAX_CHAT_FRAME = 16 * 1024
+
+
+class PeerConnection(RTCPeerConnection):
+    """aiortc's RTCPeerConnection, whose connecting tasks never end unheard.
+
+    aiortc connects (ICE, DTLS, SCTP) in a task it starts and forgets, after each
+    description. Closed during it (the other party stopped, or this one), the task fails
+    ("Cannot send data, not connected") and asyncio logs "Task exception was never
+    retrieved" with a traceback. Here each such task's outcome is read when it ends: after
+    ``close`` it is logged as part of closing, before as a warning.
+    """
+
+    def __init__(self, configuration: Any = None) -> None:
+        super().__init__(configuration)
+        self.closing = False
+
+    def _RTCPeerConnection__connect(self) -> asyncio.Future[None]:  # noqa: N802 (aiortc's)
+        task = asyncio.ensure_future(RTCPeerConnection._RTCPeerConnection__connect(self))
+        task.add_done_callback(self._connected)
+        return task
+
+    def _connected(self, task: asyncio.Future[None]) -> None:
+        if task.cancelled() or (error := task.exception()) is None:
+            return
+        if self.closing or self.connectionState == "closed":
+            log.debug("connecting ended by closing: %r", error)
+        else:
+            log.warning("connecting failed: %s", error or type(error).__name__)
+
+    async def close(self) -> None:
+        self.closing = True
+        await super().close()
 
 
 class AiortcChannel(BufferedChannel):
@@ -98,8 +141,10 @@ class PeerLink:
         self.ordered = ordered
         self.peer = peer
         self.offer = offer
-        self.pc: RTCPeerConnection | None = None
+        self.pc: PeerConnection | None = None
         self.channel: AiortcChannel | None = None
+        #: The chat's data channel (``wire.CHAT_CHANNEL``).
+        self.chat: RTCDataChannel | None = None
         #: Whether the peer's offer or answer was applied.
         self.remote_set = False
         # The client may say "connect" before the loop runs again (the factory replays
@@ -139,10 +184,14 @@ class PeerLink:
     async def _run(self, ice_servers: Awaitable[list[dict[str, Any]]],
                    relay_only: bool) -> None:
         try:
-            pc = self.pc = RTCPeerConnection(
+            pc = self.pc = PeerConnection(
                 rtc_configuration(await ice_servers, relay_only=relay_only))
             dc = pc.createDataChannel(CHANNEL_LABEL, negotiated=True, id=CHANNEL_ID,
                                       ordered=self.ordered)
+            chat = self.chat = pc.createDataChannel(
+                wire.CHAT_CHANNEL["label"], negotiated=True, id=wire.CHAT_CHANNEL["id"],
+                ordered=True)
+            chat.on("message", self._chat_received)
             self.channel = AiortcChannel(dc, self.peer)
             dc.on("open", self._opened.set)
             if dc.readyState == "open":
@@ -211,6 +260,34 @@ class PeerLink:
         except Exception as exc:
             log.warning("ignoring an unusable ICE candidate from party %d: %s", self.peer, exc)
 
+    def send_chat(self, text: str) -> bool:
+        """Send a chat frame over this connection, if its chat channel is open."""
+        if self.chat is None or self.chat.readyState != "open":
+            return False
+        try:
+            self.chat.send(text)
+        except Exception as exc:  # closing meanwhile: the server carries it instead
+            log.debug("could not send chat to party %d directly: %s", self.peer, exc)
+            return False
+        return True
+
+    def _chat_received(self, data: str | bytes) -> None:
+        # Called from aiortc's SCTP loop: nothing may escape (it would end the connection).
+        try:
+            if not isinstance(data, str) or len(data) > MAX_CHAT_FRAME:
+                log.debug("ignoring a chat frame from party %d that is no text or too long",
+                          self.peer)
+                return
+            try:
+                payload = json.loads(data)
+            except ValueError:
+                log.debug("ignoring a chat frame from party %d that is no JSON", self.peer)
+                return
+            self.signaling.chat_received(self.peer, payload)
+        except Exception:
+            log.warning("could not take a chat message from party %d", self.peer,
+                        exc_info=True)
+
     def _ice_state_changed(self) -> None:
         if self.pc is not None and self.pc.iceConnectionState == "completed":
             self._ice_connected.set()
@@ -259,6 +336,13 @@ class AiortcFactory:
         #: Told when a party left after the start (the mesh fails at once then).
         self.on_peer_left: Callable[[int], None] | None = None
         signaling.attach(self.handle)
+        signaling.chat_channel = self.send_chat
+
+    def send_chat(self, peer: int, text: str) -> bool:
+        """Send a chat frame to ``peer`` over its peer connection, if its chat channel is
+        open (else the signaling sends it sealed, through the server)."""
+        link = self.links.get(peer)
+        return link is not None and link.send_chat(text)
 
     def handle(self, event: Event) -> None:
         """A ``signaling.LINK_EVENTS`` event from the client."""

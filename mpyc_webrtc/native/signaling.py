@@ -7,6 +7,14 @@ peer connections (``connect``, ``remote``, ``candidate``, ``peer_left``) to whoe
 attached to it (``links.AiortcFactory``). The first sign of tampering stops all signaling:
 ``tampered`` holds the ``TamperError``, ``stopped`` is set and ``on_tamper`` is called once.
 
+Identities (``identity``): this party signs what the client asks it to (its join proof,
+its offers and answers, its chat messages) with its key, and checks the signatures the
+client asks about (``verify``). Who each peer turned out to be (``identity``), chat that
+arrived (``chat``) and chat that could not be sent (``chat_refused``) go to ``on_identity``,
+``on_chat`` and ``on_chat_refused``. Chat leaves over a peer connection's ``chat`` data
+channel when it is open (``chat_channel``, set by ``links.AiortcFactory``), else sealed
+through the server.
+
 A connection lost in the lobby is opened again to the same server after the client's
 delay (with a little jitter), and the client joins again at its own place; ``on_news``
 hears a sentence for the person each time (``reconnect.lost``, ``reconnect.back``). If the
@@ -26,9 +34,10 @@ from urllib.parse import urlsplit, urlunsplit
 import aiohttp
 
 from .. import wire
-from ..client import Event, SignalingClient
+from ..client import Event, SignalingClient, new_resume
+from ..identity import Identity, join_statement, statement, verify
 from ..launch import LaunchError, program_hash
-from ..sealing import Sealer, TamperError, open_descriptor
+from ..sealing import Sealer, TamperError, b64url_decode, b64url_encode, open_descriptor
 from ..sentences import say
 from .errors import PeerError
 
@@ -57,16 +66,34 @@ class Signaling:
     """This party's WebSocket to the signaling server.
 
     ``secret`` and ``link_hash`` come from the join link; a native party is ready the moment
-    it joins (its input is on its command line).
+    it joins (its input is on its command line). ``identity``: this party's key (it joins
+    with its did:key and proves it); ``role``: the place it asks for (a pid), if any.
     """
 
     def __init__(self, server_url: str, session_id: str, name: str = "", *,
-                 secret: bytes, token: str, link_hash: str, resume: str | None = None):
+                 secret: bytes, token: str, link_hash: str, resume: str | None = None,
+                 identity: Identity | None = None, role: int | None = None):
         self.url = websocket_url(server_url)
         self.session_id = session_id
         self.secret = secret
+        self.identity = identity
+        resume = resume if resume is not None else new_resume()
+        signed: dict[str, Any] = {}
+        if identity is not None:
+            signed = {"identity": identity.did, "proof": b64url_encode(
+                identity.sign(join_statement(session_id, resume)))}
         self.client = SignalingClient(session_id, link_hash, token=token, name=name,
-                                      ready=True, resume=resume)
+                                      ready=True, resume=resume, role=role, **signed)
+        #: Each peer's verified identity (the client's ``identity`` event), by pid.
+        self.identities: dict[int, Event] = {}
+        self.on_identity: Callable[[Event], None] | None = None
+        self.on_chat: Callable[[Event], None] | None = None
+        self.on_chat_refused: Callable[[str], None] | None = None
+        #: Told when round 1 starts (everyone is here).
+        self.on_start: Callable[[], None] | None = None
+        #: Sends a chat message (JSON text) to a peer over its peer connection's ``chat``
+        #: channel, if that is open; whether it did.
+        self.chat_channel: Callable[[int, str], bool] | None = None
         self.sealer: Sealer | None = None
         self.welcome: dict[str, Any] | None = None
         #: The latest ``roster`` message, and who to tell about each new one.
@@ -202,8 +229,71 @@ class Signaling:
 
     def _on_seal(self, event: Event) -> None:
         assert self.sealer is not None  # there is nothing to seal before the welcome
+        payload = self._signed(event["payload"], event.get("sign"))
         self._on_send({"message": wire.message(
-            "signal", **self.sealer.seal(event["to"], event["payload"]))})
+            "signal", **self.sealer.seal(event["to"], payload))})
+
+    def _signed(self, payload: dict[str, Any], sign: list[str] | None) -> dict[str, Any]:
+        """``payload`` with this party's signature over ``statement(*sign)``, if asked."""
+        if sign is None:
+            return payload
+        assert self.identity is not None  # the client asks only a party with an identity
+        signature = self.identity.sign(statement(*sign))
+        return {**payload, "signature": b64url_encode(signature)}
+
+    def _on_verify(self, event: Event) -> None:
+        try:
+            signature = b64url_decode(event["signature"])
+        except ValueError:
+            ok = False
+        else:
+            ok = verify(event["identity"], signature, statement(*event["statement"]))
+        self.handle(self.client.verified(event["id"], ok))
+
+    def _on_identity(self, event: Event) -> None:
+        self.identities[event["peer"]] = event
+        self._call(self.on_identity, event)
+
+    def _on_open_chat(self, event: Event) -> None:
+        assert self.sealer is not None  # the client asks only after the welcome
+        try:
+            payload = self.sealer.open_chat(event["from"], event["seq"], event["box"])
+        except TamperError as exc:
+            self.handle(self.client.tampered(str(exc)))
+            return
+        self.handle(self.client.chat_received(event["from"], payload))
+
+    def _on_chat_out(self, event: Event) -> None:
+        payload = self._signed(event["payload"], event["sign"])
+        text = json.dumps(payload, separators=(",", ":"), ensure_ascii=False)
+        for peer in event["to"]:
+            if self.chat_channel is not None and self.chat_channel(peer, text):
+                log.info("chat to party %d over the peer connection", peer)
+                continue
+            if self.sealer is None:
+                continue
+            log.info("chat to party %d through the server (sealed)", peer)
+            self._on_send({"message": wire.message(
+                "chat", **self.sealer.seal_chat(peer, payload))})
+
+    def _on_chat(self, event: Event) -> None:
+        self._call(self.on_chat, event)
+
+    def _on_chat_refused(self, event: Event) -> None:
+        if self.on_chat_refused is None:
+            log.warning("chat not sent: %s", event["message"])
+        self._call(self.on_chat_refused, event["message"])
+
+    def say(self, text: str) -> None:
+        """This party writes ``text`` to the others (``chat_refused`` if it cannot)."""
+        self.handle(self.client.say(text))
+
+    def chat_received(self, peer: int, payload: Any) -> None:
+        """A chat message that came over the peer connection to ``peer`` (decoded JSON)."""
+        if isinstance(payload, dict):
+            self.handle(self.client.chat_received(peer, payload))
+        else:
+            log.debug("ignoring a chat frame from party %d that is no JSON object", peer)
 
     def _on_open(self, event: Event) -> None:
         assert self.sealer is not None  # the client asks only after the welcome
@@ -274,7 +364,10 @@ class Signaling:
             self.on_roster(self.roster)
 
     def _on_start(self, event: Event) -> None:
+        first = not self.started.is_set()
         self.started.set()
+        if first:
+            self._call(self.on_start)
 
     def _on_tampered(self, event: Event) -> None:
         self.tamper(TamperError(event["message"]))
@@ -299,6 +392,16 @@ class Signaling:
             return None
         except (KeyError, TypeError, AttributeError):
             return "0" * 64  # no usable program at all: certainly not the link's
+
+    def _call(self, handler: Callable[..., None] | None, *args: Any) -> None:
+        """Call who listens (showing something to the person): never at the cost of the
+        connection."""
+        if handler is None:
+            return
+        try:
+            handler(*args)
+        except Exception:
+            log.warning("could not handle a signaling event", exc_info=True)
 
     def _tell(self, sentence: str) -> None:
         if self.on_news is not None:
