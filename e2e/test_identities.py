@@ -18,6 +18,8 @@ from pathlib import Path
 
 from playwright.sync_api import Page, expect
 
+from mpyc_webrtc import known
+from mpyc_webrtc.identity import Identity
 from testbed.browser import BrowserParty
 from testbed.netns import BIN, Namespace, start_peer
 
@@ -291,3 +293,45 @@ def test_a_browser_without_ed25519_says_it_cannot_take_part(server, new_page):
     expect(party["me"]).to_be_hidden()
     expect(party["my-identity"]).to_be_hidden()
     assert server.info(url)["joined"] == 0  # it took no place
+
+
+def _did(seed: int) -> str:
+    return Identity.from_seed(bytes([seed]) * 32).did
+
+
+#: Records and who comes along: (records, did, name), as known.recognise takes them.
+KNOWN_CASES = [
+    ({}, _did(1), "Alice"),
+    ({}, _did(1), ""),
+    ({_did(1): {"name": "Alice", "first": "2026-12-01T10:00:00Z",
+                "last": "2026-12-05T10:00:00Z", "count": 1}}, _did(1), "Alice"),
+    ({_did(1): {"name": "Alice", "first": "2026-12-01T10:00:00Z",
+                "last": "2026-12-05T10:00:00Z", "count": 2}}, _did(1), "  alice "),
+    ({_did(1): {"name": "Alice", "first": "2026-12-01T10:00:00Z",
+                "last": "2026-12-05T10:00:00Z", "count": 7}}, _did(1), ""),
+    ({_did(1): {"name": "", "first": "2026-12-01T10:00:00Z",
+                "last": "2026-12-05T10:00:00Z", "count": 1}}, _did(1), "Alice"),
+    ({_did(1): {"name": "Alice", "first": "2026-12-01T10:00:00Z",
+                "last": "2026-12-05T10:00:00Z", "count": 3}}, _did(1), "Mallory"),
+    ({_did(1): {"name": "Alice", "first": "2026-12-01T10:00:00Z",
+                "last": "2026-12-05T10:00:00Z", "count": 3}}, _did(2), "ALICE"),
+    ({_did(1): {"name": "Alice", "first": "2026-12-01T10:00:00Z",
+                "last": "2026-12-05T10:00:00Z", "count": 3}}, _did(2), "Bob"),
+]
+
+
+def test_the_page_judges_known_keys_as_the_native_peer_does(server, new_page):
+    """web/identity.js's knownVerdict, the twin of mpyc_webrtc/known.py's recognise: the
+    same sentence key and fields for the same records."""
+    page = new_page()
+    page.goto(f"{server.url}/")
+    for records, did, name in KNOWN_CASES:
+        verdict = page.evaluate("""async ([records, did, name]) => {
+            const identity = await import('/web/identity.js');
+            const v = identity.knownVerdict(new Map(Object.entries(records)), did, name);
+            if (v.other) {
+                v.fields.fingerprint = await identity.fingerprint(identity.publicKey(v.other));
+            }
+            return ['known.' + v.kind, v.fields];
+        }""", [records, did, name])
+        assert tuple(verdict) == known.recognise(records, did, name), (records, did, name)
