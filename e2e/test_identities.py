@@ -124,7 +124,9 @@ def test_browsers_and_a_native_peer_verify_each_other_and_chat(server, new_page,
     expect(last["identity-0"]).to_have_attribute("data-verified", "false")
     expect(last["identity-0"]).to_contain_text(did_first)
 
-    # Chat in the lobby: sealed, through the server; shown as text, never as markup.
+    # Chat in the lobby: sealed, through the server; shown as text, never as markup. (It
+    # goes to whoever the writer's roster shows: wait until that has everyone.)
+    expect(first["peer-2"]).to_have_attribute("data-state", "joined")
     expect(first["chat"]).to_be_visible()
     first["chat-input"].fill(MARKUP)
     first["chat-input"].press("Enter")
@@ -335,3 +337,32 @@ def test_the_page_judges_known_keys_as_the_native_peer_does(server, new_page):
             return ['known.' + v.kind, v.fields];
         }""", [records, did, name])
         assert tuple(verdict) == known.recognise(records, did, name), (records, did, name)
+
+
+def test_firefox_keeps_its_key_verifies_chromium_and_chats(server, new_firefox_page, new_page):
+    """Firefox ESR keeps its key in IndexedDB (the same in a second tab), signs and checks
+    as Chromium does, and chats with it in the lobby and over the chat channel after the
+    result."""
+    url = server.create(2, "--program-file", str(TOTAL), "--no-privacy")
+    fox = BrowserParty(new_firefox_page(), url)
+    did_fox, _ = own_identity(fox)
+    again = fox.page.context.new_page()
+    again.goto(f"{server.url}/")
+    expect(again.get_by_test_id("my-identity")).to_contain_text(did_fox)
+    again.close()
+    chromium = BrowserParty(new_page(), url)
+    did_chromium, _ = own_identity(chromium)
+    expect(fox["peer-1"]).to_have_attribute("data-state", "joined")
+    fox["chat-input"].fill("hello from Firefox")
+    fox["chat-send"].click()
+    expect(chromium["chat-log"]).to_contain_text("hello from Firefox")
+    confirm_as(fox, "Fox", "4", accept_no_privacy=True)
+    confirm_as(chromium, "Chrome", "5", accept_no_privacy=True)
+    assert fox.wait_done().strip() == chromium.wait_done().strip() == "total = 9"
+    expect(fox["identity-1"]).to_contain_text(f"party 1: Chrome, {did_chromium} (verified)")
+    expect(chromium["identity-0"]).to_contain_text(f"party 0: Fox, {did_fox} (verified)")
+    chromium["chat-input"].fill("and back over the chat channel")
+    chromium["chat-input"].press("Enter")
+    received = fox["chat-log"].get_by_test_id("chat-message").filter(has_text="chat channel")
+    expect(received).to_have_attribute("data-bound", "true")
+    expect(chromium["log"]).to_contain_text("chat message 1 to party 0 over the data channel")
