@@ -366,3 +366,39 @@ def test_firefox_keeps_its_key_verifies_chromium_and_chats(server, new_firefox_p
     received = fox["chat-log"].get_by_test_id("chat-message").filter(has_text="chat channel")
     expect(received).to_have_attribute("data-bound", "true")
     expect(chromium["log"]).to_contain_text("chat message 1 to party 0 over the data channel")
+
+
+def test_a_key_kept_by_the_first_version_of_the_store_is_kept(server, new_page):
+    """A browser that kept its key before known identities existed (database version 1,
+    the ``identity`` store only) keeps that very key when the store gains ``known``."""
+    page = new_page()
+    page.goto(f"{server.url}/api/protocol")
+    did = page.evaluate("""async () => {
+        const { Identity } = await import('/web/identity.js');
+        const db = await new Promise((resolve, reject) => {
+            const request = indexedDB.open('mpyc-webrtc', 1);
+            request.onupgradeneeded = () => request.result.createObjectStore('identity');
+            request.onsuccess = () => resolve(request.result);
+            request.onerror = () => reject(request.error);
+        });
+        const identity = await Identity.generate();
+        await new Promise((resolve, reject) => {
+            const put = db.transaction('identity', 'readwrite').objectStore('identity')
+                .put(identity.keys, 'self');
+            put.onsuccess = resolve;
+            put.onerror = () => reject(put.error);
+        });
+        db.close();
+        return identity.did;
+    }""")
+    page.goto(f"{server.url}/")
+    expect(page.get_by_test_id("my-identity")).to_contain_text(f"You are {did} ")
+    stores = page.evaluate("""() => new Promise((resolve) => {
+        const request = indexedDB.open('mpyc-webrtc');
+        request.onsuccess = () => {
+            const db = request.result;
+            resolve([db.version, [...db.objectStoreNames].sort()]);
+            db.close();
+        };
+    })""")
+    assert stores == [2, ["identity", "known"]]
