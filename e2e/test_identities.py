@@ -228,6 +228,29 @@ def test_a_place_kept_for_a_key_refuses_others_and_takes_its_owner(server, new_p
     expect(owner["status"]).not_to_have_text("Tampering detected")
 
 
+def test_named_places_offer_a_kept_place_to_its_key_only(server, new_page):
+    """A session made by the native peer (``create --pin``) with named places: the place
+    kept for browser A's key is offered to A only ("kept for you"), and A's page finds
+    the native creator's sealed word (pins included) the same as the server's."""
+    owner_page = new_page()
+    owner_page.goto(f"{server.url}/")
+    expect(owner_page.get_by_test_id("my-identity")).to_contain_text("You are did:key:z6Mk")
+    did_owner = DID.search(owner_page.get_by_test_id("my-identity").text_content()).group()
+    url = server.create(3, "--program", "sum", "--labels", "hospital A", "hospital B",
+                        "hospital C", "--pin", f"hospital B={did_owner}")
+    stranger = BrowserParty(new_page(), url, wait_joined=False)
+    expect(stranger["status"]).to_have_text("Choose your place")
+    expect(stranger["place-1"]).to_be_disabled()
+    expect(stranger["place-1"]).to_have_attribute("title", "Kept for another person's key")
+    expect(stranger["place-0"]).to_be_enabled()
+    owner = BrowserParty(owner_page, url, wait_joined=False)
+    expect(owner["place-1"]).to_have_text("hospital B (kept for you)")
+    owner["place-1"].click()
+    assert owner.wait_joined() == 1
+    expect(owner["log"]).to_contain_text("the session is as its creator chose it")
+    expect(owner["status"]).not_to_have_text("Tampering detected")
+
+
 def test_a_browser_remembers_the_keys_it_computed_with(server, new_page):
     """A second session in the same browsers (the same IndexedDB): the page says it computed
     with that key before, under which name, and flags a new key that takes a name it knows
