@@ -141,7 +141,7 @@ def test_two_firefox_pages_and_chromium_run_again_over_the_same_connections(
         if pid < 2:
             expect(parties[pid + 1][f"peer-{pid}"]).to_have_attribute("data-state", "again")
     for party in parties:
-        expect(party["status"]).to_have_text("Done", timeout=120_000)
+        expect(party["status"]).to_have_text("Done: sort = -1,0,7,40", timeout=120_000)
         expect(party["output"]).to_have_text("sort = -1,0,7,40\n")
         expect(party["roster-summary"]).to_have_text("Round 2.")
     for pid, party in enumerate(parties[:2]):  # the Firefox pages

@@ -95,11 +95,13 @@ class BrowserParty:
         status = self["status"]
         try:
             expect(status).to_have_text(
-                re.compile(r"^(Done|Failed|Could not .*|Disconnected|Tampering detected)$"),
+                re.compile(r"^(Done(: .*)?|Failed|Could not .*|Disconnected|Tampering detected)$",
+                           re.S),
                 timeout=RESULT_TIMEOUT_MS)
         except AssertionError:
             raise AssertionError(self.describe("did not finish")) from None
-        if status.inner_text() != "Done":
+        # "Done", or with the result's headline: "Done: the average salary is 53,333.33."
+        if not re.match(r"Done(: |$)", status.inner_text()):
             raise AssertionError(self.describe("failed"))
         return self["output"].text_content()
 

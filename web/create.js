@@ -195,16 +195,50 @@ function renderPlaces() {
     input.placeholder = `Party ${pid}`;
     input.setAttribute('aria-label', `Name for party ${pid}`);
     input.value = old[pid] ?? '';
+    input.setAttribute('aria-describedby', `label-help-${pid}`);
     input.addEventListener('input', () => {
       renderRoles();
       pinLabels();
+      update();
     });
-    row.append(input);
+    // Said at the field as it is typed: the server refuses two places with one name.
+    const help = document.createElement('p');
+    help.className = 'help problem';
+    help.id = `label-help-${pid}`;
+    help.dataset.testid = `label-help-${pid}`;
+    help.hidden = true;
+    row.append(input, help);
     rows.push(row);
   }
   ui.labels.replaceChildren(...rows);
   renderPins(n);
   renderRoles();
+  checkLabels();
+}
+
+/**
+ * Say at each field whose name an earlier place already has that each place needs its
+ * own (spaces count as the server counts them: runs of them are one).
+ * @returns {boolean} whether every name is free of another place's
+ */
+function checkLabels() {
+  /** @type {Map<string, number>} */
+  const seen = new Map();
+  let fine = true;
+  ui.labels.querySelectorAll('li').forEach((/** @type {HTMLElement} */ row, /** @type {number} */ pid) => {
+    const input = /** @type {HTMLInputElement} */ (row.querySelector('input'));
+    const help = /** @type {HTMLElement} */ (row.querySelector('.help'));
+    const name = input.value.trim().split(/\s+/).join(' ');
+    const first = name ? seen.get(name) : undefined;
+    if (name && first === undefined) seen.set(name, pid);
+    const problem = first === undefined ? ''
+      : `Another place is already called "${name}": each place needs a name of its own.`;
+    help.textContent = problem;
+    help.hidden = !problem;
+    input.setAttribute('aria-invalid', problem ? 'true' : 'false');
+    if (problem) fine = false;
+  });
+  return fine;
 }
 
 /**
@@ -328,7 +362,8 @@ function renderRoles() {
 }
 
 function update() {
-  ui.create.disabled = !(chosen() && partyCount() !== null && checkPins());
+  const namesFine = checkLabels();
+  ui.create.disabled = !(chosen() && partyCount() !== null && checkPins() && namesFine);
 }
 
 /** @returns {SessionRequest} */

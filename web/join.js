@@ -20,7 +20,7 @@ import {
 import { PeerLink } from './links.js';
 import {
   client, closeEverything, describe, fail, lobby, log, NAME_KEY, page, partyName,
-  renderRoster, setStatus, showError, startTimer, ui, updateButtons, worker,
+  renderRoster, rosterFacts, setStatus, showError, startTimer, ui, updateButtons, worker,
 } from './page.js';
 import { Protocol } from './protocol.js';
 import { ChannelRelay } from './relay.js';
@@ -32,7 +32,7 @@ import {
 import { Sentences } from './sentences.js';
 import { choosePlace, showSession } from './session-view.js';
 import { PageSignaling } from './signaling.js';
-import { checkFingerprint } from './worker-events.js';
+import { checkFingerprint, showRoundStart } from './worker-events.js';
 
 /** @typedef {import('./client.js').ClientEvent} ClientEvent */
 
@@ -350,6 +350,10 @@ function cannotRunAgain(text) {
 }
 
 function refreshLobbyStatus() {
+  if (lobby.phase === 'done') { // who wants to run again, else the result's status
+    setStatus(RosterView.againWords(rosterFacts()) ?? page.resultCard.doneText, 'ok');
+    return;
+  }
   const roster = client()?.roster;
   if (!roster || !lobby.in('lobby', 'again') || page.lacks.length) return;
   const me = client()?.welcome?.pid;
@@ -411,6 +415,7 @@ ui.runAgain.addEventListener('click', () => {
 /** @param {number} round */
 function beginRound(round) {
   page.traffic = null;
+  page.resultCard.begin(round); // the last round's result goes into the history
   updateButtons();
   ui.againHelp.hidden = true;
   ui.runAgain.hidden = true;
@@ -420,6 +425,7 @@ function beginRound(round) {
   ui.outputBox.open = true;
   showError('');
   setStatus(round === 1 ? 'Connecting to the other parties' : 'Running again');
+  showRoundStart(); // on a phone, "I'm ready" was far below: the news is up here
   startTimer();
   if (round === 1) {
     // Nothing runs before the code is known to be the link's; the links come with the

@@ -6,9 +6,11 @@
 
 import { missingCapabilities } from './capabilities.js';
 import { byTestId } from './common.js';
+import { showEnded } from './ended-view.js';
 import { fingerprint, publicKey } from './identity.js';
 import { Lobby } from './lobby.js';
 import { RosterView } from './roster-view.js';
+import { ResultCard, RoundProgress, sizeText } from './round-view.js';
 
 /** @typedef {import('./input-view.js').InputView} InputView */
 /** @typedef {import('./links.js').PeerLink} PeerLink */
@@ -76,6 +78,10 @@ export const page = {
   timer: undefined,
   /** @type {{messages: number, bytes: number} | null} */
   traffic: null,
+  /** how far a running round has got (round-view.js) */
+  progress: new RoundProgress(),
+  /** the result card's Copy button and history (round-view.js) */
+  resultCard: new ResultCard(),
   /**
    * What this browser lacks to take part (capabilities.js): if anything, it only holds its
    * place and tells the others why, and no Python is loaded.
@@ -155,6 +161,9 @@ export function fail(status, message) {
   ui.progressBox.hidden = true;
   stopTimer(wasRunning ? 'Stopped after' : null);
   renderRoster();
+  showEnded({
+    status, joined: Boolean(client()?.welcome), described: Boolean(page.session), started: !ui.resultCard.hidden,
+  });
 }
 
 /** The facts the roster view shows. @returns {import('./roster-view.js').RosterFacts} */
@@ -210,6 +219,7 @@ export function renderRoster() {
 
 export function startTimer() {
   page.roundStarted = performance.now();
+  page.progress.start();
   clearInterval(page.timer);
   page.timer = setInterval(showActivity, 500);
   showActivity();
@@ -223,21 +233,22 @@ export function stopTimer(prefix) {
     const seconds = (performance.now() - page.roundStarted) / 1000;
     ui.elapsed.textContent = `${prefix} ${seconds.toFixed(1)} s${trafficText()}.`;
   }
-  ui.activity.hidden = true;
+  byTestId('round-progress-box').hidden = true;
 }
 
 export function trafficText() {
   const t = page.traffic;
   if (!t) return '';
-  const kb = (t.bytes / 1024).toFixed(t.bytes < 10240 ? 1 : 0);
-  return `, ${t.messages.toLocaleString('en')} messages (${kb} KiB) exchanged`;
+  return `, ${t.messages.toLocaleString('en')} messages (${sizeText(t.bytes)}) exchanged`;
 }
 
 export function showActivity() {
   if (!lobby.running) return;
-  const seconds = ((performance.now() - page.roundStarted) / 1000).toFixed(1);
-  ui.activity.hidden = false;
-  ui.activity.textContent = `${lobby.phase === 'computing' ? 'Computing' : 'Connecting'}: ${seconds} s${trafficText()}`;
+  const now = performance.now();
+  byTestId('round-progress-box').hidden = false;
+  page.progress.show({ bar: /** @type {HTMLProgressElement} */ (byTestId('round-progress')), text: ui.activity }, {
+    computing: lobby.phase === 'computing', seconds: (now - page.roundStarted) / 1000, traffic: page.traffic, now,
+  });
 }
 
 /** Close the connections and the signaling socket: this party is finished for good. */

@@ -47,6 +47,11 @@ export class RosterView {
   constructor(ui, sentences) {
     this.ui = ui;
     this.sentences = sentences;
+    /**
+     * Told, as the roster is drawn, whether every place is taken (the invite card folds).
+     * @type {((full: boolean) => void) | null}
+     */
+    this.onFull = null;
   }
 
   /**
@@ -63,6 +68,36 @@ export class RosterView {
     if (name) text += ` · ${name}`;
     if (you && pid === facts.me) text += ' — you';
     return text;
+  }
+
+  /**
+   * A party as a sentence names it: the name it gave, else its place's name, else as
+   * ``partyName`` says it.
+   * @param {RosterFacts} facts
+   * @param {number} pid
+   */
+  static shortName(facts, pid) {
+    const member = facts.roster?.members.find((m) => m.pid === pid);
+    const name = member && member.name !== `party ${pid}` ? member.name : '';
+    return name || facts.labels[pid] || RosterView.partyName(facts, pid, { you: false });
+  }
+
+  /**
+   * After a round, who of the others asked to run again, as the status says it
+   * (``Alice wants to run again: press Run again to join``); null if nobody.
+   * @param {RosterFacts} facts
+   * @returns {string | null}
+   */
+  static againWords(facts) {
+    // Nobody can run again once a party left: the others are told that instead.
+    if (!facts.roster || facts.roster.members.some((m) => m.state === 'left')) return null;
+    const wanting = facts.roster.members
+      .filter((m) => m.pid !== facts.me && RosterView.stateOf(facts, m.pid) === 'again')
+      .map((m) => RosterView.shortName(facts, m.pid));
+    if (!wanting.length) return null;
+    const who = wanting.length === 1 ? wanting[0]
+      : `${wanting.slice(0, -1).join(', ')} and ${wanting[wanting.length - 1]}`;
+    return `${who} ${wanting.length === 1 ? 'wants' : 'want'} to run again: press Run again to join`;
   }
 
   /**
@@ -133,6 +168,8 @@ export class RosterView {
       ui.rosterSummary.textContent = roster.started ? `Round ${roster.round}.`
         : `${present.length} of ${parties} here, ${ready} ready. The computation starts when everyone is here and ready.`;
     }
+    this.onFull?.(roster ? roster.started || roster.members.filter((m) => m.state !== 'left').length >= parties
+      : facts.joinedSoFar >= parties);
     const rows = [];
     for (let pid = 0; pid < parties; pid += 1) {
       const state = RosterView.stateOf(facts, pid);
@@ -155,12 +192,16 @@ export class RosterView {
     ui.roster.replaceChildren(...rows);
     const pairs = roster?.pairs ?? [];
     ui.pairsBox.hidden = !pairs.length;
+    const left = new Set((roster?.members ?? []).filter((m) => m.state === 'left').map((m) => m.pid));
     ui.pairs.replaceChildren(...pairs.map((pair) => {
       const item = document.createElement('li');
       item.dataset.testid = `pair-${pair.a}-${pair.b}`;
-      item.dataset.state = pair.state;
-      if (pair.path) item.dataset.path = pair.path;
-      const words = this.sentences.say(`pair.${pair.state}`) + (pair.path ? `, ${pair.path}` : '');
+      // A party that left closed its connections, whatever it last reported of them.
+      const gone = left.has(pair.a) || left.has(pair.b);
+      const state = gone ? 'closed' : pair.state;
+      item.dataset.state = state;
+      if (pair.path && !gone) item.dataset.path = pair.path;
+      const words = this.sentences.say(`pair.${state}`) + (pair.path && !gone ? `, ${pair.path}` : '');
       item.append(span('', `Party ${pair.a} ↔ party ${pair.b}`), span('state', words));
       return item;
     }));

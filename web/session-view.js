@@ -3,7 +3,7 @@
 // fingerprint, the invite link and its QR code, and the named places to choose from.
 
 import { qrcode } from '/vendor/qrcode-generator/dist/qrcode.mjs';
-import { copyText, fetchJson, showCode } from './common.js';
+import { byTestId, copyText, fetchJson, showCode } from './common.js';
 import { InputView } from './input-view.js';
 import { describe, fail, lobby, NAME_KEY, page, renderRoster, setStatus, ui } from './page.js';
 import { fingerprintOf } from './sealing.js';
@@ -28,9 +28,27 @@ export function showSession() {
   // The secret stays in the fragment, which browsers never send to the server.
   ui.inviteLink.value = `${session.join_url}${page.fragment}`;
   ui.inviteQr.src = qrCode(ui.inviteLink.value);
+  if (page.rosterView) page.rosterView.onFull = foldInvite;
   ui.yourName.value = localStorage.getItem(NAME_KEY) ?? '';
   page.input = new InputView(ui, program.input, inputChanged);
   renderRoster();
+}
+
+/** @type {boolean | null} whether every place was taken when the invite card was last drawn */
+let wasFull = null;
+
+/**
+ * Fold the invite card to one line once every place is taken (on a phone it would stand
+ * between the status and the input), and open it again if a place comes free. In between,
+ * the person may open or close it as they like.
+ * @param {boolean} full
+ */
+export function foldInvite(full) {
+  if (full === wasFull) return;
+  wasFull = full;
+  const details = /** @type {HTMLDetailsElement} */ (byTestId('invite-details'));
+  details.open = !full;
+  byTestId('invite-title').textContent = full ? 'Invite link (every place is taken)' : 'Invite the others';
 }
 
 /**

@@ -4,6 +4,7 @@
 // result, and how the run ended.
 
 import { renderResult } from './result.js';
+import { bringIntoView } from './round-view.js';
 import {
   appendLog, client, closeEverything, fail, lobby, log, page, renderRoster, setStatus,
   showActivity, stopTimer, ui, updateButtons, worker,
@@ -92,7 +93,9 @@ const fromWorker = {
       page.traffic = JSON.parse(detail);
       showActivity();
     } else if (kind === 'result') {
-      renderResult(ui.result, JSON.parse(detail));
+      const result = JSON.parse(detail);
+      renderResult(ui.result, result);
+      page.resultCard.published(result);
       ui.outputBox.open = false; // the same, as plain text
     }
   },
@@ -102,9 +105,12 @@ const fromWorker = {
       fail('Failed', problem);
       closeEverything();
     } else if (lobby.go('finished')) {
-      setStatus('Done', 'ok');
       page.signaling?.status('done');
       stopTimer('Finished in');
+      page.progress.finished(page.traffic);
+      // Where the person looks: the result, in view and focused; the headline in the
+      // status, which screen readers announce.
+      setStatus(page.resultCard.finished(statusCard()), 'ok');
       ui.runAgain.hidden = false;
       ui.runAgain.disabled = false;
       updateButtons();
@@ -140,4 +146,14 @@ export function inputChanged() {
   page.inputProblem = 'not checked yet';
   updateButtons();
   checkInput();
+}
+
+/** The card around the status line: brought into view when a round starts and ends. */
+export function statusCard() {
+  return /** @type {HTMLElement} */ (ui.status.closest('section') ?? ui.status);
+}
+
+/** A round starts: the status comes into view and takes the focus (it says what happens). */
+export function showRoundStart() {
+  bringIntoView(statusCard(), ui.status);
 }
