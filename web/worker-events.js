@@ -108,13 +108,13 @@ const fromWorker = {
       page.signaling?.status('done');
       stopTimer('Finished in');
       page.progress.finished(page.traffic);
-      // Where the person looks: the result, in view and focused; the headline in the
-      // status, which screen readers announce.
-      setStatus(page.resultCard.finished(statusCard()), 'ok');
       ui.runAgain.hidden = false;
       ui.runAgain.disabled = false;
       updateButtons();
       renderRoster();
+      // Where the person looks: the result, in view and focused (once the card has all it
+      // shows); the headline in the status, which screen readers announce.
+      setStatus(page.resultCard.finished(statusCard()), 'ok');
     }
   },
   failed({ during, message }) {
