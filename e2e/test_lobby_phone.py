@@ -205,7 +205,7 @@ def test_a_party_that_leaves_mid_computation_leaves_a_next_step(server, new_page
     # Progress as it goes: a bar and the messages, in units people read.
     expect(phone["round-progress-box"]).to_be_visible()
     expect(phone["activity"]).to_have_text(re.compile(
-        r"^Computing: \d+\.\d s, [\d,]+ messages \(\d+(\.\d)? (bytes|KiB|MiB|GiB)\) exchanged"
+        r"^Computing: \d+\.\d s, [\d,]+ messages \(\d+(\.\d)?\u00a0(bytes|KiB|MiB|GiB)\) exchanged"
         r"(, [\d,]+ a second now)?\.$"))
     expect(phone["activity"]).to_contain_text(" a second now.")
     shot(phone.page, "computing-phone")
@@ -243,6 +243,7 @@ def test_a_full_session_and_an_incomplete_link_hide_what_does_not_apply(server, 
         for gone in ("invite", "me", "parties-card", "chat", "places"):
             expect(late[gone]).to_be_hidden()
         expect(late["program-card"]).to_be_visible()  # what the session was about
+        expect(late["fingerprint-check"]).to_have_text("(from the link)")  # no check to come
         expect(late["next-step-link"]).to_have_text("Start a new session")
         expect(late["next-step-link"]).to_have_attribute("href", "/")
         expect(late["next-step-help"]).to_have_text(

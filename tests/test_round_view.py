@@ -24,7 +24,10 @@ def said() -> dict:
 
 
 def test_sizes_are_in_units_people_read(said):
-    assert said["sizes"] == {
+    # A no-break space joins the number and its unit; read here as a plain one.
+    sizes = {n: text.replace("\u00a0", " ") for n, text in said["sizes"].items()}
+    assert all(" " not in text for text in said["sizes"].values())
+    assert sizes == {
         "0": "0 bytes", "1": "1 byte", "900": "900 bytes", "1024": "1.0 KiB",
         str(3873 * 1024): "3.8 MiB", str(12831 * 1024): "13 MiB",
         str(5 * 1024 ** 3): "5.0 GiB"}
@@ -38,7 +41,8 @@ def test_the_done_status_carries_the_headline(said):
 
 
 def test_progress_shows_the_rate_then_measures_by_the_last_round(said):
-    first, second, third, again, late = said["shown"]
+    first, second, third, again, late = (
+        {**shown, "text": shown["text"].replace("\u00a0", " ")} for shown in said["shown"])
     assert first == {"text": "Connecting: 0.2 s", "value": None}  # a moving bar
     assert second == {"text": "Computing: 0.5 s, 100 messages (2.0 KiB) exchanged.",
                       "value": None}

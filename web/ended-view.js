@@ -37,6 +37,8 @@ export function showEnded({ status, joined, described, started }) {
     hide('input-form'); // nothing more can be confirmed
   }
   if (!described) hide('program-card'); // no program was read: no fingerprint to compare
+  const check = byTestId('fingerprint-check'); // a check that will not happen any more
+  if (check?.textContent?.includes('checking the code')) check.textContent = '(from the link)';
   // A round that stopped before its result: say so, instead of a promise of a result.
   const result = byTestId('result');
   if (started && result.hidden) {

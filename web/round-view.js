@@ -13,11 +13,12 @@ export const HISTORY_LENGTH = 5;
 export const COPIED_MS = 2500;
 
 /**
- * A size as people read it: ``512 bytes``, ``3.8 KiB``, ``12.5 MiB``, ``1.2 GiB``.
+ * A size as people read it: ``512 bytes``, ``3.8 KiB``, ``12.5 MiB``, ``1.2 GiB`` (the
+ * number and its unit joined by a no-break space: a line never parts them).
  * @param {number} bytes
  */
 export function sizeText(bytes) {
-  if (bytes < 1024) return `${bytes} ${bytes === 1 ? 'byte' : 'bytes'}`;
+  if (bytes < 1024) return `${bytes}\u00a0${bytes === 1 ? 'byte' : 'bytes'}`;
   const units = ['KiB', 'MiB', 'GiB', 'TiB'];
   let value = bytes / 1024;
   let unit = 0;
@@ -25,7 +26,7 @@ export function sizeText(bytes) {
     value /= 1024;
     unit += 1;
   }
-  return `${value.toFixed(value < 10 ? 1 : 0)} ${units[unit]}`;
+  return `${value.toFixed(value < 10 ? 1 : 0)}\u00a0${units[unit]}`;
 }
 
 /**
