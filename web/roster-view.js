@@ -200,8 +200,8 @@ export class RosterView {
       const gone = left.has(pair.a) || left.has(pair.b);
       const state = gone ? 'closed' : pair.state;
       item.dataset.state = state;
-      if (pair.path && !gone) item.dataset.path = pair.path;
-      const words = this.sentences.say(`pair.${state}`) + (pair.path && !gone ? `, ${pair.path}` : '');
+      if (pair.path) item.dataset.path = pair.path; // how it went, while it was open
+      const words = this.sentences.say(`pair.${state}`) + (pair.path ? `, ${pair.path}` : '');
       item.append(span('', `Party ${pair.a} ↔ party ${pair.b}`), span('state', words));
       return item;
     }));
