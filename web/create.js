@@ -153,7 +153,7 @@ function renderLibrary() {
 function leaveWithEscapeTab(box, editor) {
   let leaving = false;
   box.addEventListener('keydown', (event) => {
-    if (event.target !== editor) return;
+    if (event.target !== editor || ['Shift', 'Control', 'Alt', 'Meta'].includes(event.key)) return;
     if (event.key === 'Tab' && leaving) event.stopPropagation();
     leaving = event.key === 'Escape';
   }, true);
