@@ -1,8 +1,10 @@
 """Accessibility of the pages, as people with screen readers, keyboards or low vision meet them.
 
-- axe-core (npm, pinned in package.json; never a CDN) runs on the create page, the lobby with
-  every party joined (roster, identities, chat) and the result, at desktop (1280x800) and
-  phone (390x844) size: no serious or critical violation.
+- axe-core (npm, pinned in package.json; never a CDN) runs on the create page (with the
+  program's code and the editor shown), the lobby with every party joined (roster,
+  identities, chat), the result (with a table, too) and the pages that end early (incomplete
+  link, session full), at desktop (1280x800) and phone (390x844) size: no serious or critical
+  violation. Each one found is listed with its rule, help text and elements.
 - Contrast that axe does not judge: a disabled button ("Loading Python…") and every roster
   and connection badge the stylesheet colours, each at least WCAG AA's 4.5:1.
 - The keyboard: every control is reached by Tab, shows where the focus is, and works with
@@ -22,7 +24,7 @@ from pathlib import Path
 
 from playwright.sync_api import Page, expect
 
-from testbed.browser import BrowserParty, open_parties
+from testbed.browser import BrowserParty, fill_session, open_parties
 
 ROOT = Path(__file__).parent.parent
 AXE = ROOT / "node_modules" / "axe-core" / "axe.min.js"
@@ -302,6 +304,18 @@ def test_lobby_and_result_pass_axe_and_badges_are_readable(server, new_page):
         assert party.headline() == "The average salary is 50,583.33."
     check_axe(creator_page, "the result (creator)")
     check_axe(third_page, "the result (a party who joined)")
+
+
+def test_pages_that_end_early_pass_axe(server, new_page):
+    """Where a person cannot take part: a link without its secret, a session already full."""
+    url = server.create(3, "--program", "sum")
+    incomplete = BrowserParty(new_page(), url.split("#")[0], wait_joined=False)
+    expect(incomplete["status"]).to_have_text("Incomplete link")
+    check_axe(incomplete.page, "the Incomplete link page")
+    fill_session(new_page(), server.url, url, 3)
+    late = BrowserParty(new_page(), url, wait_joined=False)
+    expect(late["status"]).to_have_text("Session full")
+    check_axe(late.page, "the Session full page")
 
 
 def test_keyboard_alone_from_the_create_page_to_the_result(server, new_page):
