@@ -392,12 +392,24 @@ def test_the_code_editor_indents_with_tab_and_lets_the_keyboard_leave(server, ne
     expect(editor).to_contain_text("from mpyc.runtime import mpc")
     expect(page.locator("#editor-keys")).to_have_text(
         "Tab indents; to leave the editor with the keyboard, press Esc, then Tab.")
+    # The editor highlights the code again shortly after each key, and puts its caret (and so
+    # the focus) back in the editor: wait for that after the last key, as a person's pause.
+    editor.evaluate("""(editor) => {
+        window.highlighted = false;
+        document.addEventListener('keyup', (e) => {
+            if (e.key === 'x') window.highlighted = false;
+        }, true);
+        new MutationObserver((records) => {
+            if (records.some((r) => r.removedNodes.length > 1)) window.highlighted = true;
+        }).observe(editor, {childList: true});
+    }""")
     tab_to(page, "source-editor")
     page.keyboard.press("Control+End")
     page.keyboard.press("Enter")
     page.keyboard.press("Tab")
     page.keyboard.type("x")
     assert "mpc.run(mpc.shutdown())\n    x" in editor.text_content()
+    page.wait_for_function("() => window.highlighted")  # a function: the page forbids eval
     assert page.evaluate("document.activeElement.dataset.testid") == "source-editor"
     page.keyboard.press("Escape")
     page.keyboard.press("Tab")
