@@ -153,7 +153,8 @@ function renderLibrary() {
 function leaveWithEscapeTab(box, editor) {
   let leaving = false;
   box.addEventListener('keydown', (event) => {
-    if (event.target !== editor || ['Shift', 'Control', 'Alt', 'Meta'].includes(event.key)) return;
+    if (event.target !== editor) return;
+    if (['Shift', 'Control', 'Alt', 'Meta'].includes(event.key)) return; // Shift+Tab, say
     if (event.key === 'Tab' && leaving) event.stopPropagation();
     leaving = event.key === 'Escape';
   }, true);
