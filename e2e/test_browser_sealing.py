@@ -300,7 +300,7 @@ def test_a_lie_about_the_session_stops_the_page_before_it_connects(
         party["place-0"].click()
     expect(party["status"]).to_have_text("Tampering detected", timeout=60_000)
     expect(party["error"]).to_have_text(says)
-    assert any(f"tamper proxy: {mode}: " in line for line in relay.log), list(relay.log)
+    assert relay.logged(f"tamper proxy: {mode}: "), list(relay.log)
     nothing_computed(party)
     expect(party["pairs-box"]).to_be_hidden()  # no round ever started here
     expect(party["ready"]).to_be_disabled()
@@ -324,7 +324,7 @@ def test_a_server_that_edits_the_sealing_constants_is_refused_before_joining(
         "(token_info differs), which could give it the session's keys. Stop, and do not "
         "take part in this session.")
     expect(party["me"]).to_be_hidden()
-    assert any("edit-protocol: token_info" in line for line in relay.log)
+    assert relay.logged("edit-protocol: token_info"), list(relay.log)
     assert server.info(url)["joined"] == 0  # no token was ever sent
 
 

@@ -203,6 +203,17 @@ class TamperProxy:
         for pipe in (self.proc.stdout, self.proc.stderr):
             threading.Thread(target=self.log.extend, args=(pipe,), daemon=True).start()
 
+    def logged(self, fragment: str, timeout: float = 10.0) -> bool:
+        """Whether the proxy said ``fragment`` (in a line) within ``timeout`` seconds: its
+        lines are read by a thread, and a party may act on a change before that thread read
+        the line that announced it."""
+        deadline = time.monotonic() + timeout
+        while not any(fragment in line for line in list(self.log)):
+            if time.monotonic() > deadline:
+                return False
+            time.sleep(0.05)
+        return True
+
     def link(self, join_url: str) -> str:
         """The same join link, through the proxy."""
         return join_url.replace(self.upstream.url, self.url, 1)

@@ -258,7 +258,7 @@ def test_a_lie_about_the_sessions_shape_stops_every_party_before_it_connects(mod
     finally:
         ns.close()
     report = describe(runs, proxy)
-    assert any(f"tamper proxy: {mode}: " in line for line in proxy.log), report
+    assert proxy.logged(f"tamper proxy: {mode}: "), report
     for run in runs:
         assert (run.code, run.out) == (1, ""), report
         assert run.last == ERROR + says, report
@@ -342,7 +342,7 @@ def test_a_roster_that_swaps_two_keys_stops_who_verified_them(tmp_path):
         runs, dids = run_people(ns, url, tmp_path)
     finally:
         ns.close()
-    assert any("swap-roster-identity: rosters to party" in line for line in proxy.log)
+    assert proxy.logged("swap-roster-identity: rosters to party"), list(proxy.log)
     # Parties 0 and 1 swapped: whoever verified one of them sees the roster lie about it.
     stopped_by(runs, proxy, {say("tamper.roster_identity", party=p, said=dids[1 - p],
                                  signed=dids[p]) for p in (0, 1)})

@@ -143,6 +143,24 @@ function renderLibrary() {
   programChanged();
 }
 
+/**
+ * Tab indents in the editor (as in any code editor), so a keyboard alone could not leave it:
+ * after Escape, the next Tab (or Shift+Tab) moves the focus on instead. The listener is on
+ * the editor's box, in the capture phase, so it comes before the editor's own.
+ * @param {HTMLElement} box
+ * @param {HTMLElement} editor
+ */
+function leaveWithEscapeTab(box, editor) {
+  let leaving = false;
+  box.addEventListener('keydown', (event) => {
+    if (event.target !== editor) return;
+    if (['Shift', 'Control', 'Alt', 'Meta'].includes(event.key)) return; // Shift+Tab, say
+    if (event.key === 'Tab' && leaving) event.stopPropagation();
+    leaving = event.key === 'Escape';
+  }, true);
+  editor.addEventListener('blur', () => { leaving = false; });
+}
+
 function programChanged() {
   const name = chosen();
   const own = name === OWN;
@@ -154,6 +172,7 @@ function programChanged() {
         editor.innerHTML = highlightPython(editor.textContent);
       }, { tab: '    ' });
       state.jar.updateCode(STARTER);
+      leaveWithEscapeTab(ui.editorBox, ui.editor);
     }
   } else {
     const program = state.library.find((p) => p.name === name);

@@ -61,6 +61,7 @@ export function renderResult(box, result) {
     }
     const scroller = document.createElement('div');
     scroller.className = 'table-box';
+    scroller.tabIndex = 0; // it scrolls: keyboards reach it too
     scroller.append(table);
     parts.push(scroller);
   }
