@@ -353,7 +353,12 @@ def test_keyboard_alone_from_the_create_page_to_the_result(server, new_page):
     me.wait_python()
     expect(me["chat"]).to_be_visible()
     check_tab_order(page, "the lobby")
-    # The invite link copied with Enter on Copy.
+    # The invite card folded once every place was taken: Enter on its summary opens it,
+    # then the invite link is copied with Enter on Copy.
+    expect(me["invite-details"]).to_have_js_property("open", False)
+    tab_to(page, "[data-testid=invite-details] summary")
+    page.keyboard.press("Enter")
+    expect(me["invite-details"]).to_have_js_property("open", True)
     tab_to(page, "copy-link")
     page.keyboard.press("Enter")
     expect(me["copy-result"]).to_contain_text("Copied")
