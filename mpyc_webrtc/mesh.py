@@ -165,9 +165,10 @@ class Mesh:
         }
 
     def name(self, pid: int) -> str:
-        """"Party 2", or "Party 2 (Bob)" when the roster gave it a name or a place."""
+        """"Party 2", or "Party 2 (Bob)" when the roster gave it a name or a place (pid 1:
+        people count parties from 1)."""
         extra = self.names.get(pid)
-        return f"Party {pid} ({extra})" if extra else f"Party {pid}"
+        return f"Party {pid + 1} ({extra})" if extra else f"Party {pid + 1}"
 
     def _named(self, pid: int) -> str:
         """``name`` inside a sentence."""

@@ -20,7 +20,7 @@ from typing import Any
 
 _TAMPER = "Tampering detected:"
 _STOP = "Stop, and do not take part in this session."
-_WHO = "Someone between you and party {party} (the signaling server or the network)"
+_WHO = "Someone between you and {who} (the signaling server or the network)"
 _TERMINAL = ("take part from a terminal: mpyc-webrtc-peer join 'LINK', where LINK is the "
              "whole link under \"Invite the others\".")
 _HOLDS = ("Close this page first: while it is open it holds your place, and the other "
@@ -41,25 +41,25 @@ SENTENCES: dict[str, str] = {
     "link.bad_hash": "the program's hash (p=...) is not 64 hexadecimal digits",
     # -- tampering: the party stops at once ---------------------------------------------
     "tamper.failed_authentication": (
-        f"{_TAMPER} a signaling message said to come from party {{party}} failed "
-        f"authentication. {_WHO} changed it, or it was not sent by party {{party}}. {_STOP}"),
+        f"{_TAMPER} a signaling message said to come from {{who}} failed "
+        f"authentication. {_WHO} changed it, or it was not sent by {{who}}. {_STOP}"),
     "tamper.replayed": (
-        f"{_TAMPER} signaling message {{seq}} from party {{party}} arrived again (replayed). "
+        f"{_TAMPER} signaling message {{seq}} from {{who}} arrived again (replayed). "
         f"{_WHO} sent it twice. {_STOP}"),
     "tamper.out_of_order": (
-        f"{_TAMPER} signaling message {{seq}} from party {{party}} arrived out of order "
+        f"{_TAMPER} signaling message {{seq}} from {{who}} arrived out of order "
         f"(number {{seq}}, expected {{expected}}). {_WHO} held back, dropped or reordered "
         f"messages. {_STOP}"),
     "tamper.bad_content": (
-        f"{_TAMPER} a sealed signaling message from party {{party}} is not a valid offer, "
+        f"{_TAMPER} a sealed signaling message from {{who}} is not a valid offer, "
         "answer, ICE candidate or chat message ({detail}). Only someone with the join link "
-        f"can seal messages, so party {{party}} or someone else with the link sent it. {_STOP}"),
+        f"can seal messages, so {{who}} or someone else with the link sent it. {_STOP}"),
     "tamper.not_json": "it is not JSON",
     "tamper.not_object": "it is not a JSON object",
     "tamper.unknown_kind": "unknown kind {kind}",
     "tamper.missing_field": "its {kind} has no text field '{field}'",
     "tamper.peer_program": (
-        f"{_TAMPER} party {{party}} runs a different program than this party (fingerprint "
+        f"{_TAMPER} {{who}} runs a different program than this party (fingerprint "
         "{theirs}; this party runs {ours}). The parties were given different programs. "
         f"{_STOP}"),
     "tamper.server_program": (
@@ -84,11 +84,11 @@ SENTENCES: dict[str, str] = {
         f"{_TAMPER} when this party reconnected, the server described the session "
         "differently than before ({what} changed). " + _STOP),
     "tamper.same_peer": (
-        f"{_TAMPER} party {{party}} and party {{other}} are the same party (they show the "
+        f"{_TAMPER} {{who}} and {{other}} are the same party (they show the "
         "same DTLS certificate), so this session has fewer distinct parties than its "
         "creator chose. " + _STOP),
     "tamper.own_certificate": (
-        f"{_TAMPER} party {{party}} shows this party's own DTLS certificate: someone is "
+        f"{_TAMPER} {{who}} shows this party's own DTLS certificate: someone is "
         "passing this party's messages back to it. " + _STOP),
     "tamper.unprompted_start": (
         f"{_TAMPER} the server started round {{round}}, which this party did not agree to "
@@ -98,12 +98,12 @@ SENTENCES: dict[str, str] = {
         "differs), which could give it the session's keys. " + _STOP),
     # -- identities (mpyc_webrtc.identity): who is at the other end ----------------------
     "tamper.bad_signature": (
-        f"{_TAMPER} party {{party}}'s {{kind}} is not signed by the identity key it names "
+        f"{_TAMPER} the {{kind}} from {{who}} is not signed by the identity key it names "
         "({identity}), so it may come from anyone who has the join link. " + _STOP),
     "tamper.other_identity": (
-        f"{_TAMPER} party {{party}} now signs with the key {{now}}, but earlier in this "
-        "session it signed with {before}: someone else is passing itself off as party "
-        "{party}. " + _STOP),
+        f"{_TAMPER} {{who}} now signs with the key {{now}}, but earlier in this "
+        "session it signed with {before}: someone else is passing itself off as {who}. "
+        + _STOP),
     "tamper.pinned": (
         f"{_TAMPER} the place of {{place}} is kept for the key {{pinned}}, but the party in "
         "it signed with {identity}: someone else took the place. " + _STOP),
@@ -111,13 +111,15 @@ SENTENCES: dict[str, str] = {
         f"{_TAMPER} the server put this party in the place of {{place}}, which the session's "
         "creator kept for another key ({pinned}; yours is {identity}). " + _STOP),
     "tamper.roster_identity": (
-        f"{_TAMPER} the server shows party {{party}} with the key {{said}}, but party "
-        "{party} signed with {signed}. " + _STOP),
+        f"{_TAMPER} the server shows {{who}} with the key {{said}}, but that party signed "
+        "with {signed}. " + _STOP),
     "tamper.roster_name": (
-        f"{_TAMPER} the server shows party {{party}} as {{said}}, but party {{party}} "
-        "signed the name {signed}. " + _STOP),
-    "place.labelled": "'{label}' (party {party})",
-    "place.plain": "party {party}",
+        f"{_TAMPER} the server shows {{who}} as {{said}}, but that party signed the name "
+        "{signed}. " + _STOP),
+    # A place as people read it (``place``): parties are numbered from 1 for people,
+    # from 0 (their pid) in code and logs.
+    "place.labelled": "'{label}' (party {number})",
+    "place.plain": "party {number}",
     "identity.verified": "{who}: {name}, {identity} (verified)",
     "identity.verified_unnamed": "{who}: {identity} (verified)",
     "identity.kind_chat": "chat message",
@@ -200,7 +202,7 @@ SENTENCES: dict[str, str] = {
         "browser. Tell whoever runs the server (a proxy in front of it may drop these "
         f"headers). Meanwhile you can {_TERMINAL} {_HOLDS}"),
     # -- the session ----------------------------------------------------------------------
-    "party.left": "Party {party} left the session before the computation finished.",
+    "party.left": "The computation cannot finish: {who} left the session.",
     "server.reported": "The server reported {code}.",
     # The server shuts down (error server_shutting_down): sessions live only in its memory.
     "server.shutting_down.lobby": (
@@ -214,7 +216,7 @@ SENTENCES: dict[str, str] = {
     # Losing the connection to the server in the lobby: the party reconnects and keeps its
     # place (join's ``resume``), or says why it could not.
     "reconnect.lost": "Lost the connection to the server; reconnecting (attempt {attempt})…",
-    "reconnect.back": "Reconnected: still party {party}.",
+    "reconnect.back": "Reconnected: still {who}.",
     "reconnect.gave_up": (
         "The connection to the server was lost and could not be restored within {seconds} s, "
         "so this party gave up its place. If the session has not started yet, join again "
@@ -227,7 +229,7 @@ SENTENCES: dict[str, str] = {
         "given to someone else. Ask the person who created the session for a new link."),
     "rejoin.other_place": (
         "The connection to the server was lost, and on reconnecting the server gave this "
-        "party another place (party {got} instead of party {party}), so it stops. Ask the "
+        "party another place ({got} instead of {who}), so it stops. Ask the "
         "person who created the session for a new link."),
     "rejoin.refused": (
         "The connection to the server was lost, and the server did not let this party back "
@@ -246,6 +248,15 @@ def say(key: str, /, **fields: Any) -> str:
         return str(fields[match.group(1)])
 
     return _FIELD.sub(field, template)
+
+
+def place(pid: int, label: str = "") -> str:
+    """Place ``pid`` as a person reads it: ``'Bob' (party 2)`` or ``party 2`` (people count
+    parties from 1; ``web/sentences.js``'s ``place`` is the same rule)."""
+    label = " ".join(str(label or "").split())
+    number = pid + 1 if isinstance(pid, int) else pid
+    return (say("place.labelled", label=label, number=number) if label
+            else say("place.plain", number=number))
 
 
 def document() -> dict[str, str]:

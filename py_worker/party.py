@@ -138,6 +138,7 @@ class Party:
         self.mesh: Mesh | None = None
         #: The roster's members (pid, name, label), for naming a party in errors.
         self.members: list[dict[str, Any]] = []
+        programs.set_party_names()  # until the page names them (control "names")
         self.runs = 0
         inbox = inbox or _inbox
         loop = loop or _loop
@@ -163,6 +164,8 @@ class Party:
                 self.mesh.peer_left(peer)
         elif kind == "names":
             self.members = list(message["members"])
+            # What the program calls the parties in its result (programs.party_name).
+            programs.set_party_names(message.get("labels") or [], self.members)
             if self.mesh is not None:
                 self.mesh.set_names(self.members)
         elif kind == "signaling-ended":

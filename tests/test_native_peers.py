@@ -36,7 +36,7 @@ from mpyc_webrtc.native.consent import (
     UPLOADED,
 )
 from mpyc_webrtc.sealing import JoinSecret
-from mpyc_webrtc.sentences import say
+from mpyc_webrtc.sentences import place, say
 from testbed.netns import BIN, Namespace, Server, session_id, start_peer
 
 pytestmark = pytest.mark.netns
@@ -283,7 +283,7 @@ asyncio.run(main())
     silent.kill()
     assert done.returncode == 1
     assert done.stderr.splitlines()[-1] == (
-        "mpyc-webrtc-peer: error: Could not connect to party 0 (ICE new, connection new) "
+        "mpyc-webrtc-peer: error: Could not connect to party 1 (ICE new, connection new) "
         "within 3 s: it never answered. A party may have closed its page, lost its network "
         "or stopped.")
 
@@ -510,7 +510,7 @@ def test_a_party_that_loses_the_server_in_the_lobby_rejoins_and_keeps_its_place(
     err = results[0][1]
     assert JOINED.search(err).group(1) == "0"
     assert say("reconnect.lost", attempt=1) in err
-    assert say("reconnect.back", party=0) in err
+    assert say("reconnect.back", who=place(0)) in err
     assert not any(JOINED.search(e).group(1) == "0" for _, e, _ in results[1:])
 
 
@@ -766,6 +766,6 @@ def test_a_party_without_message_recovery_is_refused_in_words(server):
     for proc, (out, err) in zip(framing, outs, strict=True):
         assert proc.returncode == 1 and out == "", err
         assert err.strip().splitlines()[-1] == (
-            "mpyc-webrtc-peer: error: The link to party 0 broke: the two sides send their "
+            "mpyc-webrtc-peer: error: The link to party 1 broke: the two sides send their "
             "messages differently (it is not a frame of mpyc-webrtc's message recovery). One "
             "side has message recovery switched off, or runs another version of mpyc-webrtc.")

@@ -109,13 +109,13 @@ async def test_a_connection_lost_in_the_lobby_is_opened_again_at_the_same_place(
             got = await signaling.join()
             assert got["pid"] == 1
             await until(lambda: len(server.joins) == 2 and signaling.client.phase == "lobby"
-                        and "Reconnected: still party 1." in news)
+                        and "Reconnected: still party 2." in news)
             first, second = server.joins
             assert "role" not in first and second["role"] == 1
             assert first["resume"] == second["resume"] == signaling.client.resume
             assert wire.MIN_RESUME_LENGTH <= len(first["resume"]) <= wire.MAX_RESUME_LENGTH
             assert second["ready"] is True
-            assert news == [say("reconnect.lost", attempt=1), say("reconnect.back", party=1)]
+            assert news == [say("reconnect.lost", attempt=1), say("reconnect.back", who="party 2")]
             assert not signaling.closed.is_set() and signaling.lost is None
             assert signaling.roster is not None
             assert signaling.roster["members"][1]["state"] == "joined"
@@ -157,7 +157,7 @@ async def test_a_server_out_of_reach_is_tried_again_with_backoff():
             signaling.url = "ws://127.0.0.1:9/ws"  # nothing listens there: refused at once
             await until(lambda: signaling.client.attempt == 2)
             signaling.url = server.url.replace("http", "ws") + "/ws"
-            await until(lambda: "Reconnected: still party 1." in news)
+            await until(lambda: "Reconnected: still party 2." in news)
             assert news[:2] == [say("reconnect.lost", attempt=1),
                                 say("reconnect.lost", attempt=2)]
             assert [j.get("role") for j in server.joins] == [None, 1]

@@ -212,6 +212,32 @@ def test_result_text_and_json():
     json.dumps(result.to_json())
 
 
+def test_a_party_is_called_by_its_name_or_label_else_by_its_number_from_1():
+    try:
+        programs.set_party_names()
+        assert [programs.party_name(pid) for pid in range(3)] == ["party 1", "party 2",
+                                                                  "party 3"]
+        assert programs.party_name(1, start=True) == "Party 2"
+        programs.set_party_names(["Alice", "", "  Carol\n "], [
+            {"pid": 0, "name": "alice"},  # the same as the label: said once
+            {"pid": 1, "name": "Robert"},
+            {"pid": 2, "name": "party 2"},  # the server's default name is no name
+        ])
+        assert [programs.party_name(pid) for pid in range(3)] == ["Alice", "Robert", "Carol"]
+        programs.set_party_names(["Bob", ""], [{"pid": 1, "name": "Robert"}])
+        assert programs.party_name(0) == "Bob"
+        programs.set_party_names(["", "Bob"], [{"pid": 0, "name": "Robert"}])
+        assert programs.party_name(1, start=True) == "Bob"
+        programs.set_party_names(["Bob", ""], [{"pid": 0, "name": "Robert"}])
+        assert programs.party_name(0) == "Robert (Bob)"
+        # Two people who call themselves the same get their numbers too.
+        programs.set_party_names([], [{"pid": 0, "name": "Sam"}, {"pid": 2, "name": "sam"}])
+        assert [programs.party_name(pid) for pid in range(3)] == [
+            "Sam (party 1)", "party 2", "sam (party 3)"]
+    finally:
+        programs.set_party_names()
+
+
 def test_plain_result_is_one_line():
     result = Result("Sum", "sum = 15")
     assert result.to_text() == "sum = 15"
@@ -297,17 +323,25 @@ def free_base_port(m: int) -> int:
     raise RuntimeError("no free ports")
 
 
-def command(name: str, m: int, pid: int, base: int, text: str | None) -> list[str]:
-    cmd = [sys.executable, "-m", f"mpyc_webrtc.programs.{name}", "-M", str(m), "-I", str(pid),
+def command(name: str, m: int, pid: int, base: int, text: str | None,
+            labels: list[str] | None = None) -> list[str]:
+    if labels is None:
+        start = ["-m", f"mpyc_webrtc.programs.{name}"]
+    else:  # as the native peer and the browser worker do: the places' names first
+        start = ["-c", "import runpy, sys; from mpyc_webrtc import programs; "
+                 f"programs.set_party_names({labels!r}); "
+                 f"runpy.run_module('mpyc_webrtc.programs.{name}', run_name='__main__')"]
+    cmd = [sys.executable, *start, "-M", str(m), "-I", str(pid),
            "-B", str(base), "--mix32-64bit", "--no-log"]
     return cmd + ([f"--input={text}"] if text is not None else [])
 
 
-def run_parties(name: str, inputs: list[str | None]) -> list[list[str]]:
+def run_parties(name: str, inputs: list[str | None],
+                labels: list[str] | None = None) -> list[list[str]]:
     """Run one MPyC process per input; every party's stdout lines, in pid order."""
     m = len(inputs)
     base = free_base_port(m)
-    procs = [subprocess.Popen(command(name, m, pid, base, text), cwd=ROOT, text=True,
+    procs = [subprocess.Popen(command(name, m, pid, base, text, labels), cwd=ROOT, text=True,
                               stdout=subprocess.PIPE, stderr=subprocess.PIPE)
              for pid, text in enumerate(inputs)]
     results = []
@@ -336,9 +370,16 @@ def test_average_run():
 
 def test_millionaires_run_names_the_first_of_the_richest():
     wealth = [250_000, 10**12, 999_999, 10**12]
-    expected = ["Party 1 has the most: 1,000,000,000,000.", "Parties: 4", "Richest: party 1",
+    # pid 1 (people count from 1: "party 2") is the first of the two richest.
+    expected = ["Party 2 has the most: 1,000,000,000,000.", "Parties: 4", "Richest: party 2",
                 "Amount: 1,000,000,000,000"]
     assert run_parties("millionaires", [str(w) for w in wealth]) == [expected] * 4
+
+
+def test_millionaires_names_the_richest_as_people_call_them():
+    names = ["Alice", "Bob", "Carol"]
+    outs = run_parties("millionaires", ["5", "7", "7"], labels=names)
+    assert outs == [["Bob has the most: 7.", "Parties: 3", "Richest: Bob", "Amount: 7"]] * 3
 
 
 def test_median_run():
@@ -375,12 +416,25 @@ def test_vote_run(votes):
 def test_santa_run_is_a_derangement(m):
     outs = run_parties("santa", [None] * m)
     receivers = []
-    for pid, lines in enumerate(outs):
-        assert lines[1:] == [f"You are: party {pid}", f"Parties: {m}"]
+    for pid, lines in enumerate(outs):  # people count parties from 1: pid 0 is "party 1"
+        assert lines[1:] == [f"You are: party {pid + 1}", f"Parties: {m}"]
         assert lines[0].startswith("You give a present to party ") and lines[0].endswith(".")
-        receivers.append(int(lines[0].removeprefix("You give a present to party ")[:-1]))
+        receivers.append(int(lines[0].removeprefix("You give a present to party ")[:-1]) - 1)
     assert sorted(receivers) == list(range(m))
     assert all(receiver != pid for pid, receiver in enumerate(receivers))
+
+
+def test_santa_names_whom_each_gives_to():
+    """With places Alice, Bob and Carol, each learns a name, never its own."""
+    names = ["Alice", "Bob", "Carol"]
+    outs = run_parties("santa", [None] * 3, labels=names)
+    receivers = []
+    for pid, lines in enumerate(outs):
+        assert lines[1:] == [f"You are: {names[pid]}", "Parties: 3"]
+        receiver = lines[0].removeprefix("You give a present to ").removesuffix(".")
+        assert receiver in names and receiver != names[pid], lines[0]
+        receivers.append(receiver)
+    assert sorted(receivers) == names
 
 
 NUMBER_LISTS = [[5, -3], [1000], [7]]

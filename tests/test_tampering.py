@@ -19,7 +19,7 @@ import pytest
 
 from mpyc_webrtc import launch
 from mpyc_webrtc.sealing import JoinSecret
-from mpyc_webrtc.sentences import say
+from mpyc_webrtc.sentences import place, say
 from testbed.netns import BIN, Namespace, Server, TamperProxy, start_peer
 
 pytestmark = pytest.mark.netns
@@ -139,7 +139,7 @@ def test_tampered_signal_stops_its_receiver(mode, parties, says):
         assert f"said to come from party {fake} failed" in victim.last, report
     elif mode == "replay-typed":
         assert f"delivered again, from '{sender}'" in changed, report
-        assert victim.last == ERROR + say("tamper.failed_authentication", party=sender), report
+        assert victim.last == ERROR + say("tamper.failed_authentication", who=place(sender)), report
     else:
         assert f"party {sender}" in victim.last, report
     # It never got as far as computing: no data channel was opened.
@@ -310,7 +310,7 @@ def run_people(ns: Namespace, url: str, tmp_path: Path) -> tuple[list[Run], list
     runs and did:keys."""
     keys = [key(tmp_path, name) for name in NAMES]
     procs = [start_peer(ns, url, "--input", str(pid), "--name", name, "--place",
-                        f"party {pid}", "--identity", str(path), *CONNECT)
+                        f"party {pid + 1}", "--identity", str(path), *CONNECT)
              for pid, (name, (path, _)) in enumerate(zip(NAMES, keys, strict=True))]
     runs = []
     for proc in procs:
@@ -344,10 +344,10 @@ def test_a_roster_that_swaps_two_keys_stops_who_verified_them(tmp_path):
         ns.close()
     assert any("swap-roster-identity: rosters to party" in line for line in proxy.log)
     # Parties 0 and 1 swapped: whoever verified one of them sees the roster lie about it.
-    stopped_by(runs, proxy, {say("tamper.roster_identity", party=p, said=dids[1 - p],
+    stopped_by(runs, proxy, {say("tamper.roster_identity", who=place(p), said=dids[1 - p],
                                  signed=dids[p]) for p in (0, 1)})
-    assert say("tamper.roster_identity", party=0, said=dids[1], signed=dids[0]) == (
-        f"Tampering detected: the server shows party 0 with the key {dids[1]}, but party 0 "
+    assert say("tamper.roster_identity", who=place(0), said=dids[1], signed=dids[0]) == (
+        f"Tampering detected: the server shows party 1 with the key {dids[1]}, but that party "
         f"signed with {dids[0]}. Stop, and do not take part in this session.")
 
 
@@ -357,11 +357,11 @@ def test_a_roster_that_renames_a_verified_party_stops_who_verified_it(tmp_path):
         runs, _dids = run_people(ns, url, tmp_path)
     finally:
         ns.close()
-    sentence = say("tamper.roster_name", party=0, said='"Mallory"', signed='"Alice"')
+    sentence = say("tamper.roster_name", who=place(0), said='"Mallory"', signed='"Alice"')
     caught = stopped_by(runs, proxy, {sentence})
     assert runs[0] not in caught  # party 0 itself has nobody to check its own name against
-    assert sentence == ('Tampering detected: the server shows party 0 as "Mallory", but '
-                        'party 0 signed the name "Alice". Stop, and do not take part in this '
+    assert sentence == ('Tampering detected: the server shows party 1 as "Mallory", but '
+                        'that party signed the name "Alice". Stop, and do not take part in this '
                         "session.")
 
 
@@ -388,7 +388,7 @@ def test_an_insider_who_reseals_an_offer_cannot_sign_it(mode, tmp_path, monkeypa
         assert named not in dids
     else:
         assert "says name 'Mallory' instead of" in changed
-    sentence = say("tamper.bad_signature", party=sender, kind="offer", identity=named)
+    sentence = say("tamper.bad_signature", who=place(sender), kind="offer", identity=named)
     (victim,) = stopped_by(runs, proxy, {sentence})
     assert victim is runs[receiver], describe(runs, proxy)
     assert sentence == (

@@ -222,7 +222,7 @@ const fromClient = {
   },
   reconnected({ pid }) {
     const sentences = /** @type {Sentences} */ (page.sentences);
-    const back = sentences.say('reconnect.back', { party: pid });
+    const back = sentences.say('reconnect.back', { who: sentences.place(pid, client()?.welcome?.labels?.[pid] ?? '') });
     log(back);
     page.reconnecting = false;
     setStatus(back, 'ok'); // the roster that follows says where the session stands
@@ -248,6 +248,7 @@ const fromClient = {
     page.relay?.tell({
       type: 'names',
       members: roster.members.map((/** @type {Record<string, any>} */ { pid, name, label }) => ({ pid, name, label })),
+      labels: client()?.welcome?.labels ?? [], // as sealed by the creator, checked
     });
     if (lobby.in('done', 'again')) {
       const gone = roster.members.filter((/** @type {{state: string}} */ m) => m.state === 'left')

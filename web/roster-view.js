@@ -168,14 +168,13 @@ export class RosterView {
 }
 
 /**
- * How a place is called in the identity sentences: ``'hospital A' (party 1)``, ``party 1``.
+ * How a place is called in the identity sentences: ``'hospital A' (party 2)``, ``party 2`` (pid 1).
  * @param {Sentences} sentences
  * @param {number} pid
  * @param {string} label
  */
 export function placeWords(sentences, pid, label) {
-  return label ? sentences.say('place.labelled', { label, party: pid })
-    : sentences.say('place.plain', { party: pid });
+  return sentences.place(pid, label);
 }
 
 /**

@@ -7,8 +7,9 @@ demos, so it runs the same natively, in Pyodide, or with plain MPyC over TCP
 ``CATALOG`` describes every built-in for the people choosing and joining a session:
 a title, one line on what everyone learns and what stays secret, and an
 ``InputSpec`` that both renders the input field and checks what was typed into it.
-A program reads its own input with ``read_input(name)`` and reports its answer with
-``publish(Result(...))``.
+A program reads its own input with ``read_input(name)``, calls a party what its people call
+it with ``party_name(pid)`` ("Bob", or "party 2" where nobody named it) and reports its
+answer with ``publish(Result(...))``.
 
 This module is pure Python and imports MPyC only inside functions, so the session
 server, the native peer and the browser worker can all import it cheaply.
@@ -20,7 +21,7 @@ import argparse
 import logging
 import re
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from importlib import resources
 from typing import Any
@@ -414,6 +415,58 @@ class Result:
 
 
 _result_hook: Callable[[dict[str, Any]], None] | None = None
+
+
+# --- what people call the parties ---------------------------------------------------------
+#
+# A session's creator may name its places ("Alice", "hospital B"), and each person may give
+# a name when joining. Whoever runs the program (the browser worker, the native peer) tells
+# this module with ``set_party_names``: the labels from the session's sealed description,
+# the names from the roster (each checked against the name its party signed, or the party
+# stops). Run by plain MPyC, nobody does, and parties are "party 1", "party 2", ...
+
+_labels: dict[int, str] = {}
+_names: dict[int, str] = {}
+
+
+def _clean(text: Any) -> str:
+    return " ".join("".join(c if c.isprintable() else " " for c in str(text or "")).split())
+
+
+def set_party_names(labels: Sequence[str] | None = None,
+                    members: Iterable[dict[str, Any]] | None = None) -> None:
+    """The places' ``labels`` (in pid order) and the ``members`` of a roster (``pid`` and
+    ``name``; the server's default name ``party N`` is no name), from now on."""
+    _labels.clear()
+    _names.clear()
+    for pid, label in enumerate(labels or ()):
+        if _clean(label):
+            _labels[pid] = _clean(label)
+    for member in members or ():
+        pid, name = member.get("pid"), _clean(member.get("name"))
+        if isinstance(pid, int) and not isinstance(pid, bool) and name and name != f"party {pid}":
+            _names[pid] = name
+
+
+def _called(pid: int) -> str:
+    label, name = _labels.get(pid, ""), _names.get(pid, "")
+    if label and name and label.casefold() != name.casefold():
+        return f"{name} ({label})"
+    return label or name
+
+
+def party_name(pid: int, *, start: bool = False) -> str:
+    """What people call party ``pid``: its person's name or its place's label ("Bob", "Robert
+    (Bob)" when both and they differ), or "party 2" for pid 1 (people count from 1) when it
+    has neither; "(party 2)" is added when another party is called the same. ``start``: at
+    the start of a sentence ("Party 2")."""
+    called = _called(pid)
+    if not called:
+        return f"{'P' if start else 'p'}arty {pid + 1}"
+    others = (_called(other) for other in set(_labels) | set(_names) if other != pid)
+    if any(called.casefold() == other.casefold() for other in others):
+        return f"{called} (party {pid + 1})"
+    return called
 
 
 def set_result_hook(fn: Callable[[dict[str, Any]], None] | None) -> None:
