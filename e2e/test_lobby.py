@@ -149,7 +149,7 @@ def test_named_places_a_vote_and_a_native_peer(server, new_page):
     invite = create(creator_page, server.url, "vote", 3, labels, role=1)
     creator = BrowserParty(creator_page, creator_page.url)
     assert creator.pid == 1
-    expect(creator["pid"]).to_have_text("hospital B (party 1)")
+    expect(creator["pid"]).to_have_text("hospital B (party 2)")
 
     second = BrowserParty(new_page(), invite, wait_joined=False)
     expect(second["status"]).to_have_text("Choose your place")
@@ -164,7 +164,7 @@ def test_named_places_a_vote_and_a_native_peer(server, new_page):
     for party in (creator, second):
         party.wait_done()
         assert party.headline() == "Everyone voted yes."
-        expect(party["peer-2"]).to_contain_text("hospital C (party 2) · Carol")
+        expect(party["peer-2"]).to_contain_text("hospital C (party 3) · Carol")
     out, err = native.communicate(timeout=120)
     assert native.returncode == 0, err[-3000:]
     assert out.splitlines()[0] == "Everyone voted yes."

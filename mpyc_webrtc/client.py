@@ -710,7 +710,7 @@ class SignalingClient:
 
     def _place(self, pid: int | None) -> str:
         """A place as a person reads it: ``'hospital A' (party 2)`` or ``party 2`` (pid 1)."""
-        return place(pid, self._label(pid))  # type: ignore[arg-type]
+        return place(pid, self._label(pid))
 
     def _pin(self, pid: int | None) -> str:
         """The key place ``pid`` is kept for ("" if none), as the creator sealed it."""

@@ -250,11 +250,12 @@ def say(key: str, /, **fields: Any) -> str:
     return _FIELD.sub(field, template)
 
 
-def place(pid: int, label: str = "") -> str:
+def place(pid: int | str | None, label: str = "") -> str:
     """Place ``pid`` as a person reads it: ``'Bob' (party 2)`` or ``party 2`` (people count
-    parties from 1; ``web/sentences.js``'s ``place`` is the same rule)."""
+    parties from 1; ``web/sentences.js``'s ``place`` is the same rule). A ``pid`` that is no
+    number (a tampered message's sender) is shown as it is."""
     label = " ".join(str(label or "").split())
-    number = pid + 1 if isinstance(pid, int) else pid
+    number = pid + 1 if isinstance(pid, int) and not isinstance(pid, bool) else pid
     return (say("place.labelled", label=label, number=number) if label
             else say("place.plain", number=number))
 
