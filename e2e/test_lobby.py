@@ -127,11 +127,12 @@ def test_bad_input_shows_the_programs_message_and_sends_nothing(server, new_page
     party = BrowserParty(new_page(), url).wait_python()
     party.enter("lots")
     expect(party["input-help"]).to_have_text(
-        "Your yearly salary must be a whole number from 0 to 1,000,000,000 (got 'lots').")
+        "Your yearly salary must be a whole number from 0 to 1,000,000,000, in digits that "
+        "may be grouped in threes, like 52000, 52,000, 52 000 or 52.000 (got 'lots').")
     party["ready"].click()
     party.enter("-5")
     expect(party["input-help"]).to_have_text(
-        "Your yearly salary must be a whole number from 0 to 1,000,000,000 (got '-5').")
+        "Your yearly salary must be a whole number from 0 to 1,000,000,000 (got -5).")
     party["ready"].click()
     expect(party["input-help"]).to_have_class(re.compile(r"\bproblem\b"))
     expect(party["peer-0"]).to_have_attribute("data-state", "joined")

@@ -38,16 +38,52 @@ LIST = CATALOG["sum"].input
                                         ("+7", 7), ("1000000000", 10**9), ("007", 7)])
 def test_integer_accepts(text, value):
     assert SALARY.parse(text) == value
+    assert SALARY.reading(text) is None  # nothing to check: typed as it is read
 
 
-@pytest.mark.parametrize("text", ["abc", "52,000", "52_000", "1.5", "1e6", "--1", "5 5", "٣",
-                                  "-1", "1000000001", "9" * 5000])
-def test_integer_rejects_with_the_expected_range(text):
+@pytest.mark.parametrize("text,value", [
+    ("52,000", 52000), ("52 000", 52000), ("52.000", 52000), ("52\u00a0000", 52000),
+    ("52\u202f000", 52000), ("52'000", 52000), ("1,000,000,000", 10**9),
+    ("1.000.000", 10**6), (" 1 000 000 ", 10**6), ("+52,000", 52000)])
+def test_integer_accepts_digits_grouped_as_people_type_them(text, value):
+    assert SALARY.parse(text) == value
+    # The page shows how it was read, grouped so that nobody misreads it.
+    assert SALARY.reading(text) == f"Read as {value:,}.".replace(",", "\u202f")
+    assert programs.read_input("average", [f"--input={text}"]) == value  # as the program reads it
+
+
+WRITTEN = ", in digits that may be grouped in threes, like 52000, 52,000, 52 000 or 52.000"
+
+
+@pytest.mark.parametrize("text", [
+    "abc", "52_000", "1.5", "52.5", "52,00", "52,0000", "1,000.000", "1.000,5", "52 000,5",
+    "1e6", "--1", "5 5", "٣", "1,2,3", "9" * 5000])
+def test_integer_rejects_saying_what_is_accepted(text):
     with pytest.raises(ValueError) as info:
         SALARY.parse(text)
     got = text.strip() if len(text.strip()) <= 30 else text.strip()[:30] + "..."
     assert str(info.value) == (f"Your yearly salary must be a whole number from 0 to "
-                               f"1,000,000,000 (got {got!r}).")
+                               f"1,000,000,000{WRITTEN} (got {got!r}).")
+
+
+@pytest.mark.parametrize("text,got", [("-1", "-1"), ("1000000001", "1,000,000,001"),
+                                      ("2.000.000.000", "2,000,000,000")])
+def test_integer_out_of_range_writes_the_number_grouped(text, got):
+    with pytest.raises(ValueError) as info:
+        SALARY.parse(text)
+    assert str(info.value) == (f"Your yearly salary must be a whole number from 0 to "
+                               f"1,000,000,000 (got {got}).")
+
+
+def test_grouping_is_shown_with_the_programs_own_example_and_not_for_small_numbers():
+    with pytest.raises(ValueError) as info:
+        CATALOG["millionaires"].input.parse("lots")
+    assert str(info.value) == (
+        "Your wealth must be a whole number from 0 to 1,000,000,000,000, in digits that may "
+        "be grouped in threes, like 1000000, 1,000,000, 1 000 000 or 1.000.000 (got 'lots').")
+    with pytest.raises(ValueError) as info:
+        InputSpec("integer", "Your age", "", minimum=0, maximum=150).parse("x")
+    assert str(info.value) == "Your age must be a whole number from 0 to 150 (got 'x')."
 
 
 @pytest.mark.parametrize("text", [None, "", "   "])
@@ -58,12 +94,13 @@ def test_integer_requires_a_value(text):
 
 
 def test_integer_message_for_one_sided_and_open_bounds():
-    with pytest.raises(ValueError, match=r"^N must be a whole number of at least 3 \(got '2'\)"):
+    with pytest.raises(ValueError, match=r"^N must be a whole number of at least 3 \(got 2\)"):
         InputSpec("integer", "N", "", minimum=3).parse("2")
-    with pytest.raises(ValueError, match=r"^N must be a whole number of at most -3 \(got '2'\)"):
+    with pytest.raises(ValueError, match=r"^N must be a whole number of at most -3 \(got 2\)"):
         InputSpec("integer", "N", "", maximum=-3).parse("2")
-    with pytest.raises(ValueError, match=r"^N must be a whole number \(got 'x'\)\.$"):
+    with pytest.raises(ValueError) as info:
         InputSpec("integer", "N", "").parse("x")
+    assert str(info.value) == f"N must be a whole number{WRITTEN} (got 'x')."
     assert InputSpec("integer", "N", "").parse("-10000000000000") == -10**13
 
 
@@ -75,12 +112,33 @@ def test_integers_accept(text, values):
     assert NUMBERS.parse(text) == values
 
 
-@pytest.mark.parametrize("text", ["x", "1,,2", "1,2,", "1.5", "1;2", "1 2", "1_000", "3,a"])
+@pytest.mark.parametrize("text,values", [("52 000, 48.000,3", [52000, 48000, 3]),
+                                         ("1 000 000, -7", [10**6, -7])])
+def test_integers_accept_numbers_grouped_with_spaces_or_dots(text, values):
+    assert NUMBERS.parse(text) == values
+    assert NUMBERS.reading(text) == (f"Read as {len(values)} numbers: " + "; ".join(
+        f"{v:,}".replace(",", "\u202f") for v in values) + ".")
+    assert NUMBERS.reading("3,1,2") is None
+
+
+@pytest.mark.parametrize("text", ["x", "1,,2", "1,2,", "1.5", "1;2", "1 2", "1_000", "3,a",
+                                  "1.00, 2"])
 def test_integers_reject_what_is_not_a_list(text):
     with pytest.raises(ValueError) as info:
         NUMBERS.parse(text)
     assert str(info.value) == (f"Your numbers must be whole numbers separated by commas, "
-                               f"like 3,1,2 (got {text!r}).")
+                               f"like 3,1,2; a number may be grouped in threes with spaces or "
+                               f"dots, like 52 000 or 52.000 (got {text!r}).")
+
+
+def test_a_number_grouped_with_commas_in_a_list_is_not_guessed():
+    with pytest.raises(ValueError) as info:
+        NUMBERS.parse("52,000")
+    assert str(info.value) == (
+        "'52,000' could be one number (52000) or two numbers (52 and 000). For one number, "
+        "write 52000 or 52 000; for two, put a space after each comma: 52, 000.")
+    assert NUMBERS.parse("3, 100") == [3, 100]
+    assert NUMBERS.parse("3,100,2") == [3, 100, 2]
 
 
 def test_integers_reject_numbers_out_of_range_and_too_many():
@@ -177,7 +235,8 @@ def test_read_input_from_argv():
 
 @pytest.mark.parametrize("name,argv,message", [
     ("average", ["-M3", "--input=abc"],
-     "Your yearly salary must be a whole number from 0 to 1,000,000,000 (got 'abc')."),
+     f"Your yearly salary must be a whole number from 0 to 1,000,000,000{WRITTEN} "
+     "(got 'abc')."),
     ("average", ["-M3"], "Please enter your yearly salary: a whole number from 0 to "
                          "1,000,000,000."),
     ("santa", ["--input=1"], "This program takes no input."),
@@ -453,11 +512,13 @@ def test_number_list_runs_print_one_line(name, expected):
 
 @pytest.mark.parametrize("name,text,message", [
     ("average", "abc",
-     "Your yearly salary must be a whole number from 0 to 1,000,000,000 (got 'abc')."),
+     f"Your yearly salary must be a whole number from 0 to 1,000,000,000{WRITTEN} "
+     "(got 'abc')."),
     ("average", None, "Please enter your yearly salary: a whole number from 0 to 1,000,000,000."),
     ("vote", "maybe", "Your vote must be yes or no (got 'maybe')."),
-    ("median", "1,,2", "Your numbers must be whole numbers separated by commas, like 3,1,2 "
-                       "(got '1,,2')."),
+    ("median", "1,,2", "Your numbers must be whole numbers separated by commas, like 3,1,2; "
+                       "a number may be grouped in threes with spaces or dots, like 52 000 "
+                       "or 52.000 (got '1,,2')."),
     ("santa", "x", "This program takes no input."),
 ])
 def test_bad_input_exits_before_connecting(name, text, message):

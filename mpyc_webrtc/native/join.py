@@ -22,6 +22,7 @@ from ..launch import (
     ProgramFailed,
     check_input,
     import_runtime,
+    input_reading,
     prepare,
     run_as_main,
     run_to_the_end,
@@ -186,6 +187,8 @@ def join(args: argparse.Namespace) -> int:
             problem = check_input(program, args.input)
             if problem is not None:
                 raise Failure(_input_problem(problem, args.input), 2)
+            if (reading := input_reading(program, args.input)) is not None:
+                display.tell(f"Your input: {reading}")  # "Read as 52 000.": digits grouped
             try:
                 path, code = prepare(program, Path(workdir), parties, pid, args.input)
                 mpc = import_runtime(parties, pid, set_loop=lambda: asyncio.set_event_loop(loop),
