@@ -133,8 +133,9 @@ def test_wrong_secret_is_refused_by_the_server(server, new_page):
     params = dict(p.split("=") for p in fragment.split("&"))
     wrong = "A" * 43  # 32 zero bytes: a well-formed but wrong secret
     party = BrowserParty(new_page(), f"{base}#k={wrong}&p={params['p']}", wait_joined=False)
-    expect(party["status"]).to_have_text("Could not join")
-    expect(party["error"]).to_contain_text("This link is incomplete or wrong")
+    # The # part was there: the page says the link is wrong, not that a part is missing.
+    expect(party["status"]).to_have_text("Wrong link")
+    expect(party["error"]).to_have_text(say("link.wrong_secret"))
 
 
 @pytest.fixture

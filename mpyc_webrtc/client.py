@@ -402,6 +402,8 @@ class SignalingClient:
                 text = say("rejoin.refused", reason=text)
             return [{"event": "join_failed", "code": code, "message": text}]
         if self.welcome is None:
+            if code == ErrorCode.BAD_TOKEN:  # the link had a secret, only not this session's
+                text = say("link.wrong_secret")
             return [{"event": "join_failed", "code": code, "message": text}]
         return [{"event": "server_error", "code": code, "message": text}]
 

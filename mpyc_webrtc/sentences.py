@@ -34,6 +34,11 @@ SENTENCES: dict[str, str] = {
         f"The join link lacks its secret part (after the # sign). {_ASK_AGAIN}"),
     "link.damaged": (
         f"The join link's secret part (after the # sign) is damaged: {{detail}}. {_ASK_AGAIN}"),
+    # The secret is there and well formed, but the server does not know it (bad_token).
+    "link.wrong_secret": (
+        "This link is wrong: its secret part (after the # sign) is not this session's. A "
+        "character may have changed on the way, or the link is another session's. "
+        + _ASK_AGAIN),
     "link.twice": "it has '{key}' twice",
     "link.no_secret": "its secret (k=...) is missing",
     "link.no_hash": "the program's hash (p=...) is missing",

@@ -10,9 +10,11 @@ from collections.abc import Callable
 from typing import Any
 
 import aiohttp
+import pytest
 from aiohttp import web
 
 from mpyc_webrtc import launch, wire
+from mpyc_webrtc.native.errors import PeerError
 from mpyc_webrtc.native.signaling import Signaling
 from mpyc_webrtc.sealing import JoinSecret
 from mpyc_webrtc.sentences import say
@@ -163,3 +165,27 @@ async def test_a_server_out_of_reach_is_tried_again_with_backoff():
             assert [j.get("role") for j in server.joins] == [None, 1]
         finally:
             await signaling.close()
+
+
+async def test_a_wrong_secret_says_the_link_is_wrong_not_that_a_part_is_missing():
+    """The link had its secret part, well formed, but not this session's: the server's
+    bad_token becomes the sentence that says so (the page's client says the same)."""
+    def answer(n: int, join: dict[str, Any]) -> list[dict[str, Any]]:
+        return [wire.error_message(wire.ErrorCode.BAD_TOKEN, "This link is incomplete or "
+                                   "wrong: a join link ends with a secret part after the # "
+                                   "sign. Ask the person who created the session for the "
+                                   "whole link.")]
+
+    async with StandIn(answer, drop=lambda n: True) as server:
+        signaling, _ = signaling_to(server)
+        try:
+            with pytest.raises(PeerError) as refused:
+                await signaling.join()
+        finally:
+            await signaling.close()
+    assert refused.value.code == "bad_token"  # type: ignore[attr-defined]
+    assert str(refused.value) == say("link.wrong_secret") == (
+        "This link is wrong: its secret part (after the # sign) is not this session's. A "
+        "character may have changed on the way, or the link is another session's. Ask the "
+        "person who created the session for the whole link, and copy all of it.")
+    assert "missing" not in str(refused.value)

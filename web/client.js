@@ -372,6 +372,9 @@ export class SignalingClient {
       else if (code !== 'server_shutting_down') text = this.sentences.say('rejoin.refused', { reason: text });
       return [{ event: 'join_failed', code, message: text }];
     }
+    if (this.welcome === null && code === 'bad_token') {
+      text = this.sentences.say('link.wrong_secret'); // the link had a secret, only not this session's
+    }
     return [{ event: this.welcome === null ? 'join_failed' : 'server_error', code, message: text }];
   }
 

@@ -207,7 +207,8 @@ const fromClient = {
       return;
     }
     const status = code === 'session_full' ? 'Session full'
-      : code === 'unknown_session' ? 'No such session' : 'Could not join';
+      : code === 'unknown_session' ? 'No such session'
+        : code === 'bad_token' ? 'Wrong link' : 'Could not join';
     fail(status, message);
     page.signaling?.close();
   },
