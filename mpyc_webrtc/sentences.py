@@ -206,6 +206,31 @@ SENTENCES: dict[str, str] = {
         "Cross-Origin-Embedder-Policy), and the computation needs that isolation in every "
         "browser. Tell whoever runs the server (a proxy in front of it may drop these "
         f"headers). Meanwhile you can {_TERMINAL} {_HOLDS}"),
+    # -- "How does this keep my input secret?": for someone new to all this (the lobby and
+    # the create page, web/explainer.js) ---------------------------------------------------
+    "explain.title": "How does this keep my input secret?",
+    "explain.mpc": (
+        "This is secure multiparty computation: your browser splits your input into random "
+        "pieces, one for each party, and no piece on its own says anything about it. The "
+        "parties compute with the pieces and put only the result together, so everyone "
+        "learns the result and no one learns your input, unless enough of the others work "
+        "together against you (the line above \"I'm ready\" says how many)."),
+    "explain.server": (
+        "The server only brings the parties together: it sees the session, who is in it, "
+        "their names and when they are ready. It never sees your input or its pieces, which "
+        "go straight from browser to browser over encrypted connections (through a relay, "
+        "if one is needed, that cannot read them either). The link's secret part, after the "
+        "# sign, never goes to the server; with it the browsers seal what they pass through "
+        "the server, so the server cannot read or change it unnoticed."),
+    "explain.fingerprint": (
+        "The program's fingerprint (five groups of four characters, like 3f2a 9c41 ...) "
+        "stands for the exact code every party runs. Your browser checks that the code it is "
+        "about to run has the fingerprint your link names, and stops if not. Compare it with "
+        "the others, by phone or in person: the same fingerprint means the same program."),
+    "explain.keys": (
+        "Each party also has a key with its own fingerprint (like ABCD-EFGH-IJKL-MNOP), "
+        "shown next to its place once its connection is verified: compare it with the person "
+        "to be sure who is in that place."),
     # -- the session ----------------------------------------------------------------------
     "party.left": "The computation cannot finish: {who} left the session.",
     "server.reported": "The server reported {code}.",

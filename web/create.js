@@ -5,6 +5,7 @@
 
 import { CodeJar } from '/vendor/codejar/dist/codejar.js';
 import { byTestId as el, fetchJson, highlightPython, showCode } from './common.js';
+import { addExplainer } from './explainer.js';
 import { loadOrCreate, publicKey } from './identity.js';
 import {
   joinToken, newSecret, programHash, sealDescriptor, toFragment,
@@ -438,3 +439,5 @@ async function showIdentity() {
 }
 
 init();
+// "How does this keep my input secret?", as the lobby explains it (without it the page works).
+addExplainer(document.querySelector('header')).catch(() => {});

@@ -30,6 +30,7 @@ import {
   differingRules, joinToken, parseFragment, toBase64Url,
 } from './sealing.js';
 import { Sentences } from './sentences.js';
+import { addExplainer } from './explainer.js';
 import { choosePlace, showSession } from './session-view.js';
 import { PageSignaling } from './signaling.js';
 import { checkFingerprint } from './worker-events.js';
@@ -51,6 +52,7 @@ async function init() {
   let sentences;
   try {
     sentences = page.sentences = new Sentences(await fetchJson('/api/sentences'));
+    addExplainer(document.querySelector('header'), sentences); // "How does this keep my input secret?"
   } catch (error) {
     worker.terminate();
     fail('Cannot load', describe(error));
