@@ -105,9 +105,9 @@ def test_started_lines_show_each_pair_and_its_path():
         "Party 2 (hospital B) (you): computing",
         "Party 3: connecting",
         "Round 1 started: the parties connect to each other and compute.",
-        "Link 0<->1: ready (direct)",
-        "Link 0<->2: connecting",
-        "Link 1<->2: connected (relayed)",
+        "Link 1<->2: ready (direct)",
+        "Link 1<->3: connecting",
+        "Link 2<->3: connected (relayed)",
     ]
     done = roster([member(0, "done"), member(1, "done", ready=True), member(2, "left")],
                   started=True, round_=1)
@@ -116,11 +116,11 @@ def test_started_lines_show_each_pair_and_its_path():
 
 
 def test_pair_line_leaves_out_unknown_paths():
-    assert pair_line({"a": 0, "b": 1, "state": "ready", "path": None}) == "Link 0<->1: ready"
+    assert pair_line({"a": 0, "b": 1, "state": "ready", "path": None}) == "Link 1<->2: ready"
     assert pair_line({"a": 2, "b": 3, "state": "failed", "path": None}) == (
-        "Link 2<->3: could not connect")
+        "Link 3<->4: could not connect")
     assert pair_line({"a": 0, "b": 1, "state": "closed", "path": "relayed"}) == (
-        "Link 0<->1: closed (relayed)")
+        "Link 1<->2: closed (relayed)")
 
 
 def test_changes_are_only_what_is_new():
@@ -234,7 +234,7 @@ def test_terminal_display_is_styled_and_clears_its_status_line():
     plain = re.sub(r"\x1b\[[0-9;]*[A-Za-z]", "", text)
     assert "\x1b[" in text  # styled
     assert "Average salary" in plain and "abcd 1234" in plain
-    assert "Link 1<->2: connected (relayed)" in plain
+    assert "Link 2<->3: connected (relayed)" in plain
     assert plain.rstrip().endswith("Finished in 1.5 s.")
     assert stdout.getvalue() == "The answer\n"
 

@@ -144,10 +144,11 @@ def summary_line(roster: dict[str, Any]) -> str:
 
 
 def pair_line(pair: dict[str, Any]) -> str:
-    """``Link 0<->2: ready (direct)``: one pair's connection, as both ends report it."""
+    """``Link 1<->3: ready (direct)`` (pids 0 and 2, as people count them): one pair's
+    connection, as both ends report it."""
     state = pair["state"]
     words = say(f"pair.{state}") if f"pair.{state}" in SENTENCES else clean(state)
-    text = f"Link {pair['a']}<->{pair['b']}: {words}"
+    text = f"Link {pair['a'] + 1}<->{pair['b'] + 1}: {words}"  # as people count parties
     if pair.get("path") and pair["state"] not in ("signaling", "connecting"):
         text += f" ({clean(pair['path'])})"
     return text
