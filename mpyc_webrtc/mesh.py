@@ -16,6 +16,7 @@ from collections.abc import Callable
 from typing import Any, Protocol
 
 from .recovery import HEADER_SIZE, RecoveringChannel, Redundancy, recovering
+from .sentences import say
 from .transport import MAX_MESSAGE_SIZE, ChannelTransport, MessageChannel, PeerSilent
 
 log = logging.getLogger(__name__)
@@ -187,9 +188,7 @@ class Mesh:
     def peer_left(self, peer_pid: int) -> None:
         """Signaling says the party is gone: fail now rather than after ICE gives up (~30 s)."""
         if self.transports and not self.closing:
-            self._fail(MeshError(
-                f"{self.name(peer_pid)} left the session before the computation finished."
-            ))
+            self._fail(MeshError(say("party.left", who=self._named(peer_pid))))
 
     def _link_failed(self, peer_pid: int, exc: BaseException) -> None:
         if isinstance(exc, PeerSilent):

@@ -68,7 +68,7 @@ class Run:
     def pid(self) -> int:
         found = re.search(r"^Joined session \S+ as party (\d+)", self.err, re.M)
         assert found, self.err
-        return int(found.group(1))
+        return int(found.group(1)) - 1  # shown as people count parties, from 1
 
     def lines(self) -> list[str]:
         return self.err.splitlines()
@@ -92,7 +92,8 @@ def report(runs: list[Run]) -> str:
 
 
 def who(pid: int, labels: tuple[str, ...] = ()) -> str:
-    return f"'{labels[pid]}' (party {pid})" if labels else f"party {pid}"
+    """Place ``pid`` as people read it: they count parties from 1."""
+    return f"'{labels[pid]}' (party {pid + 1})" if labels else f"party {pid + 1}"
 
 
 def verified(run: Run, labels: tuple[str, ...] = (), name: str | None = None) -> str:
@@ -177,7 +178,7 @@ def test_three_peers_show_each_others_verified_keys_and_chat(tmp_path):
             # What it wrote, as text (control characters escaped), with its fingerprint.
             for said in says.get(other.who.name, []):
                 shown = said.replace("\n", "\\n").replace("\x1b", "\\x1b")
-                assert re.search(rf"^party {other.pid} {other.who.name} "
+                assert re.search(rf"^party {other.pid + 1} {other.who.name} "
                                  rf"\[{other.who.fingerprint}(, verified)?\]: "
                                  rf"{re.escape(shown)}$", run.err, re.M), text
         assert "\x1b" not in run.err, text

@@ -132,7 +132,7 @@ def run_program(server: Server, program: str, inputs: list[str | None]) -> list[
     for given, proc in zip(inputs, procs, strict=True):
         out, err = proc.communicate(timeout=TIMEOUT)
         assert proc.returncode == 0, f"party failed ({proc.returncode}):\n{err[-3000:]}"
-        parties.append(Party(int(JOINED.search(err).group(1)), given, out, err))
+        parties.append(Party(int(JOINED.search(err).group(1)) - 1, given, out, err))
     return sorted(parties, key=lambda p: p.pid)
 
 
@@ -508,10 +508,10 @@ def test_a_party_that_loses_the_server_in_the_lobby_rejoins_and_keeps_its_place(
         assert code == 0, f"party failed ({code}):\n{err[-3000:]}"
     assert [out.strip() for out, _, _ in results] == ["sum = 42"] * 3
     err = results[0][1]
-    assert JOINED.search(err).group(1) == "0"
+    assert JOINED.search(err).group(1) == "1"  # pid 0: people count from 1
     assert say("reconnect.lost", attempt=1) in err
     assert say("reconnect.back", who=place(0)) in err
-    assert not any(JOINED.search(e).group(1) == "0" for _, e, _ in results[1:])
+    assert not any(JOINED.search(e).group(1) == "1" for _, e, _ in results[1:])
 
 
 def test_join_timeout(server):
