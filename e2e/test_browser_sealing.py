@@ -20,7 +20,7 @@ from playwright.sync_api import expect
 
 from mpyc_webrtc import launch, programs
 from mpyc_webrtc.launch import program_hash
-from mpyc_webrtc.sentences import say
+from mpyc_webrtc.sentences import place, say
 from testbed import chromium
 from testbed.browser import BrowserParty
 from testbed.netns import Server, TamperProxy, start_peer
@@ -133,8 +133,9 @@ def test_wrong_secret_is_refused_by_the_server(server, new_page):
     params = dict(p.split("=") for p in fragment.split("&"))
     wrong = "A" * 43  # 32 zero bytes: a well-formed but wrong secret
     party = BrowserParty(new_page(), f"{base}#k={wrong}&p={params['p']}", wait_joined=False)
-    expect(party["status"]).to_have_text("Could not join")
-    expect(party["error"]).to_contain_text("This link is incomplete or wrong")
+    # The # part was there: the page says the link is wrong, not that a part is missing.
+    expect(party["status"]).to_have_text("Wrong link")
+    expect(party["error"]).to_have_text(say("link.wrong_secret"))
 
 
 @pytest.fixture
@@ -204,11 +205,13 @@ def test_tampered_signaling_is_caught_by_browsers(server, new_page, proxy, mode)
     assert re.search(r"to party 2\b", changed), changed
     if mode == "swap-from":
         fake = int(re.search(r"now says it is from party (\d+)", changed).group(1))
-        says = say("tamper.failed_authentication", party=fake)
+        says = say("tamper.failed_authentication", who=place(fake))
     elif mode == "replay":
-        says = say("tamper.replayed", seq=seq, party=sender)
-    else:  # a changed box, or a sender that is the string "0" or "1", not a party number
-        says = say("tamper.failed_authentication", party=sender)
+        says = say("tamper.replayed", seq=seq, who=place(sender))
+    elif mode == "replay-typed":  # a sender that is the string "0" or "1", not a party number
+        says = say("tamper.failed_authentication", who=place(str(sender)))
+    else:  # a changed box
+        says = say("tamper.failed_authentication", who=place(sender))
     expect(party["error"]).to_have_text(says)
     nothing_computed(party)
     for code, out, _err in finished(natives):

@@ -90,8 +90,9 @@ def native_sees(peer: subprocess.Popen, stderr: StderrLines, party_pid: int,
     """The native peer's roster names what party ``party_pid`` lacks; then it is stopped."""
     words = " and ".join(LACKS_WORDS[name] for name in lacks)
     try:
-        stderr.wait_for(f"Party {party_pid}: cannot take part: its browser lacks {words}")
-        stderr.wait_for(f"Waiting for party {party_pid} to take part from another browser "
+        # People count parties from 1: pid 1 is "party 2".
+        stderr.wait_for(f"Party {party_pid + 1}: cannot take part: its browser lacks {words}")
+        stderr.wait_for(f"Waiting for party {party_pid + 1} to take part from another browser "
                         "(its own cannot).")
     finally:
         peer.terminate()
@@ -129,7 +130,7 @@ def test_a_browser_that_cannot_run_python_holds_its_place_until_closed(
     expect(other["peer-1"]).to_contain_text(
         f"cannot take part: its browser lacks {LACKS_WORDS[lacks]}")
     expect(other["status"]).to_have_text(
-        "Waiting for Party 1 to take part from another browser (its own cannot)")
+        "Waiting for Party 2 to take part from another browser (its own cannot)")
     page.close()
     expect(other["peer-1"]).to_have_attribute("data-state", "waiting")
     assert BrowserParty(new_page(), url).pid == 1

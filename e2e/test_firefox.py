@@ -76,8 +76,8 @@ CASES = {
     "average": Case("52000", ("61500", "38250"),
                     "The average salary is 50,583.33.",  # 151,750 / 3
                     {"Parties": "3", "Total": "151,750", "Average": "50,583.33"}),
-    "millionaires": Case("1000000", ("250000", "999999"), "Party 0 has the most: 1,000,000.",
-                         {"Parties": "3", "Richest": "party 0", "Amount": "1,000,000"}),
+    "millionaires": Case("1000000", ("250000", "999999"), "Party 1 has the most: 1,000,000.",
+                         {"Parties": "3", "Richest": "party 1", "Amount": "1,000,000"}),
     "median": Case("3,1,2", ("10", "-4,7"), "The median is 2.5.",
                    {"Count": "6", "Minimum": "-4", "Median": "2.5", "Maximum": "10"}),
     "santa": Case(None, (None, None)),
@@ -117,8 +117,8 @@ def test_built_in_program_in_firefox_with_two_native_peers(server, new_firefox_p
             assert match, headline
             assert rows.keys() == {"You are", "Parties"} and rows["Parties"] == "3", rows
             receivers[int(rows["You are"].removeprefix("party "))] = int(match.group(1))
-        assert results[0][1]["You are"] == "party 0"  # Firefox's own
-        assert sorted(receivers) == sorted(receivers.values()) == [0, 1, 2]
+        assert results[0][1]["You are"] == "party 1"  # Firefox's own (pid 0)
+        assert sorted(receivers) == sorted(receivers.values()) == [1, 2, 3]
         assert all(giver != receiver for giver, receiver in receivers.items())
     else:
         assert results == [(case.headline, case.rows)] * 3
@@ -170,7 +170,7 @@ def test_firefox_is_told_which_party_died(server, new_firefox_page):
     natives[1].send_signal(signal.SIGKILL)  # party 2, a peer this test started, by its pid
     killed = time.monotonic()
     expect(fox["error"]).to_contain_text(re.compile(
-        r"Party 2 (left the session|stopped responding)"), timeout=10_000)
+        r"[Pp]arty 3 (left the session|stopped responding)"), timeout=10_000)
     assert time.monotonic() - killed < 10
     expect(fox["status"]).not_to_have_text("Done")
     natives[0].communicate(timeout=30)
@@ -189,7 +189,7 @@ def test_firefox_is_told_when_a_chromium_page_closes(server, new_firefox_page, n
     expect(fox["output"]).to_contain_text("round 10", timeout=120_000)
     chrome.page.close()
     expect(fox["error"]).to_contain_text(re.compile(
-        r"Party 1 (left the session|stopped responding)"), timeout=10_000)
+        r"[Pp]arty 2 (left the session|stopped responding)"), timeout=10_000)
     native.communicate(timeout=30)
     assert native.returncode == 1
 

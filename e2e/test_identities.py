@@ -133,7 +133,7 @@ def test_browsers_and_a_native_peer_verify_each_other_and_chat(server, new_page,
     expect(first["chat-input"]).to_have_value("")
     message = last["chat-log"].get_by_test_id("chat-message").first
     expect(message).to_contain_text(MARKUP)
-    expect(message).to_contain_text(f"party 0 {print_first}")
+    expect(message).to_contain_text(f"party 1 {print_first}")  # pid 0: people count from 1
     expect(message).to_have_attribute("data-bound", "false")  # no connection yet
     assert last["chat-log"].locator("img, b").count() == 0
     assert stderr.wait_for(MARKUP)
@@ -160,18 +160,18 @@ def test_browsers_and_a_native_peer_verify_each_other_and_chat(server, new_page,
         for pid, (did, name) in others.items():
             box = party[f"identity-{pid}"]
             expect(box).to_have_attribute("data-verified", "true")
-            expect(box).to_contain_text(f"party {pid}: {name}, {did} (verified)")
-            expect(box).to_contain_text(f"name as party {pid} states it")
+            expect(box).to_contain_text(f"party {pid + 1}: {name}, {did} (verified)")
+            expect(box).to_contain_text(f"name as party {pid + 1} states it")
             expect(box).to_contain_text("new key")
     # And the native peer verified the browsers' keys (lines on its stderr).
     for pid, did, name in ((0, did_first, "Alice"), (2, did_last, "Bob")):
-        stderr.wait_for(f"party {pid}: {name}, {did} (verified)")
+        stderr.wait_for(f"party {pid + 1}: {name}, {did} (verified)")
 
     # After the result, the browsers still chat: over the peer connection's chat channel.
     last["chat-input"].fill("after the result")
     last["chat-send"].click()
     received = first["chat-log"].get_by_test_id("chat-message").filter(has_text="after the result")
-    expect(received).to_contain_text("party 2 · Bob")
+    expect(received).to_contain_text("party 3 · Bob")
     expect(received).to_have_attribute("data-bound", "true")  # the key of the connection
     expect(last["log"]).to_contain_text("chat message 1 to party 0 over the data channel")
     fits_a_phone(first.page, "identities-lobby")
@@ -200,7 +200,7 @@ def test_a_place_kept_for_a_key_refuses_others_and_takes_its_owner(server, new_p
     creator.get_by_test_id("pin-1").fill(did_owner)
     creator.get_by_test_id("pin-2").fill(did_owner)
     expect(creator.get_by_test_id("pin-help-2")).to_contain_text(
-        "This key already has party 1's place")
+        "This key already has party 2's place")
     expect(creator.get_by_test_id("create")).to_be_disabled()
     creator.get_by_test_id("pin-2").fill("")
     expect(creator.get_by_test_id("create")).to_be_enabled()
@@ -217,7 +217,7 @@ def test_a_place_kept_for_a_key_refuses_others_and_takes_its_owner(server, new_p
     _, print_other = own_identity(other)
     expect(other["status"]).to_have_text("Could not join")
     expect(other["error"]).to_contain_text(
-        f"The place of party 1 is kept for someone else's key (fingerprint {print_owner}); "
+        f"The place of party 2 is kept for someone else's key (fingerprint {print_owner}); "
         f"you joined with {print_other}.")
 
     owner = BrowserParty(owner_page, link)  # no place asked for: the one kept for it
@@ -263,7 +263,7 @@ def test_a_browser_remembers_the_keys_it_computed_with(server, new_page):
     confirm_as(alice, "Alice", "1", accept_no_privacy=True)
     confirm_as(bob, "Bob", "2", accept_no_privacy=True)
     assert alice.wait_done().strip() == bob.wait_done().strip() == "total = 3"
-    expect(alice["identity-1"]).to_contain_text(f"party 1: Bob, {did_bob} (verified)")
+    expect(alice["identity-1"]).to_contain_text(f"party 2: Bob, {did_bob} (verified)")
     expect(alice["identity-1"]).to_contain_text("new key")
     expect(bob["identity-0"]).to_contain_text("new key")
 
@@ -382,8 +382,8 @@ def test_firefox_keeps_its_key_verifies_chromium_and_chats(server, new_firefox_p
     confirm_as(fox, "Fox", "4", accept_no_privacy=True)
     confirm_as(chromium, "Chrome", "5", accept_no_privacy=True)
     assert fox.wait_done().strip() == chromium.wait_done().strip() == "total = 9"
-    expect(fox["identity-1"]).to_contain_text(f"party 1: Chrome, {did_chromium} (verified)")
-    expect(chromium["identity-0"]).to_contain_text(f"party 0: Fox, {did_fox} (verified)")
+    expect(fox["identity-1"]).to_contain_text(f"party 2: Chrome, {did_chromium} (verified)")
+    expect(chromium["identity-0"]).to_contain_text(f"party 1: Fox, {did_fox} (verified)")
     chromium["chat-input"].fill("and back over the chat channel")
     chromium["chat-input"].press("Enter")
     received = fox["chat-log"].get_by_test_id("chat-message").filter(has_text="chat channel")

@@ -318,7 +318,9 @@ def test_killed_party_stops_the_others_with_its_name(internet):
         assert peer.finish(timeout=30) == 1
         took = time.monotonic() - killed
         assert took < 10, f"{took:.1f} s"
-        assert re.fullmatch(rf"{ERROR}Party {victim} (left the session|stopped responding).*",
+        # People count parties from 1: pid 2 is "Party 3".
+        assert re.fullmatch(rf"{ERROR}.*[Pp]arty {victim + 1} (left the session|stopped "
+                            r"responding).*",
                             peer.last_error()), peer.text()
     report("party killed", stop_seconds=round(time.monotonic() - killed, 2))
 
@@ -335,12 +337,12 @@ def test_party_losing_its_network_stops_everyone(internet):
         took = time.monotonic() - cut
         assert took < 10, f"{took:.1f} s"
         assert re.fullmatch(
-            rf"{ERROR}Party {victim} stopped responding: nothing arrived from it for 7 s\. It may "
-            r"have lost its network, closed its page or crashed; the computation cannot go "
+            rf"{ERROR}Party {victim + 1} stopped responding: nothing arrived from it for 7 s\. "
+            r"It may have lost its network, closed its page or crashed; the computation cannot go "
             r"on without it\.", peer.last_error()), peer.text()
     # The cut-off party learns the same about the others, instead of waiting forever.
     assert peers[2].finish(timeout=30) == 1
-    assert re.fullmatch(rf"{ERROR}Party [^{victim}] stopped responding: .*",
+    assert re.fullmatch(rf"{ERROR}Party [^{victim + 1}] stopped responding: .*",
                         peers[2].last_error()), peers[2].text()
     report("party loses network", stop_seconds=round(time.monotonic() - cut, 2))
 

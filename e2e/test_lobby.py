@@ -127,11 +127,12 @@ def test_bad_input_shows_the_programs_message_and_sends_nothing(server, new_page
     party = BrowserParty(new_page(), url).wait_python()
     party.enter("lots")
     expect(party["input-help"]).to_have_text(
-        "Your yearly salary must be a whole number from 0 to 1,000,000,000 (got 'lots').")
+        "Your yearly salary must be a whole number from 0 to 1,000,000,000, in digits that "
+        "may be grouped in threes, like 52000, 52,000, 52 000 or 52.000 (got 'lots').")
     party["ready"].click()
     party.enter("-5")
     expect(party["input-help"]).to_have_text(
-        "Your yearly salary must be a whole number from 0 to 1,000,000,000 (got '-5').")
+        "Your yearly salary must be a whole number from 0 to 1,000,000,000 (got -5).")
     party["ready"].click()
     expect(party["input-help"]).to_have_class(re.compile(r"\bproblem\b"))
     expect(party["peer-0"]).to_have_attribute("data-state", "joined")
@@ -149,7 +150,7 @@ def test_named_places_a_vote_and_a_native_peer(server, new_page):
     invite = create(creator_page, server.url, "vote", 3, labels, role=1)
     creator = BrowserParty(creator_page, creator_page.url)
     assert creator.pid == 1
-    expect(creator["pid"]).to_have_text("hospital B (party 1)")
+    expect(creator["pid"]).to_have_text("hospital B (party 2)")
 
     second = BrowserParty(new_page(), invite, wait_joined=False)
     expect(second["status"]).to_have_text("Choose your place")
@@ -164,7 +165,7 @@ def test_named_places_a_vote_and_a_native_peer(server, new_page):
     for party in (creator, second):
         party.wait_done()
         assert party.headline() == "Everyone voted yes."
-        expect(party["peer-2"]).to_contain_text("hospital C (party 2) · Carol")
+        expect(party["peer-2"]).to_contain_text("hospital C (party 3) · Carol")
     out, err = native.communicate(timeout=120)
     assert native.returncode == 0, err[-3000:]
     assert out.splitlines()[0] == "Everyone voted yes."

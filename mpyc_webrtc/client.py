@@ -124,7 +124,7 @@ from typing import Any
 
 from . import shape
 from .launch import fingerprint
-from .sentences import SENTENCES, say
+from .sentences import SENTENCES, place, say
 from .wire import MAX_CHAT_LENGTH, RECONNECTING, SIGNAL_KINDS, UNSUPPORTED, ErrorCode, message
 
 Event = dict[str, Any]
@@ -362,8 +362,8 @@ class SignalingClient:
         if message.get("pid") != pid:
             self.phase = "refused"
             return [{"event": "join_failed", "code": "other_place",
-                     "message": say("rejoin.other_place", got=message.get("pid"),
-                                            party=pid)}]
+                     "message": say("rejoin.other_place", got=self._place(message.get("pid")),
+                                            who=self._place(pid))}]
         changed = next((name for name in REJOIN_SAME
                         if json.dumps(message.get(name)) != json.dumps(self.welcome.get(name))),
                        None)
@@ -402,6 +402,8 @@ class SignalingClient:
                 text = say("rejoin.refused", reason=text)
             return [{"event": "join_failed", "code": code, "message": text}]
         if self.welcome is None:
+            if code == ErrorCode.BAD_TOKEN:  # the link had a secret, only not this session's
+                text = say("link.wrong_secret")
             return [{"event": "join_failed", "code": code, "message": text}]
         return [{"event": "server_error", "code": code, "message": text}]
 
@@ -421,7 +423,7 @@ class SignalingClient:
                 if member.get("state") == "left" and pid != self.pid and pid not in self._gone:
                     self._gone.add(pid)
                     events.append({"event": "peer_left", "peer": pid,
-                                   "message": say("party.left", party=pid)})
+                                   "message": say("party.left", who=self._place(pid))})
         return events
 
     def _receive_start(self, message: dict[str, Any]) -> list[Event]:
@@ -448,7 +450,7 @@ class SignalingClient:
     def _receive_signal(self, message: dict[str, Any]) -> list[Event]:
         sender = message.get("from")
         if self.welcome is None:  # nothing to open it with: it cannot be authentic
-            return self._tamper(say("tamper.failed_authentication", party=sender))
+            return self._tamper(say("tamper.failed_authentication", who=self._place(sender)))
         return [{"event": "open", "from": sender, "seq": message.get("seq"),
                  "box": message.get("box")}]
 
@@ -518,7 +520,7 @@ class SignalingClient:
             return [{"event": "unexpected", "peer": sender, "kind": kind,
                      "expected": link.expecting}]
         if payload.get("program") != self.link_hash:
-            return self._tamper(say("tamper.peer_program", party=sender,
+            return self._tamper(say("tamper.peer_program", who=self._place(sender),
                                     theirs=fingerprint(str(payload.get("program"))),
                                     ours=fingerprint(self.link_hash)))
         if (same := self._certificate(sender, payload["sdp"])) is not None:
@@ -536,11 +538,11 @@ class SignalingClient:
         did, name = payload["identity"], payload["name"]
         if not ok:
             kind = say("identity.kind_chat") if what == "chat" else payload["kind"]
-            return self._tamper(say("tamper.bad_signature", party=sender, kind=kind,
+            return self._tamper(say("tamper.bad_signature", who=self._place(sender), kind=kind,
                                     identity=did))
         before = self.identities.get(sender, {}).get("identity") or self._claimed.get(sender)
         if before is not None and before != did:
-            return self._tamper(say("tamper.other_identity", party=sender, now=did,
+            return self._tamper(say("tamper.other_identity", who=self._place(sender), now=did,
                                     before=before))
         if what == "chat":
             self._claimed[sender] = did
@@ -709,10 +711,8 @@ class SignalingClient:
         return " ".join(str(label).split())
 
     def _place(self, pid: int | None) -> str:
-        """A place as a person reads it: ``'hospital A' (party 1)`` or ``party 1``."""
-        label = self._label(pid)
-        return (say("place.labelled", label=label, party=pid) if label
-                else say("place.plain", party=pid))
+        """A place as a person reads it: ``'hospital A' (party 2)`` or ``party 2`` (pid 1)."""
+        return place(pid, self._label(pid))
 
     def _pin(self, pid: int | None) -> str:
         """The key place ``pid`` is kept for ("" if none), as the creator sealed it."""
@@ -730,11 +730,11 @@ class SignalingClient:
             return None
         said = member.get("identity")
         if said is not None and said != signed["identity"]:
-            return self._tamper(say("tamper.roster_identity", party=peer, said=said,
+            return self._tamper(say("tamper.roster_identity", who=self._place(peer), said=said,
                                     signed=signed["identity"]))
         name = member.get("name")
         if name != signed["name"] and not (signed["name"] == "" and name == f"party {peer}"):
-            return self._tamper(say("tamper.roster_name", party=peer,
+            return self._tamper(say("tamper.roster_name", who=self._place(peer),
                                     said=json.dumps(name, ensure_ascii=False),
                                     signed=json.dumps(signed["name"], ensure_ascii=False)))
         return None
@@ -750,13 +750,14 @@ class SignalingClient:
             self._own_certificates.add(certificate)
             peer = next((p for p, c in self._certificates.items() if c == certificate), None)
             return None if peer is None else self._tamper(
-                say("tamper.own_certificate", party=peer))
+                say("tamper.own_certificate", who=self._place(peer)))
         if certificate in self._own_certificates:
-            return self._tamper(say("tamper.own_certificate", party=party))
+            return self._tamper(say("tamper.own_certificate", who=self._place(party)))
         other = next((p for p, c in self._certificates.items()
                       if c == certificate and p != party), None)
         if other is not None:
-            return self._tamper(say("tamper.same_peer", party=party, other=other))
+            return self._tamper(say("tamper.same_peer", who=self._place(party),
+                                                    other=self._place(other)))
         self._certificates[party] = certificate
         return None
 

@@ -204,6 +204,14 @@ def check_input(program: dict[str, Any], text: str | None) -> str | None:
     return None
 
 
+def input_reading(program: dict[str, Any], text: str | None) -> str | None:
+    """How a usable ``text`` with grouped digits was read ("Read as 52 000."), for the
+    person to check before committing it; None otherwise (and for uploaded scripts, which
+    get the text as it is)."""
+    spec = programs.CATALOG.get(program["name"]) if is_builtin(program) else None
+    return None if spec is None else spec.input.reading(text)
+
+
 #: MPyC options every party of every session uses. Browsers run 32-bit Python (wasm32),
 #: native peers mostly 64-bit: MPyC's default program-counter hop hashes with the
 #: platform's ``hash()``, so without this the parties' message labels differ and a mixed

@@ -16,6 +16,7 @@ from collections.abc import Callable
 from typing import Any, Protocol
 
 from .recovery import HEADER_SIZE, RecoveringChannel, Redundancy, recovering
+from .sentences import say
 from .transport import MAX_MESSAGE_SIZE, ChannelTransport, MessageChannel, PeerSilent
 
 log = logging.getLogger(__name__)
@@ -165,9 +166,10 @@ class Mesh:
         }
 
     def name(self, pid: int) -> str:
-        """"Party 2", or "Party 2 (Bob)" when the roster gave it a name or a place."""
+        """"Party 2", or "Party 2 (Bob)" when the roster gave it a name or a place (pid 1:
+        people count parties from 1)."""
         extra = self.names.get(pid)
-        return f"Party {pid} ({extra})" if extra else f"Party {pid}"
+        return f"Party {pid + 1} ({extra})" if extra else f"Party {pid + 1}"
 
     def _named(self, pid: int) -> str:
         """``name`` inside a sentence."""
@@ -186,9 +188,7 @@ class Mesh:
     def peer_left(self, peer_pid: int) -> None:
         """Signaling says the party is gone: fail now rather than after ICE gives up (~30 s)."""
         if self.transports and not self.closing:
-            self._fail(MeshError(
-                f"{self.name(peer_pid)} left the session before the computation finished."
-            ))
+            self._fail(MeshError(say("party.left", who=self._named(peer_pid))))
 
     def _link_failed(self, peer_pid: int, exc: BaseException) -> None:
         if isinstance(exc, PeerSilent):

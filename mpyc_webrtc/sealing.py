@@ -37,7 +37,7 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 from . import launch, wire
-from .sentences import say
+from .sentences import place, say
 
 #: Bytes in the link's secret, the sealing key and the join token's key material.
 SECRET_BYTES = 32
@@ -279,9 +279,9 @@ class Sealer:
         plain = self._decrypt(sender, seq, box, wire.signal_aad)
         expected = self._accepted[sender] + 1
         if seq < expected:
-            raise TamperError(say("tamper.replayed", party=sender, seq=seq))
+            raise TamperError(say("tamper.replayed", who=place(sender), seq=seq))
         if seq > expected:
-            raise TamperError(say("tamper.out_of_order", party=sender, seq=seq,
+            raise TamperError(say("tamper.out_of_order", who=place(sender), seq=seq,
                                   expected=expected))
         payload = _check_payload(sender, plain, wire.SIGNAL_BOX_KINDS)
         self._accepted[sender] = seq
@@ -293,7 +293,7 @@ class Sealer:
         the server, so numbers may be missing), and only the ``chat`` kind."""
         plain = self._decrypt(sender, seq, box, wire.chat_aad)
         if seq <= self._chat_accepted[sender]:
-            raise TamperError(say("tamper.replayed", party=sender, seq=seq))
+            raise TamperError(say("tamper.replayed", who=place(sender), seq=seq))
         payload = _check_payload(sender, plain, wire.CHAT_BOX_KINDS)
         self._chat_accepted[sender] = seq
         return payload
@@ -303,7 +303,7 @@ class Sealer:
         if (isinstance(sender, bool) or not isinstance(sender, int)
                 or not 0 <= sender < self.parties or sender == self.pid
                 or isinstance(seq, bool) or not isinstance(seq, int) or seq < 1):
-            raise TamperError(say("tamper.failed_authentication", party=sender))
+            raise TamperError(say("tamper.failed_authentication", who=place(sender)))
         try:
             data = b64url_decode(box)
             if len(data) < NONCE_BYTES + TAG_BYTES:
@@ -311,12 +311,12 @@ class Sealer:
             aad = aad_of(self.session_id, sender, self.pid, seq)
             return self._aead.decrypt(data[:NONCE_BYTES], data[NONCE_BYTES:], aad)
         except (ValueError, InvalidTag):
-            raise TamperError(say("tamper.failed_authentication", party=sender)) from None
+            raise TamperError(say("tamper.failed_authentication", who=place(sender))) from None
 
 
 def _check_payload(sender: int, plain: bytes, kinds: tuple[str, ...]) -> dict[str, Any]:
     def bad(detail: str) -> TamperError:
-        return TamperError(say("tamper.bad_content", party=sender, detail=detail))
+        return TamperError(say("tamper.bad_content", who=place(sender), detail=detail))
 
     try:
         payload = json.loads(plain.decode())

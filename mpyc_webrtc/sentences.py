@@ -20,7 +20,7 @@ from typing import Any
 
 _TAMPER = "Tampering detected:"
 _STOP = "Stop, and do not take part in this session."
-_WHO = "Someone between you and party {party} (the signaling server or the network)"
+_WHO = "Someone between you and {who} (the signaling server or the network)"
 _TERMINAL = ("take part from a terminal: mpyc-webrtc-peer join 'LINK', where LINK is the "
              "whole link under \"Invite the others\".")
 _HOLDS = ("Close this page first: while it is open it holds your place, and the other "
@@ -34,6 +34,11 @@ SENTENCES: dict[str, str] = {
         f"The join link lacks its secret part (after the # sign). {_ASK_AGAIN}"),
     "link.damaged": (
         f"The join link's secret part (after the # sign) is damaged: {{detail}}. {_ASK_AGAIN}"),
+    # The secret is there and well formed, but the server does not know it (bad_token).
+    "link.wrong_secret": (
+        "This link is wrong: its secret part (after the # sign) is not this session's. A "
+        "character may have changed on the way, or the link is another session's. "
+        + _ASK_AGAIN),
     "link.twice": "it has '{key}' twice",
     "link.no_secret": "its secret (k=...) is missing",
     "link.no_hash": "the program's hash (p=...) is missing",
@@ -41,25 +46,25 @@ SENTENCES: dict[str, str] = {
     "link.bad_hash": "the program's hash (p=...) is not 64 hexadecimal digits",
     # -- tampering: the party stops at once ---------------------------------------------
     "tamper.failed_authentication": (
-        f"{_TAMPER} a signaling message said to come from party {{party}} failed "
-        f"authentication. {_WHO} changed it, or it was not sent by party {{party}}. {_STOP}"),
+        f"{_TAMPER} a signaling message said to come from {{who}} failed "
+        f"authentication. {_WHO} changed it, or it was not sent by {{who}}. {_STOP}"),
     "tamper.replayed": (
-        f"{_TAMPER} signaling message {{seq}} from party {{party}} arrived again (replayed). "
+        f"{_TAMPER} signaling message {{seq}} from {{who}} arrived again (replayed). "
         f"{_WHO} sent it twice. {_STOP}"),
     "tamper.out_of_order": (
-        f"{_TAMPER} signaling message {{seq}} from party {{party}} arrived out of order "
+        f"{_TAMPER} signaling message {{seq}} from {{who}} arrived out of order "
         f"(number {{seq}}, expected {{expected}}). {_WHO} held back, dropped or reordered "
         f"messages. {_STOP}"),
     "tamper.bad_content": (
-        f"{_TAMPER} a sealed signaling message from party {{party}} is not a valid offer, "
+        f"{_TAMPER} a sealed signaling message from {{who}} is not a valid offer, "
         "answer, ICE candidate or chat message ({detail}). Only someone with the join link "
-        f"can seal messages, so party {{party}} or someone else with the link sent it. {_STOP}"),
+        f"can seal messages, so {{who}} or someone else with the link sent it. {_STOP}"),
     "tamper.not_json": "it is not JSON",
     "tamper.not_object": "it is not a JSON object",
     "tamper.unknown_kind": "unknown kind {kind}",
     "tamper.missing_field": "its {kind} has no text field '{field}'",
     "tamper.peer_program": (
-        f"{_TAMPER} party {{party}} runs a different program than this party (fingerprint "
+        f"{_TAMPER} {{who}} runs a different program than this party (fingerprint "
         "{theirs}; this party runs {ours}). The parties were given different programs. "
         f"{_STOP}"),
     "tamper.server_program": (
@@ -84,11 +89,11 @@ SENTENCES: dict[str, str] = {
         f"{_TAMPER} when this party reconnected, the server described the session "
         "differently than before ({what} changed). " + _STOP),
     "tamper.same_peer": (
-        f"{_TAMPER} party {{party}} and party {{other}} are the same party (they show the "
+        f"{_TAMPER} {{who}} and {{other}} are the same party (they show the "
         "same DTLS certificate), so this session has fewer distinct parties than its "
         "creator chose. " + _STOP),
     "tamper.own_certificate": (
-        f"{_TAMPER} party {{party}} shows this party's own DTLS certificate: someone is "
+        f"{_TAMPER} {{who}} shows this party's own DTLS certificate: someone is "
         "passing this party's messages back to it. " + _STOP),
     "tamper.unprompted_start": (
         f"{_TAMPER} the server started round {{round}}, which this party did not agree to "
@@ -98,12 +103,12 @@ SENTENCES: dict[str, str] = {
         "differs), which could give it the session's keys. " + _STOP),
     # -- identities (mpyc_webrtc.identity): who is at the other end ----------------------
     "tamper.bad_signature": (
-        f"{_TAMPER} party {{party}}'s {{kind}} is not signed by the identity key it names "
+        f"{_TAMPER} the {{kind}} from {{who}} is not signed by the identity key it names "
         "({identity}), so it may come from anyone who has the join link. " + _STOP),
     "tamper.other_identity": (
-        f"{_TAMPER} party {{party}} now signs with the key {{now}}, but earlier in this "
-        "session it signed with {before}: someone else is passing itself off as party "
-        "{party}. " + _STOP),
+        f"{_TAMPER} {{who}} now signs with the key {{now}}, but earlier in this "
+        "session it signed with {before}: someone else is passing itself off as {who}. "
+        + _STOP),
     "tamper.pinned": (
         f"{_TAMPER} the place of {{place}} is kept for the key {{pinned}}, but the party in "
         "it signed with {identity}: someone else took the place. " + _STOP),
@@ -111,13 +116,15 @@ SENTENCES: dict[str, str] = {
         f"{_TAMPER} the server put this party in the place of {{place}}, which the session's "
         "creator kept for another key ({pinned}; yours is {identity}). " + _STOP),
     "tamper.roster_identity": (
-        f"{_TAMPER} the server shows party {{party}} with the key {{said}}, but party "
-        "{party} signed with {signed}. " + _STOP),
+        f"{_TAMPER} the server shows {{who}} with the key {{said}}, but that party signed "
+        "with {signed}. " + _STOP),
     "tamper.roster_name": (
-        f"{_TAMPER} the server shows party {{party}} as {{said}}, but party {{party}} "
-        "signed the name {signed}. " + _STOP),
-    "place.labelled": "'{label}' (party {party})",
-    "place.plain": "party {party}",
+        f"{_TAMPER} the server shows {{who}} as {{said}}, but that party signed the name "
+        "{signed}. " + _STOP),
+    # A place as people read it (``place``): parties are numbered from 1 for people,
+    # from 0 (their pid) in code and logs.
+    "place.labelled": "'{label}' (party {number})",
+    "place.plain": "party {number}",
     "identity.verified": "{who}: {name}, {identity} (verified)",
     "identity.verified_unnamed": "{who}: {identity} (verified)",
     "identity.kind_chat": "chat message",
@@ -199,8 +206,33 @@ SENTENCES: dict[str, str] = {
         "Cross-Origin-Embedder-Policy), and the computation needs that isolation in every "
         "browser. Tell whoever runs the server (a proxy in front of it may drop these "
         f"headers). Meanwhile you can {_TERMINAL} {_HOLDS}"),
+    # -- "How does this keep my input secret?": for someone new to all this (the lobby and
+    # the create page, web/explainer.js) ---------------------------------------------------
+    "explain.title": "How does this keep my input secret?",
+    "explain.mpc": (
+        "This is secure multiparty computation: your browser splits your input into random "
+        "pieces, one for each party, and no piece on its own says anything about it. The "
+        "parties compute with the pieces and put only the result together, so everyone "
+        "learns the result and no one learns your input, unless enough of the others work "
+        "together against you (the line above \"I'm ready\" says how many)."),
+    "explain.server": (
+        "The server only brings the parties together: it sees the session, who is in it, "
+        "their names and when they are ready. It never sees your input or its pieces, which "
+        "go straight from browser to browser over encrypted connections (through a relay, "
+        "if one is needed, that cannot read them either). The link's secret part, after the "
+        "# sign, never goes to the server; with it the browsers seal what they pass through "
+        "the server, so the server cannot read or change it unnoticed."),
+    "explain.fingerprint": (
+        "The program's fingerprint (five groups of four characters, like 3f2a 9c41 ...) "
+        "stands for the exact code every party runs. Your browser checks that the code it is "
+        "about to run has the fingerprint your link names, and stops if not. Compare it with "
+        "the others, by phone or in person: the same fingerprint means the same program."),
+    "explain.keys": (
+        "Each party also has a key with its own fingerprint (like ABCD-EFGH-IJKL-MNOP), "
+        "shown next to its place once its connection is verified: compare it with the person "
+        "to be sure who is in that place."),
     # -- the session ----------------------------------------------------------------------
-    "party.left": "Party {party} left the session before the computation finished.",
+    "party.left": "The computation cannot finish: {who} left the session.",
     "server.reported": "The server reported {code}.",
     # The server shuts down (error server_shutting_down): sessions live only in its memory.
     "server.shutting_down.lobby": (
@@ -214,7 +246,7 @@ SENTENCES: dict[str, str] = {
     # Losing the connection to the server in the lobby: the party reconnects and keeps its
     # place (join's ``resume``), or says why it could not.
     "reconnect.lost": "Lost the connection to the server; reconnecting (attempt {attempt})…",
-    "reconnect.back": "Reconnected: still party {party}.",
+    "reconnect.back": "Reconnected: still {who}.",
     "reconnect.gave_up": (
         "The connection to the server was lost and could not be restored within {seconds} s, "
         "so this party gave up its place. If the session has not started yet, join again "
@@ -227,7 +259,7 @@ SENTENCES: dict[str, str] = {
         "given to someone else. Ask the person who created the session for a new link."),
     "rejoin.other_place": (
         "The connection to the server was lost, and on reconnecting the server gave this "
-        "party another place (party {got} instead of party {party}), so it stops. Ask the "
+        "party another place ({got} instead of {who}), so it stops. Ask the "
         "person who created the session for a new link."),
     "rejoin.refused": (
         "The connection to the server was lost, and the server did not let this party back "
@@ -246,6 +278,16 @@ def say(key: str, /, **fields: Any) -> str:
         return str(fields[match.group(1)])
 
     return _FIELD.sub(field, template)
+
+
+def place(pid: int | str | None, label: str = "") -> str:
+    """Place ``pid`` as a person reads it: ``'Bob' (party 2)`` or ``party 2`` (people count
+    parties from 1; ``web/sentences.js``'s ``place`` is the same rule). A ``pid`` that is no
+    number (a tampered message's sender) is shown as it is."""
+    label = " ".join(str(label or "").split())
+    number = pid + 1 if isinstance(pid, int) and not isinstance(pid, bool) else pid
+    return (say("place.labelled", label=label, number=number) if label
+            else say("place.plain", number=number))
 
 
 def document() -> dict[str, str]:

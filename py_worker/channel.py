@@ -18,7 +18,7 @@ from collections.abc import Callable
 from typing import Protocol
 
 from mpyc_webrtc.mesh import MeshError
-from mpyc_webrtc.sentences import say
+from mpyc_webrtc.sentences import place, say
 from mpyc_webrtc.transport import BufferedChannel
 
 from . import ring
@@ -35,8 +35,9 @@ log = logging.getLogger(__name__)
 def _parties(pids: list[int]) -> str:
     pids = sorted(pids)
     if len(pids) == 1:
-        return f"party {pids[0]}"
-    return "parties " + ", ".join(map(str, pids[:-1])) + f" and {pids[-1]}"
+        return place(pids[0])
+    numbers = [str(pid + 1) for pid in pids]  # as people count them
+    return "parties " + ", ".join(numbers[:-1]) + f" and {numbers[-1]}"
 
 
 class Outbox(Protocol):
@@ -195,12 +196,12 @@ class PageChannelFactory:
     def peer_failed(self, peer: int, reason: str) -> None:
         """The page gave up on the connection to ``peer``; ``reason`` ends with a period."""
         self.failures.setdefault(
-            peer, say("connect.failed", who=f"party {peer}", reason=reason,
+            peer, say("connect.failed", who=place(peer), reason=reason,
                       hint=say("connect.hint")))
         self._changed()
 
     def peer_left(self, peer: int) -> None:
-        self.failures.setdefault(peer, say("party.left", party=peer))
+        self.failures.setdefault(peer, say("party.left", who=place(peer)))
         self._changed()
 
     # -- ChannelFactory -------------------------------------------------------------------
@@ -268,7 +269,7 @@ class PageChannelFactory:
         for p in peers:
             channel = self.channels.get(p)
             if p not in broken and channel is not None and channel.closed.is_set():
-                broken[p] = say("connect.failed", who=f"party {p}",
+                broken[p] = say("connect.failed", who=place(p),
                                 reason=say("connect.closed_early"), hint=say("connect.hint"))
         return broken
 

@@ -34,6 +34,7 @@ from mpyc_webrtc.launch import (
     run_as_main,
     run_to_the_end,
 )
+from mpyc_webrtc.launch import input_reading as launch_input_reading
 from mpyc_webrtc.launch import prepare as prepare_program
 from mpyc_webrtc.launch import privacy as launch_privacy
 from mpyc_webrtc.launch import program_hash as launch_program_hash
@@ -80,6 +81,11 @@ def prepare() -> None:
 def input_problem(program: str, text: str) -> str | None:
     """Why ``text`` is not a usable input for the (JSON) program, or None."""
     return check_input(json.loads(program), text)
+
+
+def input_reading(program: str, text: str) -> str | None:
+    """How the (JSON) program reads a usable ``text`` with grouped digits, or None."""
+    return launch_input_reading(json.loads(program), text)
 
 
 def program_hash(program: str) -> str:
@@ -138,6 +144,7 @@ class Party:
         self.mesh: Mesh | None = None
         #: The roster's members (pid, name, label), for naming a party in errors.
         self.members: list[dict[str, Any]] = []
+        programs.set_party_names()  # until the page names them (control "names")
         self.runs = 0
         inbox = inbox or _inbox
         loop = loop or _loop
@@ -163,6 +170,8 @@ class Party:
                 self.mesh.peer_left(peer)
         elif kind == "names":
             self.members = list(message["members"])
+            # What the program calls the parties in its result (programs.party_name).
+            programs.set_party_names(message.get("labels") or [], self.members)
             if self.mesh is not None:
                 self.mesh.set_names(self.members)
         elif kind == "signaling-ended":

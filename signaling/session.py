@@ -379,8 +379,10 @@ class Session:
         return pid
 
     def place(self, pid: int) -> str:
-        """Place ``pid`` as a person sees it: "'hospital A' (party 1)", or "party 1"."""
-        return f"{self.labels[pid]!r} (party {pid})" if self.labels[pid] else f"party {pid}"
+        """Place ``pid`` as a person sees it: "'hospital A' (party 2)", or "party 2" for pid 1
+        (people count parties from 1)."""
+        number = pid + 1
+        return f"{self.labels[pid]!r} (party {number})" if self.labels[pid] else f"party {number}"
 
     def _free_place(self, identity: str | None) -> int:
         """The place for a join without ``role`` (some place is free): the lowest free one
@@ -481,7 +483,8 @@ class Session:
             if ready and gone:
                 raise SignalingError(
                     ErrorCode.PARTY_LEFT,
-                    f"Party {gone[0]} has left the session, so it cannot run again. "
+                    f"{self.place(gone[0])[:1].upper()}{self.place(gone[0])[1:]} has left the "
+                    "session, so it cannot run again. "
                     "Create a new session to compute again.",
                 )
         if (name or member.name) == member.name and ready == member.ready:
@@ -626,9 +629,10 @@ def check_resume(resume: str) -> str:
 
 
 def the_place(label: str, pid: int) -> str:
-    """Place ``pid`` as the subject of a sentence: "The place 'hospital A' (party 1)", or
-    "The place of party 1"."""
-    return f"The place {label!r} (party {pid})" if label else f"The place of party {pid}"
+    """Place ``pid`` as the subject of a sentence: "The place 'hospital A' (party 2)", or
+    "The place of party 2" for pid 1 (people count parties from 1)."""
+    number = pid + 1
+    return f"The place {label!r} (party {number})" if label else f"The place of party {number}"
 
 
 #: Where a person finds its own key, for the sentences that ask it to have it pinned.

@@ -43,13 +43,14 @@ class BrowserParty:
         return by_id(self.page, testid)
 
     def wait_joined(self) -> int:
-        """Wait until the server gave this tab its party number; returns it."""
+        """Wait until the server gave this tab its party number; returns it (the pid: the
+        page shows it as people count, from 1, so "party 2" is pid 1)."""
         try:
             expect(self["pid"]).to_have_text(re.compile(r"[Pp]arty \d+"),
                                              timeout=JOIN_TIMEOUT_MS)
         except AssertionError:
             raise AssertionError(self.describe("did not join")) from None
-        self.pid = int(re.search(r"[Pp]arty (\d+)", self["pid"].inner_text()).group(1))
+        self.pid = int(re.search(r"[Pp]arty (\d+)", self["pid"].inner_text()).group(1)) - 1
         return self.pid
 
     def wait_python(self) -> BrowserParty:

@@ -106,7 +106,7 @@ def test_native_signaling_stops_at_a_peer_offering_another_program():
                                                  "program": theirs}))
     assert signaling.stopped.is_set()
     assert str(signaling.tampered) == (
-        "Tampering detected: party 0 runs a different program than this party (fingerprint "
+        "Tampering detected: party 1 runs a different program than this party (fingerprint "
         f"cdcd cdcd cdcd cdcd cdcd; this party runs {launch.fingerprint(ours)}). The parties "
         "were given different programs. Stop, and do not take part in this session.")
     signaling = started()
@@ -124,7 +124,7 @@ def test_native_signaling_stops_at_a_peer_offering_another_program():
         "kind": "offer", "sdp": "v=0", "program": ours, "identity": peer.did, "name": "Mallory",
         "signature": b64url_encode(signature)}))
     assert str(signaling.tampered) == sentences.say(
-        "tamper.bad_signature", party=0, kind="offer", identity=peer.did)
+        "tamper.bad_signature", who="party 1", kind="offer", identity=peer.did)
 
 
 def test_the_page_seals_with_its_own_constants_which_are_wire_py_s():

@@ -76,7 +76,7 @@ async def test_losing_a_party_before_shutdown_is_reported():
     for _ in range(5):
         await asyncio.sleep(0)
     assert meshes[0].failure is not None
-    assert "Party 2 disconnected" in str(meshes[0].failure)
+    assert "Party 3 disconnected" in str(meshes[0].failure)
     assert failures and failures[0] is meshes[0].failure
 
 
@@ -135,11 +135,12 @@ def test_failures_name_the_party_as_the_roster_does():
     mesh.set_names([{"pid": 0, "name": "party 0", "label": ""},
                     {"pid": 1, "name": "Bob", "label": "hospital B"},
                     {"pid": 2, "name": "Carol", "label": ""}])
-    assert [mesh.name(p) for p in range(3)] == ["Party 0", "Party 1 (Bob, hospital B)",
-                                               "Party 2 (Carol)"]
+    # People count parties from 1: pid 1 is "Party 2".
+    assert [mesh.name(p) for p in range(3)] == ["Party 1", "Party 2 (Bob, hospital B)",
+                                               "Party 3 (Carol)"]
     mesh._link_failed(1, PeerSilent(7.0))
     assert str(errors[0]) == (
-        "Party 1 (Bob, hospital B) stopped responding: nothing arrived from it for 7 s. It "
+        "Party 2 (Bob, hospital B) stopped responding: nothing arrived from it for 7 s. It "
         "may have lost its network, closed its page or crashed; the computation cannot go "
         "on without it.")
     assert mesh.failure is errors[0]
@@ -151,7 +152,7 @@ def test_a_failure_without_a_message_still_says_something():
     errors = []
     mesh = Mesh(runtimes(3)[0], None, on_failure=errors.append)
     mesh._link_failed(1, ConnectionError())
-    assert str(errors[0]) == "The link to party 1 broke: unexpected ConnectionError"
+    assert str(errors[0]) == "The link to party 2 broke: unexpected ConnectionError"
 
 
 async def test_a_party_going_silent_is_named_by_everyone_not_just_who_noticed_first():
@@ -171,7 +172,7 @@ async def test_a_party_going_silent_is_named_by_everyone_not_just_who_noticed_fi
     await meshes[0].factory.close()  # and party 0 stops, closing its links
     for _ in range(20):
         await asyncio.sleep(0.01)
-    expected = ("Party 2 (Carol) stopped responding: nothing arrived from it for 5 s. It may "
+    expected = ("Party 3 (Carol) stopped responding: nothing arrived from it for 5 s. It may "
                 "have lost its network, closed its page or crashed; the computation cannot "
                 "go on without it.")
     assert [str(e) for e in failures[0]] == [expected]

@@ -68,7 +68,7 @@ class Run:
     def pid(self) -> int:
         found = re.search(r"^Joined session \S+ as party (\d+)", self.err, re.M)
         assert found, self.err
-        return int(found.group(1))
+        return int(found.group(1)) - 1  # shown as people count parties, from 1
 
     def lines(self) -> list[str]:
         return self.err.splitlines()
@@ -92,7 +92,8 @@ def report(runs: list[Run]) -> str:
 
 
 def who(pid: int, labels: tuple[str, ...] = ()) -> str:
-    return f"'{labels[pid]}' (party {pid})" if labels else f"party {pid}"
+    """Place ``pid`` as people read it: they count parties from 1."""
+    return f"'{labels[pid]}' (party {pid + 1})" if labels else f"party {pid + 1}"
 
 
 def verified(run: Run, labels: tuple[str, ...] = (), name: str | None = None) -> str:
@@ -118,19 +119,20 @@ def test_create_refuses_a_pin_it_cannot_use(capsys, tmp_path):
         "(or PLACE=me for your own key); not 'hospital A'."))
     assert fails(capsys, *nowhere, "--pin", f"hospital Z={did}") == (2, (
         f"{ERROR}--pin 'hospital Z={did}': this session has no place 'hospital Z'; its places "
-        "are 'hospital A' (party 0), 'hospital B' (party 1), 'hospital C' (party 2)."))
-    assert fails(capsys, *nowhere, "--pin", "party 1=did:key:z6MkNOPE") == (2, (
-        f"{ERROR}--pin for the place 'hospital B' (party 1): 'did:key:z6MkNOPE' is not a key "
+        "are 'hospital A' (party 1), 'hospital B' (party 2), 'hospital C' (party 3)."))
+    # Places are numbered as people count them, from 1: "party 2" is the second.
+    assert fails(capsys, *nowhere, "--pin", "party 2=did:key:z6MkNOPE") == (2, (
+        f"{ERROR}--pin for the place 'hospital B' (party 2): 'did:key:z6MkNOPE' is not a key "
         "('O' is not a base58 character); give the whole did:key that mpyc-webrtc-peer "
         "identity prints."))
-    assert fails(capsys, *nowhere, "--pin", f"hospital a={did}", "--pin", f"0={did}") == (
-        2, f"{ERROR}--pin: the place 'hospital A' (party 0) is given a key twice.")
+    assert fails(capsys, *nowhere, "--pin", f"hospital a={did}", "--pin", f"1={did}") == (
+        2, f"{ERROR}--pin: the place 'hospital A' (party 1) is given a key twice.")
     # All of it before contacting the server (nothing listens at port 9), and without
     # making a key: only PLACE=me needs one.
     assert fails(capsys, *nowhere, "--pin", f"HOSPITAL  c={did}")[1].startswith(
         f"{ERROR}Could not reach the signaling server")
     key = tmp_path / "me" / "identity.pem"
-    assert fails(capsys, *nowhere, "--pin", "party 2=me", "--identity", str(key))[1].startswith(
+    assert fails(capsys, *nowhere, "--pin", "party 3=me", "--identity", str(key))[1].startswith(
         f"{ERROR}Could not reach the signaling server")
     assert key.exists()
 
@@ -176,7 +178,7 @@ def test_three_peers_show_each_others_verified_keys_and_chat(tmp_path):
             # What it wrote, as text (control characters escaped), with its fingerprint.
             for said in says.get(other.who.name, []):
                 shown = said.replace("\n", "\\n").replace("\x1b", "\\x1b")
-                assert re.search(rf"^party {other.pid} {other.who.name} "
+                assert re.search(rf"^party {other.pid + 1} {other.who.name} "
                                  rf"\[{other.who.fingerprint}(, verified)?\]: "
                                  rf"{re.escape(shown)}$", run.err, re.M), text
         assert "\x1b" not in run.err, text
@@ -207,16 +209,16 @@ def test_a_pinned_place_admits_only_its_key(tmp_path):
                                                  "hospital a"),
                                             join(ns, url, bob, "--input", "3"),
                                             join(ns, url, carol, "--input", "4", "--place",
-                                                 "party 2")])
-    assert (f"    party 0: hospital A, kept for {alice.did} (fingerprint {alice.fingerprint})"
+                                                 "party 3")])
+    assert (f"    party 1: hospital A, kept for {alice.did} (fingerprint {alice.fingerprint})"
             in created.stdout.splitlines())
     text = report(early + runs)
     assert (early[0].code, early[0].last) == (2, (
-        f"{ERROR}This session has no place 'hospital Z'. Its places are 'hospital A' (party 0), "
-        "'hospital B' (party 1), 'hospital C' (party 2); give one as --place LABEL or "
+        f"{ERROR}This session has no place 'hospital Z'. Its places are 'hospital A' (party 1), "
+        "'hospital B' (party 2), 'hospital C' (party 3); give one as --place LABEL or "
         "--place 'party N'.")), text
     assert (early[1].code, early[1].last) == (1, (
-        f"{ERROR}The place 'hospital A' (party 0) is kept for someone else's key (fingerprint "
+        f"{ERROR}The place 'hospital A' (party 1) is kept for someone else's key (fingerprint "
         f"{alice.fingerprint}); you joined with {bob.fingerprint}. If it should be yours, ask "
         "the person who created the session to pin your key (the join page shows it; on a "
         "terminal, mpyc-webrtc-peer identity).")), text
@@ -286,13 +288,13 @@ def test_lines_typed_in_a_terminal_go_over_the_chat_channel(tmp_path):
         ours, theirs = pty.openpty()
         typist = ns.popen([PEER, "join", url, "--allow-loopback", "--identity",
                            str(people[0].key), "--name", "Alice", "--trust-program",
-                           "--place", "party 0"], stdin=theirs, stdout=subprocess.PIPE,
+                           "--place", "party 1"], stdin=theirs, stdout=subprocess.PIPE,
                           stderr=subprocess.PIPE, text=True)
         os.close(theirs)
         shown: list[str] = []
         reader = threading.Thread(target=shown.extend, args=(typist.stderr,), daemon=True)
         reader.start()
-        others = [join(ns, url, p, "--trust-program", "--place", f"party {pid}")
+        others = [join(ns, url, p, "--trust-program", "--place", f"party {pid + 1}")
                   for pid, p in enumerate(people[1:], start=1)]
         deadline = time.monotonic() + 60
         while not any("data channels to all 2 other parties are open" in line
@@ -311,5 +313,5 @@ def test_lines_typed_in_a_terminal_go_over_the_chat_channel(tmp_path):
         assert f"chat to party {pid} over the peer connection" in "".join(shown), text
     for run in runs:
         # Over a connection whose key was verified: shown as verified.
-        assert f"party 0 Alice [{people[0].fingerprint}, verified]: over the channel" in (
+        assert f"party 1 Alice [{people[0].fingerprint}, verified]: over the channel" in (
             run.lines()), text

@@ -36,7 +36,7 @@ from mpyc_webrtc.native.consent import (
     UPLOADED,
 )
 from mpyc_webrtc.sealing import JoinSecret
-from mpyc_webrtc.sentences import say
+from mpyc_webrtc.sentences import place, say
 from testbed.netns import BIN, Namespace, Server, session_id, start_peer
 
 pytestmark = pytest.mark.netns
@@ -132,7 +132,7 @@ def run_program(server: Server, program: str, inputs: list[str | None]) -> list[
     for given, proc in zip(inputs, procs, strict=True):
         out, err = proc.communicate(timeout=TIMEOUT)
         assert proc.returncode == 0, f"party failed ({proc.returncode}):\n{err[-3000:]}"
-        parties.append(Party(int(JOINED.search(err).group(1)), given, out, err))
+        parties.append(Party(int(JOINED.search(err).group(1)) - 1, given, out, err))
     return sorted(parties, key=lambda p: p.pid)
 
 
@@ -151,7 +151,7 @@ def test_average_of_three_parties(server):
 def test_millionaires_of_three_parties_lowest_pid_wins_a_tie(server):
     parties = run_program(server, "millionaires", ["999999", "1000000", "1000000"])
     most = max(int(p.given) for p in parties)
-    richest = min(p.pid for p in parties if int(p.given) == most)
+    richest = min(p.pid for p in parties if int(p.given) == most) + 1  # as people count
     for party in parties:
         assert party.result() == (f"Party {richest} has the most: {most:,}.",
                                   {"Parties": "3", "Richest": f"party {richest}",
@@ -189,8 +189,9 @@ def test_santa_of_three_parties_is_a_derangement(server):
         headline, rows, table = party.result()
         match = re.fullmatch(r"You give a present to party (\d+)\.", headline)
         assert match, headline
-        assert rows == {"You are": f"party {party.pid}", "Parties": "3"} and table == []
-        receivers[party.pid] = int(match.group(1))
+        # People count parties from 1: pid 0 is "party 1".
+        assert rows == {"You are": f"party {party.pid + 1}", "Parties": "3"} and table == []
+        receivers[party.pid] = int(match.group(1)) - 1
     assert sorted(receivers.values()) == [0, 1, 2]
     assert all(giver != receiver for giver, receiver in receivers.items())
 
@@ -204,7 +205,7 @@ def test_status_display_shows_the_roster_and_direct_links(server):
         lines = party.err.splitlines()
         assert any(line.startswith("Joined session ") and ", fingerprint " in line
                    for line in lines)
-        assert f"Party {party.pid} (you): computing" in lines
+        assert f"Party {party.pid + 1} (you): computing" in lines
         assert "Round 1 started: the parties connect to each other and compute." in lines
         assert re.fullmatch(r"Finished in \d+\.\d s\.", next(
             line for line in lines if line.startswith("Finished")))
@@ -218,7 +219,7 @@ def test_status_display_shows_the_roster_and_direct_links(server):
         assert "\x1b[" not in party.err  # stderr is no terminal: plain text
     # The last to join may get its first roster only once the session started.
     assert "All 3 parties are here and ready." in seen
-    for a, b in [(0, 1), (0, 2), (1, 2)]:
+    for a, b in [(1, 2), (1, 3), (2, 3)]:  # as people count parties
         assert f"Link {a}<->{b}: ready (direct)" in seen
 
 
@@ -283,7 +284,7 @@ asyncio.run(main())
     silent.kill()
     assert done.returncode == 1
     assert done.stderr.splitlines()[-1] == (
-        "mpyc-webrtc-peer: error: Could not connect to party 0 (ICE new, connection new) "
+        "mpyc-webrtc-peer: error: Could not connect to party 1 (ICE new, connection new) "
         "within 3 s: it never answered. A party may have closed its page, lost its network "
         "or stopped.")
 
@@ -369,8 +370,9 @@ def test_party_vanishing_mid_computation_stops_the_others(server):
         if code == 1:
             assert out == ""
             last = err.strip().splitlines()[-1]
-            assert last.startswith("mpyc-webrtc-peer: error: Party ")
-            assert last.endswith("before the computation finished.")
+            assert re.fullmatch(r"mpyc-webrtc-peer: error: (The computation cannot finish: "
+                                r"party \d left the session|Party \d disconnected before the "
+                                r"computation finished)\.", last), last
 
 
 def udp_datagrams_sent(ns: Namespace) -> int:
@@ -508,10 +510,10 @@ def test_a_party_that_loses_the_server_in_the_lobby_rejoins_and_keeps_its_place(
         assert code == 0, f"party failed ({code}):\n{err[-3000:]}"
     assert [out.strip() for out, _, _ in results] == ["sum = 42"] * 3
     err = results[0][1]
-    assert JOINED.search(err).group(1) == "0"
+    assert JOINED.search(err).group(1) == "1"  # pid 0: people count from 1
     assert say("reconnect.lost", attempt=1) in err
-    assert say("reconnect.back", party=0) in err
-    assert not any(JOINED.search(e).group(1) == "0" for _, e, _ in results[1:])
+    assert say("reconnect.back", who=place(0)) in err
+    assert not any(JOINED.search(e).group(1) == "1" for _, e, _ in results[1:])
 
 
 def test_join_timeout(server):
@@ -768,6 +770,6 @@ def test_a_party_without_message_recovery_is_refused_in_words(server):
     for proc, (out, err) in zip(framing, outs, strict=True):
         assert proc.returncode == 1 and out == "", err
         assert err.strip().splitlines()[-1] == (
-            "mpyc-webrtc-peer: error: The link to party 0 broke: the two sides send their "
+            "mpyc-webrtc-peer: error: The link to party 1 broke: the two sides send their "
             "messages differently (it is not a frame of mpyc-webrtc's message recovery). One "
             "side has message recovery switched off, or runs another version of mpyc-webrtc.")

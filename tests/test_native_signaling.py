@@ -10,9 +10,11 @@ from collections.abc import Callable
 from typing import Any
 
 import aiohttp
+import pytest
 from aiohttp import web
 
 from mpyc_webrtc import launch, wire
+from mpyc_webrtc.native.errors import PeerError
 from mpyc_webrtc.native.signaling import Signaling
 from mpyc_webrtc.sealing import JoinSecret
 from mpyc_webrtc.sentences import say
@@ -109,13 +111,13 @@ async def test_a_connection_lost_in_the_lobby_is_opened_again_at_the_same_place(
             got = await signaling.join()
             assert got["pid"] == 1
             await until(lambda: len(server.joins) == 2 and signaling.client.phase == "lobby"
-                        and "Reconnected: still party 1." in news)
+                        and "Reconnected: still party 2." in news)
             first, second = server.joins
             assert "role" not in first and second["role"] == 1
             assert first["resume"] == second["resume"] == signaling.client.resume
             assert wire.MIN_RESUME_LENGTH <= len(first["resume"]) <= wire.MAX_RESUME_LENGTH
             assert second["ready"] is True
-            assert news == [say("reconnect.lost", attempt=1), say("reconnect.back", party=1)]
+            assert news == [say("reconnect.lost", attempt=1), say("reconnect.back", who="party 2")]
             assert not signaling.closed.is_set() and signaling.lost is None
             assert signaling.roster is not None
             assert signaling.roster["members"][1]["state"] == "joined"
@@ -157,9 +159,33 @@ async def test_a_server_out_of_reach_is_tried_again_with_backoff():
             signaling.url = "ws://127.0.0.1:9/ws"  # nothing listens there: refused at once
             await until(lambda: signaling.client.attempt == 2)
             signaling.url = server.url.replace("http", "ws") + "/ws"
-            await until(lambda: "Reconnected: still party 1." in news)
+            await until(lambda: "Reconnected: still party 2." in news)
             assert news[:2] == [say("reconnect.lost", attempt=1),
                                 say("reconnect.lost", attempt=2)]
             assert [j.get("role") for j in server.joins] == [None, 1]
         finally:
             await signaling.close()
+
+
+async def test_a_wrong_secret_says_the_link_is_wrong_not_that_a_part_is_missing():
+    """The link had its secret part, well formed, but not this session's: the server's
+    bad_token becomes the sentence that says so (the page's client says the same)."""
+    def answer(n: int, join: dict[str, Any]) -> list[dict[str, Any]]:
+        return [wire.error_message(wire.ErrorCode.BAD_TOKEN, "This link is incomplete or "
+                                   "wrong: a join link ends with a secret part after the # "
+                                   "sign. Ask the person who created the session for the "
+                                   "whole link.")]
+
+    async with StandIn(answer, drop=lambda n: True) as server:
+        signaling, _ = signaling_to(server)
+        try:
+            with pytest.raises(PeerError) as refused:
+                await signaling.join()
+        finally:
+            await signaling.close()
+    assert refused.value.code == "bad_token"  # type: ignore[attr-defined]
+    assert str(refused.value) == say("link.wrong_secret") == (
+        "This link is wrong: its secret part (after the # sign) is not this session's. A "
+        "character may have changed on the way, or the link is another session's. Ask the "
+        "person who created the session for the whole link, and copy all of it.")
+    assert "missing" not in str(refused.value)

@@ -58,7 +58,7 @@ STARTED = roster([member(0, label="hospital A", name="alice"),
 
 def test_joined_line_names_party_label_program_and_fingerprint():
     assert joined_line(WELCOME, "abcd 1234 5678") == (
-        "Joined session s3ss10n as party 1 (hospital B) of 3; program 'Average salary', "
+        "Joined session s3ss10n as party 2 (hospital B) of 3; program 'Average salary', "
         "fingerprint abcd 1234 5678")
 
 
@@ -66,22 +66,22 @@ def test_joined_line_of_an_uploaded_script_with_arguments():
     welcome = {**WELCOME, "pid": 2, "program": {"name": "stats.py", "args": ["-T0", "2"],
                                                 "builtin": False, "source": "x = 1\n"}}
     assert joined_line(welcome, "f00d") == (
-        "Joined session s3ss10n as party 2 of 3; program 'stats.py' with arguments "
+        "Joined session s3ss10n as party 3 of 3; program 'stats.py' with arguments "
         "'-T0 2', fingerprint f00d")
 
 
 def test_party_names():
-    assert party_name(0) == "party 0"
-    assert party_name(0, "hospital A", "party 0") == "party 0 (hospital A)"
-    assert party_name(1, "", "bob", me=1) == 'party 1 "bob" (you)'
+    assert party_name(0) == "party 1"
+    assert party_name(0, "hospital A", "party 0") == "party 1 (hospital A)"
+    assert party_name(1, "", "bob", me=1) == 'party 2 "bob" (you)'
     # Names come from other parties: no terminal control sequences get through.
-    assert party_name(2, "", "evil\x1b[2J\nname") == 'party 2 "evil?[2J?name"'
+    assert party_name(2, "", "evil\x1b[2J\nname") == 'party 3 "evil?[2J?name"'
 
 
 def test_lobby_lines():
     assert roster_lines(LOBBY, me=1) == [
-        'Party 0 (hospital A) "alice": ready',
-        "Party 1 (hospital B) (you): in the lobby, choosing an input",
+        'Party 1 (hospital A) "alice": ready',
+        "Party 2 (hospital B) (you): in the lobby, choosing an input",
         "Waiting for 1 more party (2 of 3 here, 1 ready).",
     ]
     assert roster_lines(FULL, me=1)[-1] == "All 3 parties are here and ready."
@@ -93,42 +93,42 @@ def test_a_party_whose_browser_cannot_take_part_is_shown_with_why():
     lobby = roster([member(0, ready=True), member(1, ready=True),
                     {**member(2, "unsupported", name="carol"), "lacks": ["webrtc", "isolation"]}])
     assert roster_lines(lobby, me=0) == [
-        "Party 0 (you): ready", "Party 1: ready",
-        'Party 2 "carol": cannot take part: its browser lacks WebRTC data channels and '
+        "Party 1 (you): ready", "Party 2: ready",
+        'Party 3 "carol": cannot take part: its browser lacks WebRTC data channels and '
         "cross-origin isolation (SharedArrayBuffer)",
-        'Waiting for party 2 "carol" to take part from another browser (its own cannot).']
+        'Waiting for party 3 "carol" to take part from another browser (its own cannot).']
 
 
 def test_started_lines_show_each_pair_and_its_path():
     assert roster_lines(STARTED, me=1) == [
-        'Party 0 (hospital A) "alice": connecting',
-        "Party 1 (hospital B) (you): computing",
-        "Party 2: connecting",
+        'Party 1 (hospital A) "alice": connecting',
+        "Party 2 (hospital B) (you): computing",
+        "Party 3: connecting",
         "Round 1 started: the parties connect to each other and compute.",
-        "Link 0<->1: ready (direct)",
-        "Link 0<->2: connecting",
-        "Link 1<->2: connected (relayed)",
+        "Link 1<->2: ready (direct)",
+        "Link 1<->3: connecting",
+        "Link 2<->3: connected (relayed)",
     ]
     done = roster([member(0, "done"), member(1, "done", ready=True), member(2, "left")],
                   started=True, round_=1)
-    assert roster_lines(done) == ["Party 0: finished", "Party 1: finished, wants to run again",
-                                  "Party 2: left the session", "Round 1 finished."]
+    assert roster_lines(done) == ["Party 1: finished", "Party 2: finished, wants to run again",
+                                  "Party 3: left the session", "Round 1 finished."]
 
 
 def test_pair_line_leaves_out_unknown_paths():
-    assert pair_line({"a": 0, "b": 1, "state": "ready", "path": None}) == "Link 0<->1: ready"
+    assert pair_line({"a": 0, "b": 1, "state": "ready", "path": None}) == "Link 1<->2: ready"
     assert pair_line({"a": 2, "b": 3, "state": "failed", "path": None}) == (
-        "Link 2<->3: could not connect")
+        "Link 3<->4: could not connect")
     assert pair_line({"a": 0, "b": 1, "state": "closed", "path": "relayed"}) == (
-        "Link 0<->1: closed (relayed)")
+        "Link 1<->2: closed (relayed)")
 
 
 def test_changes_are_only_what_is_new():
     assert roster_changes(None, LOBBY, 1) == roster_lines(LOBBY, 1)
     assert roster_changes(LOBBY, LOBBY, 1) == []
     assert roster_changes(LOBBY, FULL, 1) == [
-        "Party 1 (hospital B) (you): ready",
-        "Party 2: ready",
+        "Party 2 (hospital B) (you): ready",
+        "Party 3: ready",
         "All 3 parties are here and ready.",
     ]
 
@@ -136,7 +136,7 @@ def test_changes_are_only_what_is_new():
 def test_a_party_leaving_the_lobby_is_named():
     left = roster([member(1, label="hospital B")])
     assert roster_changes(LOBBY, left, 1) == [
-        'Party 0 (hospital A) "alice": left the session',
+        'Party 1 (hospital A) "alice": left the session',
         "Waiting for 2 more parties (1 of 3 here, 0 ready).",
     ]
 
@@ -234,7 +234,7 @@ def test_terminal_display_is_styled_and_clears_its_status_line():
     plain = re.sub(r"\x1b\[[0-9;]*[A-Za-z]", "", text)
     assert "\x1b[" in text  # styled
     assert "Average salary" in plain and "abcd 1234" in plain
-    assert "Link 1<->2: connected (relayed)" in plain
+    assert "Link 2<->3: connected (relayed)" in plain
     assert plain.rstrip().endswith("Finished in 1.5 s.")
     assert stdout.getvalue() == "The answer\n"
 
@@ -286,7 +286,7 @@ def test_create_prints_the_link_last_on_stdout_and_a_qr_code_on_stderr():
         assert re.fullmatch(LINK, url)
         info = server.info(url)
     assert info["labels"] == ["hospital A", "hospital B", ""]
-    assert "    party 0: hospital A" in done.stdout
+    assert "    party 1: hospital A" in done.stdout
     # Quoted for a shell: '#' and '&' would cut the command short.
     assert f"mpyc-webrtc-peer join '{url}' --input yes|no" in done.stdout
     assert f"fingerprint {info['program']['fingerprint']}." in done.stdout

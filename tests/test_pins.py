@@ -138,24 +138,24 @@ def invalid(registry: Registry, pins: Any, labels: list[str] = LABELS) -> str:
 
 def test_a_pin_that_is_not_a_did_key_names_the_place(registry):
     assert invalid(registry, ["", "did:key:zXYZ"]) == (
-        "The place 'hospital B' (party 1) is pinned to 'did:key:zXYZ', which is not the "
+        "The place 'hospital B' (party 2) is pinned to 'did:key:zXYZ', which is not the "
         "did:key of an Ed25519 key.")
     assert invalid(registry, ["", "", "alice"], ["", "", ""]) == (
-        "The place of party 2 is pinned to 'alice', which is not a did:key identifier "
+        "The place of party 3 is pinned to 'alice', which is not a did:key identifier "
         "(did:key:z6Mk...).")
     assert invalid(registry, ["did:key:z0OIl"]) == (
-        "The place 'hospital A' (party 0) is pinned to 'did:key:z0OIl', which is not a "
+        "The place 'hospital A' (party 1) is pinned to 'did:key:z0OIl', which is not a "
         "did:key ('0' is not a base58 character).")
     # A key with a byte more in front (base58's leading "1") is no Ed25519 did:key.
     other = "did:key:z1" + ALICE.did[len("did:key:z"):]
     assert invalid(registry, [other]) == (
-        f"The place 'hospital A' (party 0) is pinned to {other!r}, which is not the did:key "
+        f"The place 'hospital A' (party 1) is pinned to {other!r}, which is not the did:key "
         "of an Ed25519 key.")
 
 
 def test_a_pin_far_longer_than_a_did_key_is_refused_before_it_is_decoded(registry):
     text = invalid(registry, ["did:key:z" + "z" * 400_000])
-    assert text == ("The place 'hospital A' (party 0) is pinned to 'did:key:z" + "z" * 51
+    assert text == ("The place 'hospital A' (party 1) is pinned to 'did:key:z" + "z" * 51
                     + "'..., which is far longer than a did:key (did:key:z6Mk... of 56 "
                     "characters).")
 
@@ -267,7 +267,7 @@ def test_a_place_pinned_to_another_key_is_refused_in_words(registry):
     join(bob, session, BOB, role=0)
     assert refused(bob) == (
         ErrorCode.PLACE_PINNED,
-        f"The place 'hospital A' (party 0) is kept for someone else's key (fingerprint "
+        f"The place 'hospital A' (party 1) is kept for someone else's key (fingerprint "
         f"{ALICE.fingerprint}); you joined with {BOB.fingerprint}. If it should be yours, "
         f"ask the person who created the session to pin your key {SHOWN}.")
     assert watcher.take() == []  # nobody else hears of it
@@ -282,7 +282,7 @@ def test_a_pinned_place_is_refused_to_a_join_without_a_key(registry):
     join(old, session, None, role=2)
     assert refused(old) == (
         ErrorCode.PLACE_PINNED,
-        f"The place of party 2 is kept for someone else's key (fingerprint "
+        f"The place of party 3 is kept for someone else's key (fingerprint "
         f"{BOB.fingerprint}); you joined without proving a key, as pages and peers older "
         f"than pinned places do: join with an up-to-date one. If it should be yours, ask the "
         f"person who created the session to pin your key {SHOWN}.")
@@ -327,7 +327,7 @@ def test_when_only_others_pinned_places_are_free_the_join_is_refused_in_words(re
     assert refused(mallory) == (
         ErrorCode.PLACE_PINNED,
         f"The free places of this session are kept for other people's keys ('hospital A' "
-        f"(party 0) for {ALICE.fingerprint}; 'hospital C' (party 2) for {BOB.fingerprint}); "
+        f"(party 1) for {ALICE.fingerprint}; 'hospital C' (party 3) for {BOB.fingerprint}); "
         f"you joined with {MALLORY.fingerprint}. If one of them should be yours, ask the "
         f"person who created the session to pin your key {SHOWN}.")
     assert sorted(session.members) == [1]

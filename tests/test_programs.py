@@ -38,16 +38,52 @@ LIST = CATALOG["sum"].input
                                         ("+7", 7), ("1000000000", 10**9), ("007", 7)])
 def test_integer_accepts(text, value):
     assert SALARY.parse(text) == value
+    assert SALARY.reading(text) is None  # nothing to check: typed as it is read
 
 
-@pytest.mark.parametrize("text", ["abc", "52,000", "52_000", "1.5", "1e6", "--1", "5 5", "٣",
-                                  "-1", "1000000001", "9" * 5000])
-def test_integer_rejects_with_the_expected_range(text):
+@pytest.mark.parametrize("text,value", [
+    ("52,000", 52000), ("52 000", 52000), ("52.000", 52000), ("52\u00a0000", 52000),
+    ("52\u202f000", 52000), ("52'000", 52000), ("1,000,000,000", 10**9),
+    ("1.000.000", 10**6), (" 1 000 000 ", 10**6), ("+52,000", 52000)])
+def test_integer_accepts_digits_grouped_as_people_type_them(text, value):
+    assert SALARY.parse(text) == value
+    # The page shows how it was read, grouped so that nobody misreads it.
+    assert SALARY.reading(text) == f"Read as {value:,}.".replace(",", "\u202f")
+    assert programs.read_input("average", [f"--input={text}"]) == value  # as the program reads it
+
+
+WRITTEN = ", in digits that may be grouped in threes, like 52000, 52,000, 52 000 or 52.000"
+
+
+@pytest.mark.parametrize("text", [
+    "abc", "52_000", "1.5", "52.5", "52,00", "52,0000", "1,000.000", "1.000,5", "52 000,5",
+    "1e6", "--1", "5 5", "٣", "1,2,3", "9" * 5000])
+def test_integer_rejects_saying_what_is_accepted(text):
     with pytest.raises(ValueError) as info:
         SALARY.parse(text)
     got = text.strip() if len(text.strip()) <= 30 else text.strip()[:30] + "..."
     assert str(info.value) == (f"Your yearly salary must be a whole number from 0 to "
-                               f"1,000,000,000 (got {got!r}).")
+                               f"1,000,000,000{WRITTEN} (got {got!r}).")
+
+
+@pytest.mark.parametrize("text,got", [("-1", "-1"), ("1000000001", "1,000,000,001"),
+                                      ("2.000.000.000", "2,000,000,000")])
+def test_integer_out_of_range_writes_the_number_grouped(text, got):
+    with pytest.raises(ValueError) as info:
+        SALARY.parse(text)
+    assert str(info.value) == (f"Your yearly salary must be a whole number from 0 to "
+                               f"1,000,000,000 (got {got}).")
+
+
+def test_grouping_is_shown_with_the_programs_own_example_and_not_for_small_numbers():
+    with pytest.raises(ValueError) as info:
+        CATALOG["millionaires"].input.parse("lots")
+    assert str(info.value) == (
+        "Your wealth must be a whole number from 0 to 1,000,000,000,000, in digits that may "
+        "be grouped in threes, like 1000000, 1,000,000, 1 000 000 or 1.000.000 (got 'lots').")
+    with pytest.raises(ValueError) as info:
+        InputSpec("integer", "Your age", "", minimum=0, maximum=150).parse("x")
+    assert str(info.value) == "Your age must be a whole number from 0 to 150 (got 'x')."
 
 
 @pytest.mark.parametrize("text", [None, "", "   "])
@@ -58,12 +94,13 @@ def test_integer_requires_a_value(text):
 
 
 def test_integer_message_for_one_sided_and_open_bounds():
-    with pytest.raises(ValueError, match=r"^N must be a whole number of at least 3 \(got '2'\)"):
+    with pytest.raises(ValueError, match=r"^N must be a whole number of at least 3 \(got 2\)"):
         InputSpec("integer", "N", "", minimum=3).parse("2")
-    with pytest.raises(ValueError, match=r"^N must be a whole number of at most -3 \(got '2'\)"):
+    with pytest.raises(ValueError, match=r"^N must be a whole number of at most -3 \(got 2\)"):
         InputSpec("integer", "N", "", maximum=-3).parse("2")
-    with pytest.raises(ValueError, match=r"^N must be a whole number \(got 'x'\)\.$"):
+    with pytest.raises(ValueError) as info:
         InputSpec("integer", "N", "").parse("x")
+    assert str(info.value) == f"N must be a whole number{WRITTEN} (got 'x')."
     assert InputSpec("integer", "N", "").parse("-10000000000000") == -10**13
 
 
@@ -75,12 +112,33 @@ def test_integers_accept(text, values):
     assert NUMBERS.parse(text) == values
 
 
-@pytest.mark.parametrize("text", ["x", "1,,2", "1,2,", "1.5", "1;2", "1 2", "1_000", "3,a"])
+@pytest.mark.parametrize("text,values", [("52 000, 48.000,3", [52000, 48000, 3]),
+                                         ("1 000 000, -7", [10**6, -7])])
+def test_integers_accept_numbers_grouped_with_spaces_or_dots(text, values):
+    assert NUMBERS.parse(text) == values
+    assert NUMBERS.reading(text) == (f"Read as {len(values)} numbers: " + "; ".join(
+        f"{v:,}".replace(",", "\u202f") for v in values) + ".")
+    assert NUMBERS.reading("3,1,2") is None
+
+
+@pytest.mark.parametrize("text", ["x", "1,,2", "1,2,", "1.5", "1;2", "1 2", "1_000", "3,a",
+                                  "1.00, 2"])
 def test_integers_reject_what_is_not_a_list(text):
     with pytest.raises(ValueError) as info:
         NUMBERS.parse(text)
     assert str(info.value) == (f"Your numbers must be whole numbers separated by commas, "
-                               f"like 3,1,2 (got {text!r}).")
+                               f"like 3,1,2; a number may be grouped in threes with spaces or "
+                               f"dots, like 52 000 or 52.000 (got {text!r}).")
+
+
+def test_a_number_grouped_with_commas_in_a_list_is_not_guessed():
+    with pytest.raises(ValueError) as info:
+        NUMBERS.parse("52,000")
+    assert str(info.value) == (
+        "'52,000' could be one number (52000) or two numbers (52 and 000). For one number, "
+        "write 52000 or 52 000; for two, put a space after each comma: 52, 000.")
+    assert NUMBERS.parse("3, 100") == [3, 100]
+    assert NUMBERS.parse("3,100,2") == [3, 100, 2]
 
 
 def test_integers_reject_numbers_out_of_range_and_too_many():
@@ -177,7 +235,8 @@ def test_read_input_from_argv():
 
 @pytest.mark.parametrize("name,argv,message", [
     ("average", ["-M3", "--input=abc"],
-     "Your yearly salary must be a whole number from 0 to 1,000,000,000 (got 'abc')."),
+     f"Your yearly salary must be a whole number from 0 to 1,000,000,000{WRITTEN} "
+     "(got 'abc')."),
     ("average", ["-M3"], "Please enter your yearly salary: a whole number from 0 to "
                          "1,000,000,000."),
     ("santa", ["--input=1"], "This program takes no input."),
@@ -210,6 +269,32 @@ def test_result_text_and_json():
         "private": False,
     }
     json.dumps(result.to_json())
+
+
+def test_a_party_is_called_by_its_name_or_label_else_by_its_number_from_1():
+    try:
+        programs.set_party_names()
+        assert [programs.party_name(pid) for pid in range(3)] == ["party 1", "party 2",
+                                                                  "party 3"]
+        assert programs.party_name(1, start=True) == "Party 2"
+        programs.set_party_names(["Alice", "", "  Carol\n "], [
+            {"pid": 0, "name": "alice"},  # the same as the label: said once
+            {"pid": 1, "name": "Robert"},
+            {"pid": 2, "name": "party 2"},  # the server's default name is no name
+        ])
+        assert [programs.party_name(pid) for pid in range(3)] == ["Alice", "Robert", "Carol"]
+        programs.set_party_names(["Bob", ""], [{"pid": 1, "name": "Robert"}])
+        assert programs.party_name(0) == "Bob"
+        programs.set_party_names(["", "Bob"], [{"pid": 0, "name": "Robert"}])
+        assert programs.party_name(1, start=True) == "Bob"
+        programs.set_party_names(["Bob", ""], [{"pid": 0, "name": "Robert"}])
+        assert programs.party_name(0) == "Robert (Bob)"
+        # Two people who call themselves the same get their numbers too.
+        programs.set_party_names([], [{"pid": 0, "name": "Sam"}, {"pid": 2, "name": "sam"}])
+        assert [programs.party_name(pid) for pid in range(3)] == [
+            "Sam (party 1)", "party 2", "sam (party 3)"]
+    finally:
+        programs.set_party_names()
 
 
 def test_plain_result_is_one_line():
@@ -297,17 +382,25 @@ def free_base_port(m: int) -> int:
     raise RuntimeError("no free ports")
 
 
-def command(name: str, m: int, pid: int, base: int, text: str | None) -> list[str]:
-    cmd = [sys.executable, "-m", f"mpyc_webrtc.programs.{name}", "-M", str(m), "-I", str(pid),
+def command(name: str, m: int, pid: int, base: int, text: str | None,
+            labels: list[str] | None = None) -> list[str]:
+    if labels is None:
+        start = ["-m", f"mpyc_webrtc.programs.{name}"]
+    else:  # as the native peer and the browser worker do: the places' names first
+        start = ["-c", "import runpy, sys; from mpyc_webrtc import programs; "
+                 f"programs.set_party_names({labels!r}); "
+                 f"runpy.run_module('mpyc_webrtc.programs.{name}', run_name='__main__')"]
+    cmd = [sys.executable, *start, "-M", str(m), "-I", str(pid),
            "-B", str(base), "--mix32-64bit", "--no-log"]
     return cmd + ([f"--input={text}"] if text is not None else [])
 
 
-def run_parties(name: str, inputs: list[str | None]) -> list[list[str]]:
+def run_parties(name: str, inputs: list[str | None],
+                labels: list[str] | None = None) -> list[list[str]]:
     """Run one MPyC process per input; every party's stdout lines, in pid order."""
     m = len(inputs)
     base = free_base_port(m)
-    procs = [subprocess.Popen(command(name, m, pid, base, text), cwd=ROOT, text=True,
+    procs = [subprocess.Popen(command(name, m, pid, base, text, labels), cwd=ROOT, text=True,
                               stdout=subprocess.PIPE, stderr=subprocess.PIPE)
              for pid, text in enumerate(inputs)]
     results = []
@@ -336,9 +429,16 @@ def test_average_run():
 
 def test_millionaires_run_names_the_first_of_the_richest():
     wealth = [250_000, 10**12, 999_999, 10**12]
-    expected = ["Party 1 has the most: 1,000,000,000,000.", "Parties: 4", "Richest: party 1",
+    # pid 1 (people count from 1: "party 2") is the first of the two richest.
+    expected = ["Party 2 has the most: 1,000,000,000,000.", "Parties: 4", "Richest: party 2",
                 "Amount: 1,000,000,000,000"]
     assert run_parties("millionaires", [str(w) for w in wealth]) == [expected] * 4
+
+
+def test_millionaires_names_the_richest_as_people_call_them():
+    names = ["Alice", "Bob", "Carol"]
+    outs = run_parties("millionaires", ["5", "7", "7"], labels=names)
+    assert outs == [["Bob has the most: 7.", "Parties: 3", "Richest: Bob", "Amount: 7"]] * 3
 
 
 def test_median_run():
@@ -375,12 +475,25 @@ def test_vote_run(votes):
 def test_santa_run_is_a_derangement(m):
     outs = run_parties("santa", [None] * m)
     receivers = []
-    for pid, lines in enumerate(outs):
-        assert lines[1:] == [f"You are: party {pid}", f"Parties: {m}"]
+    for pid, lines in enumerate(outs):  # people count parties from 1: pid 0 is "party 1"
+        assert lines[1:] == [f"You are: party {pid + 1}", f"Parties: {m}"]
         assert lines[0].startswith("You give a present to party ") and lines[0].endswith(".")
-        receivers.append(int(lines[0].removeprefix("You give a present to party ")[:-1]))
+        receivers.append(int(lines[0].removeprefix("You give a present to party ")[:-1]) - 1)
     assert sorted(receivers) == list(range(m))
     assert all(receiver != pid for pid, receiver in enumerate(receivers))
+
+
+def test_santa_names_whom_each_gives_to():
+    """With places Alice, Bob and Carol, each learns a name, never its own."""
+    names = ["Alice", "Bob", "Carol"]
+    outs = run_parties("santa", [None] * 3, labels=names)
+    receivers = []
+    for pid, lines in enumerate(outs):
+        assert lines[1:] == [f"You are: {names[pid]}", "Parties: 3"]
+        receiver = lines[0].removeprefix("You give a present to ").removesuffix(".")
+        assert receiver in names and receiver != names[pid], lines[0]
+        receivers.append(receiver)
+    assert sorted(receivers) == names
 
 
 NUMBER_LISTS = [[5, -3], [1000], [7]]
@@ -399,11 +512,13 @@ def test_number_list_runs_print_one_line(name, expected):
 
 @pytest.mark.parametrize("name,text,message", [
     ("average", "abc",
-     "Your yearly salary must be a whole number from 0 to 1,000,000,000 (got 'abc')."),
+     f"Your yearly salary must be a whole number from 0 to 1,000,000,000{WRITTEN} "
+     "(got 'abc')."),
     ("average", None, "Please enter your yearly salary: a whole number from 0 to 1,000,000,000."),
     ("vote", "maybe", "Your vote must be yes or no (got 'maybe')."),
-    ("median", "1,,2", "Your numbers must be whole numbers separated by commas, like 3,1,2 "
-                       "(got '1,,2')."),
+    ("median", "1,,2", "Your numbers must be whole numbers separated by commas, like 3,1,2; "
+                       "a number may be grouped in threes with spaces or dots, like 52 000 "
+                       "or 52.000 (got '1,,2')."),
     ("santa", "x", "This program takes no input."),
 ])
 def test_bad_input_exits_before_connecting(name, text, message):

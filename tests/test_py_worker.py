@@ -13,7 +13,13 @@ from pathlib import Path
 
 import pytest
 
-from mpyc_webrtc.launch import COMMON_MPYC_OPTIONS, check_input, program_argv, program_file
+from mpyc_webrtc.launch import (
+    COMMON_MPYC_OPTIONS,
+    check_input,
+    input_reading,
+    program_argv,
+    program_file,
+)
 from mpyc_webrtc.mesh import MeshError
 from py_worker import ring
 from py_worker.channel import PageChannelFactory
@@ -178,7 +184,7 @@ async def test_factory_names_the_parties_it_could_not_reach():
     page = Page()
     page.factory.start()
     page.channel(0)
-    with pytest.raises(MeshError, match="Could not connect to parties 0 and 2 within"):
+    with pytest.raises(MeshError, match="Could not connect to parties 1 and 3 within"):
         await page.factory.open_channels(1, 3, timeout=0.05)
 
 
@@ -188,13 +194,13 @@ async def test_factory_fails_at_once_when_a_connection_fails_or_a_party_leaves()
     opening = asyncio.ensure_future(factory.open_channels(0, 3, timeout=30))
     await asyncio.sleep(0.01)
     factory.peer_failed(2, "the connection failed.")
-    with pytest.raises(MeshError, match="Could not connect to party 2: the connection failed"):
+    with pytest.raises(MeshError, match="Could not connect to party 3: the connection failed"):
         await asyncio.wait_for(opening, 1)
 
     factory = PageChannelFactory()
     factory.start()
     factory.peer_left(1)
-    with pytest.raises(MeshError, match="Party 1 left the session"):
+    with pytest.raises(MeshError, match="The computation cannot finish: party 2 left the session"):
         await factory.open_channels(0, 2, timeout=30)
 
 
@@ -229,8 +235,16 @@ def test_launch_builds_argv_and_checks_input(tmp_path: Path):
         "Please enter your numbers: up to 10,000 whole numbers from -2,147,483,647 to "
         "2,147,483,647, separated by commas (like 3,1,2).")
     assert check_input(builtin, "four") == (
-        "Your numbers must be whole numbers separated by commas, like 3,1,2 (got 'four').")
+        "Your numbers must be whole numbers separated by commas, like 3,1,2; a number may be "
+        "grouped in threes with spaces or dots, like 52 000 or 52.000 (got 'four').")
     assert check_input(builtin, "-4, 5") is None
+    average = {"name": "average", "args": [], "builtin": True}
+    assert check_input(average, "52,000") is None
+    # What the page shows under the field, from the same rule (programs.InputSpec).
+    assert input_reading(average, "52.000") == "Read as 52\u202f000."
+    assert input_reading(average, "52000") is None
+    assert input_reading(average, "lots") is None
+    assert input_reading({"name": "x.py", "args": [], "source": "pass"}, "1,000") is None
     vote = {"name": "vote", "args": [], "builtin": True}
     assert check_input(vote, "maybe") == "Your vote must be yes or no (got 'maybe')."
     assert check_input(vote, "yes") is None

@@ -33,7 +33,7 @@ from mpyc_webrtc.sealing import (
     seal_key,
     token_hash,
 )
-from mpyc_webrtc.sentences import say
+from mpyc_webrtc.sentences import place, say
 
 VECTORS = Path(__file__).with_name("sealing_vectors.json")
 SECRET = bytes(range(32))
@@ -214,9 +214,9 @@ def test_any_changed_character_fails_authentication():
         with pytest.raises(TamperError) as excinfo:
             b.open(0, 1, flip(sealed["box"], index))
         assert tamper_message(excinfo) == (
-            "Tampering detected: a signaling message said to come from party 0 failed "
-            "authentication. Someone between you and party 0 (the signaling server or the "
-            "network) changed it, or it was not sent by party 0. Stop, and do not take part "
+            "Tampering detected: a signaling message said to come from party 1 failed "
+            "authentication. Someone between you and party 1 (the signaling server or the "
+            "network) changed it, or it was not sent by party 1. Stop, and do not take part "
             "in this session.")
 
 
@@ -251,7 +251,7 @@ def test_failed_authentication(case):
         seq = 0
     with pytest.raises(TamperError) as excinfo:
         b.open(sender, seq, box)
-    assert f"said to come from party {sender} failed authentication" in tamper_message(excinfo)
+    assert f"said to come from party {sender + 1} failed authentication" in tamper_message(excinfo)
     # Nothing was accepted: the real message still opens afterwards (same receiver).
     if case not in ("key", "session", "receiver", "seq"):
         assert b.open(0, 1, sealed["box"]) == OFFER
@@ -261,7 +261,7 @@ def test_swapped_pids_fail():
     a, b = pair()
     sealed = a.seal(1, OFFER)
     mirror = Sealer(SECRET, SESSION, 0)
-    with pytest.raises(TamperError, match="from party 1 failed authentication"):
+    with pytest.raises(TamperError, match="from party 2 failed authentication"):
         mirror.open(1, 1, sealed["box"])  # reflected back to its sender as if from 1
     assert b.open(0, 1, sealed["box"]) == OFFER
 
@@ -273,8 +273,8 @@ def test_replay_is_detected():
     with pytest.raises(TamperError) as excinfo:
         b.open(0, 1, sealed["box"])
     assert tamper_message(excinfo) == (
-        "Tampering detected: signaling message 1 from party 0 arrived again (replayed). "
-        "Someone between you and party 0 (the signaling server or the network) sent it "
+        "Tampering detected: signaling message 1 from party 1 arrived again (replayed). "
+        "Someone between you and party 1 (the signaling server or the network) sent it "
         "twice. Stop, and do not take part in this session.")
 
 
@@ -286,8 +286,8 @@ def test_skipped_or_reordered_message_is_detected():
     with pytest.raises(TamperError) as excinfo:
         b.open(0, 5, boxes[4])
     assert tamper_message(excinfo) == (
-        "Tampering detected: signaling message 5 from party 0 arrived out of order (number "
-        "5, expected 3). Someone between you and party 0 (the signaling server or the "
+        "Tampering detected: signaling message 5 from party 1 arrived out of order (number "
+        "5, expected 3). Someone between you and party 1 (the signaling server or the "
         "network) held back, dropped or reordered messages. Stop, and do not take part in "
         "this session.")
     assert b.open(0, 3, boxes[2]) == CANDIDATE  # the rejected one did not count
@@ -328,9 +328,9 @@ def test_authentic_box_with_bad_content(plain, detail):
     with pytest.raises(TamperError) as excinfo:
         b.open(0, 1, sealed_raw(plain))
     assert tamper_message(excinfo) == (
-        f"Tampering detected: a sealed signaling message from party 0 is not a valid offer, "
+        f"Tampering detected: a sealed signaling message from party 1 is not a valid offer, "
         f"answer, ICE candidate or chat message ({detail}). Only someone with the join link "
-        f"can seal messages, so party 0 or someone else with the link sent it. Stop, and do "
+        f"can seal messages, so party 1 or someone else with the link sent it. Stop, and do "
         f"not take part in this session.")
     assert b.open(0, 1, sealed_raw(b'{"kind":"candidate","candidate":""}')) == {
         "kind": "candidate", "candidate": ""}
@@ -342,9 +342,9 @@ def test_program_messages():
         "Tampering detected: the server gave this party a different program than the one "
         "the session's creator chose (fingerprint cdcd cdcd cdcd cdcd cdcd; the link says "
         "abab abab abab abab abab). Stop, and do not take part in this session.")
-    assert say("tamper.peer_program", party=2, theirs=fingerprint(ours),
+    assert say("tamper.peer_program", who="party 3", theirs=fingerprint(ours),
                ours=fingerprint(link)) == (
-        "Tampering detected: party 2 runs a different program than this party (fingerprint "
+        "Tampering detected: party 3 runs a different program than this party (fingerprint "
         "cdcd cdcd cdcd cdcd cdcd; this party runs abab abab abab abab abab). The parties "
         "were given different programs. Stop, and do not take part in this session.")
 
@@ -388,11 +388,11 @@ def build_vectors() -> dict:
     def message(from_, seq, box, expect, **fields):
         # The whole sentence both parties must say, for each refusal.
         sentence = {
-            "authentication": lambda: say("tamper.failed_authentication", party=from_),
-            "replayed": lambda: say("tamper.replayed", party=from_, seq=seq),
-            "out_of_order": lambda: say("tamper.out_of_order", party=from_, seq=seq,
+            "authentication": lambda: say("tamper.failed_authentication", who=place(from_)),
+            "replayed": lambda: say("tamper.replayed", who=place(from_), seq=seq),
+            "out_of_order": lambda: say("tamper.out_of_order", who=place(from_), seq=seq,
                                         expected=fields["expected"]),
-            "content": lambda: say("tamper.bad_content", party=from_,
+            "content": lambda: say("tamper.bad_content", who=place(from_),
                                    detail=fields["detail"]),
             "ok": lambda: None,
         }[expect]()

@@ -681,7 +681,7 @@ async def test_pins_are_checked_kept_and_shown_over_http():
         info = await (await client.get(f"/api/sessions/{body['session']}")).json()
         assert info["pins"] == ["", alice.did, ""]
         for pins, text in [
-            (["", "did:key:zXYZ"], "The place 'hospital B' (party 1) is pinned to "
+            (["", "did:key:zXYZ"], "The place 'hospital B' (party 2) is pinned to "
              "'did:key:zXYZ', which is not the did:key of an Ed25519 key."),
             ([""] * 4, "There are 4 pins for 3 parties: at most one per place."),
         ]:
@@ -704,7 +704,7 @@ async def test_ws_a_pinned_place_admits_only_its_key():
                    **signed_join(bob, sid, "b" * 22))
         refused = await expect_error(ws, "place_pinned")
         assert refused["message"].startswith(
-            f"The place of party 1 is kept for someone else's key (fingerprint "
+            f"The place of party 2 is kept for someone else's key (fingerprint "
             f"{alice.fingerprint}); you joined with {bob.fingerprint}.")
         a, welcome = await join(client, sid, ready=False, **signed_join(alice, sid, "a" * 22))
         assert (welcome["pid"], welcome["pins"]) == (1, ["", alice.did, ""])

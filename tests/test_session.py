@@ -1164,7 +1164,7 @@ def test_a_party_can_choose_its_role(registry):
     (error,) = c.take()
     assert error == {
         "v": 1, "type": "error", "code": "role_taken",
-        "message": "Someone else already joined as 'hospital B' (party 1). "
+        "message": "Someone else already joined as 'hospital B' (party 2). "
                    "Choose one of the free places.",
     }
     assert c.endpoint.session is None
@@ -1258,7 +1258,7 @@ def test_no_run_again_after_a_party_left(registry):
     a.send("ready", ready=True)
     (error,) = a.take()
     assert error["code"] == "party_left"
-    assert error["message"] == ("Party 2 has left the session, so it cannot run again. "
+    assert error["message"] == ("Party 3 has left the session, so it cannot run again. "
                                 "Create a new session to compute again.")
 
 

@@ -19,7 +19,7 @@ import pytest
 
 from mpyc_webrtc import launch
 from mpyc_webrtc.sealing import JoinSecret
-from mpyc_webrtc.sentences import say
+from mpyc_webrtc.sentences import place, say
 from testbed.netns import BIN, Namespace, Server, TamperProxy, start_peer
 
 pytestmark = pytest.mark.netns
@@ -125,23 +125,25 @@ def test_tampered_signal_stops_its_receiver(mode, parties, says):
     for run in runs:
         assert "Traceback" not in run.err, report
         if run is not victim:
-            assert re.fullmatch(rf"{ERROR}Party \d+ left the session before the computation "
-                                r"finished\.", run.last), report
+            assert re.fullmatch(rf"{ERROR}The computation cannot finish: party \d+ left the "
+                                r"session\.", run.last), report
     assert victim.code == 1 and says in victim.last, report
     assert victim.last.endswith("Stop, and do not take part in this session."), report
     # The receiver named in the proxy's log is the one that stopped, for that reason.
     changed = next(line for line in proxy.log if f"{mode}: " in line)
     receiver = int(re.search(r"to party (\d+)", changed).group(1))
-    assert re.search(rf"^Joined session \S+ as party {receiver} ", victim.err, re.M), report
+    # People count parties from 1 (the proxy's log, like every log, from 0).
+    assert re.search(rf"^Joined session \S+ as party {receiver + 1} ", victim.err, re.M), report
     sender = int(re.search(r"from party (\d+)", changed).group(1))
     if mode == "swap-from":
-        fake = re.search(r"now says it is from party (\d+)", changed).group(1)
-        assert f"said to come from party {fake} failed" in victim.last, report
+        fake = int(re.search(r"now says it is from party (\d+)", changed).group(1))
+        assert f"said to come from party {fake + 1} failed" in victim.last, report
     elif mode == "replay-typed":
         assert f"delivered again, from '{sender}'" in changed, report
-        assert victim.last == ERROR + say("tamper.failed_authentication", party=sender), report
+        assert victim.last == ERROR + say("tamper.failed_authentication",
+                                          who=place(str(sender))), report
     else:
-        assert f"party {sender}" in victim.last, report
+        assert f"party {sender + 1}" in victim.last, report
     # It never got as far as computing: no data channel was opened.
     assert f"Link {min(sender, receiver)}<->{max(sender, receiver)}: ready" not in victim.err
 
@@ -222,8 +224,8 @@ def test_wrong_secret_is_refused_by_the_server():
         done = ns.run([str(BIN / "mpyc-webrtc-peer"), "join", wrong, "--input", "1"])
         joined = server.info(url)["joined"]
     assert done.returncode == 1 and done.stdout == ""
-    assert done.stderr.strip().splitlines()[-1].startswith(
-        ERROR + "This link is incomplete or wrong")
+    # The # part was there: the link is wrong, not incomplete.
+    assert done.stderr.strip().splitlines()[-1] == ERROR + say("link.wrong_secret")
     assert joined == 0
 
 
@@ -310,7 +312,7 @@ def run_people(ns: Namespace, url: str, tmp_path: Path) -> tuple[list[Run], list
     runs and did:keys."""
     keys = [key(tmp_path, name) for name in NAMES]
     procs = [start_peer(ns, url, "--input", str(pid), "--name", name, "--place",
-                        f"party {pid}", "--identity", str(path), *CONNECT)
+                        f"party {pid + 1}", "--identity", str(path), *CONNECT)
              for pid, (name, (path, _)) in enumerate(zip(NAMES, keys, strict=True))]
     runs = []
     for proc in procs:
@@ -331,8 +333,8 @@ def stopped_by(runs: list[Run], proxy: TamperProxy, sentences: set[str]) -> list
         if run in caught:
             assert run.last.removeprefix(ERROR) in sentences, report
         else:
-            assert re.fullmatch(rf"{ERROR}Party \d+ left the session before the computation "
-                                r"finished\.", run.last), report
+            assert re.fullmatch(rf"{ERROR}The computation cannot finish: party \d+ left the "
+                                r"session\.", run.last), report
     return caught
 
 
@@ -344,10 +346,10 @@ def test_a_roster_that_swaps_two_keys_stops_who_verified_them(tmp_path):
         ns.close()
     assert proxy.logged("swap-roster-identity: rosters to party"), list(proxy.log)
     # Parties 0 and 1 swapped: whoever verified one of them sees the roster lie about it.
-    stopped_by(runs, proxy, {say("tamper.roster_identity", party=p, said=dids[1 - p],
+    stopped_by(runs, proxy, {say("tamper.roster_identity", who=place(p), said=dids[1 - p],
                                  signed=dids[p]) for p in (0, 1)})
-    assert say("tamper.roster_identity", party=0, said=dids[1], signed=dids[0]) == (
-        f"Tampering detected: the server shows party 0 with the key {dids[1]}, but party 0 "
+    assert say("tamper.roster_identity", who=place(0), said=dids[1], signed=dids[0]) == (
+        f"Tampering detected: the server shows party 1 with the key {dids[1]}, but that party "
         f"signed with {dids[0]}. Stop, and do not take part in this session.")
 
 
@@ -357,11 +359,11 @@ def test_a_roster_that_renames_a_verified_party_stops_who_verified_it(tmp_path):
         runs, _dids = run_people(ns, url, tmp_path)
     finally:
         ns.close()
-    sentence = say("tamper.roster_name", party=0, said='"Mallory"', signed='"Alice"')
+    sentence = say("tamper.roster_name", who=place(0), said='"Mallory"', signed='"Alice"')
     caught = stopped_by(runs, proxy, {sentence})
     assert runs[0] not in caught  # party 0 itself has nobody to check its own name against
-    assert sentence == ('Tampering detected: the server shows party 0 as "Mallory", but '
-                        'party 0 signed the name "Alice". Stop, and do not take part in this '
+    assert sentence == ('Tampering detected: the server shows party 1 as "Mallory", but '
+                        'that party signed the name "Alice". Stop, and do not take part in this '
                         "session.")
 
 
@@ -388,12 +390,12 @@ def test_an_insider_who_reseals_an_offer_cannot_sign_it(mode, tmp_path, monkeypa
         assert named not in dids
     else:
         assert "says name 'Mallory' instead of" in changed
-    sentence = say("tamper.bad_signature", party=sender, kind="offer", identity=named)
+    sentence = say("tamper.bad_signature", who=place(sender), kind="offer", identity=named)
     (victim,) = stopped_by(runs, proxy, {sentence})
     assert victim is runs[receiver], describe(runs, proxy)
     assert sentence == (
-        f"Tampering detected: party {sender}'s offer is not signed by the identity key it "
-        f"names ({named}), so it may come from anyone who has the join link. Stop, and do "
+        f"Tampering detected: the offer from party {sender + 1} is not signed by the identity "
+        f"key it names ({named}), so it may come from anyone who has the join link. Stop, and do "
         "not take part in this session.")
     # Nothing was connected on the strength of it.
     assert not re.search(r"^Link \d<->\d: ready", victim.err, re.M)

@@ -54,12 +54,13 @@ export class ChatView {
    * @param {ClientEvent} event peer, text, identity, name, label, who, bound
    */
   received({ peer, text, identity, name, label, who: place, bound }) {
-    let who = place ? String(place) : placeWords(this.sentences, peer, label ?? '');
+    const where = place ? String(place) : placeWords(this.sentences, peer, label ?? '');
+    let who = where;
     if (name) who += ` · ${name}`;
     const key = document.createElement('span');
     key.className = 'key';
-    key.title = bound ? `The key party ${peer}'s connection to you was verified with.`
-      : `The key party ${peer} signed this message with (its connection to you is not verified yet).`;
+    key.title = bound ? `The key ${where}'s connection to you was verified with.`
+      : `The key ${where} signed this message with (its connection to you is not verified yet).`;
     const item = this.add(who, key, String(text));
     item.dataset.from = String(peer);
     item.dataset.bound = bound ? 'true' : 'false';

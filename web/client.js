@@ -334,7 +334,7 @@ export class SignalingClient {
       this.phase = 'refused';
       return [{
         event: 'join_failed', code: 'other_place',
-        message: this.sentences.say('rejoin.other_place', { got: String(message.pid), party: String(pid) }),
+        message: this.sentences.say('rejoin.other_place', { got: this.place(message.pid ?? null), who: this.place(pid) }),
       }];
     }
     const changed = REJOIN_SAME.find((name) => JSON.stringify(message[name]) !== JSON.stringify(welcome[name]));
@@ -372,6 +372,9 @@ export class SignalingClient {
       else if (code !== 'server_shutting_down') text = this.sentences.say('rejoin.refused', { reason: text });
       return [{ event: 'join_failed', code, message: text }];
     }
+    if (this.welcome === null && code === 'bad_token') {
+      text = this.sentences.say('link.wrong_secret'); // the link had a secret, only not this session's
+    }
     return [{ event: this.welcome === null ? 'join_failed' : 'server_error', code, message: text }];
   }
 
@@ -394,7 +397,7 @@ export class SignalingClient {
         const { pid } = member;
         if (member.state === 'left' && pid !== this.pid && !this.gone.has(pid)) {
           this.gone.add(pid);
-          events.push({ event: 'peer_left', peer: pid, message: this.sentences.say('party.left', { party: pid }) });
+          events.push({ event: 'peer_left', peer: pid, message: this.sentences.say('party.left', { who: this.place(pid) }) });
         }
       }
     }
@@ -429,7 +432,7 @@ export class SignalingClient {
   receiveSignal(message) {
     const sender = message.from;
     if (this.welcome === null) { // nothing to open it with: it cannot be authentic
-      return this.tamper(this.sentences.say('tamper.failed_authentication', { party: sender }));
+      return this.tamper(this.sentences.say('tamper.failed_authentication', { who: this.place(sender) }));
     }
     return [{ event: 'open', from: sender, seq: message.seq, box: message.box }];
   }
@@ -526,7 +529,7 @@ export class SignalingClient {
     }
     if (payload.program !== this.linkHash) {
       return this.tamper(this.sentences.say('tamper.peer_program', {
-        party: sender, theirs: fingerprintOf(String(payload.program)), ours: fingerprintOf(this.linkHash),
+        who: this.place(sender), theirs: fingerprintOf(String(payload.program)), ours: fingerprintOf(this.linkHash),
       }));
     }
     const same = this.certificate(sender, payload.sdp);
@@ -550,11 +553,11 @@ export class SignalingClient {
     const { identity, name } = payload;
     if (!ok) {
       const kind = what === 'chat' ? this.sentences.say('identity.kind_chat') : payload.kind;
-      return this.tamper(this.sentences.say('tamper.bad_signature', { party: sender, kind, identity }));
+      return this.tamper(this.sentences.say('tamper.bad_signature', { who: this.place(sender), kind, identity }));
     }
     const before = this.identities.get(sender)?.identity ?? this.claimed.get(sender);
     if (before !== undefined && before !== identity) {
-      return this.tamper(this.sentences.say('tamper.other_identity', { party: sender, now: identity, before }));
+      return this.tamper(this.sentences.say('tamper.other_identity', { who: this.place(sender), now: identity, before }));
     }
     if (what === 'chat') {
       this.claimed.set(sender, identity);
@@ -758,13 +761,11 @@ export class SignalingClient {
   }
 
   /**
-   * A place as a person reads it: ``'hospital A' (party 1)`` or ``party 1``.
+   * A place as a person reads it: ``'hospital A' (party 2)`` or ``party 2`` (pid 1).
    * @param {number | null} pid
    */
   place(pid) {
-    const label = this.label(pid);
-    return label ? this.sentences.say('place.labelled', { label, party: String(pid) })
-      : this.sentences.say('place.plain', { party: String(pid) });
+    return this.sentences.place(pid, this.label(pid));
   }
 
   /**
@@ -790,12 +791,12 @@ export class SignalingClient {
     if (!member) return null;
     const said = member.identity ?? null;
     if (said !== null && said !== signed.identity) {
-      return this.tamper(this.sentences.say('tamper.roster_identity', { party: peer, said, signed: signed.identity }));
+      return this.tamper(this.sentences.say('tamper.roster_identity', { who: this.place(peer), said, signed: signed.identity }));
     }
     const { name } = member;
     if (name !== signed.name && !(signed.name === '' && name === `party ${peer}`)) {
       return this.tamper(this.sentences.say('tamper.roster_name', {
-        party: peer, said: JSON.stringify(name ?? null), signed: JSON.stringify(signed.name),
+        who: this.place(peer), said: JSON.stringify(name ?? null), signed: JSON.stringify(signed.name),
       }));
     }
     return null;
@@ -818,13 +819,13 @@ export class SignalingClient {
     if (party === null) {
       this.ownCertificates.add(certificate);
       const peer = holder(() => true);
-      return peer === null ? null : this.tamper(this.sentences.say('tamper.own_certificate', { party: peer }));
+      return peer === null ? null : this.tamper(this.sentences.say('tamper.own_certificate', { who: this.place(peer) }));
     }
     if (this.ownCertificates.has(certificate)) {
-      return this.tamper(this.sentences.say('tamper.own_certificate', { party }));
+      return this.tamper(this.sentences.say('tamper.own_certificate', { who: this.place(party) }));
     }
     const other = holder((p) => p !== party);
-    if (other !== null) return this.tamper(this.sentences.say('tamper.same_peer', { party, other }));
+    if (other !== null) return this.tamper(this.sentences.say('tamper.same_peer', { who: this.place(party), other: this.place(other) }));
     this.certificates.set(party, certificate);
     return null;
   }

@@ -5,6 +5,7 @@
 
 import { CodeJar } from '/vendor/codejar/dist/codejar.js';
 import { byTestId as el, fetchJson, highlightPython, showCode } from './common.js';
+import { addExplainer } from './explainer.js';
 import { loadOrCreate, publicKey } from './identity.js';
 import {
   joinToken, newSecret, programHash, sealDescriptor, toFragment,
@@ -211,8 +212,8 @@ function renderPlaces() {
     input.type = 'text';
     input.maxLength = 40;
     input.dataset.testid = `label-${pid}`;
-    input.placeholder = `Party ${pid}`;
-    input.setAttribute('aria-label', `Name for party ${pid}`);
+    input.placeholder = `Party ${pid + 1}`; // people count parties from 1
+    input.setAttribute('aria-label', `Name for party ${pid + 1}`);
     input.value = old[pid] ?? '';
     input.setAttribute('aria-describedby', `label-help-${pid}`);
     input.addEventListener('input', () => {
@@ -318,7 +319,7 @@ function renderPins(n) {
 function pinLabels() {
   const names = labels();
   ui.pins.querySelectorAll('label').forEach((label, pid) => {
-    label.textContent = `Kept for the key (did:key) of ${names[pid] ? `${names[pid]} (party ${pid})` : `party ${pid}`}`;
+    label.textContent = `Kept for the key (did:key) of ${names[pid] ? `${names[pid]} (party ${pid + 1})` : `party ${pid + 1}`}`;
   });
 }
 
@@ -342,7 +343,7 @@ function checkPins() {
       } catch (error) {
         problem = `Not a key: ${/** @type {Error} */ (error).message} Paste the whole did:key the person sent you.`;
       }
-      if (!problem && seen.has(did)) problem = `This key already has party ${seen.get(did)}'s place; a key can be kept one place only.`;
+      if (!problem && seen.has(did)) problem = `This key already has party ${Number(seen.get(did)) + 1}'s place; a key can be kept one place only.`;
       // The creator goes to the place chosen under "You take part as": kept for another
       // key, it would refuse them.
       if (!problem && state.did && did !== state.did && String(pid) === ui.role.value) {
@@ -373,7 +374,7 @@ function renderRoles() {
   const options = labels().map((label, pid) => {
     const option = document.createElement('option');
     option.value = String(pid);
-    option.textContent = label ? `${label} (party ${pid})` : `Party ${pid}`;
+    option.textContent = label ? `${label} (party ${pid + 1})` : `Party ${pid + 1}`;
     return option;
   });
   ui.role.replaceChildren(...options);
@@ -492,3 +493,5 @@ async function showIdentity() {
 }
 
 init();
+// "How does this keep my input secret?", as the lobby explains it (without it the page works).
+addExplainer(document.querySelector('header')).catch(() => {});

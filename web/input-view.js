@@ -67,23 +67,26 @@ export class InputView {
   }
 
   /**
-   * What to type, or why what was typed cannot be used.
+   * What to type, or why what was typed cannot be used, or how it was read.
    * @param {string | null} problem
+   * @param {string | null} [reading] how a number with grouped digits was read
    */
-  showHelp(problem) {
+  showHelp(problem, reading = null) {
     this.ui.inputHelp.classList.toggle('problem', Boolean(problem));
-    this.ui.inputHelp.textContent = problem || this.spec.help;
+    this.ui.inputHelp.textContent = problem || reading || this.spec.help;
   }
 
   /**
    * After Python checked the input: an empty field is not an error yet (the help already
-   * says what to type).
+   * says what to type). A number typed with grouped digits (52,000 or 52.000) is shown as
+   * it was read ("Read as 52 000."), so that nobody commits a number misread.
    * @param {string | null} problem
+   * @param {string | null} [reading] Python's ``InputSpec.reading``
    */
-  checked(problem) {
+  checked(problem, reading = null) {
     const shown = this.value ? problem : null;
     this.ui.partyInput.setAttribute('aria-invalid', shown ? 'true' : 'false');
-    this.showHelp(shown);
+    this.showHelp(shown, this.value ? reading : null);
   }
 
   /**

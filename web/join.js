@@ -30,6 +30,7 @@ import {
   differingRules, joinToken, parseFragment, toBase64Url,
 } from './sealing.js';
 import { Sentences } from './sentences.js';
+import { addExplainer } from './explainer.js';
 import { choosePlace, showSession } from './session-view.js';
 import { PageSignaling } from './signaling.js';
 import { checkFingerprint, showRoundStart } from './worker-events.js';
@@ -51,6 +52,7 @@ async function init() {
   let sentences;
   try {
     sentences = page.sentences = new Sentences(await fetchJson('/api/sentences'));
+    addExplainer(document.querySelector('header'), sentences); // "How does this keep my input secret?"
   } catch (error) {
     worker.terminate();
     fail('Cannot load', describe(error));
@@ -207,7 +209,8 @@ const fromClient = {
       return;
     }
     const status = code === 'session_full' ? 'Session full'
-      : code === 'unknown_session' ? 'No such session' : 'Could not join';
+      : code === 'unknown_session' ? 'No such session'
+        : code === 'bad_token' ? 'Wrong link' : 'Could not join';
     fail(status, message);
     page.signaling?.close();
   },
@@ -222,7 +225,7 @@ const fromClient = {
   },
   reconnected({ pid }) {
     const sentences = /** @type {Sentences} */ (page.sentences);
-    const back = sentences.say('reconnect.back', { party: pid });
+    const back = sentences.say('reconnect.back', { who: sentences.place(pid, client()?.welcome?.labels?.[pid] ?? '') });
     log(back);
     page.reconnecting = false;
     setStatus(back, 'ok'); // the roster that follows says where the session stands
@@ -248,6 +251,7 @@ const fromClient = {
     page.relay?.tell({
       type: 'names',
       members: roster.members.map((/** @type {Record<string, any>} */ { pid, name, label }) => ({ pid, name, label })),
+      labels: client()?.welcome?.labels ?? [], // as sealed by the creator, checked
     });
     if (lobby.in('done', 'again')) {
       const gone = roster.members.filter((/** @type {{state: string}} */ m) => m.state === 'left')

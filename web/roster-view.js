@@ -55,7 +55,8 @@ export class RosterView {
   }
 
   /**
-   * ``Party 2 · Bob — you``, or ``hospital B (party 1)``: how a party is named on the page.
+   * ``Party 3 · Bob — you``, or ``hospital B (party 2)`` for pid 1: how a party is named on
+   * the page (people count parties from 1).
    * @param {RosterFacts} facts
    * @param {number} pid
    * @param {{you?: boolean}} [options]
@@ -64,7 +65,7 @@ export class RosterView {
     const label = facts.labels[pid] || '';
     const member = facts.roster?.members.find((m) => m.pid === pid);
     const name = member && member.name !== `party ${pid}` ? member.name : '';
-    let text = label ? `${label} (party ${pid})` : `Party ${pid}`;
+    let text = label ? `${label} (party ${pid + 1})` : `Party ${pid + 1}`;
     if (name) text += ` · ${name}`;
     if (you && pid === facts.me) text += ' — you';
     return text;
@@ -202,21 +203,20 @@ export class RosterView {
       item.dataset.state = state;
       if (pair.path) item.dataset.path = pair.path; // how it went, while it was open
       const words = this.sentences.say(`pair.${state}`) + (pair.path ? `, ${pair.path}` : '');
-      item.append(span('', `Party ${pair.a} ↔ party ${pair.b}`), span('state', words));
+      item.append(span('', `Party ${pair.a + 1} ↔ party ${pair.b + 1}`), span('state', words));
       return item;
     }));
   }
 }
 
 /**
- * How a place is called in the identity sentences: ``'hospital A' (party 1)``, ``party 1``.
+ * How a place is called in the identity sentences: ``'hospital A' (party 2)``, ``party 2`` (pid 1).
  * @param {Sentences} sentences
  * @param {number} pid
  * @param {string} label
  */
 export function placeWords(sentences, pid, label) {
-  return label ? sentences.say('place.labelled', { label, party: pid })
-    : sentences.say('place.plain', { party: pid });
+  return sentences.place(pid, label);
 }
 
 /**

@@ -408,7 +408,7 @@ export class Sealer {
 
   /** @param {number} sender */
   refusal(sender) {
-    return (/** @type {string} */ key, /** @type {Record<string, any>} */ fields) => new TamperError(this.sentences.say(key, { party: sender, ...fields }));
+    return (/** @type {string} */ key, /** @type {Record<string, any>} */ fields) => new TamperError(this.sentences.say(key, { who: this.sentences.place(sender), ...fields }));
   }
 
   /**

@@ -25,4 +25,18 @@ export class Sentences {
       return String(fields[name]);
     });
   }
+
+  /**
+   * Place ``pid`` as a person reads it: ``'Bob' (party 2)`` or ``party 2`` (people count
+   * parties from 1), as sentences.place does in Python.
+   * @param {number | null | undefined} pid
+   * @param {string} [label]
+   * @returns {string}
+   */
+  place(pid, label = '') {
+    const clean = String(label ?? '').split(/\s+/).filter(Boolean).join(' ');
+    const number = typeof pid === 'number' ? pid + 1 : String(pid);
+    return clean ? this.say('place.labelled', { label: clean, number })
+      : this.say('place.plain', { number });
+  }
 }

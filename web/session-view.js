@@ -87,7 +87,7 @@ export async function choosePlace(join) {
       const button = document.createElement('button');
       button.type = 'button';
       button.dataset.testid = `place-${pid}`;
-      button.textContent = label || `Party ${pid}`;
+      button.textContent = label || `Party ${pid + 1}`; // people count from 1
       // A place kept for another key would refuse this browser: not offered.
       const kept = Boolean(pins[pid]) && pins[pid] !== mine;
       button.disabled = taken.has(pid) || kept;

@@ -71,10 +71,10 @@ const fromWorker = {
   'ring-space'() {
     page.relay?.ring.flush();
   },
-  'input-checked'({ id, problem }) {
+  'input-checked'({ id, problem, reading }) {
     if (id !== page.inputCheck) return; // an answer about older text
     page.inputProblem = problem;
-    page.input?.checked(problem);
+    page.input?.checked(problem, reading);
     updateButtons();
   },
   stdout({ text }) {

@@ -193,8 +193,10 @@ function fingerprint({ program, parties }) {
 
 /** @param {{id: number, program: object, text: string}} message */
 function checkInput({ id, program, text }) {
-  const problem = partyModule.input_problem(JSON.stringify(program), text);
-  post({ type: 'input-checked', id, problem: problem === undefined ? null : problem });
+  const json = JSON.stringify(program);
+  const problem = partyModule.input_problem(json, text);
+  const reading = problem ? null : partyModule.input_reading(json, text); // "Read as 52 000."
+  post({ type: 'input-checked', id, problem: problem ?? null, reading: reading ?? null });
 }
 
 /**

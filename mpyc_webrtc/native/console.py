@@ -17,7 +17,7 @@ from typing import Any, TextIO
 
 from .. import programs
 from ..client import member_state, member_words
-from ..sentences import SENTENCES, say
+from ..sentences import SENTENCES, place, say
 
 #: Seconds after which a plain display says the program is still running.
 PLAIN_PROGRESS_AT = (10, 30, 60)
@@ -38,11 +38,8 @@ def escaped(text: Any) -> str:
 
 
 def who_is(peer: int, label: str = "") -> str:
-    """``'hospital A' (party 1)``, or ``party 2`` for a place without a label."""
-    label = " ".join(str(label or "").split())
-    if label:
-        return say("place.labelled", label=clean(label), party=peer)
-    return say("place.plain", party=peer)
+    """``'hospital A' (party 1)`` for pid 0, or ``party 2`` for pid 1 without a label."""
+    return place(peer, clean(" ".join(str(label or "").split())))
 
 
 def key_fingerprint(did: str) -> str:
@@ -84,8 +81,9 @@ def plural(n: int, one: str, many: str) -> str:
 
 
 def party_name(pid: int, label: str = "", name: str = "", me: int | None = None) -> str:
-    """``party 1 (hospital B) "bob" (you)``: the pid, the place's label and the chosen name."""
-    text = f"party {pid}"
+    """``party 2 (hospital B) "bob" (you)`` for pid 1: the place's number as people count
+    (from 1), its label and the chosen name."""
+    text = say("place.plain", number=pid + 1)
     if label:
         text += f" ({clean(label)})"
     if name and name != f"party {pid}":  # the server's default name adds nothing
@@ -146,10 +144,11 @@ def summary_line(roster: dict[str, Any]) -> str:
 
 
 def pair_line(pair: dict[str, Any]) -> str:
-    """``Link 0<->2: ready (direct)``: one pair's connection, as both ends report it."""
+    """``Link 1<->3: ready (direct)`` (pids 0 and 2, as people count them): one pair's
+    connection, as both ends report it."""
     state = pair["state"]
     words = say(f"pair.{state}") if f"pair.{state}" in SENTENCES else clean(state)
-    text = f"Link {pair['a']}<->{pair['b']}: {words}"
+    text = f"Link {pair['a'] + 1}<->{pair['b'] + 1}: {words}"  # as people count parties
     if pair.get("path") and pair["state"] not in ("signaling", "connecting"):
         text += f" ({clean(pair['path'])})"
     return text

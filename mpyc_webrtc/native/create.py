@@ -102,7 +102,7 @@ def create(args: argparse.Namespace) -> int:
         if label or pins[pid]:
             kept = (f"kept for {pins[pid]} (fingerprint {key_fingerprint(public_key(pins[pid]))})"
                     if pins[pid] else "")
-            print(f"    party {pid}: " + ", ".join(x for x in (clean(label), kept) if x))
+            print(f"    party {pid + 1}: " + ", ".join(x for x in (clean(label), kept) if x))
     if reply.get("relay_only"):
         print("Relay only: all traffic goes through the server's TURN relay, so the "
               "parties never learn each other's addresses.")

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from .. import known
+from .. import known, programs
 from ..ice import parse_ice_server
 from ..identity import Identity, IdentityError, default_path, load_or_create
 from ..launch import (
@@ -22,6 +22,7 @@ from ..launch import (
     ProgramFailed,
     check_input,
     import_runtime,
+    input_reading,
     prepare,
     run_as_main,
     run_to_the_end,
@@ -156,8 +157,14 @@ def join(args: argparse.Namespace) -> int:
     display.joined(welcome, secret.fingerprint, privacy_line)
     talk.listen(loop)  # after the last question the person may be asked
 
+    def name_parties(roster: dict[str, Any] | None) -> None:
+        # What the program calls the parties in its result (programs.party_name): the
+        # places' labels as sealed, the names as each party signed them (or it stopped).
+        programs.set_party_names(welcome.get("labels") or [], (roster or {}).get("members"))
+
     def on_roster(roster: dict[str, Any]) -> None:
         display.roster(roster)
+        name_parties(roster)
         if mesh is not None:
             mesh.set_names(roster["members"])
 
@@ -165,6 +172,7 @@ def join(args: argparse.Namespace) -> int:
     signaling.on_news = display.note  # losing the server in the lobby, and coming back
     if signaling.roster is not None:  # it came with the welcome
         display.roster(signaling.roster)
+    name_parties(signaling.roster)
 
     factory = AiortcFactory(signaling, list(welcome["ice_servers"]) + extra_ice,
                             join_timeout=args.join_timeout,
@@ -179,6 +187,8 @@ def join(args: argparse.Namespace) -> int:
             problem = check_input(program, args.input)
             if problem is not None:
                 raise Failure(_input_problem(problem, args.input), 2)
+            if (reading := input_reading(program, args.input)) is not None:
+                display.tell(f"Your input: {reading}")  # "Read as 52 000.": digits grouped
             try:
                 path, code = prepare(program, Path(workdir), parties, pid, args.input)
                 mpc = import_runtime(parties, pid, set_loop=lambda: asyncio.set_event_loop(loop),

@@ -27,7 +27,7 @@ from aiortc.sdp import candidate_from_sdp
 from .. import wire
 from ..client import Event
 from ..mesh import MeshError
-from ..sentences import say
+from ..sentences import place, say
 from ..transport import BufferedChannel
 from .errors import PeerError
 from .ice import (
@@ -237,7 +237,7 @@ class PeerLink:
                                                                         type=kind))
                 except Exception as exc:
                     raise PeerError(
-                        f"Party {self.peer} sent an {kind} we cannot use ({exc}).") from None
+                        f"Party {self.peer + 1} sent an {kind} we cannot use ({exc}).") from None
                 self.remote_set = True
                 self._remote.set()
                 if kind == "offer":
@@ -422,7 +422,7 @@ class AiortcFactory:
         for peer in peers:
             link = links[peer]
             if not link.ready.done():
-                failed.append(f"party {peer} ({link.state()})")
+                failed.append(f"{place(peer)} ({link.state()})")
                 if not link.remote_set:
                     unanswered.append(peer)
             elif link.ready.exception() is not None:

@@ -1,6 +1,7 @@
 """A session's places as a person names them on the command line: by the label its creator
-gave (``--labels "hospital A" ...``), in any case and spacing, or as ``party N`` (N the pid,
-from 0, as the status display shows it). Used by ``join --place`` and ``create --pin``."""
+gave (``--labels "hospital A" ...``), in any case and spacing, or as ``party N`` (N counted
+from 1, as the status display shows it: ``party 1`` is pid 0). Used by ``join --place``
+and ``create --pin``."""
 
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ def folded(text: str) -> str:
 
 
 def listing(labels: Sequence[str], parties: int) -> str:
-    """Every place, for an error message: ``'hospital A' (party 0), party 1``."""
+    """Every place, for an error message: ``'hospital A' (party 1), party 2``."""
     return ", ".join(who_is(pid, _label(labels, pid)) for pid in range(parties))
 
 
@@ -33,7 +34,7 @@ def find(labels: Sequence[str], parties: int, wanted: str, *,
         return matches[0]
     found = re.fullmatch(r"party\s*(\d+)" + (r"|(\d+)" if numbers else ""), key)
     if found:
-        pid = int(next(g for g in found.groups() if g))
+        pid = int(next(g for g in found.groups() if g)) - 1  # people count from 1
         if 0 <= pid < parties:
             return pid
     return None

@@ -38,7 +38,7 @@ from ..client import Event, SignalingClient, new_resume
 from ..identity import Identity, join_statement, statement, verify
 from ..launch import LaunchError, program_hash
 from ..sealing import Sealer, TamperError, b64url_decode, b64url_encode, open_descriptor
-from ..sentences import say
+from ..sentences import place, say
 from .errors import PeerError
 
 log = logging.getLogger(__name__)
@@ -352,7 +352,10 @@ class Signaling:
     def _on_reconnected(self, event: Event) -> None:
         self.welcome = event["welcome"]  # the same session; fresh ICE servers
         log.info("reconnected to the signaling server: still party %d", event["pid"])
-        self._tell(say("reconnect.back", party=event["pid"]))
+        pid = event["pid"]
+        labels = self.welcome.get("labels") or []
+        self._tell(say("reconnect.back",
+                       who=place(pid, labels[pid] if 0 <= pid < len(labels) else "")))
 
     def _on_server_error(self, event: Event) -> None:
         log.warning("signaling server: %s", event["message"])

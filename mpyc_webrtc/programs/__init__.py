@@ -7,8 +7,9 @@ demos, so it runs the same natively, in Pyodide, or with plain MPyC over TCP
 ``CATALOG`` describes every built-in for the people choosing and joining a session:
 a title, one line on what everyone learns and what stays secret, and an
 ``InputSpec`` that both renders the input field and checks what was typed into it.
-A program reads its own input with ``read_input(name)`` and reports its answer with
-``publish(Result(...))``.
+A program reads its own input with ``read_input(name)``, calls a party what its people call
+it with ``party_name(pid)`` ("Bob", or "party 2" where nobody named it) and reports its
+answer with ``publish(Result(...))``.
 
 This module is pure Python and imports MPyC only inside functions, so the session
 server, the native peer and the browser worker can all import it cheaply.
@@ -20,7 +21,7 @@ import argparse
 import logging
 import re
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from importlib import resources
 from typing import Any
@@ -57,14 +58,43 @@ def _got(text: str) -> str:
     return repr(text)
 
 
-def _parse_int(text: str) -> int | None:
+#: How people group the digits of a whole number, as they type it: 52,000 (English),
+#: 52.000 (German, Spanish, ...), 52 000 (French, ISO; also with a no-break or a narrow
+#: no-break space, as phones and copied text have it) and 52'000 (Swiss). A separator counts
+#: only between groups of exactly three digits, the same one throughout, so 52.5 or 1,5 are
+#: no grouping (and refused: whole numbers only). In a list the comma separates the
+#: numbers, so there it does not group.
+GROUP_SEPARATORS = ",. \u00a0\u202f'\u2019"
+_LIST_GROUP_SEPARATORS = GROUP_SEPARATORS.replace(",", "")
+_GROUPED = {sep: re.compile(rf"[+-]?[0-9]{{1,3}}(?:{re.escape(sep)}[0-9]{{3}})+")
+            for sep in GROUP_SEPARATORS}
+
+
+def _parse_int(text: str, separators: str = "") -> int | None:
+    """The whole number ``text`` writes, in ASCII digits, grouped in threes by one of
+    ``separators`` or not; None if it writes none."""
     text = text.strip()
     if not _INTEGER.fullmatch(text):
-        return None
+        sep = next((sep for sep in separators if _GROUPED[sep].fullmatch(text)), None)
+        if sep is None:
+            return None
+        text = text.replace(sep, "")
     try:
         return int(text)
     except ValueError:  # more digits than Python converts (sys.get_int_max_str_digits)
         return None
+
+
+def _plainly(n: int) -> str:
+    """A number as nobody misreads it, whatever they group with: 52 000 (narrow no-break
+    spaces between groups of three, as ISO 80000 writes it)."""
+    return format_number(n).replace(",", "\u202f")
+
+
+def _grouped_examples(n: int, separators: str) -> str:
+    """``n`` plain and grouped with each separator people type: '52000, 52 000 or 52.000'."""
+    forms = [str(n)] + [format_number(n).replace(",", sep) for sep in separators]
+    return ", ".join(forms[:-1]) + " or " + forms[-1]
 
 
 @dataclass(frozen=True)
@@ -108,6 +138,45 @@ class InputSpec:
         return ((self.minimum is None or value >= self.minimum)
                 and (self.maximum is None or value <= self.maximum))
 
+    def _grouping_example(self) -> int | None:
+        """A number to show grouping with (the placeholder's, else 52000), or None when
+        no allowed number has more than three digits."""
+        if (self.maximum is not None and self.maximum < 1000
+                and self.minimum is not None and self.minimum > -1000):
+            return None
+        example = _parse_int(self.placeholder) if self.placeholder else None
+        if example is None or abs(example) < 1000 or not self._in_range(example):
+            example = 52000
+        return example
+
+    def _written(self) -> str:
+        """How a number may be written, as a clause: 'in digits, which may be grouped in
+        threes like 52,000, 52 000 or 52.000' ('' without grouping: small numbers)."""
+        example = self._grouping_example()
+        if example is None:
+            return ""
+        if self.kind == "integers":
+            return (f"; a number may be grouped in threes with spaces or dots, like "
+                    f"{_grouped_examples(example, ' .')[len(str(example)) + 2:]}")
+        return (f", in digits that may be grouped in threes, like "
+                f"{_grouped_examples(example, ', .')}")
+
+    def reading(self, text: str | None) -> str | None:
+        """How a valid ``text`` was read, when it grouped digits: 'Read as 52 000.' (written
+        so nobody misreads it), for the person to check before committing; else None."""
+        if self.kind not in ("integer", "integers") or text is None:
+            return None
+        try:
+            value = self.parse(text)
+        except ValueError:
+            return None
+        parts = [text] if self.kind == "integer" else text.split(",")
+        if all(_INTEGER.fullmatch(part.strip()) for part in parts):
+            return None
+        if self.kind == "integer":
+            return f"Read as {_plainly(value)}."
+        return f"Read as {len(value)} numbers: " + "; ".join(map(_plainly, value)) + "."
+
     def _choice_words(self) -> str:
         values = [value for value, _ in self.choices]
         if len(values) == 1:
@@ -141,21 +210,36 @@ class InputSpec:
             verb = "choose" if self.kind == "choice" else "enter"
             raise ValueError(f"Please {verb} {_lower_first(self.label)}: {self.expected()}.")
         if self.kind == "integer":
-            value = _parse_int(text)
-            if value is None or not self._in_range(value):
-                raise ValueError(f"{self.label} must be {self.expected()} (got {_got(text)}).")
+            value = _parse_int(text, GROUP_SEPARATORS)
+            if value is None:
+                raise ValueError(f"{self.label} must be {self.expected()}{self._written()} "
+                                 f"(got {_got(text)}).")
+            if not self._in_range(value):
+                raise ValueError(f"{self.label} must be {self.expected()} "
+                                 f"(got {format_number(value)}).")
             return value
         if self.kind == "integers":
+            if _GROUPED[","].fullmatch(text):
+                # "52,000" in a list: one number grouped, or two? Not guessed.
+                one = str(_parse_int(text, ","))
+                parts = text.lstrip("+").split(",")
+                many = {2: "two", 3: "three"}.get(len(parts), str(len(parts)))
+                spaced = " ".join(parts)
+                listed = ", ".join(parts[:-1]) + " and " + parts[-1]
+                raise ValueError(
+                    f"{text!r} could be one number ({one}) or {many} numbers ({listed}). "
+                    f"For one number, write {one} or {spaced}; for {many}, put a space after "
+                    f"each comma: {', '.join(parts)}.")
             parts = text.split(",")
             if len(parts) > self.max_count:
                 raise ValueError(f"Please enter at most {format_number(self.max_count)} "
                                  f"numbers (got {format_number(len(parts))}).")
             values = []
             for part in parts:
-                value = _parse_int(part)
+                value = _parse_int(part, _LIST_GROUP_SEPARATORS)
                 if value is None:
                     raise ValueError(f"{self.label} must be whole numbers separated by commas, "
-                                     f"like 3,1,2 (got {_got(text)}).")
+                                     f"like 3,1,2{self._written()} (got {_got(text)}).")
                 if not self._in_range(value):
                     raise ValueError(f"Every number must be {self._range()} "
                                      f"(got {format_number(value)}).")
@@ -414,6 +498,58 @@ class Result:
 
 
 _result_hook: Callable[[dict[str, Any]], None] | None = None
+
+
+# --- what people call the parties ---------------------------------------------------------
+#
+# A session's creator may name its places ("Alice", "hospital B"), and each person may give
+# a name when joining. Whoever runs the program (the browser worker, the native peer) tells
+# this module with ``set_party_names``: the labels from the session's sealed description,
+# the names from the roster (each checked against the name its party signed, or the party
+# stops). Run by plain MPyC, nobody does, and parties are "party 1", "party 2", ...
+
+_labels: dict[int, str] = {}
+_names: dict[int, str] = {}
+
+
+def _clean(text: Any) -> str:
+    return " ".join("".join(c if c.isprintable() else " " for c in str(text or "")).split())
+
+
+def set_party_names(labels: Sequence[str] | None = None,
+                    members: Iterable[dict[str, Any]] | None = None) -> None:
+    """The places' ``labels`` (in pid order) and the ``members`` of a roster (``pid`` and
+    ``name``; the server's default name ``party N`` is no name), from now on."""
+    _labels.clear()
+    _names.clear()
+    for pid, label in enumerate(labels or ()):
+        if _clean(label):
+            _labels[pid] = _clean(label)
+    for member in members or ():
+        pid, name = member.get("pid"), _clean(member.get("name"))
+        if isinstance(pid, int) and not isinstance(pid, bool) and name and name != f"party {pid}":
+            _names[pid] = name
+
+
+def _called(pid: int) -> str:
+    label, name = _labels.get(pid, ""), _names.get(pid, "")
+    if label and name and label.casefold() != name.casefold():
+        return f"{name} ({label})"
+    return label or name
+
+
+def party_name(pid: int, *, start: bool = False) -> str:
+    """What people call party ``pid``: its person's name or its place's label ("Bob", "Robert
+    (Bob)" when both and they differ), or "party 2" for pid 1 (people count from 1) when it
+    has neither; "(party 2)" is added when another party is called the same. ``start``: at
+    the start of a sentence ("Party 2")."""
+    called = _called(pid)
+    if not called:
+        return f"{'P' if start else 'p'}arty {pid + 1}"
+    others = (_called(other) for other in set(_labels) | set(_names) if other != pid)
+    if any(called.casefold() == other.casefold() for other in others):
+        return f"{called} (party {pid + 1})"
+    return called
 
 
 def set_result_hook(fn: Callable[[dict[str, Any]], None] | None) -> None:

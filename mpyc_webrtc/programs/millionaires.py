@@ -13,7 +13,7 @@ Three parties on this machine, each in its own terminal:
 
 from mpyc.runtime import mpc
 
-from mpyc_webrtc.programs import Result, format_number, publish, read_input
+from mpyc_webrtc.programs import Result, format_number, party_name, publish, read_input
 
 
 async def main():
@@ -23,8 +23,10 @@ async def main():
     amounts = mpc.input(secint(wealth))
     richest, most = mpc.argmax(amounts)
     richest, most = await mpc.output([richest, most])
-    publish(Result('Who is richest?', f'Party {richest} has the most: {format_number(most)}.',
-                   rows=[('Parties', str(len(mpc.parties))), ('Richest', f'party {richest}'),
+    # party_name: what people call a party ('Bob'), else 'party 2' for pid 1.
+    publish(Result('Who is richest?',
+                   f'{party_name(richest, start=True)} has the most: {format_number(most)}.',
+                   rows=[('Parties', str(len(mpc.parties))), ('Richest', party_name(richest)),
                          ('Amount', format_number(most))]))
     await mpc.shutdown()
 

@@ -17,7 +17,7 @@ import sys
 from mpyc.random import random_derangement
 from mpyc.runtime import mpc
 
-from mpyc_webrtc.programs import Result, publish, read_input
+from mpyc_webrtc.programs import Result, party_name, publish, read_input
 
 
 async def main():
@@ -30,8 +30,9 @@ async def main():
     p = random_derangement(secint, range(m))
     outputs = [mpc.output(p[i], receivers=i) for i in range(m)]  # p[i] only to party i
     receiver = await outputs[mpc.pid]
-    publish(Result('Secret Santa', f'You give a present to party {receiver}.',
-                   rows=[('You are', f'party {mpc.pid}'), ('Parties', str(m))],
+    # party_name: what people call a party ('Bob'), else 'party 2' for pid 1.
+    publish(Result('Secret Santa', f'You give a present to {party_name(receiver)}.',
+                   rows=[('You are', party_name(mpc.pid)), ('Parties', str(m))],
                    private=True))
     await mpc.shutdown()
 
