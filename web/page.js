@@ -71,6 +71,9 @@ export const page = {
   links: new Map(),
   /** the connection to the server was lost in the lobby and is being opened again */
   reconnecting: false,
+  /** this tab is back in its place after a reload after the start (resume.js): it shows
+   * its last result and who is still there, and takes part in no more rounds */
+  returned: false,
   roundStarted: 0,
   /** @type {ReturnType<typeof setInterval> | undefined} */
   timer: undefined,
@@ -254,7 +257,7 @@ export function describe(error) {
 /** The input's controls and buttons, as where the party stands allows. */
 export function updateButtons() {
   const unsupported = page.lacks.length > 0; // this browser only holds its place
-  const editable = page.workerReady && lobby.editable && !unsupported;
+  const editable = page.workerReady && lobby.editable && !unsupported && !page.returned;
   // Nobody commits an input before knowing how private it stays (Python says so with the
   // program's fingerprint), nor, with less than full privacy, without saying they know.
   const unaccepted = page.privacy === null || (!page.privacy.full && !ui.acceptNoPrivacy.checked);
@@ -267,5 +270,6 @@ export function updateButtons() {
     : lobby.phase === 'again' ? 'I\'m ready to run again' : 'I\'m ready';
   ui.unready.hidden = !(lobby.ready && lobby.phase === 'lobby');
   // While a round runs and after it, the result is what matters; "Run again" brings it back.
-  ui.ready.hidden = lobby.in('connecting', 'computing', 'done');
+  ui.ready.hidden = lobby.in('connecting', 'computing', 'done') || page.returned;
+  if (page.returned) ui.unready.hidden = true;
 }
