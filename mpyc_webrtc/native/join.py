@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import datetime
+import json
 import logging
 import os
 import re
@@ -15,6 +16,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from .. import known
+from ..client import new_resume
 from ..ice import parse_ice_server
 from ..identity import Identity, IdentityError, default_path, load_or_create
 from ..launch import (
@@ -31,7 +33,7 @@ from ..sealing import JoinSecret, TamperError, open_descriptor
 from ..sentences import say
 from . import places
 from .consent import check_privacy, consent_to_program
-from .console import StatusDisplay, chat_line, clean, identity_lines
+from .console import StatusDisplay, chat_line, clean, identity_lines, who_is
 from .create import session_info
 from .errors import Failure, PeerError
 
@@ -87,9 +89,24 @@ def join(args: argparse.Namespace) -> int:
     # welcome's is checked against it in any case.
     chosen = None if info is None else open_descriptor(secret.secret, info.get("descriptor"))
     role = None if args.place is None else choose_place(args.place, info, chosen)
+    # A place this key held in this session before (the same link run again): its resume
+    # secret gets it back while the session waits; after the start there is nothing to
+    # come back to (the computation went on, or ended, without this process).
+    places_file = kept_places_path(identity_path)
+    kept = None if info is None else kept_place(
+        places_file, session_id, {m.get("pid") for m in info.get("members", [])})
+    if kept is not None and info is not None and info.get("started"):
+        labels = info.get("labels") or []
+        place = who_is(kept[1], labels[kept[1]] if kept[1] < len(labels) else "")
+        raise Failure(f"This session has started already. Your place ({place}) is still "
+                      "yours, but a computation cannot be joined again once it began. Ask the "
+                      "person who created the session to create it again.")
+    resume = kept[0] if kept is not None else new_resume()
+    if kept is not None and role is None:
+        role = kept[1]
     signaling = Signaling(server, session_id, args.name or "", secret=secret.secret,
                           token=secret.token, link_hash=secret.program_hash,
-                          identity=me, role=role)
+                          identity=me, role=role, resume=resume)
 
     def tampered() -> Failure | None:
         """The failure to report if signaling was tampered with: it outranks all else."""
@@ -145,6 +162,7 @@ def join(args: argparse.Namespace) -> int:
         raise tampered() or Failure(str(exc)) from None
     pid, parties, program = welcome["pid"], welcome["parties"], welcome["program"]
     CONTEXT.party = str(pid)
+    keep_place(places_file, session_id, resume, pid)
     log.info("joined as party %d of %d; program %s", pid, parties, program["name"])
     try:
         # What was verified now (the link's program, the creator's session): before any link.
@@ -233,6 +251,58 @@ def join(args: argparse.Namespace) -> int:
         run_to_the_end(loop, _close(factory, signaling, graceful))
         display.close()
         sys.stdout = real_stdout
+
+
+#: Most sessions whose place a native peer keeps (the oldest are forgotten first).
+MAX_KEPT_PLACES = 100
+
+
+def kept_places_path(identity_file: Path) -> Path:
+    """Where the places this key held are kept: beside its identity file."""
+    return identity_file.parent / "places.json"
+
+
+def kept_place(path: Path, session_id: str, present: set[int]) -> tuple[str, int] | None:
+    """A resume secret and pid this key held in ``session_id`` (``keep_place``) whose party
+    is not ``present`` (connected now: another peer of this user, which shares the config
+    directory, holds it), if one was kept."""
+    try:
+        found = json.loads(path.read_text(encoding="utf-8")).get(session_id)
+    except (OSError, ValueError, AttributeError):
+        return None
+    for place in found if isinstance(found, list) else []:
+        if not isinstance(place, dict):
+            continue
+        resume, pid = place.get("resume"), place.get("pid")
+        if isinstance(resume, str) and isinstance(pid, int) and not isinstance(pid, bool) \
+                and pid not in present:
+            return resume, pid
+    return None
+
+
+def keep_place(path: Path, session_id: str, resume: str, pid: int) -> None:
+    """Keep the resume secret of place ``pid`` in ``session_id`` (file mode 0600: it gets
+    the place back), so that running ``join`` again with the same link takes it again."""
+    try:
+        records = json.loads(path.read_text(encoding="utf-8"))
+        if not isinstance(records, dict):
+            records = {}
+    except (OSError, ValueError):
+        records = {}
+    kept = records.pop(session_id, None)
+    kept = [p for p in kept if isinstance(p, dict) and p.get("pid") != pid] \
+        if isinstance(kept, list) else []
+    records[session_id] = [*kept, {"resume": resume, "pid": pid}]
+    while len(records) > MAX_KEPT_PLACES:
+        del records[next(iter(records))]
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, temporary = tempfile.mkstemp(dir=path.parent, prefix=".places-")  # mode 0600
+        with os.fdopen(fd, "w", encoding="utf-8") as out:
+            json.dump(records, out)
+        os.replace(temporary, path)
+    except OSError as exc:
+        log.warning("could not keep this place for a later join in %s: %s", path, exc)
 
 
 def own_identity(path: Path) -> tuple[Identity, bool]:
