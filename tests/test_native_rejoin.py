@@ -12,7 +12,13 @@ import time
 
 import pytest
 
-from mpyc_webrtc.native.join import MAX_KEPT_PLACES, keep_place, kept_place, kept_places_path
+from mpyc_webrtc.native.join import (
+    MAX_KEPT_PLACES,
+    keep_place,
+    kept_place,
+    kept_places_path,
+    load_kept_places,
+)
 from testbed.netns import BIN, Namespace, Server
 
 RESUME_A, RESUME_B = "a" * 22, "b" * 22
@@ -21,10 +27,10 @@ RESUME_A, RESUME_B = "a" * 22, "b" * 22
 def test_a_kept_place_is_found_again_by_its_session(tmp_path):
     path = kept_places_path(tmp_path / "identity.pem")
     assert path == tmp_path / "places.json"
-    assert kept_place(path, "s1", set()) is None  # no file yet
+    assert kept_place(load_kept_places(path, "s1"), set()) is None  # no file yet
     keep_place(path, "s1", RESUME_A, 0)
-    assert kept_place(path, "s1", set()) == (RESUME_A, 0)
-    assert kept_place(path, "s2", set()) is None
+    assert kept_place(load_kept_places(path, "s1"), set()) == (RESUME_A, 0)
+    assert kept_place(load_kept_places(path, "s2"), set()) is None
     assert stat.S_IMODE(path.stat().st_mode) == 0o600  # the secret gets the place back
 
 
@@ -34,9 +40,9 @@ def test_a_place_another_peer_of_this_user_holds_now_is_not_taken(tmp_path):
     path = tmp_path / "places.json"
     keep_place(path, "s1", RESUME_A, 0)
     keep_place(path, "s1", RESUME_B, 1)
-    assert kept_place(path, "s1", {0}) == (RESUME_B, 1)
-    assert kept_place(path, "s1", {1}) == (RESUME_A, 0)
-    assert kept_place(path, "s1", {0, 1}) is None
+    assert kept_place(load_kept_places(path, "s1"), {0}) == (RESUME_B, 1)
+    assert kept_place(load_kept_places(path, "s1"), {1}) == (RESUME_A, 0)
+    assert kept_place(load_kept_places(path, "s1"), {0, 1}) is None
     keep_place(path, "s1", "c" * 22, 0)  # a new secret for place 0 replaces the old one
     assert json.loads(path.read_text())["s1"] == [{"resume": RESUME_B, "pid": 1},
                                                   {"resume": "c" * 22, "pid": 0}]
@@ -56,9 +62,9 @@ def test_only_the_latest_sessions_are_kept(tmp_path):
 def test_a_damaged_file_keeps_nothing_and_is_written_anew(tmp_path, text):
     path = tmp_path / "places.json"
     path.write_text(text)
-    assert kept_place(path, "s1", set()) is None
+    assert kept_place(load_kept_places(path, "s1"), set()) is None
     keep_place(path, "s1", RESUME_A, 2)
-    assert kept_place(path, "s1", set()) == (RESUME_A, 2)
+    assert kept_place(load_kept_places(path, "s1"), set()) == (RESUME_A, 2)
 
 
 JOINED = re.compile(r"^Joined session \S+ as party (\d+)", re.MULTILINE)

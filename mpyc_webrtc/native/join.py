@@ -84,6 +84,10 @@ def join(args: argparse.Namespace) -> int:
     memory = KnownIdentities(args.known or known.path_for(identity_path))
     loop = new_event_loop()
     asyncio.set_event_loop(loop)  # MPyC's runtime caches this loop when it is imported
+    # Read before the session's members are: a place another peer of this user took after
+    # that (sharing this directory) is then among the members, not taken over (``kept_place``).
+    places_file = kept_places_path(identity_path)
+    kept_places = load_kept_places(places_file, session_id)
     info = session_info(server, session_id)
     # The creator's own word (sealed) on the session, if the server passes it on; the
     # welcome's is checked against it in any case.
@@ -92,9 +96,8 @@ def join(args: argparse.Namespace) -> int:
     # A place this key held in this session before (the same link run again): its resume
     # secret gets it back while the session waits; after the start there is nothing to
     # come back to (the computation went on, or ended, without this process).
-    places_file = kept_places_path(identity_path)
     kept = None if info is None else kept_place(
-        places_file, session_id, {m.get("pid") for m in info.get("members", [])})
+        kept_places, {m.get("pid") for m in info.get("members", [])})
     if kept is not None and info is not None and info.get("started"):
         labels = info.get("labels") or []
         place = who_is(kept[1], labels[kept[1]] if kept[1] < len(labels) else "")
@@ -262,15 +265,20 @@ def kept_places_path(identity_file: Path) -> Path:
     return identity_file.parent / "places.json"
 
 
-def kept_place(path: Path, session_id: str, present: set[int]) -> tuple[str, int] | None:
-    """A resume secret and pid this key held in ``session_id`` (``keep_place``) whose party
-    is not ``present`` (connected now: another peer of this user, which shares the config
-    directory, holds it), if one was kept."""
+def load_kept_places(path: Path, session_id: str) -> list[Any]:
+    """The places this key held in ``session_id`` (``keep_place``), as kept."""
     try:
         found = json.loads(path.read_text(encoding="utf-8")).get(session_id)
     except (OSError, ValueError, AttributeError):
-        return None
-    for place in found if isinstance(found, list) else []:
+        return []
+    return found if isinstance(found, list) else []
+
+
+def kept_place(found: list[Any], present: set[int]) -> tuple[str, int] | None:
+    """Of the places kept (``load_kept_places``), a resume secret and pid whose party is not
+    ``present`` (connected now: another peer of this user, which shares the config
+    directory, holds it), if there is one."""
+    for place in found:
         if not isinstance(place, dict):
             continue
         resume, pid = place.get("resume"), place.get("pid")
