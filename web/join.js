@@ -276,9 +276,17 @@ const fromClient = {
     if (lobby.in('done', 'again')) {
       const gone = roster.members.filter((/** @type {{state: string}} */ m) => m.state === 'left')
         .map((/** @type {{pid: number}} */ m) => m.pid);
+      // Back in its place (a reload): its links went with its page (resume.js).
+      const back = roster.members.filter((/** @type {{state: string, pid: number}} */ m) => m.state !== 'left'
+        && page.departed.has(m.pid)).map((/** @type {{pid: number}} */ m) => m.pid);
+      for (const pid of gone) page.departed.add(pid);
       if (gone.length) {
         cannotRunAgain(`${partyName(gone[0], { you: false })} has left, so this session cannot run again. Start a new session to compute again.`);
         for (const pid of gone) page.links.get(pid)?.close();
+      } else if (back.length) {
+        cannotRunAgain(`${partyName(back[0], { you: false })} came back after a reload or a lost connection, but the connections between the parties ended with its page, and this version cannot make new ones for another round. Create the session again with the same settings to compute again.`);
+        ui.runAgain.hidden = true;
+        offerAgain(page.session?.settings, client()?.welcome?.pid ?? null);
       }
     }
     refreshLobbyStatus();

@@ -74,6 +74,8 @@ export const page = {
   /** this tab is back in its place after a reload after the start (resume.js): it shows
    * its last result and who is still there, and takes part in no more rounds */
   returned: false,
+  /** @type {Set<number>} the parties seen as left after the start */
+  departed: new Set(),
   roundStarted: 0,
   /** @type {ReturnType<typeof setInterval> | undefined} */
   timer: undefined,
