@@ -277,9 +277,11 @@ const fromClient = {
       const gone = roster.members.filter((/** @type {{state: string}} */ m) => m.state === 'left')
         .map((/** @type {{pid: number}} */ m) => m.pid);
       // Back in its place (a reload): its links went with its page (resume.js).
-      const back = roster.members.filter((/** @type {{state: string, pid: number}} */ m) => m.state !== 'left'
+      const back = roster.members.filter((/** @type {{state: string, pid: number}} */ m) => !['left', 'reconnecting'].includes(m.state)
         && page.departed.has(m.pid)).map((/** @type {{pid: number}} */ m) => m.pid);
-      for (const pid of gone) page.departed.add(pid);
+      for (const m of roster.members) {
+        if (['left', 'reconnecting'].includes(m.state)) page.departed.add(m.pid);
+      }
       if (gone.length) {
         cannotRunAgain(`${partyName(gone[0], { you: false })} has left, so this session cannot run again. Start a new session to compute again.`);
         for (const pid of gone) page.links.get(pid)?.close();
