@@ -122,8 +122,8 @@ class Member:
     #: The did:key it proved when it joined (``check_join_identity``), or None: the others
     #: see it in the roster and compare it with the key that signs its offer or answer.
     identity: str | None = None
-    #: It came back with its ``resume`` secret after the start (a reload, a lost
-    #: connection): it holds its place, but the links of the rounds run so far are gone.
+    #: It came back with its ``resume`` secret after the start (a reload): it holds its
+    #: place, its links went with its page; the next round makes them anew (``fresh``).
     returned: bool = False
 
 
@@ -445,7 +445,8 @@ class Session:
         """``member``'s party is back on ``endpoint``: the place, its name and its
         readiness are as the new join says; a connection it still had is closed. After the
         start it is back as ``returned`` and not ready: its links (and its computation, if
-        one ran) are gone with the page or process that had them."""
+        one ran) are gone with the page or process that had them. Once it and the others
+        are ready, the next round makes its links anew (``start``'s ``fresh``)."""
         old, member.endpoint = member.endpoint, endpoint
         if member.connected and old is not endpoint:
             old.send(error_message(ErrorCode.ALREADY_JOINED, (
@@ -501,7 +502,7 @@ class Session:
         member = self.members[pid]
         self.last_activity = now
         if self.started:
-            if member.state != "done":
+            if member.state != "done" and not member.returned:
                 raise SignalingError(
                     ErrorCode.SESSION_STARTED,
                     "The computation is running: your input can no longer be changed. "
@@ -515,11 +516,7 @@ class Session:
                     f"Party {gone[0]} has left the session, so it cannot run again. "
                     "Create a new session to compute again.",
                 )
-            back = sorted(m.pid for m in self.members.values() if m.returned)
-            if ready and back:
-                raise SignalingError(ErrorCode.PARTY_LEFT, returned_sentence(
-                    self.members[back[0]].name, self.labels[back[0]], back[0],
-                    you=back[0] == pid))
+
         if (name or member.name) == member.name and ready == member.ready:
             return  # nothing new: no roster, and no start that the last change did not make
         if name:
@@ -532,20 +529,31 @@ class Session:
         members = self.connected_members()
         if len(members) < self.parties or not all(m.ready for m in members):
             return
-        if self.started and not all(m.state == "done" for m in members):
+        if self.started and not all(m.state == "done" or m.returned for m in members):
             return
         if self._roster_due:  # everyone sees the roster that agreed before the start
             self._roster_due = False
             self._send_roster()
         self.started = True
         self.round += 1
+        # Parties back after a reload: their links are made anew, and reported anew.
+        fresh = sorted(m.pid for m in members if m.returned)
         for member in members:
             member.ready = False
             member.state = "joined"
+            member.returned = False
+            if member.pid in fresh:
+                member.links = {}
+            else:
+                for pid in fresh:
+                    member.links.pop(pid, None)
         if not self.replaying:
-            log.info("session %s: all %d parties ready, starting round %d", self.id,
-                     self.parties, self.round)
-        self.broadcast(message("start", parties=self.parties, round=self.round))
+            log.info("session %s: all %d parties ready, starting round %d%s", self.id,
+                     self.parties, self.round,
+                     f", new links for parties {fresh}" if fresh else "")
+        # ``fresh`` only when there are such parties: a start is as it always was otherwise.
+        self.broadcast(message("start", parties=self.parties, round=self.round,
+                               **({"fresh": fresh} if fresh else {})))
         self.roster_changed()
 
     def set_link(self, pid: int, peer: int, state: str, path: str | None, now: float) -> None:
@@ -648,15 +656,6 @@ class Session:
         self.roster_changed()
         if state == "done":
             self._start_if_agreed()  # the last to finish may find the others voted to go on
-
-
-def returned_sentence(name: str, label: str, pid: int, you: bool) -> str:
-    """Why a session cannot run again after party ``pid`` came back after the start."""
-    who, whose = ("You", "Your") if you else (label or name or f"Party {pid}", "Its")
-    return (f"{who} came back after a reload or a lost connection. {whose} place is kept, "
-            "but the connections between the parties ended with the page, and this version "
-            "cannot make new ones for another round. Create the session again with the same "
-            "settings to compute again.")
 
 
 def hash_secret(text: str) -> str:

@@ -1480,20 +1480,38 @@ def test_after_the_start_a_lost_connection_is_reconnecting_then_left(registry, c
     assert roster_members(b.take()[-1])[0][2] == "joined"
 
 
-def test_a_session_with_a_returned_party_says_why_it_cannot_run_again(registry):
+def test_a_returned_party_runs_again_over_new_links(registry):
+    """After a result, a party that reloaded is back; once everyone is ready the next round
+    starts, and its ``fresh`` names the parties whose links are made anew."""
     session, (a, b, c) = started_with_secrets(registry)
+    assert a.take() == [] and session.round == 1
+    b.send("link", peer=2, state="ready", path="direct")
+    c.send("link", peer=1, state="ready", path="direct")
+    a.send("link", peer=1, state="ready", path="direct")
     for party in (a, b, c):
         party.send("status", state="done")
     a.endpoint.disconnected(leaving=True)
     back = Party(registry)
     back.join(session, resume=RESUME_A)
-    b.take()
-    b.send("ready", ready=True)
-    error = b.take()[-1]
-    assert error["code"] == ErrorCode.PARTY_LEFT
-    assert error["message"] == (
-        "Al came back after a reload or a lost connection. Its place is kept, but the "
-        "connections between the parties ended with the page, and this version cannot make "
-        "new ones for another round. Create the session again with the same settings to "
-        "compute again.")
-    assert not session.members[1].ready and session.round == 1
+    b.take(), c.take(), back.take()
+    for party in (b, c):
+        party.send("ready", ready=True)
+    assert session.round == 1  # party 0 has not said it is ready
+    back.send("ready", ready=True)
+    assert session.round == 2
+    start = [m for m in b.take() if m["type"] == "start"]
+    assert start == [{"v": 1, "type": "start", "parties": 3, "round": 2, "fresh": [0]}]
+    assert [m for m in back.take() if m["type"] == "start"][0]["fresh"] == [0]
+    assert not session.members[0].returned
+    # Links to party 0 are reported anew; the pair of 1 and 2 keeps what it had.
+    assert session.members[0].links == {} and 0 not in session.members[1].links
+    pairs = {(p["a"], p["b"]): p["state"] for p in session.pairs()}
+    assert pairs[(0, 1)] == "signaling" and pairs[(1, 2)] == "ready"
+
+
+def test_the_first_start_has_no_fresh_links(registry):
+    session = registry.create({**AUTH, "parties": 3, "program": "sum"})
+    parties = [Party(registry) for _ in range(3)]
+    for party in parties:
+        party.join(session)
+    assert "fresh" not in [m for m in parties[0].take() if m["type"] == "start"][0]
