@@ -33,8 +33,11 @@ The rules it holds:
   sealed in the session's descriptor (``open_descriptor`` / ``descriptor_opened``), and the
   peers are as many distinct parties as that says (no two show the same DTLS certificate);
 - when to start: only a round this party said it is ready for (a ``start`` it did not
-  agree to is the server's lie: tampering); at the first ``start`` (round 1) one link per
-  other party is made (``connect``); later rounds run over the same links;
+  agree to is the server's lie: tampering); at the first ``start`` this client sees (round
+  1, or a later one for a party back in its place after a reload) one link per other party
+  is made (``connect``); later rounds run over the same links, except to the parties the
+  ``start`` names in ``fresh`` (back after a reload): their links are made anew (``connect``
+  again: the I/O layer replaces the old link), checked as at first (the same key must sign);
 - who offers: the lower pid, everywhere;
 - ICE candidates that come before the offer or answer they belong to wait for it;
 - a party that left after the start: whoever waits for it is told (``peer_left``), once;
@@ -99,7 +102,8 @@ Events (fields after the name):
 ``session_ok``      (none): the server's word about the session is the creator's
 ``roster``          roster: the server's latest ``roster``
 ``start``           round: everyone is here and ready: round ``round`` begins
-``connect``         peer, offer: make the link to ``peer``; if ``offer``, create an offer
+``connect``         peer, offer: make the link to ``peer`` (replacing one made before, if
+                    any: the peer came back after a reload); if ``offer``, create an offer
                     and call ``local_description`` with it
 ``remote``          peer, kind, sdp: set the remote description; after an ``offer``, create
                     an answer and call ``local_description`` with it
@@ -437,6 +441,24 @@ class SignalingClient:
         events: list[Event] = [{"event": "start", "round": self.round}]
         if first:
             events += self._connect_all()
+        else:
+            events += self._relink(message.get("fresh"))
+        return events
+
+    def _relink(self, fresh: Any) -> list[Event]:
+        """A later round's start: the links to the parties in ``fresh`` (back in their
+        places after a reload; their old links went with their pages) are made anew."""
+        pid, parties = self.pid, self.parties
+        assert pid is not None and parties is not None
+        peers = sorted({p for p in fresh if type(p) is int and 0 <= p < parties and p != pid}
+                       if isinstance(fresh, list) else set())
+        events: list[Event] = []
+        for peer in peers:
+            self.links[peer] = _Link(peer, offerer=pid < peer)
+            self._certificates.pop(peer, None)  # its new page has a new certificate
+            self._reported.pop(peer, None)
+            self._gone.discard(peer)
+            events.append({"event": "connect", "peer": peer, "offer": pid < peer})
         return events
 
     def _receive_chat(self, message: dict[str, Any]) -> list[Event]:

@@ -416,6 +416,30 @@ export class SignalingClient {
     /** @type {ClientEvent[]} */
     const events = [{ event: 'start', round: this.round }];
     if (first) events.push(...this.connectAll());
+    else events.push(...this.relink(message.fresh));
+    return events;
+  }
+
+  /**
+   * A later round's start: the links to the parties in ``fresh`` (back in their places
+   * after a reload; their old links went with their pages) are made anew.
+   * @param {unknown} fresh
+   * @returns {ClientEvent[]}
+   */
+  relink(fresh) {
+    const { pid, parties } = this;
+    if (pid === null || parties === null || !Array.isArray(fresh)) return [];
+    const peers = [...new Set(fresh.filter((p) => Number.isInteger(p) && p >= 0 && p < parties && p !== pid))]
+      .sort((a, b) => a - b);
+    /** @type {ClientEvent[]} */
+    const events = [];
+    for (const peer of peers) {
+      this.links.set(peer, new Link(peer, pid < peer));
+      this.certificates.delete(peer); // its new page has a new certificate
+      this.reported.delete(peer);
+      this.gone.delete(peer);
+      events.push({ event: 'connect', peer, offer: pid < peer });
+    }
     return events;
   }
 
