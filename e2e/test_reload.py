@@ -45,8 +45,7 @@ def short_server(namespace):
 
 
 @pytest.mark.parametrize("size", SIZES)
-def test_a_reload_after_the_result_takes_the_place_back_and_shows_the_result(
-        server, new_page, size):
+def test_a_reload_after_the_result_takes_the_place_back_and_runs_again(server, new_page, size):
     url = server.create(3, "--program", "sum")
     parties = open_parties(new_page, url, 3)
     for party in parties:
@@ -55,7 +54,7 @@ def test_a_reload_after_the_result_takes_the_place_back_and_shows_the_result(
         party.confirm(value)
     for party in parties:
         party.wait_done()
-    one = parties[1]
+    zero, one, two = parties
     headline = one.headline()
     assert "42" in headline
 
@@ -63,26 +62,32 @@ def test_a_reload_after_the_result_takes_the_place_back_and_shows_the_result(
     assert one.wait_joined() == 1
     expect(one.page).to_have_url(re.compile(r"\?role=1$"))
     expect(one["status"]).to_have_text(re.compile(
-        r"^Back in the session after a reload: all the others are still here \(.+, .+\)\.$"))
+        r"^Back in the session after a reload: all the others are still here \(.+, .+\)\. "
+        r"Press \"I'm ready to run again\" to compute again with them\.$"))
     expect(one["result-headline"]).to_have_text(headline)
     expect(one["result-headline"]).to_be_visible()
     expect(one["elapsed"]).to_have_text(re.compile(
         r"^Your result of round 1, as this page showed it at .+, before it was reloaded\.$"))
-    expect(one["ready"]).to_be_hidden()
-    expect(one["again-help"]).to_contain_text("You have your place back")
-    expect(one["create-again"]).to_be_visible()
+    expect(one["again-help"]).to_have_text(
+        "You have your place back. To compute again with the others, enter your input and "
+        "press \"I'm ready to run again\": new connections are made when everyone agrees.")
     assert sorted(m["pid"] for m in server.info(url)["members"]) == [0, 1, 2]
 
-    # The others see it back, and are told in words why the session cannot run again (it
-    # was "left" for a moment: the page closed its connection as it unloaded).
-    zero = parties[0]
-    expect(zero["peer-1"]).not_to_have_attribute("data-state", "left")
-    expect(zero["again-help"]).to_have_text(re.compile(
-        r" came back after a reload or a lost connection, but the connections between the "
-        r"parties ended with its page, and this version cannot make new ones for another "
-        r"round\. Create the session again with the same settings to compute again\.$"))
-    expect(zero["run-again"]).to_be_hidden()
-    expect(zero["create-again"]).to_be_visible()
+    # The others see it back (it was "left" for a moment: the page closed its connection
+    # as it unloaded), and the session runs again over new links to it.
+    for other in (zero, two):
+        expect(other["peer-1"]).not_to_have_attribute("data-state", "left")
+        expect(other["again-help"]).to_have_text(re.compile(
+            r" is back after a reload: the session can run again once everyone agrees, over "
+            r"new connections to it\.$"))
+        other["run-again"].click()
+    one.pid = 1
+    for party, value in zip(parties, ("100", "200", "300"), strict=True):
+        party.confirm(value)
+    for party in parties:
+        expect(party["result-headline"]).to_contain_text("600", timeout=120_000)
+        expect(party["status"]).to_have_text("Done")
+    expect(zero["pair-0-1"]).to_have_attribute("data-state", "ready")
 
 
 def test_a_reload_during_a_round_is_warned_against_and_keeps_the_place(server, new_page):

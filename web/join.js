@@ -286,9 +286,11 @@ const fromClient = {
         cannotRunAgain(`${partyName(gone[0], { you: false })} has left, so this session cannot run again. Start a new session to compute again.`);
         for (const pid of gone) page.links.get(pid)?.close();
       } else if (back.length) {
-        cannotRunAgain(`${partyName(back[0], { you: false })} came back after a reload or a lost connection, but the connections between the parties ended with its page, and this version cannot make new ones for another round. Create the session again with the same settings to compute again.`);
-        ui.runAgain.hidden = true;
-        offerAgain(page.session?.settings, client()?.welcome?.pid ?? null);
+        for (const pid of back) page.departed.delete(pid);
+        ui.againHelp.hidden = false;
+        ui.againHelp.textContent = `${partyName(back[0], { you: false })} is back after a reload: the session can run again once everyone agrees, over new connections to it.`;
+        ui.runAgain.disabled = false;
+        updateButtons();
       }
     }
     refreshLobbyStatus();
@@ -472,8 +474,7 @@ function showReturned() {
     ui.elapsed.textContent = 'This page was reloaded before the computation finished, so it has no result to show. A reload during a computation ends it for every party.';
   }
   ui.againHelp.hidden = false;
-  ui.againHelp.textContent = 'You have your place back, but the connections to the others ended with the reload, so this session cannot run again. To compute again, create it again with the same settings and send the others the new link.';
-  offerAgain(page.session?.settings, client()?.welcome?.pid ?? null);
+  ui.againHelp.textContent = 'You have your place back. To compute again with the others, enter your input and press "I\'m ready to run again": new connections are made when everyone agrees.';
   updateButtons();
   refreshLobbyStatus();
 }
@@ -490,7 +491,7 @@ function returnedStatus(roster) {
   const who = names.length === 0 ? 'none of the others is still here'
     : here.length === roster.parties - 1 ? `all the others are still here (${names.join(', ')})`
       : `${names.join(', ')} ${names.length === 1 ? 'is' : 'are'} still here, ${plural(roster.parties - 1 - here.length, 'other has', 'others have')} left`;
-  return `Back in the session after a reload: ${who}.`;
+  return `Back in the session after a reload: ${who}.${here.length === roster.parties - 1 ? ' Press "I\'m ready to run again" to compute again with them.' : ''}`;
 }
 
 // -- a round: connect (first round only) and run the program --------------------------------
@@ -506,9 +507,10 @@ function beginRound(round) {
   ui.output.textContent = '';
   ui.outputBox.open = true;
   showError('');
-  setStatus(round === 1 ? 'Connecting to the other parties' : 'Running again');
+  setStatus(round === 1 || page.returned ? 'Connecting to the other parties' : 'Running again');
   startTimer();
-  if (round === 1) {
+  page.returned = false;
+  if (round === 1 || !page.running) { // also this page's first round after a reload
     // Nothing runs before the code is known to be the link's; the links come with the
     // client's `connect` events, which wait for that too.
     if (client()?.checked) runInWorker();
@@ -547,7 +549,9 @@ function runInWorker() {
 function linkTo(peer, offer) {
   const welcome = client()?.welcome;
   const signaling = page.signaling;
-  if (!welcome || !signaling || lobby.phase === 'failed' || page.links.has(peer)) return;
+  if (!welcome || !signaling || lobby.phase === 'failed') return;
+  // A link made before: the peer came back after a reload, and this round makes it anew.
+  page.links.get(peer)?.close({ quiet: true });
   const link = new PeerLink(peer, offer, welcome.ice_servers, {
     description: (pid, kind, sdp) => signaling.localDescription(pid, kind, sdp),
     candidate: (pid, { candidate, sdpMid, sdpMLineIndex }) => signaling.localCandidate(pid, { candidate, sdpMid, sdpMLineIndex }),

@@ -72,7 +72,7 @@ export const page = {
   /** the connection to the server was lost in the lobby and is being opened again */
   reconnecting: false,
   /** this tab is back in its place after a reload after the start (resume.js): it shows
-   * its last result and who is still there, and takes part in no more rounds */
+   * its last result and who is still there until it runs again (new links, ``fresh``) */
   returned: false,
   /** @type {Set<number>} the parties seen as left after the start */
   departed: new Set(),
@@ -259,7 +259,7 @@ export function describe(error) {
 /** The input's controls and buttons, as where the party stands allows. */
 export function updateButtons() {
   const unsupported = page.lacks.length > 0; // this browser only holds its place
-  const editable = page.workerReady && lobby.editable && !unsupported && !page.returned;
+  const editable = page.workerReady && lobby.editable && !unsupported;
   // Nobody commits an input before knowing how private it stays (Python says so with the
   // program's fingerprint), nor, with less than full privacy, without saying they know.
   const unaccepted = page.privacy === null || (!page.privacy.full && !ui.acceptNoPrivacy.checked);
@@ -269,9 +269,9 @@ export function updateButtons() {
   page.input?.setEditable(editable, { typingAllowed: loading }); // typing may start meanwhile
   ui.yourName.disabled = !editable;
   ui.ready.textContent = loading ? 'Loading Python…'
-    : lobby.phase === 'again' ? 'I\'m ready to run again' : 'I\'m ready';
+    : lobby.phase === 'again' || page.returned ? 'I\'m ready to run again' : 'I\'m ready';
   ui.unready.hidden = !(lobby.ready && lobby.phase === 'lobby');
   // While a round runs and after it, the result is what matters; "Run again" brings it back.
-  ui.ready.hidden = lobby.in('connecting', 'computing', 'done') || page.returned;
-  if (page.returned) ui.unready.hidden = true;
+  ui.ready.hidden = lobby.in('connecting', 'computing', 'done');
+  if (page.returned) ui.unready.hidden = true; // a round may start at once: no taking it back
 }

@@ -1,8 +1,11 @@
-"""``mpyc-webrtc-peer join`` run again with the same link takes the same place (issue 18):
-the resume secret of each place a key held is kept beside its identity file, by session."""
+"""A party back in its place (issue 18): ``mpyc-webrtc-peer join`` run again with the same
+link takes the same place (the resume secret of each place a key held is kept beside its
+identity file, by session); a browser's worker takes a new link to a party back after a
+reload for the next round."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import re
 import signal
@@ -105,3 +108,31 @@ def test_join_run_again_with_the_same_link_takes_the_same_place(tmp_path):
             assert code == 0, f"party failed ({code}):\n{err[-3000:]}"
         assert [out.strip() for out, _, _ in results] == ["sum = 42"] * 3
         assert [JOINED.search(err).group(1) for _, err, _ in results] == ["0", "1", "2"]
+
+
+# -- a browser party's worker: the next round over a new link to a party back after a reload --
+
+async def test_a_new_link_to_a_party_that_failed_serves_the_next_round():
+    """The page reported the old link to party 2 failed (its page reloaded); when the next
+    round makes a new link to it, the worker's factory takes the new channel (issue 18)."""
+    import sys as _sys
+    from pathlib import Path as _Path
+
+    _sys.path.insert(0, str(_Path(__file__).parent))
+    from test_py_worker import Page
+
+    from py_worker import ring
+
+    page = Page()
+    factory = page.factory
+    factory.start()
+    page.channel(2)
+    page.event(2, ring.OPEN)
+    factory.peer_failed(2, "the connection failed.")
+    page.channel(2)  # the new link's channel
+    opening = asyncio.ensure_future(factory.open_channels(0, 3, timeout=5))
+    page.channel(1)
+    page.event(1, ring.OPEN)
+    page.event(2, ring.OPEN)
+    channels = await asyncio.wait_for(opening, 1)
+    assert channels[2].channel == page.ids[2] == 2  # the new one
