@@ -389,7 +389,7 @@ function cannotRunAgain(text) {
 function refreshLobbyStatus() {
   const roster = client()?.roster;
   if (!roster || !lobby.in('lobby', 'again') || page.lacks.length) return;
-  if (page.returned) {
+  if (page.returned && !lobby.ready) {
     setStatus(returnedStatus(/** @type {any} */ (roster)), 'ok');
     return;
   }
@@ -406,7 +406,7 @@ function refreshLobbyStatus() {
   } else if (!lobby.ready) {
     setStatus(lobby.phase === 'again' ? 'Run again?' : 'Everyone is here: enter your input and press "I\'m ready"', 'ok');
   } else if (waiting > 0) {
-    setStatus(`Waiting for ${plural(waiting, 'party', 'parties')} to press "${lobby.phase === 'again' ? 'I\'m ready to run again' : 'I\'m ready'}"`);
+    setStatus(`Waiting for ${plural(waiting, 'party', 'parties')} to press "${lobby.phase === 'again' || page.returned ? 'I\'m ready to run again' : 'I\'m ready'}"`);
   } else {
     setStatus('Everyone is ready: starting');
   }
@@ -451,8 +451,8 @@ ui.runAgain.addEventListener('click', () => {
 
 /**
  * This party is back in its place after a reload after the start: the computation of that
- * page is gone, and this page cannot take part in another round of this session; it shows
- * the last result the tab kept and who is still there.
+ * page is gone with it. Show the last result the tab kept and who is still there; the
+ * person may run again with the others (the next round makes new links: client.js relink).
  */
 function showReturned() {
   const kept = page.sessionId ? lastResult(page.sessionId) : null;
