@@ -38,6 +38,8 @@ The rules it holds:
   is made (``connect``); later rounds run over the same links, except to the parties the
   ``start`` names in ``fresh`` (back after a reload): their links are made anew (``connect``
   again: the I/O layer replaces the old link), checked as at first (the same key must sign);
+  a peer back after a reload has a new page whose sealed boxes are numbered from 1 again
+  (``restart_numbering``: when the roster shows it back, and at that start);
 - who offers: the lower pid, everywhere;
 - ICE candidates that come before the offer or answer they belong to wait for it;
 - a party that left after the start: whoever waits for it is told (``peer_left``), once;
@@ -102,6 +104,8 @@ Events (fields after the name):
 ``session_ok``      (none): the server's word about the session is the creator's
 ``roster``          roster: the server's latest ``roster``
 ``start``           round: everyone is here and ready: round ``round`` begins
+``restart_numbering`` peer: ``peer`` is back after a reload (a new page): number the
+                    sealed boxes to and from it afresh (``Sealer.restart``)
 ``connect``         peer, offer: make the link to ``peer`` (replacing one made before, if
                     any: the peer came back after a reload); if ``offer``, create an offer
                     and call ``local_description`` with it
@@ -270,6 +274,9 @@ class SignalingClient:
         #: Signals from parties without a link yet (before the start or the program check).
         self._held: list[tuple[int, dict[str, Any]]] = []
         self._gone: set[int] = set()
+        #: Peers seen away (left or reconnecting) after the start: one seen again is back
+        #: after a reload, with a new page (``restart_numbering``).
+        self._away: set[int] = set()
         self._reported: dict[int, tuple[str, str | None]] = {}
         #: Each peer's identity, verified on its offer or answer (bound to its DTLS
         #: certificate): ``{"identity": did, "name": ...}``.
@@ -426,6 +433,14 @@ class SignalingClient:
                     self._gone.add(pid)
                     events.append({"event": "peer_left", "peer": pid,
                                    "message": say("party.left", party=pid)})
+                if pid == self.pid or type(pid) is not int:
+                    continue
+                if member.get("state") in ("left", RECONNECTING):
+                    self._away.add(pid)
+                elif pid in self._away:  # back, with a new page: its numbers start again
+                    self._away.discard(pid)
+                    self._gone.discard(pid)
+                    events.append({"event": "restart_numbering", "peer": pid})
         return events
 
     def _receive_start(self, message: dict[str, Any]) -> list[Event]:
@@ -458,7 +473,9 @@ class SignalingClient:
             self._certificates.pop(peer, None)  # its new page has a new certificate
             self._reported.pop(peer, None)
             self._gone.discard(peer)
-            events.append({"event": "connect", "peer": peer, "offer": pid < peer})
+            self._away.discard(peer)
+            events += [{"event": "restart_numbering", "peer": peer},
+                       {"event": "connect", "peer": peer, "offer": pid < peer}]
         return events
 
     def _receive_chat(self, message: dict[str, Any]) -> list[Event]:

@@ -136,3 +136,32 @@ async def test_a_new_link_to_a_party_that_failed_serves_the_next_round():
     page.event(2, ring.OPEN)
     channels = await asyncio.wait_for(opening, 1)
     assert channels[2].channel == page.ids[2] == 2  # the new one
+
+
+CHAT = {"kind": "chat", "identity": "did:key:z6Mk", "name": "", "signature": "c2ln"}
+
+
+def test_a_sealer_numbers_afresh_to_and_from_a_party_back_after_a_reload():
+    from mpyc_webrtc.sealing import Sealer, TamperError, new_secret
+
+    secret = new_secret()
+    zero, one = Sealer(secret, "S", 0, 3), Sealer(secret, "S", 1, 3)
+    for _ in range(3):
+        box = one.seal(0, {"kind": "candidate", "candidate": "", "sdpMid": None,
+                           "sdpMLineIndex": None})
+        zero.open(1, box["seq"], box["box"])
+    chat = one.seal_chat(0, CHAT | {"text": "hi", "number": "1"})
+    zero.open_chat(1, chat["seq"], chat["box"])
+    assert zero.seal(1, {"kind": "candidate", "candidate": "", "sdpMid": None,
+                         "sdpMLineIndex": None})["seq"] == 1
+    new_one = Sealer(secret, "S", 1, 3)  # party 1's new page
+    box = new_one.seal(0, {"kind": "candidate", "candidate": "", "sdpMid": None,
+                           "sdpMLineIndex": None})
+    with pytest.raises(TamperError):
+        zero.open(1, box["seq"], box["box"])  # number 1 again: a replay, until...
+    zero.restart(1)
+    assert zero.open(1, box["seq"], box["box"])["kind"] == "candidate"
+    chat = new_one.seal_chat(0, CHAT | {"text": "back", "number": "1"})
+    assert zero.open_chat(1, chat["seq"], chat["box"])["text"] == "back"
+    assert zero.seal(1, {"kind": "candidate", "candidate": "", "sdpMid": None,
+                         "sdpMLineIndex": None})["seq"] == 1

@@ -200,6 +200,9 @@ export class SignalingClient {
     this.held = [];
     /** @type {Set<number>} */
     this.gone = new Set();
+    /** @type {Set<number>} peers seen away (left or reconnecting) after the start: one seen
+     * again is back after a reload, with a new page (``restart_numbering``) */
+    this.away = new Set();
     /** @type {Map<number, [string, string | null]>} */
     this.reported = new Map();
     /** @type {Map<number, {identity: string, name: string}>} each peer's verified identity */
@@ -396,6 +399,14 @@ export class SignalingClient {
           this.gone.add(pid);
           events.push({ event: 'peer_left', peer: pid, message: this.sentences.say('party.left', { party: pid }) });
         }
+        if (pid === this.pid || !Number.isInteger(pid)) continue;
+        if (member.state === 'left' || member.state === RECONNECTING) {
+          this.away.add(pid);
+        } else if (this.away.has(pid)) { // back, with a new page: its numbers start again
+          this.away.delete(pid);
+          this.gone.delete(pid);
+          events.push({ event: 'restart_numbering', peer: pid });
+        }
       }
     }
     return events;
@@ -438,7 +449,8 @@ export class SignalingClient {
       this.certificates.delete(peer); // its new page has a new certificate
       this.reported.delete(peer);
       this.gone.delete(peer);
-      events.push({ event: 'connect', peer, offer: pid < peer });
+      this.away.delete(peer);
+      events.push({ event: 'restart_numbering', peer }, { event: 'connect', peer, offer: pid < peer });
     }
     return events;
   }
