@@ -515,7 +515,10 @@ function beginRound(round) {
     // client's `connect` events, which wait for that too.
     if (client()?.checked) runInWorker();
   } else {
-    worker.postMessage({ type: 'again', input: page.confirmedInput });
+    // After this start's other events: a link made anew to a party back after a reload
+    // (client.js relink) must be in the worker's inbox before its round looks for channels.
+    const input = page.confirmedInput;
+    queueMicrotask(() => worker.postMessage({ type: 'again', input }));
   }
   renderRoster();
 }
