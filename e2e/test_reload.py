@@ -12,6 +12,7 @@ size where it concerns what is on the screen).
 
 from __future__ import annotations
 
+import os
 import re
 import sys
 import time
@@ -25,6 +26,13 @@ from testbed.netns import Server, session_id, start_peer
 
 PROGRAMS = Path(__file__).parent / "programs"
 SIZES = {"phone": {"width": 390, "height": 844}, "desktop": {"width": 1280, "height": 800}}
+#: Set to a folder (docs/screenshots) to keep what the person sees at the states shown there.
+SCREENSHOTS = os.environ.get("MPYC_WEBRTC_SCREENSHOTS")
+
+
+def screenshot(page, name: str) -> None:
+    if SCREENSHOTS:
+        page.screenshot(path=str(Path(SCREENSHOTS) / f"{name}.png"))
 
 
 def http_status(server: Server, join_url: str) -> int:
@@ -71,6 +79,7 @@ def test_a_reload_after_the_result_takes_the_place_back_and_runs_again(server, n
     expect(one["again-help"]).to_have_text(
         "You have your place back. To compute again with the others, enter your input and "
         "press \"I'm ready to run again\": new connections are made when everyone agrees.")
+    screenshot(one.page, f"reload-{size}")
     assert sorted(m["pid"] for m in server.info(url)["members"]) == [0, 1, 2]
 
     # The others see it back (it was "left" for a moment: the page closed its connection
@@ -153,6 +162,7 @@ def test_an_open_lobby_outlives_the_idle_timeout_and_offers_to_create_it_again(
     again = party["create-again"]
     expect(again).to_have_text("Create it again with the same settings")
     expect(again).to_be_in_viewport()
+    screenshot(page, f"closed-{size}")
     again.click()
     expect(page).to_have_url(f"{short_server.url}/?again")
     expect(party["again-note"]).to_be_visible()
