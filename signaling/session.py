@@ -580,18 +580,16 @@ class Session:
         """Party ``pid``'s connection closed (if ``endpoint`` is given: only if it is
         still the one that holds the place). Before the start its place is freed, unless
         the connection was lost (``keep``) and it joined with a ``resume`` secret: then it
-        keeps it, ``reconnecting``, until ``forget_reconnecting``. After the start the
-        place stays its own (``left``, or ``reconnecting`` for a lost connection), and its
-        ``resume`` secret takes it back while the session lasts (``join``)."""
+        keeps it, ``reconnecting``, until ``forget_reconnecting``. After the start it has
+        ``left`` at once (the others' computation stops waiting for it), but the place stays
+        its own: its ``resume`` secret takes it back while the session lasts (``join``)."""
         member = self.members.get(pid)
         if member is None or not member.connected or (
                 endpoint is not None and member.endpoint is not endpoint):
             return
         self.last_activity = now
         if self.started:
-            member.connected = False
-            if keep and member.resume_hash is not None:
-                member.since = now
+            member.connected = False  # left at once: whoever computes with it is told
         elif keep and member.resume_hash is not None:
             member.connected, member.since = False, now
         else:

@@ -33,7 +33,7 @@ from ..sealing import JoinSecret, TamperError, open_descriptor
 from ..sentences import say
 from . import places
 from .consent import check_privacy, consent_to_program
-from .console import StatusDisplay, chat_line, clean, identity_lines, who_is
+from .console import StatusDisplay, chat_line, clean, identity_lines
 from .create import session_info
 from .errors import Failure, PeerError
 
@@ -94,16 +94,11 @@ def join(args: argparse.Namespace) -> int:
     chosen = None if info is None else open_descriptor(secret.secret, info.get("descriptor"))
     role = None if args.place is None else choose_place(args.place, info, chosen)
     # A place this key held in this session before (the same link run again): its resume
-    # secret gets it back while the session waits; after the start there is nothing to
-    # come back to (the computation went on, or ended, without this process).
-    kept = None if info is None else kept_place(
+    # secret gets it back while the session waits. After the start there is nothing to come
+    # back to for a native peer (its program ran, or broke, with the process that ran it),
+    # and the places of the user's other peers are kept here too: it joins as any newcomer.
+    kept = None if info is None or info.get("started") else kept_place(
         kept_places, {m.get("pid") for m in info.get("members", [])})
-    if kept is not None and info is not None and info.get("started"):
-        labels = info.get("labels") or []
-        place = who_is(kept[1], labels[kept[1]] if kept[1] < len(labels) else "")
-        raise Failure(f"This session has started already. Your place ({place}) is still "
-                      "yours, but a computation cannot be joined again once it began. Ask the "
-                      "person who created the session to create it again.")
     resume = kept[0] if kept is not None else new_resume()
     if kept is not None and role is None:
         role = kept[1]
