@@ -33,8 +33,13 @@ The rules it holds:
   sealed in the session's descriptor (``open_descriptor`` / ``descriptor_opened``), and the
   peers are as many distinct parties as that says (no two show the same DTLS certificate);
 - when to start: only a round this party said it is ready for (a ``start`` it did not
-  agree to is the server's lie: tampering); at the first ``start`` (round 1) one link per
-  other party is made (``connect``); later rounds run over the same links;
+  agree to is the server's lie: tampering); at the first ``start`` this client sees (round
+  1, or a later one for a party back in its place after a reload) one link per other party
+  is made (``connect``); later rounds run over the same links, except to the parties the
+  ``start`` names in ``fresh`` (back after a reload): their links are made anew (``connect``
+  again: the I/O layer replaces the old link), checked as at first (the same key must sign);
+  a peer back after a reload has a new page whose sealed boxes are numbered from 1 again
+  (``restart_numbering``: when the roster shows it back, and at that start);
 - who offers: the lower pid, everywhere;
 - ICE candidates that come before the offer or answer they belong to wait for it;
 - a party that left after the start: whoever waits for it is told (``peer_left``), once;
@@ -99,7 +104,10 @@ Events (fields after the name):
 ``session_ok``      (none): the server's word about the session is the creator's
 ``roster``          roster: the server's latest ``roster``
 ``start``           round: everyone is here and ready: round ``round`` begins
-``connect``         peer, offer: make the link to ``peer``; if ``offer``, create an offer
+``restart_numbering`` peer: ``peer`` is back after a reload (a new page): number the
+                    sealed boxes to and from it afresh (``Sealer.restart``)
+``connect``         peer, offer: make the link to ``peer`` (replacing one made before, if
+                    any: the peer came back after a reload); if ``offer``, create an offer
                     and call ``local_description`` with it
 ``remote``          peer, kind, sdp: set the remote description; after an ``offer``, create
                     an answer and call ``local_description`` with it
@@ -266,6 +274,9 @@ class SignalingClient:
         #: Signals from parties without a link yet (before the start or the program check).
         self._held: list[tuple[int, dict[str, Any]]] = []
         self._gone: set[int] = set()
+        #: Peers seen away (left or reconnecting) after the start: one seen again is back
+        #: after a reload, with a new page (``restart_numbering``).
+        self._away: set[int] = set()
         self._reported: dict[int, tuple[str, str | None]] = {}
         #: Each peer's identity, verified on its offer or answer (bound to its DTLS
         #: certificate): ``{"identity": did, "name": ...}``.
@@ -424,6 +435,14 @@ class SignalingClient:
                     self._gone.add(pid)
                     events.append({"event": "peer_left", "peer": pid,
                                    "message": say("party.left", who=self._place(pid))})
+                if pid == self.pid or type(pid) is not int:
+                    continue
+                if member.get("state") in ("left", RECONNECTING):
+                    self._away.add(pid)
+                elif pid in self._away:  # back, with a new page: its numbers start again
+                    self._away.discard(pid)
+                    self._gone.discard(pid)
+                    events.append({"event": "restart_numbering", "peer": pid})
         return events
 
     def _receive_start(self, message: dict[str, Any]) -> list[Event]:
@@ -439,6 +458,26 @@ class SignalingClient:
         events: list[Event] = [{"event": "start", "round": self.round}]
         if first:
             events += self._connect_all()
+        else:
+            events += self._relink(message.get("fresh"))
+        return events
+
+    def _relink(self, fresh: Any) -> list[Event]:
+        """A later round's start: the links to the parties in ``fresh`` (back in their
+        places after a reload; their old links went with their pages) are made anew."""
+        pid, parties = self.pid, self.parties
+        assert pid is not None and parties is not None
+        peers = sorted({p for p in fresh if type(p) is int and 0 <= p < parties and p != pid}
+                       if isinstance(fresh, list) else set())
+        events: list[Event] = []
+        for peer in peers:
+            self.links[peer] = _Link(peer, offerer=pid < peer)
+            self._certificates.pop(peer, None)  # its new page has a new certificate
+            self._reported.pop(peer, None)
+            self._gone.discard(peer)
+            self._away.discard(peer)
+            events += [{"event": "restart_numbering", "peer": peer},
+                       {"event": "connect", "peer": peer, "offer": pid < peer}]
         return events
 
     def _receive_chat(self, message: dict[str, Any]) -> list[Event]:

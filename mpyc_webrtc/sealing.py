@@ -248,6 +248,12 @@ class Sealer:
         self._chat_sent: dict[int, int] = defaultdict(int)
         self._chat_accepted: dict[int, int] = defaultdict(int)
 
+    def restart(self, peer: int) -> None:
+        """``peer`` came back after a reload, with a new page whose numbers start again:
+        signals to and from it, and chat from it, are numbered afresh (chat to it needs
+        nothing: a new page takes any number above the last it accepted, none yet)."""
+        self._sent[peer] = self._accepted[peer] = self._chat_accepted[peer] = 0
+
     def seal(self, to: int, payload: dict[str, Any], *,
              nonce: bytes | None = None) -> dict[str, Any]:
         """The fields of a ``signal`` message (``to``, ``seq``, ``box``) carrying ``payload``.

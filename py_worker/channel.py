@@ -177,6 +177,8 @@ class PageChannelFactory:
         if old is not None:
             log.warning("a second channel to party %d arrived; closing the first", peer)
             old.close()
+        # A new link to the peer (it came back after a reload): what failed was the old one.
+        self.failures.pop(peer, None)
         made = self.channels[peer] = PageChannel(peer, channel, outbox, memory,
                                                  self._changed, self.on_channel_open)
         self._changed()

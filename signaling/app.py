@@ -72,7 +72,7 @@ from .ice_servers import IceConfig
 from .metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from .metrics import Metrics
 from .redis_store import RedisStore
-from .registry import Registry, client_key
+from .registry import ClosedSession, Registry, client_key
 from .session import Encoded, Session
 from .shared import SharedRegistry
 from .stun import StunResponder
@@ -347,6 +347,7 @@ def call_later(delay: float, callback: Any) -> asyncio.TimerHandle:
 #: HTTP status of each error code the HTTP API returns; anything else is 400.
 HTTP_STATUS = {
     wire.ErrorCode.UNKNOWN_SESSION: 404,
+    wire.ErrorCode.SESSION_EXPIRED: 410,
     wire.ErrorCode.SERVER_BUSY: 503,
     wire.ErrorCode.MESSAGE_TOO_LARGE: 413,
     wire.ErrorCode.TOO_MANY_SESSIONS: 429,
@@ -487,6 +488,8 @@ async def create_session(request: web.Request) -> web.Response:
 async def get_session(request: web.Request) -> web.Response:
     try:
         session = await request.app[SESSIONS].describe(request.match_info["id"])
+    except ClosedSession as exc:  # it was here: why it closed, and how to make it again
+        return json_error(request, exc.to_http(), HTTP_STATUS.get(exc.code, 410))
     except wire.SignalingError as exc:
         return error_response(request, exc)
     return web.json_response({**session.describe(), "join_url": join_url(request, session)})

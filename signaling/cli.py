@@ -85,7 +85,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     d = DEFAULTS
     limits.add_argument("--idle-timeout", type=float, default=d["idle_timeout"],
                         metavar="SECONDS",
-                        help="close sessions that saw no activity for this long")
+                        help="close sessions that nobody is connected to and that saw no "
+                        "activity for this long")
     limits.add_argument("--max-age", type=float, default=d["max_age"], metavar="SECONDS",
                         help="close every session at this age")
     limits.add_argument("--max-sessions", type=int, default=d["max_sessions"], metavar="N",

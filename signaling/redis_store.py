@@ -35,7 +35,7 @@ from redis.exceptions import RedisError
 
 from mpyc_webrtc.wire import ErrorCode, error_message
 
-from .registry import sessions_busy, too_many_sessions, unknown_session
+from .registry import sessions_busy, too_many_sessions
 from .session import Session
 from .shared import Op, SharedRegistry, encode_entry, spec_of
 
@@ -267,7 +267,7 @@ class RedisStore:
             return session
         spec, entries = await self._read(sid)
         if spec is None:
-            raise unknown_session(sid)
+            raise self.registry.gone(sid)
         return self.registry.replica(sid, spec, entries)
 
     async def _read(self, sid: str) -> tuple[dict[str, Any] | None, list[dict[str, Any]]]:

@@ -74,8 +74,11 @@ class Registry:
       counts until it expires;
     - ``resume_grace``: a party that joined with a ``resume`` secret and whose connection
       closed before the start keeps its place this long (``reconnecting``);
-    - ``idle_timeout``: a session nobody touched for this long closes (joined or not, unless
-      it is running with parties connected); ``max_age``: every session closes at this age;
+    - ``idle_timeout``: a session nobody touched for this long closes, counted only while
+      no party is connected (an open connection, in the lobby or running, is activity);
+      ``max_age``: every session closes at this age. A closed session is remembered
+      (``closed_sessions``, as long as ``max_age`` and at most ``max_sessions`` of them) so
+      that its link says it closed and offers its settings, to create it again;
     - ``max_connections`` open connections (``Endpoint``\ s) in all (``server_busy``), and
       ``max_connections_per_client`` from one client address (``too_many_connections``;
       an IPv6 address counts as its /64, see ``client_key``);
@@ -128,6 +131,9 @@ class Registry:
         self.clock = clock
         self.wall_clock = wall_clock
         self.sessions: dict[str, Session] = {}
+        #: Sessions that closed, oldest first: id -> (when, the error code and sentence its
+        #: parties got, its ``Session.settings``), for ``get`` to say so.
+        self.closed_sessions: dict[str, tuple[float, ErrorCode, str, dict[str, Any]]] = {}
         #: Open sessions per creating client address (only addresses with at least one).
         self.sessions_by_client: Counter[str] = Counter()
         #: Every open connection, and those not yet in a session (oldest first).
@@ -268,6 +274,8 @@ class Registry:
                           token_hash, relay_only=relay_only, descriptor=descriptor,
                           pins=pins, wall_clock=self.wall_clock)
         session.ends = self.wall_clock() + self.max_age if ends is None else ends
+        session.idle_timeout = self.idle_timeout
+        session.no_privacy = no_privacy
         session.message_budget = self.session_messages * parties ** 2
         session.schedule, session.clock = self.schedule, self.clock
         session.roster_interval = self.roster_interval
@@ -286,21 +294,45 @@ class Registry:
     def get(self, session_id: str) -> Session:
         session = self.sessions.get(session_id)
         if session is None:
-            raise unknown_session(session_id)
+            raise self.gone(session_id)
         return session
+
+    def gone(self, session_id: str) -> SignalingError:
+        """Why there is no session ``session_id``: it closed (``ClosedSession``, with its
+        settings), or there never was one here (``unknown_session``)."""
+        self._forget_closed()
+        closed = self.closed_sessions.get(session_id)
+        if closed is None:
+            return unknown_session(session_id)
+        _, code, text, settings = closed
+        return ClosedSession(code, text, settings)
+
+    def remember_closed(self, session: Session, code: ErrorCode, text: str) -> None:
+        """Remember that ``session`` closed, why, and its settings (``closed_sessions``)."""
+        self.closed_sessions.pop(session.id, None)
+        self.closed_sessions[session.id] = (self.clock(), code, text, session.settings())
+        self._forget_closed()
+
+    def _forget_closed(self) -> None:
+        before = self.clock() - self.max_age
+        while self.closed_sessions and (
+                len(self.closed_sessions) > self.max_sessions
+                or next(iter(self.closed_sessions.values()))[0] < before):
+            del self.closed_sessions[next(iter(self.closed_sessions))]
 
     def due(self) -> list[tuple[Session, str]]:
         """Sessions to close now, each with why: ``too old``, ``over`` (started, and
-        every party left) or ``idle``."""
+        every party left) or ``idle`` (no party connected, and nothing happened for
+        ``idle_timeout``: a party waiting in the lobby keeps it open)."""
         now = self.clock()
         found = []
         for session in list(self.sessions.values()):
-            running = session.started and bool(session.connected_members())
+            connected = bool(session.connected_members())
             if now - session.created > self.max_age:
                 found.append((session, "too old"))
-            elif session.started and not running:
+            elif session.started and not connected:
                 found.append((session, "over"))
-            elif now - session.last_activity > self.idle_timeout and not running:
+            elif now - session.last_activity > self.idle_timeout and not connected:
                 found.append((session, "idle"))
         return found
 
@@ -318,6 +350,7 @@ class Registry:
         if session.closed:
             return
         self._remove(session)
+        self.remember_closed(session, code, text)
         encoded = Encoded.of(error_message(code, text))
         for member in session.connected_members():
             member.endpoint.send(encoded)
@@ -373,8 +406,23 @@ class Registry:
 def expired_sentence(why: str) -> str:
     """What the parties of a session closed for ``why`` (``Registry.due``) are told."""
     reason = ("it has been open longer than the server allows" if why == "too old"
+              else "every party had left" if why == "over"
               else "it was idle for too long")
     return f"This session was closed because {reason}."
+
+
+class ClosedSession(SignalingError):
+    """A session that was here and closed: its error says why, and carries the settings it
+    was created with (``Session.settings``), so the page can offer to create it again."""
+
+    def __init__(self, code: ErrorCode, text: str, settings: dict[str, Any]):
+        super().__init__(code, text)
+        self.settings = settings
+
+    def to_http(self) -> dict[str, Any]:
+        """The error as ``GET /api/sessions/ID`` answers it: with the settings (over the
+        WebSocket it is a plain ``error``)."""
+        return {**self.to_message(), "settings": self.settings}
 
 
 def sessions_busy() -> SignalingError:

@@ -122,6 +122,9 @@ class Member:
     #: The did:key it proved when it joined (``check_join_identity``), or None: the others
     #: see it in the roster and compare it with the key that signs its offer or answer.
     identity: str | None = None
+    #: It came back with its ``resume`` secret after the start (a reload): it holds its
+    #: place, its links went with its page; the next round makes them anew (``fresh``).
+    returned: bool = False
 
 
 #: Pair states that are progress, in order; a pair shows the less advanced of its two ends.
@@ -196,6 +199,11 @@ class Session:
         self._roster_tokens = 1.0
         self._roster_refilled = -math.inf
         self._roster_due = False
+        #: Seconds without activity after which the registry closes it, counted only while
+        #: no party is connected (``Registry.due``); set by the registry.
+        self.idle_timeout = math.inf
+        #: The creator allowed less than full privacy (``no_privacy``), as it asked.
+        self.no_privacy = False
         #: Whether the registry closed the session (nothing more is sent).
         self.closed = False
         #: While a replica is rebuilt from the shared log (``signaling.shared``): what
@@ -218,7 +226,27 @@ class Session:
             "relay_only": self.relay_only,
             "descriptor": self.descriptor,
             "pins": self.pins,
+            "closes": self.closes(),
+            "settings": self.settings(),
         }
+
+    def closes(self) -> dict[str, float | None]:
+        """When the session closes: ``idle`` seconds after its last party left (never while
+        one is connected, see ``Registry.due``), and at Unix time ``at`` in any case
+        (``max_age``); None where there is no such limit."""
+        return {"idle": None if math.isinf(self.idle_timeout) else self.idle_timeout,
+                "at": None if math.isinf(self.ends) else self.ends}
+
+    def settings(self) -> dict[str, Any]:
+        """What the session was created with, as a create request (``POST /api/sessions``)
+        without its link (token hash and descriptor): to create it again with a new link."""
+        doc: dict[str, Any] = {"parties": self.parties, "program": self.program.name,
+                               "args": list(self.program.args), "labels": list(self.labels),
+                               "pins": list(self.pins), "relay_only": self.relay_only,
+                               "no_privacy": self.no_privacy}
+        if self.program.source is not None:
+            doc["source"] = self.program.source
+        return doc
 
     def ice_servers(self, pid: int) -> list[dict[str, Any]]:
         """Party ``pid``'s STUN/TURN servers, with TURN credentials made for it now that
@@ -332,16 +360,16 @@ class Session:
     def join(self, endpoint: Endpoint, name: str, now: float, role: int | None = None,
              ready: bool = False, resume: str | None = None,
              identity: str | None = None) -> int:
-        """Give ``endpoint`` a place: the one its ``resume`` secret holds (before the start),
+        """Give ``endpoint`` a place: the one its ``resume`` secret holds (before or after
+        the start: a party that reloads or lost its connection gets its own place back),
         else ``role`` or a free one (``_free_place``); the secret then holds the new place.
         ``identity``: the did:key the join proved (``check_join_identity``, done before the
         join is applied, so a replica rebuilt from the shared log trusts it); a place that
         is pinned (``pins``) only goes to a join with that key."""
         resume_hash = None if resume is None else hash_secret(check_resume(resume))
         if resume_hash is not None:
-            held = None if self.started else next(
-                (m for m in self.members.values() if m.resume_hash is not None
-                 and hmac.compare_digest(m.resume_hash, resume_hash)), None)
+            held = next((m for m in self.members.values() if m.resume_hash is not None
+                         and hmac.compare_digest(m.resume_hash, resume_hash)), None)
             if held is not None:
                 self._check_pin(held.pid, identity)
                 return self._resume(held, endpoint, name, now, ready, identity)
@@ -417,7 +445,10 @@ class Session:
     def _resume(self, member: Member, endpoint: Endpoint, name: str, now: float,
                 ready: bool, identity: str | None = None) -> int:
         """``member``'s party is back on ``endpoint``: the place, its name and its
-        readiness are as the new join says; a connection it still had is closed."""
+        readiness are as the new join says; a connection it still had is closed. After the
+        start it is back as ``returned`` and not ready: its links (and its computation, if
+        one ran) are gone with the page or process that had them. Once it and the others
+        are ready, the next round makes its links anew (``start``'s ``fresh``)."""
         old, member.endpoint = member.endpoint, endpoint
         if member.connected and old is not endpoint:
             old.send(error_message(ErrorCode.ALREADY_JOINED, (
@@ -428,7 +459,8 @@ class Session:
         member.state, member.lacks = "joined", []
         if name:
             member.name = name
-        member.ready = ready
+        member.ready = ready and not self.started
+        member.returned = member.returned or self.started
         member.identity = identity
         self.last_activity = now
         if not self.replaying:
@@ -472,7 +504,7 @@ class Session:
         member = self.members[pid]
         self.last_activity = now
         if self.started:
-            if member.state != "done":
+            if member.state != "done" and not member.returned:
                 raise SignalingError(
                     ErrorCode.SESSION_STARTED,
                     "The computation is running: your input can no longer be changed. "
@@ -487,6 +519,7 @@ class Session:
                     "session, so it cannot run again. "
                     "Create a new session to compute again.",
                 )
+
         if (name or member.name) == member.name and ready == member.ready:
             return  # nothing new: no roster, and no start that the last change did not make
         if name:
@@ -499,20 +532,31 @@ class Session:
         members = self.connected_members()
         if len(members) < self.parties or not all(m.ready for m in members):
             return
-        if self.started and not all(m.state == "done" for m in members):
+        if self.started and not all(m.state == "done" or m.returned for m in members):
             return
         if self._roster_due:  # everyone sees the roster that agreed before the start
             self._roster_due = False
             self._send_roster()
         self.started = True
         self.round += 1
+        # Parties back after a reload: their links are made anew, and reported anew.
+        fresh = sorted(m.pid for m in members if m.returned)
         for member in members:
             member.ready = False
             member.state = "joined"
+            member.returned = False
+            if member.pid in fresh:
+                member.links = {}
+            else:
+                for pid in fresh:
+                    member.links.pop(pid, None)
         if not self.replaying:
-            log.info("session %s: all %d parties ready, starting round %d", self.id,
-                     self.parties, self.round)
-        self.broadcast(message("start", parties=self.parties, round=self.round))
+            log.info("session %s: all %d parties ready, starting round %d%s", self.id,
+                     self.parties, self.round,
+                     f", new links for parties {fresh}" if fresh else "")
+        # ``fresh`` only when there are such parties: a start is as it always was otherwise.
+        self.broadcast(message("start", parties=self.parties, round=self.round,
+                               **({"fresh": fresh} if fresh else {})))
         self.roster_changed()
 
     def set_link(self, pid: int, peer: int, state: str, path: str | None, now: float) -> None:
@@ -539,14 +583,16 @@ class Session:
         """Party ``pid``'s connection closed (if ``endpoint`` is given: only if it is
         still the one that holds the place). Before the start its place is freed, unless
         the connection was lost (``keep``) and it joined with a ``resume`` secret: then it
-        keeps it, ``reconnecting``, until ``forget_reconnecting``."""
+        keeps it, ``reconnecting``, until ``forget_reconnecting``. After the start it has
+        ``left`` at once (the others' computation stops waiting for it), but the place stays
+        its own: its ``resume`` secret takes it back while the session lasts (``join``)."""
         member = self.members.get(pid)
         if member is None or not member.connected or (
                 endpoint is not None and member.endpoint is not endpoint):
             return
         self.last_activity = now
         if self.started:
-            member.connected = False
+            member.connected = False  # left at once: whoever computes with it is told
         elif keep and member.resume_hash is not None:
             member.connected, member.since = False, now
         else:

@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING, Any
 
 from mpyc_webrtc.wire import ErrorCode, SignalingError, error_message
 
-from .registry import Registry, expired_sentence, unknown_session
+from .registry import Registry, expired_sentence
 from .session import Outgoing, Session, check_resume, hash_secret
 
 if TYPE_CHECKING:
@@ -178,15 +178,16 @@ class SharedRegistry(Registry):
         endpoint = self.local.get(op.entry.get("c", ""))
         if op.kind == "join" and endpoint is not None:
             endpoint.joining = None
-            endpoint.send(unknown_session(op.sid).to_message())
+            endpoint.send(self.gone(op.sid).to_message())
         self.vanished(op.sid)
 
     def vanished(self, sid: str) -> None:
         """Session ``sid`` is no longer in the store: its parties here are told."""
         session = self.sessions.get(sid)
         if session is not None:
+            old = self.clock() - session.created >= self.max_age
             Registry.close(self, session, ErrorCode.SESSION_EXPIRED,
-                           "This session was closed because it was idle for too long.")
+                           expired_sentence("too old" if old else "idle"))
             self._forget(sid)
 
     def apply(self, sid: str, seq: int, entry: dict[str, Any]) -> None:
@@ -346,10 +347,9 @@ class SharedRegistry(Registry):
                 self._ask(session, f"lost {proc}", {"op": "lost", "proc": proc})
 
     def running(self) -> list[str]:
-        """Replicas that must not expire while they run (their time in the store is
-        renewed), as in ``Registry.expire``."""
-        return [sid for sid, s in self.sessions.items()
-                if s.started and s.connected_members()]
+        """Replicas that must not expire (their time in the store is renewed): those with
+        a party connected, in the lobby or running, as in ``Registry.due``."""
+        return [sid for sid, s in self.sessions.items() if s.connected_members()]
 
 
 def spec_of(session: Session, request: dict[str, Any]) -> dict[str, Any]:

@@ -445,7 +445,7 @@ async def test_sessions_nobody_joined_are_swept():
     async with serve(idle_timeout=0.2, sweep_interval=0.05, max_sessions_per_client=1) as client:
         sid = await new_session(client)
         await eventually(lambda: sid not in client.app[REGISTRY].sessions)
-        assert (await client.get(f"/api/sessions/{sid}")).status == 404
+        assert (await client.get(f"/api/sessions/{sid}")).status == 410  # closed, not unknown
         await new_session(client)  # the address's count went down again
 
 

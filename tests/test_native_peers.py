@@ -407,13 +407,16 @@ def test_waiting_party_is_told_when_the_session_expires():
     with Namespace() as ns:
         # Long enough for the peer to start and join even on a busy machine (it must join
         # before the session expires to be told so), short enough to keep the test short.
-        server = Server(ns, 8080, "--idle-timeout", "3")
+        # (A party waiting in the lobby keeps a session from closing for idleness: it
+        # closes at its --max-age.)
+        server = Server(ns, 8080, "--max-age", "3")
         url = server.create(3, "--program", "sum")
         done = ns.run([str(BIN / "mpyc-webrtc-peer"), "join", url, "--input", "1"])
     assert done.returncode == 1
     assert done.stderr.strip().splitlines()[-1] == (
         "mpyc-webrtc-peer: error: The signaling server ended the session before all 3 "
-        "parties joined: This session was closed because it was idle for too long.")
+        "parties joined: This session was closed because it has been open longer than the "
+        "server allows.")
 
 
 def test_waiting_party_is_told_when_the_server_shuts_down():

@@ -8,6 +8,7 @@ import hashlib
 import json
 import logging
 import re
+import time
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
@@ -130,6 +131,11 @@ async def test_create_session():
         body = await resp.json()
         sid = body["session"]
         program = body.pop("program")
+        closes = body.pop("closes")
+        assert closes["idle"] == 600.0 and closes["at"] > time.time() + 7 * 3600
+        assert body.pop("settings") == {
+            "parties": 3, "program": "sum", "args": ["--no-log"], "labels": ["", "", ""],
+            "pins": ["", "", ""], "relay_only": False, "no_privacy": False}
         assert body == {
             "session": sid, "parties": 3, "labels": ["", "", ""], "members": [],
             "joined": 0, "started": False, "round": 0, "relay_only": False,
@@ -598,19 +604,39 @@ async def test_ws_close_before_start_frees_the_pid():
             await ws.close()
 
 
-async def test_ws_idle_expiry_closes_the_socket():
-    async with serve(idle_timeout=0.2, sweep_interval=0.05) as client:
-        sid = await new_session(client, parties=3)
+async def test_ws_expiry_closes_the_socket_and_the_link_offers_the_settings():
+    async with serve(max_age=0.3, sweep_interval=0.05) as client:
+        sid = await new_session(client, parties=3, labels=["Alice", "Bob", "Carol"])
         ws, _ = await join(client, sid)
         assert (await recv(ws))["type"] == "roster"
         err = await expect_error(ws, "session_expired")
-        assert err["message"]
+        assert err["message"] == ("This session was closed because it has been open longer "
+                                  "than the server allows.")
         await assert_closed(ws)
+        # A late joiner learns that it closed, and what it was, to create it again.
         resp = await client.get(f"/api/sessions/{sid}")
-        assert resp.status == 404
+        assert resp.status == 410
+        doc = await resp.json()
+        assert doc["code"] == "session_expired" and doc["message"] == err["message"]
+        assert doc["settings"] == {"parties": 3, "program": "sum", "args": [],
+                                   "labels": ["Alice", "Bob", "Carol"], "pins": ["", "", ""],
+                                   "relay_only": False, "no_privacy": False}
         async with client.ws_connect("/ws") as late:
             await send(late, "join", session=sid, token=TOKEN)
-            await expect_error(late, "unknown_session")
+            await expect_error(late, "session_expired")
+
+
+async def test_a_party_waiting_in_the_lobby_keeps_its_session_open():
+    """Issue 18: an open lobby connection is activity (here ten idle timeouts pass)."""
+    async with serve(idle_timeout=0.1, sweep_interval=0.02) as client:
+        sid = await new_session(client, parties=3)
+        ws, _ = await join(client, sid)
+        assert (await recv(ws))["type"] == "roster"
+        await asyncio.sleep(1.0)
+        resp = await client.get(f"/api/sessions/{sid}")
+        assert resp.status == 200
+        assert (await resp.json())["closes"]["idle"] == 0.1
+        await ws.close()
 
 
 # --- the lobby's HTTP side ---------------------------------------------------------------------

@@ -166,6 +166,12 @@ def test_create_valid_builtin(registry, clock):
         "session": session.id, "parties": 3, "labels": ["", "", ""],
         "joined": 0, "members": [], "started": False, "round": 0, "relay_only": False,
         "descriptor": None, "pins": ["", "", ""],
+        # Never for idleness while a party is connected; at the latest at max_age.
+        "closes": {"idle": 60.0, "at": session.ends},
+        # As a create request, to create it again with a new link.
+        "settings": {"parties": 3, "program": "max", "args": ["--no-log", "-L64"],
+                     "labels": ["", "", ""], "pins": ["", "", ""], "relay_only": False,
+                     "no_privacy": False},
     }
     assert program == {
         "name": "max", "args": ["--no-log", "-L64"], "builtin": True,
@@ -959,24 +965,76 @@ def test_an_unsupported_status_must_say_what_is_lacking_and_come_before_the_star
 
 # --- expiry ------------------------------------------------------------------------------------
 
-def test_idle_lobby_session_expires(registry, clock):
+def test_an_open_lobby_never_closes_for_idleness(registry, clock):
+    """Issue 18: people wait in a lobby far longer than the idle timeout; their open
+    connection is activity. Once the last one left, the idle timeout runs from then."""
     session = registry.create({**AUTH, "parties": 3, "program": "sum"})
     a, b = joined(registry, session, 2)
-    clock.now += 60.0
+    clock.now += 10 * 60.0  # ten idle timeouts without a message
     assert registry.expire() == []
-    assert a.sent == [] and a.closed == 0
+    assert a.sent == [] and a.closed == 0 and b.closed == 0
+    assert session.id in registry.sessions
+
+
+def test_an_idle_lobby_closes_after_its_last_party_left(clock):
+    """(One process: with shared sessions the store's own expiry does it, ``ttl_ms``, as
+    an open connection renews it: ``SharedRegistry.running``.)"""
+    registry = Registry(clock=clock, idle_timeout=60.0)
+    session = registry.create({**AUTH, "parties": 3, "program": "sum"})
+    a, b = joined(registry, session, 2)
+    clock.now += 600
+    a.endpoint.disconnected(leaving=True)
+    clock.now += 30
+    b.endpoint.disconnected(leaving=True)
+    clock.now += 60.0
+    assert registry.expire() == []  # the last one left 60 s ago: not more than the timeout
     clock.now += 0.5
     assert registry.expire() == [session]
     assert registry.sessions == {}
+    # The session is gone for newcomers, who are told it closed and how it was made.
+    c = Party(registry)
+    c.join(session)
+    assert c.error() == ErrorCode.SESSION_EXPIRED
+    with pytest.raises(SignalingError) as info:
+        registry.get(session.id)
+    assert info.value.code == ErrorCode.SESSION_EXPIRED
+    assert info.value.message == "This session was closed because it was idle for too long."
+    assert info.value.to_http()["settings"] == {
+        "parties": 3, "program": "sum", "args": [], "labels": ["", "", ""],
+        "pins": ["", "", ""], "relay_only": False, "no_privacy": False}
+
+
+def test_a_party_in_the_lobby_hears_when_the_session_expires(make_registry, clock):
+    registry = make_registry(clock=clock, idle_timeout=60, max_age=600)
+    session = registry.create({**AUTH, "parties": 3, "program": "sum"})
+    a, b = joined(registry, session, 2)
+    clock.now += 601
+    assert registry.expire() == [session]
     for party in (a, b):
         assert party.error() == ErrorCode.SESSION_EXPIRED
         assert party.closed == 1
-    # The socket closing afterwards is harmless, and the session is gone for newcomers.
-    a.endpoint.disconnected()
+    a.endpoint.disconnected()  # the socket closing afterwards is harmless
     assert b.sent == []
-    c = Party(registry)
-    c.join(session)
-    assert c.error() == ErrorCode.UNKNOWN_SESSION
+    with pytest.raises(SignalingError) as info:
+        registry.get(session.id)
+    assert info.value.message == ("This session was closed because it has been open longer "
+                                  "than the server allows.")
+
+
+def test_a_closed_session_is_remembered_for_max_age_at_most(make_registry, clock):
+    registry = make_registry(clock=clock, idle_timeout=10, max_age=100)
+    session = registry.create({**AUTH, "parties": 3, "program": "sum", "labels": ["A", "B"],
+                               "args": ["--no-log"]})
+    clock.now += 11
+    assert registry.expire() == [session]
+    with pytest.raises(SignalingError) as info:
+        registry.get(session.id)
+    assert info.value.to_http()["settings"]["labels"] == ["A", "B", ""]
+    assert info.value.to_http()["settings"]["args"] == ["--no-log"]
+    clock.now += 101
+    with pytest.raises(SignalingError) as info:
+        registry.get(session.id)
+    assert info.value.code == ErrorCode.UNKNOWN_SESSION
 
 
 def test_empty_lobby_session_expires(registry, clock):
@@ -986,17 +1044,18 @@ def test_empty_lobby_session_expires(registry, clock):
     assert registry.sessions == {}
 
 
-def test_activity_keeps_a_lobby_alive(registry, clock):
+def test_activity_after_the_last_party_left_keeps_a_lobby_alive(clock):
+    registry = Registry(clock=clock, idle_timeout=60.0)
     session = registry.create({**AUTH, "parties": 3, "program": "sum"})
     (a,) = joined(registry, session, 1)
     clock.now += 50
-    a.send("status", state="waiting")
+    a.endpoint.disconnected(leaving=True)
     clock.now += 50
     assert registry.expire() == []
     b = Party(registry)
     b.join(session)
     clock.now += 50
-    b.send("signal", to=0, seq=1, box="x")
+    b.endpoint.disconnected(leaving=True)
     clock.now += 50
     assert registry.expire() == []
     clock.now += 11
@@ -1375,15 +1434,81 @@ def test_without_a_resume_secret_leaving_frees_the_place_as_before(registry):
     assert sorted(session.members) == [1]
 
 
-def test_after_the_start_a_lost_party_has_left_for_good(registry):
+def started_with_secrets(registry: Registry) -> tuple[Session, list[Party]]:
     session = registry.create({**AUTH, "parties": 3, "program": "sum"})
-    a, b, c = Party(registry), Party(registry), Party(registry)
-    for party, secret in zip((a, b, c), "abc", strict=True):
-        party.join(session, resume=secret * 22)
+    parties = [Party(registry) for _ in range(3)]
+    for party, secret in zip(parties, "abc", strict=True):
+        party.join(session, name=f"{secret.upper()}l", resume=secret * 22)
     assert session.started
-    b.take()
-    a.endpoint.disconnected()
+    for party in parties:
+        party.take()
+    return session, parties
+
+
+def test_after_the_start_a_party_that_reloads_gets_its_own_place_back(registry):
+    """Issue 18: a reload (the page closes its socket as it unloads) after the start used
+    to say "Session full" to the party that had the place."""
+    session, (a, b, c) = started_with_secrets(registry)
+    a.endpoint.disconnected(leaving=True)
+    assert roster_members(b.take()[-1])[0][2] == "left"
+    stranger = Party(registry)
+    stranger.join(session, resume="z" * 22)
+    assert stranger.error() == ErrorCode.SESSION_FULL
+    back = Party(registry)
+    back.join(session, resume=RESUME_A, ready=True)
+    welcome = back.take()[0]
+    assert welcome["type"] == "welcome" and welcome["pid"] == 0
+    assert back.endpoint.pid == 0
+    roster = b.take()[-1]
+    assert roster_members(roster)[0] == (0, "Al", "joined")
+    assert roster["members"][0]["ready"] is False  # its computation is gone with the page
+    assert session.round == 1 and session.members[0].returned
+
+
+def test_after_the_start_a_lost_connection_has_left_at_once_and_can_come_back(registry):
+    """Whoever computes with it is told at once (``left``), as before; the place is still
+    its own, for its secret."""
+    session, (a, b, c) = started_with_secrets(registry)
+    a.endpoint.disconnected()  # lost, not closed
     assert roster_members(b.take()[-1])[0][2] == "left"
     back = Party(registry)
     back.join(session, resume=RESUME_A)
-    assert back.error() == ErrorCode.SESSION_FULL
+    assert back.take()[0]["pid"] == 0
+    assert roster_members(b.take()[-1])[0][2] == "joined"
+
+
+def test_a_returned_party_runs_again_over_new_links(registry):
+    """After a result, a party that reloaded is back; once everyone is ready the next round
+    starts, and its ``fresh`` names the parties whose links are made anew."""
+    session, (a, b, c) = started_with_secrets(registry)
+    assert a.take() == [] and session.round == 1
+    b.send("link", peer=2, state="ready", path="direct")
+    c.send("link", peer=1, state="ready", path="direct")
+    a.send("link", peer=1, state="ready", path="direct")
+    for party in (a, b, c):
+        party.send("status", state="done")
+    a.endpoint.disconnected(leaving=True)
+    back = Party(registry)
+    back.join(session, resume=RESUME_A)
+    b.take(), c.take(), back.take()
+    for party in (b, c):
+        party.send("ready", ready=True)
+    assert session.round == 1  # party 0 has not said it is ready
+    back.send("ready", ready=True)
+    assert session.round == 2
+    start = [m for m in b.take() if m["type"] == "start"]
+    assert start == [{"v": 1, "type": "start", "parties": 3, "round": 2, "fresh": [0]}]
+    assert [m for m in back.take() if m["type"] == "start"][0]["fresh"] == [0]
+    assert not session.members[0].returned
+    # Links to party 0 are reported anew; the pair of 1 and 2 keeps what it had.
+    assert session.members[0].links == {} and 0 not in session.members[1].links
+    pairs = {(p["a"], p["b"]): p["state"] for p in session.pairs()}
+    assert pairs[(0, 1)] == "signaling" and pairs[(1, 2)] == "ready"
+
+
+def test_the_first_start_has_no_fresh_links(registry):
+    session = registry.create({**AUTH, "parties": 3, "program": "sum"})
+    parties = [Party(registry) for _ in range(3)]
+    for party in parties:
+        party.join(session)
+    assert "fresh" not in [m for m in parties[0].take() if m["type"] == "start"][0]

@@ -200,6 +200,9 @@ export class SignalingClient {
     this.held = [];
     /** @type {Set<number>} */
     this.gone = new Set();
+    /** @type {Set<number>} peers seen away (left or reconnecting) after the start: one seen
+     * again is back after a reload, with a new page (``restart_numbering``) */
+    this.away = new Set();
     /** @type {Map<number, [string, string | null]>} */
     this.reported = new Map();
     /** @type {Map<number, {identity: string, name: string}>} each peer's verified identity */
@@ -399,6 +402,14 @@ export class SignalingClient {
           this.gone.add(pid);
           events.push({ event: 'peer_left', peer: pid, message: this.sentences.say('party.left', { who: this.place(pid) }) });
         }
+        if (pid === this.pid || !Number.isInteger(pid)) continue;
+        if (member.state === 'left' || member.state === RECONNECTING) {
+          this.away.add(pid);
+        } else if (this.away.has(pid)) { // back, with a new page: its numbers start again
+          this.away.delete(pid);
+          this.gone.delete(pid);
+          events.push({ event: 'restart_numbering', peer: pid });
+        }
       }
     }
     return events;
@@ -419,6 +430,31 @@ export class SignalingClient {
     /** @type {ClientEvent[]} */
     const events = [{ event: 'start', round: this.round }];
     if (first) events.push(...this.connectAll());
+    else events.push(...this.relink(message.fresh));
+    return events;
+  }
+
+  /**
+   * A later round's start: the links to the parties in ``fresh`` (back in their places
+   * after a reload; their old links went with their pages) are made anew.
+   * @param {unknown} fresh
+   * @returns {ClientEvent[]}
+   */
+  relink(fresh) {
+    const { pid, parties } = this;
+    if (pid === null || parties === null || !Array.isArray(fresh)) return [];
+    const peers = [...new Set(fresh.filter((p) => Number.isInteger(p) && p >= 0 && p < parties && p !== pid))]
+      .sort((a, b) => a - b);
+    /** @type {ClientEvent[]} */
+    const events = [];
+    for (const peer of peers) {
+      this.links.set(peer, new Link(peer, pid < peer));
+      this.certificates.delete(peer); // its new page has a new certificate
+      this.reported.delete(peer);
+      this.gone.delete(peer);
+      this.away.delete(peer);
+      events.push({ event: 'restart_numbering', peer }, { event: 'connect', peer, offer: pid < peer });
+    }
     return events;
   }
 

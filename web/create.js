@@ -4,6 +4,7 @@
 // lobby (join.html) as the chosen party.
 
 import { CodeJar } from '/vendor/codejar/dist/codejar.js';
+import { takeKeptSettings } from './again.js';
 import { byTestId as el, fetchJson, highlightPython, showCode } from './common.js';
 import { addExplainer } from './explainer.js';
 import { loadOrCreate, publicKey } from './identity.js';
@@ -474,8 +475,50 @@ async function init() {
   }
   renderLibrary();
   renderPlaces();
+  // "Create it again with the same settings" on a closed session's page (again.js).
+  const kept = new URLSearchParams(location.search).has('again') ? takeKeptSettings() : null;
+  if (kept) fillIn(kept.settings, kept.role);
   update();
   showIdentity();
+}
+
+/**
+ * Fill the form with the settings of a session that closed, to create it again.
+ * @param {import('./again.js').Settings} settings
+ * @param {number | null} role the place the person had
+ */
+function fillIn(settings, role) {
+  const own = typeof settings.source === 'string';
+  const radio = /** @type {HTMLInputElement | null} */ (ui.list.querySelector(
+    `input[name="program"][value="${CSS.escape(own ? OWN : settings.program)}"]`));
+  if (!radio) return; // a program this server does not have: the form stays as it is
+  radio.checked = true;
+  programChanged();
+  if (own) state.jar?.updateCode(/** @type {string} */ (settings.source));
+  ui.count.value = String(settings.parties);
+  renderPlaces();
+  ui.labels.querySelectorAll('input').forEach((input, pid) => {
+    input.value = settings.labels?.[pid] ?? '';
+  });
+  ui.pins.querySelectorAll('input').forEach((input, pid) => {
+    input.value = settings.pins?.[pid] ?? '';
+  });
+  if ((settings.pins ?? []).some(Boolean)) ui.pinsBox.open = true;
+  renderRoles();
+  pinLabels();
+  if (role !== null && role >= 0 && role < settings.parties) ui.role.value = String(role);
+  checkPins();
+  ui.args.value = (settings.args ?? []).join(' ');
+  ui.relayOnly.checked = Boolean(settings.relay_only) && !ui.relayOnly.disabled;
+  ui.noPrivacy.checked = Boolean(settings.no_privacy);
+  const advanced = /** @type {HTMLDetailsElement | null} */ (ui.form.querySelector('details.advanced'));
+  if (advanced && (ui.args.value || ui.noPrivacy.checked || ui.relayOnly.checked)) advanced.open = true;
+  const note = document.createElement('p');
+  note.className = 'help';
+  note.dataset.testid = 'again-note';
+  note.setAttribute('role', 'status');
+  note.textContent = 'Filled in with the settings of the session that closed. Check them and press "Create the session": you get a new link to send to the others.';
+  ui.form.prepend(note);
 }
 
 /** "You are ...", and a "Me" button by each key field: this browser's own key. */

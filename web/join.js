@@ -9,9 +9,12 @@
 // input-view.js; what the worker says: worker-events.js. This module runs the page: it
 // starts it, joins, acts on the signaling client's events and runs each round.
 
+import {
+  closedSettings, offerAgain, showCloses,
+} from './again.js';
 import { isolationWithheld } from './capabilities.js';
 import { ChatView } from './chat-view.js';
-import { lacksWords, newResume } from './client.js';
+import { lacksWords } from './client.js';
 import { fetchJson, plural } from './common.js';
 import { joinStatement } from './identity.js';
 import {
@@ -25,6 +28,10 @@ import {
 import { Protocol } from './protocol.js';
 import { ChannelRelay } from './relay.js';
 import { RingWriter } from './ring.js';
+import { renderResult } from './result.js';
+import {
+  keepPlace, keepResults, keptPlace, keptResume, lastResult, warnBeforeLeaving,
+} from './resume.js';
 import { RosterView } from './roster-view.js';
 import {
   differingRules, joinToken, parseFragment, toBase64Url,
@@ -83,7 +90,10 @@ async function init() {
     ]);
   } catch (error) {
     worker.terminate();
-    fail(/** @type {any} */ (error).code === 'unknown_session' ? 'No such session' : 'Cannot load', describe(error));
+    const { code } = /** @type {any} */ (error);
+    fail(code === 'unknown_session' ? 'No such session' : code === 'session_expired' ? 'Session closed'
+      : 'Cannot load', describe(error));
+    if (code === 'session_expired') offerAgain(await closedSettings(sessionId), keptPlace(sessionId));
     return;
   }
   page.session = session;
@@ -110,7 +120,9 @@ async function init() {
     return;
   }
   const { token } = await joinToken(link.secret);
-  const resume = newResume(); // drawn here: the join's proof signs it
+  // Drawn once per tab (the join's proof signs it): a reload shows it again and gets this
+  // party's own place back, also after the start (resume.js).
+  const { resume, before: joinedBefore } = keptResume(sessionId);
   const proof = identity ? toBase64Url(await identity.sign(joinStatement(sessionId, resume))) : null;
   const signaling = page.signaling = new PageSignaling({
     session: sessionId, link, token, protocol: new Protocol(schema), sentences, handlers: fromClient, log,
@@ -120,6 +132,7 @@ async function init() {
   page.rosterView = new RosterView(ui, sentences);
   page.chatView = new ChatView(ui, sentences, (text) => signaling.say(text));
   showSession();
+  showCloses(session.closes);
   signaling.described(session.program.hash); // another program than the link's: stop here
   if (lobby.phase === 'failed') {
     worker.terminate();
@@ -130,7 +143,9 @@ async function init() {
     fail('Cannot run here', assets.missing);
     return;
   }
-  if (session.started || session.joined >= session.parties) {
+  // This tab held a place in this session (a reload): the server gives it back.
+  if (joinedBefore && session.started) page.returned = true;
+  if ((session.started || session.joined >= session.parties) && !joinedBefore) {
     worker.terminate();
     fail('Session full', `This session already has all ${session.parties} parties, so nobody else can join it. Ask the person who created it for a new link.`);
     return;
@@ -139,6 +154,9 @@ async function init() {
     page.relay = new ChannelRelay(RingWriter.create());
     worker.postMessage({ type: 'load', assets, inbox: page.relay.ring.buffer });
   }
+  keepResults(worker, sessionId, () => client()?.round ?? 0);
+  warnBeforeLeaving(() => lobby.running);
+  if (joinedBefore) page.wantedRole = keptPlace(sessionId) ?? page.wantedRole;
   const named = session.labels.some(Boolean);
   if (named && (page.wantedRole === null || !Number.isInteger(page.wantedRole))) {
     choosePlace(join);
@@ -188,6 +206,8 @@ const fromClient = {
     ui.relayNote.hidden = !welcome.relay_only;
     log(`joined as party ${welcome.pid} of ${welcome.parties}`);
     history.replaceState(null, '', `${location.pathname}?role=${welcome.pid}`); // a reload: the same place
+    if (page.sessionId && page.signaling) keepPlace(page.sessionId, welcome.pid, page.signaling.joining.resume);
+    if (page.returned) showReturned();
     if (!page.lacks.length) page.chatView?.open();
     updateButtons();
     renderRoster();
@@ -210,9 +230,13 @@ const fromClient = {
     }
     const status = code === 'session_full' ? 'Session full'
       : code === 'unknown_session' ? 'No such session'
-        : code === 'bad_token' ? 'Wrong link' : 'Could not join';
+        : code === 'bad_token' ? 'Wrong link'
+        : code === 'session_expired' ? 'Session closed' : 'Could not join';
     fail(status, message);
     page.signaling?.close();
+    if (code === 'session_expired' && page.sessionId) {
+      closedSettings(page.sessionId).then((settings) => offerAgain(settings, page.askedRole));
+    }
   },
   reconnect({ attempt, delay }) {
     const sentences = /** @type {Sentences} */ (page.sentences);
@@ -256,9 +280,21 @@ const fromClient = {
     if (lobby.in('done', 'again')) {
       const gone = roster.members.filter((/** @type {{state: string}} */ m) => m.state === 'left')
         .map((/** @type {{pid: number}} */ m) => m.pid);
+      // Back in its place (a reload): its links went with its page (resume.js).
+      const back = roster.members.filter((/** @type {{state: string, pid: number}} */ m) => !['left', 'reconnecting'].includes(m.state)
+        && page.departed.has(m.pid)).map((/** @type {{pid: number}} */ m) => m.pid);
+      for (const m of roster.members) {
+        if (['left', 'reconnecting'].includes(m.state)) page.departed.add(m.pid);
+      }
       if (gone.length) {
         cannotRunAgain(`${partyName(gone[0], { you: false })} has left, so this session cannot run again. Start a new session to compute again.`);
         for (const pid of gone) page.links.get(pid)?.close();
+      } else if (back.length) {
+        for (const pid of back) page.departed.delete(pid);
+        ui.againHelp.hidden = false;
+        ui.againHelp.textContent = `${partyName(back[0], { you: false })} is back after a reload: the session can run again once everyone agrees, over new connections to it.`;
+        ui.runAgain.disabled = false;
+        updateButtons();
       }
     }
     refreshLobbyStatus();
@@ -299,6 +335,7 @@ const fromClient = {
     if (code === 'session_expired') {
       page.relay?.tell({ type: 'signaling-ended', reason: message });
       if (lobby.in('lobby', 'joining')) fail('Session closed', message);
+      if (!lobby.running) offerAgain(page.session?.settings, client()?.welcome?.pid ?? null);
     } else if (code === 'server_shutting_down') {
       // The client core chose the words (client.js): the session is gone before the
       // start; after it, links already open carry the computation to its end.
@@ -360,6 +397,10 @@ function refreshLobbyStatus() {
   }
   const roster = client()?.roster;
   if (!roster || !lobby.in('lobby', 'again') || page.lacks.length) return;
+  if (page.returned && !lobby.ready) {
+    setStatus(returnedStatus(/** @type {any} */ (roster)), 'ok');
+    return;
+  }
   const me = client()?.welcome?.pid;
   const present = roster.members.filter((/** @type {{state: string}} */ m) => m.state !== 'left');
   const missing = roster.parties - present.length;
@@ -373,7 +414,7 @@ function refreshLobbyStatus() {
   } else if (!lobby.ready) {
     setStatus(lobby.phase === 'again' ? 'Run again?' : 'Everyone is here: enter your input and press "I\'m ready"', 'ok');
   } else if (waiting > 0) {
-    setStatus(`Waiting for ${plural(waiting, 'party', 'parties')} to press "${lobby.phase === 'again' ? 'I\'m ready to run again' : 'I\'m ready'}"`);
+    setStatus(`Waiting for ${plural(waiting, 'party', 'parties')} to press "${lobby.phase === 'again' || page.returned ? 'I\'m ready to run again' : 'I\'m ready'}"`);
   } else {
     setStatus('Everyone is ready: starting');
   }
@@ -414,6 +455,53 @@ ui.runAgain.addEventListener('click', () => {
   ui.me.scrollIntoView({ behavior: 'smooth', block: 'center' });
 });
 
+// -- back after a reload (resume.js) ---------------------------------------------------------
+
+/**
+ * This party is back in its place after a reload after the start: the computation of that
+ * page is gone with it. Show the last result the tab kept and who is still there; the
+ * person may run again with the others (the next round makes new links: client.js relink).
+ */
+function showReturned() {
+  const kept = page.sessionId ? lastResult(page.sessionId) : null;
+  log(`back in this session after a reload${kept ? `; showing the result of round ${kept.round}` : ''}`);
+  ui.resultCard.hidden = false;
+  ui.runAgain.hidden = true;
+  if (kept) {
+    if (kept.result) {
+      renderResult(ui.result, kept.result);
+      ui.result.hidden = false;
+    }
+    ui.output.textContent = kept.output;
+    ui.outputBox.open = !kept.result;
+    const when = new Date(kept.at).toLocaleTimeString([], { hour: '2-digit', minute: '2-digit' });
+    ui.elapsed.textContent = `Your result of round ${kept.round}, as this page showed it at ${when}, before it was reloaded.`;
+  } else {
+    ui.result.hidden = true;
+    ui.output.textContent = '';
+    ui.elapsed.textContent = 'This page was reloaded before the computation finished, so it has no result to show. A reload during a computation ends it for every party.';
+  }
+  ui.againHelp.hidden = false;
+  ui.againHelp.textContent = 'You have your place back. To compute again with the others, enter your input and press "I\'m ready to run again": new connections are made when everyone agrees.';
+  updateButtons();
+  refreshLobbyStatus();
+}
+
+/**
+ * Who is still in the session, for a party back after a reload.
+ * @param {{members: {pid: number, state: string}[], parties: number}} roster
+ */
+function returnedStatus(roster) {
+  const me = client()?.welcome?.pid;
+  const others = roster.members.filter((m) => m.pid !== me);
+  const here = others.filter((m) => !['left', 'reconnecting'].includes(m.state));
+  const names = here.map((m) => partyName(m.pid, { you: false }));
+  const who = names.length === 0 ? 'none of the others is still here'
+    : here.length === roster.parties - 1 ? `all the others are still here (${names.join(', ')})`
+      : `${names.join(', ')} ${names.length === 1 ? 'is' : 'are'} still here, ${plural(roster.parties - 1 - here.length, 'other has', 'others have')} left`;
+  return `Back in the session after a reload: ${who}.${here.length === roster.parties - 1 ? ' Press "I\'m ready to run again" to compute again with them.' : ''}`;
+}
+
 // -- a round: connect (first round only) and run the program --------------------------------
 
 /** @param {number} round */
@@ -428,15 +516,19 @@ function beginRound(round) {
   ui.output.textContent = '';
   ui.outputBox.open = true;
   showError('');
-  setStatus(round === 1 ? 'Connecting to the other parties' : 'Running again');
+  setStatus(round === 1 || page.returned ? 'Connecting to the other parties' : 'Running again');
   showRoundStart(); // on a phone, "I'm ready" was far below: the news is up here
   startTimer();
-  if (round === 1) {
+  page.returned = false;
+  if (round === 1 || !page.running) { // also this page's first round after a reload
     // Nothing runs before the code is known to be the link's; the links come with the
     // client's `connect` events, which wait for that too.
     if (client()?.checked) runInWorker();
   } else {
-    worker.postMessage({ type: 'again', input: page.confirmedInput });
+    // After this start's other events: a link made anew to a party back after a reload
+    // (client.js relink) must be in the worker's inbox before its round looks for channels.
+    const input = page.confirmedInput;
+    queueMicrotask(() => worker.postMessage({ type: 'again', input }));
   }
   renderRoster();
 }
@@ -470,7 +562,9 @@ function runInWorker() {
 function linkTo(peer, offer) {
   const welcome = client()?.welcome;
   const signaling = page.signaling;
-  if (!welcome || !signaling || lobby.phase === 'failed' || page.links.has(peer)) return;
+  if (!welcome || !signaling || lobby.phase === 'failed') return;
+  // A link made before: the peer came back after a reload, and this round makes it anew.
+  page.links.get(peer)?.close({ quiet: true });
   const link = new PeerLink(peer, offer, welcome.ice_servers, {
     description: (pid, kind, sdp) => signaling.localDescription(pid, kind, sdp),
     candidate: (pid, { candidate, sdpMid, sdpMLineIndex }) => signaling.localCandidate(pid, { candidate, sdpMid, sdpMLineIndex }),

@@ -53,6 +53,11 @@ async function pathOf(pc) {
   return types.includes('relay') ? 'relayed' : 'direct';
 }
 
+/** What a link that was replaced still reports: nothing. */
+const QUIET = {
+  description() {}, candidate() {}, chat() {}, failed() {}, changed() {}, channel() {},
+};
+
 /**
  * @typedef {object} LinkHooks
  * @property {(peer: number, kind: string, sdp: string) => void} description this party's
@@ -210,9 +215,14 @@ export class PeerLink {
     return 'connecting';
   }
 
-  close() {
+  /**
+   * @param {{quiet?: boolean}} [options] ``quiet``: a new link to the same peer replaces this
+   * one (it came back after a reload): nothing this one does is reported any more.
+   */
+  close({ quiet = false } = {}) {
     if (this.closed) return;
     this.closed = true;
+    if (quiet) this.hooks = { ...this.hooks, ...QUIET };
     this.pc.close();
     this.hooks.changed(this);
   }

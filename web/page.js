@@ -73,6 +73,11 @@ export const page = {
   links: new Map(),
   /** the connection to the server was lost in the lobby and is being opened again */
   reconnecting: false,
+  /** this tab is back in its place after a reload after the start (resume.js): it shows
+   * its last result and who is still there until it runs again (new links, ``fresh``) */
+  returned: false,
+  /** @type {Set<number>} the parties seen as left after the start */
+  departed: new Set(),
   roundStarted: 0,
   /** @type {ReturnType<typeof setInterval> | undefined} */
   timer: undefined,
@@ -275,8 +280,9 @@ export function updateButtons() {
   page.input?.setEditable(editable, { typingAllowed: loading }); // typing may start meanwhile
   ui.yourName.disabled = !editable;
   ui.ready.textContent = loading ? 'Loading Python…'
-    : lobby.phase === 'again' ? 'I\'m ready to run again' : 'I\'m ready';
+    : lobby.phase === 'again' || page.returned ? 'I\'m ready to run again' : 'I\'m ready';
   ui.unready.hidden = !(lobby.ready && lobby.phase === 'lobby');
   // While a round runs and after it, the result is what matters; "Run again" brings it back.
   ui.ready.hidden = lobby.in('connecting', 'computing', 'done');
+  if (page.returned) ui.unready.hidden = true; // a round may start at once: no taking it back
 }

@@ -406,6 +406,17 @@ export class Sealer {
     return payload;
   }
 
+  /**
+   * ``peer`` came back after a reload, with a new page whose numbers start again: signals
+   * to and from it, and chat from it, are numbered afresh (sealing.py Sealer.restart).
+   * @param {number} peer
+   */
+  restart(peer) {
+    this.sent.delete(peer);
+    this.received.delete(peer);
+    this.chatReceived.delete(peer);
+  }
+
   /** @param {number} sender */
   refusal(sender) {
     return (/** @type {string} */ key, /** @type {Record<string, any>} */ fields) => new TamperError(this.sentences.say(key, { who: this.sentences.place(sender), ...fields }));

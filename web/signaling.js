@@ -209,6 +209,13 @@ export class PageSignaling {
           this.handlers.chat_out?.(event);
           break;
         case 'open_chat': this.openChat(event.from, event.seq, event.box); break;
+        case 'restart_numbering': { // after what was sealed and opened before
+          const { sealer } = this;
+          const restart = async () => (await sealer)?.restart(event.peer);
+          this.outgoing = this.outgoing.then(restart).catch(() => {});
+          this.incoming = this.incoming.then(restart).catch(() => {});
+          break;
+        }
         case 'open_descriptor': {
           const { client } = this;
           openDescriptor(this.link.secret, event.descriptor)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import datetime
+import json
 import logging
 import os
 import re
@@ -15,6 +16,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from .. import known, programs
+from ..client import new_resume
 from ..ice import parse_ice_server
 from ..identity import Identity, IdentityError, default_path, load_or_create
 from ..launch import (
@@ -83,14 +85,27 @@ def join(args: argparse.Namespace) -> int:
     memory = KnownIdentities(args.known or known.path_for(identity_path))
     loop = new_event_loop()
     asyncio.set_event_loop(loop)  # MPyC's runtime caches this loop when it is imported
+    # Read before the session's members are: a place another peer of this user took after
+    # that (sharing this directory) is then among the members, not taken over (``kept_place``).
+    places_file = kept_places_path(identity_path)
+    kept_places = load_kept_places(places_file, session_id)
     info = session_info(server, session_id)
     # The creator's own word (sealed) on the session, if the server passes it on; the
     # welcome's is checked against it in any case.
     chosen = None if info is None else open_descriptor(secret.secret, info.get("descriptor"))
     role = None if args.place is None else choose_place(args.place, info, chosen)
+    # A place this key held in this session before (the same link run again): its resume
+    # secret gets it back while the session waits. After the start there is nothing to come
+    # back to for a native peer (its program ran, or broke, with the process that ran it),
+    # and the places of the user's other peers are kept here too: it joins as any newcomer.
+    kept = None if info is None or info.get("started") else kept_place(
+        kept_places, {m.get("pid") for m in info.get("members", [])})
+    resume = kept[0] if kept is not None else new_resume()
+    if kept is not None and role is None:
+        role = kept[1]
     signaling = Signaling(server, session_id, args.name or "", secret=secret.secret,
                           token=secret.token, link_hash=secret.program_hash,
-                          identity=me, role=role)
+                          identity=me, role=role, resume=resume)
 
     def tampered() -> Failure | None:
         """The failure to report if signaling was tampered with: it outranks all else."""
@@ -146,6 +161,7 @@ def join(args: argparse.Namespace) -> int:
         raise tampered() or Failure(str(exc)) from None
     pid, parties, program = welcome["pid"], welcome["parties"], welcome["program"]
     CONTEXT.party = str(pid)
+    keep_place(places_file, session_id, resume, pid)
     log.info("joined as party %d of %d; program %s", pid, parties, program["name"])
     try:
         # What was verified now (the link's program, the creator's session): before any link.
@@ -243,6 +259,63 @@ def join(args: argparse.Namespace) -> int:
         run_to_the_end(loop, _close(factory, signaling, graceful))
         display.close()
         sys.stdout = real_stdout
+
+
+#: Most sessions whose place a native peer keeps (the oldest are forgotten first).
+MAX_KEPT_PLACES = 100
+
+
+def kept_places_path(identity_file: Path) -> Path:
+    """Where the places this key held are kept: beside its identity file."""
+    return identity_file.parent / "places.json"
+
+
+def load_kept_places(path: Path, session_id: str) -> list[Any]:
+    """The places this key held in ``session_id`` (``keep_place``), as kept."""
+    try:
+        found = json.loads(path.read_text(encoding="utf-8")).get(session_id)
+    except (OSError, ValueError, AttributeError):
+        return []
+    return found if isinstance(found, list) else []
+
+
+def kept_place(found: list[Any], present: set[int]) -> tuple[str, int] | None:
+    """Of the places kept (``load_kept_places``), a resume secret and pid whose party is not
+    ``present`` (connected now: another peer of this user, which shares the config
+    directory, holds it), if there is one."""
+    for place in found:
+        if not isinstance(place, dict):
+            continue
+        resume, pid = place.get("resume"), place.get("pid")
+        if isinstance(resume, str) and isinstance(pid, int) and not isinstance(pid, bool) \
+                and pid not in present:
+            return resume, pid
+    return None
+
+
+def keep_place(path: Path, session_id: str, resume: str, pid: int) -> None:
+    """Keep the resume secret of place ``pid`` in ``session_id`` (file mode 0600: it gets
+    the place back), so that running ``join`` again with the same link takes it again."""
+    try:
+        records = json.loads(path.read_text(encoding="utf-8"))
+        if not isinstance(records, dict):
+            records = {}
+    except (OSError, ValueError):
+        records = {}
+    kept = records.pop(session_id, None)
+    kept = [p for p in kept if isinstance(p, dict) and p.get("pid") != pid] \
+        if isinstance(kept, list) else []
+    records[session_id] = [*kept, {"resume": resume, "pid": pid}]
+    while len(records) > MAX_KEPT_PLACES:
+        del records[next(iter(records))]
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, temporary = tempfile.mkstemp(dir=path.parent, prefix=".places-")  # mode 0600
+        with os.fdopen(fd, "w", encoding="utf-8") as out:
+            json.dump(records, out)
+        os.replace(temporary, path)
+    except OSError as exc:
+        log.warning("could not keep this place for a later join in %s: %s", path, exc)
 
 
 def own_identity(path: Path) -> tuple[Identity, bool]:

@@ -227,6 +227,10 @@ class Signaling:
             return
         self._outbox.put_nowait(wire.encode(event["message"]))
 
+    def _on_restart_numbering(self, event: Event) -> None:
+        if self.sealer is not None:
+            self.sealer.restart(event["peer"])
+
     def _on_seal(self, event: Event) -> None:
         assert self.sealer is not None  # there is nothing to seal before the welcome
         payload = self._signed(event["payload"], event.get("sign"))
