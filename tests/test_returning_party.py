@@ -107,7 +107,8 @@ def test_join_run_again_with_the_same_link_takes_the_same_place(tmp_path):
         for _out, err, code in results:
             assert code == 0, f"party failed ({code}):\n{err[-3000:]}"
         assert [out.strip() for out, _, _ in results] == ["sum = 42"] * 3
-        assert [JOINED.search(err).group(1) for _, err, _ in results] == ["0", "1", "2"]
+        # As people count them: places 0, 1 and 2 are "party 1", "party 2", "party 3".
+        assert [JOINED.search(err).group(1) for _, err, _ in results] == ["1", "2", "3"]
 
 
 # -- a browser party's worker: the next round over a new link to a party back after a reload --
