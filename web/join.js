@@ -150,11 +150,11 @@ async function init() {
     fail('Session full', `This session already has all ${session.parties} parties, so nobody else can join it. Ask the person who created it for a new link.`);
     return;
   }
-  if (!page.lacks.length) {
+  if (!page.lacks.length) { // a browser that lacks something runs nothing: no results to keep
     page.relay = new ChannelRelay(RingWriter.create());
     worker.postMessage({ type: 'load', assets, inbox: page.relay.ring.buffer });
+    keepResults(worker, sessionId, () => client()?.round ?? 0);
   }
-  keepResults(worker, sessionId, () => client()?.round ?? 0);
   warnBeforeLeaving(() => lobby.running);
   if (joinedBefore) page.wantedRole = keptPlace(sessionId) ?? page.wantedRole;
   const named = session.labels.some(Boolean);
