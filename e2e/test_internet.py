@@ -288,7 +288,7 @@ def test_symmetric_nats_without_turn_fail_clearly_in_bounded_time(internet):
     assert codes == [1, 1]
     for peer in peers:
         assert re.fullmatch(
-            rf"{ERROR}Could not connect to party {1 - peer.party()} \(ICE \w+, connection "
+            rf"{ERROR}Could not connect to party {2 - peer.party()} \(ICE \w+, connection "
             r"\w+\) within 20 s: no direct path between you was found\. A firewall or a "
             r"strict \(symmetric\) NAT is in the way; the signaling server's operator can add "
             r"a TURN relay \(mpyc-webrtc-server --turn URL --turn-secret SECRET\), which gets "
@@ -466,8 +466,9 @@ def test_browser_is_told_which_party_died(internet, chromium_in):
     natives[1].proc.send_signal(signal.SIGKILL)
     killed = time.monotonic()
     expect(browser["error"]).to_contain_text(re.compile(
-        r"Party \d (left the session|stopped responding)"), timeout=10_000)
+        r"[Pp]arty \d (left the session|stopped responding)"), timeout=10_000)
     took = time.monotonic() - killed
-    assert f"Party {victim}" in browser["error"].inner_text(), browser.describe("named no one")
+    # As people count parties: pid 2 is "party 3".
+    assert f"arty {victim + 1} " in browser["error"].inner_text(), browser.describe("named no one")
     assert natives[0].finish(timeout=30) == 1
     report("browser told of a killed party", stop_seconds=round(took, 2))

@@ -100,5 +100,5 @@ def test_killing_a_process_during_the_lobby_loses_no_place(redis_url):
     for out, err, code in results:
         assert code == 0, f"party failed ({code}):\n{err[-3000:]}"
         assert out.strip() == "sum = 6"
-    assert "Reconnected: still party 1." in results[1][1]
+    assert "Reconnected: still party 2." in results[1][1]  # pid 1, as people count
     assert [pid for _, pid in rejoined] == ["1"]  # it came back through the new process
