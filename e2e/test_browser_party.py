@@ -97,6 +97,25 @@ def test_bulk_traffic_through_the_pages_inbox_in_both_directions(server, new_pag
         native_output(native)  # exits 0
 
 
+def test_a_busy_browser_party_is_waited_for(server, new_page):
+    """The browser's Python computes for twice the silence limit without a turn for its
+    event loop (MPyC does that when it shares a big input); the page keeps its links alive,
+    and the native peers wait for its share instead of calling it gone."""
+    from mpyc_webrtc.mesh import SILENCE_LIMIT
+
+    busy = Path(__file__).resolve().parent.parent / "tests" / "programs" / "busy.py"
+    url = server.create(3, "--program-file", str(busy), "--args",
+                        f"--busy={2 * SILENCE_LIMIT}")
+    first = start_peer(server.ns, url, "--trust-program")
+    server.wait_joined(url, 1)
+    browser = BrowserParty(new_page(), url)
+    assert browser.confirm() == 1  # party 2: the busy one
+    last = start_peer(server.ns, url, "--trust-program")
+    expected = f"total = {1 + 2 + 3}"
+    assert browser.wait_done().strip() == expected
+    assert [native_output(first), native_output(last)] == [expected] * 2
+
+
 def test_browser_and_two_native_peers_run_an_uploaded_mpc_run_script(server, new_page):
     url = server.create(3, "--program-file", str(PROGRAMS / "above_average.py"))
     first = start_peer(server.ns, url, "--input", "12", "--trust-program")

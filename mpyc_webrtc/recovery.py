@@ -39,6 +39,9 @@ Frame layout (network byte order)::
     14 delay  u16  how long the newest frame waited for this ack, in 10 us units
     16 lost   u16  the peer's frames whose first arrival was a resent copy, mod 2**16
     18 payload
+
+One message travels outside the frames: ``transport.KEEPALIVE`` as a text message, which a
+native peer's network thread sends while its MPyC is too busy to (``native/network.py``).
 """
 
 from __future__ import annotations
@@ -52,7 +55,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Literal
 
-from .transport import BufferedChannel, LinkUnusable, MessageChannel
+from .transport import KEEPALIVE, BufferedChannel, LinkUnusable, MessageChannel
 
 log = logging.getLogger(__name__)
 
@@ -469,6 +472,11 @@ class RecoveringChannel(BufferedChannel):
         if self._broken:
             return
         try:
+            if data == KEEPALIVE:
+                # Sent as it is, outside the frames, by the peer's network while its MPyC
+                # was busy (native/network.py): it only says the peer is alive.
+                self._received(data)
+                return
             if isinstance(data, str):
                 raise FrameError("it is a text message")
             self.core.receive(data, self._loop.time())

@@ -125,6 +125,8 @@ class BufferedChannel:
     def _received(self, data: bytes | str) -> None:
         try:
             if self._on_message is None:
+                if data == KEEPALIVE:
+                    return  # it said the peer was alive then; nobody needs to hear it later
                 self._held.append(data)
             else:
                 self._on_message(data)  # type: ignore[arg-type]

@@ -17,9 +17,10 @@ import time
 from collections.abc import Callable
 from typing import Protocol
 
+from mpyc_webrtc.mesh import KEEPALIVE as KEEPALIVE_EVERY
 from mpyc_webrtc.mesh import MeshError
 from mpyc_webrtc.sentences import place, say
-from mpyc_webrtc.transport import BufferedChannel
+from mpyc_webrtc.transport import HIGH_WATER, KEEPALIVE, BufferedChannel
 
 from . import ring
 
@@ -49,6 +50,11 @@ class Outbox(Protocol):
 
     def low_water(self, channel: int, amount: int) -> None: ...
 
+    def keep_alive(self, channel: int, every: float, text: str, high_water: int) -> None:
+        """Send ``text`` on the channel whenever Python sent nothing for ``every`` seconds
+        (and less than ``high_water`` bytes wait): Python may compute for longer than the
+        others' silence limit without a turn for its event loop, the page never does."""
+
 
 class PageChannel(BufferedChannel):
     """The page's RTCDataChannel ``channel`` to ``peer`` as a ``transport.MessageChannel``.
@@ -71,6 +77,7 @@ class PageChannel(BufferedChannel):
         self._on_change = on_change
         self._on_open = on_open
         self.closed = asyncio.Event()
+        outbox.keep_alive(channel, KEEPALIVE_EVERY, KEEPALIVE, HIGH_WATER)
 
     def __repr__(self) -> str:
         return f"the channel to party {self.peer}"

@@ -375,6 +375,18 @@ def test_party_vanishing_mid_computation_stops_the_others(server):
                                 r"computation finished)\.", last), last
 
 
+def test_a_party_busy_for_longer_than_the_silence_limit_is_waited_for(server):
+    """Party 2's program computes for twice the silence limit without letting its event
+    loop run (so its MPyC sends nothing, keepalives included): its peer connections still
+    answer, and the others wait for its share instead of calling it gone."""
+    from mpyc_webrtc.mesh import SILENCE_LIMIT
+
+    url = server.create(3, "--program-file", str(PROGRAMS / "busy.py"),
+                        "--args", f"--busy={2 * SILENCE_LIMIT}")
+    outs = run_session(server, url, [["--trust-program"]] * 3)
+    assert [out.strip() for out in outs] == [f"total = {1 + 2 + 3}"] * 3
+
+
 def udp_datagrams_sent(ns: Namespace) -> int:
     snmp = ns.run(["cat", "/proc/net/snmp"]).stdout.splitlines()
     header, values = (line.split() for line in snmp if line.startswith("Udp:"))

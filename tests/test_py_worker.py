@@ -31,6 +31,7 @@ class Outbox:
         self.sent: list[tuple[int, bytes | str]] = []
         self.closed: list[int] = []
         self.low: dict[int, int] = {}
+        self.kept_alive: dict[int, tuple[float, str, int]] = {}
 
     def send(self, channel: int, data: bytes | str) -> None:
         self.sent.append((channel, data))
@@ -40,6 +41,9 @@ class Outbox:
 
     def low_water(self, channel: int, amount: int) -> None:
         self.low[channel] = amount
+
+    def keep_alive(self, channel: int, every: float, text: str, high_water: int) -> None:
+        self.kept_alive[channel] = (every, text, high_water)
 
 
 class Page:

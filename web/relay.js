@@ -2,7 +2,9 @@
 // The page keeps the data channels and relays them to Python in the worker: what happens
 // to a channel goes into the worker's inbox (ring.js), what Python sends comes back as
 // worker messages (send, close-channel, low-water). Why the channels stay here, and not
-// in the worker: py_worker/ring.py.
+// in the worker: py_worker/ring.py. While Python computes, its event loop gets no turn
+// and it sends nothing, for longer than the others wait before calling a party gone: the
+// page sends the link's keepalive for it (keepAlive), as a native peer's network thread does.
 
 import { KINDS, RingWriter } from './ring.js';
 
@@ -13,6 +15,8 @@ const encoder = new TextEncoder();
  * @property {number} peer
  * @property {RTCDataChannel} channel
  * @property {() => void} [opened] the link's own interest in the channel opening
+ * @property {number} lastSent when anything was last sent on it (performance.now())
+ * @property {{every: number, text: string, highWater: number}} [keepalive] Python's wish
  */
 
 export class ChannelRelay {
@@ -22,6 +26,8 @@ export class ChannelRelay {
     /** @type {Map<number, Relayed>} by channel id */
     this.channels = new Map();
     this.nextId = 1;
+    /** @type {ReturnType<typeof setInterval> | null} */
+    this.ticker = null;
   }
 
   /**
@@ -34,7 +40,7 @@ export class ChannelRelay {
   add(peer, channel, opened) {
     const id = this.nextId++;
     const { ring } = this;
-    this.channels.set(id, { peer, channel, opened });
+    this.channels.set(id, { peer, channel, opened, lastSent: performance.now() });
     ring.reset(peer);
     ring.write(KINDS.CHANNEL, peer, id);
     channel.binaryType = 'arraybuffer';
@@ -51,6 +57,7 @@ export class ChannelRelay {
     channel.onclose = () => {
       ring.write(KINDS.CLOSED, peer, id);
       this.channels.delete(id);
+      this.tickIfNeeded();
     };
     channel.onerror = (event) => {
       const error = /** @type {RTCErrorEvent} */ (event).error;
@@ -69,6 +76,7 @@ export class ChannelRelay {
     const relayed = this.channels.get(id);
     if (!relayed) return; // closed meanwhile: Python hears that from the inbox
     const { channel, peer } = relayed;
+    relayed.lastSent = performance.now();
     const size = typeof data === 'string' ? encoder.encode(data).length : data.length;
     try {
       if (typeof data === 'string') channel.send(data);
@@ -107,6 +115,46 @@ export class ChannelRelay {
   lowWater(id, amount) {
     const relayed = this.channels.get(id);
     if (relayed) relayed.channel.bufferedAmountLowThreshold = amount;
+  }
+
+  /**
+   * Send ``text`` on channel ``id`` whenever Python sent nothing on it for ``every``
+   * seconds, unless ``highWater`` bytes or more wait in it (py_worker/channel.py).
+   * @param {number} id @param {number} every @param {string} text @param {number} highWater
+   */
+  keepAlive(id, every, text, highWater) {
+    const relayed = this.channels.get(id);
+    if (!relayed) return;
+    relayed.keepalive = { every, text, highWater };
+    this.tickIfNeeded();
+  }
+
+  /** A timer while some channel wants keepalives, none otherwise. */
+  tickIfNeeded() {
+    const wanted = [...this.channels.values()].filter((r) => r.keepalive);
+    if (wanted.length && this.ticker === null) {
+      const every = Math.min(...wanted.map((r) => r.keepalive?.every ?? 1));
+      this.ticker = setInterval(() => this.tick(), (every * 1000) / 2);
+    } else if (!wanted.length && this.ticker !== null) {
+      clearInterval(this.ticker);
+      this.ticker = null;
+    }
+  }
+
+  tick() {
+    const now = performance.now();
+    for (const relayed of this.channels.values()) {
+      const { channel, keepalive } = relayed;
+      if (!keepalive || channel.readyState !== 'open') continue;
+      if (now - relayed.lastSent < keepalive.every * 1000) continue;
+      if (channel.bufferedAmount >= keepalive.highWater) continue;
+      try {
+        channel.send(keepalive.text);
+        relayed.lastSent = now;
+      } catch {
+        // Closing: the inbox tells Python.
+      }
+    }
   }
 
   /**

@@ -68,6 +68,9 @@ const fromWorker = {
   'low-water'({ channel, amount }) {
     page.relay?.lowWater(channel, amount);
   },
+  'keep-alive'({ channel, every, text, highWater }) {
+    page.relay?.keepAlive(channel, every, text, highWater);
+  },
   'ring-space'() {
     page.relay?.ring.flush();
   },

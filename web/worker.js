@@ -135,6 +135,10 @@ const outbox = {
   close(channel) { post({ type: 'close-channel', channel }); },
   /** @param {number} channel @param {number} amount */
   low_water(channel, amount) { post({ type: 'low-water', channel, amount }); },
+  /** @param {number} channel @param {number} every @param {string} text @param {number} highWater */
+  keep_alive(channel, every, text, highWater) {
+    post({ type: 'keep-alive', channel, every, text, highWater });
+  },
 };
 
 /** @param {{assets: Assets, inbox: SharedArrayBuffer}} message */

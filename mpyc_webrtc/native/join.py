@@ -67,6 +67,7 @@ def join(args: argparse.Namespace) -> int:
     from ..mesh import Mesh, MeshError, install_mesh
     from .ice import allow_loopback_candidates
     from .links import AiortcFactory
+    from .network import CrossingFactory, NetworkThread
     from .signaling import Signaling
 
     server, session_id, secret = parse_join_url(args.url)
@@ -150,14 +151,18 @@ def join(args: argparse.Namespace) -> int:
         # by it; once the program computes nobody is, so it is ended as a broken link ends
         # it. The tampering is reported below either way.
         if mesh is not None and mesh.transports and loop.is_running():
-            loop.stop()
+            loop.call_soon_threadsafe(loop.stop)
 
     signaling.on_tamper = stop_at_once
+    # Signaling and the peer connections run on a thread of their own (network.py), the
+    # program on this one: a busy MPyC does not silence the links.
+    net = NetworkThread(new_event_loop)
     try:
         # The program is checked against the link before this returns.
-        welcome = loop.run_until_complete(signaling.join())
+        welcome = net.run(signaling.join())
     except PeerError as exc:
-        loop.run_until_complete(signaling.close())
+        net.run(signaling.close())
+        net.stop()
         raise tampered() or Failure(str(exc)) from None
     pid, parties, program = welcome["pid"], welcome["parties"], welcome["program"]
     CONTEXT.party = str(pid)
@@ -168,33 +173,41 @@ def join(args: argparse.Namespace) -> int:
         privacy_line = check_privacy(parties, program["args"], args.accept_no_privacy)
         consent_to_program(program, session_id, trusted=args.trust_program or consented)
     except Failure:
-        loop.run_until_complete(signaling.close())
+        net.run(signaling.close())
+        net.stop()
         raise
-    display.joined(welcome, secret.fingerprint, privacy_line)
-    talk.listen(loop)  # after the last question the person may be asked
+    # From now on the display is the network thread's: its spinner turns there, even while
+    # MPyC computes.
+    net.call(display.joined, welcome, secret.fingerprint, privacy_line)
+    net.call(talk.listen, net.loop)  # after the last question the person may be asked
 
     def name_parties(roster: dict[str, Any] | None) -> None:
         # What the program calls the parties in its result (programs.party_name): the
         # places' labels as sealed, the names as each party signed them (or it stopped).
         programs.set_party_names(welcome.get("labels") or [], (roster or {}).get("members"))
 
-    def on_roster(roster: dict[str, Any]) -> None:
+    def on_roster(roster: dict[str, Any]) -> None:  # on the network thread
         display.roster(roster)
         name_parties(roster)
         if mesh is not None:
-            mesh.set_names(roster["members"])
+            loop.call_soon_threadsafe(mesh.set_names, roster["members"])
 
     signaling.on_roster = on_roster
     signaling.on_news = display.note  # losing the server in the lobby, and coming back
     if signaling.roster is not None:  # it came with the welcome
-        display.roster(signaling.roster)
+        net.call(display.roster, signaling.roster)
     name_parties(signaling.roster)
 
-    factory = AiortcFactory(signaling, list(welcome["ice_servers"]) + extra_ice,
-                            join_timeout=args.join_timeout,
-                            relay_only=bool(welcome.get("relay_only")),
-                            ordered=recovery is None)
-    factory.on_peer_left = lambda peer: mesh.peer_left(peer) if mesh is not None else None
+    # Made on the network loop: it may make links at once, for what signaling heard so far.
+    factory = net.call(lambda: AiortcFactory(
+        signaling, list(welcome["ice_servers"]) + extra_ice, join_timeout=args.join_timeout,
+        relay_only=bool(welcome.get("relay_only")), ordered=recovery is None))
+
+    def peer_left(peer: int) -> None:  # on the network thread
+        if mesh is not None:
+            loop.call_soon_threadsafe(mesh.peer_left, peer)
+
+    factory.on_peer_left = peer_left
     real_stdout = sys.stdout
     if real_stdout is not None and real_stdout.isatty():
         sys.stdout = display.guard(real_stdout)  # type: ignore[assignment]
@@ -204,7 +217,7 @@ def join(args: argparse.Namespace) -> int:
             if problem is not None:
                 raise Failure(_input_problem(problem, args.input), 2)
             if (reading := input_reading(program, args.input)) is not None:
-                display.tell(f"Your input: {reading}")  # "Read as 52 000.": digits grouped
+                net.call(display.tell, f"Your input: {reading}")  # "Read as 52 000."
             try:
                 path, code = prepare(program, Path(workdir), parties, pid, args.input)
                 mpc = import_runtime(parties, pid, set_loop=lambda: asyncio.set_event_loop(loop),
@@ -225,7 +238,8 @@ def join(args: argparse.Namespace) -> int:
             # Channels stay open from one mpc.shutdown() to the next mpc.start(): a script
             # may start MPyC more than once (two `async with mpc:` blocks); they are closed
             # when the program ends.
-            mesh = install_mesh(mpc, factory, connect_timeout=args.connect_timeout,
+            mesh = install_mesh(mpc, CrossingFactory(factory, net),
+                                connect_timeout=args.connect_timeout,
                                 on_failure=stop_program, keep_channels=True,
                                 recovery=recovery)
             if signaling.roster is not None:
@@ -242,10 +256,10 @@ def join(args: argparse.Namespace) -> int:
                 raise failure
             if mesh.failure is not None:
                 raise Failure(str(mesh.failure))
-            display.finished()
+            net.call(display.finished)
             return 0
     except BaseException:
-        display.failed()
+        net.call(display.failed)
         raise
     finally:
         sys.stdout.flush()
@@ -255,8 +269,9 @@ def join(args: argparse.Namespace) -> int:
                     and signaling.tampered is None)
         if mesh is not None and mesh.failure is not None:
             run_to_the_end(loop, mesh.settle())  # the others hear why before the links go
-        talk.close(loop)
-        run_to_the_end(loop, _close(factory, signaling, graceful))
+        net.call(talk.close, net.loop)
+        net.run(_close(factory, signaling, graceful))
+        net.stop()
         display.close()
         sys.stdout = real_stdout
 
