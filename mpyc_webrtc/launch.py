@@ -331,8 +331,8 @@ def run_as_main(path: Path, code: types.CodeType, name: str,
     awaits at the top level (the caller runs it on its loop, inside the ``with``), else None.
 
     How it ended becomes ``ProgramFailed`` (or nothing, for a normal end or ``exit(0)``):
-    ``mesh_failure()`` is the mesh's failure, which explains whatever the program raised
-    after a link broke.
+    ``mesh_failure()`` is the mesh's failure, which explains what a broken link makes the
+    program raise (``ending``).
     """
     module = main_module(path)
     saved_main = sys.modules.get("__main__")
@@ -361,6 +361,13 @@ def run_as_main(path: Path, code: types.CodeType, name: str,
             sys.modules["__main__"] = saved_main
 
 
+#: What a program raises because a link broke: the mesh stops the loop the program waits
+#: in (``mpc.run``: "Event loop stopped before Future completed"), or a send fails. Any other
+#: exception is the program's own, even if a link broke meanwhile: when two parties fail
+#: together, each says its own error, not that the other one left.
+BROKEN_LINK_ERRORS = (RuntimeError, ConnectionError)
+
+
 def ending(name: str, exc: BaseException, mesh_failure: BaseException | None
            ) -> ProgramFailed | None:
     """What the program ending with ``exc`` means for the person at this party."""
@@ -371,7 +378,8 @@ def ending(name: str, exc: BaseException, mesh_failure: BaseException | None
         if message is None:
             return None
         return ProgramFailed(message, exc.code if isinstance(exc.code, int) else 1)
-    if isinstance(exc, MeshError) or mesh_failure is not None:
+    if isinstance(exc, MeshError) or (mesh_failure is not None
+                                      and isinstance(exc, BROKEN_LINK_ERRORS)):
         return ProgramFailed(str(mesh_failure or exc))
     log.error("the program raised:\n%s", "".join(traceback.format_exception(exc)).rstrip())
     return ProgramFailed(error_message(name, exc))

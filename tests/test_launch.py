@@ -65,3 +65,19 @@ def test_a_later_run_gets_sys_argv_as_mpyc_leaves_it(tmp_path, monkeypatch):
     script.add_argument("--input")
     assert vars(script.parse_args(sys.argv[1:])) == {"rounds": 3, "input": "7"}
 
+
+
+def test_a_broken_link_explains_the_loop_stopping_but_not_the_programs_own_error():
+    """Two parties whose programs fail at once: each says its own error, not that the
+    other left; a program stopped because a link broke says the link broke."""
+    from mpyc_webrtc.launch import ending
+    from mpyc_webrtc.mesh import MeshError
+
+    broken = MeshError("Party 1 disconnected before the computation finished.")
+    stopped = RuntimeError("Event loop stopped before Future completed.")
+    assert str(ending("mine.py", stopped, broken)) == str(broken)
+    assert str(ending("mine.py", ValueError("no data today"), broken)) == (
+        "The program 'mine.py' stopped with an error: ValueError: no data today")
+    assert str(ending("mine.py", stopped, None)) == (
+        "The program 'mine.py' stopped with an error: RuntimeError: Event loop stopped "
+        "before Future completed.")
