@@ -147,7 +147,8 @@ class Endpoint:
         """What a valid message does: here and now (one process), or once the registry
         put it in order with the other processes' (``signaling.shared``)."""
         if msg["type"] == "join" and (self.session is not None or self.joining):
-            where = f"session {self.session.id} as party {self.pid}" if self.session \
+            number = None if self.pid is None else self.pid + 1  # as people count
+            where = f"session {self.session.id} as party {number}" if self.session \
                 else f"session {self.joining}"
             raise SignalingError(
                 ErrorCode.ALREADY_JOINED, f"This connection already joined {where}.")

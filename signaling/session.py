@@ -384,8 +384,9 @@ class Session:
         elif not 0 <= role < self.parties:
             raise SignalingError(
                 ErrorCode.INVALID_MESSAGE,
-                f"There is no party {role} in this session; parties are numbered 0 to "
-                f"{self.parties - 1}.",
+                # ``role`` is a pid: people count parties from 1.
+                f"There is no party {role + 1} in this session: its parties are 1 to "
+                f"{self.parties}.",
             )
         else:
             # A place kept for another key is never this party's, taken or not: say that

@@ -685,7 +685,10 @@ def test_joining_twice_is_already_joined(registry):
     other = registry.create({**AUTH, "parties": 3, "program": "sum"})
     a, b = joined(registry, session, 2)
     a.join(session)
-    assert a.error() == ErrorCode.ALREADY_JOINED
+    (error,) = a.take()
+    assert (error["code"], error["message"]) == (
+        ErrorCode.ALREADY_JOINED, f"This connection already joined session {session.id} as "
+        "party 1.")  # pid 0, as people count parties
     a.join(other)
     assert a.error() == ErrorCode.ALREADY_JOINED
     assert a.endpoint.pid == 0 and a.endpoint.session is session
@@ -1228,7 +1231,9 @@ def test_a_party_can_choose_its_role(registry):
     }
     assert c.endpoint.session is None
     c.join(session, role=5, ready=False)
-    assert c.error() == "invalid_message"
+    (error,) = c.take()
+    assert (error["code"], error["message"]) == (  # places as people count them, from 1
+        "invalid_message", "There is no party 6 in this session: its parties are 1 to 3.")
     c.join(session, role=2, ready=False)
     assert c.endpoint.pid == 2
 
