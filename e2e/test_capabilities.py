@@ -10,15 +10,13 @@ from __future__ import annotations
 
 import re
 import subprocess
-import threading
-import time
 
 import pytest
 from playwright.sync_api import Page, expect
 
 from mpyc_webrtc.sentences import say
 from testbed.browser import BrowserParty
-from testbed.netns import start_peer
+from testbed.netns import StderrLines, start_peer
 
 NO_WEBRTC = "delete window.RTCPeerConnection;"
 NO_WASM = "delete globalThis.WebAssembly;"
@@ -64,25 +62,6 @@ def check_says_so_and_loads_nothing(party: BrowserParty, requests: list[str],
     python = re.compile(r"/pyodide/|/assets/python-|/web/worker\.js")
     assert [url for url in requests if python.search(url)] == []
     return pid
-
-
-class StderrLines:
-    """A process's stderr, read line by line as it comes."""
-
-    def __init__(self, proc: subprocess.Popen):
-        self.lines: list[str] = []
-        threading.Thread(target=self._read, args=(proc,), daemon=True).start()
-
-    def _read(self, proc: subprocess.Popen) -> None:
-        for line in proc.stderr:
-            self.lines.append(line.rstrip("\n"))
-
-    def wait_for(self, line: str, timeout: float = 30) -> None:
-        deadline = time.monotonic() + timeout
-        while line not in self.lines:
-            assert time.monotonic() < deadline, f"never printed {line!r}:\n" + "\n".join(
-                self.lines)
-            time.sleep(0.1)
 
 
 def native_sees(peer: subprocess.Popen, stderr: StderrLines, party_pid: int,

@@ -12,7 +12,6 @@ from __future__ import annotations
 import os
 import re
 import subprocess
-import threading
 import time
 from pathlib import Path
 
@@ -21,7 +20,7 @@ from playwright.sync_api import Page, expect
 from mpyc_webrtc import known
 from mpyc_webrtc.identity import Identity
 from testbed.browser import BrowserParty
-from testbed.netns import BIN, Namespace, start_peer
+from testbed.netns import BIN, Namespace, StderrLines, start_peer
 
 DID = re.compile(r"did:key:z6Mk[1-9A-HJ-NP-Za-km-z]+")
 FINGERPRINT = re.compile(r"[A-Z2-7]{4}(?:-[A-Z2-7]{4}){3}")
@@ -34,29 +33,6 @@ NATIVE_TIMEOUT = 120
 SHOTS = os.environ.get("MPYC_WEBRTC_SCREENSHOTS")
 #: A chat message that would be markup if a page ever took it for HTML.
 MARKUP = "hello from party 0 <img src=x onerror=alert(1)> & <b>bold</b>"
-
-
-class StderrLines:
-    """A process's stderr, read line by line as it comes."""
-
-    def __init__(self, proc: subprocess.Popen):
-        self.lines: list[str] = []
-        threading.Thread(target=self._read, args=(proc,), daemon=True).start()
-
-    def _read(self, proc: subprocess.Popen) -> None:
-        for line in proc.stderr:
-            self.lines.append(line.rstrip("\n"))
-
-    def wait_for(self, pattern: str, timeout: float = 60) -> str:
-        """The first line that contains ``pattern``."""
-        deadline = time.monotonic() + timeout
-        while True:
-            found = next((line for line in self.lines if pattern in line), None)
-            if found is not None:
-                return found
-            assert time.monotonic() < deadline, f"never printed {pattern!r}:\n" + "\n".join(
-                self.lines[-80:])
-            time.sleep(0.1)
 
 
 def own_identity(party: BrowserParty) -> tuple[str, str]:

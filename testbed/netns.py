@@ -13,6 +13,7 @@ import collections
 import itertools
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -20,6 +21,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
@@ -228,3 +230,51 @@ def start_peer(ns: Namespace, join_url: str, *args: str) -> subprocess.Popen:
     """A ``mpyc-webrtc-peer join`` process (loopback candidates allowed: test only)."""
     return ns.popen([str(BIN / "mpyc-webrtc-peer"), "join", join_url, "--allow-loopback",
                      *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+class StderrLines:
+    """A process's stderr, read line by line as it comes (a thread reads it)."""
+
+    def __init__(self, proc: subprocess.Popen):
+        self.lines: list[str] = []
+        threading.Thread(target=self._read, args=(proc,), daemon=True).start()
+
+    def _read(self, proc: subprocess.Popen) -> None:
+        for line in proc.stderr:
+            self.lines.append(line.rstrip("\n"))
+
+    def wait_for(self, text: str, timeout: float = 60) -> str:
+        """The first line that contains ``text``, once printed."""
+        deadline = time.monotonic() + timeout
+        while True:
+            found = next((line for line in self.lines if text in line), None)
+            if found is not None:
+                return found
+            assert time.monotonic() < deadline, f"never printed {text!r}:\n" + "\n".join(
+                self.lines[-80:])
+            time.sleep(0.1)
+
+
+@dataclass
+class PeerRun:
+    """How a native peer's process ended."""
+
+    code: int
+    out: str
+    err: str
+
+    @property
+    def last(self) -> str:
+        """Its last line on stderr (where it says why it stopped)."""
+        lines = self.err.strip().splitlines()
+        return lines[-1] if lines else ""
+
+    @property
+    def pid(self) -> int:
+        """The pid it joined as (it says "party N", counting from 1 as people do)."""
+        found = re.search(r"^Joined session \S+ as party (\d+)", self.err, re.M)
+        assert found, self.err
+        return int(found.group(1)) - 1
+
+    def lines(self) -> list[str]:
+        return self.err.splitlines()

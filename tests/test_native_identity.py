@@ -24,7 +24,7 @@ from mpyc_webrtc.identity import Identity
 from mpyc_webrtc.native.cli import main, parser
 from mpyc_webrtc.native.errors import Failure
 from mpyc_webrtc.sentences import say
-from testbed.netns import BIN, Namespace, Server, start_peer
+from testbed.netns import BIN, Namespace, PeerRun, Server, start_peer
 
 PEER = str(BIN / "mpyc-webrtc-peer")
 TIMEOUT = 120
@@ -53,25 +53,8 @@ def person(tmp_path: Path, name: str, folder: str | None = None) -> Person:
 
 
 @dataclass
-class Run:
+class Run(PeerRun):
     who: Person
-    code: int
-    out: str
-    err: str
-
-    @property
-    def last(self) -> str:
-        lines = self.err.strip().splitlines()
-        return lines[-1] if lines else ""
-
-    @property
-    def pid(self) -> int:
-        found = re.search(r"^Joined session \S+ as party (\d+)", self.err, re.M)
-        assert found, self.err
-        return int(found.group(1)) - 1  # shown as people count parties, from 1
-
-    def lines(self) -> list[str]:
-        return self.err.splitlines()
 
 
 def join(ns: Namespace, url: str, who: Person, *args: str, name: str | None = None):
@@ -83,7 +66,7 @@ def finish(people: list[Person], procs: list[subprocess.Popen]) -> list[Run]:
     runs = []
     for who, proc in zip(people, procs, strict=True):
         out, err = proc.communicate(timeout=TIMEOUT)
-        runs.append(Run(who, proc.returncode, out, err))
+        runs.append(Run(proc.returncode, out, err, who))
     return runs
 
 

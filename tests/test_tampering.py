@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import re
 import subprocess
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -20,7 +19,7 @@ import pytest
 from mpyc_webrtc import launch
 from mpyc_webrtc.sealing import JoinSecret
 from mpyc_webrtc.sentences import place, say
-from testbed.netns import BIN, Namespace, Server, TamperProxy, start_peer
+from testbed.netns import BIN, Namespace, PeerRun, Server, TamperProxy, start_peer
 
 pytestmark = pytest.mark.netns
 
@@ -38,18 +37,6 @@ def keys_of_their_own(tmp_path, monkeypatch):
     monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "config"))
 
 
-@dataclass
-class Run:
-    code: int
-    out: str
-    err: str
-
-    @property
-    def last(self) -> str:
-        lines = self.err.strip().splitlines()
-        return lines[-1] if lines else ""
-
-
 def create(ns: Namespace, base: str, parties: int, *program: str) -> str:
     done = ns.run([str(BIN / "mpyc-webrtc-peer"), "create", base, "--parties", str(parties),
                    "--no-qr", *program])
@@ -57,12 +44,12 @@ def create(ns: Namespace, base: str, parties: int, *program: str) -> str:
     return done.stdout.strip().splitlines()[-1]
 
 
-def run_peers(ns: Namespace, url: str, inputs: list[str]) -> list[Run]:
+def run_peers(ns: Namespace, url: str, inputs: list[str]) -> list[PeerRun]:
     procs = [start_peer(ns, url, "--input", x, *CONNECT) for x in inputs]
     runs = []
     for proc in procs:
         out, err = proc.communicate(timeout=TIMEOUT)
-        runs.append(Run(proc.returncode, out, err))
+        runs.append(PeerRun(proc.returncode, out, err))
     return runs
 
 
@@ -87,7 +74,7 @@ def proxied(mode: str, parties: int, *program: str, server_args: tuple[str, ...]
     return ns, server, proxy, url
 
 
-def describe(runs: list[Run], proxy: TamperProxy) -> str:
+def describe(runs: list[PeerRun], proxy: TamperProxy) -> str:
     return "\n\n".join([f"exit {r.code}:\n{r.err[-2500:]}" for r in runs]
                        + ["proxy:\n" + "".join(proxy.log)])
 
@@ -182,7 +169,7 @@ def test_swapped_uploaded_source_is_refused(tmp_path):
     try:
         # They trust the program this test wrote (and GET /api/sessions/ID shows it), not
         # the welcome's other one, which is refused before anything runs.
-        runs = [Run(p.wait(TIMEOUT), p.stdout.read(), p.stderr.read())
+        runs = [PeerRun(p.wait(TIMEOUT), p.stdout.read(), p.stderr.read())
                 for p in [start_peer(ns, url, "--trust-program", *CONNECT) for _ in range(3)]]
     finally:
         ns.close()
@@ -307,7 +294,7 @@ def key(tmp_path: Path, name: str) -> tuple[Path, str]:
     return path, done.stdout.splitlines()[0]
 
 
-def run_people(ns: Namespace, url: str, tmp_path: Path) -> tuple[list[Run], list[str]]:
+def run_people(ns: Namespace, url: str, tmp_path: Path) -> tuple[list[PeerRun], list[str]]:
     """Alice, Bob and Carol, each with a key of their own, in places 0, 1 and 2; their
     runs and did:keys."""
     keys = [key(tmp_path, name) for name in NAMES]
@@ -317,11 +304,11 @@ def run_people(ns: Namespace, url: str, tmp_path: Path) -> tuple[list[Run], list
     runs = []
     for proc in procs:
         out, err = proc.communicate(timeout=TIMEOUT)
-        runs.append(Run(proc.returncode, out, err))
+        runs.append(PeerRun(proc.returncode, out, err))
     return runs, [did for _, did in keys]
 
 
-def stopped_by(runs: list[Run], proxy: TamperProxy, sentences: set[str]) -> list[Run]:
+def stopped_by(runs: list[PeerRun], proxy: TamperProxy, sentences: set[str]) -> list[PeerRun]:
     """The parties that caught the lie (with one of ``sentences``); every other one was
     told that a party left. Nobody computed, nobody crashed."""
     report = describe(runs, proxy)

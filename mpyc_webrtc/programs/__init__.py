@@ -210,14 +210,10 @@ class InputSpec:
             verb = "choose" if self.kind == "choice" else "enter"
             raise ValueError(f"Please {verb} {_lower_first(self.label)}: {self.expected()}.")
         if self.kind == "integer":
-            value = _parse_int(text, GROUP_SEPARATORS)
-            if value is None:
-                raise ValueError(f"{self.label} must be {self.expected()}{self._written()} "
-                                 f"(got {_got(text)}).")
-            if not self._in_range(value):
-                raise ValueError(f"{self.label} must be {self.expected()} "
-                                 f"(got {format_number(value)}).")
-            return value
+            return self._whole(
+                text, GROUP_SEPARATORS,
+                f"{self.label} must be {self.expected()}{self._written()} (got {_got(text)}).",
+                f"{self.label} must be {self.expected()}")
         if self.kind == "integers":
             if _GROUPED[","].fullmatch(text):
                 # "52,000" in a list: one number grouped, or two? Not guessed.
@@ -234,21 +230,23 @@ class InputSpec:
             if len(parts) > self.max_count:
                 raise ValueError(f"Please enter at most {format_number(self.max_count)} "
                                  f"numbers (got {format_number(len(parts))}).")
-            values = []
-            for part in parts:
-                value = _parse_int(part, _LIST_GROUP_SEPARATORS)
-                if value is None:
-                    raise ValueError(f"{self.label} must be whole numbers separated by commas, "
-                                     f"like 3,1,2{self._written()} (got {_got(text)}).")
-                if not self._in_range(value):
-                    raise ValueError(f"Every number must be {self._range()} "
-                                     f"(got {format_number(value)}).")
-                values.append(value)
-            return values
+            unreadable = (f"{self.label} must be whole numbers separated by commas, "
+                          f"like 3,1,2{self._written()} (got {_got(text)}).")
+            return [self._whole(part, _LIST_GROUP_SEPARATORS, unreadable,
+                                f"Every number must be {self._range()}") for part in parts]
         for value, label in self.choices:  # choice
             if text.lower() in (value.lower(), label.lower()):
                 return value
         raise ValueError(f"{self.label} must be {self.expected()} (got {_got(text)}).")
+
+    def _whole(self, text: str, separators: str, unreadable: str, out_of_range: str) -> int:
+        """The whole number ``text`` (digits grouped by one of ``separators``, or not)."""
+        value = _parse_int(text, separators)
+        if value is None:
+            raise ValueError(unreadable)
+        if not self._in_range(value):
+            raise ValueError(f"{out_of_range} (got {format_number(value)}).")
+        return value
 
     def to_json(self) -> dict[str, Any]:
         return {
