@@ -2,8 +2,8 @@
 size where it concerns what is on the screen).
 
 - a reload after the result takes the party's own place back and shows its last result and
-  who is still there; the others see it back, and are told why this session cannot run
-  again (new links for a returning party are not made yet);
+  who is still there; the others see it back, and the session runs again over new links to
+  it;
 - a reload during a round is warned against (``beforeunload``);
 - an open lobby keeps its session open past the idle timeout, and says when it would close;
 - a session that closed offers "Create it again with the same settings", to the party in
@@ -87,8 +87,8 @@ def test_a_reload_after_the_result_takes_the_place_back_and_runs_again(server, n
     for other in (zero, two):
         expect(other["peer-1"]).not_to_have_attribute("data-state", "left")
         expect(other["again-help"]).to_have_text(re.compile(
-            r" is back after a reload: the session can run again once everyone agrees, over "
-            r"new connections to it\.$"))
+            r" is back after a reload or a lost connection: the session can run again once "
+            r"everyone agrees, over new connections to it\.$"))
         other["run-again"].click()
     one.pid = 1
     for party, value in zip(parties, ("100", "200", "300"), strict=True):

@@ -14,8 +14,8 @@ The rules it holds:
 - joining: the ``join`` message (a native peer is ready at once, a page once its person
   confirmed an input), always with this client's own ``resume`` secret (drawn once, when
   the client is made); an ``error`` before the ``welcome`` means joining failed;
-- losing the server in the lobby (welcomed, before the first ``start``, not stopped, no
-  error that ended the session: ``SESSION_ENDING``): reconnect to the same server
+- losing the server (welcomed, in the lobby or after a ``start``, not stopped, no error
+  that ended the session: ``SESSION_ENDING``): reconnect to the same server
   (``reconnect``, after ``delay`` seconds: 0.5, 1, 2, 4, 8, 8, ...; at once after the error
   ``reconnect``) and join again with the same ``resume`` and ``role`` = this party's pid;
   the same pid back is ``reconnected`` (the join carries the current ready and name; a
@@ -24,7 +24,8 @@ The rules it holds:
   describes the session differently from the first is tampering; after
   ``MAX_RECONNECT_ATTEMPTS`` attempts in a row without the place back, it gives up
   (``closed``, with a ``message``). A socket that cannot even open is one more
-  ``disconnected``. After the start, a closed connection stays closed;
+  ``disconnected``. Back after the start, this party is not ready (as the server holds
+  it) and its next round's ``start`` names it in ``fresh``: all its links are made anew;
 - the program: nothing connects before the program this party will run is known to be
   the one whose hash the link carries (``check_program`` / ``program_checked``), and every
   peer's offer or answer must name the same hash; anything else is tampering;
@@ -94,9 +95,9 @@ Events (fields after the name):
 ``reconnect``       attempt, delay: the connection to the server was lost in the lobby:
                     after ``delay`` seconds open a new one to the same server and call
                     ``connected`` (or ``disconnected`` if it cannot be opened)
-``reconnected``     pid, welcome: joined again at this party's own place ``pid``; nothing
-                    to check again (the welcome is the one checked, with fresh
-                    ``ice_servers``)
+``reconnected``     pid, welcome, started: joined again at this party's own place ``pid``;
+                    nothing to check again (the welcome is the one checked, with fresh
+                    ``ice_servers``); ``started``: after the start (it is not ready now)
 ``open_descriptor`` descriptor: open the session's sealed descriptor (the welcome's; may be
                     null); call ``descriptor_opened`` with what it holds, or None
 ``check_program``   program: hash the program this party will run; call ``program_checked``
@@ -327,7 +328,9 @@ class SignalingClient:
         """The WebSocket closed, for whatever reason (or a new one could not be opened)."""
         if self.closed:
             return []
-        if (self.phase in ("lobby", "reconnecting", "rejoining") and self.round == 0
+        # Before the start and after it alike: a party that lost its connection for a moment
+        # gets its place back, and whoever computes with it goes on over their links.
+        if (self.phase in ("lobby", "started", "reconnecting", "rejoining")
                 and not self._session_over):
             self.attempt += 1
             if self.attempt <= MAX_RECONNECT_ATTEMPTS:
@@ -337,7 +340,7 @@ class SignalingClient:
                 return [{"event": "reconnect", "attempt": self.attempt, "delay": delay}]
             self.closed, self.phase = True, "closed"
             seconds = int(sum(reconnect_delay(a) for a in range(1, self.attempt)) + 0.5)
-            return [{"event": "closed", "welcomed": True, "started": False,
+            return [{"event": "closed", "welcomed": True, "started": self.round > 0,
                      "message": say("reconnect.gave_up", seconds=seconds)}]
         self.closed = True
         welcomed, started = self.welcome is not None, self.round > 0
@@ -381,10 +384,16 @@ class SignalingClient:
         if changed is not None:
             return self._tamper(say("tamper.rejoin_changed", what=say(f"shape.{changed}")))
         self.welcome = message  # the same session; fresh ICE servers (TURN credentials)
-        self.phase = "lobby"
+        started = self.round > 0
+        self.phase = "started" if started else "lobby"
         self.attempt = 0
         self._retracting = False  # the join said whether it is ready
-        events: list[Event] = [{"event": "reconnected", "pid": pid, "welcome": message}]
+        if started:
+            # Back after the start, the server holds it not ready (a page that comes back
+            # may have lost its computation), and its next round makes its links anew.
+            self.ready = False
+        events: list[Event] = [{"event": "reconnected", "pid": pid, "welcome": message,
+                                "started": started}]
         if self.lacks:
             events.append(_send("status", state=UNSUPPORTED, detail=",".join(self.lacks)))
         return events
@@ -392,7 +401,7 @@ class SignalingClient:
     def _receive_error(self, message: dict[str, Any]) -> list[Event]:
         code = message.get("code")
         text = message.get("message") or say("server.reported", code=code)
-        if code == ErrorCode.RECONNECT and self.phase in ("lobby", "rejoining"):
+        if code == ErrorCode.RECONNECT and self.phase in ("lobby", "started", "rejoining"):
             # The server process goes away, the session stays: join again, at once.
             self._reconnect_now = True
             return []
@@ -464,11 +473,13 @@ class SignalingClient:
 
     def _relink(self, fresh: Any) -> list[Event]:
         """A later round's start: the links to the parties in ``fresh`` (back in their
-        places after a reload; their old links went with their pages) are made anew."""
+        places after a reload or a lost connection; their old links went with their pages, or
+        may have gone with the network) are made anew: all of them if this party is named."""
         pid, parties = self.pid, self.parties
         assert pid is not None and parties is not None
-        peers = sorted({p for p in fresh if type(p) is int and 0 <= p < parties and p != pid}
-                       if isinstance(fresh, list) else set())
+        named = {p for p in fresh if type(p) is int and 0 <= p < parties} \
+            if isinstance(fresh, list) else set()
+        peers = sorted(set(range(parties)) - {pid} if pid in named else named - {pid})
         events: list[Event] = []
         for peer in peers:
             self.links[peer] = _Link(peer, offerer=pid < peer)

@@ -247,6 +247,14 @@ SENTENCES: dict[str, str] = {
     # place (join's ``resume``), or says why it could not.
     "reconnect.lost": "Lost the connection to the server; reconnecting (attempt {attempt})…",
     "reconnect.back": "Reconnected: still {who}.",
+    # After the start: this party back on a new connection, and another party back.
+    "reconnect.again_help": (
+        "You have your place back. To compute again with the others, press \"Run again\" (if "
+        "it shows) and then \"I'm ready to run again\": new connections are made when "
+        "everyone agrees."),
+    "reconnect.peer_back": (
+        "{who} is back after a reload or a lost connection: the session can run again once "
+        "everyone agrees, over new connections to it."),
     "reconnect.gave_up": (
         "The connection to the server was lost and could not be restored within {seconds} s, "
         "so this party gave up its place. If the session has not started yet, join again "

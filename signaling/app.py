@@ -24,8 +24,8 @@ Abuse limits (``create_app`` arguments and ``mpyc-webrtc-server`` options, defau
   a WebSocket that has not joined after ``join_timeout`` (60 s) is closed; ``heartbeat``
   (30 s) pings drop dead connections; a client that does not read its messages is
   dropped once ``max_outbox`` (1000) messages or ``max_outbox_bytes`` (4 MiB) wait for it;
-- a party whose connection closes in the lobby keeps its place for ``resume_grace`` (60 s)
-  if it joined with a ``resume`` secret, to come back with it (``reconnecting``);
+- a party whose connection is lost (in the lobby or after the start) is ``reconnecting`` for
+  ``resume_grace`` (60 s) if it joined with a ``resume`` secret, to come back with it;
 - sessions expire after ``idle_timeout`` (600 s) without activity, joined or not, and at
   ``max_age`` (8 h), when their parties' TURN credentials expire too;
 - a WebSocket whose ``Origin`` header is not this server's own origin (the request's

@@ -106,8 +106,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                              "in all; then the session is closed")
     limits.add_argument("--resume-grace", type=float, default=d["resume_grace"],
                         metavar="SECONDS",
-                        help="a party whose connection to the server closes in the lobby "
-                             "keeps its place this long, to reconnect")
+                        help="a party whose connection to the server is lost (in the lobby "
+                             "or after the start) is reconnecting this long, and keeps its "
+                             "place")
     limits.add_argument("--join-timeout", type=float, default=d["join_timeout"],
                         metavar="SECONDS",
                         help="close a WebSocket that has not joined a session after this long")

@@ -116,8 +116,8 @@ class Member:
     #: SHA-256 (hex) of the ``resume`` secret it joined with: showing the secret again
     #: gets this place back (``Session.join``).
     resume_hash: str | None = None
-    #: Since when it is reconnecting: its connection closed before the start and it keeps
-    #: its place until ``Session.forget_reconnecting``. None while connected (or left).
+    #: Since when it is reconnecting: its connection was lost and it keeps its place (as
+    #: ``reconnecting``) until ``Session.forget_reconnecting``. None while connected (or left).
     since: float | None = None
     #: The did:key it proved when it joined (``check_join_identity``), or None: the others
     #: see it in the roster and compare it with the key that signs its offer or answer.
@@ -582,20 +582,22 @@ class Session:
     def leave(self, pid: int, now: float, endpoint: Endpoint | None = None,
               keep: bool = True) -> None:
         """Party ``pid``'s connection closed (if ``endpoint`` is given: only if it is
-        still the one that holds the place). Before the start its place is freed, unless
-        the connection was lost (``keep``) and it joined with a ``resume`` secret: then it
-        keeps it, ``reconnecting``, until ``forget_reconnecting``. After the start it has
-        ``left`` at once (the others' computation stops waiting for it), but the place stays
-        its own: its ``resume`` secret takes it back while the session lasts (``join``)."""
+        still the one that holds the place). If the connection was lost (``keep``) and it
+        joined with a ``resume`` secret, it is ``reconnecting`` until
+        ``forget_reconnecting``, before the start and after it: a computation goes on over
+        the parties' own links, which tell soon enough if it is really gone. Otherwise,
+        before the start its place is freed; after it, it has ``left`` at once (whoever
+        computes with it stops waiting), but the place stays its own: its ``resume`` secret
+        takes it back while the session lasts (``join``)."""
         member = self.members.get(pid)
         if member is None or not member.connected or (
                 endpoint is not None and member.endpoint is not endpoint):
             return
         self.last_activity = now
-        if self.started:
-            member.connected = False  # left at once: whoever computes with it is told
-        elif keep and member.resume_hash is not None:
+        if keep and member.resume_hash is not None:
             member.connected, member.since = False, now
+        elif self.started:
+            member.connected = False  # left at once: whoever computes with it is told
         else:
             del self.members[pid]
         self.roster_changed()

@@ -1470,16 +1470,29 @@ def test_after_the_start_a_party_that_reloads_gets_its_own_place_back(registry):
     assert session.round == 1 and session.members[0].returned
 
 
-def test_after_the_start_a_lost_connection_has_left_at_once_and_can_come_back(registry):
-    """Whoever computes with it is told at once (``left``), as before; the place is still
-    its own, for its secret."""
+def test_after_the_start_a_lost_connection_is_reconnecting_until_the_grace_ends(registry, clock):
+    """Issue 18: a party that loses the server for a moment after the start is not gone:
+    the others compute on over their links (which say soon enough if it is really gone),
+    and it comes back to its own place. After ``resume_grace`` it has ``left``; its secret
+    still takes the place back while the session lasts. Closing deliberately is leaving."""
     session, (a, b, c) = started_with_secrets(registry)
     a.endpoint.disconnected()  # lost, not closed
-    assert roster_members(b.take()[-1])[0][2] == "left"
+    assert roster_members(b.take()[-1])[0][2] == "reconnecting"
     back = Party(registry)
     back.join(session, resume=RESUME_A)
     assert back.take()[0]["pid"] == 0
     assert roster_members(b.take()[-1])[0][2] == "joined"
+    assert session.members[0].returned  # its next round makes its links anew
+    back.endpoint.disconnected()
+    b.take()
+    clock.now += registry.resume_grace + 1
+    registry.sweep()
+    assert roster_members(b.take()[-1])[0][2] == "left"
+    again = Party(registry)
+    again.join(session, resume=RESUME_A)
+    assert again.take()[0]["pid"] == 0
+    c.endpoint.disconnected(leaving=True)
+    assert roster_members(b.take()[-1])[2][2] == "left"
 
 
 def test_a_returned_party_runs_again_over_new_links(registry):

@@ -263,7 +263,9 @@ export class SignalingClient {
    */
   disconnected() {
     if (this.closed) return [];
-    if (['lobby', 'reconnecting', 'rejoining'].includes(this.phase) && this.round === 0 && !this.sessionOver) {
+    // Before the start and after it alike: a party that lost its connection for a moment
+    // gets its place back, and whoever computes with it goes on over their links.
+    if (['lobby', 'started', 'reconnecting', 'rejoining'].includes(this.phase) && !this.sessionOver) {
       this.attempt += 1;
       if (this.attempt <= MAX_RECONNECT_ATTEMPTS) {
         const delay = this.reconnectNow ? 0 : reconnectDelay(this.attempt);
@@ -276,7 +278,7 @@ export class SignalingClient {
       let seconds = 0;
       for (let a = 1; a < this.attempt; a += 1) seconds += reconnectDelay(a);
       return [{
-        event: 'closed', welcomed: true, started: false,
+        event: 'closed', welcomed: true, started: this.round > 0,
         message: this.sentences.say('reconnect.gave_up', { seconds: Math.round(seconds) }),
       }];
     }
@@ -345,11 +347,15 @@ export class SignalingClient {
       return this.tamper(this.sentences.say('tamper.rejoin_changed', { what: this.sentences.say(`shape.${changed}`) }));
     }
     this.welcome = message; // the same session; fresh ICE servers (TURN credentials)
-    this.phase = 'lobby';
+    const started = this.round > 0;
+    this.phase = started ? 'started' : 'lobby';
     this.attempt = 0;
     this.retracting = false; // the join said whether it is ready
+    // Back after the start, the server holds it not ready (a page that comes back may have
+    // lost its computation), and its next round makes its links anew.
+    if (started) this.ready = false;
     /** @type {ClientEvent[]} */
-    const events = [{ event: 'reconnected', pid, welcome: message }];
+    const events = [{ event: 'reconnected', pid, welcome: message, started }];
     if (this.lacks.length) events.push(send('status', { state: UNSUPPORTED, detail: this.lacks.join(',') }));
     return events;
   }
@@ -358,7 +364,7 @@ export class SignalingClient {
   receiveError(message) {
     const { code } = message;
     let text = message.message || this.sentences.say('server.reported', { code });
-    if (code === 'reconnect' && (this.phase === 'lobby' || this.phase === 'rejoining')) {
+    if (code === 'reconnect' && ['lobby', 'started', 'rejoining'].includes(this.phase)) {
       // The server process goes away, the session stays: join again, at once.
       this.reconnectNow = true;
       return [];
@@ -436,15 +442,17 @@ export class SignalingClient {
 
   /**
    * A later round's start: the links to the parties in ``fresh`` (back in their places
-   * after a reload; their old links went with their pages) are made anew.
+   * after a reload or a lost connection; their old links went with their pages, or may have
+   * gone with the network) are made anew: all of them if this party is named.
    * @param {unknown} fresh
    * @returns {ClientEvent[]}
    */
   relink(fresh) {
     const { pid, parties } = this;
     if (pid === null || parties === null || !Array.isArray(fresh)) return [];
-    const peers = [...new Set(fresh.filter((p) => Number.isInteger(p) && p >= 0 && p < parties && p !== pid))]
-      .sort((a, b) => a - b);
+    const named = new Set(fresh.filter((p) => Number.isInteger(p) && p >= 0 && p < parties));
+    const peers = [...Array(parties).keys()]
+      .filter((p) => p !== pid && (named.has(pid) || named.has(p)));
     /** @type {ClientEvent[]} */
     const events = [];
     for (const peer of peers) {

@@ -241,18 +241,31 @@ const fromClient = {
   reconnect({ attempt, delay }) {
     const sentences = /** @type {Sentences} */ (page.sentences);
     log(`lost the connection to the session server; reconnecting in ${delay} s (attempt ${attempt})`);
-    if (lobby.phase !== 'lobby') return; // a page that stopped says nothing more
+    // A round that runs goes on over the links, and says nothing of it; a page that
+    // stopped says nothing more.
+    if (!lobby.in('lobby', 'done', 'again')) return;
     page.reconnecting = true;
     // The status line is the live region: the person hears that the page is on it.
     setStatus(sentences.say('reconnect.lost', { attempt }));
     renderRoster();
   },
-  reconnected({ pid }) {
+  reconnected({ pid, started }) {
     const sentences = /** @type {Sentences} */ (page.sentences);
     const back = sentences.say('reconnect.back', { who: sentences.place(pid, client()?.welcome?.labels?.[pid] ?? '') });
     log(back);
     page.reconnecting = false;
-    setStatus(back, 'ok'); // the roster that follows says where the session stands
+    if (started) {
+      // The server holds this party not ready (client.js): it says so again, and the next
+      // round makes all its links anew.
+      lobby.ready = false;
+      if (lobby.in('done', 'again')) {
+        ui.againHelp.hidden = false;
+        ui.againHelp.textContent = sentences.say('reconnect.again_help');
+        setStatus(back, 'ok');
+      }
+    } else {
+      setStatus(back, 'ok'); // the roster that follows says where the session stands
+    }
     updateButtons();
     renderRoster();
   },
@@ -292,7 +305,7 @@ const fromClient = {
       } else if (back.length) {
         for (const pid of back) page.departed.delete(pid);
         ui.againHelp.hidden = false;
-        ui.againHelp.textContent = `${partyName(back[0], { you: false })} is back after a reload: the session can run again once everyone agrees, over new connections to it.`;
+        ui.againHelp.textContent = (/** @type {Sentences} */ (page.sentences)).say('reconnect.peer_back', { who: partyName(back[0], { you: false }) });
         ui.runAgain.disabled = false;
         updateButtons();
       }
@@ -377,7 +390,7 @@ const fromClient = {
     } else if (lobby.running) {
       log('the connection to the session server closed; the computation goes on directly between the parties');
     } else if (lobby.in('done', 'again')) {
-      cannotRunAgain('The connection to the session server closed, so this session cannot run again. Start a new session to compute again.');
+      cannotRunAgain(message || 'The connection to the session server closed, so this session cannot run again. Start a new session to compute again.');
     }
   },
 };
