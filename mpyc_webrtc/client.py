@@ -44,6 +44,8 @@ The rules it holds:
 - who offers: the lower pid, everywhere;
 - ICE candidates that come before the offer or answer they belong to wait for it;
 - a party that left after the start: whoever waits for it is told (``peer_left``), once;
+  one that lost its connection to the server (``reconnecting``) may still be computing, over
+  its own links: ``peer_away``, once per time it is away;
 - links: each link's state goes to the server once per change; a path, once known, stays;
   ``failed`` is final;
 - identities (``identity``): every offer and answer this party makes is signed
@@ -115,6 +117,9 @@ Events (fields after the name):
 ``candidate``       peer, candidate, sdpMid, sdpMLineIndex: add the peer's ICE candidate
 ``unexpected``      peer, kind, expected: the peer sent a ``kind`` where ``expected`` was
                     due (ignored; worth a log line)
+``peer_away``       peer: after the start, ``peer`` lost its connection to the server; its
+                    links will tell whether it is still there (they wait for it no
+                    longer than for a party already heard from)
 ``peer_left``       peer, message: after the start, ``peer`` left the session
 ``server_error``    code, message: an ``error`` from the server after the ``welcome``
                     (for ``server_shutting_down``, the message is this client's own:
@@ -447,6 +452,8 @@ class SignalingClient:
                 if pid == self.pid or type(pid) is not int:
                     continue
                 if member.get("state") in ("left", RECONNECTING):
+                    if member.get("state") == RECONNECTING and pid not in self._away:
+                        events.append({"event": "peer_away", "peer": pid})
                     self._away.add(pid)
                 elif pid in self._away:  # back, with a new page: its numbers start again
                     self._away.discard(pid)

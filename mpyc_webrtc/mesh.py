@@ -72,6 +72,8 @@ class Mesh:
         self.transports: dict[int, ChannelTransport] = {}
         self.failure: MeshError | None = None
         self.closing = False
+        #: Parties signaling said lost the server during this run (``peer_away``).
+        self._away: set[int] = set()
         self._runtime_shutdown = type(mpc).shutdown.__get__(mpc)
 
     def install(self) -> Mesh:
@@ -88,6 +90,7 @@ class Mesh:
         # transports, and a failure from now on counts again.
         self.closing = False
         self.transports = {}
+        self._away = set()
         logging.info(f"Start MPyC runtime v{mpc.version}")
         if m == 1:
             mpc.start_time = time.time()
@@ -118,6 +121,8 @@ class Mesh:
                 on_abort=self._peer_aborted,
             )
             self.transports[peer_pid] = transport
+            if peer_pid in self._away:  # it lost the server while the links were made
+                transport.end_grace()
         await mpc.parties[mpc.pid].protocol
         logging.info(f"All {m} parties connected over WebRTC data channels.")
         mpc.start_time = time.time()
@@ -189,6 +194,15 @@ class Mesh:
         """Signaling says the party is gone: fail now rather than after ICE gives up (~30 s)."""
         if self.transports and not self.closing:
             self._fail(MeshError(say("party.left", who=self._named(peer_pid))))
+
+    def peer_away(self, peer_pid: int) -> None:
+        """Signaling says the party lost its connection to the server: it may compute on over
+        its links, or be gone (a crash closes its socket too). Its links wait for it no longer
+        than for a party already heard from, rather than the start's grace (~30 s)."""
+        self._away.add(peer_pid)
+        transport = self.transports.get(peer_pid)
+        if transport is not None:
+            transport.end_grace()
 
     def _link_failed(self, peer_pid: int, exc: BaseException) -> None:
         if isinstance(exc, PeerSilent):

@@ -241,6 +241,11 @@ class ChannelTransport:
         """Bytes written by MPyC that have not yet been handed to the channel."""
         return len(self._buffer)
 
+    def end_grace(self) -> None:
+        """From now on the peer gets the silence limit only, heard from or not: signaling
+        says it lost its connection, so silence from it is no longer just a slow start."""
+        self._startup_grace = 0.0
+
     def send_abort(self, reason: str) -> None:
         """Tell the peer this party stops, and why (best effort: the link may be gone)."""
         if self._lost:

@@ -168,6 +168,9 @@ class Party:
             self.factory.peer_left(peer)
             if self.mesh is not None:
                 self.mesh.peer_left(peer)
+        elif kind == "peer-away":
+            if self.mesh is not None:
+                self.mesh.peer_away(int(message["peer"]))
         elif kind == "names":
             self.members = list(message["members"])
             # What the program calls the parties in its result (programs.party_name).

@@ -617,6 +617,13 @@ async def serve_websocket(request: web.Request, conn: Connection) -> None:
     #: (the connection dropped, timed out, or the server closed it) keeps a place that a
     #: ``resume`` secret can take back.
     leaving = False
+    #: Whether the client's end closed the connection without a close frame (its process
+    #: or page is gone), unlike a connection lost to a timeout (the network).
+    ended = timed_out = False
+
+    def lost_to_timeout() -> bool:
+        return timed_out or isinstance(ws.exception(), TimeoutError)  # no pong in time
+
     try:
         while True:
             frame = await ws.receive()
@@ -628,18 +635,26 @@ async def serve_websocket(request: web.Request, conn: Connection) -> None:
                     metrics.frame_arrived = None
             elif frame.type == WSMsgType.ERROR:
                 log.info("%s: websocket error: %s", conn.label(), type(ws.exception()).__name__)
+                timed_out = timed_out or isinstance(ws.exception(), TimeoutError)
             elif frame.type == WSMsgType.CLOSE:
                 leaving = not conn.closing and frame.data in (WSCloseCode.OK,
                                                               WSCloseCode.GOING_AWAY)
                 break
             elif frame.type in (WSMsgType.CLOSING, WSMsgType.CLOSED):
+                ended = frame.type == WSMsgType.CLOSED and not conn.closing \
+                    and not lost_to_timeout()
                 break
+    except asyncio.CancelledError:
+        # aiohttp cancels the handler when the connection ends, if so configured (its test
+        # server is): the same as a CLOSED frame.
+        ended = not conn.closing and not lost_to_timeout() and not app[DRAINING].is_set()
+        raise
     except Exception:
         log.exception("%s: websocket handler failed", conn.label())
     finally:
         if endpoint.session is not None and endpoint.pid is not None:
             request[JOINED_AS] = (endpoint.session.id, endpoint.pid)
-        endpoint.disconnected(leaving)
+        endpoint.disconnected(leaving, ended)
         await conn.finish()
 
 

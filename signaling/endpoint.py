@@ -135,13 +135,15 @@ class Endpoint:
             ))
         return False
 
-    def disconnected(self, leaving: bool = False) -> None:
+    def disconnected(self, leaving: bool = False, ended: bool = False) -> None:
         """The connection closed: ``leaving`` if its client closed it as it means to (a
-        page closed or navigated away, a native peer that is done), else it was lost (the
-        network, a crash, a timeout), and a party that can come back keeps its place."""
+        page closed or navigated away, a native peer that is done); ``ended`` if the other
+        end closed it without a word (its process ended or crashed); else it was lost (the
+        network, a timeout), and a party that can come back keeps its place
+        (``Session.leave``)."""
         self.registry.connection_closed(self)
         self.closed = True
-        self.registry.left(self, leaving)
+        self.registry.left(self, leaving, ended)
 
     def _receive(self, msg: dict[str, Any]) -> None:
         """What a valid message does: here and now (one process), or once the registry

@@ -174,7 +174,7 @@ class Registry:
         """A valid message from ``endpoint``: acted on at once (one process holds all)."""
         endpoint.apply(msg, self.clock())
 
-    def left(self, endpoint: Endpoint, leaving: bool = False) -> None:
+    def left(self, endpoint: Endpoint, leaving: bool = False, ended: bool = False) -> None:
         """``endpoint``'s connection closed: its party leaves its session, or, if the
         connection was lost (not ``leaving``) and it has a ``resume`` secret, is
         reconnecting."""
@@ -182,7 +182,7 @@ class Registry:
             session, pid = endpoint.session, endpoint.pid
             endpoint.session = endpoint.pid = None
             if session.id in self.sessions:
-                session.leave(pid, self.clock(), endpoint, keep=not leaving)
+                session.leave(pid, self.clock(), endpoint, keep=not leaving, ended=ended)
                 log.info("session %s party %d: connection closed", session.id, pid)
 
     def connection_opened(self, endpoint: Endpoint) -> None:

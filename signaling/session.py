@@ -580,7 +580,7 @@ class Session:
             self.roster_changed()
 
     def leave(self, pid: int, now: float, endpoint: Endpoint | None = None,
-              keep: bool = True) -> None:
+              keep: bool = True, ended: bool = False) -> None:
         """Party ``pid``'s connection closed (if ``endpoint`` is given: only if it is
         still the one that holds the place). If the connection was lost (``keep``) and it
         joined with a ``resume`` secret, it is ``reconnecting`` until
@@ -588,13 +588,15 @@ class Session:
         the parties' own links, which tell soon enough if it is really gone. Otherwise,
         before the start its place is freed; after it, it has ``left`` at once (whoever
         computes with it stops waiting), but the place stays its own: its ``resume`` secret
-        takes it back while the session lasts (``join``)."""
+        takes it back while the session lasts (``join``). A connection that ``ended`` (its
+        other end closed it without a word: the party's process or page is gone) counts as
+        lost before the start and as left after it."""
         member = self.members.get(pid)
         if member is None or not member.connected or (
                 endpoint is not None and member.endpoint is not endpoint):
             return
         self.last_activity = now
-        if keep and member.resume_hash is not None:
+        if keep and member.resume_hash is not None and not (ended and self.started):
             member.connected, member.since = False, now
         elif self.started:
             member.connected = False  # left at once: whoever computes with it is told

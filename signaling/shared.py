@@ -128,13 +128,14 @@ class SharedRegistry(Registry):
             assert endpoint.session is not None
             self._queue(Op("append", endpoint.session.id, entry))
 
-    def left(self, endpoint: Endpoint, leaving: bool = False) -> None:
+    def left(self, endpoint: Endpoint, leaving: bool = False, ended: bool = False) -> None:
         sid = endpoint.session.id if endpoint.session is not None else endpoint.joining
         endpoint.session = endpoint.pid = None
         endpoint.joining = None
         if sid is not None and (sid in self.sessions or sid in self._loading()):
             self._queue(Op("append", sid, {"op": "leave", "c": endpoint.conn,
-                                           "t": self.clock(), "keep": not leaving}))
+                                           "t": self.clock(), "keep": not leaving,
+                                           "ended": ended}))
 
     def _loading(self) -> set[str]:
         return {op.sid for op in self.ops if op.kind == "join"}
@@ -259,7 +260,8 @@ class SharedRegistry(Registry):
                 pid = self._pid_of(session, conn)
                 if pid is not None:
                     session.leave(pid, now, session.members[pid].endpoint,
-                                  keep=entry.get("keep", True))
+                                  keep=entry.get("keep", True),
+                                  ended=entry.get("ended", False))
             elif op == "lost":
                 for pid, member in sorted(session.members.items()):
                     if member.connected and process_of(

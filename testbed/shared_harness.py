@@ -49,8 +49,8 @@ class PumpedRegistry(SharedRegistry):
         super().handle(endpoint, msg)
         self._settle()
 
-    def left(self, endpoint: Endpoint, leaving: bool = False) -> None:
-        super().left(endpoint, leaving)
+    def left(self, endpoint: Endpoint, leaving: bool = False, ended: bool = False) -> None:
+        super().left(endpoint, leaving, ended)
         self._settle()
 
     def sweep(self) -> list[Session]:

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
 import hashlib
 import json
 import logging
+import os
 import re
 import time
 from collections.abc import AsyncIterator, Iterator
@@ -1046,3 +1048,55 @@ async def test_a_socket_its_client_closes_frees_the_place_a_dropped_one_keeps_it
         assert welcome["pid"] == 0  # the place that was left is free for anyone
         for ws in (back, newcomer, watcher):
             await ws.close()
+
+
+# --- how a connection ended, after the start ----------------------------------------------------
+
+async def roster_state(ws: aiohttp.ClientWebSocketResponse, pid: int, state: str) -> None:
+    """Read rosters until party ``pid`` is in ``state``."""
+    while True:
+        msg = await recv(ws)
+        if msg["type"] == "roster":
+            found = next((m["state"] for m in msg["members"] if m["pid"] == pid), None)
+            if found == state:
+                return
+
+
+async def raw_join(client: TestClient, sid: str, resume: str) -> asyncio.StreamWriter:
+    """Join over a bare TCP connection speaking WebSocket by hand: the test can then end it
+    as a process that is killed would, with no close frame."""
+    reader, writer = await asyncio.open_connection(client.host, client.port)
+    key = base64.b64encode(os.urandom(16)).decode()
+    writer.write(f"GET /ws HTTP/1.1\r\nHost: {client.host}\r\nUpgrade: websocket\r\n"
+                 f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\n"
+                 "Sec-WebSocket-Version: 13\r\n\r\n".encode())
+    assert (await reader.readuntil(b"\r\n\r\n")).startswith(b"HTTP/1.1 101")
+    payload = json.dumps({"v": 1, "type": "join", "session": sid, "token": TOKEN,
+                          "ready": True, "resume": resume}).encode()
+    mask = os.urandom(4)
+    assert 126 <= len(payload) < 1 << 16  # its length in the 16-bit form
+    writer.write(bytes([0x81, 0x80 | 126]) + len(payload).to_bytes(2, "big") + mask
+                 + bytes(b ^ mask[i % 4] for i, b in enumerate(payload)))
+    await writer.drain()
+    return writer
+
+
+async def test_after_the_start_how_a_connection_ended_decides_left_or_reconnecting():
+    """Issue 18: a party whose connection is lost after the start (no pong within the
+    heartbeat, or a close that is not "normal" or "going away") is ``reconnecting``: the
+    others compute on over their links. One whose socket ended without a close frame (its
+    process or page is gone) has ``left`` at once, as one that closed it normally."""
+    async with serve(heartbeat=2.0) as client:
+        sid = await new_session(client)
+        joined = [await join(client, sid, resume=secret * 22) for secret in "ab"]
+        watcher, _ = joined[0]
+        killed = await raw_join(client, sid, "c" * 22)
+        await roster_state(watcher, 2, "joined")
+        killed.close()  # no close frame: its process is gone
+        await roster_state(watcher, 2, "left")
+        await joined[1][0].close(code=4000)  # a proxy's own code: not leaving
+        await roster_state(watcher, 1, "reconnecting")
+        quiet = await client.ws_connect("/ws", autoping=False)  # never answers a ping
+        await send(quiet, "join", session=sid, token=TOKEN, ready=True, resume="b" * 22)
+        await roster_state(watcher, 1, "joined")  # back in its place
+        await roster_state(watcher, 1, "reconnecting")  # its pings went unanswered

@@ -1495,6 +1495,23 @@ def test_after_the_start_a_lost_connection_is_reconnecting_until_the_grace_ends(
     assert roster_members(b.take()[-1])[2][2] == "left"
 
 
+def test_after_the_start_a_socket_that_ended_without_a_word_has_left_at_once(registry):
+    """A connection whose other end closed it without a close frame (its process ended, or
+    its page crashed) is no lost network: after the start the party has ``left`` at once,
+    so whoever computes with it stops waiting; in the lobby its place is kept, as for a
+    lost connection (a peer killed there may be started again)."""
+    session, (a, b, c) = started_with_secrets(registry)
+    a.endpoint.disconnected(ended=True)
+    assert roster_members(b.take()[-1])[0][2] == "left"
+    lobby = registry.create({**AUTH, "parties": 3, "program": "sum"})
+    d, e = Party(registry), Party(registry)
+    d.join(lobby, resume=RESUME_A)
+    e.join(lobby, resume=RESUME_B)
+    e.take()
+    d.endpoint.disconnected(ended=True)
+    assert roster_members(e.take()[-1])[0][2] == "reconnecting"
+
+
 def test_a_returned_party_runs_again_over_new_links(registry):
     """After a result, a party that reloaded is back; once everyone is ready the next round
     starts, and its ``fresh`` names the parties whose links are made anew."""

@@ -339,6 +339,25 @@ async def test_before_the_first_message_the_startup_grace_applies():
     assert len(failed) == 1 and failed[0].seconds == 3.0
 
 
+async def test_a_peer_away_from_the_server_gets_no_startup_grace():
+    """Signaling says the peer lost the server (a crash closes its socket too): silence from
+    it is no longer a slow start, and the silence limit alone applies."""
+    loop = asyncio.get_running_loop()
+    a, _ = channel_pair(loop)
+    a.remote = None  # it never sets up its side: it is gone
+    failed = []
+    transport = ChannelTransport(a, Recorder(), loop, peer_pid=1, keepalive=0.2,
+                                 silence_limit=1.6, startup_grace=30.0,
+                                 on_failure=lambda pid, exc: failed.append(exc))
+    await asyncio.sleep(0.5)
+    transport.end_grace()
+    for _ in range(30):
+        await asyncio.sleep(0.1)
+        if failed:
+            break
+    assert len(failed) == 1 and failed[0].seconds == 1.6
+
+
 async def test_a_blocked_own_loop_does_not_count_as_the_peers_silence():
     import time
 

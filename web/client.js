@@ -410,6 +410,7 @@ export class SignalingClient {
         }
         if (pid === this.pid || !Number.isInteger(pid)) continue;
         if (member.state === 'left' || member.state === RECONNECTING) {
+          if (member.state === RECONNECTING && !this.away.has(pid)) events.push({ event: 'peer_away', peer: pid });
           this.away.add(pid);
         } else if (this.away.has(pid)) { // back, with a new page: its numbers start again
           this.away.delete(pid);

@@ -343,6 +343,9 @@ const fromClient = {
   peer_left({ peer }) {
     if (lobby.running) page.relay?.tell({ type: 'peer-left', peer });
   },
+  peer_away({ peer }) {
+    if (lobby.running) page.relay?.tell({ type: 'peer-away', peer });
+  },
   server_error({ code, message }) {
     log(`the server reports ${code}: ${message}`);
     if (code === 'session_expired') {

@@ -158,7 +158,7 @@ export class ChannelRelay {
   }
 
   /**
-   * A message for the running program (start, peer-left, peer-failed, names,
+   * A message for the running program (start, peer-left, peer-away, peer-failed, names,
    * signaling-ended): through the inbox, since Python does not read worker messages then.
    * @param {{type: string, [field: string]: unknown}} message
    */

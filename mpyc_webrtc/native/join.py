@@ -207,7 +207,12 @@ def join(args: argparse.Namespace) -> int:
         if mesh is not None:
             loop.call_soon_threadsafe(mesh.peer_left, peer)
 
+    def peer_away(peer: int) -> None:  # on the network thread
+        if mesh is not None:
+            loop.call_soon_threadsafe(mesh.peer_away, peer)
+
     factory.on_peer_left = peer_left
+    factory.on_peer_away = peer_away
     real_stdout = sys.stdout
     if real_stdout is not None and real_stdout.isatty():
         sys.stdout = display.guard(real_stdout)  # type: ignore[assignment]

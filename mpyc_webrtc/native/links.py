@@ -335,6 +335,8 @@ class AiortcFactory:
         self._planned: list[dict[str, Any]] = []
         #: Told when a party left after the start (the mesh fails at once then).
         self.on_peer_left: Callable[[int], None] | None = None
+        #: Told when a party lost the server after the start (it may still be computing).
+        self.on_peer_away: Callable[[int], None] | None = None
         signaling.attach(self.handle)
         signaling.chat_channel = self.send_chat
 
@@ -361,6 +363,9 @@ class AiortcFactory:
                 link.fail(PeerError(event["message"]))
             if self.on_peer_left is not None:
                 self.on_peer_left(peer)
+        elif kind == "peer_away":
+            if self.on_peer_away is not None:
+                self.on_peer_away(peer)
         elif link is not None:
             link.handle(event)
 

@@ -46,7 +46,7 @@ log = logging.getLogger(__name__)
 #: How long closing the signaling connection may take.
 CLOSE_TIMEOUT = 3.0
 #: Events about the peer connections, for ``attach``'s handler.
-LINK_EVENTS = ("connect", "remote", "candidate", "unexpected", "peer_left")
+LINK_EVENTS = ("connect", "remote", "candidate", "unexpected", "peer_left", "peer_away")
 #: How long opening a connection to the server may take.
 CONNECT_TIMEOUT = 10.0
 #: At most this share of a reconnect delay is added at random, so that parties that lost
