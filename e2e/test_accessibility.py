@@ -5,7 +5,8 @@
   identities, chat), the result (with a table, too) and the pages that end early (incomplete
   link, session full), at desktop (1280x800) and phone (390x844) size: no serious or critical
   violation, touch targets (WCAG 2.2's target size, which axe leaves off by default)
-  included. Each one found is listed with its rule, help text and elements.
+  included. Each one found is listed with its rule, help text and elements. The create
+  page, the lobby and the result are checked in Firefox ESR too.
 - Contrast that axe does not judge: a disabled button ("Loading Python…") and every roster
   and connection badge the stylesheet colours, each at least WCAG AA's 4.5:1.
 - The keyboard: every control is reached by Tab, shows where the focus is, and works with
@@ -26,6 +27,7 @@ from pathlib import Path
 from playwright.sync_api import Page, expect
 
 from testbed.browser import BrowserParty, fill_session, open_parties
+from testbed.netns import start_peer
 
 ROOT = Path(__file__).parent.parent
 AXE = ROOT / "node_modules" / "axe-core" / "axe.min.js"
@@ -448,3 +450,28 @@ def test_the_code_editor_indents_with_tab_and_lets_the_keyboard_leave(server, ne
     page.keyboard.press("Escape")
     page.keyboard.press("Shift+Tab")
     assert page.evaluate("document.activeElement.dataset.testid") != "source-editor"
+
+
+def test_in_firefox_the_create_page_lobby_and_result_pass_axe(server, new_firefox_page):
+    """The same check in Firefox ESR (its own rendering, fonts and form controls): the
+    create page, the lobby and the result of a session with two native peers."""
+    page = new_firefox_page()
+    page.set_viewport_size(DESKTOP)
+    page.goto(f"{server.url}/")
+    expect(page.get_by_test_id("create")).to_be_enabled()
+    check_axe(page, "the create page in Firefox")
+    url = server.create(3, "--program", "sum")
+    fox = BrowserParty(new_firefox_page(), url)
+    assert fox.pid == 0
+    natives = []
+    for pid, value in ((1, "7"), (2, "30")):
+        natives.append(start_peer(server.ns, url, "--input", value))
+        server.wait_joined(url, pid + 1)
+    expect(fox["roster-summary"]).to_contain_text("3 of 3 here")
+    check_axe(fox.page, "the lobby in Firefox")
+    fox.confirm("5")
+    assert fox.wait_done().strip() == "sum = 42"
+    for native in natives:
+        native.communicate(timeout=60)
+        assert native.returncode == 0
+    check_axe(fox.page, "the result in Firefox")
