@@ -267,6 +267,7 @@ class RedisStore:
             return session
         spec, entries = await self._read(sid)
         if spec is None:
+            await self._recall_closed(sid)
             raise self.registry.gone(sid)
         return self.registry.replica(sid, spec, entries)
 
@@ -295,6 +296,7 @@ class RedisStore:
                     if op.kind == "join":
                         if op.sid not in self.registry.sessions and \
                                 not await self._load(op.sid):
+                            await self._recall_closed(op.sid)
                             self.registry.missing(op)
                             continue
                         await self._append(batch)
@@ -303,7 +305,7 @@ class RedisStore:
                             batch.append(ops.popleft())
                         await self._append(batch)
                     elif op.kind == "delete":
-                        await self._delete(op.sid)
+                        await self._delete(op.sid, op.entry.get("closed"))
                 except asyncio.CancelledError:
                     raise
                 except Exception:
@@ -345,11 +347,35 @@ class RedisStore:
             elif result == 0:
                 self.registry.missing(op)
 
-    async def _delete(self, sid: str) -> None:
+    def closed_key(self, sid: str) -> str:
+        return f"{self.prefix}closed:{sid}"
+
+    async def _delete(self, sid: str, closed: dict[str, Any] | None = None) -> None:
+        """Forget session ``sid``; if it closed, keep why and its settings for ``max_age``
+        (as every process remembers the sessions it closed): a late joiner may reach any."""
         assert self.redis is not None
         await self._timed("delete", self._scripts["delete"](
             keys=[self.meta(sid), self.log_key(sid), f"{self.prefix}sessions"],
             args=[sid, self.prefix]))
+        if closed is not None:
+            await self._timed("delete", self.redis.set(
+                self.closed_key(sid), json.dumps(closed, separators=(",", ":")),
+                px=max(1, int(self.registry.max_age * 1000))))
+
+    async def _recall_closed(self, sid: str) -> None:
+        """If another process closed ``sid``, learn why from the store (``_delete``)."""
+        assert self.redis is not None
+        if sid in self.registry.closed_sessions:
+            return
+        kept = await self._timed("read", self.redis.get(self.closed_key(sid)))
+        if kept is None:
+            return
+        try:
+            closed = json.loads(kept)
+            self.registry.recall_closed(sid, ErrorCode(closed["code"]), str(closed["text"]),
+                                        dict(closed["settings"]))
+        except (ValueError, KeyError, TypeError):
+            log.warning("session %s party -: unreadable record of its closing", sid)
 
     async def _load(self, sid: str) -> bool:
         """Keep a replica of ``sid``: listen first, then read, so no entry is missed."""

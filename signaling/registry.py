@@ -309,8 +309,14 @@ class Registry:
 
     def remember_closed(self, session: Session, code: ErrorCode, text: str) -> None:
         """Remember that ``session`` closed, why, and its settings (``closed_sessions``)."""
-        self.closed_sessions.pop(session.id, None)
-        self.closed_sessions[session.id] = (self.clock(), code, text, session.settings())
+        self.recall_closed(session.id, code, text, session.settings())
+
+    def recall_closed(self, session_id: str, code: ErrorCode, text: str,
+                      settings: dict[str, Any]) -> None:
+        """Remember a session that closed, as ``remember_closed`` (here: another process
+        closed it, and the shared store said so)."""
+        self.closed_sessions.pop(session_id, None)
+        self.closed_sessions[session_id] = (self.clock(), code, text, settings)
         self._forget_closed()
 
     def _forget_closed(self) -> None:

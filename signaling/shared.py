@@ -62,7 +62,7 @@ def process_of(conn: str) -> str:
 class Op:
     """Something the store must do, in order: ``append`` an entry to session ``sid``'s
     log (``load`` it first if this process holds no replica of it: a ``join``), or
-    ``delete`` the session."""
+    ``delete`` the session (``entry``: why it closed, ``closed_entry``)."""
 
     kind: str
     sid: str
@@ -301,7 +301,7 @@ class SharedRegistry(Registry):
             return
         Registry.close(self, session, code, text)
         self._forget(session.id)
-        self._queue(Op("delete", session.id))
+        self._queue(Op("delete", session.id, closed_entry(code, text, session)))
 
     def _ask(self, session: Session, key: str, entry: dict[str, Any]) -> None:
         asked = self._asked.setdefault(session.id, set())
@@ -315,9 +315,11 @@ class SharedRegistry(Registry):
         gone = []
         for session, why in self.due():
             gone.append(session)
+            text = expired_sentence(why)
             self._ask(session, "close", {"op": "close", "code": str(ErrorCode.SESSION_EXPIRED),
-                                         "text": expired_sentence(why)})
-            self._queue(Op("delete", session.id))
+                                         "text": text})
+            self._queue(Op("delete", session.id,
+                           closed_entry(ErrorCode.SESSION_EXPIRED, text, session)))
         return gone
 
     def forget_reconnecting(self) -> None:
@@ -352,6 +354,12 @@ class SharedRegistry(Registry):
         """Replicas that must not expire (their time in the store is renewed): those with
         a party connected, in the lobby or running, as in ``Registry.due``."""
         return [sid for sid, s in self.sessions.items() if s.connected_members()]
+
+
+def closed_entry(code: ErrorCode, text: str, session: Session) -> dict[str, Any]:
+    """What the store keeps of a session that closed (``Op`` ``delete``), so that every
+    process can tell a late joiner why, and what it was (``Registry.gone``)."""
+    return {"closed": {"code": str(code), "text": text, "settings": session.settings()}}
 
 
 def spec_of(session: Session, request: dict[str, Any]) -> dict[str, Any]:

@@ -208,6 +208,30 @@ def test_an_expired_session_is_closed_once_for_everyone(cluster, clock):
     assert not asyncio.run(_exists(p0.store, session.id))
 
 
+def test_a_closed_session_is_known_as_closed_to_every_process(cluster, clock):
+    """Issue 18: a late joiner who reaches another process than the one that closed the
+    session learns that it closed, and what it was (to create it again), not "no such
+    session"."""
+    from signaling.registry import ClosedSession
+
+    p0, _, p2 = cluster.registries
+    session = p0.create({**SUM3, "labels": ["Alice", "Bob", "Carol"]})
+    a = Party(p0)
+    a.join(session.id)
+    a.take()
+    clock.now += p0.max_age + 1
+    p0.sweep()
+    assert [m["code"] for m in a.take()] == [ErrorCode.SESSION_EXPIRED]
+    assert session.id not in p2.sessions and session.id not in p2.closed_sessions
+    with pytest.raises(ClosedSession) as closed:
+        p2.get(session.id)
+    assert closed.value.code == ErrorCode.SESSION_EXPIRED
+    assert closed.value.settings["labels"] == ["Alice", "Bob", "Carol"]
+    late = Party(p2)
+    late.join(session.id)
+    assert late.error() == ErrorCode.SESSION_EXPIRED
+
+
 async def _exists(store, sid: str) -> bool:
     import redis.asyncio as aioredis
 
