@@ -18,8 +18,18 @@ terminal's own progress line stays with the native peer.
 
 from __future__ import annotations
 
+import json
+import logging
 import re
+from pathlib import Path
 from typing import Any
+
+logger = logging.getLogger(__name__)
+
+#: Translations of the table: ``LANG.json`` (``fr.json``, ``pt-br.json``), each a JSON
+#: object of keys and sentences, any subset of the keys (the rest stay English).
+TRANSLATIONS = Path(__file__).with_name("translations")
+_LANGUAGE = re.compile(r"[a-z]{1,8}(-[a-z0-9]{1,8})*")
 
 _TAMPER = "Tampering detected:"
 _STOP = "Stop, and do not take part in this session."
@@ -627,6 +637,42 @@ def place(pid: int | str | None, label: str = "") -> str:
             else say("place.plain", number=number))
 
 
-def document() -> dict[str, str]:
-    """The table as JSON for the page."""
-    return dict(SENTENCES)
+def translation(language: str) -> dict[str, str]:
+    """The sentences of ``TRANSLATIONS/LANG.json`` for ``language`` (``pt-BR`` looks for
+    ``pt-br.json``, then ``pt.json``); {} without one. A sentence with a field the English
+    one lacks is left out (the English stays: nobody would fill that field in), as are keys
+    the table does not have."""
+    tag = language.strip().lower().replace("_", "-")
+    if not _LANGUAGE.fullmatch(tag):
+        return {}
+    parts = tag.split("-")
+    for end in range(len(parts), 0, -1):
+        path = TRANSLATIONS / f"{'-'.join(parts[:end])}.json"
+        if path.is_file():
+            break
+    else:
+        return {}
+    try:
+        table = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        logger.warning("translation %s is unreadable: %s", path.name, exc)
+        return {}
+    if not isinstance(table, dict):
+        logger.warning("translation %s is not a JSON object", path.name)
+        return {}
+    fitting = {}
+    for key, text in table.items():
+        english = SENTENCES.get(key)
+        if english is None or not isinstance(text, str):
+            continue
+        if not set(_FIELD.findall(text)) <= set(_FIELD.findall(english)):
+            logger.warning("translation %s: %s has fields the English has not", path.name, key)
+            continue
+        fitting[key] = text
+    return fitting
+
+
+def document(language: str = "") -> dict[str, str]:
+    """The table as JSON for the page, in ``language`` where a translation has the
+    sentence, else in English."""
+    return {**SENTENCES, **translation(language)} if language else dict(SENTENCES)

@@ -417,3 +417,51 @@ def test_plural_forms_come_in_pairs():
     for key in SENTENCES:
         if key.endswith(".one"):
             assert key.removesuffix(".one") + ".other" in SENTENCES, key
+
+
+# -- a translation: another table, no code ----------------------------------------------------
+
+def pseudo(text: str) -> str:
+    """A pseudo-locale's sentence: the English in brackets, its fields kept."""
+    return f"[{text}]"
+
+
+@pytest.fixture
+def translations(tmp_path, monkeypatch):
+    """A translations folder with a pseudo-locale (every sentence in brackets) as xx.json."""
+    from mpyc_webrtc import sentences
+
+    monkeypatch.setattr(sentences, "TRANSLATIONS", tmp_path)
+    table = {key: pseudo(text) for key, text in SENTENCES.items()}
+    table["status.opening"] = "[{nobody_fills_this}]"  # a field the English lacks
+    table["no.such.key"] = "[?]"
+    (tmp_path / "xx.json").write_text(json.dumps(table), encoding="utf-8")
+    return tmp_path
+
+
+def test_a_translation_is_a_file_of_sentences(translations):
+    from mpyc_webrtc.sentences import document
+
+    for lang in ("xx", "XX", "xx-YY", "xx_yy"):
+        table = document(lang)
+        assert table["status.connecting"] == "[Connecting to the other parties]"
+        assert table["join.full"] == "[" + SENTENCES["join.full"] + "]"
+    # What cannot be said in it stays English: a field nobody fills in, an unknown key.
+    assert table["status.opening"] == SENTENCES["status.opening"]
+    assert "no.such.key" not in table
+    assert set(table) == set(SENTENCES)
+    # No translation, or a language tag that is no name of a file: English.
+    for lang in ("", "fr", "../xx", "xx/../xx", "x" * 40):
+        assert document(lang) == SENTENCES
+
+
+async def test_the_server_serves_the_language_asked_for(translations):
+    from aiohttp.test_utils import TestClient, TestServer
+
+    from signaling.app import create_app
+
+    async with TestClient(TestServer(create_app(), host="127.0.0.1")) as client:
+        english = await (await client.get("/api/sentences")).json()
+        other = await (await client.get("/api/sentences?lang=xx-YY")).json()
+    assert english == SENTENCES
+    assert other["button.ready"] == "[I'm ready]"

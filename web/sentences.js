@@ -70,14 +70,24 @@ export const CANNOT_LOAD = {
 /** @type {Sentences | null} the page's table, once loaded */
 let current = null;
 
+/** Where a language chosen with ``?lang=`` is kept, for the next pages (localStorage). */
+export const LANGUAGE_KEY = 'mpyc-webrtc-lang';
+
 /**
- * The language the page asks for: ``?lang=`` in its address, else the browser's first
- * language. The server answers with that table where it has one, English otherwise.
+ * The language the page asks for: ``?lang=xx`` in its address (kept for the next pages;
+ * ``?lang=`` forgets it), else the one kept, else the browser's own. The server answers
+ * with that translation where it has one, English otherwise.
  * @returns {string}
  */
 export function wantedLanguage() {
   const asked = new URLSearchParams(location.search).get('lang');
-  return (asked || navigator.language || 'en').trim();
+  try {
+    if (asked) localStorage.setItem(LANGUAGE_KEY, asked);
+    else if (asked === '') localStorage.removeItem(LANGUAGE_KEY);
+    return (asked || localStorage.getItem(LANGUAGE_KEY) || navigator.language || 'en').trim();
+  } catch { // no storage here (a sandboxed frame, say)
+    return (asked || navigator.language || 'en').trim();
+  }
 }
 
 /**
