@@ -442,6 +442,7 @@ SENTENCES: dict[str, str] = {
     "session.from_link": "(from the link)",
     "session.checking": "(from the link; checking the code…)",
     "session.fingerprint_differs": "✗ the code here has fingerprint {fingerprint}",
+    "session.fingerprint_matches": "✓ the code your browser will run matches the link",
     "invite.title": "Invite the others",
     "invite.title_full": "Invite link (every place is taken)",
     "invite.copied": "Copied. Paste it into a message to the others.",
@@ -602,6 +603,10 @@ SENTENCES: dict[str, str] = {
     "create.pin_only": "Only this key can take the place.",
     "create.creating": "Creating…",
     "create.load_failed": "{reason} Reload the page to try again.",
+    "server.unreachable": (
+        "Could not reach the session server at {host}. Check your network connection and "
+        "try again."),
+    "server.answered": "The session server answered {status} {text}; try again in a moment.",
     "create.relay_help": (
         "All traffic then goes through the server's relay: slower, but no party learns where "
         "the others are. Your inputs stay secret either way."),

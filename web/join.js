@@ -279,7 +279,7 @@ const fromClient = {
     checkFingerprint();
   },
   program_ok() {
-    ui.fingerprintCheck.textContent = '✓ the code your browser will run matches the link';
+    ui.fingerprintCheck.textContent = say('session.fingerprint_matches');
     ui.fingerprintCheck.classList.remove('problem');
     if (lobby.running) runInWorker(); // the round started while the code was being checked
   },

@@ -65,6 +65,8 @@ export const CANNOT_LOAD = {
   'title.cannot_load': 'Cannot load',
   'ended.retry': 'Or reload this page to try this link again.',
   'create.load_failed': '{reason} Reload the page to try again.',
+  'server.unreachable': 'Could not reach the session server at {host}. Check your network connection and try again.',
+  'server.answered': 'The session server answered {status} {text}; try again in a moment.',
 };
 
 /** @type {Sentences | null} the page's table, once loaded */
@@ -127,6 +129,17 @@ export function sentences() {
  */
 export function say(key, fields) {
   return sentences().say(key, fields);
+}
+
+/**
+ * The page's sentence ``key``, or CANNOT_LOAD's while the table is not loaded (what goes
+ * wrong fetching the table itself is said with this).
+ * @param {string} key
+ * @param {Record<string, string | number>} [fields]
+ * @returns {string}
+ */
+export function sayAnyway(key, fields) {
+  return (current ?? new Sentences(CANNOT_LOAD)).say(key, fields);
 }
 
 /**
