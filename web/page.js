@@ -11,7 +11,7 @@ import { fingerprint, publicKey } from './identity.js';
 import { Lobby } from './lobby.js';
 import { RosterView } from './roster-view.js';
 import { ResultCard, RoundProgress, sizeText } from './round-view.js';
-import { say, sentences } from './sentences.js';
+import { say, sentencesAnyway } from './sentences.js';
 
 /** @typedef {import('./input-view.js').InputView} InputView */
 /** @typedef {import('./links.js').PeerLink} PeerLink */
@@ -153,7 +153,8 @@ export function showError(text) {
 export function fail(status, message) {
   const wasRunning = lobby.running;
   if (!lobby.go('fail')) return;
-  setStatus(say(status), 'error');
+  const words = sentencesAnyway(); // this may come before the table does
+  setStatus(words.say(status), 'error');
   showError(message);
   log(`stopped: ${message}`);
   for (const control of [ui.partyInput, ui.yourName, ui.ready, ui.unready, ui.runAgain,
@@ -168,7 +169,7 @@ export function fail(status, message) {
   stopTimer(wasRunning ? 'round.stopped_after' : null);
   renderRoster();
   showEnded({
-    status, sentences: sentences(), joined: Boolean(client()?.welcome), described: Boolean(page.session), started: !ui.resultCard.hidden,
+    status, sentences: words, joined: Boolean(client()?.welcome), described: Boolean(page.session), started: !ui.resultCard.hidden,
   });
 }
 

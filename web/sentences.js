@@ -57,8 +57,9 @@ export class Sentences {
 
 /**
  * The few sentences a page says when the table itself (GET /api/sentences) could not be
- * loaded: then nothing can be said in its words, so these are kept here in English, the
- * same words as the table's (tests/test_sentence_catalogue.py holds them to it).
+ * loaded, or before it is (the worker may fail to start first): then nothing can be said
+ * in its words, so these are kept here in English, the same words as the table's
+ * (tests/test_sentence_catalogue.py holds them to it).
  * @type {SentenceTable}
  */
 export const CANNOT_LOAD = {
@@ -67,6 +68,10 @@ export const CANNOT_LOAD = {
   'create.load_failed': '{reason} Reload the page to try again.',
   'server.unreachable': 'Could not reach the session server at {host}. Check your network connection and try again.',
   'server.answered': 'The session server answered {status} {text}; try again in a moment.',
+  // the worker failing to start before the table is there (worker-events.js)
+  'title.failed': 'Failed',
+  'worker.stopped': 'The Python worker stopped: {reason}.',
+  'worker.not_started': 'it could not be started in this browser',
 };
 
 /** @type {Sentences | null} the page's table, once loaded */
@@ -139,7 +144,12 @@ export function say(key, fields) {
  * @returns {string}
  */
 export function sayAnyway(key, fields) {
-  return (current ?? new Sentences(CANNOT_LOAD)).say(key, fields);
+  return sentencesAnyway().say(key, fields);
+}
+
+/** The page's table, or CANNOT_LOAD's while it is not loaded. @returns {Sentences} */
+export function sentencesAnyway() {
+  return current ?? new Sentences(CANNOT_LOAD);
 }
 
 /**

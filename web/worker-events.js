@@ -10,7 +10,7 @@ import {
   showActivity, stopTimer, ui, updateButtons, worker,
 } from './page.js';
 import { fingerprintOf } from './sealing.js';
-import { say } from './sentences.js';
+import { say, sayAnyway } from './sentences.js';
 
 worker.onmessage = (event) => {
   const message = event.data;
@@ -21,7 +21,8 @@ worker.onmessage = (event) => {
 
 worker.onerror = (event) => {
   event.preventDefault();
-  fail('title.failed', say('worker.stopped', { reason: event.message || say('worker.not_started') }));
+  // This may come before the page has its sentences (the worker is made as the page loads).
+  fail('title.failed', sayAnyway('worker.stopped', { reason: event.message || sayAnyway('worker.not_started') }));
 };
 
 /** @type {Record<string, (message: any) => void>} */
