@@ -339,6 +339,15 @@ SENTENCES: dict[str, str] = {
     "worker.stopped": "The Python worker stopped: {reason}.",
     "worker.not_started": "it could not be started in this browser",
     "worker.loading": "Loading Python: {step}… {percent}%",
+    "worker.step.downloading": "downloading python",
+    "worker.step.starting": "starting python",
+    "worker.step.loading": "loading mpyc",
+    "worker.step.preparing": "preparing mpyc",
+    "worker.step.ready": "ready",
+    "worker.failed.load": "Python could not be loaded in this browser: {reason}",
+    "worker.failed.run": "The program could not be run: {reason}",
+    "worker.failed.again": "The program could not be run again: {reason}",
+    "worker.failed.other": "Something went wrong in the Python worker: {reason}",
     "ended.no_result": (
         "This round stopped before it finished, so there is no result. What went wrong is "
         "said above."),

@@ -332,8 +332,9 @@ def test_the_pages_english_is_the_catalogues(name):
 # -- no module writes a sentence of its own -----------------------------------------------
 
 # Modules that are not the pages' words: the signaling core (its sentences come from the
-# table it is given; checked by tests/client_scenarios.json), the worker (its messages go
-# to the log and, as a reason, into a catalogue sentence), and the catalogue's own module.
+# table it is given; checked by tests/client_scenarios.json), the worker (it tells the page
+# keys, worker.step.* and worker.failed.*, and writes only to the log), and the catalogue's
+# own module (its CANNOT_LOAD is held to the table below).
 NOT_PAGES = {"client.js", "worker.js", "sentences.js"}
 
 # Calls whose strings are for developers: the log, the console, errors only logs see.

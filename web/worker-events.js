@@ -27,10 +27,10 @@ worker.onerror = (event) => {
 
 /** @type {Record<string, (message: any) => void>} */
 const fromWorker = {
-  progress({ percent, text }) {
+  progress({ percent, step }) {
     if (page.workerReady) return;
     ui.progress.value = percent;
-    ui.progressText.textContent = say('worker.loading', { step: text.toLowerCase(), percent });
+    ui.progressText.textContent = say('worker.loading', { step: say(`worker.step.${step}`), percent });
   },
   ready({ seconds }) {
     page.workerReady = true;
@@ -122,7 +122,9 @@ const fromWorker = {
       setStatus(page.resultCard.finished(statusCard()), 'ok');
     }
   },
-  failed({ during, message }) {
+  failed({ during, reason }) {
+    const message = say(['load', 'run', 'again'].includes(during) ? `worker.failed.${during}`
+      : 'worker.failed.other', { reason });
     if (during === 'check-input' || during === 'fingerprint') {
       log(message);
       return;
