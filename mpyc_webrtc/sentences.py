@@ -9,14 +9,27 @@ twice, the sentences drifted apart, so they live here only: Python formats them 
 sentences from both.
 
 A sentence is a template with ``{name}`` fields and nothing else (no format specs, no
-escaped braces), so the two sides cannot fill it in differently. Wording that only one
-kind of party has (the page's buttons, the terminal's progress line) stays with it.
+escaped braces), so the two sides cannot fill it in differently. Every word the pages show
+is here too (their status lines, buttons, help texts and static HTML: the keys from
+``title.*`` on), so a translation is another table and no code changes (web/README.md,
+"Words and translations"); tests/test_sentence_catalogue.py holds the pages to it. The
+terminal's own progress line stays with the native peer.
 """
 
 from __future__ import annotations
 
+import json
+import logging
 import re
+from pathlib import Path
 from typing import Any
+
+logger = logging.getLogger(__name__)
+
+#: Translations of the table: ``LANG.json`` (``fr.json``, ``pt-br.json``), each a JSON
+#: object of keys and sentences, any subset of the keys (the rest stay English).
+TRANSLATIONS = Path(__file__).with_name("translations")
+_LANGUAGE = re.compile(r"[a-z]{1,8}(-[a-z0-9]{1,8})*")
 
 _TAMPER = "Tampering detected:"
 _STOP = "Stop, and do not take part in this session."
@@ -185,6 +198,9 @@ SENTENCES: dict[str, str] = {
     "connect.timeout": "Could not connect to {who} within {seconds} s. {hint}",
     "connect.failed": "Could not connect to {who}: {reason} {hint}",
     "connect.closed_early": "the connection closed before it was ready.",
+    # the page's reasons, which it hands to Python for connect.failed
+    "connect.link_failed": "the connection failed.",
+    "connect.setup_failed": "the connection could not be set up ({reason}).",
     "connect.hint": (
         "A firewall or a strict (symmetric) NAT is in the way; the signaling server's "
         "operator can add a TURN relay (mpyc-webrtc-server --turn URL --turn-secret SECRET), "
@@ -272,6 +288,343 @@ SENTENCES: dict[str, str] = {
     "rejoin.refused": (
         "The connection to the server was lost, and the server did not let this party back "
         "into the session: {reason}"),
+    # -- the pages (web/*.js, web/*.html): every other word a page shows ------------------
+    # Composed text has a key per whole sentence; "KEY.one" / "KEY.other" are the forms for
+    # a count of 1 and any other count (sentences.js's sayCount). The lobby's static text
+    # (data-say="join.*" in web/join.html) and the create page's (create.*) are here too.
+    "page.lang": "en",
+    # what a page that stopped for good says it is (its status; web/ended-view.js)
+    "title.no_session": "No session",
+    "title.cannot_load": "Cannot load",
+    "title.incomplete_link": "Incomplete link",
+    "title.no_such_session": "No such session",
+    "title.session_closed": "Session closed",
+    "title.tampering": "Tampering detected",
+    "title.cannot_run_here": "Cannot run here",
+    "title.cannot_take_part": "Cannot take part here",
+    "title.session_full": "Session full",
+    "title.disconnected": "Disconnected",
+    "title.wrong_link": "Wrong link",
+    "title.could_not_join": "Could not join",
+    "title.server_shutting_down": "Server shutting down",
+    "title.failed": "Failed",
+    "title.cannot_load_python": "Cannot load Python",
+    # why, and the next step
+    "join.no_session": (
+        "This page needs a session link, which looks like http://HOST/join/SESSION_ID. Ask "
+        "the person who created the session for it."),
+    "join.needs_https": (
+        "This page must be opened over https:// (or on this computer, as http://127.0.0.1): "
+        "browsers allow the encryption it needs only there."),
+    "identity.no_ed25519": (
+        "This browser cannot take part: its WebCrypto lacks Ed25519 signatures, with which "
+        "every party proves who it is and checks who the others are. A current Chrome, Edge, "
+        "Firefox or Safari has them: update this browser, or open the link in another one, on "
+        "this device or another, or take part with mpyc-webrtc-peer join 'LINK'."),
+    "join.full": (
+        "This session already has all {parties} parties, so nobody else can join it. Ask the "
+        "person who created it for a new link."),
+    "places.all_joined": (
+        "All parties joined this session before you, so you cannot join it any more. Ask the "
+        "person who created it for a new link."),
+    "join.unreadable": "A signaling message could not be read: {message}.",
+    "join.closed_before_join": (
+        "The connection to the session server closed before you could join. Reload the page "
+        "to try again."),
+    "join.server_lost": "The connection to the session server was lost.",
+    "join.lost_before_start": (
+        "The connection to the session server was lost before the computation started. "
+        "Reload the page to join again."),
+    "join.could_not_start": "The page could not start: {reason}. Reload the page to try again.",
+    "worker.stopped": "The Python worker stopped: {reason}.",
+    "worker.not_started": "it could not be started in this browser",
+    "worker.loading": "Loading Python: {step}… {percent}%",
+    "worker.step.downloading": "downloading python",
+    "worker.step.starting": "starting python",
+    "worker.step.loading": "loading mpyc",
+    "worker.step.preparing": "preparing mpyc",
+    "worker.step.ready": "ready",
+    "worker.failed.load": "Python could not be loaded in this browser: {reason}",
+    "worker.failed.run": "The program could not be run: {reason}",
+    "worker.failed.again": "The program could not be run again: {reason}",
+    "worker.failed.other": "Something went wrong in the Python worker: {reason}",
+    "ended.no_result": (
+        "This round stopped before it finished, so there is no result. What went wrong is "
+        "said above."),
+    "ended.session_over": "This session is over: a new one gets a new link to send to everyone.",
+    "ended.link_used_up": (
+        "This link cannot be used any more: start a new session, or ask the person who sent "
+        "it for a new link."),
+    "ended.new_session": "To compute again, start a new session and send its link to everyone.",
+    "ended.retry": "Or reload this page to try this link again.",
+    # the lobby's status line
+    "status.joining": "Joining the session…",
+    "status.choose_place": "Choose your place",
+    "status.waiting_unsupported": (
+        "Waiting for {who} to take part from another browser (its own cannot)"),
+    "status.waiting_join.one": "Waiting for {count} more party to join",
+    "status.waiting_join.other": "Waiting for {count} more parties to join",
+    "status.everyone_here": "Everyone is here: enter your input and press \"I'm ready\"",
+    "status.waiting_ready.one": "Waiting for {count} party to press \"{button}\"",
+    "status.waiting_ready.other": "Waiting for {count} parties to press \"{button}\"",
+    "status.starting": "Everyone is ready: starting",
+    "status.connecting": "Connecting to the other parties",
+    "status.running_again": "Running again",
+    "status.computing": "Computing",
+    "status.run_again": "Run again?",
+    "status.done": "Done",
+    "status.done_headline": "Done: {headline}",
+    # buttons whose words change
+    "button.loading": "Loading Python…",
+    "button.ready": "I'm ready",
+    "button.ready_again": "I'm ready to run again",
+    # running again, and a party back after a reload
+    "again.help": (
+        "Change your input if you like and press \"I'm ready to run again\". It runs again, "
+        "over the same connections, once every party agrees."),
+    "again.left": (
+        "{who} has left, so this session cannot run again. Start a new session to compute "
+        "again."),
+    "again.server_closed": (
+        "The connection to the session server closed, so this session cannot run again. Start "
+        "a new session to compute again."),
+    "again.wish.one": "{who} wants to run again: press Run again to join",
+    "again.wish.other": "{who} want to run again: press Run again to join",
+    "list.and": "{first} and {last}",
+    "again.create_again": "Create it again with the same settings",
+    "again.create_again_help": (
+        "The same program and places, with a new link to send to the others."),
+    "closes.idle": (
+        "This session stays open while anyone is on this page; once everyone has left, it "
+        "closes after {after}."),
+    "closes.minutes": "{minutes} minutes",
+    "closes.seconds": "{seconds} seconds",
+    "closes.at": "It closes at {when} in any case.",
+    "returned.result": (
+        "Your result of round {round}, as this page showed it at {time}, before it was "
+        "reloaded."),
+    "returned.no_result": (
+        "This page was reloaded before the computation finished, so it has no result to "
+        "show. A reload during a computation ends it for every party."),
+    "returned.help": (
+        "You have your place back. To compute again with the others, enter your input and "
+        "press \"I'm ready to run again\": new connections are made when everyone agrees."),
+    "returned.none_here": "none of the others is still here",
+    "returned.all_here": "all the others are still here ({names})",
+    "returned.some_here": "{here}, {left} left",
+    "returned.still_here.one": "{names} is still here",
+    "returned.still_here.other": "{names} are still here",
+    "returned.others_left.one": "{count} other has",
+    "returned.others_left.other": "{count} others have",
+    "returned.status": "Back in the session after a reload: {who}.",
+    "returned.status_all": (
+        "Back in the session after a reload: {who}. Press \"I'm ready to run again\" to "
+        "compute again with them."),
+    # a round: its progress, its result
+    "round.connecting": "Connecting: {seconds} s",
+    "round.computing": "Computing: {seconds} s",
+    "round.traffic": ", {messages} messages ({size}) exchanged",
+    "round.rate": ", {rate} a second now",
+    "round.percent": ". About {percent}% done, judged by the last round ({messages} messages)",
+    "round.progress": "{text}.",
+    "round.finished_in": "Finished in {seconds} s{traffic}.",
+    "round.stopped_after": "Stopped after {seconds} s{traffic}.",
+    "size.bytes.one": "{count}\u00a0byte",
+    "size.bytes.other": "{count}\u00a0bytes",
+    "size.kib": "{value}\u00a0KiB",
+    "size.mib": "{value}\u00a0MiB",
+    "size.gib": "{value}\u00a0GiB",
+    "size.tib": "{value}\u00a0TiB",
+    "result.copied": "Copied.",
+    "result.not_copied": "Could not copy: select the result and copy it yourself.",
+    "result.history_round": "Round {round}: ",
+    "result.private": "Only you see this result; each party got its own.",
+    # the session: its program, the invite, the places
+    "session.own_summary": (
+        "A program written by the person who created this session. Read it below before you "
+        "take part."),
+    "session.builtin": "{title} (built-in program \"{name}\")",
+    "session.builtin_args": "{title} (built-in program \"{name}\"), with arguments {args}",
+    "session.uploaded": "{name}, an MPyC program uploaded by the session's creator",
+    "session.uploaded_args": (
+        "{name}, an MPyC program uploaded by the session's creator, with arguments {args}"),
+    "session.from_link": "(from the link)",
+    "session.checking": "(from the link; checking the code…)",
+    "session.fingerprint_differs": "✗ the code here has fingerprint {fingerprint}",
+    "session.fingerprint_matches": "✓ the code your browser will run matches the link",
+    "invite.title": "Invite the others",
+    "invite.title_full": "Invite link (every place is taken)",
+    "invite.copied": "Copied. Paste it into a message to the others.",
+    "invite.selected": "Selected: press Ctrl+C (or ⌘C) to copy it.",
+    "place.default": "Party {number}",
+    "places.taken": "Someone already took this place",
+    "places.kept_other": "Kept for another person's key",
+    "places.kept_you": "{place} (kept for you)",
+    # the roster: who is here, whose key, each pair's connection
+    "roster.party": "Party {number}",
+    "roster.party_labelled": "{label} (party {number})",
+    "roster.party_named": "{party} · {name}",
+    "roster.party_you": "{party} — you",
+    "roster.joined_so_far.one": "{count} party has joined so far, out of {parties}.",
+    "roster.joined_so_far.other": "{count} parties have joined so far, out of {parties}.",
+    "roster.round": "Round {round}.",
+    "roster.summary": (
+        "{present} of {parties} here, {ready} ready. The computation starts when everyone is "
+        "here and ready."),
+    "pair.between": "Party {a} ↔ party {b}",
+    "pair.with_path": "{state}, {path}",
+    "identity.name_claimed": "The name is what {who} states; the key is what was checked.",
+    "identity.fingerprint": "fingerprint {fingerprint}",
+    "identity.fingerprint_named": "fingerprint {fingerprint} · name as {who} states it",
+    "identity.claimed": "{who}: {identity}",
+    "identity.server_says": (
+        "the key it joined with, as the server says; checked once your computers connect"),
+    "identity.server_says_print": (
+        "fingerprint {fingerprint} · the key it joined with, as the server says; checked once "
+        "your computers connect"),
+    # the chat
+    "chat.you": "you",
+    "chat.key_verified": "The key {who}'s connection to you was verified with.",
+    "chat.key_signed": (
+        "The key {who} signed this message with (its connection to you is not verified yet)."),
+    "chat.fingerprint_verified": "{fingerprint} ✓",
+    "chat.no_key": "(no valid key)",
+    # the lobby's static text (web/join.html, data-say="...")
+    "join.page_title": "Secure computation lobby",
+    "ended.start_new": "Start a new session",
+    "join.title": "Secure computation",
+    "join.lead": (
+        "Compute a result together with the other parties. Everyone learns the result, but "
+        "not each other's inputs."),
+    "join.status_label": "Status",
+    "status.opening": "Opening the session…",
+    "join.progress_label": "Progress",
+    "join.round_progress_label": "How far the computation has got",
+    "join.copy_identity_title": (
+        "Copy your did:key, to send it to someone who keeps a place for you"),
+    "button.copy": "Copy",
+    "join.result_title": "Result",
+    "join.copy_result_title": "Copy the result, to paste it elsewhere",
+    "join.output": "What the program printed",
+    "button.run_again": "Run again",
+    "join.history": "Earlier rounds",
+    "join.invite_help": (
+        "Send them this link. Each person opens it in a browser (or runs {command})."),
+    "join.invite_link_label": "Invite link",
+    "join.qr_alt": "QR code of the invite link",
+    "join.places_title": "Which party are you?",
+    "join.places_help": "The person who created this session named the places. Pick yours.",
+    "join.me_title": "Your part",
+    "join.you_are": "You are",
+    "join.not_joined": "not joined yet",
+    "join.session": "Session",
+    "join.parties": "Parties",
+    "join.your_name": "Your name {optional}",
+    "join.optional": "(optional, shown to the others)",
+    "join.input_label": "Your private input",
+    "join.accept_no_privacy": (
+        "{box} I understand: the other parties can learn my input in this session."),
+    "button.unready": "Change my input",
+    "join.roster_title": "Parties",
+    "join.pairs_title": "Connections",
+    "join.relay_note": (
+        "Relay only: every connection goes through the server's relay, so no party learns "
+        "the others' network addresses."),
+    "join.chat_title": "Chat",
+    "join.chat_help": (
+        "Your messages go to every party here, signed with your key; the server passes them "
+        "on but cannot read them. Never write your private input here."),
+    "join.chat_label": "Chat message",
+    "join.chat_placeholder": "Write to everyone in the session",
+    "button.send": "Send",
+    "join.program_title": "The program",
+    "join.fingerprint": "Fingerprint: {fingerprint} {check}",
+    "join.fingerprint_help": (
+        "Every party sees the fingerprint of the code its own browser runs. Compare it with "
+        "the others (read it out on the phone, say): if it differs, you are not running the "
+        "same program and should not go on."),
+    "join.show_code": "Show the code",
+    "join.log": "Technical log",
+    # the create page (web/create.html, web/create.js)
+    "create.page_title": "Start a secure computation",
+    "create.title": "Compute together, keep your inputs private",
+    "create.lead": (
+        "Pick a question, say how many people take part, and share the link. Everyone "
+        "learns the answer; nobody, not even this server, sees anyone else's input. It runs "
+        "in the browser: nothing to install."),
+    "create.what_title": "1. What do you want to compute?",
+    "create.loading_library": "Loading the program library…",
+    "create.show_code": "Show the program's code",
+    "create.own_program": "Your MPyC program",
+    "create.editor_help": (
+        "Plain MPyC, as you would run it with {run}. Each party's input arrives as {input}."),
+    "create.editor_keys": (
+        "Tab indents; to leave the editor with the keyboard, press Esc, then Tab."),
+    "create.who_title": "2. Who takes part?",
+    "create.parties_count": "Number of parties",
+    "create.labels_title": "Names for the places {optional}",
+    "create.optional": "(optional)",
+    "create.labels_help": (
+        "For example \"hospital A\", \"hospital B\". People joining pick their place; "
+        "otherwise places are given out in the order people arrive."),
+    "create.pins_title": "Keep places for particular people {optional}",
+    "create.pins_help": (
+        "Paste a person's key (their did:key, shown as \"You are did:key:…\" on their lobby "
+        "page or by {command}): only that key can take the place, and everyone checks it is "
+        "the one in it."),
+    "create.my_role": "You take part as",
+    "create.relay_only": "{box} Hide our network addresses from each other",
+    "create.checking_relay": "Checking this server for a relay…",
+    "create.advanced": "Advanced: program arguments",
+    "create.args": "Arguments for the program",
+    "create.args_placeholder": "e.g. --no-log",
+    "create.args_help": (
+        "Passed to every party's program, separated by spaces. Options that decide who the "
+        "parties are (like -M or -I) are set for you."),
+    "create.no_privacy": "{box} Allow a session that keeps inputs less private than it could",
+    "create.no_privacy_help": (
+        "With 2 parties, or a threshold (-T) below MPyC's default, the parties can learn each "
+        "other's inputs. The server refuses such a session unless you allow it here, and "
+        "everyone who joins is told and must agree."),
+    "create.create": "Create the session",
+    "create.create_help": "You will get a link to send to the others, and go to the lobby.",
+    "create.group_own": "Your own",
+    "create.own_title": "Your own MPyC program",
+    "create.own_summary": "Write or paste MPyC code; every party runs exactly this code.",
+    "create.asks_nothing": "Nobody enters anything.",
+    "create.asks": "Each party enters: {what}.",
+    "create.asks_their": "their ",
+    "create.count_wrong": "The number of parties must be a whole number from {min} to {max}.",
+    "create.count_help": "{min} to {max} people or organisations, counting you.",
+    "create.label_for": "Name for party {number}",
+    "create.label_twice": (
+        "Another place is already called \"{name}\": each place needs a name of its own."),
+    "create.me": "Me",
+    "create.me_title": "Keep this place for your own key (this browser's)",
+    "create.pin_label": "Kept for the key (did:key) of {place}",
+    "create.pin_not_key": "Not a key: {reason} Paste the whole did:key the person sent you.",
+    "create.pin_twice": (
+        "This key already has party {number}'s place; a key can be kept one place only."),
+    "create.pin_not_mine": (
+        "You take part as this place, but it is kept for another key: you could not join it. "
+        "Choose another place for yourself, or clear this field."),
+    "create.pin_mine": "Kept for you (this browser's key).",
+    "create.pin_only": "Only this key can take the place.",
+    "create.creating": "Creating…",
+    "create.load_failed": "{reason} Reload the page to try again.",
+    "server.unreachable": (
+        "Could not reach the session server at {host}. Check your network connection and "
+        "try again."),
+    "server.answered": "The session server answered {status} {text}; try again in a moment.",
+    "create.relay_help": (
+        "All traffic then goes through the server's relay: slower, but no party learns where "
+        "the others are. Your inputs stay secret either way."),
+    "create.no_relay_help": (
+        "This server has no relay, so your computers connect directly and can see each "
+        "other's network addresses. Your inputs stay secret either way."),
+    "create.filled_in": (
+        "Filled in with the settings of the session that closed. Check them and press "
+        "\"Create the session\": you get a new link to send to the others."),
 }
 
 _FIELD = re.compile(r"\{(\w+)\}")
@@ -298,6 +651,42 @@ def place(pid: int | str | None, label: str = "") -> str:
             else say("place.plain", number=number))
 
 
-def document() -> dict[str, str]:
-    """The table as JSON for the page."""
-    return dict(SENTENCES)
+def translation(language: str) -> dict[str, str]:
+    """The sentences of ``TRANSLATIONS/LANG.json`` for ``language`` (``pt-BR`` looks for
+    ``pt-br.json``, then ``pt.json``); {} without one. A sentence with a field the English
+    one lacks is left out (the English stays: nobody would fill that field in), as are keys
+    the table does not have."""
+    tag = language.strip().lower().replace("_", "-")
+    if not _LANGUAGE.fullmatch(tag):
+        return {}
+    parts = tag.split("-")
+    for end in range(len(parts), 0, -1):
+        path = TRANSLATIONS / f"{'-'.join(parts[:end])}.json"
+        if path.is_file():
+            break
+    else:
+        return {}
+    try:
+        table = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        logger.warning("translation %s is unreadable: %s", path.name, exc)
+        return {}
+    if not isinstance(table, dict):
+        logger.warning("translation %s is not a JSON object", path.name)
+        return {}
+    fitting = {}
+    for key, text in table.items():
+        english = SENTENCES.get(key)
+        if english is None or not isinstance(text, str):
+            continue
+        if not set(_FIELD.findall(text)) <= set(_FIELD.findall(english)):
+            logger.warning("translation %s: %s has fields the English has not", path.name, key)
+            continue
+        fitting[key] = text
+    return fitting
+
+
+def document(language: str = "") -> dict[str, str]:
+    """The table as JSON for the page, in ``language`` where a translation has the
+    sentence, else in English."""
+    return {**SENTENCES, **translation(language)} if language else dict(SENTENCES)

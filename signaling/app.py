@@ -521,8 +521,9 @@ async def get_protocol(request: web.Request) -> web.Response:
 
 
 async def get_sentences(request: web.Request) -> web.Response:
-    """What a party tells its person (``mpyc_webrtc.sentences``), for the page to say."""
-    return web.json_response(sentences.document())
+    """What a party tells its person (``mpyc_webrtc.sentences``), for the page to say, in
+    the language it asks for (``?lang=``) where there is a translation."""
+    return web.json_response(sentences.document(request.query.get("lang", "")))
 
 
 async def get_config(request: web.Request) -> web.Response:

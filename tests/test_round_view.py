@@ -10,6 +10,8 @@ from pathlib import Path
 
 import pytest
 
+from mpyc_webrtc import sentences
+
 REPO = Path(__file__).resolve().parent.parent
 SCRIPT = REPO / "tests" / "js" / "round_view.mjs"
 
@@ -18,7 +20,8 @@ SCRIPT = REPO / "tests" / "js" / "round_view.mjs"
 def said() -> dict:
     node = shutil.which("node")
     assert node, "node is needed (./run.sh test installs it)"
-    done = subprocess.run([node, str(SCRIPT)], capture_output=True, text=True, cwd=REPO)
+    done = subprocess.run([node, str(SCRIPT)], capture_output=True, text=True, cwd=REPO,
+                          input=json.dumps(sentences.document()))
     assert done.returncode == 0, done.stderr
     return json.loads(done.stdout)
 

@@ -7,6 +7,7 @@
 // Also here: the sentence that says when an idle session would close.
 
 import { byTestId } from './common.js';
+import { say } from './sentences.js';
 
 /** Where the create page finds the settings to fill in (read once, then removed). */
 export const AGAIN_KEY = 'mpyc-webrtc-again';
@@ -50,12 +51,12 @@ export function offerAgain(settings, role = null) {
   if (!settings || document.querySelector('[data-testid="create-again"]')) return;
   const link = document.createElement('button');
   link.type = 'button';
-  link.textContent = 'Create it again with the same settings';
+  link.textContent = say('again.create_again');
   link.dataset.testid = 'create-again';
   const help = document.createElement('p');
   help.className = 'help';
   help.dataset.testid = 'create-again-help';
-  help.textContent = 'The same program and places, with a new link to send to the others.';
+  help.textContent = say('again.create_again_help');
   link.addEventListener('click', () => {
     localStorage.setItem(AGAIN_KEY, JSON.stringify({ settings, role }));
     location.assign('/?again');
@@ -93,14 +94,15 @@ export function closesSentence(closes) {
   const parts = [];
   if (closes.idle !== null) {
     const minutes = Math.round(closes.idle / 60);
-    const after = closes.idle >= 120 ? `${minutes} minutes` : `${Math.round(closes.idle)} seconds`;
-    parts.push(`This session stays open while anyone is on this page; once everyone has left, it closes after ${after}.`);
+    const after = closes.idle >= 120 ? say('closes.minutes', { minutes })
+      : say('closes.seconds', { seconds: Math.round(closes.idle) });
+    parts.push(say('closes.idle', { after }));
   }
   if (closes.at !== null) {
     const at = new Date(closes.at * 1000);
     const sameDay = at.toDateString() === new Date().toDateString();
     const time = at.toLocaleTimeString([], { hour: '2-digit', minute: '2-digit' });
-    parts.push(`It closes at ${sameDay ? time : `${at.toLocaleDateString()} ${time}`} in any case.`);
+    parts.push(say('closes.at', { when: sameDay ? time : `${at.toLocaleDateString()} ${time}` }));
   }
   return parts.join(' ');
 }

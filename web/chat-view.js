@@ -7,6 +7,7 @@
 
 import { fingerprint, publicKey } from './identity.js';
 import { placeWords } from './roster-view.js';
+import { say } from './sentences.js';
 
 /** @typedef {import('./sentences.js').Sentences} Sentences */
 /** @typedef {import('./client.js').ClientEvent} ClientEvent */
@@ -56,17 +57,16 @@ export class ChatView {
   received({ peer, text, identity, name, label, who: place, bound }) {
     const where = place ? String(place) : placeWords(this.sentences, peer, label ?? '');
     let who = where;
-    if (name) who += ` · ${name}`;
+    if (name) who = say('roster.party_named', { party: who, name });
     const key = document.createElement('span');
     key.className = 'key';
-    key.title = bound ? `The key ${where}'s connection to you was verified with.`
-      : `The key ${where} signed this message with (its connection to you is not verified yet).`;
+    key.title = say(bound ? 'chat.key_verified' : 'chat.key_signed', { who: where });
     const item = this.add(who, key, String(text));
     item.dataset.from = String(peer);
     item.dataset.bound = bound ? 'true' : 'false';
     fingerprint(publicKey(identity)).then((print) => {
-      key.textContent = `${print}${bound ? ' ✓' : ''}`;
-    }).catch(() => { key.textContent = '(no valid key)'; });
+      key.textContent = bound ? say('chat.fingerprint_verified', { fingerprint: print }) : print;
+    }).catch(() => { key.textContent = say('chat.no_key'); });
   }
 
   /**
@@ -78,7 +78,7 @@ export class ChatView {
     const key = document.createElement('span');
     key.className = 'key';
     key.textContent = fingerprintText;
-    const item = this.add('you', key, text);
+    const item = this.add(say('chat.you'), key, text);
     item.dataset.from = 'you';
     this.ui.chatInput.value = '';
     this.refused('');

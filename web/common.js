@@ -1,6 +1,8 @@
 // @ts-check
 // Small helpers shared by the pages (create.html and join.html).
 
+import { sayAnyway } from './sentences.js';
+
 /** @typedef {Error & {code?: string}} ServerError an Error from the session server, with its
  * machine-readable ``code`` if it gave one */
 
@@ -35,7 +37,7 @@ export async function fetchJson(path, options = {}) {
   try {
     response = await fetch(path, { ...options, headers: { Accept: 'application/json', ...options.headers } });
   } catch {
-    throw new Error(`Could not reach the session server at ${location.host}. Check your network connection and try again.`);
+    throw new Error(sayAnyway('server.unreachable', { host: location.host })); // for a person
   }
   let body = null;
   try {
@@ -45,7 +47,7 @@ export async function fetchJson(path, options = {}) {
   }
   if (!response.ok) {
     const error = /** @type {ServerError} */ (new Error(body?.message
-      || `The session server answered ${response.status} ${response.statusText}; try again in a moment.`));
+      || sayAnyway('server.answered', { status: response.status, text: response.statusText })));
     error.code = body?.code;
     throw error;
   }

@@ -9,6 +9,9 @@ import { byTestId as el, fetchJson, highlightPython, showCode } from './common.j
 import { addExplainer } from './explainer.js';
 import { loadOrCreate, publicKey } from './identity.js';
 import {
+  CANNOT_LOAD, fillPage, loadSentences, say, Sentences, sentences, useSentences,
+} from './sentences.js';
+import {
   joinToken, newSecret, programHash, sealDescriptor, toFragment,
 } from './sealing.js';
 
@@ -102,8 +105,8 @@ function renderLibrary() {
     if (!groups.has(program.group)) groups.set(program.group, []);
     /** @type {Choice[]} */ (groups.get(program.group)).push(program);
   }
-  groups.set('Your own', [{
-    name: OWN, title: 'Your own MPyC program', summary: 'Write or paste MPyC code; every party runs exactly this code.',
+  groups.set(say('create.group_own'), [{
+    name: OWN, title: say('create.own_title'), summary: say('create.own_summary'),
   }]);
   const parts = [];
   for (const [group, programs] of groups) {
@@ -130,8 +133,10 @@ function renderLibrary() {
       if (program.input) {
         const asks = document.createElement('span');
         asks.className = 'asks';
-        asks.textContent = program.input.kind === 'none' ? 'Nobody enters anything.'
-          : `Each party enters: ${program.input.label.replace(/^Your /, 'their ')}.`;
+        // The program's label speaks to the person entering (the server's words, "Your
+        // salary"); here it is said of each party, as the table's create.asks_their says.
+        asks.textContent = program.input.kind === 'none' ? say('create.asks_nothing')
+          : say('create.asks', { what: program.input.label.replace(/^Your /, say('create.asks_their')) });
         text.append(asks);
       }
       label.append(radio, text);
@@ -191,12 +196,12 @@ function partyCount() {
   const text = ui.count.value.trim();
   const n = Number(text);
   if (!/^\d+$/.test(text) || n < state.min || n > state.max) {
-    ui.countHelp.textContent = `The number of parties must be a whole number from ${state.min} to ${state.max}.`;
+    ui.countHelp.textContent = say('create.count_wrong', { min: state.min, max: state.max });
     ui.countHelp.classList.add('problem');
     ui.count.setAttribute('aria-invalid', 'true');
     return null;
   }
-  ui.countHelp.textContent = `${state.min} to ${state.max} people or organisations, counting you.`;
+  ui.countHelp.textContent = say('create.count_help', { min: state.min, max: state.max });
   ui.countHelp.classList.remove('problem');
   ui.count.setAttribute('aria-invalid', 'false');
   return n;
@@ -213,8 +218,8 @@ function renderPlaces() {
     input.type = 'text';
     input.maxLength = 40;
     input.dataset.testid = `label-${pid}`;
-    input.placeholder = `Party ${pid + 1}`; // people count parties from 1
-    input.setAttribute('aria-label', `Name for party ${pid + 1}`);
+    input.placeholder = say('place.default', { number: pid + 1 }); // people count parties from 1
+    input.setAttribute('aria-label', say('create.label_for', { number: pid + 1 }));
     input.value = old[pid] ?? '';
     input.setAttribute('aria-describedby', `label-help-${pid}`);
     input.addEventListener('input', () => {
@@ -253,7 +258,7 @@ function checkLabels() {
     const first = name ? seen.get(name) : undefined;
     if (name && first === undefined) seen.set(name, pid);
     const problem = first === undefined ? ''
-      : `Another place is already called "${name}": each place needs a name of its own.`;
+      : say('create.label_twice', { name });
     help.textContent = problem;
     help.hidden = !problem;
     input.setAttribute('aria-invalid', problem ? 'true' : 'false');
@@ -298,8 +303,8 @@ function renderPins(n) {
     const mine = document.createElement('button');
     mine.type = 'button';
     mine.className = 'secondary';
-    mine.textContent = 'Me';
-    mine.title = 'Keep this place for your own key (this browser\'s)';
+    mine.textContent = say('create.me');
+    mine.title = say('create.me_title');
     mine.dataset.testid = `pin-mine-${pid}`;
     mine.hidden = !state.did;
     mine.addEventListener('click', () => {
@@ -320,7 +325,9 @@ function renderPins(n) {
 function pinLabels() {
   const names = labels();
   ui.pins.querySelectorAll('label').forEach((label, pid) => {
-    label.textContent = `Kept for the key (did:key) of ${names[pid] ? `${names[pid]} (party ${pid + 1})` : `party ${pid + 1}`}`;
+    label.textContent = say('create.pin_label', {
+      place: say(names[pid] ? 'roster.party_labelled' : 'place.plain', { label: names[pid], number: pid + 1 }),
+    });
   });
 }
 
@@ -342,17 +349,17 @@ function checkPins() {
       try {
         publicKey(did);
       } catch (error) {
-        problem = `Not a key: ${/** @type {Error} */ (error).message} Paste the whole did:key the person sent you.`;
+        problem = say('create.pin_not_key', { reason: /** @type {Error} */ (error).message });
       }
-      if (!problem && seen.has(did)) problem = `This key already has party ${Number(seen.get(did)) + 1}'s place; a key can be kept one place only.`;
+      if (!problem && seen.has(did)) problem = say('create.pin_twice', { number: Number(seen.get(did)) + 1 });
       // The creator goes to the place chosen under "You take part as": kept for another
       // key, it would refuse them.
       if (!problem && state.did && did !== state.did && String(pid) === ui.role.value) {
-        problem = 'You take part as this place, but it is kept for another key: you could not join it. Choose another place for yourself, or clear this field.';
+        problem = say('create.pin_not_mine');
       }
       seen.set(did, pid);
     }
-    help.textContent = problem || (did ? (did === state.did ? 'Kept for you (this browser\'s key).' : 'Only this key can take the place.') : '');
+    help.textContent = problem || (did ? say(did === state.did ? 'create.pin_mine' : 'create.pin_only') : '');
     help.classList.toggle('problem', Boolean(problem));
     input.setAttribute('aria-invalid', problem ? 'true' : 'false');
     if (problem) fine = false;
@@ -375,7 +382,7 @@ function renderRoles() {
   const options = labels().map((label, pid) => {
     const option = document.createElement('option');
     option.value = String(pid);
-    option.textContent = label ? `${label} (party ${pid + 1})` : `Party ${pid + 1}`;
+    option.textContent = say(label ? 'roster.party_labelled' : 'roster.party', { label, number: pid + 1 });
     return option;
   });
   ui.role.replaceChildren(...options);
@@ -419,10 +426,10 @@ ui.form.addEventListener('submit', async (event) => {
   if (ui.create.disabled) return;
   showError('');
   ui.create.disabled = true;
-  ui.create.textContent = 'Creating…';
+  ui.create.textContent = say('create.creating');
   try {
     if (!globalThis.crypto?.subtle) {
-      throw new Error('This page must be opened over https:// (or on this computer, as http://127.0.0.1): browsers allow the encryption it needs only there.');
+      throw new Error(say('join.needs_https')); // shown under the button
     }
     // The secret is drawn here and only travels in the link's fragment (after #), which
     // browsers never send to the server; the server gets the hash of a token made from it.
@@ -449,20 +456,27 @@ ui.form.addEventListener('submit', async (event) => {
     location.assign(`/join/${encodeURIComponent(session.session)}?role=${role}#${toFragment(secret, hash)}`);
   } catch (error) {
     showError(/** @type {Error} */ (error).message);
-    ui.create.textContent = 'Create the session';
+    ui.create.textContent = say('create.create');
     update();
   }
 });
 
 async function init() {
   try {
+    await loadSentences(fetchJson);
+    fillPage(document); // the static text, in the table's words
+  } catch (error) {
+    useSentences(new Sentences(CANNOT_LOAD)); // nothing else can be said in its words
+    ui.list.replaceChildren();
+    showError(say('create.load_failed', { reason: /** @type {Error} */ (error).message }));
+    return;
+  }
+  try {
     const [library, protocol, config] = await Promise.all([
       fetchJson('/api/programs'), fetchJson('/api/protocol'), fetchJson('/api/config'),
     ]);
     ui.relayOnly.disabled = !config.relay;
-    ui.relayHelp.textContent = config.relay
-      ? 'All traffic then goes through the server\'s relay: slower, but no party learns where the others are. Your inputs stay secret either way.'
-      : 'This server has no relay, so your computers connect directly and can see each other\'s network addresses. Your inputs stay secret either way.';
+    ui.relayHelp.textContent = say(config.relay ? 'create.relay_help' : 'create.no_relay_help');
     state.library = library;
     state.min = protocol.parties.min;
     state.max = protocol.parties.max;
@@ -470,7 +484,7 @@ async function init() {
     ui.count.max = String(state.max);
   } catch (error) {
     ui.list.replaceChildren();
-    showError(`${/** @type {Error} */ (error).message} Reload the page to try again.`);
+    showError(say('create.load_failed', { reason: /** @type {Error} */ (error).message }));
     return;
   }
   renderLibrary();
@@ -517,7 +531,7 @@ function fillIn(settings, role) {
   note.className = 'help';
   note.dataset.testid = 'again-note';
   note.setAttribute('role', 'status');
-  note.textContent = 'Filled in with the settings of the session that closed. Check them and press "Create the session": you get a new link to send to the others.';
+  note.textContent = say('create.filled_in');
   ui.form.prepend(note);
 }
 
@@ -526,7 +540,7 @@ async function showIdentity() {
   try {
     const { identity } = await loadOrCreate();
     state.did = identity.did;
-    ui.myIdentity.textContent = `You are ${identity.did} (fingerprint ${identity.fingerprint}).`;
+    ui.myIdentity.textContent = say('identity.yours', { identity: identity.did, fingerprint: identity.fingerprint });
     ui.myIdentity.hidden = false;
     ui.pins.querySelectorAll('button').forEach((button) => { button.hidden = false; });
     checkPins();
@@ -535,6 +549,5 @@ async function showIdentity() {
   }
 }
 
-init();
 // "How does this keep my input secret?", as the lobby explains it (without it the page works).
-addExplainer(document.querySelector('header')).catch(() => {});
+init().then(() => addExplainer(document.querySelector('header'), sentences())).catch(() => {});

@@ -5,24 +5,26 @@
 
 import { byTestId } from './common.js';
 import { bringIntoView } from './round-view.js';
+/** @typedef {import('./sentences.js').Sentences} Sentences */
 
 /**
  * @typedef {object} EndedFacts
- * @property {string} status the status the page stopped with
+ * @property {string} status the key of the status the page stopped with (title.*)
+ * @property {Sentences} sentences what to say
  * @property {boolean} joined whether this page held a place (it was welcomed)
  * @property {boolean} described whether the session's description (its program) was read
  * @property {boolean} started whether a round had started here
  */
 
 /** Statuses after which this link leads nowhere: only a new session computes again. */
-const LINK_USED_UP = new Set(['Session full', 'No such session', 'Session closed', 'No session',
-  'Incomplete link', 'Server shutting down']);
+const LINK_USED_UP = new Set(['title.session_full', 'title.no_such_session', 'title.session_closed',
+  'title.no_session', 'title.incomplete_link', 'title.server_shutting_down']);
 
 /**
  * Hide what no longer applies and offer the next step.
  * @param {EndedFacts} facts
  */
-export function showEnded({ status, joined, described, started }) {
+export function showEnded({ status, sentences, joined, described, started }) {
   const hide = (/** @type {string} */ id) => {
     const element = byTestId(id);
     if (element) element.hidden = true;
@@ -38,25 +40,24 @@ export function showEnded({ status, joined, described, started }) {
   }
   if (!described) hide('program-card'); // no program was read: no fingerprint to compare
   const check = byTestId('fingerprint-check'); // a check that will not happen any more
-  if (check?.textContent?.includes('checking the code')) check.textContent = '(from the link)';
+  if (check && check.textContent === sentences.table['session.checking']) check.textContent = sentences.say('session.from_link');
   // A round that stopped before its result: say so, instead of a promise of a result.
   const result = byTestId('result');
   if (started && result.hidden) {
     const output = byTestId('output');
     if (!output.textContent) hide('output-box');
     const none = byTestId('no-result');
-    none.textContent = 'This round stopped before it finished, so there is no result. What went wrong is said above.';
+    none.textContent = sentences.say('ended.no_result');
     none.hidden = false;
   }
   const next = byTestId('next-step');
   const help = byTestId('next-step-help');
   if (LINK_USED_UP.has(status)) {
-    help.textContent = joined ? 'This session is over: a new one gets a new link to send to everyone.'
-      : 'This link cannot be used any more: start a new session, or ask the person who sent it for a new link.';
+    help.textContent = sentences.say(joined ? 'ended.session_over' : 'ended.link_used_up');
   } else if (started) {
-    help.textContent = 'To compute again, start a new session and send its link to everyone.';
+    help.textContent = sentences.say('ended.new_session');
   } else {
-    help.textContent = 'Or reload this page to try this link again.';
+    help.textContent = sentences.say('ended.retry');
   }
   next.hidden = false;
   const card = byTestId('status').closest('section');

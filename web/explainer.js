@@ -4,8 +4,7 @@
 // mpyc_webrtc/sentences.py (explain.*, served at /api/sentences) like every other sentence
 // a person reads, so a translation changes them there.
 
-import { fetchJson } from './common.js';
-import { Sentences } from './sentences.js';
+import { Sentences, sentences as loaded } from './sentences.js';
 
 /** The explainer's paragraphs, in order. */
 export const PARAGRAPHS = ['explain.mpc', 'explain.server', 'explain.fingerprint', 'explain.keys'];
@@ -34,10 +33,9 @@ export function explainer(sentences) {
 /**
  * Put the explainer at the end of ``where`` (the page's header, under its lead), once.
  * @param {Element | null} where
- * @param {Sentences | null} [sentences] the page's, or fetched here
+ * @param {Sentences | null} [sentences] the page's table (loaded, by default)
  */
 export async function addExplainer(where, sentences = null) {
   if (!where || where.querySelector('#how-secret')) return;
-  const words = sentences ?? new Sentences(await fetchJson('/api/sentences'));
-  where.append(explainer(words));
+  where.append(explainer(sentences ?? loaded()));
 }

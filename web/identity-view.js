@@ -9,19 +9,10 @@ import {
   ed25519Supported, fingerprint, Identity, loadOrCreate, meetKnown, publicKey,
 } from './identity.js';
 import { describe, log, page, renderRoster, ui } from './page.js';
+import { say } from './sentences.js';
 
 /** @typedef {import('./client.js').ClientEvent} ClientEvent */
 /** @typedef {import('./identity.js').KnownVerdict} KnownVerdict */
-
-/**
- * Why a browser without Ed25519 cannot take part: every party signs its join, its offers
- * and answers and its chat messages with its key, and checks the others'.
- */
-export const NO_ED25519 = 'This browser cannot take part: its WebCrypto lacks Ed25519 '
-  + 'signatures, with which every party proves who it is and checks who the others are. '
-  + 'A current Chrome, Edge, Firefox or Safari has them: update this browser, or open the '
-  + 'link in another one, on this device or another, or take part with '
-  + "mpyc-webrtc-peer join 'LINK'.";
 
 /**
  * This browser's identity: the one it keeps, or a new one it keeps from now on. If it
@@ -56,7 +47,7 @@ ui.copyIdentity?.addEventListener('click', async () => {
   const did = page.identity?.did;
   if (!did) return;
   const copied = await copyText(did, null);
-  ui.copyIdentityResult.textContent = copied ? 'Copied.' : '';
+  ui.copyIdentityResult.textContent = copied ? say('result.copied') : '';
 });
 
 /** @type {Map<string, Promise<KnownVerdict | null>>} the verdict on each key met in this page */

@@ -15,10 +15,10 @@ import {
 import { isolationWithheld } from './capabilities.js';
 import { ChatView } from './chat-view.js';
 import { lacksWords } from './client.js';
-import { fetchJson, plural } from './common.js';
+import { fetchJson } from './common.js';
 import { joinStatement } from './identity.js';
 import {
-  NO_ED25519, ownIdentity, showMine, verifiedIdentity,
+  ownIdentity, showMine, verifiedIdentity,
 } from './identity-view.js';
 import { PeerLink } from './links.js';
 import {
@@ -36,7 +36,9 @@ import { RosterView } from './roster-view.js';
 import {
   differingRules, joinToken, parseFragment, toBase64Url,
 } from './sealing.js';
-import { Sentences } from './sentences.js';
+import {
+  CANNOT_LOAD, fillPage, loadSentences, say, sayCount, Sentences, useSentences,
+} from './sentences.js';
 import { addExplainer } from './explainer.js';
 import { choosePlace, showSession } from './session-view.js';
 import { PageSignaling } from './signaling.js';
@@ -47,24 +49,28 @@ import { checkFingerprint, showRoundStart } from './worker-events.js';
 // -- start-up: what is this session, and load Python ------------------------------------
 
 async function init() {
+  const identityLoaded = ownIdentity(); // this browser's key, from IndexedDB (or made now)
+  let sentences;
+  try {
+    sentences = page.sentences = await loadSentences(fetchJson);
+    fillPage(document); // the static text, in the table's words
+    addExplainer(document.querySelector('header'), sentences); // "How does this keep my input secret?"
+  } catch (error) {
+    // Without the table nothing can be said in its words: CANNOT_LOAD is the English
+    // fallback for exactly this case (sentences.js).
+    page.sentences = useSentences(new Sentences(CANNOT_LOAD));
+    worker.terminate();
+    fail('title.cannot_load', describe(error));
+    return;
+  }
   const match = location.pathname.match(/\/join\/([^/]+)\/?$/);
   if (!match) {
     worker.terminate();
-    fail('No session', 'This page needs a session link, which looks like http://HOST/join/SESSION_ID. Ask the person who created the session for it.');
+    fail('title.no_session', say('join.no_session'));
     return;
   }
   const sessionId = page.sessionId = decodeURIComponent(match[1]);
   ui.sessionId.textContent = sessionId;
-  const identityLoaded = ownIdentity(); // this browser's key, from IndexedDB (or made now)
-  let sentences;
-  try {
-    sentences = page.sentences = new Sentences(await fetchJson('/api/sentences'));
-    addExplainer(document.querySelector('header'), sentences); // "How does this keep my input secret?"
-  } catch (error) {
-    worker.terminate();
-    fail('Cannot load', describe(error));
-    return;
-  }
   if (page.lacks.length) cannotTakePart(); // said at once; the page still joins to tell the others
   // The secret is read once, then leaves the address bar and the history; this tab keeps it
   // for a reload (sessionStorage: this tab only, gone when it closes).
@@ -75,7 +81,7 @@ async function init() {
     link = page.link = parseFragment(fragment, sentences);
   } catch (error) {
     worker.terminate();
-    fail('Incomplete link', describe(error));
+    fail('title.incomplete_link', describe(error));
     return;
   }
   page.fragment = fragment.replace(/^#?/, '#');
@@ -91,8 +97,8 @@ async function init() {
   } catch (error) {
     worker.terminate();
     const { code } = /** @type {any} */ (error);
-    fail(code === 'unknown_session' ? 'No such session' : code === 'session_expired' ? 'Session closed'
-      : 'Cannot load', describe(error));
+    fail(code === 'unknown_session' ? 'title.no_such_session' : code === 'session_expired' ? 'title.session_closed'
+      : 'title.cannot_load', describe(error));
     if (code === 'session_expired') offerAgain(await closedSettings(sessionId), keptPlace(sessionId));
     return;
   }
@@ -100,12 +106,12 @@ async function init() {
   const differs = differingRules(schema.sealing); // the sealing's constants are this page's own
   if (differs) {
     worker.terminate();
-    fail('Tampering detected', sentences.say('tamper.protocol', { what: differs }));
+    fail('title.tampering', sentences.say('tamper.protocol', { what: differs }));
     return;
   }
   if (!globalThis.crypto?.subtle) {
     worker.terminate();
-    fail('Cannot run here', 'This page must be opened over https:// (or on this computer, as http://127.0.0.1): browsers allow the encryption it needs only there.');
+    fail('title.cannot_run_here', say('join.needs_https'));
     return;
   }
   // Who this party is: every join, offer, answer and chat message is signed with this
@@ -116,7 +122,7 @@ async function init() {
     showMine(identity, sentences);
   } else if (!page.lacks.length) {
     worker.terminate();
-    fail('Cannot take part here', NO_ED25519);
+    fail('title.cannot_take_part', say('identity.no_ed25519'));
     return;
   }
   const { token } = await joinToken(link.secret);
@@ -140,14 +146,14 @@ async function init() {
   }
   if (assets.missing) {
     worker.terminate();
-    fail('Cannot run here', assets.missing);
+    fail('title.cannot_run_here', assets.missing);
     return;
   }
   // This tab held a place in this session (a reload): the server gives it back.
   if (joinedBefore && session.started) page.returned = true;
   if ((session.started || session.joined >= session.parties) && !joinedBefore) {
     worker.terminate();
-    fail('Session full', `This session already has all ${session.parties} parties, so nobody else can join it. Ask the person who created it for a new link.`);
+    fail('title.session_full', say('join.full', { parties: session.parties }));
     return;
   }
   if (!page.lacks.length) { // a browser that lacks something runs nothing: no results to keep
@@ -172,7 +178,7 @@ async function init() {
  */
 function cannotTakePart() {
   const sentences = /** @type {Sentences} */ (page.sentences);
-  setStatus('Cannot take part here', 'error');
+  setStatus(say('title.cannot_take_part'), 'error');
   showError(isolationWithheld(page.lacks) ? sentences.say('browser.not_isolated')
     : sentences.say('browser.unsupported', { lacks: lacksWords(page.lacks, sentences) }));
   ui.progressBox.hidden = true;
@@ -184,7 +190,7 @@ function cannotTakePart() {
 function join(role) {
   if (!lobby.go('join')) return;
   if (page.lacks.length) cannotTakePart(); // again, after choosing a place
-  else setStatus('Joining the session…');
+  else setStatus(say('status.joining'));
   page.askedRole = Number.isInteger(role) ? role : null;
   page.signaling?.join(ui.yourName.value.trim(), page.askedRole);
 }
@@ -217,7 +223,7 @@ const fromClient = {
     if (lobby.phase === 'lobby') { // joining again after a lost connection: the place is gone
       page.reconnecting = false;
       page.relay?.tell({ type: 'signaling-ended', reason: message });
-      fail('Disconnected', message);
+      fail('title.disconnected', message);
       page.signaling?.close();
       return;
     }
@@ -228,10 +234,10 @@ const fromClient = {
       choosePlace(join);
       return;
     }
-    const status = code === 'session_full' ? 'Session full'
-      : code === 'unknown_session' ? 'No such session'
-        : code === 'bad_token' ? 'Wrong link'
-        : code === 'session_expired' ? 'Session closed' : 'Could not join';
+    const status = code === 'session_full' ? 'title.session_full'
+      : code === 'unknown_session' ? 'title.no_such_session'
+        : code === 'bad_token' ? 'title.wrong_link'
+        : code === 'session_expired' ? 'title.session_closed' : 'title.could_not_join';
     fail(status, message);
     page.signaling?.close();
     if (code === 'session_expired' && page.sessionId) {
@@ -273,7 +279,7 @@ const fromClient = {
     checkFingerprint();
   },
   program_ok() {
-    ui.fingerprintCheck.textContent = '✓ the code your browser will run matches the link';
+    ui.fingerprintCheck.textContent = say('session.fingerprint_matches');
     ui.fingerprintCheck.classList.remove('problem');
     if (lobby.running) runInWorker(); // the round started while the code was being checked
   },
@@ -300,7 +306,7 @@ const fromClient = {
         if (['left', 'reconnecting'].includes(m.state)) page.departed.add(m.pid);
       }
       if (gone.length) {
-        cannotRunAgain(`${partyName(gone[0], { you: false })} has left, so this session cannot run again. Start a new session to compute again.`);
+        cannotRunAgain(say('again.left', { who: partyName(gone[0], { you: false }) }));
         for (const pid of gone) page.links.get(pid)?.close();
       } else if (back.length) {
         for (const pid of back) page.departed.delete(pid);
@@ -350,13 +356,13 @@ const fromClient = {
     log(`the server reports ${code}: ${message}`);
     if (code === 'session_expired') {
       page.relay?.tell({ type: 'signaling-ended', reason: message });
-      if (lobby.in('lobby', 'joining')) fail('Session closed', message);
+      if (lobby.in('lobby', 'joining')) fail('title.session_closed', message);
       if (!lobby.running) offerAgain(page.session?.settings, client()?.welcome?.pid ?? null);
     } else if (code === 'server_shutting_down') {
       // The client core chose the words (client.js): the session is gone before the
       // start; after it, links already open carry the computation to its end.
       page.relay?.tell({ type: 'signaling-ended', reason: message });
-      if (lobby.in('lobby', 'joining')) fail('Server shutting down', message);
+      if (lobby.in('lobby', 'joining')) fail('title.server_shutting_down', message);
       else if (!lobby.in('failed')) cannotRunAgain(message);
     } else if (code === 'party_left') {
       lobby.ready = false;
@@ -371,29 +377,29 @@ const fromClient = {
     for (const pid of page.links.keys()) {
       page.relay?.tell({ type: 'peer-failed', peer: pid, reason: message });
     }
-    fail('Tampering detected', message);
+    fail('title.tampering', message);
     page.chatView?.close(message);
     closeEverything();
   },
   unreadable({ message }) {
-    fail('Failed', `A signaling message could not be read: ${message}.`);
+    fail('title.failed', say('join.unreadable', { message }));
   },
   closed({ message }) {
     page.reconnecting = false;
     if (message && lobby.phase === 'lobby') { // it gave up reconnecting
       page.relay?.tell({ type: 'signaling-ended', reason: message });
-      fail('Disconnected', message);
+      fail('title.disconnected', message);
     } else if (lobby.phase === 'joining') {
-      fail('Could not join', 'The connection to the session server closed before you could join. Reload the page to try again.');
+      fail('title.could_not_join', say('join.closed_before_join'));
     } else if (lobby.phase === 'lobby' && page.lacks.length) {
       log('the connection to the session server closed; this page no longer holds a place');
     } else if (lobby.phase === 'lobby') {
-      page.relay?.tell({ type: 'signaling-ended', reason: 'The connection to the session server was lost.' });
-      fail('Disconnected', 'The connection to the session server was lost before the computation started. Reload the page to join again.');
+      page.relay?.tell({ type: 'signaling-ended', reason: say('join.server_lost') });
+      fail('title.disconnected', say('join.lost_before_start'));
     } else if (lobby.running) {
       log('the connection to the session server closed; the computation goes on directly between the parties');
     } else if (lobby.in('done', 'again')) {
-      cannotRunAgain(message || 'The connection to the session server closed, so this session cannot run again. Start a new session to compute again.');
+      cannotRunAgain(message || say('again.server_closed'));
     }
   },
 };
@@ -408,7 +414,7 @@ function cannotRunAgain(text) {
 
 function refreshLobbyStatus() {
   if (lobby.phase === 'done') { // who wants to run again, else the result's status
-    setStatus(RosterView.againWords(rosterFacts()) ?? page.resultCard.doneText, 'ok');
+    setStatus(RosterView.againWords(rosterFacts()) ?? (page.resultCard.doneText || say('status.done')), 'ok');
     return;
   }
   const roster = client()?.roster;
@@ -424,15 +430,17 @@ function refreshLobbyStatus() {
   // A party whose browser cannot take part holds its place: no start until it is replaced.
   const stuck = present.find((/** @type {{state: string}} */ m) => m.state === 'unsupported');
   if (stuck && lobby.phase === 'lobby') {
-    setStatus(`Waiting for ${partyName(stuck.pid, { you: false })} to take part from another browser (its own cannot)`);
+    setStatus(say('status.waiting_unsupported', { who: partyName(stuck.pid, { you: false }) }));
   } else if (missing > 0 && lobby.phase === 'lobby') {
-    setStatus(`Waiting for ${plural(missing, 'more party', 'more parties')} to join`);
+    setStatus(sayCount('status.waiting_join', missing));
   } else if (!lobby.ready) {
-    setStatus(lobby.phase === 'again' ? 'Run again?' : 'Everyone is here: enter your input and press "I\'m ready"', 'ok');
+    setStatus(say(lobby.phase === 'again' ? 'status.run_again' : 'status.everyone_here'), 'ok');
   } else if (waiting > 0) {
-    setStatus(`Waiting for ${plural(waiting, 'party', 'parties')} to press "${lobby.phase === 'again' || page.returned ? 'I\'m ready to run again' : 'I\'m ready'}"`);
+    setStatus(sayCount('status.waiting_ready', waiting, {
+      button: say(lobby.phase === 'again' || page.returned ? 'button.ready_again' : 'button.ready'),
+    }));
   } else {
-    setStatus('Everyone is ready: starting');
+    setStatus(say('status.starting'));
   }
 }
 
@@ -465,8 +473,8 @@ ui.runAgain.addEventListener('click', () => {
   if (!lobby.go('runAgain')) return;
   ui.runAgain.hidden = true;
   ui.againHelp.hidden = false;
-  ui.againHelp.textContent = 'Change your input if you like and press "I\'m ready to run again". It runs again, over the same connections, once every party agrees.';
-  setStatus('Run again?', 'ok');
+  ui.againHelp.textContent = say('again.help');
+  setStatus(say('status.run_again'), 'ok');
   updateButtons();
   ui.me.scrollIntoView({ behavior: 'smooth', block: 'center' });
 });
@@ -491,14 +499,14 @@ function showReturned() {
     ui.output.textContent = kept.output;
     ui.outputBox.open = !kept.result;
     const when = new Date(kept.at).toLocaleTimeString([], { hour: '2-digit', minute: '2-digit' });
-    ui.elapsed.textContent = `Your result of round ${kept.round}, as this page showed it at ${when}, before it was reloaded.`;
+    ui.elapsed.textContent = say('returned.result', { round: kept.round, time: when });
   } else {
     ui.result.hidden = true;
     ui.output.textContent = '';
-    ui.elapsed.textContent = 'This page was reloaded before the computation finished, so it has no result to show. A reload during a computation ends it for every party.';
+    ui.elapsed.textContent = say('returned.no_result');
   }
   ui.againHelp.hidden = false;
-  ui.againHelp.textContent = 'You have your place back. To compute again with the others, enter your input and press "I\'m ready to run again": new connections are made when everyone agrees.';
+  ui.againHelp.textContent = say('returned.help');
   updateButtons();
   refreshLobbyStatus();
 }
@@ -512,10 +520,14 @@ function returnedStatus(roster) {
   const others = roster.members.filter((m) => m.pid !== me);
   const here = others.filter((m) => !['left', 'reconnecting'].includes(m.state));
   const names = here.map((m) => partyName(m.pid, { you: false }));
-  const who = names.length === 0 ? 'none of the others is still here'
-    : here.length === roster.parties - 1 ? `all the others are still here (${names.join(', ')})`
-      : `${names.join(', ')} ${names.length === 1 ? 'is' : 'are'} still here, ${plural(roster.parties - 1 - here.length, 'other has', 'others have')} left`;
-  return `Back in the session after a reload: ${who}.${here.length === roster.parties - 1 ? ' Press "I\'m ready to run again" to compute again with them.' : ''}`;
+  const all = here.length === roster.parties - 1;
+  const who = names.length === 0 ? say('returned.none_here')
+    : all ? say('returned.all_here', { names: names.join(', ') })
+      : say('returned.some_here', {
+        here: sayCount('returned.still_here', names.length, { names: names.join(', ') }),
+        left: sayCount('returned.others_left', roster.parties - 1 - here.length),
+      });
+  return say(all ? 'returned.status_all' : 'returned.status', { who });
 }
 
 // -- a round: connect (first round only) and run the program --------------------------------
@@ -532,7 +544,7 @@ function beginRound(round) {
   ui.output.textContent = '';
   ui.outputBox.open = true;
   showError('');
-  setStatus(round === 1 || page.returned ? 'Connecting to the other parties' : 'Running again');
+  setStatus(say(round === 1 || page.returned ? 'status.connecting' : 'status.running_again'));
   showRoundStart(); // on a phone, "I'm ready" was far below: the news is up here
   startTimer();
   page.returned = false;
@@ -604,5 +616,5 @@ function linkChanged(link) {
 
 init().catch((error) => {
   console.error(error);
-  fail('Failed', `The page could not start: ${describe(error)}. Reload the page to try again.`);
+  fail('title.failed', say('join.could_not_start', { reason: describe(error) }));
 });

@@ -6,6 +6,8 @@
 // client's events (client.js: connect, remote, candidate); a PeerLink only does it, in the
 // order it is told, as mpyc_webrtc/native/links.py does with aiortc.
 
+import { say } from './sentences.js';
+
 /** The chat's data channel (wire.CHAT_CHANNEL); MPyC's is `mpyc`, id 0. */
 const CHAT_LABEL = 'chat';
 const CHAT_ID = 1;
@@ -114,7 +116,7 @@ export class PeerLink {
     };
     this.pc.onconnectionstatechange = () => {
       hooks.log(`connection to party ${peer}: ${this.pc.connectionState}`);
-      if (this.pc.connectionState === 'failed') this.giveUp('the connection failed.');
+      if (this.pc.connectionState === 'failed') this.giveUp(say('connect.link_failed'));
       if (this.pc.connectionState === 'connected') {
         pathOf(this.pc).then((path) => {
           this.path = path;
@@ -136,7 +138,7 @@ export class PeerLink {
   /** @param {() => Promise<void>} action */
   step(action) {
     this.steps = this.steps.then(action).catch((error) => {
-      this.giveUp(`the connection could not be set up (${error.message || error}).`);
+      this.giveUp(say('connect.setup_failed', { reason: error.message || error }));
     });
   }
 

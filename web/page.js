@@ -11,6 +11,7 @@ import { fingerprint, publicKey } from './identity.js';
 import { Lobby } from './lobby.js';
 import { RosterView } from './roster-view.js';
 import { ResultCard, RoundProgress, sizeText } from './round-view.js';
+import { say, sentencesAnyway } from './sentences.js';
 
 /** @typedef {import('./input-view.js').InputView} InputView */
 /** @typedef {import('./links.js').PeerLink} PeerLink */
@@ -146,13 +147,14 @@ export function showError(text) {
 
 /**
  * Stop for good with a message; the page can only be reloaded after this.
- * @param {string} status
+ * @param {string} status the key of the status (title.*)
  * @param {string} message
  */
 export function fail(status, message) {
   const wasRunning = lobby.running;
   if (!lobby.go('fail')) return;
-  setStatus(status, 'error');
+  const words = sentencesAnyway(); // this may come before the table does
+  setStatus(words.say(status), 'error');
   showError(message);
   log(`stopped: ${message}`);
   for (const control of [ui.partyInput, ui.yourName, ui.ready, ui.unready, ui.runAgain,
@@ -164,10 +166,10 @@ export function fail(status, message) {
   ui.runAgain.hidden = true;
   ui.places.hidden = true;
   ui.progressBox.hidden = true;
-  stopTimer(wasRunning ? 'Stopped after' : null);
+  stopTimer(wasRunning ? 'round.stopped_after' : null);
   renderRoster();
   showEnded({
-    status, joined: Boolean(client()?.welcome), described: Boolean(page.session), started: !ui.resultCard.hidden,
+    status, sentences: words, joined: Boolean(client()?.welcome), described: Boolean(page.session), started: !ui.resultCard.hidden,
   });
 }
 
@@ -230,13 +232,13 @@ export function startTimer() {
   showActivity();
 }
 
-/** @param {string | null} prefix */
+/** @param {string | null} prefix the key of the sentence (round.finished_in, round.stopped_after) */
 export function stopTimer(prefix) {
   clearInterval(page.timer);
   page.timer = undefined;
   if (prefix && page.roundStarted) {
     const seconds = (performance.now() - page.roundStarted) / 1000;
-    ui.elapsed.textContent = `${prefix} ${seconds.toFixed(1)} s${trafficText()}.`;
+    ui.elapsed.textContent = say(prefix, { seconds: seconds.toFixed(1), traffic: trafficText() });
   }
   byTestId('round-progress-box').hidden = true;
 }
@@ -244,7 +246,7 @@ export function stopTimer(prefix) {
 export function trafficText() {
   const t = page.traffic;
   if (!t) return '';
-  return `, ${t.messages.toLocaleString('en')} messages (${sizeText(t.bytes)}) exchanged`;
+  return say('round.traffic', { messages: t.messages.toLocaleString('en'), size: sizeText(t.bytes) });
 }
 
 export function showActivity() {
@@ -279,8 +281,8 @@ export function updateButtons() {
   const loading = !page.workerReady && !unsupported && lobby.in('lobby', 'joining');
   page.input?.setEditable(editable, { typingAllowed: loading }); // typing may start meanwhile
   ui.yourName.disabled = !editable;
-  ui.ready.textContent = loading ? 'Loading Python…'
-    : lobby.phase === 'again' || page.returned ? 'I\'m ready to run again' : 'I\'m ready';
+  ui.ready.textContent = say(loading ? 'button.loading'
+    : lobby.phase === 'again' || page.returned ? 'button.ready_again' : 'button.ready');
   ui.unready.hidden = !(lobby.ready && lobby.phase === 'lobby');
   // While a round runs and after it, the result is what matters; "Run again" brings it back.
   ui.ready.hidden = lobby.in('connecting', 'computing', 'done');

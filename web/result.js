@@ -1,6 +1,8 @@
 // @ts-check
 // A program's Result (mpyc_webrtc/programs: Result.to_json) as a headline, facts and a table.
 
+import { say } from './sentences.js';
+
 /**
  * @typedef {object} Result a program's result, as Result.to_json gives it
  * @property {string} title
@@ -32,7 +34,7 @@ export function renderResult(box, result) {
   headline.dataset.testid = 'result-headline';
   parts.push(headline);
   if (result.private) {
-    const note = cell('p', 'Only you see this result; each party got its own.');
+    const note = cell('p', say('result.private'));
     note.className = 'help';
     parts.push(note);
   }

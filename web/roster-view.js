@@ -6,7 +6,7 @@
 // peer prints them.
 
 import { memberState, stateWords } from './client.js';
-import { plural } from './common.js';
+import { say, sayCount } from './sentences.js';
 
 /** @typedef {import('./sentences.js').Sentences} Sentences */
 /** @typedef {import('./client.js').Member & {identity?: string | null}} Member */
@@ -65,9 +65,9 @@ export class RosterView {
     const label = facts.labels[pid] || '';
     const member = facts.roster?.members.find((m) => m.pid === pid);
     const name = member && member.name !== `party ${pid}` ? member.name : '';
-    let text = label ? `${label} (party ${pid + 1})` : `Party ${pid + 1}`;
-    if (name) text += ` · ${name}`;
-    if (you && pid === facts.me) text += ' — you';
+    let text = say(label ? 'roster.party_labelled' : 'roster.party', { label, number: pid + 1 });
+    if (name) text = say('roster.party_named', { party: text, name });
+    if (you && pid === facts.me) text = say('roster.party_you', { party: text });
     return text;
   }
 
@@ -97,8 +97,8 @@ export class RosterView {
       .map((m) => RosterView.shortName(facts, m.pid));
     if (!wanting.length) return null;
     const who = wanting.length === 1 ? wanting[0]
-      : `${wanting.slice(0, -1).join(', ')} and ${wanting[wanting.length - 1]}`;
-    return `${who} ${wanting.length === 1 ? 'wants' : 'want'} to run again: press Run again to join`;
+      : say('list.and', { first: wanting.slice(0, -1).join(', '), last: wanting[wanting.length - 1] });
+    return sayCount('again.wish', wanting.length, { who });
   }
 
   /**
@@ -135,10 +135,10 @@ export class RosterView {
         ? sentences.say('identity.verified', { who, name: verified.name, identity: verified.did })
         : sentences.say('identity.verified_unnamed', { who, identity: verified.did });
       const line = span('did', words);
-      if (verified.name) line.title = `The name is what ${who} states; the key is what was checked.`;
+      if (verified.name) line.title = say('identity.name_claimed', { who });
       box.append(line);
-      const note = verified.name ? `fingerprint ${verified.fingerprint} · name as ${who} states it`
-        : `fingerprint ${verified.fingerprint}`;
+      const note = say(verified.name ? 'identity.fingerprint_named' : 'identity.fingerprint',
+        { fingerprint: verified.fingerprint, who });
       box.append(span('help', note));
       if (verified.known) {
         const known = span(`known known-${verified.known.kind}`, knownWords(sentences, verified.known));
@@ -151,8 +151,8 @@ export class RosterView {
     if (typeof did !== 'string' || !did || member?.state === 'left') return null;
     box.dataset.verified = 'false';
     const print = facts.fingerprintOf(did);
-    box.append(span('did', `${who}: ${did}`),
-      span('help', `${print ? `fingerprint ${print} · ` : ''}the key it joined with, as the server says; checked once your computers connect`));
+    box.append(span('did', say('identity.claimed', { who, identity: did })),
+      span('help', print ? say('identity.server_says_print', { fingerprint: print }) : say('identity.server_says')));
     return box;
   }
 
@@ -162,12 +162,12 @@ export class RosterView {
     const { parties, roster } = facts;
     if (!parties) return;
     if (!roster) {
-      ui.rosterSummary.textContent = `${plural(facts.joinedSoFar, 'party has', 'parties have')} joined so far, out of ${parties}.`;
+      ui.rosterSummary.textContent = sayCount('roster.joined_so_far', facts.joinedSoFar, { parties });
     } else {
       const present = roster.members.filter((m) => m.state !== 'left');
       const ready = present.filter((m) => m.ready).length;
-      ui.rosterSummary.textContent = roster.started ? `Round ${roster.round}.`
-        : `${present.length} of ${parties} here, ${ready} ready. The computation starts when everyone is here and ready.`;
+      ui.rosterSummary.textContent = roster.started ? say('roster.round', { round: roster.round })
+        : say('roster.summary', { present: present.length, parties, ready });
     }
     this.onFull?.(roster ? roster.started || roster.members.filter((m) => m.state !== 'left').length >= parties
       : facts.joinedSoFar >= parties);
@@ -202,8 +202,9 @@ export class RosterView {
       const state = gone ? 'closed' : pair.state;
       item.dataset.state = state;
       if (pair.path) item.dataset.path = pair.path; // how it went, while it was open
-      const words = this.sentences.say(`pair.${state}`) + (pair.path ? `, ${pair.path}` : '');
-      item.append(span('', `Party ${pair.a + 1} ↔ party ${pair.b + 1}`), span('state', words));
+      const words = this.sentences.say(`pair.${state}`);
+      item.append(span('', say('pair.between', { a: pair.a + 1, b: pair.b + 1 })),
+        span('state', pair.path ? say('pair.with_path', { state: words, path: pair.path }) : words));
       return item;
     }));
   }

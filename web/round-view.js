@@ -6,6 +6,7 @@
 // nothing of the session: page.js, join.js and worker-events.js call it.
 
 import { copyText } from './common.js';
+import { say, sayCount } from './sentences.js';
 
 /** How many earlier rounds' results the history keeps. */
 export const HISTORY_LENGTH = 5;
@@ -18,15 +19,15 @@ export const COPIED_MS = 2500;
  * @param {number} bytes
  */
 export function sizeText(bytes) {
-  if (bytes < 1024) return `${bytes}\u00a0${bytes === 1 ? 'byte' : 'bytes'}`;
-  const units = ['KiB', 'MiB', 'GiB', 'TiB'];
+  if (bytes < 1024) return sayCount('size.bytes', bytes);
+  const units = ['size.kib', 'size.mib', 'size.gib', 'size.tib'];
   let value = bytes / 1024;
   let unit = 0;
   while (value >= 1024 && unit < units.length - 1) {
     value /= 1024;
     unit += 1;
   }
-  return `${value.toFixed(value < 10 ? 1 : 0)}\u00a0${units[unit]}`;
+  return say(units[unit], { value: value.toFixed(value < 10 ? 1 : 0) });
 }
 
 /**
@@ -37,9 +38,9 @@ export function sizeText(bytes) {
  */
 export function doneStatus(headline) {
   const text = (headline ?? '').trim();
-  if (!text) return 'Done';
+  if (!text) return say('status.done');
   const common = /^(The|Everyone|Everybody|Nobody|No|Not|You|Your|All|Each|Every|Some|Most|There|It|A|An|At)\b/;
-  return `Done: ${common.test(text) ? text[0].toLowerCase() + text.slice(1) : text}`;
+  return say('status.done_headline', { headline: common.test(text) ? text[0].toLowerCase() + text.slice(1) : text });
 }
 
 /**
@@ -84,7 +85,7 @@ export function copyButton(button, said, text) {
   button.addEventListener('click', async () => {
     const copied = await copyText(text());
     clearTimeout(clear);
-    said.textContent = copied ? 'Copied.' : 'Could not copy: select the result and copy it yourself.';
+    said.textContent = say(copied ? 'result.copied' : 'result.not_copied');
     clear = setTimeout(() => { said.textContent = ''; }, copied ? COPIED_MS : 4 * COPIED_MS);
   });
 }
@@ -102,7 +103,7 @@ export function remember(box, list, round, text) {
   item.dataset.testid = `history-${round}`;
   const label = document.createElement('span');
   label.className = 'round';
-  label.textContent = `Round ${round}: `;
+  label.textContent = say('result.history_round', { round });
   item.append(label, document.createTextNode(text.trim()));
   list.prepend(item);
   while (list.children.length > HISTORY_LENGTH) list.lastElementChild?.remove();
@@ -141,7 +142,7 @@ export class RoundProgress {
    *   now: number}} facts
    */
   show(ui, { computing, seconds, traffic, now }) {
-    const head = `${computing ? 'Computing' : 'Connecting'}: ${seconds.toFixed(1)} s`;
+    const head = say(computing ? 'round.computing' : 'round.connecting', { seconds: seconds.toFixed(1) });
     if (!traffic) {
       ui.bar.removeAttribute('value'); // a bar that moves without a measure: still at it
       ui.text.textContent = head;
@@ -152,17 +153,17 @@ export class RoundProgress {
     const first = this.samples[0];
     const span = (now - first.at) / 1000;
     const rate = span >= 0.9 ? Math.round((traffic.messages - first.messages) / span) : null;
-    let text = `${head}, ${traffic.messages.toLocaleString('en')} messages (${sizeText(traffic.bytes)}) exchanged`;
-    if (rate !== null) text += `, ${rate.toLocaleString('en')} a second now`;
+    let text = head + say('round.traffic', { messages: traffic.messages.toLocaleString('en'), size: sizeText(traffic.bytes) });
+    if (rate !== null) text += say('round.rate', { rate: rate.toLocaleString('en') });
     if (this.previous) {
       const percent = Math.min(99, Math.floor((100 * traffic.messages) / this.previous));
       ui.bar.max = 100;
       ui.bar.value = percent;
-      text += `. About ${percent}% done, judged by the last round (${this.previous.toLocaleString('en')} messages)`;
+      text += say('round.percent', { percent, messages: this.previous.toLocaleString('en') });
     } else {
       ui.bar.removeAttribute('value');
     }
-    ui.text.textContent = `${text}.`;
+    ui.text.textContent = say('round.progress', { text });
   }
 }
 
@@ -184,8 +185,8 @@ export class ResultCard {
     this.result = null;
     /** the round shown (0 before the first) */
     this.round = 0;
-    /** the status the last round ended with ("Done: ..."), to go back to */
-    this.doneText = 'Done';
+    /** the status the last round ended with ("Done: ..."), to go back to (set when one ends) */
+    this.doneText = '';
     copyButton(this.copy, this.copied, () => this.text());
   }
 

@@ -7,21 +7,21 @@ import { byTestId, copyText, fetchJson, showCode } from './common.js';
 import { InputView } from './input-view.js';
 import { describe, fail, lobby, NAME_KEY, page, renderRoster, setStatus, ui } from './page.js';
 import { fingerprintOf } from './sealing.js';
+import { say } from './sentences.js';
 import { inputChanged } from './worker-events.js';
 
 export function showSession() {
   const session = /** @type {Record<string, any>} */ (page.session);
   const { program } = session;
   ui.title.textContent = program.title;
-  ui.summary.textContent = program.builtin ? program.summary
-    : 'A program written by the person who created this session. Read it below before you take part.';
-  let text = program.builtin ? `${program.title} (built-in program "${program.name}")`
-    : `${program.name}, an MPyC program uploaded by the session's creator`;
-  if (program.args.length) text += `, with arguments ${program.args.join(' ')}`;
+  ui.summary.textContent = program.builtin ? program.summary : say('session.own_summary');
+  const args = program.args.join(' ');
+  const text = say(`session.${program.builtin ? 'builtin' : 'uploaded'}${args ? '_args' : ''}`,
+    { title: program.title, name: program.name, ...(args ? { args } : {}) });
   ui.program.textContent = text;
   ui.fingerprint.textContent = fingerprintOf(page.link?.programHash ?? '');
   // A browser that cannot take part loads no Python, so nothing checks the code here.
-  ui.fingerprintCheck.textContent = page.lacks.length ? '(from the link)' : '(from the link; checking the code…)';
+  ui.fingerprintCheck.textContent = say(page.lacks.length ? 'session.from_link' : 'session.checking');
   showCode(ui.programSource, program.source);
   ui.parties.textContent = String(session.parties);
   ui.invite.hidden = false;
@@ -48,7 +48,7 @@ export function foldInvite(full) {
   wasFull = full;
   const details = /** @type {HTMLDetailsElement} */ (byTestId('invite-details'));
   details.open = !full;
-  byTestId('invite-title').textContent = full ? 'Invite link (every place is taken)' : 'Invite the others';
+  byTestId('invite-title').textContent = say(full ? 'invite.title_full' : 'invite.title');
 }
 
 /**
@@ -64,8 +64,7 @@ function qrCode(text) {
 
 ui.copyLink.addEventListener('click', async () => {
   const copied = await copyText(ui.inviteLink.value, ui.inviteLink);
-  ui.copyResult.textContent = copied ? 'Copied. Paste it into a message to the others.'
-    : 'Selected: press Ctrl+C (or ⌘C) to copy it.';
+  ui.copyResult.textContent = say(copied ? 'invite.copied' : 'invite.selected');
 });
 
 /**
@@ -75,7 +74,7 @@ ui.copyLink.addEventListener('click', async () => {
  */
 export async function choosePlace(join) {
   lobby.go('choose');
-  setStatus('Choose your place', 'ok');
+  setStatus(say('status.choose_place'), 'ok');
   ui.places.hidden = false;
   const session = /** @type {Record<string, any>} */ (page.session);
   while (lobby.phase === 'choosing') {
@@ -87,13 +86,13 @@ export async function choosePlace(join) {
       const button = document.createElement('button');
       button.type = 'button';
       button.dataset.testid = `place-${pid}`;
-      button.textContent = label || `Party ${pid + 1}`; // people count from 1
+      button.textContent = label || say('place.default', { number: pid + 1 }); // people count from 1
       // A place kept for another key would refuse this browser: not offered.
       const kept = Boolean(pins[pid]) && pins[pid] !== mine;
       button.disabled = taken.has(pid) || kept;
-      if (taken.has(pid)) button.title = 'Someone already took this place';
-      else if (kept) button.title = 'Kept for another person\'s key';
-      else if (pins[pid]) button.textContent += ' (kept for you)';
+      if (taken.has(pid)) button.title = say('places.taken');
+      else if (kept) button.title = say('places.kept_other');
+      else if (pins[pid]) button.textContent = say('places.kept_you', { place: button.textContent });
       button.addEventListener('click', () => {
         ui.places.hidden = true;
         join(pid);
@@ -107,8 +106,8 @@ export async function choosePlace(join) {
     try {
       Object.assign(session, await fetchJson(`/api/sessions/${encodeURIComponent(page.sessionId ?? '')}`));
     } catch (error) {
-      if (/** @type {any} */ (error).code === 'unknown_session') fail('No such session', describe(error));
+      if (/** @type {any} */ (error).code === 'unknown_session') fail('title.no_such_session', describe(error));
     }
-    if (session.started) fail('Session full', 'All parties joined this session before you, so you cannot join it any more. Ask the person who created it for a new link.');
+    if (session.started) fail('title.session_full', say('places.all_joined'));
   }
 }

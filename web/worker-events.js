@@ -10,6 +10,7 @@ import {
   showActivity, stopTimer, ui, updateButtons, worker,
 } from './page.js';
 import { fingerprintOf } from './sealing.js';
+import { say, sayAnyway } from './sentences.js';
 
 worker.onmessage = (event) => {
   const message = event.data;
@@ -20,15 +21,16 @@ worker.onmessage = (event) => {
 
 worker.onerror = (event) => {
   event.preventDefault();
-  fail('Failed', `The Python worker stopped: ${event.message || 'it could not be started in this browser'}.`);
+  // This may come before the page has its sentences (the worker is made as the page loads).
+  fail('title.failed', sayAnyway('worker.stopped', { reason: event.message || sayAnyway('worker.not_started') }));
 };
 
 /** @type {Record<string, (message: any) => void>} */
 const fromWorker = {
-  progress({ percent, text }) {
+  progress({ percent, step }) {
     if (page.workerReady) return;
     ui.progress.value = percent;
-    ui.progressText.textContent = `Loading Python: ${text.toLowerCase()}… ${percent}%`;
+    ui.progressText.textContent = say('worker.loading', { step: say(`worker.step.${step}`), percent });
   },
   ready({ seconds }) {
     page.workerReady = true;
@@ -53,7 +55,7 @@ const fromWorker = {
     // Python hashed the program this party is about to run; the link says what the
     // creator chose. Nothing connects before they agree (the client sees to that).
     if (hash !== page.link?.programHash) {
-      ui.fingerprintCheck.textContent = `✗ the code here has fingerprint ${fingerprintOf(hash)}`;
+      ui.fingerprintCheck.textContent = say('session.fingerprint_differs', { fingerprint: fingerprintOf(hash) });
       ui.fingerprintCheck.classList.add('problem');
     }
     page.signaling?.programChecked(hash);
@@ -89,7 +91,7 @@ const fromWorker = {
   report({ kind, detail }) {
     if (kind === 'connected') {
       log(`data channels to all parties are open (${detail} s after the start)`);
-      if (lobby.go('connected')) setStatus('Computing');
+      if (lobby.go('connected')) setStatus(say('status.computing'));
       page.signaling?.status('connected');
       renderRoster();
     } else if (kind === 'traffic') {
@@ -105,11 +107,11 @@ const fromWorker = {
   exit({ problem }) {
     if (problem) {
       page.signaling?.status('failed', problem);
-      fail('Failed', problem);
+      fail('title.failed', problem);
       closeEverything();
     } else if (lobby.go('finished')) {
       page.signaling?.status('done');
-      stopTimer('Finished in');
+      stopTimer('round.finished_in');
       page.progress.finished(page.traffic);
       ui.runAgain.hidden = false;
       ui.runAgain.disabled = false;
@@ -120,12 +122,14 @@ const fromWorker = {
       setStatus(page.resultCard.finished(statusCard()), 'ok');
     }
   },
-  failed({ during, message }) {
+  failed({ during, reason }) {
+    const message = say(['load', 'run', 'again'].includes(during) ? `worker.failed.${during}`
+      : 'worker.failed.other', { reason });
     if (during === 'check-input' || during === 'fingerprint') {
       log(message);
       return;
     }
-    fail(during === 'load' ? 'Cannot load Python' : 'Failed', message);
+    fail(during === 'load' ? 'title.cannot_load_python' : 'title.failed', message);
     closeEverything();
   },
 };

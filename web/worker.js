@@ -49,10 +49,10 @@ let lastPercent = -1;
 /**
  * Tell the page how far loading got, and log how long the previous stage took.
  * @param {number} percent
- * @param {string} text
- * @param {string} [previous] the stage that just ended
+ * @param {string} step the stage now (the page says it: worker.step.STEP of the sentences)
+ * @param {string} [previous] the stage that just ended (for the log)
  */
-function progress(percent, text, previous) {
+function progress(percent, step, previous) {
   const now = performance.now();
   if (previous) {
     post({ type: 'log', text: `worker: ${previous} took ${((now - stageStarted) / 1000).toFixed(2)} s` });
@@ -60,7 +60,7 @@ function progress(percent, text, previous) {
   }
   if (Math.round(percent) === lastPercent && !previous) return;
   lastPercent = Math.round(percent);
-  post({ type: 'progress', percent: lastPercent, text });
+  post({ type: 'progress', percent: lastPercent, step });
 }
 
 /**
@@ -146,15 +146,15 @@ async function load({ assets, inbox }) {
   const started = performance.now();
   stageStarted = started;
   const base = new URL(assets.pyodide, self.location.origin).href;
-  progress(0, 'Downloading Python');
+  progress(0, 'downloading');
   const { loadPyodide } = /** @type {PyodideModule} */ (await import(base + 'pyodide.mjs'));
   let downloaded = false;
   const downloadDone = () => {
-    if (!downloaded) progress(70, 'Starting Python', 'downloading Pyodide');
+    if (!downloaded) progress(70, 'starting', 'downloading Pyodide');
     downloaded = true;
   };
   const stopCounting = countDownloads(base, (fraction) => {
-    if (fraction < 1) progress(fraction * 70, 'Downloading Python');
+    if (fraction < 1) progress(fraction * 70, 'downloading');
     else downloadDone();
   });
   try {
@@ -170,18 +170,18 @@ async function load({ assets, inbox }) {
       post({ type: 'log', text });
     },
   });
-  progress(85, 'Loading MPyC', 'starting Pyodide');
+  progress(85, 'loading', 'starting Pyodide');
   const archive = await fetch(new URL(assets.python, self.location.origin));
   if (!archive.ok) throw new Error(`the Python archive answered ${archive.status}`);
   const sitePackages = pyodide.runPython('import site; site.getsitepackages()[0]');
   pyodide.unpackArchive(await archive.arrayBuffer(), 'zip', { extractDir: sitePackages });
-  progress(90, 'Preparing MPyC', 'loading the Python archive');
+  progress(90, 'preparing', 'loading the Python archive');
   partyModule = pyodide.pyimport('py_worker.party');
   partyModule.prepare();
   partyModule.open_inbox(inbox, outbox, () => post({ type: 'ring-space' }));
   // Not needed (py_worker/loop.py); said for whoever compares browsers.
   post({ type: 'log', text: `worker: JSPI ${'Suspending' in WebAssembly ? 'present' : 'absent'} (not needed); cross-origin isolated: ${self.crossOriginIsolated}` });
-  progress(100, 'Ready', 'compiling MPyC');
+  progress(100, 'ready', 'compiling MPyC');
   post({ type: 'ready', seconds: (performance.now() - started) / 1000 });
 }
 
@@ -250,10 +250,6 @@ self.onmessage = (event) => {
  */
 function fail(during, error) {
   console.error(error);
-  const what = /** @type {Record<string, string | undefined>} */ ({
-    load: 'Python could not be loaded in this browser',
-    run: 'The program could not be run',
-    again: 'The program could not be run again',
-  })[during] || 'Something went wrong in the Python worker';
-  post({ type: 'failed', during, message: `${what}: ${describe(error)}` });
+  // The page says it in its words (worker.failed.* of the sentences): here only why.
+  post({ type: 'failed', during, reason: describe(error) });
 }

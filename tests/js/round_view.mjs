@@ -2,7 +2,12 @@
 // prints, as JSON, what it says of sizes, of a finished round's status, and of a running
 // round's progress (on stand-ins for the <progress> bar and the text).
 
+import { readFileSync } from 'node:fs';
 import { doneStatus, RoundProgress, sizeText } from '../../web/round-view.js';
+import { Sentences, useSentences } from '../../web/sentences.js';
+
+// The page's words: the table of mpyc_webrtc/sentences.py, given on stdin.
+useSentences(new Sentences(JSON.parse(readFileSync(0, 'utf8'))));
 
 /** A stand-in for a <progress> element: its value attribute, as the page would have it. */
 function bar() {
