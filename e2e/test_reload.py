@@ -21,7 +21,7 @@ from pathlib import Path
 import pytest
 from playwright.sync_api import expect
 
-from testbed.browser import BrowserParty, open_parties
+from testbed.browser import BrowserParty, open_parties, run_again_to
 from testbed.netns import Server, session_id, start_peer
 
 PROGRAMS = Path(__file__).parent / "programs"
@@ -91,14 +91,7 @@ def test_a_reload_after_the_result_takes_the_place_back_and_runs_again(server, n
             r"everyone agrees, over new connections to it\.$"))
         other["run-again"].click()
     one.pid = 1
-    for party, value in zip(parties, ("100", "200", "300"), strict=True):
-        party.confirm(value)
-    for party in parties:
-        try:
-            expect(party["result-headline"]).to_contain_text("600", timeout=120_000)
-        except AssertionError:
-            raise AssertionError(party.describe("did not run again")) from None
-        expect(party["status"]).to_have_text(re.compile(r"^Done: sum = 600"))
+    run_again_to(parties, ["100", "200", "300"], "600")
     expect(zero["pair-0-1"]).to_have_attribute("data-state", "ready")
 
 

@@ -121,6 +121,19 @@ class BrowserParty:
                 "\nconsole:\n" + "\n".join(self.console[-60:]))
 
 
+def run_again_to(parties: list[BrowserParty], values: list[str], total: str) -> None:
+    """Every party enters its value and says it is ready; each must end with the sum
+    ``total`` as its result ("Done: sum = TOTAL")."""
+    for party, value in zip(parties, values, strict=True):
+        party.confirm(value)
+    for party in parties:
+        try:
+            expect(party["result-headline"]).to_contain_text(total, timeout=RESULT_TIMEOUT_MS)
+        except AssertionError:
+            raise AssertionError(party.describe("did not run again")) from None
+        expect(party["status"]).to_have_text(re.compile(rf"^Done: sum = {total}"))
+
+
 def open_parties(new_page: Callable[[], Page], join_url: str, count: int) -> list[BrowserParty]:
     """``count`` tabs on the link, opened one after another (so pids follow their order)."""
     return [BrowserParty(new_page(), join_url) for _ in range(count)]

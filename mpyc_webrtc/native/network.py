@@ -44,6 +44,13 @@ class NetworkThread:
     def _run(self) -> None:
         asyncio.set_event_loop(self.loop)
         self.loop.run_forever()
+        # What is still pending (an ICE lookup, a timer's task) is cancelled and let end:
+        # a task destroyed pending is logged by asyncio, after the party's last word.
+        pending = [task for task in asyncio.all_tasks(self.loop) if not task.done()]
+        for task in pending:
+            task.cancel()
+        if pending:
+            self.loop.run_until_complete(asyncio.wait(pending, timeout=STOP_TIMEOUT))
 
     def run(self, coro: Coroutine[Any, Any, T]) -> T:
         """Run ``coro`` on the network loop; wait here for its result."""
@@ -65,7 +72,7 @@ class NetworkThread:
     def stop(self) -> None:
         if self._thread.is_alive():
             self.loop.call_soon_threadsafe(self.loop.stop)
-            self._thread.join(STOP_TIMEOUT)
+            self._thread.join(2 * STOP_TIMEOUT)
 
 
 class CrossingChannel(BufferedChannel):
