@@ -620,10 +620,10 @@ async def serve_websocket(request: web.Request, conn: Connection) -> None:
     leaving = False
     #: Whether the client's end closed the connection without a close frame (its process
     #: or page is gone), unlike a connection lost to a timeout (the network).
-    ended = timed_out = False
+    ended = False
 
     def lost_to_timeout() -> bool:
-        return timed_out or isinstance(ws.exception(), TimeoutError)  # no pong in time
+        return isinstance(ws.exception(), TimeoutError)  # no pong within the heartbeat
 
     try:
         while True:
@@ -636,7 +636,6 @@ async def serve_websocket(request: web.Request, conn: Connection) -> None:
                     metrics.frame_arrived = None
             elif frame.type == WSMsgType.ERROR:
                 log.info("%s: websocket error: %s", conn.label(), type(ws.exception()).__name__)
-                timed_out = timed_out or isinstance(ws.exception(), TimeoutError)
             elif frame.type == WSMsgType.CLOSE:
                 leaving = not conn.closing and frame.data in (WSCloseCode.OK,
                                                               WSCloseCode.GOING_AWAY)
