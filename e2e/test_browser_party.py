@@ -9,28 +9,20 @@ has its pid before it joins. Native peers run the programs these tests upload wi
 from __future__ import annotations
 
 import json
-import subprocess
 from pathlib import Path
 
 from playwright.sync_api import expect
 
 from testbed.browser import BrowserParty, fill_session, open_parties
-from testbed.netns import start_peer
+from testbed.netns import native_output, start_peer
 
 PROGRAMS = Path(__file__).parent / "programs"
-NATIVE_TIMEOUT = 120
 
 
 def run_browsers(parties: list[BrowserParty], inputs: list[str]) -> list[str]:
     for pid, (party, value) in enumerate(zip(parties, inputs, strict=True)):
         assert party.confirm(value) == pid
     return [party.wait_done().strip() for party in parties]
-
-
-def native_output(peer: subprocess.Popen) -> str:
-    out, err = peer.communicate(timeout=NATIVE_TIMEOUT)
-    assert peer.returncode == 0, f"native peer failed ({peer.returncode}):\n{err[-3000:]}"
-    return out.strip()
 
 
 def test_three_browsers_sum(server, new_page):

@@ -23,17 +23,10 @@ from mpyc_webrtc.programs import CATALOG
 from signaling.app import SECURITY_HEADERS
 from testbed import chromium, firefox
 from testbed.browser import BrowserParty
-from testbed.netns import start_peer
+from testbed.netns import native_output, start_peer
 
 PROGRAMS = Path(__file__).parent / "programs"
 REPO = Path(__file__).resolve().parent.parent
-NATIVE_TIMEOUT = 120
-
-
-def native_output(peer: subprocess.Popen) -> str:
-    out, err = peer.communicate(timeout=NATIVE_TIMEOUT)
-    assert peer.returncode == 0, f"native peer failed ({peer.returncode}):\n{err[-3000:]}"
-    return out.strip()
 
 
 def native_result(peer: subprocess.Popen) -> tuple[str, dict[str, str]]:

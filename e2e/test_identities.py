@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import os
 import re
-import subprocess
 import time
 from pathlib import Path
 
@@ -20,7 +19,7 @@ from playwright.sync_api import Page, expect
 from mpyc_webrtc import known
 from mpyc_webrtc.identity import Identity
 from testbed.browser import BrowserParty
-from testbed.netns import BIN, Namespace, StderrLines, start_peer
+from testbed.netns import BIN, Namespace, StderrLines, native_output, start_peer
 
 DID = re.compile(r"did:key:z6Mk[1-9A-HJ-NP-Za-km-z]+")
 FINGERPRINT = re.compile(r"[A-Z2-7]{4}(?:-[A-Z2-7]{4}){3}")
@@ -28,7 +27,6 @@ PHONE = {"width": 390, "height": 844}
 DESKTOP = {"width": 1280, "height": 800}
 #: An uploaded program for any number of parties: the total of their inputs.
 TOTAL = Path(__file__).parent.parent / "tests" / "programs" / "total.py"
-NATIVE_TIMEOUT = 120
 #: Set MPYC_WEBRTC_SCREENSHOTS=DIR to keep screenshots of the pages checked at a phone's size.
 SHOTS = os.environ.get("MPYC_WEBRTC_SCREENSHOTS")
 #: A chat message that would be markup if a page ever took it for HTML.
@@ -56,12 +54,6 @@ def confirm_as(party: BrowserParty, name: str, value: str, **options) -> int:
     party.wait_joined()
     party["your-name"].fill(name)
     return party.confirm(value, **options)
-
-
-def native_output(peer: subprocess.Popen) -> str:
-    out, _ = peer.communicate(timeout=NATIVE_TIMEOUT)
-    assert peer.returncode == 0, f"native peer failed ({peer.returncode})"
-    return out.strip()
 
 
 def fits_a_phone(page: Page, name: str) -> None:

@@ -14,18 +14,16 @@ page and the server: ``route_web_socket``), with a close code that is neither "n
 from __future__ import annotations
 
 import re
-import subprocess
 from pathlib import Path
 
 from playwright.sync_api import Page, WebSocketRoute, expect
 
 from testbed.browser import BrowserParty, open_parties, run_again_to
-from testbed.netns import start_peer
+from testbed.netns import native_output, start_peer
 
 BUSY = Path(__file__).resolve().parent.parent / "tests" / "programs" / "busy.py"
 #: A close code of the application's own range: not 1000 (normal) or 1001 (going away).
 LOST = 4000
-NATIVE_TIMEOUT = 120
 
 
 class Sockets:
@@ -42,12 +40,6 @@ class Sockets:
     def cut(self) -> None:
         """Drop the newest one, as a lost network would."""
         self.routes[-1].close(code=LOST, reason="lost")
-
-
-def native_output(peer: subprocess.Popen) -> str:
-    out, err = peer.communicate(timeout=NATIVE_TIMEOUT)
-    assert peer.returncode == 0, f"native peer failed ({peer.returncode}):\n{err[-3000:]}"
-    return out.strip()
 
 
 def test_a_page_that_loses_the_server_during_a_round_comes_back_and_the_round_goes_on(

@@ -232,6 +232,17 @@ def start_peer(ns: Namespace, join_url: str, *args: str) -> subprocess.Popen:
                      *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
+#: How long a native peer started by a test may take to finish.
+NATIVE_TIMEOUT = 120
+
+
+def native_output(peer: subprocess.Popen) -> str:
+    """What a ``start_peer`` process printed, once it ended; it must have ended well."""
+    out, err = peer.communicate(timeout=NATIVE_TIMEOUT)
+    assert peer.returncode == 0, f"native peer failed ({peer.returncode}):\n{err[-3000:]}"
+    return out.strip()
+
+
 class StderrLines:
     """A process's stderr, read line by line as it comes (a thread reads it)."""
 
