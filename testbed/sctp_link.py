@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import random
 import struct
 from collections.abc import AsyncIterator, Callable
@@ -98,6 +99,8 @@ class Side:
     channel: Any = None
     #: Drops a received SCTP packet when it returns True (packet, its chunks).
     drop: Callable[[bytes, list[Chunk]], bool] | None = None
+    #: The same while the association is being set up (INIT, INIT ACK, COOKIE ...).
+    drop_setup: Callable[[bytes, list[Chunk]], bool] | None = None
     log: list[Received] = field(default_factory=list)
 
 
@@ -147,8 +150,9 @@ def _watch(side: Side) -> None:
 
     async def watched(data: bytes) -> None:
         found = chunks(data)
-        dropped = bool(side.drop is not None and sctp._association_state
-                       is RTCSctpTransport.State.ESTABLISHED and side.drop(data, found))
+        up = sctp._association_state is RTCSctpTransport.State.ESTABLISHED
+        drop = side.drop if up else side.drop_setup
+        dropped = bool(drop is not None and drop(data, found))
         side.log.append(Received(loop.time(), found, dropped))
         if not dropped:
             await handle(data)
@@ -160,10 +164,13 @@ def _watch(side: Side) -> None:
 async def sctp_pair(sctp_class: type = RTCSctpTransport, *,
                     sctp_class_b: type | None = None,
                     dtls_class: type = RTCDtlsTransport, link: Link | None = None,
-                    ordered: bool = True) -> AsyncIterator[tuple[Side, Side, Link]]:
+                    ordered: bool = True,
+                    drop_setup: Callable[[str, bytes, list[Chunk]], bool] | None = None,
+                    ) -> AsyncIterator[tuple[Side, Side, Link]]:
     """An established association between a (DTLS client) and b, each with an open
     negotiated data channel (id 0, reliable, ``ordered`` or not); ``link`` becomes lossy
-    once they are up."""
+    once they are up. Both start the association (RFC 8841 9.3); ``drop_setup`` drops
+    what reaches a side ("a" or "b") before then (``Side.drop_setup``)."""
     link = link or Link()
     a_to_b: asyncio.Queue[bytes | None] = asyncio.Queue()
     b_to_a: asyncio.Queue[bytes | None] = asyncio.Queue()
@@ -176,6 +183,9 @@ async def sctp_pair(sctp_class: type = RTCSctpTransport, *,
             dtls_b.start(dtls_a.getLocalParameters()),
             dtls_a.start(dtls_b.getLocalParameters())), 10)
         a, b = Side(sctp_class(dtls_a)), Side((sctp_class_b or sctp_class)(dtls_b))
+        if drop_setup is not None:
+            a.drop_setup = functools.partial(drop_setup, "a")
+            b.drop_setup = functools.partial(drop_setup, "b")
         for side in (a, b):
             _watch(side)
             side.channel = RTCDataChannel(side.sctp, RTCDataChannelParameters(

@@ -291,6 +291,37 @@ async def test_the_rto_doubles_on_consecutive_t3_expiries_and_comes_back_on_an_a
         assert a.sctp._cwnd == USERDATA_MAX_LENGTH
 
 
+# -- setting up the association --------------------------------------------------------
+
+#: INIT ACK's chunk type (RFC 9260 3.3.3).
+INIT_ACK = 2
+
+
+@pytest.mark.parametrize("combination", ["alone", "with every patch"])
+async def test_the_association_comes_up_when_both_init_acks_are_lost(combination,
+                                                                      monkeypatch):
+    """Both ends send INIT (RFC 8841 9.3) and answer the other's with an INIT ACK. When
+    both INIT ACKs are lost, only INITs sent again can help; aiortc sent them with the
+    peer's verification tag (learnt from its INIT) instead of 0 (RFC 9260 8.5.1), the peer
+    dropped every one, and the association never came up. (RTO.initial scaled down from
+    1 s to 20 ms: aiortc gives up after 9 INITs.)"""
+    monkeypatch.setattr(sctp_recovery, "RTO_INITIAL", RTO_INITIAL / 50)
+    lost: set[str] = set()
+
+    def first_init_ack(side: str, packet: bytes, found: list[Chunk]) -> bool:
+        if side not in lost and any(kind == INIT_ACK for kind, _, _ in found):
+            lost.add(side)
+            return True
+        return False
+
+    async with sctp_pair(sctp_class(COMBINATIONS[combination]),
+                         drop_setup=first_init_ack) as (a, b, _):
+        got = inbox(a)
+        b.channel.send(b"up")
+        await until(lambda: got == [b"up"])
+    assert lost == {"a", "b"}
+
+
 # -- everything arrives exactly once, in order ---------------------------------------
 
 

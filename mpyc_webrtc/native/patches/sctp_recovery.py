@@ -44,6 +44,12 @@ lost tail in about two RTTs (a probe) and a loss followed by other data in about
   duplicate), then min RTT / 4 (RFC 8985 6.2), with a timer for chunks whose window
   is still open.
 
+- **INIT sent again** (RFC 9260 8.5.1): always with the verification tag 0. Both ends
+  start the association (RFC 8841 9.3); aiortc sent its INIT again with the peer's tag
+  once it had answered the peer's INIT, the peer dropped it as misaddressed, and when
+  both INIT ACKs were lost neither end could ever finish (``tests/test_sctp_recovery.py``
+  shows it; in the simulated internet at 15 % loss it stopped sessions from starting).
+
 aiortc's own three-strike rule stays in place underneath (it can only add
 retransmissions the window has not yet allowed). The probe and the RACK window share one
 event-loop timer (T3 keeps its own), re-armed only when it would fire too late, as
@@ -77,8 +83,10 @@ from aiortc.rtcsctptransport import (
     SCTP_TSN_MODULO,
     USERDATA_MAX_LENGTH,
     DataChunk,
+    InitChunk,
     RTCSctpTransport,
     SackChunk,
+    serialize_packet,
 )
 from aiortc.utils import uint32_gt, uint32_gte
 
@@ -223,6 +231,15 @@ class LossRecoverySctpTransport(RTCSctpTransport):
     # -- sending ------------------------------------------------------------------------
 
     async def _send_chunk(self, chunk: Any) -> None:
+        if isinstance(chunk, InitChunk):
+            # RFC 9260 8.5.1: a packet with INIT carries the verification tag 0. aiortc
+            # sends it with the peer's tag once it took the peer's INIT (both ends start
+            # the association, RFC 8841 9.3), and the peer drops it: after both INIT ACKs
+            # were lost, no INIT got through any more, and the association never came up.
+            self._RTCSctpTransport__log_debug("> %s", chunk)
+            await self._RTCSctpTransport__transport._send_data(serialize_packet(
+                self._local_port, self._remote_port, 0, chunk))
+            return
         if isinstance(chunk, DataChunk):
             if chunk._sent_count > 1:  # a retransmission: RACK goes by its time
                 chunk._mw_resent = time.time()
