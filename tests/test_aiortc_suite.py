@@ -96,8 +96,8 @@ DELIBERATE = {
 CONFIGURATIONS = {
     "all": set(),
     "all but sctp_recovery": {"sctp_recovery"},
-    "sctp_recovery alone": {"sctp_tuning", "ice_tuning", "dtls_tuning", "sctp_fastpath",
-                            "dispatch_tuning"},
+    "sctp_recovery alone": {"sctp_tuning", "ice_tuning", "dtls_recovery", "dtls_tuning",
+                            "sctp_fastpath", "dispatch_tuning"},
 }
 
 

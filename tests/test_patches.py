@@ -27,6 +27,7 @@ from aiortc.rtcsctptransport import RTCSctpTransport
 from mpyc_webrtc.native import patches
 from mpyc_webrtc.native.patches import (
     dispatch_tuning,
+    dtls_recovery,
     dtls_tuning,
     ice_tuning,
     sctp_fastpath,
@@ -43,7 +44,8 @@ EXPECTED_MRO = {
                          sctp_tuning.DelayedSackSctpTransport,
                          sctp_fastpath.ShortPathSctpTransport,
                          dispatch_tuning.EagerFlushSctpTransport],
-    "RTCDtlsTransport": [dtls_tuning.CheaperRecordsDtlsTransport,
+    "RTCDtlsTransport": [dtls_recovery.LastFlightDtlsTransport,
+                         dtls_tuning.CheaperRecordsDtlsTransport,
                          dispatch_tuning.DirectDtlsTransport],
     "Connection": [ice_tuning.RelayGraceConnection, dispatch_tuning.DirectReceiveConnection],
     "StunProtocol": [stun_demux.DemuxStunProtocol],
@@ -145,11 +147,11 @@ def test_version_mismatch_reads_versions_as_patterns():
 
 
 @pytest.mark.parametrize("distribution, version, left_off", [
-    ("aiortc", "1.17.0", {"sctp_recovery", "sctp_tuning", "dtls_tuning", "sctp_fastpath",
-                          "dispatch_tuning"}),
+    ("aiortc", "1.17.0", {"sctp_recovery", "sctp_tuning", "dtls_recovery", "dtls_tuning",
+                          "sctp_fastpath", "dispatch_tuning"}),
     ("aioice", "0.14.0", {"ice_tuning", "sctp_fastpath", "dispatch_tuning"}),
     ("pyee", "14.0.0", {"sctp_fastpath"}),
-    ("pyOpenSSL", "27.0.0", {"dtls_tuning"}),
+    ("pyOpenSSL", "27.0.0", {"dtls_recovery", "dtls_tuning"}),
 ])
 def test_on_other_versions_a_patch_warns_and_steps_aside(distribution, version, left_off):
     # A fresh interpreter that sees another version of one distribution.

@@ -9,6 +9,8 @@ should not do (see its docstring and ``docs/architecture.md``, "Packet path"):
   RFC 8985; RFC 6298);
 - ``sctp_tuning``: delayed SACKs, bundled with DATA (RFC 4960 6.2);
 - ``ice_tuning``: relay pairs wait for direct pairs, bounded gathering (RFC 8445 8.1.1);
+- ``dtls_recovery``: the DTLS server's last handshake flight sent again until the
+  peer's packets show it arrived (RFC 6347 leaves it to the client's doubling timer);
 - ``dtls_tuning``: DTLS output flushed only when there is some; synchronous records;
 - ``sctp_fastpath``: a short path for steady DATA/SACK packets;
 - ``dispatch_tuning``: STUN/DTLS told apart by the first byte (RFC 7983, ``stun_demux``),
@@ -28,8 +30,8 @@ A patch is active only on the versions of aiortc, aioice, pyOpenSSL and pyee it 
 written for (``PATCHES``; ``requirements.lock`` pins them): on any other it logs a
 warning and steps aside, and aiortc runs as released. ``MPYC_WEBRTC_<NAME>=0`` in the
 environment leaves one out, for comparison: ``MPYC_WEBRTC_SCTP_RECOVERY``,
-``MPYC_WEBRTC_SCTP_TUNING``,
-``MPYC_WEBRTC_ICE_TUNING``, ``MPYC_WEBRTC_DTLS_TUNING``, ``MPYC_WEBRTC_SCTP_FASTPATH``,
+``MPYC_WEBRTC_SCTP_TUNING``, ``MPYC_WEBRTC_ICE_TUNING``, ``MPYC_WEBRTC_DTLS_RECOVERY``,
+``MPYC_WEBRTC_DTLS_TUNING``, ``MPYC_WEBRTC_SCTP_FASTPATH``,
 ``MPYC_WEBRTC_DISPATCH_TUNING``. ``install()`` reports which are active.
 """
 
@@ -88,6 +90,8 @@ PATCHES: tuple[Patch, ...] = (
           {"RTCSctpTransport": "sctp_tuning:DelayedSackSctpTransport"}),
     Patch("ice_tuning", {"aioice": "0.13.0"},
           {"Connection": "ice_tuning:RelayGraceConnection"}, setup="ice_tuning:install"),
+    Patch("dtls_recovery", {"aiortc": "1.16.0", "pyOpenSSL": "26.*"},
+          {"RTCDtlsTransport": "dtls_recovery:LastFlightDtlsTransport"}),
     Patch("dtls_tuning", {"aiortc": "1.16.0", "pyOpenSSL": "26.*"},
           {"RTCDtlsTransport": "dtls_tuning:CheaperRecordsDtlsTransport"}),
     Patch("sctp_fastpath", {"aiortc": "1.16.0", "aioice": "0.13.0", "pyee": "13.*"},
