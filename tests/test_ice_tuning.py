@@ -1,5 +1,7 @@
 """ice_tuning's bounded gathering: an address whose STUN query is never answered (a VPN
-or container interface) must not hold up the offer once another address got its answer."""
+or container interface) must not hold up the offer once another address got its answer.
+And its triggered checks: the peer's check on a pair whose own check is in progress sends
+that check again at once."""
 
 from __future__ import annotations
 
@@ -7,6 +9,9 @@ import asyncio
 from types import SimpleNamespace
 
 import pytest
+from aioice import stun
+from aioice.candidate import Candidate
+from aioice.ice import CandidatePair, Connection, StunProtocol
 
 from mpyc_webrtc.native.patches import ice_tuning
 
@@ -106,6 +111,69 @@ async def test_other_agents_queries_go_through_unchanged(grace):
     plain = object()
     fast, slow = (wrapped(protocol_of(plain, host), ("stun", 3478)) for host in ("fast", "slow"))
     assert await asyncio.gather(fast, slow) == ["srflx of fast", "srflx of slow"]
+
+
+# -- a triggered check for a pair in progress (RFC 8445 7.3.1.4) ---------------------------
+
+
+class Wire:
+    """A datagram transport that keeps what is sent (no socket: nothing leaves)."""
+
+    def __init__(self) -> None:
+        self.sent: list[tuple[bytes, tuple[str, int]]] = []
+
+    def sendto(self, data: bytes, addr: tuple[str, int]) -> None:
+        self.sent.append((data, addr))
+
+    def close(self) -> None:
+        pass
+
+
+@pytest.mark.parametrize("connection_class", [ice_tuning.RelayGraceConnection, Connection],
+                         ids=["patched", "aioice"])
+async def test_a_nomination_for_a_pair_in_progress_sends_its_check_again_at_once(
+        connection_class):
+    """The controlled agent's own check of a pair went out (and was lost); the peer's
+    check of that pair arrives, asking to use it. The lost request goes again now, not
+    when its timer says (0.5 s, then doubling)."""
+    agent = connection_class(ice_controlling=False, components=1)
+    agent.remote_username, agent.remote_password = "peer", "peer-password-0123456789"
+    local = Candidate(foundation="1", component=1, transport="udp", priority=1,
+                      host="192.0.2.1", port=4000, type="host")
+    remote = Candidate(foundation="2", component=1, transport="udp", priority=1,
+                       host="198.51.100.7", port=5000, type="srflx")
+    protocol = StunProtocol(agent)
+    protocol.local_candidate = local
+    wire = Wire()
+    protocol.connection_made(wire)  # type: ignore[arg-type]
+    agent._remote_candidates.append(remote)
+    pair = CandidatePair(protocol, remote)
+    agent._check_list.append(pair)
+    agent.check_state(pair, CandidatePair.State.IN_PROGRESS)
+    key = agent.remote_password.encode()
+    checking = asyncio.ensure_future(
+        protocol.request(agent.build_request(pair, nominate=False), pair.remote_addr,
+                         integrity_key=key))
+    await asyncio.sleep(0)
+    assert len(wire.sent) == 1  # the first request, lost on the way
+
+    nominating = stun.Message(message_method=stun.Method.BINDING,
+                              message_class=stun.Class.REQUEST)
+    nominating.attributes.update({"USERNAME": f"{agent.local_username}:peer",
+                                  "PRIORITY": 1, "ICE-CONTROLLING": 1,
+                                  "USE-CANDIDATE": None})
+    agent.check_incoming(nominating, pair.remote_addr, protocol)
+    try:
+        again = [data for data, addr in wire.sent[1:] if addr == pair.remote_addr
+                 and stun.parse_message(data).message_class == stun.Class.REQUEST]
+        if connection_class is Connection:
+            assert again == []  # aioice: only the timer sends it again
+        else:
+            assert again == [wire.sent[0][0]]  # the same request, at once
+        assert pair.remote_nominated
+    finally:
+        checking.cancel()
+        await asyncio.gather(checking, return_exceptions=True)
 
 
 def test_installed_on_aioice():

@@ -8,7 +8,8 @@ should not do (see its docstring and ``docs/architecture.md``, "Packet path"):
   50 ms floor, a tail-loss probe and fast retransmit on the first gap report (RACK-TLP,
   RFC 8985; RFC 6298);
 - ``sctp_tuning``: delayed SACKs, bundled with DATA (RFC 4960 6.2);
-- ``ice_tuning``: relay pairs wait for direct pairs, bounded gathering (RFC 8445 8.1.1);
+- ``ice_tuning``: relay pairs wait for direct pairs, bounded gathering (RFC 8445 8.1.1),
+  a check in progress sent again when the peer's arrives (7.3.1.4);
 - ``dtls_recovery``: the DTLS server's last handshake flight sent again until the
   peer's packets show it arrived (RFC 6347 leaves it to the client's doubling timer);
 - ``dtls_tuning``: DTLS output flushed only when there is some; synchronous records;

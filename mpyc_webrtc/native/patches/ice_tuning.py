@@ -15,6 +15,10 @@ component is still being checked, and nominates the relay pair only if none succ
 (RFC 8445's regular nomination, section 8.1.1). Pairs without a relay candidate, the
 controlled agent and relay-only connections are unchanged.
 
+A check from the peer on a pair whose own check is still in progress sends that check
+again at once (RFC 8445 7.3.1.4); aioice left it to the check's doubling timer, so a
+controlled agent that had learnt the peer's nomination could wait 8 or 16 s for it.
+
 Gathering does not wait for addresses that cannot reach the STUN server. aiortc sends
 its offer or answer only once every candidate is gathered, and aioice waits up to 5 s
 for a server-reflexive candidate per local address: a VPN or container interface whose
@@ -66,10 +70,25 @@ def _direct_pending(connection: Connection, component: int) -> bool:
 
 class RelayGraceConnection(Connection):
     """aioice's ICE connection, giving direct pairs ``RELAY_GRACE`` seconds over relay
-    pairs, and ``GATHER_GRACE`` for STUN answers once one address got its own."""
+    pairs, ``GATHER_GRACE`` for STUN answers once one address got its own, and a check
+    in progress sent again when the peer's check for its pair arrives."""
 
     #: Its server-reflexive queries are bounded (see ``bounded_server_reflexive``).
     bounded_gathering = True
+
+    def check_incoming(self, message: stun.Message, addr: tuple[str, int],
+                       protocol: Any) -> None:
+        super().check_incoming(message, addr, protocol)
+        # RFC 8445 7.3.1.4: a check from the peer on a pair whose own check is still in
+        # progress makes that check go again at once. aioice leaves it to the check's
+        # timer, which doubles (0.5, 1, 2, 4, 8 s): when the first requests were lost
+        # (or dropped by a TURN server that had no permission for them yet), the
+        # controlled agent learnt the peer's nomination of that pair but waited many
+        # seconds, and on lossy links longer than a party waits for its links.
+        for pair in self._check_list:
+            if pair.protocol is protocol and pair.remote_addr == addr \
+                    and pair.state is CandidatePair.State.IN_PROGRESS:
+                retransmit_now(protocol, addr)
 
     async def check_start(self, pair: CandidatePair) -> None:
         if not (self.ice_controlling and not self.remote_is_lite and is_relay_pair(pair)):
@@ -127,6 +146,15 @@ class RelayGraceConnection(Connection):
             pair.nominated = True
         self.check_state(pair, CandidatePair.State.SUCCEEDED)
         self.check_complete(pair)
+
+
+def retransmit_now(protocol: Any, addr: tuple[str, int]) -> None:
+    """Send the requests ``protocol`` still waits for an answer from ``addr`` to once more,
+    now (their transactions' timers run on unchanged)."""
+    for transaction in list(protocol.transactions.values()):
+        if transaction._Transaction__addr == addr \
+                and not transaction._Transaction__future.done():
+            protocol.send_stun(transaction._Transaction__request, addr)
 
 
 class _Gathering:
