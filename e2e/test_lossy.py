@@ -23,7 +23,7 @@ import time
 import pytest
 
 from e2e import test_internet as scenarios
-from e2e.test_internet import ERROR, ROUNDS, Session, expected_total, report
+from e2e.test_internet import ERROR, ROUNDS, Session, all_succeed, expected_total, report
 
 # The simulated-internet scenarios' fixtures, shared: a torn-down-after Internet factory
 # and Chromium started inside a party's namespace.
@@ -60,9 +60,7 @@ def test_mpc_under_loss_and_reordering_is_correct(internet, chromium_in, with_br
     if not with_browser:
         inputs = [3, 4, 5]
         peers = session.run_rounds(inputs, ROUNDS_LOSSY, join_args=CONNECT)
-        # Every party's words on a failure: the one that failed first may not be the first.
-        codes = [peer.finish(timeout=180) for peer in peers]
-        assert codes == [0, 0, 0], "\n=====\n".join(peer.text() for peer in peers)
+        all_succeed(peers, timeout=180)
         for peer in peers:
             assert f"total: {expected_total(inputs, ROUNDS_LOSSY)}\n" in peer.out, peer.text()
         mesh = max(p.mesh_seconds() for p in peers)
