@@ -44,6 +44,10 @@ log = logging.getLogger(__name__)
 
 #: How long closing a peer connection may take.
 CLOSE_TIMEOUT = 3.0
+#: How long a link whose party left after offer and answer were exchanged still waits
+#: for its own time-out (which says better why, when the party left because it could not
+#: reach this one either: both time-outs started together, so that one is due about now).
+LEFT_GRACE = 3.0
 #: The channel's agreed id: both sides create it with ``negotiated`` (browsers too).
 CHANNEL_ID = 0
 CHANNEL_LABEL = "mpyc"
@@ -357,10 +361,16 @@ class AiortcFactory:
                                         relay_only=self.relay_only, ordered=self.ordered)
         elif kind == "peer_left":
             # Whoever still waits for its offer or answer need not wait longer. Once they
-            # were exchanged, the link's own time-out says better why it never opened
-            # (the party may have left because it could not reach this one either).
-            if link is not None and not link.remote_set:
-                link.fail(PeerError(event["message"]))
+            # were exchanged, the party may have left because it could not reach this one
+            # either: the link's own time-out, due about now, says that better. If it does
+            # not come within LEFT_GRACE, the party left for another reason (it stopped,
+            # crashed or was closed), and that is said rather than waited out.
+            if link is not None:
+                left = PeerError(event["message"])
+                if not link.remote_set:
+                    link.fail(left)
+                else:
+                    asyncio.get_event_loop().call_later(LEFT_GRACE, link.fail, left)
             if self.on_peer_left is not None:
                 self.on_peer_left(peer)
         elif kind == "peer_away":
