@@ -73,7 +73,9 @@ class Registry:
       open sessions created from one client address (``too_many_sessions``); a session
       counts until it expires;
     - ``resume_grace``: a party that joined with a ``resume`` secret and whose connection
-      closed before the start keeps its place this long (``reconnecting``);
+      closed before the start keeps its place this long (``reconnecting``); a started
+      session that every party has left stays open this long too, for a page that reloads
+      (or a party that lost its connection) while the others leave;
     - ``idle_timeout``: a session nobody touched for this long closes, counted only while
       no party is connected (an open connection, in the lobby or running, is activity);
       ``max_age``: every session closes at this age. A closed session is remembered
@@ -328,15 +330,17 @@ class Registry:
 
     def due(self) -> list[tuple[Session, str]]:
         """Sessions to close now, each with why: ``too old``, ``over`` (started, and
-        every party left) or ``idle`` (no party connected, and nothing happened for
-        ``idle_timeout``: a party waiting in the lobby keeps it open)."""
+        every party left ``resume_grace`` ago or longer: a reloaded page finds its place
+        still there, and the others gone) or ``idle`` (no party connected, and nothing
+        happened for ``idle_timeout``: a party waiting in the lobby keeps it open)."""
         now = self.clock()
         found = []
         for session in list(self.sessions.values()):
             connected = bool(session.connected_members())
             if now - session.created > self.max_age:
                 found.append((session, "too old"))
-            elif session.started and not connected:
+            elif session.started and not connected \
+                    and now - session.last_activity >= self.resume_grace:
                 found.append((session, "over"))
             elif now - session.last_activity > self.idle_timeout and not connected:
                 found.append((session, "idle"))

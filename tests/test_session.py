@@ -1087,18 +1087,39 @@ def test_started_session_with_connected_members_does_not_expire_when_idle(regist
     assert [m["type"] for m in parties[0].take()] == ["roster"]
 
 
-def test_started_session_whose_members_all_left_is_removed(registry, clock):
+def test_started_session_whose_members_all_left_is_removed_after_the_grace(registry, clock):
     session = registry.create({**AUTH, "parties": 3, "program": "sum"})
     a, b, c = joined(registry, session, 3)
     a.endpoint.disconnected()
     b.endpoint.disconnected()
     assert registry.expire() == []
     c.endpoint.disconnected()
-    # No idle time needed: the session is over.
+    # No idle time needed: the session is over once nobody came back for resume_grace.
+    clock.now += registry.resume_grace - 1
+    assert registry.expire() == []
+    clock.now += 1
     assert registry.expire() == [session]
     assert registry.sessions == {}
     assert a.closed == b.closed == c.closed == 0
     assert registry.expire() == []
+
+
+def test_a_page_reloading_while_the_others_leave_finds_its_place(registry, clock):
+    """A reload during a round ends it for the others, who leave; the reloaded page (a
+    second or two later) used to find the session closed ("every party had left")
+    instead of its place and the news that the others are gone."""
+    session, parties = started_with_secrets(registry)
+    parties[0].endpoint.disconnected(leaving=True)  # the page unloads
+    for party in parties[1:]:
+        party.endpoint.disconnected(ended=True)  # the others' programs stop
+    clock.now += 2
+    assert registry.expire() == []
+    back = Party(registry)
+    back.join(session, resume=RESUME_A)
+    assert back.take()[0]["pid"] == 0
+    back.endpoint.disconnected(leaving=True)
+    clock.now += registry.resume_grace
+    assert registry.expire() == [session]
 
 
 def test_max_age_expires_even_a_busy_session(make_registry, clock):
