@@ -203,6 +203,30 @@ def test_failure_before_the_start_adds_nothing():
     assert out.getvalue().splitlines() == [joined_line(WELCOME, "abcd")]
 
 
+class Writes(io.StringIO):
+    """A stream that keeps each write apart."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.writes: list[str] = []
+
+    def write(self, text: str) -> int:
+        self.writes.append(text)
+        return super().write(text)
+
+
+def test_each_plain_line_is_one_write():
+    """The display writes from the network thread and the log from MPyC's: a line written
+    in two pieces (text, then its end) let a log record land in between ("… fingerprint
+    6RJM-3ZYU-3QP7-CV3H.2026-12-07 … Install package gmpy2")."""
+    out = Writes()
+    display = StatusDisplay(out, terminal=False)
+    display.joined(WELCOME, "abcd")
+    display.tell("party 2: Carol")
+    assert out.writes and all(w.endswith("\n") and w.count("\n") == 1 for w in out.writes)
+    assert out.writes[-1] == "party 2: Carol\n"
+
+
 def test_quiet_display_prints_nothing():
     out = io.StringIO()
     display = StatusDisplay(out, enabled=False, terminal=True)

@@ -323,7 +323,10 @@ class StatusDisplay:
             return
         self._last_line = line
         if self.console is None:
-            print(line, file=self.file, flush=True)
+            # One write per line: the log's handler writes from MPyC's thread, and a
+            # record must not land between a line and its end.
+            self.file.write(line + "\n")
+            self.file.flush()
             return
         self._clear_status()
         self.console.print(line, style=style or None, markup=False, emoji=False,
