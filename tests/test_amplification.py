@@ -185,6 +185,7 @@ def test_a_closed_session_sends_no_late_roster(clock):
     assert later.pending  # the roster waits: the allowance went on the joins and the start
     for party in (a, b, c):
         party.endpoint.disconnected()
+    clock.now += registry.resume_grace  # nobody came back: the session is over
     registry.sweep()
     assert session.id not in registry.sessions
     b.take()
