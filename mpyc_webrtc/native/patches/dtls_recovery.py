@@ -65,9 +65,13 @@ class LastFlightDtlsTransport(RTCDtlsTransport):
             data = b""
         if data:
             self._mw_flight = data
-            await self.transport._send(data)
-            self._RTCDtlsTransport__tx_bytes += len(data)
-            self._RTCDtlsTransport__tx_packets += 1
+            await self._mw_transmit(data)
+
+    async def _mw_transmit(self, data: bytes) -> None:
+        """Send a datagram, counted as aiortc counts what it sends."""
+        await self.transport._send(data)
+        self._RTCDtlsTransport__tx_bytes += len(data)
+        self._RTCDtlsTransport__tx_packets += 1
 
     def _set_state(self, state: State) -> None:
         super()._set_state(state)
@@ -107,9 +111,7 @@ class LastFlightDtlsTransport(RTCDtlsTransport):
 
     async def _mw_send(self, flight: bytes) -> None:
         try:
-            await self.transport._send(flight)
+            await self._mw_transmit(flight)
         except ConnectionError:
             return  # closing: nothing more to repair
-        self._RTCDtlsTransport__tx_bytes += len(flight)
-        self._RTCDtlsTransport__tx_packets += 1
         log.debug("DTLS: sent the handshake's last flight again (%d bytes)", len(flight))
